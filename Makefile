@@ -1,0 +1,31 @@
+# The few commands a newcomer needs. `make demo` and `make test` each set up everything themselves.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: demo test bootstrap lint typecheck unit crds bench clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/modelops demo
+
+test: bootstrap lint typecheck
+	$(VENV)/python -m pytest -q
+
+lint: bootstrap
+	$(VENV)/ruff check operator images/worker tests scripts bench
+	$(VENV)/ruff format --check operator images/worker tests scripts bench
+
+typecheck: bootstrap
+	$(VENV)/mypy
+
+crds: bootstrap
+	$(VENV)/python -m modelops.api.crdgen --write
+
+bench: bootstrap
+	$(VENV)/python -m bench
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
