@@ -169,7 +169,7 @@ def summarize(
     is_reconciling: ConditionStatus = "True" if state is State.PROGRESSING else "False"
     is_stalled: ConditionStatus = "True" if state is State.STALLED else "False"
 
-    result = list(conditions or ())
+    result: list[dict[str, Any]] = [dict(c) for c in conditions or ()]
     result = set_condition(result, READY, is_ready, reason, message, observed_generation=generation, now=now)
     # The abnormal-true conditions carry the real reason only while true; when false, a fixed reason
     # keeps them from churning with every change of the Ready reason.
