@@ -1,0 +1,4 @@
+from modelops.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,289 @@
+"""InferenceService: serve a ModelVersion over the Open Inference Protocol (v2), with analysed canaries.
+
+The shape follows KServe's (a model reference, replicas, resources) with rollouts in the manner of
+Flagger and Argo Rollouts built in: a canary gets a share of traffic, its success rate and latency are
+analysed every interval, and it is promoted or rolled back without a human editing anything.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from modelops.api.common import (
+    CONDITIONS_FIELD,
+    ApiModel,
+    Condition,
+    DnsLabel,
+    Quantity,
+    Timestamp,
+    rules,
+)
+
+
+class ModelRef(ApiModel):
+    """Which ModelVersion to serve: a fixed version, or an alias to follow."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.version) != has(self.alias)", "modelRef: set exactly one of version or alias"),
+        )
+    )
+
+    model: DnsLabel = Field(description="The registered model (ModelVersion spec.model).")
+    version: int | None = Field(default=None, ge=1, description="A fixed version number.")
+    alias: DnsLabel | None = Field(
+        default=None,
+        description="An alias to follow (e.g. champion); when it moves, a new rollout starts.",
+    )
+
+
+class Autoscaling(ApiModel):
+    """How the HorizontalPodAutoscaler scales between minReplicas and maxReplicas."""
+
+    metric: Literal["cpu", "concurrency", "rps"] = Field(
+        default="cpu",
+        description="cpu: average CPU utilisation (percent of the request); concurrency: in-flight requests "
+        "per pod; rps: requests per second per pod.",
+    )
+    target: int = Field(default=80, ge=1, le=100000, description="Target value of the metric per pod.")
+    scale_down_stabilization_seconds: int = Field(
+        default=300, ge=0, le=3600, description="Window before scaling in (the HPA's stabilization window)."
+    )
+
+
+class ServingResources(ApiModel):
+    """Compute per serving pod."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("!has(self.gpuType) || self.gpus > 0", "resources.gpuType needs resources.gpus > 0"),
+        )
+    )
+
+    cpu: Quantity = Field(default="1", description="CPU request and limit per pod.")
+    memory: Quantity = Field(default="1Gi", description="Memory request and limit per pod.")
+    gpus: int = Field(default=0, ge=0, le=8, description="GPUs per pod (nvidia.com/gpu).")
+    gpu_type: str | None = Field(
+        default=None, max_length=253, description="GPU product (node label nvidia.com/gpu.product)."
+    )
+
+
+class Batching(ApiModel):
+    """Server-side batching of concurrent requests into one forward pass."""
+
+    enabled: bool = Field(default=True, description="Coalesce concurrent requests.")
+    max_batch_size: int = Field(default=32, ge=1, le=4096, description="Largest batch, in samples.")
+    max_latency_ms: int = Field(
+        default=5, ge=0, le=10000, description="Longest a request waits for others to join its batch."
+    )
+    adaptive: bool = Field(
+        default=True,
+        description="Size the wait from observed latency instead of always waiting maxLatencyMs.",
+    )
+    max_queue_size: int = Field(
+        default=1024, ge=1, le=1000000, description="Queued samples before new requests get 429/503."
+    )
+
+
+class Analysis(ApiModel):
+    """What a canary must show, measured each interval, to be promoted."""
+
+    interval_seconds: int = Field(default=30, ge=5, le=3600, description="Seconds between analyses.")
+    min_success_rate: float = Field(
+        default=0.99, ge=0, le=1, description="Lowest fraction of non-5xx responses accepted."
+    )
+    max_p99_latency_ms: int | None = Field(
+        default=None, ge=1, description="Highest p99 latency accepted, in milliseconds."
+    )
+    failure_limit: int = Field(
+        default=2, ge=1, le=100, description="Failed analyses before the canary is rolled back."
+    )
+    min_requests: int = Field(
+        default=10, ge=0, description="Fewest canary requests in an interval for it to count."
+    )
+
+
+class Canary(ApiModel):
+    """A second version getting a share of traffic until analysis promotes or rolls it back."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!(has(self.trafficPercent) && has(self.steps))",
+                "canary: set trafficPercent or steps, not both",
+            ),
+            (
+                "!has(self.steps) || self.steps.all(s, s >= 1 && s <= 100)",
+                "canary.steps: every step is a traffic percent from 1 to 100",
+            ),
+            (
+                "!has(self.steps) || size(self.steps) < 2 || "
+                "self.steps.all(s, self.steps.exists_one(t, t == s)) && self.steps.isSorted()",
+                "canary.steps must increase strictly, e.g. [10, 25, 50]",
+            ),
+        )
+    )
+
+    model_ref: ModelRef = Field(description="The version under test.")
+    traffic_percent: int | None = Field(
+        default=None, ge=0, le=100, description="A fixed share of traffic for the canary (default 10)."
+    )
+    steps: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Traffic percents to step through, one per passed analysis, before promotion.",
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="Promotion and rollback criteria.")
+
+
+class Auth(ApiModel):
+    """Bearer-token authentication of inference requests."""
+
+    secret_name: DnsLabel = Field(description="Secret holding accepted tokens, one per line.")
+    key: str = Field(default="tokens", min_length=1, description="Key in the Secret.")
+
+
+class ParentReference(ApiModel):
+    """A Gateway API parent (a Gateway) the HTTPRoute attaches to."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
+    namespace: str | None = Field(default=None, description="Namespace of the Gateway (default: this one).")
+    section_name: str | None = Field(default=None, description="Listener of the Gateway.")
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split between stable and canary."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
+                "trafficRouting.parentRefs is required with mode gatewayAPI",
+            ),
+        )
+    )
+
+    mode: Literal["replicas", "gatewayAPI"] = Field(
+        default="replicas",
+        description="replicas: one Service over both Deployments, split by their replica ratio; "
+        "gatewayAPI: an HTTPRoute with weighted backends (exact percentages).",
+    )
+    parent_refs: list[ParentReference] | None = Field(default=None, description="Gateways (gatewayAPI).")
+    hostnames: list[str] | None = Field(default=None, description="Hostnames of the HTTPRoute (gatewayAPI).")
+
+
+class InferenceServiceSpec(ApiModel):
+    """The desired serving state."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.minReplicas <= self.maxReplicas",
+                "spec.minReplicas must not exceed spec.maxReplicas",
+            ),
+            (
+                "!has(self.canary) || self.canary.modelRef != self.modelRef",
+                "spec.canary.modelRef must differ from spec.modelRef",
+            ),
+        )
+    )
+
+    model_ref: ModelRef = Field(description="The ModelVersion to serve.")
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest serving pods.")
+    max_replicas: int = Field(default=1, ge=1, le=1000, description="Most serving pods.")
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling, description="Autoscaling metric and target."
+    )
+    resources: ServingResources = Field(default_factory=ServingResources, description="Compute per pod.")
+    batching: Batching = Field(default_factory=Batching, description="Adaptive batching.")
+    canary: Canary | None = Field(default=None, description="A canary rollout with automatic analysis.")
+    auth: Auth | None = Field(default=None, description="Require bearer tokens.")
+    traffic_routing: TrafficRouting = Field(
+        default_factory=TrafficRouting, description="How traffic is split."
+    )
+    quantization: Literal["none", "int8"] = Field(
+        default="none", description="int8 applies dynamic quantization to Linear layers for CPU serving."
+    )
+
+
+class ServedVersion(ApiModel):
+    """A version being served."""
+
+    model_version: str | None = Field(default=None, description="Name of the ModelVersion.")
+    version: int | None = Field(default=None, description="Version number.")
+    sha256: str | None = Field(default=None, description="Digest the pods verified.")
+    ready_replicas: int = Field(default=0, description="Ready pods serving it.")
+
+
+class AnalysisStatus(ApiModel):
+    """The canary's latest analysis."""
+
+    success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
+    p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
+    requests: int | None = Field(default=None, description="Requests in the interval.")
+    failures: int = Field(default=0, description="Failed analyses so far.")
+    step: int = Field(default=0, description="Index of the current traffic step.")
+    last_check_time: Timestamp | None = Field(default=None, description="When analysed last.")
+
+
+class CanaryStatus(ServedVersion):
+    """The canary and its analysis."""
+
+    analysis: AnalysisStatus | None = Field(default=None, description="Latest analysis.")
+
+
+class Traffic(ApiModel):
+    """The current traffic split."""
+
+    stable: int = Field(default=100, ge=0, le=100, description="Percent to the stable version.")
+    canary: int = Field(default=0, ge=0, le=100, description="Percent to the canary.")
+
+
+class RolloutRecord(ApiModel):
+    """One rollout in the history."""
+
+    model_version: str = Field(description="The ModelVersion rolled out.")
+    version: int | None = Field(default=None, description="Its version number.")
+    start_time: Timestamp = Field(description="When the rollout began.")
+    end_time: Timestamp | None = Field(default=None, description="When it ended.")
+    outcome: Literal["InProgress", "Promoted", "RolledBack", "Superseded"] = Field(
+        description="How it ended."
+    )
+    reason: str = Field(default="", description="Why, for humans.")
+
+
+class InferenceServiceStatus(ApiModel):
+    """The observed serving state."""
+
+    phase: Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"] | None = Field(
+        default=None, description="A one-word summary for humans; automation should read conditions."
+    )
+    observed_generation: int | None = Field(default=None, description="The generation this status is for.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready (only when pods really serve the intended version), Reconciling, Stalled, "
+        "CanaryProgressing.",
+        json_schema_extra=CONDITIONS_FIELD,
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the V2 endpoint.")
+    replicas: int = Field(default=0, description="Serving pods.")
+    ready_replicas: int = Field(default=0, description="Ready serving pods.")
+    stable: ServedVersion | None = Field(default=None, description="The stable version.")
+    canary: CanaryStatus | None = Field(default=None, description="The canary, while one runs.")
+    traffic: Traffic | None = Field(default=None, description="Current split.")
+    traffic_summary: str | None = Field(default=None, description="The split as stable/canary, e.g. 90/10.")
+    rollout_history: list[RolloutRecord] = Field(
+        default_factory=list, description="Rollouts, oldest first (the last 20)."
+    )
+
+
+class InferenceService(ApiModel):
+    """An InferenceService object as stored by the API server."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    spec: InferenceServiceSpec
+    status: InferenceServiceStatus | None = None

@@ -1,0 +1,242 @@
+"""ModelVersion: one registered, verified version of a model — the registry lives in the cluster.
+
+What a version *is* (its model, source, version number and format) can never change once its artifact
+has been verified: the API server refuses the edit with a message naming the field, so what is served
+is exactly what was trained and checked. Aliases are asked for in the spec and granted in the status:
+the operator never rewrites a user's spec, so GitOps tools see no drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from modelops.api.common import (
+    CONDITIONS_FIELD,
+    FREE_FORM_OBJECT,
+    SHA256_PATTERN,
+    ApiModel,
+    Condition,
+    DnsLabel,
+    SecretReference,
+    Timestamp,
+    immutable,
+    rules,
+)
+
+URI_PATTERN = r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[^/].*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^/].*)$"
+
+
+class TrainingJobReference(ApiModel):
+    """A TrainingJob in the same namespace."""
+
+    name: DnsLabel = Field(description="Name of the TrainingJob whose artifact this version registers.")
+
+
+class Source(ApiModel):
+    """Where the artifact comes from: a TrainingJob, or a URI."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.trainingJob) != has(self.uri)",
+                "spec.source: set exactly one of spec.source.trainingJob or spec.source.uri",
+            ),
+            (
+                "!has(self.credentialsSecret) || (has(self.uri) && self.uri.startsWith('s3://'))",
+                "spec.source.credentialsSecret applies only to an s3:// uri",
+            ),
+        )
+    )
+
+    training_job: TrainingJobReference | None = Field(
+        default=None, description="The TrainingJob that produced the artifact."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=4096,
+        pattern=URI_PATTERN,
+        description="pvc://<claim>/<path> for a file on a PersistentVolumeClaim in this namespace, or "
+        "s3://<bucket>/<key> for an S3-compatible store.",
+    )
+    credentials_secret: SecretReference | None = Field(
+        default=None,
+        description="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_ENDPOINT_URL, "
+        "for s3:// sources.",
+    )
+
+
+class MetricGate(ApiModel):
+    """A threshold a metric must meet before an alias is granted."""
+
+    metric: str = Field(
+        min_length=1, max_length=63, description="Metric name in status.metrics, e.g. accuracy."
+    )
+    op: Literal[">=", ">", "<=", "<"] = Field(default=">=", description="Comparison: >=, >, <= or <.")
+    value: float = Field(description="The threshold.")
+
+
+class Promotion(ApiModel):
+    """Aliases this version asks for, and the gates it must pass to get them."""
+
+    aliases: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Aliases to hold (e.g. champion). One version holds an alias per model at a time; "
+        "granting it moves it from the previous holder.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    gates: list[MetricGate] = Field(
+        default_factory=list, max_length=32, description="All must pass before an alias is granted."
+    )
+    must_beat_current: bool = Field(
+        default=False, description="Also require a better compareMetric than the alias's current holder."
+    )
+    compare_metric: str = Field(
+        default="accuracy", min_length=1, description="Metric compared with the current holder."
+    )
+    higher_is_better: bool = Field(default=True, description="Direction of compareMetric (false for loss).")
+
+
+class ModelVersionSpec(ApiModel):
+    """A version of a registered model."""
+
+    model: DnsLabel = Field(
+        description="The registered model this is a version of.",
+        json_schema_extra=immutable("spec.model", "create a new ModelVersion for another model"),
+    )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Version number; when left out, the operator assigns the next number for the model "
+        "(see status.version).",
+    )
+    source: Source = Field(description="Where the artifact comes from.")
+    format: Literal["torchscript", "state_dict", "safetensors", "onnx"] = Field(
+        default="torchscript", description="Artifact format."
+    )
+    framework: Literal["pytorch", "onnx"] = Field(default="pytorch", description="Framework that loads it.")
+    description: str = Field(default="", max_length=4096, description="Free text for humans.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Free-form key/value tags.")
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_PATTERN,
+        description="Expected sha256 of the artifact; verification fails when it differs.",
+    )
+    promotion: Promotion = Field(default_factory=Promotion, description="Aliases asked for and their gates.")
+
+
+class Artifact(ApiModel):
+    """The verified artifact."""
+
+    uri: str | None = Field(default=None, description="Where the artifact is.")
+    sha256: str | None = Field(default=None, description="Digest computed by the verifier.")
+    size_bytes: int | None = Field(default=None, description="Size of the artifact.")
+    format: str | None = Field(default=None, description="Format that was loaded.")
+    verified_at: Timestamp | None = Field(
+        default=None,
+        description="When verification last passed. From then on source, version and format are immutable.",
+    )
+
+
+class Lineage(ApiModel):
+    """Where the version came from."""
+
+    training_job: str | None = Field(default=None, description="The TrainingJob that produced it.")
+    dataset_digest: str | None = Field(default=None, description="sha256 of the training data.")
+    hyperparameters: dict[str, Any] | None = Field(
+        default=None, description="Hyperparameters used.", json_schema_extra=FREE_FORM_OBJECT
+    )
+    image: str | None = Field(default=None, description="Worker image that trained it.")
+    code_version: str | None = Field(default=None, description="Version of the training code.")
+    created: Timestamp | None = Field(default=None, description="When the artifact was produced.")
+
+
+class GateResult(ApiModel):
+    """The outcome of one gate."""
+
+    metric: str = Field(description="Metric checked.")
+    op: str = Field(description="Comparison.")
+    threshold: float | None = Field(default=None, description="The gate's value.")
+    value: float | None = Field(default=None, description="The version's metric (absent when missing).")
+    passed: bool = Field(description="Whether the gate passed.")
+
+
+class PromotionEvent(ApiModel):
+    """One entry of the alias history."""
+
+    alias: str = Field(description="The alias.")
+    action: Literal["Granted", "Revoked", "Denied"] = Field(description="What happened.")
+    time: Timestamp = Field(description="When.")
+    previous_holder: str | None = Field(default=None, description="ModelVersion that held it before.")
+    gates: list[GateResult] = Field(default_factory=list, description="Gate results at that time.")
+    message: str = Field(default="", description="Details for humans.")
+
+
+class ServedByReference(ApiModel):
+    """An InferenceService serving this version."""
+
+    namespace: str = Field(description="Namespace of the InferenceService.")
+    name: str = Field(description="Name of the InferenceService.")
+
+
+class ModelVersionStatus(ApiModel):
+    """The observed state of the version."""
+
+    phase: Literal["Pending", "Verifying", "Ready", "Failed"] | None = Field(
+        default=None, description="A one-word summary for humans; automation should read conditions."
+    )
+    observed_generation: int | None = Field(default=None, description="The generation this status is for.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled (kstatus) and Verified.",
+        json_schema_extra=CONDITIONS_FIELD,
+    )
+    version: int | None = Field(default=None, description="The version number (given or assigned).")
+    artifact: Artifact | None = Field(default=None, description="The verified artifact.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation metrics.")
+    lineage: Lineage | None = Field(default=None, description="Where the version came from.")
+    aliases: list[str] = Field(default_factory=list, description="Aliases this version holds now.")
+    promotion_history: list[PromotionEvent] = Field(
+        default_factory=list, description="Aliases granted, moved away or denied, oldest first."
+    )
+    served_by: list[ServedByReference] = Field(
+        default_factory=list,
+        description="InferenceServices serving this version; it cannot be deleted meanwhile.",
+    )
+
+
+# Verification pins what the version is: after status.artifact.verifiedAt is set, these fields hold.
+_VERIFIED = "has(oldSelf.status) && has(oldSelf.status.artifact) && has(oldSelf.status.artifact.verifiedAt)"
+
+ROOT_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"!({_VERIFIED}) || self.spec.source == oldSelf.spec.source",
+        "message": "spec.source is immutable once the artifact is verified: create a new ModelVersion",
+        "fieldPath": ".spec.source",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!({_VERIFIED}) || (has(self.spec.version) == has(oldSelf.spec.version) && "
+        "(!has(self.spec.version) || self.spec.version == oldSelf.spec.version))",
+        "message": "spec.version is immutable once the artifact is verified: create a new ModelVersion",
+        "fieldPath": ".spec.version",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!({_VERIFIED}) || self.spec.format == oldSelf.spec.format",
+        "message": "spec.format is immutable once the artifact is verified: create a new ModelVersion",
+        "fieldPath": ".spec.format",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+
+class ModelVersion(ApiModel):
+    """A ModelVersion object as stored by the API server."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    spec: ModelVersionSpec
+    status: ModelVersionStatus | None = None

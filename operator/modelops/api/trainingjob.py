@@ -1,0 +1,431 @@
+"""TrainingJob: train a model with PyTorch on one or many (GPU) nodes, resumably.
+
+The spec says *what* to train (a built-in recipe, or your own image with the same wiring), *where*
+(resources, GPUs, scheduling), *how* (distributed, precision, checkpoints, run policy) and *what comes
+out* (a ModelVersion). Fields that define the training itself are immutable: a change would make the
+checkpoints on disk meaningless, so the API server refuses it and names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from modelops.api.common import (
+    CONDITIONS_FIELD,
+    FREE_FORM_OBJECT,
+    ApiModel,
+    Condition,
+    DnsLabel,
+    Quantity,
+    Timestamp,
+    Toleration,
+    immutable,
+    rules,
+)
+
+BUILTIN_DATASETS = ("digits", "wine", "breast_cancer", "iris")
+
+
+class ModelSpec(ApiModel):
+    """A built-in model architecture the worker image knows how to build and train."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.architecture != 'transformer' || self.hiddenSize % self.heads == 0",
+                "spec.model.hiddenSize must be a multiple of spec.model.heads for the transformer",
+            )
+        )
+    )
+
+    architecture: Literal["mlp", "cnn", "transformer"] = Field(
+        description="mlp: a multi-layer perceptron for tabular data; cnn: a small convolutional network for "
+        "image-like data (e.g. digits, 8x8); transformer: a small transformer encoder classifier that treats "
+        "features as tokens and shows the large-model path (AMP, DDP, gradient accumulation)."
+    )
+    hidden_size: int = Field(default=128, ge=4, le=8192, description="Width of the hidden layers.")
+    layers: int = Field(default=2, ge=1, le=48, description="Number of hidden (or encoder) layers.")
+    heads: int = Field(default=4, ge=1, le=64, description="Attention heads (transformer only).")
+    dropout: float = Field(default=0.1, ge=0, le=0.9, description="Dropout probability between layers.")
+
+
+class DatasetFile(ApiModel):
+    """A tabular dataset file on a PersistentVolumeClaim."""
+
+    claim_name: DnsLabel = Field(description="The PersistentVolumeClaim holding the file, in this namespace.")
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[^/].*$",
+        description="Path of the file inside the claim, relative (e.g. data/train.csv).",
+    )
+    format: Literal["csv", "parquet", "npz"] = Field(
+        default="csv", description="File format: csv, parquet, or npz (arrays X and y)."
+    )
+    label_column: str = Field(
+        default="label",
+        min_length=1,
+        description="Column holding the class label (csv/parquet); every other column is a feature.",
+    )
+
+
+class DatasetSpec(ApiModel):
+    """The data to train on: a real dataset shipped with scikit-learn, or your own file."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.builtin) != has(self.file)",
+                "spec.dataset: set exactly one of spec.dataset.builtin or spec.dataset.file",
+            )
+        )
+    )
+
+    builtin: Literal["digits", "wine", "breast_cancer", "iris"] | None = Field(
+        default=None,
+        description="A dataset bundled with scikit-learn, available offline: digits (1797 8x8 images, 10 "
+        "classes), wine (178 rows, 3 classes), breast_cancer (569 rows, 2 classes), iris (150 rows, 3 classes).",
+    )
+    file: DatasetFile | None = Field(default=None, description="A CSV, Parquet or NPZ file on a PVC.")
+
+
+class EarlyStopping(ApiModel):
+    """Stop when the validation metric has not improved for `patience` epochs."""
+
+    metric: Literal["val_loss", "val_accuracy"] = Field(
+        default="val_loss", description="The validation metric to watch."
+    )
+    patience: int = Field(default=3, ge=1, le=1000, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(default=0.0, ge=0, description="The smallest change that counts as improvement.")
+
+
+class Hyperparameters(ApiModel):
+    """Optimisation settings of the built-in recipe."""
+
+    epochs: int = Field(default=10, ge=1, le=100000, description="Passes over the training data.")
+    batch_size: int = Field(default=64, ge=1, le=65536, description="Samples per step and process.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=10, description="The optimizer's learning rate.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field(default="adamw", description="adam, adamw or sgd.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="L2 penalty / decoupled weight decay.")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="Momentum (sgd only).")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed for data split, init and shuffling.")
+    validation_split: float = Field(
+        default=0.2, gt=0, le=0.5, description="Fraction of rows held out for validation metrics."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="Micro-batches accumulated before each optimizer step."
+    )
+    early_stopping: EarlyStopping | None = Field(default=None, description="Optional early stopping.")
+
+
+class Resources(ApiModel):
+    """Compute for each training node (one pod per node)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("!has(self.gpuType) || self.gpus > 0", "spec.resources.gpuType needs spec.resources.gpus > 0")
+        )
+    )
+
+    cpu: Quantity = Field(default="1", description="CPU request and limit per node, e.g. 2 or 500m.")
+    memory: Quantity = Field(default="2Gi", description="Memory request and limit per node, e.g. 8Gi.")
+    gpus: int = Field(default=0, ge=0, le=16, description="GPUs per node, requested as nvidia.com/gpu.")
+    gpu_type: str | None = Field(
+        default=None,
+        max_length=253,
+        description="GPU product to run on (the node label nvidia.com/gpu.product set by GPU feature "
+        "discovery, e.g. NVIDIA-A100-SXM4-80GB).",
+    )
+    shm_size: Quantity = Field(
+        default="1Gi", description="Size of the memory-backed /dev/shm that DataLoader workers share."
+    )
+
+
+class Scheduling(ApiModel):
+    """Where the training pods may run."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="A core/v1 Affinity for the pods, passed through unchanged.",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
+
+
+class Distributed(ApiModel):
+    """Data-parallel training across nodes with torchrun (DDP)."""
+
+    nodes: int = Field(
+        default=1, ge=1, le=256, description="Number of nodes (pods); rank 0 is the rendezvous."
+    )
+    procs_per_node: int | str = Field(
+        default="auto",
+        description="Processes per node: a number, or auto (one per GPU, or one on CPU).",
+        json_schema_extra={
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": "^auto$",
+            "minimum": 1,
+            "maximum": 64,
+        },
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        default="auto", description="Collective backend: auto picks nccl with GPUs and gloo without."
+    )
+
+
+class CheckpointStorage(ApiModel):
+    """Where checkpoints live: a claim the operator creates, or an existing one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.existingClaim) || !has(self.storageClassName)",
+                "spec.checkpoint.storage: storageClassName applies only to a claim the operator creates; "
+                "drop it when existingClaim is set",
+            )
+        )
+    )
+
+    size: Quantity = Field(default="1Gi", description="Size of the claim the operator creates.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass of the created claim.")
+    existing_claim: DnsLabel | None = Field(default=None, description="Use this existing claim instead.")
+    retain_on_delete: bool = Field(
+        default=True, description="Keep the created claim when the TrainingJob is deleted."
+    )
+
+
+class Checkpoint(ApiModel):
+    """Checkpointing: written atomically with a sha256 manifest; a bad one is never loaded."""
+
+    interval_steps: int | None = Field(default=None, ge=1, description="Checkpoint every N optimizer steps.")
+    interval_seconds: int = Field(
+        default=60, ge=5, le=86400, description="Checkpoint at least this often (seconds), and each epoch."
+    )
+    keep: int = Field(default=3, ge=1, le=100, description="How many recent checkpoints to keep.")
+    storage: CheckpointStorage = Field(
+        default_factory=CheckpointStorage,
+        description="The claim checkpoints are written to.",
+        json_schema_extra=immutable("spec.checkpoint.storage", "checkpoints already live on that claim"),
+    )
+
+
+class RunPolicy(ApiModel):
+    """Lifecycle of the job's pods (the fields of a batch/v1 Job and Kubeflow's RunPolicy)."""
+
+    backoff_limit: int = Field(
+        default=3, ge=0, le=1000, description="Retryable failures (all pods restarted) before Failed."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail the job when it has run this long."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the pods this long after the job finished."
+    )
+    suspend: bool = Field(
+        default=False, description="A suspended job has no pods; resuming continues from the checkpoint."
+    )
+    clean_pod_policy: Literal["None", "Running", "All"] = Field(
+        default="None",
+        description="Which pods to delete when the job finishes: None keeps them (logs stay readable), "
+        "Running deletes those still running, All deletes every pod.",
+    )
+
+
+class DataValidation(ApiModel):
+    """Checks of the data before the first step; failures end the job with reason DataValidationFailed."""
+
+    enabled: bool = Field(default=True, description="Run the checks. NaN/inf and label checks always run.")
+    min_rows: int = Field(default=10, ge=1, description="Fewest rows accepted.")
+    max_duplicate_ratio: float = Field(
+        default=0.5, ge=0, le=1, description="Largest fraction of duplicated rows accepted."
+    )
+    max_class_imbalance: float = Field(
+        default=100.0, ge=1, description="Largest ratio of the biggest class to the smallest accepted."
+    )
+
+
+class Output(ApiModel):
+    """What a successful job produces."""
+
+    model_name: DnsLabel | None = Field(
+        default=None, description="Registered model name of the ModelVersion; defaults to the job's name."
+    )
+    create_model_version: bool = Field(default=True, description="Create a ModelVersion on success.")
+    format: Literal["torchscript", "state_dict"] = Field(
+        default="torchscript", description="Format of the exported artifact."
+    )
+
+
+class EnvVar(ApiModel):
+    """An environment variable for a custom training image."""
+
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str = Field(default="", description="Variable value.")
+
+
+class TrainingJobSpec(ApiModel):
+    """The desired training run."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.model) != has(self.image)",
+                "spec: set exactly one of spec.model (a built-in recipe) or spec.image (your own training code)",
+            ),
+            ("!has(self.model) || has(self.dataset)", "spec.dataset is required with spec.model"),
+            (
+                "has(self.image) || (!has(self.command) && !has(self.args))",
+                "spec.command and spec.args apply only to a custom spec.image",
+            ),
+            (
+                "self.precision != 'fp16' || (has(self.resources) && self.resources.gpus > 0)",
+                "spec.precision: fp16 needs GPUs (spec.resources.gpus > 0); use bf16 or fp32 on CPU",
+            ),
+            (
+                "!has(self.distributed) || self.distributed.backend != 'nccl' || "
+                "(has(self.resources) && self.resources.gpus > 0)",
+                "spec.distributed.backend: nccl needs GPUs (spec.resources.gpus > 0); use gloo or auto on CPU",
+            ),
+        )
+    )
+
+    model: ModelSpec | None = Field(
+        default=None,
+        description="A built-in recipe the worker image trains. Exactly one of model or image.",
+        json_schema_extra=immutable("spec.model", "create a new TrainingJob to train another model"),
+    )
+    dataset: DatasetSpec | None = Field(
+        default=None,
+        description="The data the built-in recipe trains on.",
+        json_schema_extra=immutable("spec.dataset", "create a new TrainingJob to train on other data"),
+    )
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters,
+        description="Optimisation settings of the built-in recipe.",
+        json_schema_extra=immutable("spec.hyperparameters", "create a new TrainingJob to change them"),
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A custom training image instead of a recipe. It gets the same wiring: torchrun "
+        "variables, MODELOPS_CHECKPOINT_DIR, MODELOPS_OUTPUT_DIR and the result file.",
+        json_schema_extra=immutable("spec.image", "create a new TrainingJob to run other code"),
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="Entrypoint of the custom image.",
+        json_schema_extra=immutable("spec.command", "create a new TrainingJob to run other code"),
+    )
+    args: list[str] | None = Field(
+        default=None,
+        description="Arguments of the custom image.",
+        json_schema_extra=immutable("spec.args", "create a new TrainingJob to run other code"),
+    )
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="Compute per node.",
+        json_schema_extra=immutable("spec.resources", "create a new TrainingJob with other resources"),
+    )
+    scheduling: Scheduling = Field(default_factory=Scheduling, description="Where the pods may run.")
+    distributed: Distributed = Field(
+        default_factory=Distributed,
+        description="Nodes and processes per node for DDP.",
+        json_schema_extra=immutable("spec.distributed", "the checkpoints were written for this layout"),
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32",
+        description="Numeric precision: fp32; bf16 (autocast, also on CPU); fp16 (AMP with a gradient "
+        "scaler, GPUs only).",
+        json_schema_extra=immutable("spec.precision", "create a new TrainingJob to change it"),
+    )
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="Checkpoint interval and storage.")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries, deadlines, suspension.")
+    data_validation: DataValidation = Field(
+        default_factory=DataValidation, description="Checks of the data before the first step."
+    )
+    output: Output = Field(
+        default_factory=Output,
+        description="The ModelVersion a successful job creates.",
+        json_schema_extra=immutable("spec.output", "create a new TrainingJob to change it"),
+    )
+
+
+class Progress(ApiModel):
+    """Live progress, read by the operator from the worker's metrics endpoint."""
+
+    epoch: int | None = Field(default=None, description="Current epoch (1-based).")
+    total_epochs: int | None = Field(default=None, description="Epochs planned.")
+    step: int | None = Field(default=None, description="Optimizer steps done.")
+    total_steps: int | None = Field(default=None, description="Optimizer steps planned.")
+    percent: int | None = Field(default=None, ge=0, le=100, description="Percent done.")
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    samples_per_second: float | None = Field(default=None, description="Recent training throughput.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds to completion.")
+    last_progress_time: Timestamp | None = Field(default=None, description="When a step last completed.")
+
+
+class Metrics(ApiModel):
+    """Final validation metrics."""
+
+    loss: float | None = Field(default=None, description="Validation loss.")
+    accuracy: float | None = Field(default=None, description="Validation accuracy (0-1).")
+    precision: float | None = Field(default=None, description="Macro-averaged precision.")
+    recall: float | None = Field(default=None, description="Macro-averaged recall.")
+    f1: float | None = Field(default=None, description="Macro-averaged F1.")
+    auc: float | None = Field(default=None, description="ROC AUC (binary tasks).")
+
+
+class CheckpointStatus(ApiModel):
+    """The latest checkpoint that verified."""
+
+    step: int | None = Field(default=None, description="Optimizer step of the checkpoint.")
+    path: str | None = Field(default=None, description="Path inside the checkpoint claim.")
+    sha256: str | None = Field(default=None, description="Digest from the checkpoint's manifest.")
+    time: Timestamp | None = Field(default=None, description="When it was written.")
+
+
+class Failure(ApiModel):
+    """Why the job failed (or last restarted)."""
+
+    reason: str | None = Field(default=None, description="CamelCase reason, e.g. DataValidationFailed.")
+    message: str | None = Field(default=None, description="What went wrong and what to do.")
+    exit_code: int | None = Field(default=None, description="Exit code of the failed container.")
+    pod: str | None = Field(default=None, description="The pod that failed.")
+
+
+class TrainingJobStatus(ApiModel):
+    """The observed state of the training run."""
+
+    phase: (
+        Literal["Pending", "Created", "Running", "Restarting", "Succeeded", "Failed", "Suspended"] | None
+    ) = Field(default=None, description="A one-word summary for humans; automation should read conditions.")
+    observed_generation: int | None = Field(default=None, description="The generation this status is for.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled (kstatus) and Created, Running, Restarting, Succeeded, "
+        "Failed, Suspended.",
+        json_schema_extra=CONDITIONS_FIELD,
+    )
+    start_time: Timestamp | None = Field(default=None, description="When the pods first started.")
+    completion_time: Timestamp | None = Field(default=None, description="When the job finished.")
+    restarts: int = Field(default=0, ge=0, description="Times all pods were recreated after a failure.")
+    progress: Progress | None = Field(default=None, description="Live progress.")
+    metrics: Metrics | None = Field(default=None, description="Final validation metrics.")
+    checkpoint: CheckpointStatus | None = Field(default=None, description="Latest valid checkpoint.")
+    model_version: str | None = Field(default=None, description="Name of the ModelVersion created.")
+    failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
+
+
+class TrainingJob(ApiModel):
+    """A TrainingJob object as stored by the API server."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    spec: TrainingJobSpec
+    status: TrainingJobStatus | None = None
