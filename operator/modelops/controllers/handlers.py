@@ -1,0 +1,85 @@
+"""The kopf registrations, and nothing else: each one delegates to a pure function.
+
+Everything is registered on a registry passed in (not kopf's global one), so importing this module
+has no side effects and a test can build an operator of its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from modelops import GROUP, VERSION
+from modelops.controllers import login, reconcile
+from modelops.controllers import settings as operator_settings
+from modelops.controllers.metrics import OperatorMetrics
+
+# Longest wait between retries of an object whose reconcile keeps failing unexpectedly.
+MAX_RETRY_DELAY = 300.0
+
+
+def retry_delay(retry: int) -> float:
+    """Exponential backoff for unexpected errors: 1, 2, 4 ... seconds, capped at MAX_RETRY_DELAY."""
+    return min(MAX_RETRY_DELAY, 2.0 ** min(retry, 16))
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    *,
+    kinds: Sequence[tuple[str, reconcile.KindLogic[Any]]],
+    metrics: OperatorMetrics,
+    kubeconfig: str | None,
+) -> None:
+    """Register the operator's handlers; `kinds` pairs each CRD plural with its logic."""
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return login.connection_info(kubeconfig)
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        operator_settings.configure(settings, instance=socket.gethostname())
+
+    for plural, logic in kinds:
+        _register_kind(registry, plural, logic, metrics)
+
+
+def _register_kind(
+    registry: kopf.OperatorRegistry, plural: str, logic: reconcile.KindLogic[Any], metrics: OperatorMetrics
+) -> None:
+    kind = logic.kind
+
+    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        with metrics.timed(kind):
+            try:
+                outcome = reconcile.reconcile(logic, body, now=datetime.datetime.now(datetime.UTC))
+            except Exception as error:
+                delay = retry_delay(retry)
+                metrics.failed(kind, type(error).__name__)
+                logger.exception(
+                    f"Reconcile failed unexpectedly ({type(error).__name__}); retry in {delay:.0f}s"
+                )
+                raise kopf.TemporaryError(
+                    f"unexpected {type(error).__name__}: {error}", delay=delay
+                ) from error
+        for key, value in outcome.status_patch.items():
+            patch.status[key] = value
+        if outcome.event is not None:
+            kopf.event(
+                body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message
+            )
+            logger.info(f"{outcome.conclusion.phase}: {outcome.event.reason}: {outcome.event.message}")
+        metrics.reconciled(kind, outcome.result)
+        metrics.observe_phase(kind, str(body.metadata.uid), outcome.conclusion.phase)
+
+    @kopf.on.event(GROUP, VERSION, plural, registry=registry, id="forget-deleted")
+    def _forget(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            metrics.forget(kind, str(body.metadata.uid))

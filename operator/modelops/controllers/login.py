@@ -1,0 +1,61 @@
+"""How the operator finds its cluster: --kubeconfig, else KUBECONFIG, else in-cluster, else ~/.kube/config.
+
+kopf's own login (through the kubernetes client) tries the in-cluster service account first, so an
+explicit --kubeconfig inside a pod would be ignored; this order makes the explicit choice win. The
+kubernetes client does the parsing, so exec plugins, client certificates and token files work as they
+do for kubectl.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import kopf
+import kubernetes
+
+# The kubernetes client is untyped; these are the two loaders we call, with the signatures we use.
+_load_kube_config: Callable[..., None] = kubernetes.config.load_kube_config
+_load_incluster_config: Callable[..., None] = kubernetes.config.load_incluster_config
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
+    config = kubernetes.client.Configuration()
+    try:
+        if kubeconfig:
+            if not os.path.exists(kubeconfig):
+                raise kopf.LoginError(
+                    f"--kubeconfig {kubeconfig}: no such file; pass the path of an existing kubeconfig"
+                )
+            _load_kube_config(config_file=kubeconfig, client_configuration=config)
+        elif os.environ.get("KUBECONFIG"):
+            _load_kube_config(client_configuration=config)
+        elif os.path.exists(SERVICE_ACCOUNT_TOKEN):
+            _load_incluster_config(client_configuration=config)
+        else:
+            _load_kube_config(client_configuration=config)
+    except kubernetes.config.ConfigException as error:
+        raise kopf.LoginError(
+            f"cannot load cluster credentials ({error}); pass --kubeconfig PATH, set KUBECONFIG, "
+            "or run in a pod with a service account"
+        ) from error
+
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        trust_env=trust_env,
+    )

@@ -1,0 +1,62 @@
+"""The RBAC rules the operator needs, derived from what kopf 1.45 and our handlers really call.
+
+The Helm chart's ClusterRole is tested against `RULES`, and the API calls recorded on the local plane
+are checked against it, so a new API call without a new rule fails a test instead of a deployment.
+
+What kopf calls, for the record (kopf/_cogs/clients, kopf/_core/reactor):
+- discovery: GET /version, /api, /api/v1, /apis, /apis/{group}/{version}. These are non-resource
+  URLs that every authenticated user may read through the built-in `system:discovery` role, so no
+  rule is needed.
+- customresourcedefinitions: list and watch, to notice CRDs installed or removed after startup
+  (kopf only logs a warning without them, but then a late `kubectl apply -f crds/` goes unnoticed).
+- our three kinds: list and watch (cluster-wide, or per namespace with --namespace); merge-patch and
+  JSON-patch of the object for the finalizer and the `modelops.dev/` progress and diff-base
+  annotations; merge-patch of the status subresource for everything we report. kopf never GETs,
+  PUTs or DELETEs a single object.
+- events: create (kopf posts into the object's namespace; core v1 events, not events.k8s.io).
+- namespaces: list and watch, only with --namespace (kopf resolves the names against the cluster;
+  without the permission it warns and uses the names as given). Cluster-wide it never asks.
+- peering (kopfpeerings, clusterkopfpeerings): never, the operator runs standalone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelops import GROUP
+
+PLURALS = ("trainingjobs", "modelversions", "inferenceservices")
+
+RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+    {
+        "apiGroups": [GROUP],
+        "resources": list(PLURALS),
+        "verbs": ["list", "watch", "patch"],
+    },
+    {
+        "apiGroups": [GROUP],
+        "resources": [f"{plural}/status" for plural in PLURALS],
+        "verbs": ["patch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["events"],
+        "verbs": ["create"],
+    },
+]
+"""What the operator needs when it watches all namespaces (the default)."""
+
+NAMESPACE_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+]
+"""Extra rules when the operator is limited with --namespace."""
+
+
+def rules(*, clusterwide: bool = True) -> list[dict[str, Any]]:
+    """The rules for one way of running the operator."""
+    return [*RULES] if clusterwide else [*RULES, *NAMESPACE_RULES]
