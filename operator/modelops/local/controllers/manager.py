@@ -1,0 +1,121 @@
+"""The controller manager process: one store, every controller, the service proxy.
+
+Each `sync_*` function below is the whole of a controller's loop body: read the store, call the pure
+reconcile function per object, hand back the results for the runner to apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelops.local.client import Client
+
+from . import common as c
+from . import deployments, replicasets
+from .actions import DEPLOYMENTS, PODS, REPLICASETS, Kind, Result
+from .runner import Controller
+from .store import Store
+
+log = logging.getLogger("modelops.local.controllers")
+
+Obj = dict[str, Any]
+
+
+def by_namespace(objs: Sequence[Obj]) -> dict[str, list[Obj]]:
+    out: dict[str, list[Obj]] = defaultdict(list)
+    for obj in objs:
+        out[c.namespace_of(obj)].append(obj)
+    return out
+
+
+async def sync_replicasets(store: Store) -> list[Result]:
+    at = c.now()
+    pods = by_namespace(store.list(PODS))
+    return [replicasets.reconcile(rs, pods.get(c.namespace_of(rs), []), at) for rs in store.list(REPLICASETS)]
+
+
+async def sync_deployments(store: Store) -> list[Result]:
+    at = c.now()
+    pods = by_namespace(store.list(PODS))
+    rss = by_namespace(store.list(REPLICASETS))
+    return [
+        deployments.reconcile(d, rss.get(c.namespace_of(d), []), pods.get(c.namespace_of(d), []), at)
+        for d in store.list(DEPLOYMENTS)
+    ]
+
+
+class Options(argparse.Namespace):
+    kubeconfig: str
+    dir: str
+    hpa_sync_period: float
+    job_backoff_base: float
+    proxy: bool
+    log_level: str
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m modelops.local.controllers", description=__doc__)
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig of the local API server")
+    p.add_argument(
+        "--dir", required=True, help="the local plane's directory (volumes live under DIR/volumes)"
+    )
+    p.add_argument(
+        "--hpa-sync-period", type=float, default=15.0, help="seconds between autoscaler syncs (upstream: 15)"
+    )
+    p.add_argument(
+        "--job-backoff-base",
+        type=float,
+        default=10.0,
+        help="seconds before re-creating a Job's failed pod, doubled per failure up to 360 (upstream: 10)",
+    )
+    p.add_argument("--no-proxy", dest="proxy", action="store_false", help="do not proxy Service ClusterIPs")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv, namespace=Options())
+
+
+def build(store: Store, opts: Options) -> list[Controller]:
+    def ctl(name: str, kinds: Sequence[Kind], sync: Any, period: float | None = None) -> Controller:
+        return Controller(name, store, frozenset(kinds), sync, period)
+
+    return [
+        ctl("replicaset", [REPLICASETS, PODS], sync_replicasets),
+        ctl("deployment", [DEPLOYMENTS, REPLICASETS, PODS], sync_deployments),
+    ]
+
+
+async def run(opts: Options) -> None:
+    async with Client.from_kubeconfig(opts.kubeconfig) as client:
+        store = Store(client)
+        controllers = build(store, opts)
+        await store.start()
+        tasks = [asyncio.create_task(ctl.run(), name=ctl.name) for ctl in controllers]
+        log.info("controllers running: %s", ", ".join(ctl.name for ctl in controllers))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, opts.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    Path(opts.dir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(opts))
+    return 0

@@ -1,0 +1,160 @@
+"""The controllers' shared view of the cluster: informers plus what we just wrote ourselves.
+
+Upstream controllers keep "expectations" so that a sync running before the watch has delivered
+their own creates and deletes does not create or delete the same pods twice. Here the store plays
+that part: the answer of every write goes into an overlay that wins over older cached versions, and
+deleted objects are tombstoned by uid until their DELETED event (or a timeout) arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelops.local.client import Client, Informer
+
+from .actions import Kind
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+_OVERLAY_TTL = 30.0
+_TOMBSTONE_TTL = 60.0
+
+
+def _rv(obj: Obj) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    m = obj.get("metadata") or {}
+    return str(m.get("namespace") or ""), str(m.get("name") or "")
+
+
+class Store:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.informers: dict[Kind, Informer] = {}
+        self._overlay: dict[tuple[Kind, str, str], tuple[Obj, float]] = {}
+        self._tombstones: dict[str, float] = {}
+        self._listeners: list[tuple[frozenset[Kind], Callable[[], None]]] = []
+        self.unavailable: set[Kind] = set()
+
+    def watch(self, kind: Kind) -> None:
+        if kind in self.informers:
+            return
+
+        def handler(event: str, obj: Obj, old: Obj | None) -> None:
+            self._on_event(kind, event, obj)
+
+        self.informers[kind] = Informer(self.client, kind.api_version, kind.plural, None, handler=handler)
+
+    def subscribe(self, kinds: frozenset[Kind], callback: Callable[[], None]) -> None:
+        self._listeners.append((kinds, callback))
+
+    async def start(self) -> None:
+        for informer in self.informers.values():
+            informer.start()
+        for kind, informer in self.informers.items():
+            task = informer.start()
+            synced = asyncio.ensure_future(informer.synced.wait())
+            done, _ = await asyncio.wait({task, synced}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                synced.cancel()
+                exc = task.exception()
+                # A resource the API server does not serve (say, EndpointSlices) just stays empty.
+                log.warning("not watching %s: %s", kind.plural, exc)
+                self.unavailable.add(kind)
+
+    async def stop(self) -> None:
+        for informer in self.informers.values():
+            await informer.stop()
+
+    def _on_event(self, kind: Kind, event: str, obj: Obj) -> None:
+        ns, name = _key(obj)
+        entry = self._overlay.get((kind, ns, name))
+        if entry is not None:
+            mine, _ = entry
+            ours, theirs = _rv(mine), _rv(obj)
+            if event == "DELETED" or ours is None or theirs is None or theirs >= ours:
+                self._overlay.pop((kind, ns, name), None)
+        if event == "DELETED":
+            self._tombstones.pop(str((obj.get("metadata") or {}).get("uid") or ""), None)
+        for kinds, callback in self._listeners:
+            if kind in kinds:
+                callback()
+
+    def wrote(self, kind: Kind, obj: Obj) -> None:
+        """Record the server's answer to one of our writes, so the next sync sees it."""
+        if not obj.get("metadata"):
+            return
+        ns, name = _key(obj)
+        cached = self.informers[kind].cache.get((ns, name)) if kind in self.informers else None
+        if cached is not None and (_rv(cached) or 0) >= (_rv(obj) or 0) and _rv(obj) is not None:
+            return
+        self._overlay[(kind, ns, name)] = (obj, time.monotonic())
+
+    def deleted(self, uid: str) -> None:
+        if uid:
+            self._tombstones[uid] = time.monotonic()
+
+    def _live(self, kind: Kind, obj: Obj, at: float) -> Obj | None:
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        stamp = self._tombstones.get(uid)
+        if stamp is not None:
+            if at - stamp < _TOMBSTONE_TTL:
+                return None
+            self._tombstones.pop(uid, None)
+        ns, name = _key(obj)
+        entry = self._overlay.get((kind, ns, name))
+        if entry is not None:
+            mine, written = entry
+            if at - written > _OVERLAY_TTL:
+                self._overlay.pop((kind, ns, name), None)
+            elif (_rv(mine) or 0) > (_rv(obj) or 0):
+                return mine
+        return obj
+
+    def list(self, kind: Kind, namespace: str | None = None) -> list[Obj]:
+        informer = self.informers.get(kind)
+        if informer is None:
+            return []
+        at = time.monotonic()
+        out: list[Obj] = []
+        seen: set[tuple[str, str]] = set()
+        for (ns, name), obj in list(informer.cache.items()):
+            if namespace is not None and ns != namespace:
+                continue
+            seen.add((ns, name))
+            live = self._live(kind, obj, at)
+            if live is not None:
+                out.append(live)
+        # Objects we created that the watch has not delivered yet.
+        for (k, ns, name), (obj, written) in list(self._overlay.items()):
+            if k != kind or (ns, name) in seen or (namespace is not None and ns != namespace):
+                continue
+            if at - written > _OVERLAY_TTL:
+                self._overlay.pop((k, ns, name), None)
+                continue
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+            if uid not in self._tombstones:
+                out.append(obj)
+        return out
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        for obj in self.list(kind, namespace):
+            if (obj.get("metadata") or {}).get("name") == name:
+                return obj
+        return None
+
+    def namespaces(self, *kinds: Kind) -> set[str]:
+        out: set[str] = set()
+        for kind in kinds:
+            out.update(_key(o)[0] for o in self.list(kind))
+        return out
