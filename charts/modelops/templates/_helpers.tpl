@@ -1,0 +1,79 @@
+{{/*
+Names and labels shared by every template of the chart.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "modelops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's resources: fullnameOverride, else "<release>-<chart>", else the
+release name alone when it already contains the chart name. Truncated to 63 characters because
+some Kubernetes name fields are DNS labels.
+*/}}
+{{- define "modelops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label. */}}
+{{- define "modelops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every resource of the release carries. */}}
+{{- define "modelops.labels" -}}
+helm.sh/chart: {{ include "modelops.chart" . }}
+{{ include "modelops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelops
+{{- end }}
+
+{{/* The subset of labels that select the operator pod; immutable once installed. */}}
+{{- define "modelops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "modelops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelops.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: name an existing ServiceAccount" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image reference: a digest wins over a tag; the tag defaults to appVersion. */}}
+{{- define "modelops.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The worker image reference the operator gives to the pods it creates. */}}
+{{- define "modelops.workerImage" -}}
+{{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
+{{- end }}
+
+{{/*
+Namespaces that get a Role when watchNamespaces is set: the watched ones plus the release
+namespace, where the operator keeps its leader lock and writes its own events.
+*/}}
+{{- define "modelops.roleNamespaces" -}}
+{{- $namespaces := append .Values.watchNamespaces .Release.Namespace | uniq }}
+{{- toJson $namespaces }}
+{{- end }}
