@@ -36,11 +36,11 @@ def register(
 ) -> None:
     """Register the operator's handlers; `kinds` pairs each CRD plural with its logic."""
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def _login(**_: Any) -> kopf.ConnectionInfo:
         return login.connection_info(kubeconfig)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure-settings")
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         operator_settings.configure(settings, instance=socket.gethostname())
 

@@ -27,12 +27,7 @@ from modelops import GROUP
 
 PLURALS = ("trainingjobs", "modelversions", "inferenceservices")
 
-RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["list", "watch"],
-    },
+NAMESPACED_RULES: list[dict[str, Any]] = [
     {
         "apiGroups": [GROUP],
         "resources": list(PLURALS),
@@ -49,14 +44,26 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["create"],
     },
 ]
-"""What the operator needs when it watches all namespaces (the default)."""
+"""Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role in each."""
 
-NAMESPACE_RULES: list[dict[str, Any]] = [
+CLUSTER_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+]
+"""Rules on cluster-scoped resources: always a ClusterRole."""
+
+NAMESPACE_LISTING_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
-"""Extra rules when the operator is limited with --namespace."""
+"""Extra cluster-scoped rules when the operator runs with --namespace."""
+
+RULES: list[dict[str, Any]] = [*CLUSTER_RULES, *NAMESPACED_RULES]
+"""Everything the operator needs when it watches all namespaces (the default)."""
 
 
 def rules(*, clusterwide: bool = True) -> list[dict[str, Any]]:
-    """The rules for one way of running the operator."""
-    return [*RULES] if clusterwide else [*RULES, *NAMESPACE_RULES]
+    """All rules for one way of running the operator."""
+    return [*RULES] if clusterwide else [*CLUSTER_RULES, *NAMESPACE_LISTING_RULES, *NAMESPACED_RULES]
