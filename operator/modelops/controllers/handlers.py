@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
@@ -57,29 +57,46 @@ def _register_kind(
     @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
     @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
     def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
-        with metrics.timed(kind):
-            try:
-                outcome = reconcile.reconcile(logic, body, now=datetime.datetime.now(datetime.UTC))
-            except Exception as error:
-                delay = retry_delay(retry)
-                metrics.failed(kind, type(error).__name__)
-                logger.exception(
-                    f"Reconcile failed unexpectedly ({type(error).__name__}); retry in {delay:.0f}s"
-                )
-                raise kopf.TemporaryError(
-                    f"unexpected {type(error).__name__}: {error}", delay=delay
-                ) from error
-        for key, value in outcome.status_patch.items():
-            patch.status[key] = value
-        if outcome.event is not None:
-            kopf.event(
-                body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message
-            )
-            logger.info(f"{outcome.conclusion.phase}: {outcome.event.reason}: {outcome.event.message}")
-        metrics.reconciled(kind, outcome.result)
-        metrics.observe_phase(kind, str(body.metadata.uid), outcome.conclusion.phase)
+        reconcile_object(logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event)
 
     @kopf.on.event(GROUP, VERSION, plural, registry=registry, id="forget-deleted")
     def _forget(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
             metrics.forget(kind, str(body.metadata.uid))
+
+
+class EventPoster(Protocol):
+    def __call__(self, objs: kopf.Body, *, type: str, reason: str, message: str = "") -> None: ...
+
+
+def reconcile_object(
+    logic: reconcile.KindLogic[Any],
+    metrics: OperatorMetrics,
+    *,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    retry: int,
+    post: EventPoster,
+) -> None:
+    """Apply one reconcile: status through the patch (kopf writes it to /status), one event per transition.
+
+    An unexpected error is counted, logged with the object, and turned into a kopf TemporaryError so
+    kopf retries the object with backoff; the operator itself keeps running.
+    """
+    kind = logic.kind
+    with metrics.timed(kind):
+        try:
+            outcome = reconcile.reconcile(logic, body, now=datetime.datetime.now(datetime.UTC))
+        except Exception as error:
+            delay = retry_delay(retry)
+            metrics.failed(kind, type(error).__name__)
+            logger.exception(f"Reconcile failed unexpectedly ({type(error).__name__}); retry in {delay:.0f}s")
+            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+    for key, value in outcome.status_patch.items():
+        patch.status[key] = value
+    if outcome.event is not None:
+        post(body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message)
+        logger.info(f"{outcome.conclusion.phase}: {outcome.event.reason}: {outcome.event.message}")
+    metrics.reconciled(kind, outcome.result)
+    metrics.observe_phase(kind, str(body.metadata.uid), outcome.conclusion.phase)
