@@ -1,0 +1,837 @@
+"""CEL for `x-kubernetes-validations`, on top of cel-python.
+
+cel-python implements the CEL core; the API server adds the Kubernetes libraries (lists, strings, regex,
+URLs, quantities, formats, optionals) and its own conventions: property-name escaping, `oldSelf`, and the
+wording of compile and evaluation errors. This module supplies those so a rule behaves here as it does in
+kube-apiserver, and so that no rule, however broken, raises out of validation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.evaluation import CELEvalError
+
+from .quantity import format_quantity, parse_quantity
+
+__all__ = [
+    "CelOptional",
+    "CelQuantity",
+    "CelURL",
+    "Program",
+    "compile_rule",
+    "escape_property",
+    "evaluate",
+    "program",
+    "to_cel",
+]
+
+_MACROS = {"all", "exists", "exists_one", "map", "filter"}
+# Functions cel-python provides itself, plus the CEL builtins it resolves through the grammar.
+_CORE_FUNCTIONS = {
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "has",
+    "type",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "bool",
+    "duration",
+    "timestamp",
+    "dyn",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getFullYear",
+    "getMonth",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getSeconds",
+}
+_VARIABLES = {"self", "oldSelf", "format", "optional", "null_type", "int", "uint", "double", "string"}
+_VARIABLES |= {"bool", "bytes", "list", "map", "type", "duration", "timestamp", "dyn"}
+
+_RESERVED = {
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+}
+_ESCAPABLE = re.compile(r"^[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*$")
+
+
+def escape_property(name: str) -> str | None:
+    """The name a schema property has inside CEL, or None when CEL cannot reach it (as in k8s)."""
+    if name in _RESERVED:
+        return f"__{name}__"
+    if not _ESCAPABLE.match(name):
+        return None
+    return (
+        name.replace("__", "__underscores__")
+        .replace(".", "__dot__")
+        .replace("-", "__dash__")
+        .replace("/", "__slash__")
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Opaque values of the Kubernetes libraries.
+
+
+class CelOptional:
+    """optional.of(x) / optional.none(); also what `oldSelf` is under optionalOldSelf."""
+
+    def __init__(self, value: Any = None, present: bool = False) -> None:
+        self.value = value
+        self.present = present
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelOptional) and self.present == other.present and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash((self.present, repr(self.value)))
+
+    def __repr__(self) -> str:
+        return f"optional.of({self.value!r})" if self.present else "optional.none()"
+
+
+class CelQuantity:
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelQuantity) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"quantity({format_quantity(self.value)!r})"
+
+
+class CelURL:
+    def __init__(self, parsed: urllib.parse.SplitResult) -> None:
+        self.parsed = parsed
+
+
+class _Format:
+    def __init__(self, name: str, check: Callable[[str], list[str]]) -> None:
+        self.name = name
+        self.check = check
+
+
+class _Namespace:
+    """The receiver of `format.x()` and `optional.none()`; cel-python passes it as the first argument."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+# ---------------------------------------------------------------------------------------------------
+# Library functions. Each returns a CEL value or a CELEvalError (which CEL propagates like an error
+# value, so `false && <error>` still short-circuits); none raises.
+
+
+def _err(message: str) -> CELEvalError:
+    return CELEvalError(message)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        for arg in args:
+            if isinstance(arg, CELEvalError):
+                return arg
+        try:
+            return fn(*args)
+        except CELEvalError as exc:
+            return exc
+        except (TypeError, ValueError, IndexError, KeyError, ArithmeticError) as exc:
+            return _err(str(exc) or type(exc).__name__)
+
+    return wrapper
+
+
+def _no_overload(name: str, *args: Any) -> CELEvalError:
+    kinds = ", ".join(type(a).__name__ for a in args)
+    return _err(f"no such overload: {name}({kinds})")
+
+
+def _is_sorted(items: Any) -> Any:
+    if not isinstance(items, celtypes.ListType):
+        return _no_overload("isSorted", items)
+    values: list[Any] = list(items)
+    return celtypes.BoolType(all(values[i] <= values[i + 1] for i in range(len(values) - 1)))
+
+
+def _sum(items: Any) -> Any:
+    if not isinstance(items, celtypes.ListType):
+        return _no_overload("sum", items)
+    values: list[Any] = list(items)
+    if not values:
+        return celtypes.IntType(0)
+    total = values[0]
+    for item in values[1:]:
+        total = total + item
+    return total
+
+
+def _min(items: Any, *rest: Any) -> Any:
+    if rest or not isinstance(items, celtypes.ListType):
+        return _no_overload("min", items, *rest)
+    if not items:
+        return _err("min called on empty list")
+    values: list[Any] = list(items)
+    return min(values)
+
+
+def _max(items: Any, *rest: Any) -> Any:
+    if rest or not isinstance(items, celtypes.ListType):
+        return _no_overload("max", items, *rest)
+    if not items:
+        return _err("max called on empty list")
+    values: list[Any] = list(items)
+    return max(values)
+
+
+def _index_of(target: Any, needle: Any, *offset: Any) -> Any:
+    if isinstance(target, celtypes.ListType) and not offset:
+        for i, item in enumerate(target):
+            if type(item) is type(needle) and item == needle:
+                return celtypes.IntType(i)
+        return celtypes.IntType(-1)
+    if isinstance(target, celtypes.StringType) and isinstance(needle, celtypes.StringType):
+        start = int(offset[0]) if offset else 0
+        if start < 0 or start > len(target):
+            return _err(f"index out of range: {start}")
+        return celtypes.IntType(str(target).find(str(needle), start))
+    return _no_overload("indexOf", target, needle, *offset)
+
+
+def _last_index_of(target: Any, needle: Any, *offset: Any) -> Any:
+    if isinstance(target, celtypes.ListType) and not offset:
+        for i in range(len(target) - 1, -1, -1):
+            if type(target[i]) is type(needle) and target[i] == needle:
+                return celtypes.IntType(i)
+        return celtypes.IntType(-1)
+    if isinstance(target, celtypes.StringType) and isinstance(needle, celtypes.StringType):
+        end = int(offset[0]) if offset else len(target)
+        if end < 0 or end > len(target):
+            return _err(f"index out of range: {end}")
+        return celtypes.IntType(str(target).rfind(str(needle), 0, end + len(needle)))
+    return _no_overload("lastIndexOf", target, needle, *offset)
+
+
+def _string_fn(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(target: Any, *args: Any) -> Any:
+        if not isinstance(target, celtypes.StringType):
+            return _no_overload(name, target, *args)
+        return fn(str(target), *args)
+
+    return call
+
+
+def _split(s: str, sep: Any, *limit: Any) -> Any:
+    n = int(limit[0]) if limit else -1
+    if n == 0:
+        return celtypes.ListType([])
+    parts = s.split(str(sep), n - 1) if n > 0 else s.split(str(sep))
+    if str(sep) == "":
+        parts = list(s) if n < 0 else [*list(s[: n - 1]), s[n - 1 :]] if n > 0 else []
+    return celtypes.ListType([celtypes.StringType(p) for p in parts])
+
+
+def _join(items: Any, *sep: Any) -> Any:
+    if not isinstance(items, celtypes.ListType):
+        return _no_overload("join", items, *sep)
+    if not all(isinstance(i, celtypes.StringType) for i in items):
+        return _err("join: list must contain only strings")
+    return celtypes.StringType((str(sep[0]) if sep else "").join(str(i) for i in items))
+
+
+def _replace(s: str, old: Any, new: Any, *limit: Any) -> Any:
+    n = int(limit[0]) if limit else -1
+    return celtypes.StringType(s.replace(str(old), str(new), n))
+
+
+def _substring(s: str, start: Any, *end: Any) -> Any:
+    b = int(start)
+    e = int(end[0]) if end else len(s)
+    if b < 0 or e > len(s) or b > e:
+        return _err(f"index out of range: {b}..{e} of a string of length {len(s)}")
+    return celtypes.StringType(s[b:e])
+
+
+def _char_at(s: str, index: Any) -> Any:
+    i = int(index)
+    if i < 0 or i > len(s):
+        return _err(f"index out of range: {i}")
+    return celtypes.StringType(s[i : i + 1])
+
+
+def _find(s: str, pattern: Any) -> Any:
+    match = re.search(str(pattern), s)
+    return celtypes.StringType(match.group(0) if match else "")
+
+
+def _find_all(s: str, pattern: Any, *limit: Any) -> Any:
+    found = [m.group(0) for m in re.finditer(str(pattern), s)]
+    if limit and int(limit[0]) >= 0:
+        found = found[: int(limit[0])]
+    return celtypes.ListType([celtypes.StringType(f) for f in found])
+
+
+def _matches(target: Any, pattern: Any) -> Any:
+    # CEL's matches is RE2 search semantics (unanchored), which re.search mirrors for common patterns.
+    if not isinstance(target, celtypes.StringType):
+        return _no_overload("matches", target, pattern)
+    try:
+        return celtypes.BoolType(re.search(str(pattern), str(target)) is not None)
+    except re.error as exc:
+        return _err(f"invalid regular expression {str(pattern)!r}: {exc}")
+
+
+# URLs: k8s accepts absolute URIs and absolute paths, like Go's url.ParseRequestURI.
+def _parse_url(text: str) -> urllib.parse.SplitResult | None:
+    if not text or any(c in text for c in " \t\n"):
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if not parsed.scheme and not text.startswith("/"):
+        return None
+    return parsed
+
+
+def _url(target: Any) -> Any:
+    parsed = _parse_url(str(target)) if isinstance(target, celtypes.StringType) else None
+    if parsed is None:
+        return _err(f"URL parse error during conversion from string: {target!r}")
+    return CelURL(parsed)
+
+
+def _is_url(target: Any) -> Any:
+    return celtypes.BoolType(isinstance(target, celtypes.StringType) and _parse_url(str(target)) is not None)
+
+
+def _url_part(name: str, fn: Callable[[urllib.parse.SplitResult], str]) -> Callable[..., Any]:
+    def call(target: Any) -> Any:
+        if not isinstance(target, CelURL):
+            return _no_overload(name, target)
+        return celtypes.StringType(fn(target.parsed))
+
+    return call
+
+
+def _hostname(p: urllib.parse.SplitResult) -> str:
+    return p.hostname or ""
+
+
+def _host(p: urllib.parse.SplitResult) -> str:
+    return p.netloc.rsplit("@", 1)[-1]
+
+
+def _port(p: urllib.parse.SplitResult) -> str:
+    return str(p.port) if p.port is not None else ""
+
+
+def _query(target: Any) -> Any:
+    if not isinstance(target, CelURL):
+        return _no_overload("getQuery", target)
+    query = urllib.parse.parse_qs(target.parsed.query, keep_blank_values=True)
+    return celtypes.MapType(
+        {
+            celtypes.StringType(k): celtypes.ListType([celtypes.StringType(x) for x in v])
+            for k, v in query.items()
+        }
+    )
+
+
+# Quantities.
+def _quantity(target: Any) -> Any:
+    if not isinstance(target, celtypes.StringType):
+        return _no_overload("quantity", target)
+    try:
+        return CelQuantity(parse_quantity(str(target)))
+    except ValueError as exc:
+        return _err(f"quantities {exc}")
+
+
+def _is_quantity(target: Any) -> Any:
+    if not isinstance(target, celtypes.StringType):
+        return celtypes.BoolType(False)
+    try:
+        parse_quantity(str(target))
+    except ValueError:
+        return celtypes.BoolType(False)
+    return celtypes.BoolType(True)
+
+
+def _qcmp(name: str, fn: Callable[[Decimal, Decimal], Any]) -> Callable[..., Any]:
+    def call(a: Any, b: Any) -> Any:
+        if not isinstance(a, CelQuantity):
+            return _no_overload(name, a, b)
+        if isinstance(b, CelQuantity):
+            other = b.value
+        elif isinstance(b, celtypes.IntType):
+            other = Decimal(int(b))
+        else:
+            return _no_overload(name, a, b)
+        return fn(a.value, other)
+
+    return call
+
+
+def _sign(a: Any) -> Any:
+    if not isinstance(a, CelQuantity):
+        return _no_overload("sign", a)
+    return celtypes.IntType((a.value > 0) - (a.value < 0))
+
+
+def _as_integer(a: Any) -> Any:
+    if not isinstance(a, CelQuantity):
+        return _no_overload("asInteger", a)
+    if a.value != a.value.to_integral_value():
+        return _err("cannot convert value to integer")
+    if not -(2**63) <= a.value < 2**63:
+        return _err("cannot convert value to integer")
+    return celtypes.IntType(int(a.value))
+
+
+def _is_integer(a: Any) -> Any:
+    if not isinstance(a, CelQuantity):
+        return _no_overload("isInteger", a)
+    return celtypes.BoolType(a.value == a.value.to_integral_value() and -(2**63) <= a.value < 2**63)
+
+
+def _as_float(a: Any) -> Any:
+    if not isinstance(a, CelQuantity):
+        return _no_overload("asApproximateFloat", a)
+    return celtypes.DoubleType(float(a.value))
+
+
+# Optionals.
+def _optional_of(ns: Any, value: Any) -> Any:
+    if not isinstance(ns, _Namespace) or ns.name != "optional":
+        return _no_overload("of", ns, value)
+    return CelOptional(value, True)
+
+
+def _optional_none(ns: Any) -> Any:
+    if not isinstance(ns, _Namespace) or ns.name != "optional":
+        return _no_overload("none", ns)
+    return CelOptional()
+
+
+def _has_value(opt: Any) -> Any:
+    if not isinstance(opt, CelOptional):
+        return _no_overload("hasValue", opt)
+    return celtypes.BoolType(opt.present)
+
+
+def _value(opt: Any) -> Any:
+    if not isinstance(opt, CelOptional):
+        return _no_overload("value", opt)
+    if not opt.present:
+        return _err("optional.none() dereference")
+    return opt.value
+
+
+def _or_value(opt: Any, default: Any) -> Any:
+    if not isinstance(opt, CelOptional):
+        return _no_overload("orValue", opt, default)
+    return opt.value if opt.present else default
+
+
+# Formats: format.dns1123Label().validate(s) -> optional list of error strings.
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUALIFIED_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _DNS1123_LABEL.match(value):
+        errors.append(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+            "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+            "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
+    return errors
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    errors = []
+    if len(value) > 253:
+        errors.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN.match(value):
+        errors.append(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+            "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+            "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    return errors
+
+
+def _dns1035_label_errors(value: str) -> list[str]:
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _DNS1035_LABEL.match(value):
+        errors.append(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+            "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+            "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+        )
+    return errors
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    parts = value.split("/")
+    name = parts[-1]
+    errors: list[str] = []
+    if len(parts) > 2:
+        return [
+            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start "
+            "and end with an alphanumeric character, with an optional DNS subdomain prefix and '/'"
+        ]
+    if len(parts) == 2:
+        if not parts[0]:
+            errors.append("prefix part must be non-empty")
+        else:
+            errors.extend(f"prefix part {e}" for e in dns1123_subdomain_errors(parts[0]))
+    if not name:
+        errors.append("name part must be non-empty")
+    elif len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    if name and not _QUALIFIED_PART.match(name):
+        errors.append(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+            "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+            "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+        )
+    return errors
+
+
+def label_value_errors(value: str) -> list[str]:
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.match(value):
+        errors.append(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+            "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        )
+    return errors
+
+
+def _uri_errors(value: str) -> list[str]:
+    return [] if _parse_url(value) is not None else ["an URI"]
+
+
+def _uuid_errors(value: str) -> list[str]:
+    return [] if _UUID.match(value) else ["an UUID"]
+
+
+_FORMATS: dict[str, Callable[[str], list[str]]] = {
+    "dns1123Label": dns1123_label_errors,
+    "dns1123Subdomain": dns1123_subdomain_errors,
+    "dns1035Label": _dns1035_label_errors,
+    "qualifiedName": qualified_name_errors,
+    "labelValue": label_value_errors,
+    "uri": _uri_errors,
+    "uuid": _uuid_errors,
+}
+
+
+def _format_factory(name: str) -> Callable[..., Any]:
+    def call(ns: Any) -> Any:
+        if not isinstance(ns, _Namespace) or ns.name != "format":
+            return _no_overload(name, ns)
+        return _Format(name, _FORMATS[name])
+
+    return call
+
+
+def _format_named(ns: Any, name: Any) -> Any:
+    if not isinstance(ns, _Namespace) or ns.name != "format":
+        return _no_overload("named", ns, name)
+    check = _FORMATS.get(str(name))
+    return CelOptional(_Format(str(name), check), True) if check else CelOptional()
+
+
+def _format_validate(fmt: Any, value: Any) -> Any:
+    if not isinstance(fmt, _Format) or not isinstance(value, celtypes.StringType):
+        return _no_overload("validate", fmt, value)
+    errors = fmt.check(str(value))
+    if not errors:
+        return CelOptional()
+    return CelOptional(celtypes.ListType([celtypes.StringType(e) for e in errors]), True)
+
+
+def _library() -> dict[str, Callable[..., Any]]:
+    s = _string_fn
+    lib: dict[str, Callable[..., Any]] = {
+        "isSorted": _is_sorted,
+        "sum": _sum,
+        "min": _min,
+        "max": _max,
+        "indexOf": _index_of,
+        "lastIndexOf": _last_index_of,
+        "lowerAscii": s("lowerAscii", lambda v: celtypes.StringType(v.lower())),
+        "upperAscii": s("upperAscii", lambda v: celtypes.StringType(v.upper())),
+        "trim": s("trim", lambda v: celtypes.StringType(v.strip())),
+        "split": s("split", _split),
+        "join": _join,
+        "replace": s("replace", _replace),
+        "substring": s("substring", _substring),
+        "charAt": s("charAt", _char_at),
+        "reverse": s("reverse", lambda v: celtypes.StringType(v[::-1])),
+        "find": s("find", _find),
+        "findAll": s("findAll", _find_all),
+        "matches": _matches,
+        "url": _url,
+        "isURL": _is_url,
+        "getScheme": _url_part("getScheme", lambda p: p.scheme),
+        "getHost": _url_part("getHost", _host),
+        "getHostname": _url_part("getHostname", _hostname),
+        "getPort": _url_part("getPort", _port),
+        "getEscapedPath": _url_part("getEscapedPath", lambda p: p.path),
+        "getQuery": _query,
+        "quantity": _quantity,
+        "isQuantity": _is_quantity,
+        "compareTo": _qcmp("compareTo", lambda a, b: celtypes.IntType((a > b) - (a < b))),
+        "isGreaterThan": _qcmp("isGreaterThan", lambda a, b: celtypes.BoolType(a > b)),
+        "isLessThan": _qcmp("isLessThan", lambda a, b: celtypes.BoolType(a < b)),
+        "add": _qcmp("add", lambda a, b: CelQuantity(a + b)),
+        "sub": _qcmp("sub", lambda a, b: CelQuantity(a - b)),
+        "sign": _sign,
+        "asInteger": _as_integer,
+        "isInteger": _is_integer,
+        "asApproximateFloat": _as_float,
+        "of": _optional_of,
+        "none": _optional_none,
+        "hasValue": _has_value,
+        "value": _value,
+        "orValue": _or_value,
+        "named": _format_named,
+        "validate": _format_validate,
+    }
+    for name in _FORMATS:
+        lib[name] = _format_factory(name)
+    return {name: _guard(fn) for name, fn in lib.items()}
+
+
+LIBRARY = _library()
+_KNOWN_FUNCTIONS = _CORE_FUNCTIONS | _MACROS | set(LIBRARY)
+_ENV = celpy.Environment()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Compiling.
+
+
+class Program:
+    """A compiled rule: its AST, whether it is a transition rule, and the runner."""
+
+    def __init__(self, source: str, ast: lark.Tree[Any], uses_old_self: bool) -> None:
+        self.source = source
+        self.uses_old_self = uses_old_self
+        self.runner = _ENV.program(ast, functions=LIBRARY)
+
+
+def _check(ast: lark.Tree[Any]) -> tuple[bool, list[str]]:
+    """Static checks cel-python's parser does not make: unknown functions and variables."""
+    bound: set[str] = set()
+    problems: list[str] = []
+    for node in ast.iter_subtrees():
+        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
+            exprlist = node.children[2]
+            if isinstance(exprlist, lark.Tree) and exprlist.children:
+                first = exprlist.children[0]
+                if isinstance(first, lark.Tree):
+                    idents = [t for t in first.iter_subtrees() if t.data == "ident"]
+                    if len(idents) == 1:
+                        bound.add(str(idents[0].children[0]))
+    uses_old_self = False
+    for node in ast.iter_subtrees():
+        if node.data == "ident":
+            name = str(node.children[0])
+            if name == "oldSelf":
+                uses_old_self = True
+            if name not in _VARIABLES and name not in bound:
+                problems.append(f"undeclared reference to '{name}' (in container '')")
+        elif node.data == "member_dot_arg":
+            name = str(node.children[1])
+            if name not in _KNOWN_FUNCTIONS:
+                problems.append(f"undeclared reference to '{name}' (in container '')")
+        elif node.data == "ident_arg":
+            name = str(node.children[0])
+            if name not in _KNOWN_FUNCTIONS:
+                problems.append(f"undeclared reference to '{name}' (in container '')")
+    return uses_old_self, problems
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str) -> Program | str:
+    if not source.strip():
+        return "compilation failed: ERROR: <input>:1:1: Syntax error: the rule is empty"
+    try:
+        ast = _ENV.compile(source)
+    except Exception as exc:  # cel-python raises CELParseError and lark's own errors alike
+        detail = " ".join(str(exc).split())
+        return f"compilation failed: ERROR: <input>: Syntax error: {detail}"
+    uses_old_self, problems = _check(ast)
+    if problems:
+        return "compilation failed: " + "; ".join(f"ERROR: <input>: {p}" for p in problems)
+    return Program(source, ast, uses_old_self)
+
+
+def program(source: str) -> Program | str:
+    """The compiled rule, or the compile error text as the API server words it."""
+    return _compile(source)
+
+
+def compile_rule(rule: str) -> None:
+    """Raise ValueError with the compile error when `rule` is not valid CEL for a CRD."""
+    compiled = _compile(rule)
+    if isinstance(compiled, str):
+        raise ValueError(compiled)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values.
+
+
+def _schema_type(schema: Mapping[str, Any] | None) -> str:
+    return str(schema.get("type", "")) if schema else ""
+
+
+def to_cel(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    """A JSON value as the CEL value the API server gives a rule, typed by its schema."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    stype = _schema_type(schema)
+    if isinstance(value, int):
+        return celtypes.DoubleType(value) if stype == "number" else celtypes.IntType(value)
+    if isinstance(value, float):
+        if stype == "integer" and value.is_integer():
+            return celtypes.IntType(int(value))
+        return celtypes.DoubleType(value)
+    if isinstance(value, str):
+        fmt = schema.get("format") if schema else None
+        if stype == "string" and fmt == "date-time":
+            try:
+                return celtypes.TimestampType(value)
+            except (ValueError, TypeError):
+                return celtypes.StringType(value)
+        if stype == "string" and fmt == "duration":
+            try:
+                return celtypes.DurationType(value)
+            except (ValueError, TypeError):
+                return celtypes.StringType(value)
+        if stype == "string" and fmt == "byte":
+            import base64
+
+            try:
+                return celtypes.BytesType(base64.b64decode(value))
+            except ValueError:
+                return celtypes.StringType(value)
+        return celtypes.StringType(value)
+    if isinstance(value, list):
+        items = schema.get("items") if schema else None
+        return celtypes.ListType([to_cel(v, items if isinstance(items, Mapping) else None) for v in value])
+    if isinstance(value, Mapping):
+        props = schema.get("properties") if schema else None
+        addl = schema.get("additionalProperties") if schema else None
+        out: dict[Any, Any] = {}
+        for key, child in value.items():
+            if isinstance(props, Mapping) and key in props:
+                name = escape_property(str(key))
+                if name is not None:
+                    out[celtypes.StringType(name)] = to_cel(child, props[key])
+            else:
+                sub = addl if isinstance(addl, Mapping) else None
+                out[celtypes.StringType(str(key))] = to_cel(child, sub)
+        return celtypes.MapType(out)
+    if isinstance(value, datetime.datetime):
+        return celtypes.TimestampType(value)
+    return value
+
+
+def evaluate(compiled: Program, activation: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """Run a rule; returns (value, None) or (None, error text as the server prints it)."""
+    context: dict[str, Any] = {"format": _Namespace("format"), "optional": _Namespace("optional")}
+    context.update(activation)
+    try:
+        result = compiled.runner.evaluate(context)
+    except CELEvalError as exc:
+        return None, _eval_message(exc)
+    except RecursionError:
+        return None, "expression too deeply nested"
+    except Exception as exc:  # a cel-python bug must not take the API server down
+        return None, f"internal error: {type(exc).__name__}: {exc}"
+    if isinstance(result, CELEvalError):
+        return None, _eval_message(result)
+    return result, None
+
+
+_NO_MEMBER = re.compile(r"no such member in mapping: '(.*)'")
+
+
+def _eval_message(exc: CELEvalError) -> str:
+    message = str(exc.args[0]) if exc.args else str(exc)
+    match = _NO_MEMBER.search(message)
+    if match:
+        return f"no such key: {match.group(1)}"
+    if message.startswith("undeclared reference"):
+        return message.split(" (in activation", 1)[0]
+    if "found no matching overload" in message or "no such overload" in message:
+        return "no such overload"
+    if "divide by zero" in message:
+        return "division by zero"
+    return message

@@ -1,0 +1,249 @@
+"""The structural-schema rules a CRD's openAPIV3Schema must meet before the API server accepts the CRD.
+
+Our CRDs are generated from pydantic models; a generator bug that emits a non-structural schema (a field
+without a type, a `$ref`, properties next to additionalProperties) is refused by a real cluster at
+install time. These checks catch it in the tests instead, with one readable line per problem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .cel import program
+
+__all__ = ["check_structural"]
+
+_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
+_FORBIDDEN = ("$ref", "$schema", "definitions", "dependencies", "patternProperties", "id", "additionalItems")
+_JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+# Inside allOf/anyOf/oneOf/not only value validations may appear, never structure or defaults.
+_NOT_IN_JUNCTORS = (
+    "type",
+    "properties",
+    "additionalProperties",
+    "items",
+    "default",
+    "nullable",
+    "description",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-list-type",
+    "x-kubernetes-map-type",
+    "x-kubernetes-validations",
+)
+
+
+def _where(path: str) -> str:
+    return path or "<root>"
+
+
+def check_structural(schema: Mapping[str, Any]) -> list[str]:
+    """Problems that make `schema` non-structural or its CEL rules uncompilable; [] when it is fine."""
+    problems: list[str] = []
+    if not isinstance(schema, Mapping):
+        return ["openAPIV3Schema must be an object"]
+    if schema.get("type") != "object":
+        problems.append('<root>.type: Required value: must be "object" at the root')
+    _check(schema, "", problems, root=True)
+    return problems
+
+
+def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: bool = False) -> None:
+    where = _where(path)
+    for key in _FORBIDDEN:
+        if key in schema:
+            problems.append(f"{where}.{key}: Forbidden: {key} is not allowed in a structural schema")
+    stype = schema.get("type")
+    int_or_string = bool(schema.get("x-kubernetes-int-or-string"))
+    preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+    embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+    if stype is None and not int_or_string and not preserve:
+        problems.append(
+            f"{where}.type: Required value: must not be empty for specified object fields "
+            "(set a type, or x-kubernetes-int-or-string / x-kubernetes-preserve-unknown-fields)"
+        )
+    elif stype is not None and stype not in _TYPES:
+        problems.append(f"{where}.type: Unsupported value: {stype!r}: supported values: {sorted(_TYPES)}")
+    if int_or_string and stype is not None:
+        problems.append(f"{where}.type: Forbidden: must be empty with x-kubernetes-int-or-string")
+    if embedded and stype != "object":
+        problems.append(f'{where}.type: Required value: must be "object" with x-kubernetes-embedded-resource')
+    if embedded and not preserve and not schema.get("properties"):
+        problems.append(
+            f"{where}.properties: Required value: must not be empty if x-kubernetes-embedded-resource is "
+            "true without x-kubernetes-preserve-unknown-fields"
+        )
+    if preserve is False and "x-kubernetes-preserve-unknown-fields" in schema:
+        problems.append(
+            f"{where}.x-kubernetes-preserve-unknown-fields: Invalid value: false: must be true or undefined"
+        )
+    if schema.get("uniqueItems"):
+        problems.append(
+            f"{where}.uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic"
+        )
+    props = schema.get("properties")
+    addl = schema.get("additionalProperties")
+    if props and addl is not None and addl is not False:
+        problems.append(
+            f"{where}.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"
+        )
+    if addl is False:
+        problems.append(f"{where}.additionalProperties: Forbidden: must not be false (omit it instead)")
+    if stype == "array" and not isinstance(schema.get("items"), Mapping):
+        problems.append(f"{where}.items: Required value: must be specified for arrays")
+    if isinstance(schema.get("items"), list):
+        problems.append(f"{where}.items: Forbidden: items must be a schema object and not an array")
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"{where}.pattern: Invalid value: {pattern!r}: {exc}")
+    _check_list_type(schema, where, problems)
+    _check_rules(schema, where, problems)
+    if "default" in schema and root:
+        problems.append(f"{where}.default: Forbidden: must not be set at the root")
+    if isinstance(props, Mapping):
+        for name, sub in props.items():
+            child = f"{path}.properties[{name}]" if path else f"properties[{name}]"
+            if root and name == "metadata" and isinstance(sub, Mapping):
+                _check_root_metadata(sub, child, problems)
+            if isinstance(sub, Mapping):
+                _check(sub, child, problems)
+            else:
+                problems.append(f"{child}: Invalid value: must be a schema object")
+    if isinstance(addl, Mapping):
+        _check(addl, f"{path}.additionalProperties" if path else "additionalProperties", problems)
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        _check(items, f"{path}.items" if path else "items", problems)
+    for junctor in _JUNCTORS:
+        value = schema.get(junctor)
+        subs = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
+        for i, sub in enumerate(subs):
+            if isinstance(sub, Mapping):
+                _check_junctor(sub, f"{where}.{junctor}[{i}]", problems)
+
+
+def _check_root_metadata(meta: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    props = meta.get("properties") or {}
+    extra = sorted(set(props) - {"name", "generateName"})
+    if extra:
+        problems.append(
+            f"{where}.properties: Forbidden: only name and generateName may be specified in metadata "
+            f"(found {', '.join(extra)})"
+        )
+    for key in meta:
+        if key not in ("type", "properties", "description"):
+            problems.append(f"{where}.{key}: Forbidden: must not be specified for metadata")
+
+
+def _check_junctor(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    for key in _NOT_IN_JUNCTORS:
+        if key in schema:
+            problems.append(f"{where}.{key}: Forbidden: must not be used inside {where.rsplit('.', 1)[-1]}")
+    for junctor in _JUNCTORS:
+        value = schema.get(junctor)
+        subs = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
+        for i, sub in enumerate(subs):
+            if isinstance(sub, Mapping):
+                _check_junctor(sub, f"{where}.{junctor}[{i}]", problems)
+    for key in ("properties",):
+        if key in schema and isinstance(schema[key], Mapping):
+            for name, sub in schema[key].items():
+                if isinstance(sub, Mapping):
+                    _check_junctor(sub, f"{where}.properties[{name}]", problems)
+
+
+def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type is None:
+        if "x-kubernetes-list-map-keys" in schema:
+            problems.append(
+                f"{where}.x-kubernetes-list-map-keys: Forbidden: requires x-kubernetes-list-type to be map"
+            )
+        return
+    if schema.get("type") != "array":
+        problems.append(f"{where}.x-kubernetes-list-type: Invalid value: must only be used for type array")
+    if list_type not in ("atomic", "set", "map"):
+        problems.append(
+            f'{where}.x-kubernetes-list-type: Unsupported value: "{list_type}": '
+            'supported values: "atomic", "set", "map"'
+        )
+    raw_items = schema.get("items")
+    items: Mapping[str, Any] = raw_items if isinstance(raw_items, Mapping) else {}
+    if list_type == "map":
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        if not keys:
+            problems.append(
+                f"{where}.x-kubernetes-list-map-keys: Required value: must not be empty if "
+                "x-kubernetes-list-type is map"
+            )
+        if items.get("type") != "object":
+            problems.append(f'{where}.items.type: Invalid value: must be "object" for a map list')
+        item_props = items.get("properties") or {}
+        for key in keys:
+            sub = item_props.get(key)
+            if not isinstance(sub, Mapping):
+                problems.append(
+                    f'{where}.x-kubernetes-list-map-keys: Invalid value: "{key}": entries must all be names '
+                    "of item properties"
+                )
+            elif key not in (items.get("required") or []) and "default" not in sub:
+                problems.append(
+                    f"{where}.items.properties[{key}]: Required value: list map keys must be required or "
+                    "have a default"
+                )
+            elif sub.get("type") not in ("string", "integer", "number", "boolean"):
+                problems.append(f"{where}.items.properties[{key}].type: Invalid value: must be a scalar type")
+    if (
+        list_type == "set"
+        and items.get("type") == "object"
+        and items.get("x-kubernetes-map-type") != "atomic"
+    ):
+        problems.append(
+            f'{where}.items.type: Invalid value: "object": must be scalar or atomic when '
+            "x-kubernetes-list-type is set"
+        )
+
+
+def _check_rules(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    rules = schema.get("x-kubernetes-validations")
+    if rules is None:
+        return
+    if not isinstance(rules, list):
+        problems.append(f"{where}.x-kubernetes-validations: Invalid value: must be a list")
+        return
+    for i, rule in enumerate(rules):
+        at = f"{where}.x-kubernetes-validations[{i}]"
+        if not isinstance(rule, Mapping) or not rule.get("rule"):
+            problems.append(f"{at}.rule: Required value")
+            continue
+        compiled = program(str(rule["rule"]))
+        if isinstance(compiled, str):
+            problems.append(f"{at}.rule: Invalid value: {rule['rule']!r}: {compiled}")
+        elif rule.get("optionalOldSelf") and not compiled.uses_old_self:
+            problems.append(f"{at}.optionalOldSelf: Forbidden: may only be set for transition rules")
+        if rule.get("messageExpression"):
+            compiled_message = program(str(rule["messageExpression"]))
+            if isinstance(compiled_message, str):
+                problems.append(
+                    f"{at}.messageExpression: Invalid value: {rule['messageExpression']!r}: {compiled_message}"
+                )
+        message = rule.get("message")
+        if isinstance(message, str) and (not message.strip() or "\n" in message):
+            problems.append(f"{at}.message: Invalid value: must be non-empty and contain no line breaks")
+        reason = rule.get("reason")
+        if reason is not None and reason not in (
+            "FieldValueInvalid",
+            "FieldValueForbidden",
+            "FieldValueRequired",
+            "FieldValueDuplicate",
+        ):
+            problems.append(
+                f'{at}.reason: Unsupported value: "{reason}": supported values: "FieldValueDuplicate", '
+                '"FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"'
+            )

@@ -1,0 +1,654 @@
+"""Pruning, defaulting and OpenAPI validation of custom resources, as apiextensions-apiserver does them.
+
+The local API server must accept and reject exactly what a real cluster would, and reshape what it stores
+the same way (unknown fields dropped, defaults filled), or the operator would pass here and fail there.
+The order is the server's: prune, drop non-nullable nulls, default, validate the schema keywords, check
+list-type invariants, then run the CEL rules unless an earlier error makes them meaningless.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import ipaddress
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import errors as fe
+from .cel import dns1123_subdomain_errors, label_value_errors, qualified_name_errors
+from .errors import FieldError, Validated, join_path
+from .rules import validate_rules
+
+__all__ = ["apply_defaults", "prune", "validate_custom_resource", "validate_schema"]
+
+Schema = Mapping[str, Any]
+
+# ObjectMeta fields a client may send; anything else in metadata is dropped like an unknown field.
+_OBJECT_META_FIELDS = {
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+}
+
+
+def _sub(schema: Schema | None, key: str) -> Schema | None:
+    value = schema.get(key) if schema else None
+    return value if isinstance(value, Mapping) else None
+
+
+def _preserves(schema: Schema | None) -> bool:
+    return bool(schema and schema.get("x-kubernetes-preserve-unknown-fields"))
+
+
+def _embedded(schema: Schema | None) -> bool:
+    return bool(schema and schema.get("x-kubernetes-embedded-resource"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pruning.
+
+
+def prune(obj: Any, schema: Schema | None, *, root: bool = True) -> list[str]:
+    """Drop fields the schema does not know, in place; returns their paths ("spec.foo")."""
+    unknown: list[str] = []
+    _prune(obj, schema, "", root, unknown)
+    return unknown
+
+
+def _prune_meta(meta: Any, path: str, unknown: list[str]) -> None:
+    if not isinstance(meta, dict):
+        return
+    for key in list(meta):
+        if key not in _OBJECT_META_FIELDS:
+            del meta[key]
+            unknown.append(join_path(path, key))
+
+
+def _prune(obj: Any, schema: Schema | None, path: str, root: bool, unknown: list[str]) -> None:
+    if isinstance(obj, dict):
+        is_resource = root or _embedded(schema)
+        props = _sub(schema, "properties") or {}
+        addl = schema.get("additionalProperties") if schema else None
+        for key in list(obj):
+            child_path = join_path(path, key)
+            if is_resource and key in ("apiVersion", "kind"):
+                continue
+            if is_resource and key == "metadata":
+                _prune_meta(obj[key], child_path, unknown)
+                continue
+            if key in props:
+                _prune(obj[key], props[key], child_path, False, unknown)
+            elif isinstance(addl, Mapping):
+                _prune(obj[key], addl, child_path, False, unknown)
+            elif addl is True or _preserves(schema):
+                continue
+            else:
+                del obj[key]
+                unknown.append(child_path)
+    elif isinstance(obj, list):
+        items = _sub(schema, "items")
+        for i, item in enumerate(obj):
+            if items is not None:
+                _prune(item, items, join_path(path, i), False, unknown)
+            elif not _preserves(schema) and isinstance(item, dict | list):
+                # An array without an items schema keeps nothing structured inside it.
+                _prune(item, None, join_path(path, i), False, unknown)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Defaulting.
+
+
+def _drop_nulls(obj: Any, schema: Schema | None) -> None:
+    """PruneNonNullableNullsWithoutDefaults: a null for a non-nullable field without default is absent."""
+    if isinstance(obj, dict):
+        props = _sub(schema, "properties") or {}
+        addl = _sub(schema, "additionalProperties")
+        for key in list(obj):
+            sub = props.get(key, addl) if key in props or addl is not None else None
+            if sub is None:
+                continue
+            if obj[key] is None and not sub.get("nullable") and "default" not in sub:
+                del obj[key]
+            else:
+                _drop_nulls(obj[key], sub)
+    elif isinstance(obj, list):
+        items = _sub(schema, "items")
+        for item in obj:
+            _drop_nulls(item, items)
+
+
+def _default(obj: Any, schema: Schema | None) -> None:
+    if isinstance(obj, dict):
+        props = _sub(schema, "properties") or {}
+        for key, sub in props.items():
+            if not isinstance(sub, Mapping) or "default" not in sub:
+                continue
+            if key not in obj or (obj[key] is None and not sub.get("nullable")):
+                obj[key] = copy.deepcopy(sub["default"])
+        addl = _sub(schema, "additionalProperties")
+        for key, value in obj.items():
+            if key in props:
+                _default(value, props[key])
+            elif addl is not None:
+                if value is None and "default" in addl and not addl.get("nullable"):
+                    obj[key] = copy.deepcopy(addl["default"])
+                _default(obj[key], addl)
+    elif isinstance(obj, list):
+        items = _sub(schema, "items")
+        if items is None:
+            return
+        for i, item in enumerate(obj):
+            if item is None and "default" in items and not items.get("nullable"):
+                obj[i] = copy.deepcopy(items["default"])
+            _default(obj[i], items)
+
+
+def apply_defaults(schema: Schema, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `obj` with the schema's defaults filled in (nested, in arrays and maps)."""
+    out = copy.deepcopy(dict(obj))
+    _drop_nulls(out, schema)
+    _default(out, schema)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Formats the API server checks (k8s.io/kube-openapi/pkg/validation/strfmt); unknown formats pass.
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HOSTNAME = re.compile(
+    r"^([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])"
+    r"(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]{0,61}[a-zA-Z0-9]))*\.?$"
+)
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+_DURATION = re.compile(r"^(-?\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d|w))+$")
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_HEXCOLOR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+
+def _is_ip(value: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
+
+
+def _is_cidr(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return "/" in value
+
+
+def _is_uuid(value: str, version: int | None = None) -> bool:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) in (32, 36) and (version is None or parsed.version == version)
+
+
+def _is_date(value: str) -> bool:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _is_date_time(value: str) -> bool:
+    if not _DATE_TIME.match(value):
+        return False
+    try:
+        datetime.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_byte(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_uri(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme) and " " not in value
+
+
+_FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
+    "date-time": _is_date_time,
+    "datetime": _is_date_time,
+    "date": _is_date,
+    "duration": lambda v: bool(_DURATION.match(v)),
+    "email": lambda v: bool(_EMAIL.match(v)),
+    "hostname": lambda v: len(v) <= 255 and bool(_HOSTNAME.match(v)),
+    "ipv4": lambda v: _is_ip(v, 4),
+    "ipv6": lambda v: _is_ip(v, 6),
+    "cidr": _is_cidr,
+    "mac": lambda v: bool(_MAC.match(v)),
+    "uuid": _is_uuid,
+    "uuid3": lambda v: _is_uuid(v, 3),
+    "uuid4": lambda v: _is_uuid(v, 4),
+    "uuid5": lambda v: _is_uuid(v, 5),
+    "byte": _is_byte,
+    "uri": _is_uri,
+    "hexcolor": lambda v: bool(_HEXCOLOR.match(v)),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema keyword validation (kube-openapi's validator, with apiextensions' error conversion).
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "integer" if value.is_integer() else "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _type_ok(value: Any, schema: Schema) -> tuple[bool, str]:
+    """(matches, the expected type name for the message)."""
+    if schema.get("x-kubernetes-int-or-string"):
+        actual = _json_type(value)
+        return actual in ("integer", "string"), "integer,string"
+    expected = schema.get("type")
+    if not expected:
+        return True, ""
+    actual = _json_type(value)
+    if expected == "number":
+        return actual in ("integer", "number"), "number"
+    return actual == expected, str(expected)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _name(path: str) -> str:
+    return path or "."
+
+
+def validate_schema(
+    value: Any, schema: Schema, path: str, out: list[FieldError], *, root: bool = False
+) -> None:
+    """Append the errors of `value` against the OpenAPI keywords of `schema` (recursively)."""
+    if value is None:
+        if schema.get("nullable") or not (schema.get("type") or schema.get("x-kubernetes-int-or-string")):
+            return
+        expected = "integer,string" if schema.get("x-kubernetes-int-or-string") else schema.get("type")
+        out.append(fe.type_invalid(path, "null", f'{_name(path)} in body must be of type {expected}: "null"'))
+        return
+    ok, expected = _type_ok(value, schema)
+    if not ok:
+        actual = _json_type(value)
+        out.append(
+            fe.type_invalid(path, actual, f'{_name(path)} in body must be of type {expected}: "{actual}"')
+        )
+        return
+    _validate_common(value, schema, path, out)
+    for sub in schema.get("allOf") or []:
+        if isinstance(sub, Mapping):
+            validate_schema(value, sub, path, out)
+    _validate_any_one_not(value, schema, path, out)
+    if isinstance(value, str):
+        _validate_string(value, schema, path, out)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        _validate_number(value, schema, path, out)
+    elif isinstance(value, list):
+        _validate_array(value, schema, path, out)
+    elif isinstance(value, Mapping):
+        _validate_object(value, schema, path, out, root=root)
+
+
+def _validate_any_one_not(value: Any, schema: Schema, path: str, out: list[FieldError]) -> None:
+    any_of = [s for s in schema.get("anyOf") or [] if isinstance(s, Mapping)]
+    if any_of:
+        results = []
+        for sub in any_of:
+            errs: list[FieldError] = []
+            validate_schema(value, sub, path, errs)
+            results.append(errs)
+        if all(results):
+            out.append(
+                fe.invalid(path, value, f"{_name(path)} in body must validate at least one schema (anyOf)")
+            )
+            out.extend(results[0])
+    one_of = [s for s in schema.get("oneOf") or [] if isinstance(s, Mapping)]
+    if one_of:
+        results = []
+        for sub in one_of:
+            errs = []
+            validate_schema(value, sub, path, errs)
+            results.append(errs)
+        passing = sum(1 for r in results if not r)
+        if passing == 0:
+            out.append(
+                fe.invalid(
+                    path, value, f"{_name(path)} in body must validate one and only one schema (oneOf)"
+                )
+            )
+            out.extend(results[0])
+        elif passing > 1:
+            out.append(
+                fe.invalid(
+                    path,
+                    value,
+                    f"{_name(path)} in body must validate one and only one schema (oneOf). Found {passing} valid alternatives",
+                )
+            )
+    not_schema = _sub(schema, "not")
+    if not_schema is not None:
+        errs = []
+        validate_schema(value, not_schema, path, errs)
+        if not errs:
+            out.append(fe.invalid(path, value, f"{_name(path)} in body must not validate the schema (not)"))
+
+
+def _validate_common(value: Any, schema: Schema, path: str, out: list[FieldError]) -> None:
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum and not any(_json_equal(value, e) for e in enum):
+        out.append(fe.not_supported(path, value, enum))
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
+
+
+def _validate_string(value: str, schema: Schema, path: str, out: list[FieldError]) -> None:
+    name = _name(path)
+    max_length = schema.get("maxLength")
+    if isinstance(max_length, int) and len(value) > max_length:
+        out.append(fe.too_long(path, max_length))
+    min_length = schema.get("minLength")
+    if isinstance(min_length, int) and len(value) < min_length:
+        out.append(fe.invalid(path, value, f"{name} in body should be at least {min_length} chars long"))
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            matched = re.search(pattern, value) is not None
+        except re.error:
+            matched = True  # check_structural reports a bad pattern; do not reject objects for it
+        if not matched:
+            out.append(fe.invalid(path, value, f"{name} in body should match '{pattern}'"))
+    fmt = schema.get("format")
+    check = _FORMAT_CHECKS.get(str(fmt)) if fmt else None
+    if check is not None and not check(value):
+        out.append(fe.type_invalid(path, value, f'{name} in body must be of type {fmt}: "{value}"'))
+
+
+def _validate_number(value: int | float, schema: Schema, path: str, out: list[FieldError]) -> None:
+    name = _name(path)
+    maximum = schema.get("maximum")
+    if isinstance(maximum, int | float):
+        if schema.get("exclusiveMaximum") and value >= maximum:
+            out.append(fe.invalid(path, value, f"{name} in body should be less than {_num(maximum)}"))
+        elif value > maximum:
+            out.append(
+                fe.invalid(path, value, f"{name} in body should be less than or equal to {_num(maximum)}")
+            )
+    minimum = schema.get("minimum")
+    if isinstance(minimum, int | float):
+        if schema.get("exclusiveMinimum") and value <= minimum:
+            out.append(fe.invalid(path, value, f"{name} in body should be greater than {_num(minimum)}"))
+        elif value < minimum:
+            out.append(
+                fe.invalid(path, value, f"{name} in body should be greater than or equal to {_num(minimum)}")
+            )
+    multiple = schema.get("multipleOf")
+    if isinstance(multiple, int | float) and multiple > 0:
+        quotient = value / multiple
+        if not math.isclose(quotient, round(quotient), rel_tol=0, abs_tol=1e-9):
+            out.append(fe.invalid(path, value, f"{name} in body should be a multiple of {_num(multiple)}"))
+
+
+def _validate_array(value: list[Any], schema: Schema, path: str, out: list[FieldError]) -> None:
+    name = _name(path)
+    max_items = schema.get("maxItems")
+    if isinstance(max_items, int) and len(value) > max_items:
+        out.append(fe.too_many(path, len(value), max_items))
+    min_items = schema.get("minItems")
+    if isinstance(min_items, int) and len(value) < min_items:
+        out.append(fe.invalid(path, len(value), f"{name} in body should have at least {min_items} items"))
+    if schema.get("uniqueItems"):
+        seen: list[Any] = []
+        for item in value:
+            if any(_json_equal(item, s) for s in seen):
+                out.append(fe.invalid(path, value, f"{name} in body shouldn't contain duplicates"))
+                break
+            seen.append(item)
+    items = _sub(schema, "items")
+    if items is not None:
+        for i, item in enumerate(value):
+            validate_schema(item, items, join_path(path, i), out)
+
+
+def _validate_object(
+    value: Mapping[str, Any], schema: Schema, path: str, out: list[FieldError], *, root: bool
+) -> None:
+    name = _name(path)
+    max_props = schema.get("maxProperties")
+    if isinstance(max_props, int) and len(value) > max_props:
+        out.append(fe.too_many(path, len(value), max_props))
+    min_props = schema.get("minProperties")
+    if isinstance(min_props, int) and len(value) < min_props:
+        out.append(
+            fe.invalid(path, len(value), f"{name} in body should have at least {min_props} properties")
+        )
+    for key in schema.get("required") or []:
+        if key not in value:
+            out.append(fe.required(join_path(path, key)))
+    props = _sub(schema, "properties") or {}
+    addl = _sub(schema, "additionalProperties")
+    is_resource = root or _embedded(schema)
+    for key, child in value.items():
+        child_path = join_path(path, key)
+        sub = props.get(key)
+        if is_resource and key == "metadata":
+            # Only name and generateName may be constrained; the rest is ObjectMeta's business.
+            if isinstance(sub, Mapping) and isinstance(child, Mapping):
+                meta_props = _sub(sub, "properties") or {}
+                for meta_key in ("name", "generateName"):
+                    if meta_key in meta_props and meta_key in child:
+                        validate_schema(
+                            child[meta_key], meta_props[meta_key], join_path(child_path, meta_key), out
+                        )
+            continue
+        if isinstance(sub, Mapping):
+            validate_schema(child, sub, child_path, out)
+        elif addl is not None:
+            validate_schema(child, addl, child_path, out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# x-kubernetes-list-type and embedded resources.
+
+
+def _list_invariants(value: Any, schema: Schema | None, path: str, out: list[FieldError]) -> None:
+    if schema is None:
+        return
+    if isinstance(value, Mapping):
+        props = _sub(schema, "properties") or {}
+        addl = _sub(schema, "additionalProperties")
+        for key, child in value.items():
+            sub = props.get(key) if key in props else addl
+            if isinstance(sub, Mapping):
+                _list_invariants(child, sub, join_path(path, key), out)
+        if _embedded(schema):
+            _embedded_invariants(value, path, out)
+    elif isinstance(value, list):
+        list_type = schema.get("x-kubernetes-list-type")
+        if list_type == "set":
+            seen: list[Any] = []
+            for i, item in enumerate(value):
+                if any(_json_equal(item, s) for s in seen):
+                    out.append(fe.duplicate(join_path(path, i), item))
+                else:
+                    seen.append(item)
+        elif list_type == "map":
+            keys = [str(k) for k in schema.get("x-kubernetes-list-map-keys") or []]
+            items = _sub(schema, "items") or {}
+            item_props = _sub(items, "properties") or {}
+            seen_keys: list[tuple[Any, ...]] = []
+            for i, item in enumerate(value):
+                if not isinstance(item, Mapping):
+                    continue
+                missing = False
+                for k in keys:
+                    if k not in item and "default" not in (item_props.get(k) or {}):
+                        out.append(fe.required(join_path(join_path(path, i), k)))
+                        missing = True
+                if missing:
+                    continue
+                key_value = tuple(item.get(k, (item_props.get(k) or {}).get("default")) for k in keys)
+                if key_value in seen_keys:
+                    out.append(fe.duplicate(join_path(path, i), {k: item.get(k) for k in keys if k in item}))
+                else:
+                    seen_keys.append(key_value)
+        item_schema = _sub(schema, "items")
+        for i, item in enumerate(value):
+            _list_invariants(item, item_schema, join_path(path, i), out)
+
+
+def _embedded_invariants(value: Mapping[str, Any], path: str, out: list[FieldError]) -> None:
+    for key in ("apiVersion", "kind"):
+        if not value.get(key):
+            out.append(fe.required(join_path(path, key), "must not be empty"))
+    meta = value.get("metadata")
+    if isinstance(meta, Mapping):
+        _validate_meta(meta, join_path(path, "metadata"), out, require_name=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ObjectMeta.
+
+
+def _validate_meta(meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool) -> None:
+    name = meta.get("name")
+    generate_name = meta.get("generateName")
+    if name:
+        if not isinstance(name, str):
+            out.append(fe.type_invalid(join_path(path, "name"), name, "must be a string"))
+        else:
+            for problem in dns1123_subdomain_errors(name):
+                out.append(fe.invalid(join_path(path, "name"), name, problem))
+    elif generate_name:
+        if isinstance(generate_name, str):
+            # The server appends five random characters; the prefix must allow a valid result.
+            prefix = generate_name[:-1] if generate_name.endswith("-") else generate_name
+            for problem in dns1123_subdomain_errors(prefix + "-abcde"):
+                out.append(fe.invalid(join_path(path, "generateName"), generate_name, problem))
+    elif require_name:
+        out.append(fe.required(join_path(path, "name"), "name or generateName is required"))
+    for field_name in ("labels", "annotations"):
+        entries = meta.get(field_name)
+        if entries is None:
+            continue
+        if not isinstance(entries, Mapping):
+            out.append(fe.type_invalid(join_path(path, field_name), entries, "must be a map of strings"))
+            continue
+        for key, val in entries.items():
+            for problem in qualified_name_errors(str(key)):
+                out.append(fe.invalid(join_path(path, field_name), key, problem))
+            if not isinstance(val, str):
+                out.append(
+                    fe.type_invalid(join_path(join_path(path, field_name), str(key)), val, "must be a string")
+                )
+            elif field_name == "labels":
+                for problem in label_value_errors(val):
+                    out.append(fe.invalid(f"{path}.labels", val, problem))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole pipeline.
+
+_BLOCKING = {
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+}
+
+
+def validate_custom_resource(
+    schema: Mapping[str, Any], obj: Mapping[str, Any], old: Mapping[str, Any] | None = None
+) -> Validated:
+    """Prune, default and validate `obj` against a CRD version's openAPIV3Schema, like the API server.
+
+    `old` is the stored object on update: transition rules (those using `oldSelf`) run only then.
+    The returned `obj` is what the server would store; `errors` is empty when it would accept it.
+    """
+    out = copy.deepcopy(dict(obj))
+    unknown = prune(out, schema)
+    _drop_nulls(out, schema)
+    _default(out, schema)
+    errs: list[FieldError] = []
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping):
+        _validate_meta(meta, "metadata", errs, require_name=True)
+    elif meta is None:
+        errs.append(fe.required("metadata.name", "name or generateName is required"))
+    else:
+        errs.append(fe.type_invalid("metadata", _json_type(meta), "metadata must be an object"))
+    validate_schema(out, schema, "", errs, root=True)
+    _list_invariants(out, schema, "", errs)
+    if any(e.type in _BLOCKING for e in errs):
+        errs.append(
+            fe.invalid(
+                "",
+                None,
+                "some validation rules were not checked because the object was invalid; "
+                "correct the existing errors to complete validation",
+            )
+        )
+    else:
+        old_value: dict[str, Any] | None = None
+        if old is not None:
+            old_value = copy.deepcopy(dict(old))
+            prune(old_value, schema)
+            _drop_nulls(old_value, schema)
+            _default(old_value, schema)
+        errs.extend(validate_rules(schema, out, old_value))
+    return Validated(obj=out, errors=errs, unknown_fields=unknown)
