@@ -152,12 +152,9 @@ def test_watch_namespaces_become_flags_and_roles(render: Callable[..., Manifests
         "--namespace=team-a",
         "--namespace=team-b",
     ]
-    # A Role per watched namespace plus the release namespace (leader lock, own events).
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(manifests, "Role")) == [
-        NAMESPACE,
-        "team-a",
-        "team-b",
-    ]
+    # A Role and a RoleBinding in each watched namespace and nowhere else.
+    for kind in ("Role", "RoleBinding"):
+        assert sorted(r["metadata"]["namespace"] for r in of_kind(manifests, kind)) == ["team-a", "team-b"]
     for binding in of_kind(manifests, "RoleBinding"):
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",

@@ -18,6 +18,8 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("negative-replicas", {"replicaCount": -1}, "/replicaCount"),
     ("replicas-as-string", {"replicaCount": "two"}, "/replicaCount"),
+    # Standalone operator, no leader election: a second replica would reconcile everything twice.
+    ("two-replicas", {"replicaCount": 2}, "/replicaCount"),
     ("unknown-top-level-key", {"replicas": 2}, "'replicas' not allowed"),
     ("unknown-nested-key", {"image": {"name": "x"}}, "'name' not allowed"),
     ("bad-pull-policy", {"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),

@@ -68,12 +68,3 @@ app.kubernetes.io/component: operator
 {{- define "modelops.workerImage" -}}
 {{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
 {{- end }}
-
-{{/*
-Namespaces that get a Role when watchNamespaces is set: the watched ones plus the release
-namespace, where the operator keeps its leader lock and writes its own events.
-*/}}
-{{- define "modelops.roleNamespaces" -}}
-{{- $namespaces := append .Values.watchNamespaces .Release.Namespace | uniq }}
-{{- toJson $namespaces }}
-{{- end }}

@@ -1,66 +1,32 @@
 {{/*
-The RBAC rules of the operator. They must equal modelops.controllers.permissions.RULES (the rules
-the operator's code really needs); tests/chart/test_rbac.py fails when the two drift apart.
-Namespaced and cluster-scoped resources are kept apart because, with watchNamespaces, the
-namespaced ones go into a Role per namespace and only the cluster-scoped ones stay in a ClusterRole.
+The RBAC rules of the operator. They must equal what modelops.controllers.permissions says the
+operator's code really calls; tests/chart/test_rbac.py fails when the two drift apart, so a new API
+call in the operator needs a new rule here too.
 */}}
 
-{{- define "modelops.rules.namespaced" -}}
-- apiGroups: ["modelops.dev"]
-  resources: ["trainingjobs", "modelversions", "inferenceservices"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["modelops.dev"]
-  resources: ["trainingjobs/status", "modelversions/status", "inferenceservices/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["modelops.dev"]
-  resources: ["modelversions"]
-  verbs: ["create"]
-- apiGroups: [""]
-  resources: ["pods", "services", "persistentvolumeclaims", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["batch"]
-  resources: ["jobs", "cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["httproutes"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["monitoring.coreos.com"]
-  resources: ["prometheusrules"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["snapshot.storage.k8s.io"]
-  resources: ["volumesnapshots"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
-
+{{/* Cluster-scoped resources: always in the ClusterRole. */}}
 {{- define "modelops.rules.cluster" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/* Only with watchNamespaces: kopf resolves the --namespace names (and globs) against the cluster. */}}
+{{- define "modelops.rules.namespaceListing" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/* Namespaced resources: in the ClusterRole, or with watchNamespaces in a Role per namespace. */}}
+{{- define "modelops.rules.namespaced" -}}
+- apiGroups: ["modelops.dev"]
+  resources: ["trainingjobs", "modelversions", "inferenceservices"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["modelops.dev"]
+  resources: ["trainingjobs/status", "modelversions/status", "inferenceservices/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
 {{- end }}
