@@ -1,0 +1,161 @@
+"""The operator end to end: real API server, real kubectl, `modelops operator --kubeconfig` as a process.
+
+One scenario, in the order a user meets it: install the CRDs, start the operator, apply one object
+of each kind, see them acknowledged (observedGeneration and kstatus conditions, `kubectl wait`
+works), see an object the operator cannot read end Stalled with a message naming the field, and
+find health, readiness and metrics answering.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+import yaml
+from e2ekit import REPO, Operator, Plane, http_get, wait_until
+
+from modelops.status import kstatus
+
+pytestmark = pytest.mark.e2e
+
+NS = "e2e-operator"
+OBJECTS: dict[str, dict[str, Any]] = {
+    "TrainingJob": {"metadata": {"name": "tj"}, "spec": {}},
+    "ModelVersion": {
+        "metadata": {"name": "mv"},
+        "spec": {"model": "fraud", "version": 1, "source": {"uri": "pvc://models/fraud/1/model.pt"}},
+    },
+    "InferenceService": {
+        "metadata": {"name": "isvc"},
+        "spec": {"modelRef": {"model": "fraud", "version": 1}},
+    },
+}
+PLURALS = {
+    "TrainingJob": "trainingjobs",
+    "ModelVersion": "modelversions",
+    "InferenceService": "inferenceservices",
+}
+
+
+def manifest(kind: str, obj: dict[str, Any]) -> str:
+    return json.dumps({"apiVersion": "modelops.dev/v1alpha1", "kind": kind, **obj})
+
+
+def newer_trainingjob_crd() -> str:
+    """The TrainingJob CRD with one field this operator version does not know (a CRD upgraded first)."""
+    crd = yaml.safe_load((REPO / "crds" / "modelops.dev_trainingjobs.yaml").read_text())
+    crd = copy.deepcopy(crd)
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"]["futureField"] = {"type": "string", "description": "From a newer modelops."}
+    return json.dumps(crd)
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
+    plane: Plane, start_operator: Any
+) -> None:
+    plane.kubectl("apply", "-f", str(REPO / "crds"))
+    plane.kubectl("apply", "-f", "-", input=newer_trainingjob_crd())
+    plane.kubectl("create", "namespace", NS)
+
+    operator: Operator = start_operator("--log-format", "json")
+    assert http_get(operator.health + "/healthz")[0] in (0, 200)  # may not be listening yet
+    wait_until(
+        "waiting for /readyz",
+        lambda: http_get(operator.health + "/readyz")[0] == 200 or operator.process.poll() is not None,
+        log=operator.log,
+    )
+    assert operator.process.poll() is None, operator.log.read_text()[-4000:]
+    assert http_get(operator.health + "/healthz") == (200, "ok\n")
+
+    for kind, obj in OBJECTS.items():
+        plane.kubectl("apply", "-n", NS, "-f", "-", input=manifest(kind, obj))
+    plane.kubectl(
+        "apply",
+        "-n",
+        NS,
+        "-f",
+        "-",
+        input=manifest(
+            "TrainingJob", {"metadata": {"name": "from-the-future"}, "spec": {"futureField": "x"}}
+        ),
+    )
+
+    # What a user (or a CI pipeline) waits on: plain `kubectl wait`.
+    for kind, obj in OBJECTS.items():
+        ref = f"{PLURALS[kind]}/{obj['metadata']['name']}"
+        plane.kubectl("wait", "-n", NS, ref, "--for=jsonpath={.status.observedGeneration}=1", "--timeout=60s")
+        plane.kubectl("wait", "-n", NS, ref, "--for=condition=Reconciling", "--timeout=10s")
+        got = plane.get("-n", NS, ref)
+        c = conditions(got)
+        assert (c["Ready"]["status"], c["Reconciling"]["reason"], c["Stalled"]["status"]) == (
+            "False",
+            "Pending",
+            "False",
+        )
+        assert got["status"]["phase"] == "Pending"
+        assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
+        assert "modelops.dev/finalizer" not in got["metadata"].get("finalizers", [])
+
+    plane.kubectl(
+        "wait", "-n", NS, "trainingjobs/from-the-future", "--for=condition=Stalled", "--timeout=60s"
+    )
+    stalled = plane.get("-n", NS, "trainingjobs/from-the-future")
+    c = conditions(stalled)
+    assert c["Stalled"]["reason"] == "InvalidSpec" and c["Ready"]["status"] == "False"
+    assert "spec.futureField: unknown field" in c["Stalled"]["message"]
+    assert stalled["status"]["phase"] == "Failed"
+    assert kstatus(stalled["status"], stalled["metadata"]["generation"]) == "Failed"
+
+    # Each transition is an Event on the object, from our component.
+    def event_reasons(name: str) -> set[str]:
+        events = plane.get("events", "-n", NS)["items"]
+        return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
+
+    wait_until("waiting for the events", lambda: "InvalidSpec" in event_reasons("from-the-future"))
+    assert "Pending" in event_reasons("tj")
+
+    # A new generation is observed; with nothing new to say, the status settles (no write loop).
+    plane.kubectl(
+        "patch", "-n", NS, "inferenceservices/isvc", "--type=merge", "-p", '{"spec":{"minReplicas":2}}'
+    )
+    plane.kubectl(
+        "wait",
+        "-n",
+        NS,
+        "inferenceservices/isvc",
+        "--for=jsonpath={.status.observedGeneration}=2",
+        "--timeout=60s",
+    )
+    before = plane.get("-n", NS, "inferenceservices/isvc")["metadata"]["resourceVersion"]
+    time.sleep(2)
+    after = plane.get("-n", NS, "inferenceservices/isvc")["metadata"]["resourceVersion"]
+    assert before == after, "the operator keeps rewriting an object whose state did not change"
+
+    code, text = http_get(operator.metrics + "/metrics")
+    assert code == 200
+    assert 'modelops_objects{kind="TrainingJob",phase="Pending"} 1.0' in text
+    assert 'modelops_objects{kind="TrainingJob",phase="Failed"} 1.0' in text
+    assert 'modelops_reconcile_total{kind="InferenceService",result="progressing"}' in text
+    assert "modelops_reconcile_duration_seconds_bucket" in text
+
+    # Deleting needs no operator help (no finalizer yet) and the object leaves the gauge.
+    plane.kubectl("delete", "-n", NS, "trainingjobs/from-the-future", "--timeout=30s")
+    wait_until(
+        "waiting for the deleted object to leave modelops_objects",
+        lambda: 'phase="Failed"' not in http_get(operator.metrics + "/metrics")[1],
+    )
+
+    logs = operator.log.read_text()
+    token = yaml.safe_load(plane.kubeconfig.read_text())["users"][0]["user"].get("token")
+    assert not token or token not in logs
+    for line in logs.splitlines():
+        json.loads(line)  # --log-format json: every line is one JSON object
+    assert operator.process.poll() is None
