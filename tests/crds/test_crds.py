@@ -183,8 +183,20 @@ BAD: list[tuple[str, KindInfo, Obj, str, str]] = [
         "",
     ),
     ("zero epochs", TRAININGJOB, tj(hyperparameters={"epochs": 0}), "spec.hyperparameters.epochs", ""),
-    ("negative learning rate", TRAININGJOB, tj(hyperparameters={"learningRate": -0.1}), "learningRate", ""),
-    ("unknown optimizer", TRAININGJOB, tj(hyperparameters={"optimizer": "lion"}), "optimizer", "lion"),
+    (
+        "negative learning rate",
+        TRAININGJOB,
+        tj(hyperparameters={"learningRate": -0.1}),
+        "spec.hyperparameters.learningRate",
+        "",
+    ),
+    (
+        "unknown optimizer",
+        TRAININGJOB,
+        tj(hyperparameters={"optimizer": "lion"}),
+        "spec.hyperparameters.optimizer",
+        "lion",
+    ),
     (
         "unknown architecture",
         TRAININGJOB,
@@ -213,7 +225,13 @@ BAD: list[tuple[str, KindInfo, Obj, str, str]] = [
     ("nccl on CPU", TRAININGJOB, tj(distributed={"backend": "nccl"}), "spec", "nccl needs GPUs"),
     ("gpuType without gpus", TRAININGJOB, tj(resources={"gpuType": "A100"}), "spec.resources", "gpuType"),
     ("bad memory quantity", TRAININGJOB, tj(resources={"memory": "lots"}), "spec.resources.memory", ""),
-    ("procsPerNode word", TRAININGJOB, tj(distributed={"procsPerNode": "many"}), "procsPerNode", ""),
+    (
+        "procsPerNode word",
+        TRAININGJOB,
+        tj(distributed={"procsPerNode": "many"}),
+        "spec.distributed.procsPerNode",
+        "",
+    ),
     ("too many gpus", TRAININGJOB, tj(resources={"gpus": 99}), "spec.resources.gpus", ""),
     (
         "heads do not divide",
@@ -229,7 +247,13 @@ BAD: list[tuple[str, KindInfo, Obj, str, str]] = [
         "spec.checkpoint.storage",
         "storageClassName",
     ),
-    ("bad cleanPodPolicy", TRAININGJOB, tj(runPolicy={"cleanPodPolicy": "Sometimes"}), "cleanPodPolicy", ""),
+    (
+        "bad cleanPodPolicy",
+        TRAININGJOB,
+        tj(runPolicy={"cleanPodPolicy": "Sometimes"}),
+        "spec.runPolicy.cleanPodPolicy",
+        "",
+    ),
     (
         "absolute dataset path",
         TRAININGJOB,
@@ -344,7 +368,7 @@ BAD: list[tuple[str, KindInfo, Obj, str, str]] = [
         "success rate above 1",
         INFERENCESERVICE,
         isvc(canary={"modelRef": {"model": "digits", "version": 2}, "analysis": {"minSuccessRate": 1.5}}),
-        "minSuccessRate",
+        "spec.canary.analysis.minSuccessRate",
         "",
     ),
     ("unknown quantization", INFERENCESERVICE, isvc(quantization="int4"), "spec.quantization", "int4"),
@@ -365,9 +389,8 @@ def test_bad_input_is_refused_naming_the_field(
 ) -> None:
     errors = validate(info, _drop_none(obj))
     assert errors, f"{what}: accepted, but the API server must refuse it"
-    assert any(e.startswith(field) or f" {field}" in e for e in errors), (
-        f"{what}: no error names {field}: {errors}"
-    )
+    named = [e for e in errors if e.startswith((f"{field}:", f"{field}["))]
+    assert named, f"{what}: no error names {field}: {errors}"
     if phrase:
         assert any(phrase in e for e in errors), f"{what}: no error says {phrase!r}: {errors}"
 
