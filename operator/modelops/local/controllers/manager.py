@@ -19,8 +19,9 @@ from typing import Any
 from modelops.local.client import Client
 
 from . import common as c
-from . import deployments, replicasets
-from .actions import DEPLOYMENTS, PODS, REPLICASETS, Kind, Result
+from . import deployments, endpoints, jobs, replicasets
+from .actions import DEPLOYMENTS, ENDPOINTS, JOBS, PODS, REPLICASETS, SERVICES, Kind, Result
+from .proxy import ServiceProxy
 from .runner import Controller
 from .store import Store
 
@@ -50,6 +51,33 @@ async def sync_deployments(store: Store) -> list[Result]:
         deployments.reconcile(d, rss.get(c.namespace_of(d), []), pods.get(c.namespace_of(d), []), at)
         for d in store.list(DEPLOYMENTS)
     ]
+
+
+async def sync_endpoints(store: Store) -> list[Result]:
+    pods = by_namespace(store.list(PODS))
+    services = store.list(SERVICES)
+    results = [
+        endpoints.reconcile(
+            svc,
+            pods.get(c.namespace_of(svc), []),
+            store.get(ENDPOINTS, c.namespace_of(svc), c.name_of(svc)),
+        )
+        for svc in services
+    ]
+    results.append(endpoints.orphaned(store.list(ENDPOINTS), services))
+    return results
+
+
+def job_sync(backoff_base: float) -> Any:
+    async def sync_jobs(store: Store) -> list[Result]:
+        at = c.now()
+        pods = by_namespace(store.list(PODS))
+        return [
+            jobs.reconcile(job, pods.get(c.namespace_of(job), []), at, backoff_base)
+            for job in store.list(JOBS)
+        ]
+
+    return sync_jobs
 
 
 class Options(argparse.Namespace):
@@ -88,6 +116,8 @@ def build(store: Store, opts: Options) -> list[Controller]:
     return [
         ctl("replicaset", [REPLICASETS, PODS], sync_replicasets),
         ctl("deployment", [DEPLOYMENTS, REPLICASETS, PODS], sync_deployments),
+        ctl("endpoints", [SERVICES, PODS, ENDPOINTS], sync_endpoints),
+        ctl("job", [JOBS, PODS], job_sync(opts.job_backoff_base)),
     ]
 
 
@@ -95,6 +125,9 @@ async def run(opts: Options) -> None:
     async with Client.from_kubeconfig(opts.kubeconfig) as client:
         store = Store(client)
         controllers = build(store, opts)
+        proxy = ServiceProxy(store) if opts.proxy else None
+        if proxy is not None:
+            controllers.append(Controller("proxy", store, frozenset({SERVICES, ENDPOINTS}), proxy.sync))
         await store.start()
         tasks = [asyncio.create_task(ctl.run(), name=ctl.name) for ctl in controllers]
         log.info("controllers running: %s", ", ".join(ctl.name for ctl in controllers))
@@ -107,6 +140,8 @@ async def run(opts: Options) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if proxy is not None:
+            await proxy.close()
         await store.stop()
 
 
