@@ -11,15 +11,18 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from e2ekit import REPO, Operator, Plane, http_get, wait_until
 
 from modelops.status import kstatus
 
 pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
 
 NS = "e2e-operator"
 OBJECTS: dict[str, dict[str, Any]] = {
@@ -59,21 +62,21 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
-    plane: Plane, start_operator: Any
+    plane: Any, start_operator: Callable[..., Any], wait: Callable[..., None]
 ) -> None:
     plane.kubectl("apply", "-f", str(REPO / "crds"))
     plane.kubectl("apply", "-f", "-", input=newer_trainingjob_crd())
     plane.kubectl("create", "namespace", NS)
 
-    operator: Operator = start_operator("--log-format", "json")
-    assert http_get(operator.health + "/healthz")[0] in (0, 200)  # may not be listening yet
-    wait_until(
+    operator = start_operator("--log-format", "json")
+    assert operator.http("/healthz")[0] in (0, 200)  # may not be listening yet
+    wait(
         "waiting for /readyz",
-        lambda: http_get(operator.health + "/readyz")[0] == 200 or operator.process.poll() is not None,
+        lambda: operator.http("/readyz")[0] == 200 or operator.process.poll() is not None,
         log=operator.log,
     )
     assert operator.process.poll() is None, operator.log.read_text()[-4000:]
-    assert http_get(operator.health + "/healthz") == (200, "ok\n")
+    assert operator.http("/healthz") == (200, "ok\n")
 
     for kind, obj in OBJECTS.items():
         plane.kubectl("apply", "-n", NS, "-f", "-", input=manifest(kind, obj))
@@ -119,7 +122,7 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         events = plane.get("events", "-n", NS)["items"]
         return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
 
-    wait_until("waiting for the events", lambda: "InvalidSpec" in event_reasons("from-the-future"))
+    wait("waiting for the events", lambda: "InvalidSpec" in event_reasons("from-the-future"))
     assert "Pending" in event_reasons("tj")
 
     # A new generation is observed; with nothing new to say, the status settles (no write loop).
@@ -139,7 +142,7 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     after = plane.get("-n", NS, "inferenceservices/isvc")["metadata"]["resourceVersion"]
     assert before == after, "the operator keeps rewriting an object whose state did not change"
 
-    code, text = http_get(operator.metrics + "/metrics")
+    code, text = operator.http("/metrics")
     assert code == 200
     assert 'modelops_objects{kind="TrainingJob",phase="Pending"} 1.0' in text
     assert 'modelops_objects{kind="TrainingJob",phase="Failed"} 1.0' in text
@@ -148,9 +151,9 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
 
     # Deleting needs no operator help (no finalizer yet) and the object leaves the gauge.
     plane.kubectl("delete", "-n", NS, "trainingjobs/from-the-future", "--timeout=30s")
-    wait_until(
+    wait(
         "waiting for the deleted object to leave modelops_objects",
-        lambda: 'phase="Failed"' not in http_get(operator.metrics + "/metrics")[1],
+        lambda: 'phase="Failed"' not in operator.http("/metrics")[1],
     )
 
     logs = operator.log.read_text()
