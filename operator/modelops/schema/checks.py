@@ -122,10 +122,28 @@ def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: b
         _check(items, f"{path}.items" if path else "items", problems)
     for junctor in _JUNCTORS:
         value = schema.get(junctor)
+        if int_or_string and _is_int_or_string_junctor(junctor, value):
+            continue
         subs = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
         for i, sub in enumerate(subs):
             if isinstance(sub, Mapping):
                 _check_junctor(sub, f"{where}.{junctor}[{i}]", problems)
+
+
+_INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
+
+
+def _is_int_or_string_junctor(junctor: str, value: Any) -> bool:
+    """The one place types may appear in a junctor: the spelled-out form of x-kubernetes-int-or-string."""
+    if junctor == "anyOf":
+        return (
+            isinstance(value, list)
+            and [dict(v) for v in value if isinstance(v, Mapping)] == _INT_OR_STRING_ANY_OF
+        )
+    if junctor == "allOf" and isinstance(value, list) and value and isinstance(value[0], Mapping):
+        first = value[0]
+        return set(first) == {"anyOf"} and _is_int_or_string_junctor("anyOf", first["anyOf"])
+    return False
 
 
 def _check_root_metadata(meta: Mapping[str, Any], where: str, problems: list[str]) -> None:

@@ -1,0 +1,118 @@
+"""check_structural: the schemas a real API server refuses to accept in a CRD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelops.schema import check_structural
+
+Obj = dict[str, Any]
+
+
+def root(**props: Any) -> Obj:
+    return {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}
+
+
+def test_a_structural_schema_passes() -> None:
+    schema = root(
+        replicas={"type": "integer", "default": 1, "minimum": 0},
+        cpu={
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": "^[0-9]+m?$",
+        },
+        labels={"type": "object", "additionalProperties": {"type": "string"}},
+        extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        ports={
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        },
+        steps={
+            "type": "array",
+            "items": {"type": "integer"},
+            "x-kubernetes-validations": [{"rule": "self.isSorted()", "message": "must increase"}],
+        },
+    )
+    schema["properties"]["metadata"] = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 40}},
+    }
+    assert check_structural(schema) == []
+
+
+NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
+    (
+        "field without type",
+        root(a={"description": "no type"}),
+        "properties[spec].properties[a].type: Required value",
+    ),
+    ("$ref", root(a={"type": "object", "$ref": "#/x"}), "$ref: Forbidden"),
+    (
+        "properties with additionalProperties",
+        root(
+            a={
+                "type": "object",
+                "properties": {"b": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            }
+        ),
+        "additionalProperties and properties are mutual exclusive",
+    ),
+    ("array without items", root(a={"type": "array"}), "items: Required value"),
+    (
+        "type inside anyOf",
+        root(a={"type": "string", "anyOf": [{"type": "integer"}]}),
+        "anyOf[0].type: Forbidden",
+    ),
+    (
+        "metadata beyond name",
+        {
+            "type": "object",
+            "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}},
+        },
+        "only name and generateName",
+    ),
+    (
+        "uniqueItems",
+        root(a={"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
+        "uniqueItems",
+    ),
+    (
+        "rule that does not compile",
+        root(a={"type": "string", "x-kubernetes-validations": [{"rule": "self =="}]}),
+        "Syntax error",
+    ),
+    (
+        "rule with an unknown function",
+        root(a={"type": "string", "x-kubernetes-validations": [{"rule": "self.bogus()"}]}),
+        "undeclared reference to 'bogus'",
+    ),
+    (
+        "map list key not required",
+        root(
+            a={
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+            }
+        ),
+        "list map keys must be required or have a default",
+    ),
+    (
+        "bad reason",
+        root(a={"type": "string", "x-kubernetes-validations": [{"rule": "true", "reason": "Nope"}]}),
+        'reason: Unsupported value: "Nope"',
+    ),
+    ("root not an object", {"type": "string"}, 'must be "object" at the root'),
+]
+
+
+@pytest.mark.parametrize(("what", "schema", "phrase"), NON_STRUCTURAL, ids=[n[0] for n in NON_STRUCTURAL])
+def test_non_structural_schemas_are_named(what: str, schema: Obj, phrase: str) -> None:
+    problems = check_structural(schema)
+    assert any(phrase in p for p in problems), problems
