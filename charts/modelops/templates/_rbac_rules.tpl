@@ -1,6 +1,6 @@
 {{/*
 The RBAC rules of the operator. They must equal what modelops.controllers.permissions says the
-operator's code really calls; tests/chart/test_rbac.py fails when the two drift apart, so a new API
+operator's code really calls; tests/chart/test_chart_rbac.py fails when the two drift apart, so a new API
 call in the operator needs a new rule here too.
 */}}
 
