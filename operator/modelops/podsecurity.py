@@ -121,7 +121,7 @@ def check_restricted(obj: Mapping[str, Any]) -> list[str]:
     """
     messages: list[str] = []
     for location in pod_spec_locations(obj):
-        messages.extend(_baseline(location))
+        messages.extend(_baseline(location, restricted=True))
         messages.extend(_restricted(location))
     return messages
 
@@ -158,10 +158,14 @@ def pod_spec_locations(obj: Mapping[str, Any]) -> list[PodSpecLocation]:
     )
 
 
-def _baseline(loc: PodSpecLocation) -> Iterator[str]:
+def _baseline(loc: PodSpecLocation, *, restricted: bool = False) -> Iterator[str]:
     spec = loc.spec
     pod_sc = _mapping(spec.get("securityContext"))
     pod_sc_path = _join(loc.path, "securityContext")
+    # Under "restricted", its stricter seccomp and capabilities controls replace the baseline ones
+    # (as in the admission plugin), so one wrong field gives one message, not two. Windows pods are
+    # exempt from the restricted versions and keep the baseline ones.
+    baseline_only = not restricted or _dig(spec, "os", "name") == "windows"
 
     # HostProcess
     if _dig(pod_sc, "windowsOptions", "hostProcess") is True:
@@ -196,7 +200,7 @@ def _baseline(loc: PodSpecLocation) -> Iterator[str]:
     yield from _selinux(pod_sc, pod_sc_path, "")
 
     # Seccomp (baseline only forbids Unconfined)
-    if _dig(pod_sc, "seccompProfile", "type") == "Unconfined":
+    if baseline_only and _dig(pod_sc, "seccompProfile", "type") == "Unconfined":
         yield (
             f"{pod_sc_path}.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault "
             "(baseline: Seccomp)"
@@ -221,7 +225,7 @@ def _baseline(loc: PodSpecLocation) -> Iterator[str]:
         if sc.get("privileged") is True:
             yield f"{sc_path}.privileged{who}: must be unset or false (baseline: Privileged Containers)"
 
-        for cap in _list(_dig(sc, "capabilities", "add")):
+        for cap in _list(_dig(sc, "capabilities", "add")) if baseline_only else []:
             if cap not in _BASELINE_ADDABLE_CAPABILITIES:
                 yield (
                     f"{sc_path}.capabilities.add{who}: adding {cap!r} is not allowed (baseline: Capabilities)"
@@ -241,7 +245,7 @@ def _baseline(loc: PodSpecLocation) -> Iterator[str]:
         if sc.get("procMount") not in (None, "Default"):
             yield f"{sc_path}.procMount{who}: must be unset or Default (baseline: /proc Mount Type)"
 
-        if _dig(sc, "seccompProfile", "type") == "Unconfined":
+        if baseline_only and _dig(sc, "seccompProfile", "type") == "Unconfined":
             yield (
                 f"{sc_path}.seccompProfile.type{who}: Unconfined is not allowed; use RuntimeDefault "
                 "(baseline: Seccomp)"

@@ -233,3 +233,20 @@ def test_null_removes_a_default_resource(render: Callable[..., Manifests]) -> No
     container = only(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "memory" not in container["resources"].get("limits", {})
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_operator_cli_accepts_the_arguments_the_chart_passes(
+    render: Callable[..., Manifests], values: dict[str, Any]
+) -> None:
+    # The real argument parser of `modelops operator`: a flag the CLI does not know would make the
+    # pod crash-loop in a cluster, which no schema check of the manifest can see.
+    cli = pytest.importorskip("modelops.cli", reason="modelops.cli is not written yet")
+    container = only(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["modelops"]  # the console script of pyproject.toml
+    parser, _ = cli.build_parser(container["args"])
+    args = parser.parse_args(container["args"])
+    assert args.command == "operator"
+    assert args.namespaces == values.get("watchNamespaces", [])
+    assert (args.health_port, args.metrics_port) == (8081, 8080)
+    assert args.log_format == "json"
