@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-operator", action="store_true", help="do not start the operator (install it with helm instead)"
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
-    for action in (up, sub.add_parser("down", help="stop every component"), sub.add_parser("status")):
+    down = sub.add_parser("down", help="stop every component (state stays for the next up)")
+    status_ = sub.add_parser("status", help="show which components run and how many nodes are Ready")
+    for action in (up, down, status_):
         action.add_argument(
             "--dir", type=Path, default=DEFAULT_DIR, help=f"state directory (default {DEFAULT_DIR})"
         )
