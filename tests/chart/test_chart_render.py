@@ -250,3 +250,13 @@ def test_the_operator_cli_accepts_the_arguments_the_chart_passes(
     assert args.namespaces == values.get("watchNamespaces", [])
     assert (args.health_port, args.metrics_port) == (8081, 8080)
     assert args.log_format == "json"
+
+
+def test_install_notes_name_what_was_installed(helm: Callable[..., Any]) -> None:
+    values = {"watchNamespaces": ["team-a", "team-b"], "replicaCount": 0}
+    result = helm("install", "mo", str(CHART), "--namespace", NAMESPACE, "--dry-run=client", values=values)
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"kubectl --namespace {NAMESPACE} rollout status deployment/mo-modelops" in notes
+    assert "watches the namespaces: team-a, team-b" in notes
+    assert "paused" in notes
