@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,8 +21,24 @@ from typing import Any
 from modelops.local.client import Client
 
 from . import common as c
-from . import deployments, endpoints, jobs, replicasets
-from .actions import DEPLOYMENTS, ENDPOINTS, JOBS, PODS, REPLICASETS, SERVICES, Kind, Result
+from . import deployments, disruption, endpoints, jobs, replicasets, volumes
+from .actions import (
+    DEPLOYMENTS,
+    ENDPOINTS,
+    HPAS,
+    JOBS,
+    PDBS,
+    PODS,
+    PVCS,
+    PVS,
+    REPLICASETS,
+    SERVICES,
+    STATEFULSETS,
+    STORAGECLASSES,
+    Kind,
+    Result,
+)
+from .autoscaling import HpaLoop
 from .proxy import ServiceProxy
 from .runner import Controller
 from .store import Store
@@ -80,6 +98,44 @@ def job_sync(backoff_base: float) -> Any:
     return sync_jobs
 
 
+def volume_sync(root: str) -> Any:
+    async def sync_volumes(store: Store) -> list[Result]:
+        at = c.now()
+        claims = store.list(PVCS)
+        pvs = store.list(PVS)
+        classes = store.list(STORAGECLASSES)
+        results = []
+        for claim in claims:
+            results.append(volumes.reconcile_claim(claim, pvs, classes, root, at))
+            if (claim.get("status") or {}).get("phase") == "Bound":
+                # Recreate a bound claim's directory if it went missing (the kubelet mounts it).
+                path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
+                await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+            elif not c.is_deleting(claim) and not (claim.get("spec") or {}).get("volumeName"):
+                path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
+                await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+        for pv in pvs:
+            result, remove = volumes.reconcile_volume(pv, claims, root)
+            if remove:
+                await asyncio.to_thread(shutil.rmtree, remove, True)
+                log.info("removed volume directory %s", remove)
+            results.append(result)
+        return results
+
+    return sync_volumes
+
+
+async def sync_disruption(store: Store) -> list[Result]:
+    at = c.now()
+    pods = by_namespace(store.list(PODS))
+    rss = store.list(REPLICASETS)
+    scalables = store.list(DEPLOYMENTS) + store.list(STATEFULSETS)
+    return [
+        disruption.reconcile(pdb, pods.get(c.namespace_of(pdb), []), rss, scalables, at)
+        for pdb in store.list(PDBS)
+    ]
+
+
 class Options(argparse.Namespace):
     kubeconfig: str
     dir: str
@@ -109,7 +165,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return p.parse_args(argv, namespace=Options())
 
 
-def build(store: Store, opts: Options) -> list[Controller]:
+def build(store: Store, opts: Options, hpa: HpaLoop) -> list[Controller]:
     def ctl(name: str, kinds: Sequence[Kind], sync: Any, period: float | None = None) -> Controller:
         return Controller(name, store, frozenset(kinds), sync, period)
 
@@ -118,13 +174,17 @@ def build(store: Store, opts: Options) -> list[Controller]:
         ctl("deployment", [DEPLOYMENTS, REPLICASETS, PODS], sync_deployments),
         ctl("endpoints", [SERVICES, PODS, ENDPOINTS], sync_endpoints),
         ctl("job", [JOBS, PODS], job_sync(opts.job_backoff_base)),
+        ctl("volume", [PVCS, PVS, STORAGECLASSES], volume_sync(os.path.abspath(opts.dir))),
+        ctl("autoscaler", [HPAS], hpa.sync, period=opts.hpa_sync_period),
+        ctl("disruption", [PDBS, PODS, REPLICASETS, DEPLOYMENTS, STATEFULSETS], sync_disruption),
     ]
 
 
 async def run(opts: Options) -> None:
     async with Client.from_kubeconfig(opts.kubeconfig) as client:
         store = Store(client)
-        controllers = build(store, opts)
+        hpa = HpaLoop(opts.hpa_sync_period)
+        controllers = build(store, opts, hpa)
         proxy = ServiceProxy(store) if opts.proxy else None
         if proxy is not None:
             controllers.append(Controller("proxy", store, frozenset({SERVICES, ENDPOINTS}), proxy.sync))
@@ -142,6 +202,7 @@ async def run(opts: Options) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if proxy is not None:
             await proxy.close()
+        await hpa.close()
         await store.stop()
 
 

@@ -1,0 +1,140 @@
+"""The HorizontalPodAutoscaler loop: collect metrics, call the pure algorithm in `hpa`, scale.
+
+Each HPA is synced once per `--hpa-sync-period` (upstream: 15 s), or at once when its spec changes;
+its own status writes do not make it sample again early, so rates are always taken over a full period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from . import common as c
+from .actions import HPAS, PODS, SCALABLE, Event, Patch, Result, Status
+from .hpa import Autoscaler, MetricResult, PodSample, evaluate
+from .metrics import CpuSampler, PodsMetricScraper, pod_request
+from .store import Store
+
+Obj = dict[str, Any]
+
+DEFAULT_METRICS: list[Obj] = [
+    {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+    }
+]
+
+
+class HpaLoop:
+    def __init__(self, period: float, tolerance: float = 0.1) -> None:
+        self.period = period
+        self.tolerance = tolerance
+        self.state: dict[str, Autoscaler] = {}
+        self.last: dict[str, tuple[float, int]] = {}
+        self.cpu = CpuSampler()
+        self.scraper = PodsMetricScraper()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def sync(self, store: Store) -> list[Result]:
+        mono = time.monotonic()
+        results: list[Result] = []
+        hpas = store.list(HPAS)
+        for hpa in hpas:
+            uid = c.uid_of(hpa)
+            last = self.last.get(uid)
+            if last is not None and last[1] == c.generation_of(hpa) and mono - last[0] < self.period * 0.95:
+                continue
+            self.last[uid] = (mono, c.generation_of(hpa))
+            results.append(await self.one(store, hpa))
+        live = {c.uid_of(h) for h in hpas}
+        for uid in [u for u in self.state if u not in live]:
+            del self.state[uid]
+        for uid in [u for u in self.last if u not in live]:
+            del self.last[uid]
+        return results
+
+    async def one(self, store: Store, hpa: Obj) -> Result:
+        at = c.now()
+        result = Result()
+        spec = hpa.get("spec") or {}
+        ns, name = c.namespace_of(hpa), c.name_of(hpa)
+        ref = spec.get("scaleTargetRef") or {}
+        kind = SCALABLE.get(str(ref.get("kind")))
+        target = store.get(kind, ns, str(ref.get("name"))) if kind is not None else None
+        old = hpa.get("status") or {}
+        if kind is None or target is None:
+            what = f"{kind.plural if kind else ref.get('kind')} {ref.get('name')!r} not found"
+            status = dict(old)
+            status["conditions"] = c.set_condition(
+                list(old.get("conditions") or []),
+                "AbleToScale",
+                "False",
+                "FailedGetScale",
+                f"the HPA controller was unable to get the target's current scale: {what}",
+                at,
+            )
+            result.actions.append(Status(HPAS, ns, name, status))
+            return result
+        current = int((target.get("spec") or {}).get("replicas", 1))
+        selector = (target.get("spec") or {}).get("selector")
+        pods = [p for p in store.list(PODS, ns) if c.selector_matches(selector, c.labels_of(p))]
+        metrics: list[MetricResult] = []
+        for metric in spec.get("metrics") or DEFAULT_METRICS:
+            metrics.append(await self._evaluate(metric, current, pods))
+        autoscaler = self.state.setdefault(c.uid_of(hpa), Autoscaler())
+        decision = autoscaler.decide(hpa, current, metrics, at)
+        if decision.rescale:
+            result.actions.append(
+                Patch(kind, ns, c.name_of(target), {"spec": {"replicas": decision.desired}})
+            )
+            above = "above" if decision.desired < current else "below"
+            result.actions.append(
+                Event(
+                    hpa, "SuccessfulRescale", f"New size: {decision.desired}; reason: metrics {above} target"
+                )
+            )
+        result.actions.append(Status(HPAS, ns, name, decision.status))
+        return result
+
+    async def _evaluate(self, metric: Obj, current: int, pods: list[Obj]) -> MetricResult:
+        mtype = metric.get("type")
+        if mtype == "Resource":
+            res = metric.get("resource") or {}
+            rname = str(res.get("name"))
+            if rname != "cpu":
+                return evaluate(
+                    metric, current, pods, f"resource {rname!r} is not measured by the local plane; use cpu"
+                )
+            by_uid = await asyncio.to_thread(self.cpu.sample, [c.uid_of(p) for p in pods])
+            requests = {c.name_of(p): pod_request(p, "cpu") for p in pods}
+            samples = {
+                c.name_of(p): PodSample(by_uid[c.uid_of(p)], requests[c.name_of(p)])
+                for p in pods
+                if c.uid_of(p) in by_uid
+            }
+            if (res.get("target") or {}).get("type") == "Utilization":
+                lacking = [n for n, r in requests.items() if r <= 0]
+                if lacking:
+                    return evaluate(
+                        metric,
+                        current,
+                        pods,
+                        f"missing request for cpu in pod {lacking[0]}; set resources.requests.cpu",
+                    )
+            return evaluate(metric, current, pods, samples, self.tolerance, requests)
+        if mtype == "Pods":
+            pm = (metric.get("pods") or {}).get("metric") or {}
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            values = await self.scraper.scrape(self._session, pods, str(pm.get("name")), pm.get("selector"))
+            return evaluate(
+                metric, current, pods, {k: PodSample(v) for k, v in values.items()}, self.tolerance
+            )
+        return evaluate(metric, current, pods, {})
