@@ -1,0 +1,103 @@
+"""`python -m modelops.local.nodes`: the nodes of the local plane (scheduler + kubelets) in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from modelops.local.client import Client, Informer
+from modelops.local.nodes.clusterview import ClusterView
+from modelops.local.nodes.kubelet import Kubelet
+from modelops.local.nodes.scheduler import Scheduler
+
+log = logging.getLogger("modelops.local.nodes")
+
+
+def node_names(count: int) -> list[str]:
+    return [f"local-node-{i}" for i in range(1, count + 1)]
+
+
+async def serve(args: argparse.Namespace) -> None:
+    directory = Path(args.dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    api = Client.from_kubeconfig(args.kubeconfig)
+    pods = Informer(api, "v1", "pods")
+    nodes = Informer(api, "v1", "nodes")
+    services = Informer(api, "v1", "services")
+    cluster = ClusterView(pods, services, directory / "hosts")
+    kubelets = [
+        Kubelet(api, name, directory, cluster, gpus=args.gpus, backoff_base=args.backoff_base)
+        for name in node_names(args.nodes)
+    ]
+    scheduler = Scheduler(api, pods, nodes)
+
+    def on_pod(kind: str, pod: dict[str, Any], old: dict[str, Any] | None) -> None:
+        cluster.on_change(kind, pod)
+        scheduler.kick()
+        for kubelet in kubelets:
+            kubelet.handle_pod(kind, pod)
+
+    def on_service(kind: str, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
+        cluster.on_change(kind, svc)
+
+    def on_node(kind: str, node: dict[str, Any], old: dict[str, Any] | None) -> None:
+        scheduler.kick()
+
+    pods.handler, services.handler, nodes.handler = on_pod, on_service, on_node
+    for kubelet in kubelets:
+        await kubelet.register()
+    # Services first: a resumed pod's env needs them before its containers start.
+    tasks = [services.start()]
+    await services.synced.wait()
+    tasks += [nodes.start(), pods.start()]
+    tasks.append(asyncio.create_task(cluster.run_hosts_writer(), name="hosts"))
+    tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+    tasks += [asyncio.create_task(k.heartbeat(), name=f"heartbeat-{k.name}") for k in kubelets]
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            log.error("component %s failed", task.get_name(), exc_info=task.exception())
+    log.info("stopping: ending every container")
+    await asyncio.gather(*(k.shutdown() for k in kubelets))
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await api.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m modelops.local.nodes", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local API server")
+    parser.add_argument("--dir", required=True, help="the local plane's directory (logs, volumes, hosts)")
+    parser.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
+    parser.add_argument("--gpus", type=int, default=0, help="fake nvidia.com/gpu devices per node")
+    parser.add_argument(
+        "--backoff-base",
+        type=float,
+        default=10.0,
+        help="first CrashLoopBackOff delay in seconds (default 10)",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error("--nodes must be at least 1")
+    if args.gpus < 0:
+        parser.error("--gpus must not be negative")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""From a container spec to a local process: image, command, environment, volumes and paths.
+
+There is no container runtime, so a container is a process of the project's own Python environment.
+Three things a runtime would do are emulated here, and documented because users see them:
+
+* Images: only `ghcr.io/modelops/worker` and `ghcr.io/modelops/operator` (any tag or digest) run;
+  their default entrypoints are `modelops-worker` and `modelops operator`. Anything else is a pull error.
+* Mounts: processes cannot see a volume at an absolute path such as `/data` without root. Each volume
+  is a directory on the host, and every mountPath (and the terminationMessagePath) found at a path
+  boundary in env values, command, args and workingDir is rewritten to that directory, so
+  `--out=/data/model.pt` becomes `--out=DIR/.../volumes/data/model.pt`. The container also runs in a
+  per-pod `rootfs` directory holding a symlink per mountPath (`rootfs/data -> volume dir`), so
+  relative paths work too; `MODELOPS_LOCAL_ROOT` names it and `MODELOPS_LOCAL_MOUNTS` (JSON) gives the
+  whole mapping for code that builds paths at run time.
+* Termination message: `/dev/termination-log` (or the container's terminationMessagePath) is rewritten
+  like a mount, and `MODELOPS_TERMINATION_MESSAGE_PATH` holds the real file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelops.local.nodes.quantity import parse_quantity, to_int_ceil
+
+Obj = dict[str, Any]
+
+RUNNABLE_IMAGES = {
+    "ghcr.io/modelops/worker": ["modelops-worker"],
+    "ghcr.io/modelops/operator": ["modelops", "operator"],
+}
+
+
+class Getter(Protocol):
+    async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj: ...
+
+
+class ConfigError(Exception):
+    """The container cannot be configured yet (CreateContainerConfigError); retried later."""
+
+
+class MountError(Exception):
+    """A volume cannot be set up yet (FailedMount); retried later."""
+
+
+def image_repository(image: str) -> str:
+    """`ghcr.io/modelops/worker` of `ghcr.io/modelops/worker:1.2@sha256:...`."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    return name
+
+
+def default_command(image: str) -> list[str] | None:
+    """The image's entrypoint, or None when the local plane cannot run this image."""
+    return RUNNABLE_IMAGES.get(image_repository(image))
+
+
+def pull_error_message(image: str) -> str:
+    return (
+        f'Failed to pull image "{image}": the modelops local plane runs only the project\'s images '
+        f"({', '.join(sorted(RUNNABLE_IMAGES))}, any tag); use one of them or a real cluster"
+    )
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes `$(VAR)` expansion: unknown references stay as written, `$$` escapes."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env.get(name, m.group(0))
+
+    return _VAR_REF.sub(sub, text)
+
+
+def field_ref(pod: Mapping[str, Any], path: str) -> str:
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
+        "status.hostIP": status.get("hostIP"),
+        "status.hostIPs": status.get("hostIP"),
+        "status.podIP": status.get("podIP"),
+        "status.podIPs": status.get("podIP"),
+    }
+    if path in simple:
+        return str(simple[path] or "")
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    if path in {"metadata.labels", "metadata.annotations"}:
+        items = (meta.get(path.split(".")[1]) or {}).items()
+        return "\n".join(f'{k}="{v}"' for k, v in sorted(items))
+    raise ConfigError(f"fieldRef.fieldPath {path!r} is not supported; use metadata.name, status.podIP, ...")
+
+
+def resource_ref(
+    pod: Mapping[str, Any],
+    ref: Mapping[str, Any],
+    default_container: str,
+    node_allocatable: Mapping[str, str],
+) -> str:
+    container_name = ref.get("containerName") or default_container
+    resource = str(ref.get("resource") or "")
+    kind, _, name = resource.partition(".")
+    containers = list((pod.get("spec") or {}).get("containers") or [])
+    containers += list((pod.get("spec") or {}).get("initContainers") or [])
+    container = next((c for c in containers if c.get("name") == container_name), None)
+    if container is None or kind not in {"limits", "requests"}:
+        raise ConfigError(f"resourceFieldRef {resource!r} of container {container_name!r} cannot be resolved")
+    res = container.get("resources") or {}
+    value = (res.get(kind) or {}).get(name)
+    if value is None and kind == "requests":
+        value = (res.get("limits") or {}).get(name)
+    if value is None:
+        # Without a limit the downward API reports the node's allocatable, as the kubelet does.
+        value = node_allocatable.get(name, "0") if kind == "limits" else "0"
+    divisor = parse_quantity(ref.get("divisor") or "1")
+    if divisor == 0:
+        divisor = Decimal(1)
+    return str(to_int_ceil(parse_quantity(value), divisor))
+
+
+async def _config_data(
+    api: Getter, plural: str, namespace: str, name: str, optional: bool
+) -> dict[str, str] | None:
+    from modelops.local.client import ApiError
+
+    try:
+        obj = await api.get("v1", plural, namespace, name)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        if optional:
+            return None
+        kind = "configmap" if plural == "configmaps" else "secret"
+        raise ConfigError(f'{kind} "{name}" not found') from None
+    if plural == "secrets":
+        return {
+            k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()
+        } | {k: str(v) for k, v in (obj.get("stringData") or {}).items()}
+    data = {k: str(v) for k, v in (obj.get("data") or {}).items()}
+    for k, v in (obj.get("binaryData") or {}).items():
+        data[k] = base64.b64decode(v).decode("utf-8", "replace")
+    return data
+
+
+async def container_env(
+    api: Getter,
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    node_allocatable: Mapping[str, str],
+    svc_env: Mapping[str, str],
+) -> dict[str, str]:
+    """The container's environment as Kubernetes defines it (service links, envFrom, then env)."""
+    ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+    spec = pod.get("spec") or {}
+    env: dict[str, str] = dict(svc_env) if spec.get("enableServiceLinks", True) else {}
+    for source in container.get("envFrom") or []:
+        prefix = str(source.get("prefix") or "")
+        for key, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
+            ref = source.get(key)
+            if ref:
+                data = await _config_data(api, plural, ns, str(ref.get("name")), bool(ref.get("optional")))
+                for k, v in (data or {}).items():
+                    env[prefix + k] = v
+    for var in container.get("env") or []:
+        name = str(var.get("name"))
+        if "value" in var or "valueFrom" not in var:
+            env[name] = expand(str(var.get("value") or ""), env)
+            continue
+        vf = var["valueFrom"] or {}
+        if "fieldRef" in vf:
+            env[name] = field_ref(pod, str(vf["fieldRef"].get("fieldPath")))
+        elif "resourceFieldRef" in vf:
+            env[name] = resource_ref(
+                pod, vf["resourceFieldRef"], str(container.get("name")), node_allocatable
+            )
+        else:
+            for key, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+                ref = vf.get(key)
+                if not ref:
+                    continue
+                optional = bool(ref.get("optional"))
+                data = await _config_data(api, plural, ns, str(ref.get("name")), optional)
+                if data is None:
+                    break
+                if ref.get("key") not in data:
+                    if optional:
+                        break
+                    kind = "ConfigMap" if plural == "configmaps" else "Secret"
+                    raise ConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{ref.get('name')}")
+                env[name] = data[str(ref.get("key"))]
+    return env
+
+
+def _write_files(directory: Path, files: Mapping[str, str | bytes]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        target = directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, target)
+
+
+async def _projection(
+    api: Getter, pod: Mapping[str, Any], source: Mapping[str, Any], kind: str, node_alloc: Mapping[str, str]
+) -> dict[str, str | bytes]:
+    ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+    files: dict[str, str | bytes] = {}
+    if kind in {"configMap", "secret"}:
+        name = str(source.get("name") or source.get("secretName") or "")
+        plural = "configmaps" if kind == "configMap" else "secrets"
+        try:
+            data = await _config_data(api, plural, ns, name, bool(source.get("optional")))
+        except ConfigError as e:
+            raise MountError(f"MountVolume.SetUp failed: {e}") from None
+        items = source.get("items")
+        for key, value in (data or {}).items():
+            if items is None:
+                files[key] = value
+        for item in items or []:
+            if (data or {}).get(item.get("key")) is None:
+                if source.get("optional"):
+                    continue
+                raise MountError(
+                    f"MountVolume.SetUp failed: key {item.get('key')} not found in {kind} {name}"
+                )
+            files[str(item.get("path"))] = (data or {})[str(item.get("key"))]
+    elif kind == "downwardAPI":
+        for item in source.get("items") or []:
+            if item.get("fieldRef"):
+                files[str(item["path"])] = field_ref(pod, str(item["fieldRef"].get("fieldPath")))
+            elif item.get("resourceFieldRef"):
+                ref = item["resourceFieldRef"]
+                files[str(item["path"])] = resource_ref(
+                    pod, ref, str(ref.get("containerName") or ""), node_alloc
+                )
+    return files
+
+
+async def prepare_volumes(
+    api: Getter, pod: Mapping[str, Any], pod_dir: Path, node_alloc: Mapping[str, str]
+) -> dict[str, Path]:
+    """Create every volume of the pod on the host; returns volume name -> directory."""
+    ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+    uid = str((pod.get("metadata") or {}).get("uid") or "")
+    result: dict[str, Path] = {}
+    for vol in (pod.get("spec") or {}).get("volumes") or []:
+        name = str(vol.get("name"))
+        local = pod_dir / "volumes" / name
+        if "emptyDir" in vol:
+            medium = (vol.get("emptyDir") or {}).get("medium")
+            if medium == "Memory" and os.access("/dev/shm", os.W_OK):
+                local = Path("/dev/shm") / "modelops-local" / uid / name
+            local.mkdir(parents=True, exist_ok=True)
+        elif "hostPath" in vol:
+            local = Path(str(vol["hostPath"].get("path")))
+            if (vol["hostPath"].get("type") or "") == "DirectoryOrCreate":
+                local.mkdir(parents=True, exist_ok=True)
+        elif "persistentVolumeClaim" in vol:
+            local = await _claim_dir(api, ns, str(vol["persistentVolumeClaim"].get("claimName")))
+        elif "configMap" in vol or "secret" in vol or "downwardAPI" in vol:
+            kind = next(k for k in ("configMap", "secret", "downwardAPI") if k in vol)
+            _write_files(local, await _projection(api, pod, vol[kind] or {}, kind, node_alloc))
+        elif "projected" in vol:
+            files: dict[str, str | bytes] = {}
+            for source in (vol["projected"] or {}).get("sources") or []:
+                for kind in ("configMap", "secret", "downwardAPI"):
+                    if kind in source:
+                        files.update(await _projection(api, pod, source[kind] or {}, kind, node_alloc))
+            _write_files(local, files)
+        else:
+            # Unknown volume types (csi, nfs, ...) get an empty directory rather than a stuck pod.
+            local.mkdir(parents=True, exist_ok=True)
+        result[name] = local
+    return result
+
+
+async def _claim_dir(api: Getter, namespace: str, claim: str) -> Path:
+    from modelops.local.client import ApiError
+
+    try:
+        pvc = await api.get("v1", "persistentvolumeclaims", namespace, claim)
+    except ApiError as e:
+        if e.status == 404:
+            raise MountError(f'persistentvolumeclaim "{claim}" not found') from None
+        raise
+    volume_name = (pvc.get("spec") or {}).get("volumeName")
+    if (pvc.get("status") or {}).get("phase") != "Bound" or not volume_name:
+        raise MountError(f'persistentvolumeclaim "{claim}" is not bound yet')
+    pv = await api.get("v1", "persistentvolumes", None, str(volume_name))
+    path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
+    if not path:
+        raise MountError(
+            f'persistentvolume "{volume_name}" has no hostPath; the local plane mounts only hostPath'
+        )
+    local = Path(str(path))
+    local.mkdir(parents=True, exist_ok=True)
+    return local
+
+
+def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> dict[str, Path]:
+    """mountPath -> host directory (subPath applied) for one container."""
+    mounts: dict[str, Path] = {}
+    for m in container.get("volumeMounts") or []:
+        vol = volumes.get(str(m.get("name")))
+        if vol is None:
+            raise ConfigError(
+                f"volumeMounts[].name {m.get('name')!r} of container {container.get('name')!r} names no "
+                "volume of the pod; add it to spec.volumes"
+            )
+        local = vol / str(m["subPath"]) if m.get("subPath") else vol
+        if m.get("subPath") and not local.exists():
+            local.mkdir(parents=True, exist_ok=True)
+        mounts[str(m.get("mountPath")).rstrip("/") or "/"] = local
+    return mounts
+
+
+def rewrite_paths(text: str, mounts: Mapping[str, Path]) -> str:
+    """Replace each mountPath at a path boundary by its host directory (longest mountPath first)."""
+    if not mounts:
+        return text
+    ordered = sorted(mounts, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in ordered) + r")(?=/|$|[^\w.-])")
+    return pattern.sub(lambda m: str(mounts[m.group(1)]), text)
+
+
+def link_rootfs(rootfs: Path, mounts: Mapping[str, Path]) -> None:
+    """Symlinks rootfs/<mountPath> -> host directory, so relative paths find the volumes."""
+    rootfs.mkdir(parents=True, exist_ok=True)
+    for mount_path, local in mounts.items():
+        rel = mount_path.lstrip("/")
+        if not rel:
+            continue
+        link = rootfs / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        link.symlink_to(local)
+
+
+def mounts_json(mounts: Mapping[str, Path]) -> str:
+    return json.dumps({k: str(v) for k, v in sorted(mounts.items())})

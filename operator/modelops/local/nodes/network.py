@@ -1,0 +1,242 @@
+"""Pod networking on one host: pod IPs, cluster DNS names, service env vars.
+
+All local pods share the host's network stack. Each pod gets its own loopback address from
+127.244.0.0/16 (Linux routes all of 127/8 to lo), Service ClusterIPs come from the API server, and
+cluster DNS is a hosts file (`DIR/hosts`) that the injected `sitecustomize` reads. Names are written
+fully qualified (`web.ns.svc.cluster.local`) plus the short forms of the shared design; the resolver
+applies the pod's search path so a short name means the pod's own namespace first, as on a cluster.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+
+POD_NETWORK = ipaddress.ip_network("127.244.0.0/16")
+CLUSTER_DOMAIN = "cluster.local"
+
+
+class IPAllocator:
+    """Hands out pod IPs; an IP is free again once its pod is released."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, str] = {}  # ip -> pod uid
+        # .0 and .1 are skipped so no pod looks like a network or gateway address.
+        self._next = int(POD_NETWORK.network_address) + 2
+
+    def reserve(self, uid: str, ip: str) -> None:
+        self._used[ip] = uid
+
+    def allocate(self, uid: str) -> str:
+        for ip, owner in self._used.items():
+            if owner == uid:
+                return ip
+        first, last = int(POD_NETWORK.network_address) + 2, int(POD_NETWORK.broadcast_address) - 1
+        for _ in range(last - first + 1):
+            candidate = str(ipaddress.ip_address(self._next))
+            self._next = first if self._next >= last else self._next + 1
+            if candidate not in self._used:
+                self._used[candidate] = uid
+                return candidate
+        raise RuntimeError("the pod network 127.244.0.0/16 is exhausted; delete finished pods")
+
+    def release(self, uid: str) -> None:
+        for ip in [ip for ip, owner in self._used.items() if owner == uid]:
+            del self._used[ip]
+
+
+def _svc_names(name: str, ns: str) -> list[str]:
+    return [f"{name}.{ns}.svc.{CLUSTER_DOMAIN}", f"{name}.{ns}.svc", f"{name}.{ns}", name]
+
+
+def _pod_ip(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("podIP") or "")
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def cluster_hosts(
+    services: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """(ip, name) records of cluster DNS: Services, headless Service members, hostname.subdomain pods."""
+    pod_list = [
+        p for p in pods if _pod_ip(p) and (p.get("status") or {}).get("phase") not in {"Succeeded", "Failed"}
+    ]
+    records: list[tuple[str, str]] = []
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        name, ns = str(meta.get("name")), str(meta.get("namespace") or "default")
+        cluster_ip = spec.get("clusterIP")
+        if spec.get("type") == "ExternalName":
+            continue
+        if cluster_ip and cluster_ip != "None":
+            records += [(str(cluster_ip), n) for n in _svc_names(name, ns)]
+            continue
+        # Headless: the name resolves to the ready pods it selects, as CoreDNS answers from endpoints.
+        selector = spec.get("selector") or {}
+        publish_all = bool(spec.get("publishNotReadyAddresses"))
+        for pod in pod_list:
+            pmeta = pod.get("metadata") or {}
+            if pmeta.get("namespace") != ns or not _selects(selector, pmeta.get("labels") or {}):
+                continue
+            if publish_all or _pod_ready(pod):
+                records += [(_pod_ip(pod), n) for n in _svc_names(name, ns)]
+    for pod in pod_list:
+        pmeta, pspec = pod.get("metadata") or {}, pod.get("spec") or {}
+        subdomain = pspec.get("subdomain")
+        if not subdomain:
+            continue
+        hostname = pspec.get("hostname") or pmeta.get("name")
+        ns = pmeta.get("namespace") or "default"
+        # Published as soon as the pod has an IP (not only when ready) so that rendezvous peers such
+        # as torchrun's rank 0 can be found while they are still starting.
+        for n in _svc_names(f"{hostname}.{subdomain}", str(ns)):
+            records.append((_pod_ip(pod), n))
+    return records
+
+
+def render_hosts(records: Iterable[tuple[str, str]]) -> str:
+    by_ip: dict[str, list[str]] = {}
+    for ip, name in records:
+        names = by_ip.setdefault(ip, [])
+        if name not in names:
+            names.append(name)
+    lines = ["# Cluster DNS of the modelops local plane; written by the kubelet, do not edit."]
+    lines += [f"{ip} {' '.join(names)}" for ip, names in sorted(by_ip.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hosts.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def resolve(records: Iterable[tuple[str, str]], name: str, namespace: str) -> list[str]:
+    """The IPs of `name` as a pod in `namespace` would resolve it (search path, ndots:5)."""
+    table: dict[str, list[str]] = {}
+    for ip, n in records:
+        table.setdefault(n.lower(), []).append(ip)
+    lowered = name.lower()
+    if lowered.endswith("."):
+        candidates = [lowered.rstrip(".")]
+    else:
+        candidates = [f"{lowered}.{namespace}.svc.{CLUSTER_DOMAIN}", f"{lowered}.svc.{CLUSTER_DOMAIN}"]
+        candidates += [f"{lowered}.{CLUSTER_DOMAIN}", lowered]
+    for candidate in candidates:
+        if candidate in table:
+            return table[candidate]
+    return []
+
+
+_HOST_TOKEN = re.compile(
+    r"(?<![\w.-])([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*)(?![\w-])"
+)
+_WHOLE_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?([A-Za-z0-9.-]+)(?::\d+)?(?:/.*)?$")
+
+
+def rewrite_cluster_names(value: str, records: list[tuple[str, str]], namespace: str) -> str:
+    """Replace cluster DNS names in an env value by IPs, for code that bypasses Python's resolver.
+
+    A dotted name (`trainer-0.trainer`, `web.ns.svc.cluster.local`) is replaced wherever it appears;
+    a bare name (`web`) only when it is the whole value's host (`web`, `web:8080`, `http://web/x`),
+    so that ordinary words that happen to equal a Service name are left alone.
+    """
+    whole = _WHOLE_HOST.match(value)
+    if whole and "." not in whole.group(1):
+        ips = resolve(records, whole.group(1), namespace)
+        if ips:
+            return value[: whole.start(1)] + ips[0] + value[whole.end(1) :]
+
+    def sub(m: re.Match[str]) -> str:
+        token = m.group(1)
+        if "." not in token or _looks_like_ip(token):
+            return token
+        ips = resolve(records, token, namespace)
+        return ips[0] if ips else token
+
+    return _HOST_TOKEN.sub(sub, value)
+
+
+def _looks_like_ip(token: str) -> bool:
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return False
+    return True
+
+
+def unresolved_cluster_names(value: str, namespace: str, services: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Dotted names in `value` that name something in the cluster domain but have no address yet.
+
+    Such a name is the rendezvous address of a peer that is still starting (e.g. the rank-0 pod of a
+    headless service); the kubelet waits for it before starting the container.
+    """
+    headless = {
+        (str((s.get("metadata") or {}).get("name")), str((s.get("metadata") or {}).get("namespace")))
+        for s in services
+    }
+    found: list[str] = []
+    for m in _HOST_TOKEN.finditer(value):
+        token = m.group(1).lower()
+        if "." not in token or _looks_like_ip(token):
+            continue
+        labels = token.split(".")
+        if (
+            token.endswith(f".svc.{CLUSTER_DOMAIN}")
+            or token.endswith(".svc")
+            or (
+                len(labels) in {2, 3}
+                and (labels[1], labels[2] if len(labels) == 3 else namespace) in headless
+            )
+        ):
+            found.append(token)
+    return found
+
+
+def service_env(services: Iterable[Mapping[str, Any]], namespace: str) -> dict[str, str]:
+    """The `{SVC}_SERVICE_HOST/PORT` and docker-link variables of a namespace's Services."""
+    env: dict[str, str] = {}
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        if meta.get("namespace") != namespace:
+            continue
+        ip = spec.get("clusterIP")
+        ports = spec.get("ports") or []
+        if not ip or ip == "None" or not ports:
+            continue
+        prefix = str(meta.get("name")).upper().replace("-", "_")
+        env[f"{prefix}_SERVICE_HOST"] = str(ip)
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for port in ports:
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{str(port['name']).upper().replace('-', '_')}"] = str(
+                    port["port"]
+                )
+        first_proto = str(ports[0].get("protocol") or "TCP").lower()
+        env[f"{prefix}_PORT"] = f"{first_proto}://{ip}:{ports[0].get('port')}"
+        for port in ports:
+            proto = str(port.get("protocol") or "TCP")
+            base = f"{prefix}_PORT_{port.get('port')}_{proto.upper()}"
+            env[base] = f"{proto.lower()}://{ip}:{port.get('port')}"
+            env[f"{base}_PROTO"] = proto.lower()
+            env[f"{base}_PORT"] = str(port.get("port"))
+            env[f"{base}_ADDR"] = str(ip)
+    return env

@@ -1,0 +1,810 @@
+"""One pod on one local node: its containers as processes, probes, restarts and status.
+
+A `PodWorker` is the kubelet's pod worker: it sets up the pod's "sandbox" (IP, GPUs, volumes), runs
+init containers in order and then the app containers, restarts them per restartPolicy with the
+kubelet's CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min of running), and reports
+containerStatuses, conditions and phase through the status subresource. Each container is its own
+process group, so one pod's crash never touches another pod or the kubelet; a process also dies
+with the kubelet (PR_SET_PDEATHSIG), so a restarted kubelet never finds unknown processes running.
+
+On deletion (deletionTimestamp) it sends SIGTERM to every container's process group, waits the
+grace period, sends SIGKILL, and then deletes the Pod object with gracePeriodSeconds=0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from modelops.local.client import ApiError
+from modelops.local.nodes import containers, network
+from modelops.local.nodes.events import now_iso
+from modelops.local.nodes.probes import run_probe
+from modelops.local.nodes.scheduling import pod_requests
+from modelops.local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
+
+if TYPE_CHECKING:
+    from modelops.local.nodes.kubelet import Kubelet
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+BACKOFF_MAX = 300.0
+BACKOFF_RESET_AFTER = 600.0
+NAME_WAIT_SECONDS = 60.0
+TERMINATION_MESSAGE_LIMIT = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any = None
+with contextlib.suppress(OSError, AttributeError):  # not Linux: processes then outlive a crashed kubelet
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass
+class ContainerState:
+    """What the kubelet knows of one container; `status()` is its containerStatuses entry."""
+
+    name: str
+    image: str
+    restart_count: int = 0
+    state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: Obj = field(default_factory=dict)
+    ready: bool = False
+    started: bool = False
+    done: bool = False
+    exit_code: int | None = None
+    container_id: str = ""
+
+    def status(self) -> Obj:
+        out: Obj = {
+            "name": self.name,
+            "image": self.image,
+            "imageID": "",
+            "ready": self.ready,
+            "started": self.started,
+            "restartCount": self.restart_count,
+            "state": self.state,
+            "lastState": self.last_state,
+        }
+        if self.container_id:
+            out["containerID"] = self.container_id
+        return out
+
+    def waiting(self, reason: str, message: str = "") -> None:
+        self.state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        self.ready = False
+        self.started = False
+
+
+def _exit_code(returncode: int) -> int:
+    # A process killed by signal N reports 128+N, as container runtimes do (SIGKILL -> 137).
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _read_tail(path: Path, max_bytes: int, max_lines: int | None = None) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    if max_lines is not None:
+        text = "\n".join(text.splitlines()[-max_lines:])
+    return text
+
+
+def qos_class(pod: Mapping[str, Any]) -> str:
+    all_containers = list((pod.get("spec") or {}).get("containers") or [])
+    all_containers += list((pod.get("spec") or {}).get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for c in all_containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+class PodWorker:
+    def __init__(self, kubelet: Kubelet, pod: Obj) -> None:
+        self.k = kubelet
+        self.pod = pod
+        meta = pod.get("metadata") or {}
+        self.ns = str(meta.get("namespace") or "default")
+        self.name = str(meta.get("name"))
+        self.uid = str(meta.get("uid"))
+        self.dir = kubelet.dir / "pods" / self.ns / self.name / self.uid
+        spec = pod.get("spec") or {}
+        self.policy = str(spec.get("restartPolicy") or "Always")
+        self.init_specs: list[Obj] = list(spec.get("initContainers") or [])
+        self.app_specs: list[Obj] = list(spec.get("containers") or [])
+        self.inits = {c["name"]: ContainerState(c["name"], str(c.get("image"))) for c in self.init_specs}
+        self.apps = {c["name"]: ContainerState(c["name"], str(c.get("image"))) for c in self.app_specs}
+        for c in self.apps.values():
+            if self.init_specs:
+                c.waiting("PodInitializing")
+        self.stopping = asyncio.Event()
+        self.gone = False
+        self.detached: float | None = None
+        self.initialized = not self.init_specs
+        self.failure: tuple[str, str] | None = None  # pod-level reason, message
+        self.pod_ip = ""
+        self.gpus: list[int] = []
+        self.volumes: dict[str, Path] = {}
+        self.start_time = now_iso()
+        self._conditions: dict[str, Obj] = {}
+        self._dirty = asyncio.Event()
+        self._sent: Obj | None = None
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._sidecars: list[asyncio.Task[int | None]] = []
+        self._adopt()
+
+    # ----- inputs from the kubelet -----
+
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            self.stopping.set()
+
+    def deleted(self) -> None:
+        """The object is gone from the API (force deletion): stop without reporting."""
+        self.gone = True
+        self.stopping.set()
+
+    def detach(self, grace: float) -> None:
+        """The node is shutting down: stop the processes, leave the pod object for the next start."""
+        self.detached = grace
+        self.stopping.set()
+
+    def grace_seconds(self) -> float:
+        meta, spec = self.pod.get("metadata") or {}, self.pod.get("spec") or {}
+        if self.gone:
+            return 0.0
+        if self.detached is not None:
+            return self.detached
+        for value in (meta.get("deletionGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds")):
+            if value is not None:
+                return float(value)
+        return 30.0
+
+    def _adopt(self) -> None:
+        """Continue from the status an earlier kubelet reported (see the module docstring)."""
+        status = self.pod.get("status") or {}
+        self.pod_ip = str(status.get("podIP") or "")
+        self.start_time = str(status.get("startTime") or self.start_time)
+        for cond in status.get("conditions") or []:
+            if (
+                cond.get("type") == "Initialized"
+                and cond.get("status") == "True"
+                and status.get("containerStatuses")
+            ):
+                self.initialized = True
+        for key, states in (("initContainerStatuses", self.inits), ("containerStatuses", self.apps)):
+            for old in status.get(key) or []:
+                c = states.get(str(old.get("name")))
+                if c is None:
+                    continue
+                c.restart_count = int(old.get("restartCount") or 0)
+                c.last_state = dict(old.get("lastState") or {})
+                old_state = old.get("state") or {}
+                if "running" in old_state:
+                    # The process died with the previous kubelet; report it like a killed container.
+                    c.state = {
+                        "terminated": {
+                            "exitCode": 137,
+                            "reason": "Error",
+                            "message": "the local kubelet restarted while this container ran",
+                            "startedAt": old_state["running"].get("startedAt"),
+                            "finishedAt": now_iso(),
+                        }
+                    }
+                    c.exit_code = 137
+                elif "terminated" in old_state:
+                    c.state = dict(old_state)
+                    c.exit_code = int(old_state["terminated"].get("exitCode") or 0)
+        if status.get("containerStatuses") or status.get("initContainerStatuses"):
+            self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        for pid_file in self.dir.glob("*/pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pgid = int(pid_file.read_text().split()[0])
+                os.killpg(pgid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
+
+    # ----- main flow -----
+
+    async def run(self) -> None:
+        sync = asyncio.create_task(self._sync_loop(), name=f"sync-{self.name}")
+        try:
+            await self._run()
+        except Exception as e:
+            log.exception("pod %s/%s: worker failed", self.ns, self.name)
+            self.failure = ("KubeletError", f"the local kubelet failed to run the pod: {e}")
+        finally:
+            await self._stop_all()
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+            if self.detached is None:
+                if not self.gone:
+                    await self._flush()
+                self.k.release(self.uid)
+                if self.stopping.is_set() and not self.gone:
+                    await self._delete_object()
+                if self.stopping.is_set():
+                    self._cleanup()
+
+    async def _run(self) -> None:
+        requests = pod_requests(self.pod)
+        wanted = int(requests.get("nvidia.com/gpu", 0))
+        gpus = self.k.assign_gpus(self.uid, wanted)
+        if gpus is None:
+            self.failure = (
+                "UnexpectedAdmissionError",
+                "Allocate failed due to requested number of devices unavailable for nvidia.com/gpu. "
+                f"Requested: {wanted}, Available: {self.k.free_gpus()}, which is unexpected",
+            )
+            self._mark()
+            return
+        self.gpus = gpus
+        await self.k.cluster.pods.synced.wait()
+        self.pod_ip = self.k.cluster.ips.allocate(self.uid) if not self.pod_ip else self.pod_ip
+        self.k.cluster.ips.reserve(self.uid, self.pod_ip)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "gpus").write_text(",".join(map(str, gpus)))
+        self._set_condition("PodScheduled", True)
+        self._set_condition("PodReadyToStartContainers", True)
+        self._mark()
+        while not self.stopping.is_set():
+            try:
+                self.volumes = await containers.prepare_volumes(
+                    self.k.api, self.pod, self.dir, self.k.allocatable
+                )
+                break
+            except containers.MountError as e:
+                await self.k.events.emit(self.pod, "FailedMount", str(e), type_="Warning")
+                await self._sleep(2.0)
+        if not self.initialized:
+            for spec in self.init_specs:
+                if spec.get("restartPolicy") == "Always":
+                    # A sidecar: started in order, then runs next to the app containers.
+                    self._sidecars.append(
+                        asyncio.create_task(self._run_container(spec, self.inits[spec["name"]], True))
+                    )
+                    continue
+                code = await self._run_container(spec, self.inits[spec["name"]], True)
+                if self.stopping.is_set():
+                    return
+                if code != 0:
+                    return  # restartPolicy Never: the pod has failed
+            self.initialized = True
+            self._mark()
+        tasks = [
+            asyncio.create_task(self._run_container(s, self.apps[s["name"]], False)) for s in self.app_specs
+        ]
+        await asyncio.gather(*tasks)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the pod is being deleted."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    def _should_restart(self, init: bool, code: int) -> bool:
+        if init:
+            return code != 0 and self.policy != "Never"
+        return self.policy == "Always" or (self.policy == "OnFailure" and code != 0)
+
+    async def _run_container(self, spec: Obj, c: ContainerState, init: bool) -> int | None:
+        """Run one container until it needs no restart; its last exit code (None if stopped first)."""
+        backoff = 0.0
+        pull_backoff = 0.0
+        if c.done or (c.exit_code is not None and not self._should_restart(init, c.exit_code)):
+            c.done = True
+            self._mark()
+            return c.exit_code
+        if c.exit_code is not None:
+            c.last_state, c.restart_count = c.state, c.restart_count + 1
+        while not self.stopping.is_set():
+            command = containers.default_command(str(spec.get("image") or ""))
+            if command is None:
+                message = containers.pull_error_message(str(spec.get("image")))
+                c.waiting("ErrImagePull", message)
+                self._mark()
+                await self._event("Failed", message, spec, warning=True)
+                await self._sleep(1.0)
+                pull_backoff = min(max(pull_backoff * 2, 5.0), BACKOFF_MAX)
+                c.waiting("ImagePullBackOff", f'Back-off pulling image "{spec.get("image")}"')
+                self._mark()
+                await self._sleep(pull_backoff)
+                continue
+            try:
+                env = await self._env(spec)
+                mounts = containers.container_mounts(spec, self.volumes)
+            except containers.ConfigError as e:
+                c.waiting("CreateContainerConfigError", str(e))
+                self._mark()
+                await self._event("Failed", f"Error: {e}", spec, warning=True)
+                await self._sleep(5.0)
+                continue
+            await self._wait_for_names(env)
+            if self.stopping.is_set():
+                break
+            started = time.monotonic()
+            code = await self._run_once(spec, c, command, env, mounts)
+            if self.stopping.is_set() or not self._should_restart(init, code):
+                c.done = True
+                self._mark()
+                return code
+            if time.monotonic() - started > BACKOFF_RESET_AFTER:
+                backoff = 0.0
+            c.last_state = c.state
+            if backoff > 0:
+                message = (
+                    f"back-off {backoff:g}s restarting failed container={c.name} "
+                    f"pod={self.name}_{self.ns}({self.uid})"
+                )
+                c.waiting("CrashLoopBackOff", message)
+                self._mark()
+                await self._event(
+                    "BackOff",
+                    f"Back-off restarting failed container {c.name} in pod {self.name}_{self.ns}({self.uid})",
+                    spec,
+                    warning=True,
+                )
+                await self._sleep(backoff)
+                if self.stopping.is_set():
+                    break
+            backoff = min(max(backoff * 2, self.k.backoff_base), BACKOFF_MAX)
+            c.restart_count += 1
+        return c.exit_code
+
+    async def _env(self, spec: Obj) -> dict[str, str]:
+        env = await containers.container_env(
+            self.k.api, self._pod_with_ip(), spec, self.k.allocatable, self.k.cluster.service_env(self.ns)
+        )
+        return env
+
+    def _pod_with_ip(self) -> Obj:
+        status = {**(self.pod.get("status") or {}), "podIP": self.pod_ip, "hostIP": self.k.host_ip}
+        return {**self.pod, "status": status}
+
+    async def _wait_for_names(self, env: Mapping[str, str]) -> None:
+        """Give a starting peer (e.g. rank 0 of a headless service) time to get its address."""
+        deadline = time.monotonic() + NAME_WAIT_SECONDS
+        services = self.k.cluster.services.items()
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            records = self.k.cluster.records()
+            missing = [
+                name
+                for value in env.values()
+                for name in network.unresolved_cluster_names(value, self.ns, services)
+                if not network.resolve(records, name, self.ns)
+            ]
+            if not missing:
+                return
+            await self._sleep(0.5)
+        # Start anyway: the program may retry resolution itself.
+
+    def _process_env(
+        self, spec: Obj, env: Mapping[str, str], mounts: Mapping[str, Path], term_file: Path
+    ) -> dict[str, str]:
+        bin_dir = self.k.bin_dir
+        base: dict[str, str] = {
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.dir / "home"),
+            "HOSTNAME": str((self.pod.get("spec") or {}).get("hostname") or self.name),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            # Both images set this in their Dockerfiles, so logs stream as they are written.
+            "PYTHONUNBUFFERED": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "MODELOPS_POD_IP": self.pod_ip,
+            "MODELOPS_POD_NAMESPACE": self.ns,
+            "MODELOPS_LOCAL_HOSTS": str(self.k.cluster.hosts_path),
+            "MODELOPS_LOCAL_ROOT": str(self.dir / "rootfs"),
+            "MODELOPS_LOCAL_MOUNTS": containers.mounts_json(mounts),
+            "MODELOPS_TERMINATION_MESSAGE_PATH": str(term_file),
+        }
+        if self.gpus:
+            base["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+        records = self.k.cluster.records()
+        rewritten = {
+            k: network.rewrite_cluster_names(containers.rewrite_paths(v, mounts), records, self.ns)
+            for k, v in env.items()
+        }
+        out = {**base, **rewritten}
+        user_pp = rewritten.get("PYTHONPATH")
+        out["PYTHONPATH"] = f"{user_pp}:{SITECUSTOMIZE_DIR}" if user_pp else str(SITECUSTOMIZE_DIR)
+        return out
+
+    async def _run_once(
+        self,
+        spec: Obj,
+        c: ContainerState,
+        image_command: list[str],
+        env: dict[str, str],
+        mounts: dict[str, Path],
+    ) -> int:
+        cdir = self.dir / c.name
+        cdir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "home").mkdir(exist_ok=True)
+        term_file = cdir / "termination-log"
+        term_file.write_bytes(b"")
+        term_path = str(spec.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
+        rootfs = self.dir / "rootfs"
+        containers.link_rootfs(rootfs, mounts)
+        rewrite = {**mounts, term_path: term_file}
+        if spec.get("command"):
+            argv = [containers.expand(str(a), env) for a in spec["command"]]
+            argv += [containers.expand(str(a), env) for a in spec.get("args") or []]
+        else:
+            argv = list(image_command) + [containers.expand(str(a), env) for a in spec.get("args") or []]
+        argv = [containers.rewrite_paths(a, rewrite) for a in argv]
+        penv = self._process_env(spec, env, rewrite, term_file)
+        workdir = str(spec.get("workingDir") or "")
+        cwd = rootfs
+        if workdir:
+            mapped = containers.rewrite_paths(workdir, mounts)
+            cwd = Path(mapped) if mapped != workdir else rootfs / workdir.lstrip("/")
+            cwd.mkdir(parents=True, exist_ok=True)
+        log_path = cdir / f"{c.restart_count}.log"
+        c.container_id = f"local://{self.uid}/{c.name}/{c.restart_count}"
+        exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=penv["PATH"])
+        started_at = now_iso()
+        if exe is None or not os.access(exe, os.X_OK):
+            message = (
+                f'failed to create containerd task: exec: "{argv[0]}": executable file not found in $PATH'
+            )
+            log_path.write_text(message + "\n")
+            return self._terminated(c, spec, 128, "StartError", started_at, message, log_path)
+        with open(log_path, "ab") as log_file:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    exe,
+                    *argv[1:],
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=str(cwd),
+                    env=penv,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as e:
+                return self._terminated(
+                    c, spec, 128, "StartError", started_at, f"failed to start: {e}", log_path
+                )
+        self._procs[c.name] = proc
+        (cdir / "pid").write_text(f"{proc.pid}\n")
+        c.state = {"running": {"startedAt": started_at}}
+        c.started = "startupProbe" not in spec
+        c.ready = c.started and "readinessProbe" not in spec
+        self._mark()
+        await self._event("Started", f"Started container {c.name}", spec)
+        kill_reason: list[str] = []
+        killed = asyncio.Event()
+        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), kill_reason, killed))
+        waiter = asyncio.create_task(proc.wait())
+        stop = asyncio.create_task(self.stopping.wait())
+        kill = asyncio.create_task(killed.wait())
+        try:
+            await asyncio.wait({waiter, stop, kill}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                grace = self.grace_seconds() if self.stopping.is_set() else self._probe_grace(spec)
+                if self.stopping.is_set():
+                    await self._event("Killing", f"Stopping container {c.name}", spec)
+                await self._terminate(proc, grace)
+            await waiter
+        finally:
+            for t in (probes, stop, kill, waiter):
+                t.cancel()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the container's other processes end with it
+            with contextlib.suppress(OSError):
+                (cdir / "pid").unlink()
+            self._procs.pop(c.name, None)
+        code = _exit_code(proc.returncode if proc.returncode is not None else -9)
+        reason = "Completed" if code == 0 else "Error"
+        return self._terminated(c, spec, code, reason, started_at, "", log_path)
+
+    def _terminated(
+        self,
+        c: ContainerState,
+        spec: Obj,
+        code: int,
+        reason: str,
+        started_at: str,
+        message: str,
+        log_path: Path,
+    ) -> int:
+        term_file = self.dir / c.name / "termination-log"
+        text = message or _read_tail(term_file, TERMINATION_MESSAGE_LIMIT)
+        if text and not message:
+            # The file is read from its start, as the kubelet does; keep only the first 4 KiB.
+            with contextlib.suppress(OSError):
+                text = term_file.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode("utf-8", "replace")
+        if not text and code != 0 and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            text = _read_tail(log_path, FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES)
+        terminated: Obj = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": started_at,
+            "finishedAt": now_iso(),
+            "containerID": c.container_id,
+        }
+        if text:
+            terminated["message"] = text
+        c.state = {"terminated": terminated}
+        c.exit_code = code
+        c.ready = False
+        c.started = False
+        self._mark()
+        return code
+
+    async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), max(grace, 0.0))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def _probe_grace(self, spec: Obj) -> float:
+        for kind in ("livenessProbe", "startupProbe"):
+            value = (spec.get(kind) or {}).get("terminationGracePeriodSeconds")
+            if value is not None:
+                return float(value)
+        value = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return 30.0 if value is None else float(value)
+
+    async def _probe(
+        self,
+        spec: Obj,
+        c: ContainerState,
+        env: dict[str, str],
+        cwd: str,
+        kill_reason: list[str],
+        killed: asyncio.Event,
+    ) -> None:
+        startup, liveness, readiness = (
+            spec.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")
+        )
+        if not (startup or liveness or readiness):
+            return
+        session = self.k.http()
+        started_at = time.monotonic()
+        counters: dict[str, tuple[int, int]] = {}  # kind -> (successes, failures) in a row
+        next_run: dict[str, float] = {}
+        while True:
+            now = time.monotonic()
+            active = {"startupProbe": startup} if startup and not c.started else {}
+            if c.started:
+                active = {k: v for k, v in (("livenessProbe", liveness), ("readinessProbe", readiness)) if v}
+            due = 1.0
+            for kind, probe in active.items():
+                first = started_at + float(probe.get("initialDelaySeconds") or 0)
+                at = next_run.get(kind, first)
+                if now < at:
+                    due = min(due, at - now)
+                    continue
+                next_run[kind] = now + float(probe.get("periodSeconds") or 10)
+                ok, message = await run_probe(
+                    probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=session
+                )
+                succ, fail = counters.get(kind, (0, 0))
+                succ, fail = (succ + 1, 0) if ok else (0, fail + 1)
+                counters[kind] = (succ, fail)
+                name = {
+                    "startupProbe": "Startup",
+                    "livenessProbe": "Liveness",
+                    "readinessProbe": "Readiness",
+                }[kind]
+                if not ok:
+                    await self._event("Unhealthy", f"{name} probe failed: {message}", spec, warning=True)
+                if kind == "startupProbe":
+                    if ok and succ >= 1:
+                        c.started = True
+                        c.ready = not readiness
+                        started_at = time.monotonic()  # liveness/readiness delays count from here
+                        next_run.clear()
+                        self._mark()
+                    elif fail >= int(probe.get("failureThreshold") or 3):
+                        kill_reason.append("startup")
+                        await self._event(
+                            "Killing", f"Container {c.name} failed startup probe, will be restarted", spec
+                        )
+                        killed.set()
+                        return
+                elif kind == "livenessProbe" and not ok and fail >= int(probe.get("failureThreshold") or 3):
+                    kill_reason.append("liveness")
+                    await self._event(
+                        "Killing", f"Container {c.name} failed liveness probe, will be restarted", spec
+                    )
+                    killed.set()
+                    return
+                elif kind == "readinessProbe":
+                    if ok and succ >= int(probe.get("successThreshold") or 1) and not c.ready:
+                        c.ready = True
+                        self._mark()
+                    elif not ok and fail >= int(probe.get("failureThreshold") or 3) and c.ready:
+                        c.ready = False
+                        self._mark()
+            await asyncio.sleep(max(due, 0.05))
+
+    async def _stop_all(self) -> None:
+        # Sidecars are cancelled first so that they are not restarted once their process ends.
+        for task in self._sidecars:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._sidecars, return_exceptions=True)
+        grace = self.grace_seconds()
+        await asyncio.gather(*(self._terminate(p, grace) for p in list(self._procs.values())))
+
+    async def _event(self, reason: str, message: str, spec: Obj, *, warning: bool = False) -> None:
+        init = any(s is spec for s in self.init_specs)
+        field_path = f"spec.{'initContainers' if init else 'containers'}{{{spec.get('name')}}}"
+        await self.k.events.emit(
+            self.pod, reason, message, type_="Warning" if warning else "Normal", field_path=field_path
+        )
+
+    # ----- status -----
+
+    def _set_condition(self, type_: str, ok: bool, reason: str = "", message: str = "") -> None:
+        status = "True" if ok else "False"
+        old = self._conditions.get(type_)
+        cond: Obj = {"type": type_, "status": status, "lastProbeTime": None}
+        cond["lastTransitionTime"] = (
+            old["lastTransitionTime"] if old and old["status"] == status else now_iso()
+        )
+        if reason:
+            cond["reason"] = reason
+        if message:
+            cond["message"] = message
+        self._conditions[type_] = cond
+
+    def phase(self) -> str:
+        if self.failure is not None:
+            return "Failed"
+        if not self.initialized:
+            failed = any(c.done and c.exit_code not in (None, 0) for c in self.inits.values())
+            return "Failed" if failed else "Pending"
+        apps = list(self.apps.values())
+        if apps and all(c.done for c in apps):
+            return "Succeeded" if all(c.exit_code == 0 for c in apps) else "Failed"
+        if any("running" in c.state or c.exit_code is not None for c in apps):
+            return "Running"
+        return "Pending"
+
+    def _mark(self) -> None:
+        self._dirty.set()
+
+    def status(self) -> Obj:
+        phase = self.phase()
+        terminal = phase in {"Succeeded", "Failed"}
+        self._set_condition("PodScheduled", True)
+        if self.pod_ip:
+            self._set_condition("PodReadyToStartContainers", not terminal or not self.stopping.is_set())
+        pending_inits = [n for n, c in self.inits.items() if not (c.done and c.exit_code == 0)]
+        if self.initialized:
+            self._set_condition("Initialized", True)
+        else:
+            self._set_condition(
+                "Initialized",
+                False,
+                "ContainersNotInitialized",
+                f"containers with incomplete status: [{' '.join(pending_inits)}]",
+            )
+        unready = [n for n, c in self.apps.items() if not c.ready]
+        if terminal:
+            reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+            self._set_condition("ContainersReady", False, reason)
+            self._set_condition("Ready", False, reason)
+        elif unready:
+            message = f"containers with unready status: [{' '.join(unready)}]"
+            self._set_condition("ContainersReady", False, "ContainersNotReady", message)
+            self._set_condition("Ready", False, "ContainersNotReady", message)
+        else:
+            self._set_condition("ContainersReady", True)
+            self._set_condition("Ready", True)
+        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        status: Obj = {
+            "phase": phase,
+            "conditions": [self._conditions[t] for t in order if t in self._conditions],
+            "hostIP": self.k.host_ip,
+            "hostIPs": [{"ip": self.k.host_ip}],
+            "startTime": self.start_time,
+            "qosClass": qos_class(self.pod),
+            "containerStatuses": [self.apps[s["name"]].status() for s in self.app_specs],
+        }
+        if self.pod_ip:
+            status["podIP"] = self.pod_ip
+            status["podIPs"] = [{"ip": self.pod_ip}]
+        if self.init_specs:
+            status["initContainerStatuses"] = [self.inits[s["name"]].status() for s in self.init_specs]
+        if self.failure is not None:
+            status["reason"], status["message"] = self.failure
+        return status
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not await self._flush():
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+    async def _flush(self) -> bool:
+        """Send the status if it changed; False when it should be retried."""
+        if self.detached is not None:
+            return True
+        status = self.status()
+        if status == self._sent:
+            return True
+        try:
+            await self.k.api.patch_status("v1", "pods", self.ns, self.name, {"status": status})
+        except ApiError as e:
+            if e.status == 404:
+                self.gone = True
+                self.stopping.set()
+                return True
+            log.warning("pod %s/%s: status update failed: %s", self.ns, self.name, e)
+            return False
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("pod %s/%s: status update failed: %s", self.ns, self.name, e)
+            return False
+        self._sent = status
+        return True
+
+    async def _delete_object(self) -> None:
+        for _ in range(5):
+            try:
+                await self.k.api.delete(
+                    "v1", "pods", self.ns, self.name, grace_period_seconds=0, uid=self.uid
+                )
+                return
+            except ApiError as e:
+                if e.status in {404, 409}:
+                    return
+                log.warning("pod %s/%s: delete failed: %s", self.ns, self.name, e)
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("pod %s/%s: delete failed: %s", self.ns, self.name, e)
+            await asyncio.sleep(1.0)
+
+    def _cleanup(self) -> None:
+        # Logs stay (they are small and help after the fact); volumes and the rootfs go.
+        shutil.rmtree(self.dir / "volumes", ignore_errors=True)
+        shutil.rmtree(self.dir / "rootfs", ignore_errors=True)
+        shutil.rmtree(self.dir / "home", ignore_errors=True)
+        shutil.rmtree(Path("/dev/shm") / "modelops-local" / self.uid, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""Cluster networking for Python processes run by the local kubelet (injected via PYTHONPATH).
+
+Local pods share the host's network stack, so two things a container gets for free on a real cluster
+are supplied here, for Python code only (C/C++ code does not go through these functions; the kubelet
+rewrites cluster names in env values to IPs for it):
+
+* DNS: `getaddrinfo`/`gethostbyname` resolve Service and headless-pod names from the kubelet's hosts
+  file (`MODELOPS_LOCAL_HOSTS`), with the pod's DNS search path (`<ns>.svc.cluster.local`,
+  `svc.cluster.local`, `cluster.local`), so `web`, `web.ns` and `web.ns.svc.cluster.local` all work.
+* Own IP: binding to all interfaces (`0.0.0.0`, `""`, or a passive lookup of None) binds to the pod's
+  own loopback IP (`MODELOPS_POD_IP`), so many pods can listen on the same port. An explicit bind to
+  `::` is left alone (IPv6 has no per-pod address here).
+
+It must import nothing beyond the standard library and never raise: it runs in every process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+_HOSTS_FILE = os.environ.get("MODELOPS_LOCAL_HOSTS", "")
+_POD_IP = os.environ.get("MODELOPS_POD_IP", "")
+_NAMESPACE = os.environ.get("MODELOPS_POD_NAMESPACE", "default")
+_ANY = {"", "0.0.0.0"}
+
+_cache: dict[str, list[str]] = {}
+_cache_key: tuple[float, int] | None = None
+
+
+def _table() -> dict[str, list[str]]:
+    global _cache, _cache_key
+    try:
+        st = os.stat(_HOSTS_FILE)
+    except OSError:
+        return _cache
+    key = (st.st_mtime, st.st_size)
+    if key != _cache_key:
+        table: dict[str, list[str]] = {}
+        try:
+            with open(_HOSTS_FILE, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split("#", 1)[0].split()
+                    for name in parts[1:]:
+                        ips = table.setdefault(name.lower(), [])
+                        if parts[0] not in ips:
+                            ips.append(parts[0])
+        except OSError:
+            return _cache
+        _cache, _cache_key = table, key
+    return _cache
+
+
+def cluster_lookup(host: object) -> list[str] | None:
+    """The IPs of a cluster name, following the pod's search path; None when it is not one."""
+    if not isinstance(host, str) or not host or not _HOSTS_FILE:
+        return None
+    name = host.lower()
+    if name.endswith("."):
+        candidates = [name.rstrip(".")]
+    elif name.count(".") < 5:  # ndots:5, as in a pod's resolv.conf
+        candidates = [f"{name}.{_NAMESPACE}.svc.cluster.local", f"{name}.svc.cluster.local"]
+        candidates += [f"{name}.cluster.local", name]
+    else:
+        candidates = [name]
+    table = _table()
+    for candidate in candidates:
+        if candidate in table:
+            return table[candidate]
+    return None
+
+
+_orig_getaddrinfo = socket.getaddrinfo
+_orig_gethostbyname = socket.gethostbyname
+_orig_gethostbyname_ex = socket.gethostbyname_ex
+_orig_bind = socket.socket.bind
+
+
+def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+    try:
+        passive_any = (host is None or host in _ANY) and flags & socket.AI_PASSIVE
+        if _POD_IP and passive_any and family in (0, socket.AF_INET, socket.AF_UNSPEC):
+            return _orig_getaddrinfo(_POD_IP, port, socket.AF_INET, type, proto, flags)
+        ips = cluster_lookup(host)
+    except Exception:
+        ips = None
+    if ips:
+        results = []
+        for ip in ips:
+            if family in (0, socket.AF_UNSPEC, socket.AF_INET):
+                results.extend(_orig_getaddrinfo(ip, port, socket.AF_INET, type, proto, flags))
+        if results:
+            return results
+    return _orig_getaddrinfo(host, port, family, type, proto, flags)
+
+
+def _gethostbyname(host):  # type: ignore[no-untyped-def]
+    ips = cluster_lookup(host)
+    return ips[0] if ips else _orig_gethostbyname(host)
+
+
+def _gethostbyname_ex(host):  # type: ignore[no-untyped-def]
+    ips = cluster_lookup(host)
+    return (host, [], list(ips)) if ips else _orig_gethostbyname_ex(host)
+
+
+def _bind(self, address):  # type: ignore[no-untyped-def]
+    if (
+        _POD_IP
+        and self.family == socket.AF_INET
+        and isinstance(address, tuple)
+        and len(address) == 2
+        and address[0] in _ANY
+    ):
+        address = (_POD_IP, address[1])
+    return _orig_bind(self, address)
+
+
+if _HOSTS_FILE or _POD_IP:
+    socket.getaddrinfo = _getaddrinfo
+    socket.gethostbyname = _gethostbyname
+    socket.gethostbyname_ex = _gethostbyname_ex
+    socket.socket.bind = _bind  # type: ignore[method-assign]
