@@ -62,11 +62,26 @@ def test_every_manifest_is_valid_kubernetes_1_33(
     manifests = render(values)
     assert manifests
     for manifest in manifests:
-        try:
-            kubernetes_validate.validate(manifest, "1.33", strict=True)
-        except kubernetes_validate.ValidationError as error:
-            path = ".".join(str(p) for p in error.absolute_path)
-            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']} at {path}: {error.message}")
+        assert_valid(manifest, "1.33")
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_manifest_is_valid_on_the_oldest_supported_kubernetes(
+    render: Callable[..., Manifests], values: dict[str, Any]
+) -> None:
+    # Chart.yaml promises kubeVersion >=1.28: nothing may use a field or API added later.
+    for manifest in render(values, "--kube-version", "1.28.0"):
+        assert_valid(manifest, "1.28")
+
+
+def assert_valid(manifest: dict[str, Any], version: str) -> None:
+    try:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(p) for p in error.absolute_path)
+        pytest.fail(
+            f"{manifest['kind']}/{manifest['metadata']['name']} at {path} (Kubernetes {version}): {error.message}"
+        )
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
