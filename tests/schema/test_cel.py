@@ -164,7 +164,8 @@ def test_rules_at_every_level_including_list_items_and_map_values() -> None:
     }
     assert errors_of(schema, spec) == [
         'spec.ranges[1]: Invalid value: "object": min must not exceed max',
-        'spec.named.x: Invalid value: "object": min must not exceed max',
+        # Map values are keys, not fields, for the CEL validator: field.Path.Key prints brackets.
+        'spec.named[x]: Invalid value: "object": min must not exceed max',
         "spec.name: Invalid value: \"string\": failed rule: self != 'bad'",
     ]
 
@@ -360,3 +361,72 @@ def test_compile_rule_raises_with_the_compile_error(rule: str, phrase: str) -> N
 
 def test_macro_variables_are_not_undeclared() -> None:
     compile_rule("self.items.all(item, item.tags.exists(t, t == 'x')) && self.m.map(k, k).size() > 0")
+
+
+@pytest.mark.parametrize(
+    ("rule", "holds"),
+    [
+        ("self.ratio <= 1", True),
+        ("self.ratio == 1", False),
+        ("1 < self.ratio", False),
+        ("self.ratio in [0.5, 1]", True),
+        ("self.replicas == 3.0", True),
+        ("self.steps.exists(s, s == 50.0)", True),
+        ("self.name == 1", False),
+    ],
+)
+def test_numbers_compare_across_int_and_double_as_in_kubernetes(rule: str, holds: bool) -> None:
+    schema = {**SPEC_SCHEMA, "x-kubernetes-validations": [{"rule": rule}]}
+    assert (validate_rules(schema, SPEC) == []) is holds
+
+
+def test_comparing_unrelated_types_is_a_runtime_error_naming_the_rule() -> None:
+    schema = {**SPEC_SCHEMA, "x-kubernetes-validations": [{"rule": "self.name < 1"}]}
+    (error,) = validate_rules(schema, SPEC)
+    assert "call arguments did not match a supported operator, function or macro signature" in error.message
+    assert error.message.endswith("for rule: self.name < 1")
+
+
+def test_rules_inside_all_of_run_at_the_same_level() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.n % 2 == 0", "message": "n must be even"}]}],
+    }
+    assert errors_of(schema, {"n": 2}) == []
+    assert errors_of(schema, {"n": 3}) == ['spec: Invalid value: "object": n must be even']
+
+
+def test_field_path_into_a_map_uses_the_key_notation() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"limits": {"type": "object", "additionalProperties": {"type": "string"}}},
+        "x-kubernetes-validations": [
+            {"rule": "!('gpu' in self.limits)", "message": "no gpu here", "fieldPath": ".limits.gpu"}
+        ],
+    }
+    assert errors_of(schema, {"limits": {"gpu": "1"}}) == [
+        'spec.limits[gpu]: Invalid value: "object": no gpu here'
+    ]
+
+
+RATCHETED = {
+    "type": "object",
+    "properties": {
+        "name": {
+            "type": "string",
+            "x-kubernetes-validations": [{"rule": "self.size() <= 5", "message": "too long"}],
+        },
+        "other": {"type": "string"},
+    },
+}
+
+
+def test_unchanged_values_are_ratcheted_on_update() -> None:
+    # A stored object that a later, stricter CRD would refuse can still be updated elsewhere.
+    old = {"name": "much-too-long", "other": "a"}
+    assert errors_of(RATCHETED, {"name": "much-too-long", "other": "b"}, old=old) == []
+    assert errors_of(RATCHETED, {"name": "still-too-long", "other": "a"}, old=old) == [
+        'spec.name: Invalid value: "string": too long'
+    ]
+    assert errors_of(RATCHETED, {"name": "much-too-long"}) == ['spec.name: Invalid value: "string": too long']

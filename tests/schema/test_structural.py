@@ -581,3 +581,41 @@ def test_embedded_resource_needs_kind_and_api_version() -> None:
     result = check(schema, {"template": {"metadata": {"name": "x"}}})
     assert "spec.template.apiVersion: Required value: must not be empty" in messages(result)
     assert "spec.template.kind: Required value: must not be empty" in messages(result)
+
+
+def test_schema_errors_on_unchanged_values_are_ratcheted_on_update() -> None:
+    schema = {
+        "type": "object",
+        "required": ["owner"],
+        "properties": {
+            "owner": {"type": "string"},
+            "replicas": {"type": "integer", "maximum": 3},
+            "ports": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": S, "port": {"type": "integer", "maximum": 1000}},
+                },
+            },
+        },
+    }
+    stored = {
+        "owner": "me",
+        "replicas": 10,
+        "ports": [{"name": "a", "port": 8080}, {"name": "b", "port": 80}],
+    }
+    update = {
+        "owner": "you",
+        "replicas": 10,
+        "ports": [{"name": "b", "port": 81}, {"name": "a", "port": 8080}],
+    }
+    assert messages(check(schema, update, old=stored)) == []
+    changed = {**update, "replicas": 11, "ports": [{"name": "a", "port": 9090}]}
+    assert messages(check(schema, changed, old=stored)) == [
+        "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 3",
+        "spec.ports[0].port: Invalid value: 9090: spec.ports[0].port in body should be less than or equal to 1000",
+    ]
+    assert len(messages(check(schema, update))) == 2, "without an old object nothing is ratcheted"

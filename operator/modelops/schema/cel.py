@@ -191,6 +191,69 @@ def _no_overload(name: str, *args: Any) -> CELEvalError:
     return _err(f"no such overload: {name}({kinds})")
 
 
+# CEL as Kubernetes configures it compares numbers across int, uint and double, and `==` between values
+# of different types is false rather than an error; cel-python errors on both, so rules such as
+# `self.ratio <= 1` on a `number` field would fail here while a cluster accepts them.
+def _is_number(value: Any) -> bool:
+    return isinstance(value, celtypes.IntType | celtypes.UintType | celtypes.DoubleType) and not isinstance(
+        value, celtypes.BoolType
+    )
+
+
+def cel_equal(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return bool(a == b) if type(a) is type(b) else _num_value(a) == _num_value(b)
+    if isinstance(a, celtypes.BoolType) or isinstance(b, celtypes.BoolType):
+        return isinstance(a, celtypes.BoolType) and isinstance(b, celtypes.BoolType) and bool(a) == bool(b)
+    if isinstance(a, celtypes.ListType) and isinstance(b, celtypes.ListType):
+        return len(a) == len(b) and all(cel_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, celtypes.MapType) and isinstance(b, celtypes.MapType):
+        if len(a) != len(b):
+            return False
+        for key, value in a.items():
+            match = [k for k in b if cel_equal(k, key)]
+            if not match or not cel_equal(value, b[match[0]]):
+                return False
+        return True
+    if a is None or b is None:
+        return a is None and b is None
+    if type(a) is not type(b) and not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    return bool(a == b)
+
+
+def _num_value(value: Any) -> Any:
+    return float(value) if isinstance(value, celtypes.DoubleType) else int(value)
+
+
+def _compare(name: str, op: Callable[[Any, Any], bool]) -> Callable[..., Any]:
+    def call(a: Any, b: Any) -> Any:
+        if _is_number(a) and _is_number(b):
+            return celtypes.BoolType(op(_num_value(a), _num_value(b)))
+        same_kind = type(a) is type(b) or (isinstance(a, str) and isinstance(b, str))
+        if not same_kind:
+            return _no_overload(name, a, b)
+        return celtypes.BoolType(op(a, b))
+
+    return call
+
+
+def _equal(a: Any, b: Any) -> Any:
+    return celtypes.BoolType(cel_equal(a, b))
+
+
+def _not_equal(a: Any, b: Any) -> Any:
+    return celtypes.BoolType(not cel_equal(a, b))
+
+
+def _in(item: Any, container: Any) -> Any:
+    if isinstance(container, celtypes.ListType):
+        return celtypes.BoolType(any(cel_equal(item, x) for x in container))
+    if isinstance(container, celtypes.MapType):
+        return celtypes.BoolType(any(cel_equal(item, k) for k in container))
+    return _no_overload("in", item, container)
+
+
 def _is_sorted(items: Any) -> Any:
     if not isinstance(items, celtypes.ListType):
         return _no_overload("isSorted", items)
@@ -231,7 +294,7 @@ def _max(items: Any, *rest: Any) -> Any:
 def _index_of(target: Any, needle: Any, *offset: Any) -> Any:
     if isinstance(target, celtypes.ListType) and not offset:
         for i, item in enumerate(target):
-            if type(item) is type(needle) and item == needle:
+            if cel_equal(item, needle):
                 return celtypes.IntType(i)
         return celtypes.IntType(-1)
     if isinstance(target, celtypes.StringType) and isinstance(needle, celtypes.StringType):
@@ -245,7 +308,7 @@ def _index_of(target: Any, needle: Any, *offset: Any) -> Any:
 def _last_index_of(target: Any, needle: Any, *offset: Any) -> Any:
     if isinstance(target, celtypes.ListType) and not offset:
         for i in range(len(target) - 1, -1, -1):
-            if type(target[i]) is type(needle) and target[i] == needle:
+            if cel_equal(target[i], needle):
                 return celtypes.IntType(i)
         return celtypes.IntType(-1)
     if isinstance(target, celtypes.StringType) and isinstance(needle, celtypes.StringType):
@@ -614,6 +677,13 @@ def _format_validate(fmt: Any, value: Any) -> Any:
 def _library() -> dict[str, Callable[..., Any]]:
     s = _string_fn
     lib: dict[str, Callable[..., Any]] = {
+        "_==_": _equal,
+        "_!=_": _not_equal,
+        "_<_": _compare("_<_", lambda x, y: x < y),
+        "_<=_": _compare("_<=_", lambda x, y: x <= y),
+        "_>_": _compare("_>_", lambda x, y: x > y),
+        "_>=_": _compare("_>=_", lambda x, y: x >= y),
+        "_in_": _in,
         "isSorted": _is_sorted,
         "sum": _sum,
         "min": _min,

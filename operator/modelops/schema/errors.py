@@ -17,6 +17,7 @@ __all__ = [
     "forbidden",
     "format_value",
     "invalid",
+    "join_key",
     "join_path",
     "not_supported",
     "required",
@@ -127,11 +128,17 @@ def not_supported(path: str, value: Any, allowed: list[Any]) -> FieldError:
 
 
 def too_long(path: str, max_length: int) -> FieldError:
-    return _make(path, "FieldValueTooLong", None, f"may not be more than {max_length} bytes")
+    unit = "byte" if max_length == 1 else "bytes"
+    return _make(path, "FieldValueTooLong", None, f"may not be more than {max_length} {unit}")
 
 
 def too_many(path: str, actual: int, maximum: int) -> FieldError:
     return _make(path, "FieldValueTooMany", actual, f"must have at most {maximum} items")
+
+
+def join_key(base: str, key: str) -> str:
+    """field.Path.Key: a map key in brackets, unquoted ("spec.labels[team]")."""
+    return f"{base}[{key}]"
 
 
 def join_path(base: str, key: str | int) -> str:

@@ -16,12 +16,12 @@ from celpy import celtypes
 
 from . import errors as fe
 from .cel import CelOptional, Program, evaluate, program, to_cel
-from .errors import FieldError, join_path
+from .correlation import ABSENT, correlated_items, json_equal
+from .errors import FieldError, join_key, join_path
 
 __all__ = ["validate_rules"]
 
 Schema = Mapping[str, Any]
-_ABSENT = object()
 _FIELD_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
 
 
@@ -46,6 +46,25 @@ def field_path_parts(field_path: str) -> list[str | int] | None:
             parts.append(int(match.group(3)))
         pos = match.end()
     return parts
+
+
+def _field_path(path: str, field_path: str, schema: Schema) -> str:
+    """Where a rule with `fieldPath` reports: properties as `.name`, map keys as `[key]` (as ValidFieldPath)."""
+    current: Schema | None = schema
+    for part in field_path_parts(field_path) or []:
+        if isinstance(part, int):
+            path = join_path(path, part)
+            current = _sub(current, "items")
+        elif current is not None and _sub(current, "properties") is not None:
+            path = join_path(path, part)
+            current = _sub(_sub(current, "properties"), part)
+        elif current is not None and _sub(current, "additionalProperties") is not None:
+            path = join_key(path, part)
+            current = _sub(current, "additionalProperties")
+        else:
+            path = join_path(path, part)
+            current = None
+    return path
 
 
 def _rule_error_string(rule: Mapping[str, Any]) -> str:
@@ -84,6 +103,8 @@ def _run_rule(
     old: Any,
     path: str,
     out: list[FieldError],
+    *,
+    ratchet: bool = False,
 ) -> None:
     stype = str(schema.get("type", ""))
     source = str(rule.get("rule", ""))
@@ -92,13 +113,13 @@ def _run_rule(
         out.append(fe.invalid(path, stype, f"rule compile error: {compiled}"))
         return
     optional_old = bool(rule.get("optionalOldSelf"))
-    if compiled.uses_old_self and old is _ABSENT and not optional_old:
+    if compiled.uses_old_self and old is ABSENT and not optional_old:
         return
     activation: dict[str, Any] = {"self": to_cel(value, schema)}
     if compiled.uses_old_self:
-        old_cel = None if old is _ABSENT else to_cel(old, schema)
+        old_cel = None if old is ABSENT else to_cel(old, schema)
         if optional_old:
-            activation["oldSelf"] = CelOptional(old_cel, old is not _ABSENT)
+            activation["oldSelf"] = CelOptional(old_cel, old is not ABSENT)
         else:
             activation["oldSelf"] = old_cel
     result, error = evaluate(compiled, activation)
@@ -114,12 +135,13 @@ def _run_rule(
         return
     if isinstance(result, celtypes.BoolType) and bool(result):
         return
+    if ratchet and not compiled.uses_old_self:
+        # Validation ratcheting: the value is unchanged since it was stored, so the server lets it be.
+        return
     error_path = path
     field_path = rule.get("fieldPath")
     if field_path:
-        parts = field_path_parts(str(field_path))
-        for part in parts or []:
-            error_path = join_path(error_path, part)
+        error_path = _field_path(path, str(field_path), schema)
     detail = _default_message(rule)
     message_expression = rule.get("messageExpression")
     if message_expression:
@@ -141,63 +163,93 @@ def _message_from_expression(source: str, activation: Mapping[str, Any]) -> str 
     return text
 
 
-def _map_list_key(item: Any, keys: list[str], item_schema: Schema | None) -> tuple[Any, ...] | None:
-    if not isinstance(item, Mapping):
-        return None
-    props = _sub(item_schema, "properties") or {}
-    values = []
-    for key in keys:
-        if key in item:
-            values.append(repr(item[key]))
-        elif isinstance(props.get(key), Mapping) and "default" in props[key]:
-            values.append(repr(props[key]["default"]))
-        else:
-            return None
-    return tuple(values)
-
-
-def _walk(value: Any, old: Any, schema: Schema | None, path: str, out: list[FieldError], root: bool) -> None:
-    if schema is None or value is None:
+def _walk(
+    value: Any,
+    old: Any,
+    rules_schema: Schema | None,
+    schema: Schema | None,
+    path: str,
+    out: list[FieldError],
+    *,
+    root: bool,
+    unchanged: bool,
+) -> None:
+    """`rules_schema` supplies the rules (it differs from `schema` only inside allOf branches)."""
+    if rules_schema is None or schema is None or value is None:
         return
-    rules = schema.get("x-kubernetes-validations")
+    rules = rules_schema.get("x-kubernetes-validations")
     if isinstance(rules, list) and rules:
         self_value = _root_view(value) if root and isinstance(value, Mapping) else value
         old_value = _root_view(old) if root and isinstance(old, Mapping) else old
         for rule in rules:
             if isinstance(rule, Mapping):
-                _run_rule(rule, schema, self_value, old_value, path, out)
+                _run_rule(rule, schema, self_value, old_value, path, out, ratchet=unchanged)
+    for branch in rules_schema.get("allOf") or []:
+        if isinstance(branch, Mapping):
+            _walk(value, old, branch, schema, path, out, root=root, unchanged=unchanged)
     if isinstance(value, Mapping):
         props = _sub(schema, "properties") or {}
         addl = _sub(schema, "additionalProperties")
+        rule_props = _sub(rules_schema, "properties") or {}
+        rule_addl = _sub(rules_schema, "additionalProperties")
         for key, child in value.items():
             if root and key == "metadata":
                 continue
-            sub = props.get(key) if key in props else addl
-            if not isinstance(sub, Mapping):
-                continue
-            old_child = old.get(key, _ABSENT) if isinstance(old, Mapping) else _ABSENT
-            _walk(child, old_child, sub, join_path(path, key), out, False)
+            old_child = old.get(key, ABSENT) if isinstance(old, Mapping) else ABSENT
+            child_unchanged = old_child is not ABSENT and json_equal(child, old_child)
+            if key in props:
+                _walk(
+                    child,
+                    old_child,
+                    rule_props.get(key),
+                    props[key],
+                    join_path(path, key),
+                    out,
+                    root=_embedded(props[key]),
+                    unchanged=child_unchanged,
+                )
+            elif addl is not None:
+                _walk(
+                    child,
+                    old_child,
+                    rule_addl,
+                    addl,
+                    join_key(path, key),
+                    out,
+                    root=_embedded(addl),
+                    unchanged=child_unchanged,
+                )
     elif isinstance(value, list):
         items = _sub(schema, "items")
-        old_by_key: dict[tuple[Any, ...], Any] = {}
-        keys = [str(k) for k in schema.get("x-kubernetes-list-map-keys") or []]
-        correlate = schema.get("x-kubernetes-list-type") == "map" and isinstance(old, list) and keys
-        if correlate:
-            for candidate in old:
-                key = _map_list_key(candidate, keys, items)
-                if key is not None:
-                    old_by_key[key] = candidate
+        rule_items = _sub(rules_schema, "items")
+        correlated = correlated_items(schema, value, old)
+        is_map_list = schema.get("x-kubernetes-list-type") == "map"
         for i, item in enumerate(value):
-            old_item: Any = _ABSENT
-            if correlate:
-                key = _map_list_key(item, keys, items)
-                if key is not None:
-                    old_item = old_by_key.get(key, _ABSENT)
-            _walk(item, old_item, items, join_path(path, i), out, False)
+            old_item = correlated[i]
+            # Items of lists that do not correlate are ratcheted with their list.
+            item_unchanged = (
+                (old_item is not ABSENT and json_equal(item, old_item)) if is_map_list else unchanged
+            )
+            _walk(
+                item,
+                old_item,
+                rule_items,
+                items,
+                join_path(path, i),
+                out,
+                root=_embedded(items),
+                unchanged=item_unchanged,
+            )
+
+
+def _embedded(schema: Schema | None) -> bool:
+    return bool(schema and schema.get("x-kubernetes-embedded-resource"))
 
 
 def validate_rules(schema: Schema, obj: Any, old: Any | None = None) -> list[FieldError]:
     """Errors of every x-kubernetes-validations rule in `schema` applied to `obj` (and `old` on update)."""
     out: list[FieldError] = []
-    _walk(obj, _ABSENT if old is None else old, schema, "", out, True)
+    old_value = ABSENT if old is None else old
+    unchanged = old_value is not ABSENT and json_equal(obj, old_value)
+    _walk(obj, old_value, schema, schema, "", out, root=True, unchanged=unchanged)
     return out

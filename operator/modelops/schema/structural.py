@@ -20,6 +20,7 @@ from typing import Any
 
 from . import errors as fe
 from .cel import dns1123_subdomain_errors, label_value_errors, qualified_name_errors
+from .correlation import ABSENT, correlated_items, json_equal
 from .errors import FieldError, Validated, join_path
 from .rules import validate_rules
 
@@ -309,9 +310,14 @@ def _name(path: str) -> str:
 
 
 def validate_schema(
-    value: Any, schema: Schema, path: str, out: list[FieldError], *, root: bool = False
+    value: Any, schema: Schema, path: str, out: list[FieldError], *, root: bool = False, old: Any = ABSENT
 ) -> None:
-    """Append the errors of `value` against the OpenAPI keywords of `schema` (recursively)."""
+    """Append the errors of `value` against the OpenAPI keywords of `schema` (recursively).
+
+    `old` is the correlated stored value on update: an unchanged value is not judged (ratcheting).
+    """
+    if old is not ABSENT and json_equal(value, old):
+        return
     if value is None:
         if schema.get("nullable") or not (schema.get("type") or schema.get("x-kubernetes-int-or-string")):
             return
@@ -335,9 +341,9 @@ def validate_schema(
     elif isinstance(value, int | float) and not isinstance(value, bool):
         _validate_number(value, schema, path, out)
     elif isinstance(value, list):
-        _validate_array(value, schema, path, out)
+        _validate_array(value, schema, path, out, old)
     elif isinstance(value, Mapping):
-        _validate_object(value, schema, path, out, root=root)
+        _validate_object(value, schema, path, out, root=root, old=old)
 
 
 def _validate_any_one_not(value: Any, schema: Schema, path: str, out: list[FieldError]) -> None:
@@ -386,14 +392,8 @@ def _validate_any_one_not(value: Any, schema: Schema, path: str, out: list[Field
 
 def _validate_common(value: Any, schema: Schema, path: str, out: list[FieldError]) -> None:
     enum = schema.get("enum")
-    if isinstance(enum, list) and enum and not any(_json_equal(value, e) for e in enum):
+    if isinstance(enum, list) and enum and not any(json_equal(value, e) for e in enum):
         out.append(fe.not_supported(path, value, enum))
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return bool(a == b)
 
 
 def _validate_string(value: str, schema: Schema, path: str, out: list[FieldError]) -> None:
@@ -443,7 +443,7 @@ def _validate_number(value: int | float, schema: Schema, path: str, out: list[Fi
             out.append(fe.invalid(path, value, f"{name} in body should be a multiple of {_num(multiple)}"))
 
 
-def _validate_array(value: list[Any], schema: Schema, path: str, out: list[FieldError]) -> None:
+def _validate_array(value: list[Any], schema: Schema, path: str, out: list[FieldError], old: Any) -> None:
     name = _name(path)
     max_items = schema.get("maxItems")
     if isinstance(max_items, int) and len(value) > max_items:
@@ -454,18 +454,19 @@ def _validate_array(value: list[Any], schema: Schema, path: str, out: list[Field
     if schema.get("uniqueItems"):
         seen: list[Any] = []
         for item in value:
-            if any(_json_equal(item, s) for s in seen):
+            if any(json_equal(item, s) for s in seen):
                 out.append(fe.invalid(path, value, f"{name} in body shouldn't contain duplicates"))
                 break
             seen.append(item)
     items = _sub(schema, "items")
     if items is not None:
+        correlated = correlated_items(schema, value, old)
         for i, item in enumerate(value):
-            validate_schema(item, items, join_path(path, i), out)
+            validate_schema(item, items, join_path(path, i), out, old=correlated[i])
 
 
 def _validate_object(
-    value: Mapping[str, Any], schema: Schema, path: str, out: list[FieldError], *, root: bool
+    value: Mapping[str, Any], schema: Schema, path: str, out: list[FieldError], *, root: bool, old: Any
 ) -> None:
     name = _name(path)
     max_props = schema.get("maxProperties")
@@ -495,10 +496,11 @@ def _validate_object(
                             child[meta_key], meta_props[meta_key], join_path(child_path, meta_key), out
                         )
             continue
+        old_child = old.get(key, ABSENT) if isinstance(old, Mapping) else ABSENT
         if isinstance(sub, Mapping):
-            validate_schema(child, sub, child_path, out)
+            validate_schema(child, sub, child_path, out, root=_embedded(sub), old=old_child)
         elif addl is not None:
-            validate_schema(child, addl, child_path, out)
+            validate_schema(child, addl, child_path, out, root=_embedded(addl), old=old_child)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -522,7 +524,7 @@ def _list_invariants(value: Any, schema: Schema | None, path: str, out: list[Fie
         if list_type == "set":
             seen: list[Any] = []
             for i, item in enumerate(value):
-                if any(_json_equal(item, s) for s in seen):
+                if any(json_equal(item, s) for s in seen):
                     out.append(fe.duplicate(join_path(path, i), item))
                 else:
                     seen.append(item)
@@ -624,6 +626,13 @@ def validate_custom_resource(
     unknown = prune(out, schema)
     _drop_nulls(out, schema)
     _default(out, schema)
+    old_value: dict[str, Any] | None = None
+    if old is not None:
+        # The stored object went through the same decoding; normalise it so unchanged parts compare equal.
+        old_value = copy.deepcopy(dict(old))
+        prune(old_value, schema)
+        _drop_nulls(old_value, schema)
+        _default(old_value, schema)
     errs: list[FieldError] = []
     meta = out.get("metadata")
     if isinstance(meta, Mapping):
@@ -632,7 +641,7 @@ def validate_custom_resource(
         errs.append(fe.required("metadata.name", "name or generateName is required"))
     else:
         errs.append(fe.type_invalid("metadata", _json_type(meta), "metadata must be an object"))
-    validate_schema(out, schema, "", errs, root=True)
+    validate_schema(out, schema, "", errs, root=True, old=ABSENT if old_value is None else old_value)
     _list_invariants(out, schema, "", errs)
     if any(e.type in _BLOCKING for e in errs):
         errs.append(
@@ -644,11 +653,5 @@ def validate_custom_resource(
             )
         )
     else:
-        old_value: dict[str, Any] | None = None
-        if old is not None:
-            old_value = copy.deepcopy(dict(old))
-            prune(old_value, schema)
-            _drop_nulls(old_value, schema)
-            _default(old_value, schema)
         errs.extend(validate_rules(schema, out, old_value))
     return Validated(obj=out, errors=errs, unknown_fields=unknown)
