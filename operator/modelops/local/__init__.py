@@ -1,0 +1,1 @@
+"""The local control plane: an API server, nodes and controllers that run on one machine."""
