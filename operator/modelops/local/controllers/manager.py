@@ -21,8 +21,9 @@ from typing import Any
 from modelops.local.client import Client
 
 from . import common as c
-from . import deployments, disruption, endpoints, jobs, replicasets, volumes
+from . import cronjobs, deployments, disruption, endpoints, jobs, replicasets, volumes
 from .actions import (
+    CRONJOBS,
     DEPLOYMENTS,
     ENDPOINTS,
     HPAS,
@@ -136,6 +137,12 @@ async def sync_disruption(store: Store) -> list[Result]:
     ]
 
 
+async def sync_cronjobs(store: Store) -> list[Result]:
+    at = c.now()
+    jobs_by_ns = by_namespace(store.list(JOBS))
+    return [cronjobs.reconcile(cj, jobs_by_ns.get(c.namespace_of(cj), []), at) for cj in store.list(CRONJOBS)]
+
+
 class Options(argparse.Namespace):
     kubeconfig: str
     dir: str
@@ -174,6 +181,7 @@ def build(store: Store, opts: Options, hpa: HpaLoop) -> list[Controller]:
         ctl("deployment", [DEPLOYMENTS, REPLICASETS, PODS], sync_deployments),
         ctl("endpoints", [SERVICES, PODS, ENDPOINTS], sync_endpoints),
         ctl("job", [JOBS, PODS], job_sync(opts.job_backoff_base)),
+        ctl("cronjob", [CRONJOBS, JOBS], sync_cronjobs),
         ctl("volume", [PVCS, PVS, STORAGECLASSES], volume_sync(os.path.abspath(opts.dir))),
         ctl("autoscaler", [HPAS], hpa.sync, period=opts.hpa_sync_period),
         ctl("disruption", [PDBS, PODS, REPLICASETS, DEPLOYMENTS, STATEFULSETS], sync_disruption),
