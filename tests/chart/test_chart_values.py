@@ -7,6 +7,7 @@ renders a manifest the API server rejects with a message about the Deployment, n
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,5 +100,15 @@ def test_defaults_cover_every_schema_key_and_readme_lists_them() -> None:
             else:
                 yield f"{prefix}{key}"
 
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+)` \|.*$", readme, flags=re.MULTILINE)}
     for key in leaves(defaults, SCHEMA, ""):
-        assert f"`{key}`" in readme, f"charts/modelops/README.md does not list `{key}`"
+        assert key in rows, f"charts/modelops/README.md does not list `{key}`"
+        description = _at(SCHEMA, key)["description"]
+        assert description in rows[key], f"README row of `{key}` does not say: {description}"
+
+
+def _at(schema: dict[str, Any], dotted: str) -> dict[str, Any]:
+    node = schema
+    for part in dotted.split("."):
+        node = node["properties"][part]
+    return node
