@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["check_baseline", "check_restricted", "pod_spec_locations"]
+__all__ = ["PodSpecLocation", "check_baseline", "check_restricted", "pod_spec_locations"]
 
 # Kinds whose pods come from ``spec.template``.
 _TEMPLATE_KINDS = frozenset(
@@ -127,7 +127,22 @@ def check_restricted(obj: Mapping[str, Any]) -> list[str]:
 
 
 def pod_spec_locations(obj: Mapping[str, Any]) -> list[PodSpecLocation]:
-    """Find the pod spec(s) in ``obj``; raise ``ValueError`` naming what was expected."""
+    """Find the pod spec in ``obj``.
+
+    Raises:
+        ValueError: ``obj`` holds no pod spec, or one without containers. A check that silently
+            passed a misplaced or empty spec would hide exactly the mistakes it exists to catch.
+        TypeError: ``obj`` is not a mapping.
+    """
+    locations = _locate(obj)
+    for location in locations:
+        if not _list(location.spec.get("containers")):
+            where = _join(location.path, "containers")
+            raise ValueError(f"{where}: no containers to check; is the pod spec at the right path?")
+    return locations
+
+
+def _locate(obj: Mapping[str, Any]) -> list[PodSpecLocation]:
     if not isinstance(obj, Mapping):
         raise TypeError(
             f"expected a manifest as a mapping (a dict parsed from YAML/JSON), got {type(obj).__name__}"

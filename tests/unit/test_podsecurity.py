@@ -399,6 +399,8 @@ def test_pod_template_holders_and_bare_specs(obj: dict[str, Any], prefix: str) -
 def test_unknown_objects_are_refused_with_what_is_expected() -> None:
     with pytest.raises(ValueError, match="cannot find a pod spec in kind 'ConfigMap'"):
         check_restricted({"apiVersion": "v1", "kind": "ConfigMap", "data": {}})
+    with pytest.raises(ValueError, match=r"spec.template.spec.containers: no containers to check"):
+        check_restricted({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {}}})
     with pytest.raises(TypeError, match="expected a manifest as a mapping"):
         check_restricted("kind: Pod")  # type: ignore[arg-type]
 
