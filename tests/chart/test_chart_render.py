@@ -222,6 +222,12 @@ def test_minimal_uses_an_existing_service_account(render: Callable[..., Manifest
     assert only(manifests, "ClusterRoleBinding")["subjects"][0]["name"] == "existing"
 
 
+def test_rbac_can_be_left_to_the_cluster_admin(render: Callable[..., Manifests]) -> None:
+    values = {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "provisioned"}}
+    kinds = sorted(m["kind"] for m in render(values))
+    assert kinds == ["Deployment", "Service"]
+
+
 def test_an_existing_service_account_must_be_named(helm: Callable[..., Any]) -> None:
     result = helm("template", "mo", str(CHART), values={"serviceAccount": {"create": False}})
     assert result.returncode != 0
