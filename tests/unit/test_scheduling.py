@@ -156,3 +156,9 @@ def test_only_unbound_default_scheduler_pods_are_taken() -> None:
     assert not wants_scheduling(pod(node_name="n1"))
     assert not wants_scheduling(pod(schedulerName="volcano"))
     assert not wants_scheduling(pod(phase="Failed"))
+
+
+def test_pods_without_requests_still_spread_over_nodes() -> None:
+    nodes = [node("n1"), node("n2")]
+    first = pod("first", node_name="n1", phase="Running")
+    assert schedule(pod("second"), nodes, [first]).node == "n2"

@@ -37,6 +37,8 @@ class ClusterView:
             # IPs of pods run by an earlier kubelet stay reserved until those pods are gone.
             if ip and kind != "DELETED" and not terminal:
                 self.ips.reserve(str(meta.get("uid")), str(ip))
+            elif ip:
+                self.ips.seen(str(ip))
 
     def records(self) -> list[tuple[str, str]]:
         if self._records is None:

@@ -9,6 +9,7 @@ applies the pod's search path so a short name means the pod's own namespace firs
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -32,6 +33,14 @@ class IPAllocator:
 
     def reserve(self, uid: str, ip: str) -> None:
         self._used[ip] = uid
+        self.seen(ip)
+
+    def seen(self, ip: str) -> None:
+        """Move past an IP a pod has had, so a new pod does not look like an old one in listings."""
+        with contextlib.suppress(ValueError):
+            value = int(ipaddress.ip_address(ip))
+            if int(POD_NETWORK.network_address) + 2 <= value < int(POD_NETWORK.broadcast_address) - 1:
+                self._next = max(self._next, value + 1)
 
     def allocate(self, uid: str) -> str:
         for ip, owner in self._used.items():

@@ -418,7 +418,7 @@ class PodWorker:
         # Start anyway: the program may retry resolution itself.
 
     def _process_env(
-        self, spec: Obj, env: Mapping[str, str], mounts: Mapping[str, Path], term_file: Path
+        self, env: Mapping[str, str], mounts: Mapping[str, Path], rewrite: Mapping[str, Path], term_file: Path
     ) -> dict[str, str]:
         bin_dir = self.k.bin_dir
         base: dict[str, str] = {
@@ -440,7 +440,7 @@ class PodWorker:
             base["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
         records = self.k.cluster.records()
         rewritten = {
-            k: network.rewrite_cluster_names(containers.rewrite_paths(v, mounts), records, self.ns)
+            k: network.rewrite_cluster_names(containers.rewrite_paths(v, rewrite), records, self.ns)
             for k, v in env.items()
         }
         out = {**base, **rewritten}
@@ -471,7 +471,7 @@ class PodWorker:
         else:
             argv = list(image_command) + [containers.expand(str(a), env) for a in spec.get("args") or []]
         argv = [containers.rewrite_paths(a, rewrite) for a in argv]
-        penv = self._process_env(spec, env, rewrite, term_file)
+        penv = self._process_env(env, mounts, rewrite, term_file)
         workdir = str(spec.get("workingDir") or "")
         cwd = rootfs
         if workdir:

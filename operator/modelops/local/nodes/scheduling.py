@@ -210,11 +210,31 @@ class Decision:
     message: str = ""
 
 
-def _score(pod: Mapping[str, Any], alloc: Resources, used: Resources) -> Decimal:
+# The real scheduler scores a container without requests as if it asked for 100m CPU and 200Mi, so
+# that request-less pods still spread over the nodes instead of piling onto the first one.
+_NONZERO = {"cpu": Decimal("0.1"), "memory": Decimal(200 * 2**20)}
+
+
+def _nonzero_requests(pod: Mapping[str, Any]) -> Resources:
+    total: Resources = {}
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        req = _container_requests(c)
+        for name, default in _NONZERO.items():
+            total[name] = total.get(name, Decimal(0)) + req.get(name, default)
+    return total
+
+
+def _score(
+    pod: Mapping[str, Any], node_name: str, alloc: Resources, pods: list[Mapping[str, Any]]
+) -> Decimal:
     # LeastAllocated on cpu and memory: spread pods so one node does not take every job.
-    want = pod_requests(pod)
+    want = _nonzero_requests(pod)
+    used: Resources = {}
+    for p in pods:
+        if (p.get("spec") or {}).get("nodeName") == node_name and not is_terminal(p):
+            _add(used, _nonzero_requests(p))
     score = Decimal(0)
-    for name in ("cpu", "memory"):
+    for name in _NONZERO:
         cap = alloc.get(name, Decimal(0))
         if cap > 0:
             score += (cap - used.get(name, Decimal(0)) - want.get(name, Decimal(0))) / cap
@@ -236,7 +256,7 @@ def schedule(
         if reasons:
             histogram.update(reasons)
             continue
-        score = _score(pod, node_allocatable(node), used)
+        score = _score(pod, name, node_allocatable(node), pod_list)
         if best is None or score > best[0]:
             best = (score, name)
     if best is not None:

@@ -1,0 +1,139 @@
+"""A running local plane (API server + nodes process) for the scheduler and kubelet tests.
+
+Both are started as real subprocesses, exactly as `modelops local up` starts them; the tests talk to
+them with the real kubectl and the official kubernetes client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = str(ROOT / ".tools" / "bin" / "kubectl")
+WORKER_IMAGE = "ghcr.io/modelops/worker:test"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll until `check()` returns something truthy; fail naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@dataclass
+class Plane:
+    dir: Path
+    kubeconfig: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    node_args: list[str] = field(default_factory=list)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout + (result.stderr if not check else "")
+
+    def apply(self, *docs: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        out = self.kubectl("get", "pod", name, "-n", namespace, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def wait_pod(
+        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            pod = self.pod(name)
+            return pod if pod is not None and check(pod) else None
+
+        return wait_for(f"pod {name}: {what}", probe, timeout)  # type: ignore[no-any-return]
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 30.0) -> dict[str, Any]:
+        return self.wait_pod(
+            name, lambda p: p.get("status", {}).get("phase") == phase, f"phase {phase}", timeout
+        )
+
+    def pod_dir(self, name: str, namespace: str = "default") -> Path:
+        dirs = list((self.dir / "pods" / namespace / name).iterdir())
+        assert len(dirs) == 1, dirs
+        return dirs[0]
+
+    def start_nodes(self) -> None:
+        log = open(self.dir / "logs" / "nodes.log", "ab")  # noqa: SIM115 - the process keeps it
+        self.procs["nodes"] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelops.local.nodes",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--dir",
+                str(self.dir),
+                *self.node_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def logs(self) -> str:
+        return (self.dir / "logs" / "nodes.log").read_text(errors="replace")
+
+
+def start_plane(directory: Path, *node_args: str) -> Iterator[Plane]:
+    """Generator for a module-scoped fixture: API server, then nodes, torn down in reverse."""
+    (directory / "logs").mkdir(parents=True, exist_ok=True)
+    plane = Plane(directory, directory / "kubeconfig", node_args=list(node_args))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    api_log = open(directory / "logs" / "apiserver.log", "ab")  # noqa: SIM115 - the process keeps it
+    plane.procs["apiserver"] = subprocess.Popen(
+        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
+        plane.start_nodes()
+        wait_for(
+            "nodes to register",
+            lambda: "Ready" in plane.kubectl("get", "nodes", check=False),
+            timeout=60,
+        )
+        yield plane
+    finally:
+        plane.stop("nodes")
+        plane.stop("apiserver")

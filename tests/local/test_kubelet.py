@@ -1,0 +1,430 @@
+"""The local kubelet as a user sees it through kubectl: pods run, log, fail, restart, stop and talk."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_nodes import WORKER_IMAGE, Plane, start_plane, wait_for
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    yield from start_plane(
+        tmp_path_factory.mktemp("kubelet"), "--nodes", "1", "--gpus", "2", "--backoff-base", "1"
+    )
+
+
+def pod(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    container = {"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", code]}
+    container.update(spec.pop("container", {}))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": spec.pop("labels", {})},
+        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+    }
+
+
+def state(p: dict[str, Any], container: int = 0) -> dict[str, Any]:
+    statuses = p.get("status", {}).get("containerStatuses") or [{}]
+    return statuses[container].get("state", {})  # type: ignore[no-any-return]
+
+
+def condition(p: dict[str, Any], type_: str) -> str | None:
+    for c in p.get("status", {}).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c["status"])
+    return None
+
+
+def test_python_pod_succeeds_with_readable_logs_and_downward_env(plane: Plane) -> None:
+    code = (
+        "import os; print('hello from', os.environ['POD'], os.environ['IP']);"
+        "print('gpus', os.environ.get('NVIDIA_VISIBLE_DEVICES'), repr(os.environ['CUDA_VISIBLE_DEVICES']));"
+        "open(os.environ['MSG'], 'w').write('{\"accuracy\": 0.9}')"
+    )
+    manifest = pod(
+        "hello",
+        code,
+        container={
+            "env": [
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                # The default terminationMessagePath is rewritten to the container's own file.
+                {"name": "MSG", "value": "/dev/termination-log"},
+            ],
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        },
+    )
+    plane.apply(manifest)
+    p = plane.wait_phase("hello", "Succeeded")
+    ip = p["status"]["podIP"]
+    assert ip.startswith("127.244.")
+    logs = plane.kubectl("logs", "hello")
+    assert f"hello from hello {ip}" in logs
+    assert "gpus 0 ''" in logs or "gpus 1 ''" in logs
+    terminated = state(p)["terminated"]
+    assert terminated["exitCode"] == 0
+    assert terminated["reason"] == "Completed"
+    assert terminated["message"] == '{"accuracy": 0.9}'
+    assert condition(p, "Ready") == "False"
+    assert condition(p, "PodScheduled") == "True"
+
+
+def test_failing_pod_reports_exit_code_and_termination_message(plane: Plane) -> None:
+    manifest = pod(
+        "broken",
+        "import os, sys; open(os.environ['MODELOPS_TERMINATION_MESSAGE_PATH'], 'w').write('bad config: lr');"
+        "sys.exit(3)",
+    )
+    manifest["spec"]["containers"].append(
+        {
+            "name": "fallback",
+            "image": WORKER_IMAGE,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "command": ["python", "-c", "import sys; print('Traceback: it broke'); sys.exit(4)"],
+        }
+    )
+    plane.apply(manifest)
+    p = plane.wait_phase("broken", "Failed")
+    by_name = {s["name"]: s["state"]["terminated"] for s in p["status"]["containerStatuses"]}
+    assert by_name["main"]["exitCode"] == 3
+    assert by_name["main"]["reason"] == "Error"
+    assert by_name["main"]["message"] == "bad config: lr"
+    assert by_name["fallback"]["exitCode"] == 4
+    assert "Traceback: it broke" in by_name["fallback"]["message"]
+    assert "Error" in plane.kubectl("get", "pod", "broken")
+
+
+def test_unknown_image_fails_like_a_pull_error(plane: Plane) -> None:
+    manifest = pod("nginx", "")
+    manifest["spec"]["containers"][0] = {"name": "main", "image": "nginx:1.27"}
+    plane.apply(manifest)
+    seen: set[str] = set()
+
+    def reasons() -> bool:
+        p = plane.pod("nginx") or {}
+        waiting = state(p).get("waiting") or {}
+        if waiting.get("reason"):
+            seen.add(waiting["reason"])
+            assert (
+                "runs only the project's images" in waiting.get("message", "")
+                or waiting["reason"] != "ErrImagePull"
+            )
+        return {"ErrImagePull", "ImagePullBackOff"} <= seen
+
+    wait_for("ErrImagePull then ImagePullBackOff", reasons, timeout=30)
+    assert (plane.pod("nginx") or {})["status"]["phase"] == "Pending"
+    assert "Failed to pull image" in plane.kubectl("describe", "pod", "nginx")
+    plane.kubectl("delete", "pod", "nginx", "--wait=true")
+
+
+def test_readiness_probe_gates_ready(plane: Plane) -> None:
+    server = (
+        "import http.server, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200 if os.path.exists('/flags/ready') else 503); self.end_headers()\n"
+        "http.server.HTTPServer(('0.0.0.0', 8080), H).serve_forever()\n"
+    )
+    manifest = pod(
+        "gated",
+        server,
+        restartPolicy="Always",
+        volumes=[{"name": "flags", "emptyDir": {}}],
+        container={
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "volumeMounts": [{"name": "flags", "mountPath": "/flags"}],
+            "readinessProbe": {
+                "httpGet": {"path": "/", "port": "http"},
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+            },
+        },
+    )
+    plane.apply(manifest)
+    plane.wait_pod(
+        "gated",
+        lambda p: "Readiness probe failed" in plane.kubectl("describe", "pod", "gated"),
+        "a failed readiness probe",
+    )
+    p = plane.pod("gated") or {}
+    assert p["status"]["phase"] == "Running"
+    assert condition(p, "Ready") == "False"
+    assert p["status"]["containerStatuses"][0]["ready"] is False
+    (plane.pod_dir("gated") / "volumes" / "flags" / "ready").write_text("")
+    p = plane.wait_pod("gated", lambda p: condition(p, "Ready") == "True", "Ready=True")
+    assert p["status"]["containerStatuses"][0]["ready"] is True
+    plane.kubectl("delete", "pod", "gated", "--wait=true")
+
+
+def test_on_failure_restarts_and_keeps_previous_logs(plane: Plane) -> None:
+    code = (
+        "import os, sys\n"
+        "p = '/work/count'\n"
+        "n = int(open(p).read()) if os.path.exists(p) else 0\n"
+        "open(p, 'w').write(str(n + 1))\n"
+        "print('attempt', n)\n"
+        "sys.exit(0 if n >= 1 else 1)\n"
+    )
+    manifest = pod(
+        "flaky",
+        code,
+        restartPolicy="OnFailure",
+        volumes=[{"name": "work", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+    )
+    plane.apply(manifest)
+    p = plane.wait_phase("flaky", "Succeeded")
+    status = p["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert "attempt 1" in plane.kubectl("logs", "flaky")
+    assert "attempt 0" in plane.kubectl("logs", "flaky", "--previous")
+
+
+def test_crash_loop_backs_off(plane: Plane) -> None:
+    plane.apply(pod("crasher", "import sys; sys.exit(2)", restartPolicy="Always"))
+    p = plane.wait_pod(
+        "crasher",
+        lambda p: (state(p).get("waiting") or {}).get("reason") == "CrashLoopBackOff",
+        "CrashLoopBackOff",
+    )
+    status = p["status"]["containerStatuses"][0]
+    assert status["lastState"]["terminated"]["exitCode"] == 2
+    assert status["restartCount"] >= 1
+    assert p["status"]["phase"] == "Running"
+    plane.kubectl("delete", "pod", "crasher", "--wait=true")
+
+
+def test_delete_sends_sigterm_then_removes_the_pod(plane: Plane) -> None:
+    code = (
+        "import signal, sys, time\n"
+        "def bye(*_):\n"
+        "    print('got SIGTERM, saving checkpoint', flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('running', flush=True)\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    plane.apply(pod("sleeper", code, terminationGracePeriodSeconds=10))
+    plane.wait_pod("sleeper", lambda p: "running" in plane.kubectl("logs", "sleeper", check=False), "output")
+    log_file = plane.pod_dir("sleeper") / "main" / "0.log"
+    plane.kubectl("delete", "pod", "sleeper", "--wait=false")
+    wait_for("the pod to disappear", lambda: plane.pod("sleeper") is None)
+    assert "got SIGTERM, saving checkpoint" in log_file.read_text()
+
+
+def test_process_that_ignores_sigterm_is_killed_after_the_grace_period(plane: Plane) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    plane.apply(pod("stubborn", code, terminationGracePeriodSeconds=1))
+    plane.wait_pod("stubborn", lambda p: "up" in plane.kubectl("logs", "stubborn", check=False), "output")
+    pid = int((plane.pod_dir("stubborn") / "main" / "pid").read_text())
+    plane.kubectl("delete", "pod", "stubborn", "--wait=false")
+    wait_for("the pod to disappear", lambda: plane.pod("stubborn") is None)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_crashing_pod_leaves_others_running(plane: Plane) -> None:
+    plane.apply(
+        pod("steady", "import time; print('steady', flush=True); time.sleep(600)", restartPolicy="Always")
+    )
+    plane.wait_phase("steady", "Running")
+    pid = int((plane.pod_dir("steady") / "main" / "pid").read_text())
+    plane.apply(pod("segv", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
+    p = plane.wait_phase("segv", "Failed")
+    assert state(p)["terminated"]["exitCode"] == 128 + signal.SIGSEGV
+    steady = plane.pod("steady") or {}
+    assert steady["status"]["phase"] == "Running"
+    assert steady["status"]["containerStatuses"][0]["restartCount"] == 0
+    os.kill(pid, 0)  # still alive
+    plane.kubectl("delete", "pod", "steady", "--grace-period=1", "--wait=true")
+
+
+def test_config_secret_downward_volumes_and_env(plane: Plane) -> None:
+    plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg"},
+            "data": {"lr": "0.1", "mode": "fast"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"token": "s3cr3t"},
+        },
+    )
+    code = (
+        "import os\n"
+        "print('cm', open('/etc/cfg/lr').read(), 'secret', open('/etc/creds/token').read())\n"
+        "print('labels', open('/etc/info/labels').read().strip())\n"
+        "print('env', os.environ['LR'], os.environ['TOKEN'], os.environ['CFG_mode'], os.environ['GREETING'])\n"
+        "print('cwd', os.getcwd().endswith('/rootfs/app'), os.path.exists('../etc/cfg/lr'))\n"
+    )
+    manifest = pod(
+        "configured",
+        code,
+        labels={"team": "ml"},
+        volumes=[
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "creds", "secret": {"secretName": "creds"}},
+            {
+                "name": "info",
+                "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]},
+            },
+        ],
+        container={
+            "workingDir": "/app",
+            "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/cfg"},
+                {"name": "creds", "mountPath": "/etc/creds"},
+                {"name": "info", "mountPath": "/etc/info"},
+            ],
+            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+            "env": [
+                {"name": "LR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "lr"}}},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+                {"name": "GREETING", "value": "lr=$(LR) $$(LR)"},
+            ],
+        },
+    )
+    plane.apply(manifest)
+    plane.wait_phase("configured", "Succeeded")
+    logs = plane.kubectl("logs", "configured")
+    assert "cm 0.1 secret s3cr3t" in logs
+    assert 'labels team="ml"' in logs
+    assert "env 0.1 s3cr3t fast lr=0.1 $(LR)" in logs
+    assert "cwd True True" in logs
+
+
+def test_missing_configmap_is_a_config_error_until_it_exists(plane: Plane) -> None:
+    manifest = pod(
+        "needs-cfg",
+        "import os; print('got', os.environ['X'])",
+        container={"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "x"}}}]},
+    )
+    plane.apply(manifest)
+    p = plane.wait_pod(
+        "needs-cfg",
+        lambda p: (state(p).get("waiting") or {}).get("reason") == "CreateContainerConfigError",
+        "CreateContainerConfigError",
+    )
+    assert state(p)["waiting"]["message"] == 'configmap "later" not found'
+    plane.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}, "data": {"x": "42"}})
+    plane.wait_phase("needs-cfg", "Succeeded")
+    assert "got 42" in plane.kubectl("logs", "needs-cfg")
+
+
+def test_init_containers_run_first_in_order(plane: Plane) -> None:
+    manifest = pod(
+        "with-init",
+        "print(open('/shared/log').read())",
+        volumes=[{"name": "shared", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+    )
+    mount = [{"name": "shared", "mountPath": "/shared"}]
+    manifest["spec"]["initContainers"] = [
+        {"name": f"init-{i}", "image": WORKER_IMAGE, "volumeMounts": mount,
+         "command": ["python", "-c", f"open('/shared/log', 'a').write('init-{i};')"]}
+        for i in (1, 2)
+    ]  # fmt: skip
+    plane.apply(manifest)
+    p = plane.wait_phase("with-init", "Succeeded")
+    assert "init-1;init-2;" in plane.kubectl("logs", "with-init")
+    assert [s["state"]["terminated"]["reason"] for s in p["status"]["initContainerStatuses"]] == [
+        "Completed"
+    ] * 2
+    assert condition(p, "Initialized") == "True"
+
+
+def test_services_resolve_and_pods_share_a_port(plane: Plane) -> None:
+    server = (
+        "import http.server, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(os.environ['NAME'].encode())\n"
+        "http.server.HTTPServer(('0.0.0.0', 9090), H).serve_forever()\n"
+    )
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "ranks"},
+            "spec": {"clusterIP": "None", "selector": {"app": "rank"}, "ports": [{"port": 9090}]},
+        }
+    ]
+    for i in range(2):
+        docs.append(
+            pod(
+                f"rank-{i}",
+                server,
+                labels={"app": "rank"},
+                restartPolicy="Always",
+                hostname=f"rank-{i}",
+                subdomain="ranks",
+                container={"env": [{"name": "NAME", "value": f"rank-{i}"}]},
+            )
+        )
+    plane.apply(*docs)
+    for i in range(2):
+        plane.wait_phase(f"rank-{i}", "Running")
+    client = (
+        "import os, urllib.request\n"
+        "for host in ['rank-0.ranks', 'rank-1.ranks.default.svc.cluster.local']:\n"
+        "    print(host, urllib.request.urlopen(f'http://{host}:9090/', timeout=5).read().decode())\n"
+        "print('master', os.environ['MASTER'])\n"
+    )
+    manifest = pod("client", client, container={"env": [{"name": "MASTER", "value": "rank-0.ranks:9090"}]})
+    plane.apply(manifest)
+    plane.wait_pod(
+        "client",
+        lambda p: p["status"].get("phase") in {"Succeeded", "Failed"},
+        "the client to finish",
+    )
+    logs = plane.kubectl("logs", "client")
+    rank0_ip = (plane.pod("rank-0") or {})["status"]["podIP"]
+    assert "rank-0.ranks rank-0" in logs, logs
+    assert "rank-1.ranks.default.svc.cluster.local rank-1" in logs, logs
+    # Env values carry IPs for code that does not resolve through Python (torch's TCPStore).
+    assert f"master {rank0_ip}:9090" in logs
+    for i in range(2):
+        plane.kubectl("delete", "pod", f"rank-{i}", "--grace-period=1", "--wait=false")
+
+
+def test_node_restart_resumes_running_pods(plane: Plane) -> None:
+    plane.apply(
+        pod("survivor", "import time; print('up', flush=True); time.sleep(600)", restartPolicy="Always")
+    )
+    plane.wait_phase("survivor", "Running")
+    ip = (plane.pod("survivor") or {})["status"]["podIP"]
+    plane.stop("nodes")
+    plane.start_nodes()
+    p = plane.wait_pod(
+        "survivor",
+        lambda p: p["status"]["containerStatuses"][0]["restartCount"] == 1 and "running" in state(p),
+        "a restart after the kubelet came back",
+    )
+    assert p["status"]["podIP"] == ip
+    assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 137
+    plane.kubectl("delete", "pod", "survivor", "--grace-period=1", "--wait=true")
+
+
+def test_gpus_are_assigned_distinct_devices(plane: Plane, tmp_path: Path) -> None:
+    code = (
+        "import os, time; print('devices', os.environ['NVIDIA_VISIBLE_DEVICES'], flush=True); time.sleep(600)"
+    )
+    gpu = {"resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    plane.apply(pod("gpu-a", code, container=gpu), pod("gpu-b", code, container=gpu))
+    devices = set()
+    for name in ("gpu-a", "gpu-b"):
+        plane.wait_pod(name, lambda p, n=name: "devices" in plane.kubectl("logs", n, check=False), "output")
+        devices.add(plane.kubectl("logs", name).split()[1])
+    assert devices == {"0", "1"}
+    plane.kubectl("delete", "pod", "gpu-a", "gpu-b", "--grace-period=1", "--wait=true")
