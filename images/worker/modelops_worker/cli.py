@@ -1,0 +1,111 @@
+"""`modelops-worker`: the command of every pod the operator runs with the worker image.
+
+`train` takes everything from the environment (see `modelops.api.runconfig`) and exits with the code
+the operator reads: 0 done, 64 bad config, 65 bad data, anything else retryable. `verify` checks an
+exported artifact. Both write their result as JSON to the termination message file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
+from modelops_worker.environment import WorkerEnv, load_run_config, termination_log_path, write_result
+from modelops_worker.errors import WorkerError
+
+log = logging.getLogger("modelops_worker")
+
+
+def _setup_logging() -> None:
+    rank = os.environ.get("RANK")
+    who = f"rank {rank}" if rank is not None else "worker"
+    logging.basicConfig(
+        level=os.environ.get("MODELOPS_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _failure(exc: WorkerError) -> TrainResult:
+    return TrainResult(status="Failed", reason=exc.reason, message=exc.message, exit_code=exc.exit_code)
+
+
+def train() -> int:
+    """Run `train` in this process, or under torchrun when the run has more than one process."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    writes_result = local_rank == 0
+    try:
+        cfg = load_run_config()
+        env = WorkerEnv.from_environ()
+        from modelops_worker import launch
+
+        if launch.needs_torchrun(cfg):
+            return launch.run_torchrun(cfg, env.termination_log)
+        from modelops_worker.train import Trainer
+
+        result = Trainer(cfg, env).run()
+    except WorkerError as exc:
+        log.error("%s: %s", exc.reason, exc.message)
+        if writes_result:
+            write_result(termination_log_path(), _failure(exc))
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("training failed")
+        if writes_result:
+            tb = traceback.extract_tb(exc.__traceback__)[-1:]
+            where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
+            write_result(
+                termination_log_path(),
+                TrainResult(
+                    status="Failed",
+                    reason=REASON_TRAINING_ERROR,
+                    message=f"{type(exc).__name__}: {exc}{where} (retryable; see the pod log)",
+                    exit_code=1,
+                ),
+            )
+        return 1
+    if writes_result:
+        write_result(termination_log_path(), result)
+    log.info("%s", result.message)
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from modelops_worker.verify import verify as run_verify
+
+    try:
+        out = run_verify(Path(args.artifact), args.sha256, args.format)
+        code = 0
+    except WorkerError as exc:
+        out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
+        code = exc.exit_code
+    write_result(termination_log_path(), out)
+    print(json.dumps(out, separators=(",", ":")))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelops-worker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train the model MODELOPS_RUN_CONFIG describes")
+    v = sub.add_parser("verify", help="check an artifact's sha256, load it and run a smoke inference")
+    v.add_argument("--artifact", required=True, help="path of the exported model file")
+    v.add_argument("--sha256", help="expected sha256 (hex, optionally prefixed sha256:)")
+    v.add_argument(
+        "--format", choices=["torchscript", "state_dict"], help="expected format (default: detect)"
+    )
+    args = parser.parse_args(argv)
+    _setup_logging()
+    if args.command == "train":
+        return train()
+    return verify(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

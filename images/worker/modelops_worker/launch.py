@@ -1,0 +1,114 @@
+"""Starting torchrun when one pod runs several processes, or the run spans several pods.
+
+The pod's command is always `modelops-worker train`; this module decides whether that process trains
+itself or becomes the parent of torchrun (`torch.distributed.run`), which reads the operator's
+`PET_*` variables as its flags. Exit codes of the children do not survive torchrun (it exits 1 on any
+failure), so the real code is read back from the result local rank 0 wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from modelops.api.runconfig import (
+    EXIT_SIGTERM,
+    REASON_TERMINATED,
+    REASON_TRAINING_ERROR,
+    TrainResult,
+    TrainRunConfig,
+)
+from modelops_worker.environment import write_result
+
+log = logging.getLogger("modelops_worker.launch")
+
+
+def procs_per_node(cfg: TrainRunConfig) -> int:
+    """Processes on this node: the operator's PET_NPROC_PER_NODE, else the config (auto: one per GPU)."""
+    env = os.environ.get("PET_NPROC_PER_NODE")
+    if env and env.isdigit():
+        return int(env)
+    if isinstance(cfg.distributed.procs_per_node, int):
+        return cfg.distributed.procs_per_node
+    if cfg.device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            return max(1, torch.cuda.device_count())
+    return 1
+
+
+def nodes(cfg: TrainRunConfig) -> int:
+    env = os.environ.get("PET_NNODES", "")
+    return int(env) if env.isdigit() else cfg.distributed.nodes
+
+
+def needs_torchrun(cfg: TrainRunConfig) -> bool:
+    """True in the pod's main process of a distributed run; False inside torchrun's children."""
+    if "LOCAL_RANK" in os.environ:
+        return False
+    return nodes(cfg) * procs_per_node(cfg) > 1
+
+
+def torchrun_command(cfg: TrainRunConfig) -> list[str]:
+    n = nodes(cfg)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={n}",
+        f"--nproc-per-node={procs_per_node(cfg)}",
+        # Restarts are the operator's business (backoffLimit), for all pods together.
+        "--max-restarts=0",
+    ]
+    if n == 1 and not os.environ.get("PET_MASTER_ADDR"):
+        cmd.append("--standalone")
+    # Otherwise torchrun takes PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT from the environment.
+    return [*cmd, "-m", "modelops_worker.cli", "train"]
+
+
+def run_torchrun(cfg: TrainRunConfig, termination_log: Path) -> int:
+    """Run torchrun to completion, forwarding SIGTERM; returns the exit code the pod should have."""
+    with contextlib.suppress(OSError):
+        termination_log.write_text("")
+    cmd = torchrun_command(cfg)
+    log.info("starting %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd)
+    stopped = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopped
+        stopped = True
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    rc = proc.wait()
+    try:
+        written = json.loads(termination_log.read_text() or "null")
+    except (OSError, ValueError):
+        written = None
+    if isinstance(written, dict) and "exitCode" in written:
+        code = int(written["exitCode"])
+        return code if rc != 0 or code != 0 else 0
+    if rc == 0:
+        return 0
+    reason = REASON_TERMINATED if stopped else REASON_TRAINING_ERROR
+    code = EXIT_SIGTERM if stopped else (rc if rc > 0 else 1)
+    write_result(
+        termination_log,
+        TrainResult(
+            status="Failed",
+            reason=reason,
+            message=f"torchrun exited with {rc} and no process wrote a result; see the pod log",
+            exit_code=code,
+        ),
+    )
+    return code
