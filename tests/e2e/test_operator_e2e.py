@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 NS = "e2e-operator"
 OBJECTS: dict[str, dict[str, Any]] = {
-    "TrainingJob": {"metadata": {"name": "tj"}, "spec": {}},
+    "TrainingJob": {
+        "metadata": {"name": "tj"},
+        "spec": {"model": {"architecture": "mlp"}, "dataset": {"builtin": "digits"}},
+    },
     "ModelVersion": {
         "metadata": {"name": "mv"},
         "spec": {"model": "fraud", "version": 1, "source": {"uri": "pvc://models/fraud/1/model.pt"}},
@@ -66,7 +70,12 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
 ) -> None:
     plane.kubectl("apply", "-f", str(REPO / "crds"))
     plane.kubectl("apply", "-f", "-", input=newer_trainingjob_crd())
-    plane.kubectl("create", "namespace", NS)
+    plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    )
 
     operator = start_operator("--log-format", "json")
     assert operator.http("/healthz")[0] in (0, 200)  # may not be listening yet
@@ -87,7 +96,11 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         "-f",
         "-",
         input=manifest(
-            "TrainingJob", {"metadata": {"name": "from-the-future"}, "spec": {"futureField": "x"}}
+            "TrainingJob",
+            {
+                "metadata": {"name": "from-the-future"},
+                "spec": {**OBJECTS["TrainingJob"]["spec"], "futureField": "x"},
+            },
         ),
     )
 
@@ -127,7 +140,7 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
 
     # A new generation is observed; with nothing new to say, the status settles (no write loop).
     plane.kubectl(
-        "patch", "-n", NS, "inferenceservices/isvc", "--type=merge", "-p", '{"spec":{"minReplicas":2}}'
+        "patch", "-n", NS, "inferenceservices/isvc", "--type=merge", "-p", '{"spec":{"maxReplicas":4}}'
     )
     plane.kubectl(
         "wait",
@@ -161,4 +174,8 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     assert not token or token not in logs
     for line in logs.splitlines():
         json.loads(line)  # --log-format json: every line is one JSON object
+
+    # A pod's termination: SIGTERM ends the operator cleanly, with exit code 0.
     assert operator.process.poll() is None
+    operator.process.send_signal(signal.SIGTERM)
+    assert operator.process.wait(timeout=30) == 0, operator.log.read_text()[-4000:]

@@ -85,9 +85,11 @@ def test_metrics_exposes_reconciles_errors_durations_and_objects_by_phase() -> N
         with metrics.timed("TrainingJob"):
             metrics.reconciled("TrainingJob", "progressing")
         metrics.failed("ModelVersion", "KeyError")
-        metrics.observe_phase("TrainingJob", "a", "Pending")
-        metrics.observe_phase("TrainingJob", "b", "Pending")
-        metrics.observe_phase("InferenceService", "c", "Failed")
+        # The shape of kopf's index by phase, which kopf keeps current from the watch.
+        jobs: dict[str, list[str]] = {"Pending": ["a", "b"]}
+        services: dict[str, list[str]] = {"Failed": ["c"]}
+        metrics.track_objects("TrainingJob", jobs)
+        metrics.track_objects("InferenceService", services)
         code, text = await get("/metrics")
         assert code == 200
         assert 'modelops_reconcile_total{kind="TrainingJob",result="progressing"} 1.0' in text
@@ -96,9 +98,10 @@ def test_metrics_exposes_reconciles_errors_durations_and_objects_by_phase() -> N
         assert 'modelops_reconcile_duration_seconds_count{kind="TrainingJob"} 1.0' in text
         assert 'modelops_objects{kind="TrainingJob",phase="Pending"} 2.0' in text
         assert 'modelops_objects{kind="InferenceService",phase="Failed"} 1.0' in text
-        # A phase change moves the object; a deletion removes it: no stale series.
-        metrics.observe_phase("TrainingJob", "a", "Running")
-        metrics.forget("InferenceService", "c")
+        # Read at scrape time: a phase change moves the object, a deletion removes it, no stale series.
+        jobs["Pending"].remove("a")
+        jobs["Running"] = ["a"]
+        services["Failed"].clear()
         _, text = await get("/metrics")
         assert 'modelops_objects{kind="TrainingJob",phase="Pending"} 1.0' in text
         assert 'modelops_objects{kind="TrainingJob",phase="Running"} 1.0' in text

@@ -58,7 +58,6 @@ def test_status_goes_into_the_patch_and_one_event_is_posted() -> None:
     assert patch["status"]["observedGeneration"] == 1
     assert poster.events == [("Normal", "Pending")]
     assert sample(metrics, "modelops_reconcile_total", kind="Widget", result="progressing") == 1.0
-    assert sample(metrics, "modelops_objects", kind="Widget", phase="Pending") == 1.0
 
     # The object as it will be after kopf applied that patch: nothing more to write or post.
     settled = make_body({}, dict(patch["status"]))

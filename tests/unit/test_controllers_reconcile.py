@@ -16,7 +16,7 @@ T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=1)
 
 VALID_SPECS: dict[str, dict[str, Any]] = {
-    "TrainingJob": {},
+    "TrainingJob": {"model": {"architecture": "mlp"}, "dataset": {"builtin": "digits"}},
     "ModelVersion": {"model": "fraud", "source": {"uri": "pvc://models/fraud/7/model.pt"}},
     "InferenceService": {"modelRef": {"model": "digits", "version": 1}},
 }

@@ -27,6 +27,10 @@ def retry_delay(retry: int) -> float:
     return min(MAX_RETRY_DELAY, 2.0 ** min(retry, 16))
 
 
+def phase_index_id(plural: str) -> str:
+    return f"{plural}_by_phase"
+
+
 def register(
     registry: kopf.OperatorRegistry,
     *,
@@ -41,8 +45,11 @@ def register(
         return login.connection_info(kubeconfig)
 
     @kopf.on.startup(registry=registry, id="configure-settings")
-    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    def _startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         operator_settings.configure(settings, instance=socket.gethostname())
+        # kopf hands every handler its indices by id; the metrics read them at scrape time.
+        for plural, logic in kinds:
+            metrics.track_objects(logic.kind, kwargs[phase_index_id(plural)])
 
     for plural, logic in kinds:
         _register_kind(registry, plural, logic, metrics)
@@ -51,18 +58,15 @@ def register(
 def _register_kind(
     registry: kopf.OperatorRegistry, plural: str, logic: reconcile.KindLogic[Any], metrics: OperatorMetrics
 ) -> None:
-    kind = logic.kind
-
     @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
     @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
     @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
     def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
         reconcile_object(logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event)
 
-    @kopf.on.event(GROUP, VERSION, plural, registry=registry, id="forget-deleted")
-    def _forget(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            metrics.forget(kind, str(body.metadata.uid))
+    @kopf.index(GROUP, VERSION, plural, registry=registry, id=phase_index_id(plural))
+    def _by_phase(body: kopf.Body, **_: Any) -> dict[str, str]:
+        return {str(body.get("status", {}).get("phase") or "Unknown"): str(body.metadata.uid)}
 
 
 class EventPoster(Protocol):
@@ -99,4 +103,3 @@ def reconcile_object(
         post(body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message)
         logger.info(f"{outcome.conclusion.phase}: {outcome.event.reason}: {outcome.event.message}")
     metrics.reconciled(kind, outcome.result)
-    metrics.observe_phase(kind, str(body.metadata.uid), outcome.conclusion.phase)

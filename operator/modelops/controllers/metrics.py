@@ -1,34 +1,36 @@
 """Prometheus metrics of the operator, on their own registry so tests and imports never collide.
 
-The object gauge is computed at scrape time from the last phase seen per object, so a deleted object
-or a phase change never leaves a stale series behind.
+The object gauge is computed at scrape time from kopf's per-kind index of objects by `status.phase`
+(kopf keeps it current from the watch, deletions included), so a deleted object or a phase change
+never leaves a stale series behind. Objects not reconciled yet count under phase "Unknown".
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+PhaseIndex = Mapping[str, Collection[object]]
+"""phase -> the objects in that phase (a kopf index of the kind, or any mapping of that shape)."""
+
 
 class _ObjectsCollector(Collector):
     def __init__(self) -> None:
-        self.phases: dict[tuple[str, str], str] = {}  # (kind, uid) -> phase
+        self.indices: dict[str, PhaseIndex] = {}  # kind -> its phase index
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
-            "modelops_objects",
-            "Objects of each kind by their last reconciled phase.",
-            labels=["kind", "phase"],
+            "modelops_objects", "Objects of each kind by status.phase, as watched.", labels=["kind", "phase"]
         )
-        counts = collections.Counter((kind, phase) for (kind, _), phase in self.phases.items())
-        for (kind, phase), count in sorted(counts.items()):
-            family.add_metric([kind, phase], count)
+        for kind, index in sorted(self.indices.items()):
+            for phase in sorted(index):
+                if count := len(index[phase]):
+                    family.add_metric([kind, phase], count)
         yield family
 
 
@@ -75,8 +77,6 @@ class OperatorMetrics:
         self.reconcile_total.labels(kind=kind, result="error").inc()
         self.reconcile_errors_total.labels(kind=kind, reason=reason).inc()
 
-    def observe_phase(self, kind: str, uid: str, phase: str) -> None:
-        self._objects.phases[(kind, uid)] = phase
-
-    def forget(self, kind: str, uid: str) -> None:
-        self._objects.phases.pop((kind, uid), None)
+    def track_objects(self, kind: str, index: PhaseIndex) -> None:
+        """Count the objects of a kind by phase from this live index, at every scrape."""
+        self._objects.indices[kind] = index
