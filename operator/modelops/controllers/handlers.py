@@ -101,5 +101,5 @@ def reconcile_object(
         patch.status[key] = value
     if outcome.event is not None:
         post(body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message)
-        logger.info(f"{outcome.conclusion.phase}: {outcome.event.reason}: {outcome.event.message}")
+        logger.info(f"Phase {outcome.conclusion.phase}, {outcome.event.reason}: {outcome.event.message}")
     metrics.reconciled(kind, outcome.result)
