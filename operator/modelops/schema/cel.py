@@ -819,8 +819,24 @@ def _schema_type(schema: Mapping[str, Any] | None) -> str:
     return str(schema.get("type", "")) if schema else ""
 
 
-def to_cel(value: Any, schema: Mapping[str, Any] | None) -> Any:
-    """A JSON value as the CEL value the API server gives a rule, typed by its schema."""
+Memo = dict[tuple[int, int], Any]
+
+
+def to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None = None) -> Any:
+    """A JSON value as the CEL value the API server gives a rule, typed by its schema.
+
+    `memo` caches containers by identity during one validation: rules at every level would otherwise
+    convert the same subtrees again and again.
+    """
+    if memo is not None and isinstance(value, list | Mapping):
+        key = (id(value), id(schema))
+        if key not in memo:
+            memo[key] = _to_cel(value, schema, memo)
+        return memo[key]
+    return _to_cel(value, schema, memo)
+
+
+def _to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None) -> Any:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -854,7 +870,8 @@ def to_cel(value: Any, schema: Mapping[str, Any] | None) -> Any:
         return celtypes.StringType(value)
     if isinstance(value, list):
         items = schema.get("items") if schema else None
-        return celtypes.ListType([to_cel(v, items if isinstance(items, Mapping) else None) for v in value])
+        item_schema = items if isinstance(items, Mapping) else None
+        return celtypes.ListType([to_cel(v, item_schema, memo) for v in value])
     if isinstance(value, Mapping):
         props = schema.get("properties") if schema else None
         addl = schema.get("additionalProperties") if schema else None
@@ -863,10 +880,10 @@ def to_cel(value: Any, schema: Mapping[str, Any] | None) -> Any:
             if isinstance(props, Mapping) and key in props:
                 name = escape_property(str(key))
                 if name is not None:
-                    out[celtypes.StringType(name)] = to_cel(child, props[key])
+                    out[celtypes.StringType(name)] = to_cel(child, props[key], memo)
             else:
                 sub = addl if isinstance(addl, Mapping) else None
-                out[celtypes.StringType(str(key))] = to_cel(child, sub)
+                out[celtypes.StringType(str(key))] = to_cel(child, sub, memo)
         return celtypes.MapType(out)
     if isinstance(value, datetime.datetime):
         return celtypes.TimestampType(value)

@@ -15,7 +15,7 @@ from typing import Any
 from celpy import celtypes
 
 from . import errors as fe
-from .cel import CelOptional, Program, evaluate, program, to_cel
+from .cel import CelOptional, Memo, Program, evaluate, program, to_cel
 from .correlation import ABSENT, correlated_items, json_equal
 from .errors import FieldError, join_key, join_path
 
@@ -105,6 +105,7 @@ def _run_rule(
     out: list[FieldError],
     *,
     ratchet: bool = False,
+    memo: Memo | None = None,
 ) -> None:
     stype = str(schema.get("type", ""))
     source = str(rule.get("rule", ""))
@@ -112,12 +113,16 @@ def _run_rule(
     if isinstance(compiled, str):
         out.append(fe.invalid(path, stype, f"rule compile error: {compiled}"))
         return
+    if ratchet and not compiled.uses_old_self:
+        # Validation ratcheting: the value is unchanged since it was stored, so any error would be
+        # dropped; not evaluating also keeps status updates cheap.
+        return
     optional_old = bool(rule.get("optionalOldSelf"))
     if compiled.uses_old_self and old is ABSENT and not optional_old:
         return
-    activation: dict[str, Any] = {"self": to_cel(value, schema)}
+    activation: dict[str, Any] = {"self": to_cel(value, schema, memo)}
     if compiled.uses_old_self:
-        old_cel = None if old is ABSENT else to_cel(old, schema)
+        old_cel = None if old is ABSENT else to_cel(old, schema, memo)
         if optional_old:
             activation["oldSelf"] = CelOptional(old_cel, old is not ABSENT)
         else:
@@ -134,9 +139,6 @@ def _run_rule(
         out.append(fe.invalid(path, stype, detail))
         return
     if isinstance(result, celtypes.BoolType) and bool(result):
-        return
-    if ratchet and not compiled.uses_old_self:
-        # Validation ratcheting: the value is unchanged since it was stored, so the server lets it be.
         return
     error_path = path
     field_path = rule.get("fieldPath")
@@ -173,6 +175,7 @@ def _walk(
     *,
     root: bool,
     unchanged: bool,
+    memo: Memo,
 ) -> None:
     """`rules_schema` supplies the rules (it differs from `schema` only inside allOf branches)."""
     if rules_schema is None or schema is None or value is None:
@@ -183,10 +186,10 @@ def _walk(
         old_value = _root_view(old) if root and isinstance(old, Mapping) else old
         for rule in rules:
             if isinstance(rule, Mapping):
-                _run_rule(rule, schema, self_value, old_value, path, out, ratchet=unchanged)
+                _run_rule(rule, schema, self_value, old_value, path, out, ratchet=unchanged, memo=memo)
     for branch in rules_schema.get("allOf") or []:
         if isinstance(branch, Mapping):
-            _walk(value, old, branch, schema, path, out, root=root, unchanged=unchanged)
+            _walk(value, old, branch, schema, path, out, root=root, unchanged=unchanged, memo=memo)
     if isinstance(value, Mapping):
         props = _sub(schema, "properties") or {}
         addl = _sub(schema, "additionalProperties")
@@ -207,6 +210,7 @@ def _walk(
                     out,
                     root=_embedded(props[key]),
                     unchanged=child_unchanged,
+                    memo=memo,
                 )
             elif addl is not None:
                 _walk(
@@ -218,6 +222,7 @@ def _walk(
                     out,
                     root=_embedded(addl),
                     unchanged=child_unchanged,
+                    memo=memo,
                 )
     elif isinstance(value, list):
         items = _sub(schema, "items")
@@ -239,6 +244,7 @@ def _walk(
                 out,
                 root=_embedded(items),
                 unchanged=item_unchanged,
+                memo=memo,
             )
 
 
@@ -251,5 +257,5 @@ def validate_rules(schema: Schema, obj: Any, old: Any | None = None) -> list[Fie
     out: list[FieldError] = []
     old_value = ABSENT if old is None else old
     unchanged = old_value is not ABSENT and json_equal(obj, old_value)
-    _walk(obj, old_value, schema, schema, "", out, root=True, unchanged=unchanged)
+    _walk(obj, old_value, schema, schema, "", out, root=True, unchanged=unchanged, memo={})
     return out

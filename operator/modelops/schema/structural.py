@@ -81,7 +81,10 @@ def _prune_meta(meta: Any, path: str, unknown: list[str]) -> None:
             unknown.append(join_path(path, key))
 
 
-def _prune(obj: Any, schema: Schema | None, path: str, root: bool, unknown: list[str]) -> None:
+def _prune(
+    obj: Any, schema: Schema | None, path: str, root: bool, unknown: list[str], keep_unknown: bool = False
+) -> None:
+    # keep_unknown: items of a preserve-unknown-fields array keep unknown keys (apiextensions' skipPrune).
     if isinstance(obj, dict):
         is_resource = root or _embedded(schema)
         props = _sub(schema, "properties") or {}
@@ -97,7 +100,7 @@ def _prune(obj: Any, schema: Schema | None, path: str, root: bool, unknown: list
                 _prune(obj[key], props[key], child_path, False, unknown)
             elif isinstance(addl, Mapping):
                 _prune(obj[key], addl, child_path, False, unknown)
-            elif addl is True or _preserves(schema):
+            elif addl is True or _preserves(schema) or keep_unknown:
                 continue
             else:
                 del obj[key]
@@ -106,7 +109,7 @@ def _prune(obj: Any, schema: Schema | None, path: str, root: bool, unknown: list
         items = _sub(schema, "items")
         for i, item in enumerate(obj):
             if items is not None:
-                _prune(item, items, join_path(path, i), False, unknown)
+                _prune(item, items, join_path(path, i), False, unknown, keep_unknown or _preserves(schema))
             elif not _preserves(schema) and isinstance(item, dict | list):
                 # An array without an items schema keeps nothing structured inside it.
                 _prune(item, None, join_path(path, i), False, unknown)
@@ -468,39 +471,56 @@ def _validate_array(value: list[Any], schema: Schema, path: str, out: list[Field
 def _validate_object(
     value: Mapping[str, Any], schema: Schema, path: str, out: list[FieldError], *, root: bool, old: Any
 ) -> None:
+    # kube-openapi's order: property counts (which stop here), map values, properties, then required.
     name = _name(path)
     max_props = schema.get("maxProperties")
     if isinstance(max_props, int) and len(value) > max_props:
         out.append(fe.too_many(path, len(value), max_props))
+        return
     min_props = schema.get("minProperties")
     if isinstance(min_props, int) and len(value) < min_props:
         out.append(
             fe.invalid(path, len(value), f"{name} in body should have at least {min_props} properties")
         )
-    for key in schema.get("required") or []:
-        if key not in value:
-            out.append(fe.required(join_path(path, key)))
+        return
     props = _sub(schema, "properties") or {}
     addl = _sub(schema, "additionalProperties")
     is_resource = root or _embedded(schema)
+
+    def old_of(key: str) -> Any:
+        return old.get(key, ABSENT) if isinstance(old, Mapping) else ABSENT
+
+    if addl is not None:
+        for key, child in value.items():
+            if key not in props and not (is_resource and key in ("apiVersion", "kind", "metadata")):
+                validate_schema(child, addl, join_path(path, key), out, root=_embedded(addl), old=old_of(key))
     for key, child in value.items():
-        child_path = join_path(path, key)
         sub = props.get(key)
+        if not isinstance(sub, Mapping):
+            continue
+        child_path = join_path(path, key)
         if is_resource and key == "metadata":
             # Only name and generateName may be constrained; the rest is ObjectMeta's business.
-            if isinstance(sub, Mapping) and isinstance(child, Mapping):
+            if isinstance(child, Mapping):
                 meta_props = _sub(sub, "properties") or {}
+                old_meta = old_of(key)
                 for meta_key in ("name", "generateName"):
                     if meta_key in meta_props and meta_key in child:
+                        old_field = (
+                            old_meta.get(meta_key, ABSENT) if isinstance(old_meta, Mapping) else ABSENT
+                        )
                         validate_schema(
-                            child[meta_key], meta_props[meta_key], join_path(child_path, meta_key), out
+                            child[meta_key],
+                            meta_props[meta_key],
+                            join_path(child_path, meta_key),
+                            out,
+                            old=old_field,
                         )
             continue
-        old_child = old.get(key, ABSENT) if isinstance(old, Mapping) else ABSENT
-        if isinstance(sub, Mapping):
-            validate_schema(child, sub, child_path, out, root=_embedded(sub), old=old_child)
-        elif addl is not None:
-            validate_schema(child, addl, child_path, out, root=_embedded(addl), old=old_child)
+        validate_schema(child, sub, child_path, out, root=_embedded(sub), old=old_of(key))
+    for key in schema.get("required") or []:
+        if key not in value:
+            out.append(fe.required(join_path(path, key)))
 
 
 # ---------------------------------------------------------------------------------------------------
