@@ -193,8 +193,10 @@ class Api:
         m["creationTimestamp"] = now()
         if self._tracks_generation(rd):
             m["generation"] = 1
-        if rd.has_status and (rd.is_custom or skey in defaults.STATUS_RESET_ON_CREATE):
+        if rd.has_status and rd.is_custom:
             body.pop("status", None)
+        elif skey in defaults.STATUS_RESET_ON_CREATE:
+            body["status"] = {}
         self._kind_specific_create(rd, body)
         defaults.apply(skey, body)
         body = self._validate(rd, body, None)
@@ -726,7 +728,8 @@ class Api:
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
         grace = self._grace(skey, old, options)
-        if not finalizers and grace == 0:
+        ns_finalizers = skey == "/namespaces" and (old.get("spec") or {}).get("finalizers")
+        if not finalizers and not ns_finalizers and grace == 0:
             if params.dry_run:
                 return self._deleted_answer(rd, old)
             final = self.store.remove(skey, om.get("namespace") or "", name)

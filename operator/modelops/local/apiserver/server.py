@@ -324,8 +324,6 @@ class Server:
         rv_param = query.get("resourceVersion", "")
         if query.get("resourceVersionMatch") == "Exact" and rv_param and int(rv_param) != self.store.rv:
             raise errors.gone(f"too old resource version: {rv_param} ({self.store.rv})")
-        if rd.namespaced and ns:
-            self.api.check_namespace(rd, ns, "", creating=False)
         items = self.store.list(skey, ns if ns else None)
         start: tuple[str, str] | None = None
         list_rv = self.store.rv
@@ -502,7 +500,14 @@ def _path_not_found(request: web.Request) -> ApiError:
 
 async def _body(request: web.Request) -> Any:
     ctype = request.content_type
-    if ctype not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml", ""):
+    if ctype not in (
+        "application/json",
+        "application/yaml",
+        "application/x-yaml",
+        "text/yaml",
+        "application/octet-stream",
+        "",
+    ):
         # client-go retries in JSON when a protobuf or CBOR body is answered with 415.
         raise errors.unsupported_media(["application/json", "application/yaml"])
     raw = await request.read()

@@ -1,0 +1,248 @@
+"""Verbs and their semantics through the official Python client: CRUD, patches, conflicts, bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from conftest import ApiServer, Kubectl
+
+
+def _ns(k8s: Any) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(k8s).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def _status(err: ApiException) -> dict[str, Any]:
+    return dict(json.loads(err.body))
+
+
+def _deployment(name: str, env: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "main", "image": "ghcr.io/modelops/worker:1", "env": env or []}]
+                },
+            },
+        },
+    }
+
+
+def test_create_get_list_update_delete(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    made = core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}}
+    )
+    assert made.metadata.uid and made.metadata.creation_timestamp and made.metadata.resource_version
+    got = core.read_namespaced_config_map("a", ns)
+    assert got.data == {"k": "v"}
+    got.data["k"] = "w"
+    updated = core.replace_namespaced_config_map("a", ns, got)
+    assert int(updated.metadata.resource_version) > int(made.metadata.resource_version)
+    listed = core.list_namespaced_config_map(ns)
+    assert [c.metadata.name for c in listed.items] == ["a"]
+    assert int(listed.metadata.resource_version) >= int(updated.metadata.resource_version)
+    core.delete_namespaced_config_map("a", ns)
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_config_map("a", ns)
+    assert err.value.status == 404
+    assert _status(err.value)["message"] == 'configmaps "a" not found'
+
+
+def test_generate_name_and_already_exists(k8s: Any) -> None:
+    apps = client.AppsV1Api(k8s)
+    ns = _ns(k8s)
+    made = apps.create_namespaced_deployment(ns, {**_deployment("x"), "metadata": {"generateName": "web-"}})
+    assert made.metadata.name.startswith("web-") and len(made.metadata.name) == 9
+    assert made.metadata.generation == 1
+    assert made.spec.replicas == 1, "replicas defaults to 1 like the real server"
+    apps.create_namespaced_deployment(ns, _deployment("same"))
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(ns, _deployment("same"))
+    assert err.value.status == 409
+    assert _status(err.value)["reason"] == "AlreadyExists"
+    assert _status(err.value)["message"] == 'deployments.apps "same" already exists'
+
+
+def test_missing_namespace_is_not_found(k8s: Any) -> None:
+    with pytest.raises(ApiException) as err:
+        client.CoreV1Api(k8s).create_namespaced_config_map("does-not-exist", {"metadata": {"name": "a"}})
+    assert err.value.status == 404
+    assert _status(err.value)["message"] == 'namespaces "does-not-exist" not found'
+
+
+def test_stale_resource_version_conflicts(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    first = core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}, "data": {"n": "1"}})
+    core.patch_namespaced_config_map("c", ns, {"data": {"n": "2"}})
+    first.data = {"n": "3"}
+    with pytest.raises(ApiException) as err:
+        core.replace_namespaced_config_map("c", ns, first)
+    assert err.value.status == 409
+    assert _status(err.value)["message"] == (
+        'Operation cannot be fulfilled on configmaps "c": the object has been modified; please apply your '
+        "changes to the latest version and try again"
+    )
+    assert core.read_namespaced_config_map("c", ns).data == {"n": "2"}
+
+
+def test_merge_json_and_strategic_patches(apiserver: ApiServer, k8s: Any) -> None:
+    apps = client.AppsV1Api(k8s)
+    ns = _ns(k8s)
+    apps.create_namespaced_deployment(
+        ns, _deployment("p", [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    )
+    # Strategic merge: env merges by name, a `$patch: delete` removes one entry.
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "env": [
+        {"name": "C", "value": "3"}, {"name": "A", "$patch": "delete"}]}]}}}}  # fmt: skip
+    dep = apps.patch_namespaced_deployment("p", ns, patch)
+    assert [(e.name, e.value) for e in dep.spec.template.spec.containers[0].env] == [("B", "2"), ("C", "3")]
+    assert dep.metadata.generation == 2
+    # JSON merge patch replaces lists wholesale and deletes with null.
+    code, raw = apiserver.request(
+        f"/apis/apps/v1/namespaces/{ns}/deployments/p", method="PATCH",
+        body={"metadata": {"labels": {"app": None, "tier": "web"}}}, content_type="application/merge-patch+json",
+    )  # fmt: skip
+    assert code == 200
+    dep = json.loads(raw)
+    assert dep["metadata"]["labels"] == {"tier": "web"}
+    assert dep["metadata"]["generation"] == 2, "metadata changes do not bump generation"
+    # JSON patch.
+    dep = apps.patch_namespaced_deployment("p", ns, [{"op": "replace", "path": "/spec/replicas", "value": 3}])
+    assert dep.spec.replicas == 3 and dep.metadata.generation == 3
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_deployment("p", ns, [{"op": "test", "path": "/spec/replicas", "value": 9}])
+    assert err.value.status == 422
+
+
+def test_status_subresource_and_main_resource_are_separate(k8s: Any) -> None:
+    apps = client.AppsV1Api(k8s)
+    ns = _ns(k8s)
+    apps.create_namespaced_deployment(ns, {**_deployment("s"), "status": {"replicas": 5}})
+    dep = apps.read_namespaced_deployment("s", ns)
+    assert not dep.status.replicas, "status is not settable on create"
+    dep = apps.patch_namespaced_deployment_status(
+        "s", ns, {"status": {"replicas": 2}, "spec": {"replicas": 7}}
+    )
+    assert dep.status.replicas == 2 and dep.spec.replicas == 1 and dep.metadata.generation == 1
+    dep = apps.patch_namespaced_deployment("s", ns, {"status": {"replicas": 9}, "spec": {"replicas": 4}})
+    assert dep.status.replicas == 2 and dep.spec.replicas == 4 and dep.metadata.generation == 2
+
+
+def test_scale_subresource(k8s: Any) -> None:
+    apps = client.AppsV1Api(k8s)
+    ns = _ns(k8s)
+    apps.create_namespaced_deployment(ns, _deployment("sc"))
+    scale = apps.read_namespaced_deployment_scale("sc", ns)
+    assert scale.spec.replicas == 1 and scale.status.selector == "app=sc"
+    apps.patch_namespaced_deployment_scale("sc", ns, {"spec": {"replicas": 4}})
+    assert apps.read_namespaced_deployment("sc", ns).spec.replicas == 4
+
+
+def test_dry_run_writes_nothing(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "d"}}, dry_run="All")
+    assert core.list_namespaced_config_map(ns).items == []
+
+
+def test_label_and_field_selectors(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    for name, labels in [("a", {"tier": "web", "env": "prod"}), ("b", {"tier": "db"}), ("c", {})]:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": name, "labels": labels}})
+
+    def names(**kw: str) -> list[str]:
+        return [c.metadata.name for c in core.list_namespaced_config_map(ns, **kw).items]
+
+    assert names(label_selector="tier=web") == ["a"]
+    assert names(label_selector="tier!=web") == ["b", "c"]
+    assert names(label_selector="tier in (web,db)") == ["a", "b"]
+    assert names(label_selector="tier notin (web)") == ["b", "c"]
+    assert names(label_selector="tier") == ["a", "b"]
+    assert names(label_selector="!tier") == ["c"]
+    assert names(label_selector="tier,env=prod") == ["a"]
+    assert names(field_selector="metadata.name=b") == ["b"]
+    assert names(field_selector="metadata.name!=b") == ["a", "c"]
+    with pytest.raises(ApiException) as err:
+        names(field_selector="data.x=1")
+    assert err.value.status == 400 and "not a known field selector" in _status(err.value)["message"]
+
+
+def test_list_paging_with_continue(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    for i in range(7):
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"p{i}"}})
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = core.list_namespaced_config_map(ns, limit=3, _continue=token)
+        seen += [c.metadata.name for c in page.items]
+        pages += 1
+        token = page.metadata._continue
+        if not token:
+            break
+        assert page.metadata.remaining_item_count == 7 - len(seen)
+    assert seen == [f"p{i}" for i in range(7)] and pages == 3
+
+
+def test_malformed_bodies_and_unknown_fields(apiserver: ApiServer, k8s: Any, kubectl: Kubectl) -> None:
+    ns = _ns(k8s)
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    code, raw = apiserver.request(path, method="POST", body="{not json")
+    assert code == 400 and json.loads(raw)["reason"] == "BadRequest"
+    code, raw = apiserver.request(path, method="POST", body="a: [b", content_type="application/yaml")
+    assert code == 400 and json.loads(raw)["reason"] == "BadRequest"
+    code, raw = apiserver.request(path + "?fieldValidation=Strict", method="POST",
+                                  body={"metadata": {"name": "u"}, "dataa": {"a": "b"}})  # fmt: skip
+    assert code == 400
+    assert json.loads(raw)["message"] == 'strict decoding error: unknown field "dataa"'
+    manifest = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: u, namespace: {ns}}}\nspec: {{foo: 1}}\n"
+    result = kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    assert result.returncode != 0
+    assert 'unknown field "spec"' in result.stderr
+
+
+def test_wrong_types_are_invalid_naming_the_field(apiserver: ApiServer, k8s: Any) -> None:
+    ns = _ns(k8s)
+    bad = _deployment("t")
+    bad["spec"]["replicas"] = "three"
+    code, raw = apiserver.request(f"/apis/apps/v1/namespaces/{ns}/deployments", method="POST", body=bad)
+    assert code in (400, 422)
+    assert "spec.replicas" in json.loads(raw)["message"]
+
+
+def test_namespace_deletion_removes_contents(apiserver: ApiServer, k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "gone"}})
+    code, raw = apiserver.request(f"/api/v1/namespaces/{ns}", method="DELETE")
+    assert code == 200 and json.loads(raw)["status"]["phase"] == "Terminating"
+    for _ in range(100):
+        try:
+            core.read_namespace(ns)
+        except ApiException as gone:
+            assert gone.status == 404
+            break
+        import time
+
+        time.sleep(0.05)
+    else:
+        pytest.fail("namespace was never removed")
+    assert core.list_namespaced_config_map(ns).items == []
