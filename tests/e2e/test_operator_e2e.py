@@ -179,3 +179,38 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     assert operator.process.poll() is None
     operator.process.send_signal(signal.SIGTERM)
     assert operator.process.wait(timeout=30) == 0, operator.log.read_text()[-4000:]
+
+
+def test_operator_limited_to_a_namespace_leaves_the_others_alone(
+    plane: Any, start_operator: Callable[..., Any], wait: Callable[..., None]
+) -> None:
+    plane.kubectl("apply", "-f", str(REPO / "crds"))
+    for ns in ("team-a", "team-b"):
+        plane.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+    service = OBJECTS["InferenceService"]
+    plane.kubectl("apply", "-n", "team-b", "-f", "-", input=manifest("InferenceService", service))
+
+    operator = start_operator("--namespace", "team-a")
+    wait(
+        "waiting for /readyz",
+        lambda: operator.http("/readyz")[0] == 200 or operator.process.poll() is not None,
+        log=operator.log,
+    )
+    plane.kubectl("apply", "-n", "team-a", "-f", "-", input=manifest("InferenceService", service))
+    plane.kubectl(
+        "wait",
+        "-n",
+        "team-a",
+        "inferenceservices/isvc",
+        "--for=jsonpath={.status.observedGeneration}=1",
+        "--timeout=60s",
+    )
+    # The object in team-b existed before the operator started, so it would have been handled first.
+    untouched = plane.get("-n", "team-b", "inferenceservices/isvc")
+    assert "status" not in untouched or not untouched["status"].get("conditions")
+    assert not any(k.startswith("modelops.dev/") for k in untouched["metadata"].get("annotations", {}))

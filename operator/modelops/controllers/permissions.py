@@ -17,6 +17,10 @@ What kopf calls, for the record (kopf/_cogs/clients, kopf/_core/reactor):
 - namespaces: list and watch, only with --namespace (kopf resolves the names against the cluster;
   without the permission it warns and uses the names as given). Cluster-wide it never asks.
 - peering (kopfpeerings, clusterkopfpeerings): never, the operator runs standalone.
+
+Checked by recording every request of `modelops operator` (cluster-wide and with --namespace) on
+the local plane through a logging proxy: create, update, delete of an object made exactly these
+calls (list+watch, merge-patch of the object and of /status, POST of an Event), nothing else.
 """
 
 from __future__ import annotations
