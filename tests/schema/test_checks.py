@@ -109,6 +109,45 @@ NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
         'reason: Unsupported value: "Nope"',
     ),
     ("root not an object", {"type": "string"}, 'must be "object" at the root'),
+    (
+        "default with an unknown field",
+        root(a={"type": "object", "default": {"b": 1}, "properties": {"c": {"type": "string"}}}),
+        "properties[spec].properties[a].default.b: Invalid value: must not have unknown fields",
+    ),
+    (
+        "default of the wrong type",
+        root(a={"type": "integer", "default": "1"}),
+        'properties[spec].properties[a].default: Invalid value: "string": . in body must be of type integer',
+    ),
+    (
+        "default that breaks the field's own rule",
+        root(a={"type": "integer", "default": 0, "x-kubernetes-validations": [{"rule": "self > 0"}]}),
+        'properties[spec].properties[a].default: Invalid value: "integer": failed rule: self > 0',
+    ),
+    (
+        # The server runs rules on `default: {}` as it is: nested defaults are not applied first.
+        "empty default object and a rule reading a defaulted field",
+        root(
+            a={
+                "type": "object",
+                "default": {},
+                "properties": {"mode": {"type": "string", "default": "x"}},
+                "x-kubernetes-validations": [{"rule": "self.mode != 'y'"}],
+            }
+        ),
+        "no such key: mode evaluating rule: self.mode != 'y'",
+    ),
+    (
+        "junctor names a field the schema does not declare",
+        root(
+            a={
+                "type": "object",
+                "properties": {"b": {"type": "string"}},
+                "anyOf": [{"required": ["c"], "properties": {"c": {"minLength": 1}}}],
+            }
+        ),
+        "properties[c]: Required value: must be specified outside of the junctor too",
+    ),
 ]
 
 
@@ -116,3 +155,25 @@ NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
 def test_non_structural_schemas_are_named(what: str, schema: Obj, phrase: str) -> None:
     problems = check_structural(schema)
     assert any(phrase in p for p in problems), problems
+
+
+def test_a_default_that_is_valid_passes() -> None:
+    schema = root(
+        a={
+            "type": "object",
+            "default": {"mode": "x"},
+            "properties": {"mode": {"type": "string", "default": "x"}},
+            "x-kubernetes-validations": [{"rule": "self.mode != 'y'"}],
+        }
+    )
+    assert check_structural(schema) == []
+
+
+def test_rules_inside_all_of_are_allowed() -> None:
+    schema = root(
+        n={
+            "type": "integer",
+            "allOf": [{"x-kubernetes-validations": [{"rule": "self % 2 == 0"}], "minimum": 0}],
+        }
+    )
+    assert check_structural(schema) == []

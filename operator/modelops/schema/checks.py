@@ -7,11 +7,13 @@ install time. These checks catch it in the tests instead, with one readable line
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .cel import program
+from .errors import FieldError
 
 __all__ = ["check_structural"]
 
@@ -32,7 +34,7 @@ _NOT_IN_JUNCTORS = (
     "x-kubernetes-int-or-string",
     "x-kubernetes-list-type",
     "x-kubernetes-map-type",
-    "x-kubernetes-validations",
+    "x-kubernetes-list-map-keys",
 )
 
 
@@ -106,6 +108,8 @@ def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: b
     _check_rules(schema, where, problems)
     if "default" in schema and root:
         problems.append(f"{where}.default: Forbidden: must not be set at the root")
+    elif "default" in schema:
+        _check_default(schema, where, problems)
     if isinstance(props, Mapping):
         for name, sub in props.items():
             child = f"{path}.properties[{name}]" if path else f"properties[{name}]"
@@ -127,7 +131,7 @@ def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: b
         subs = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
         for i, sub in enumerate(subs):
             if isinstance(sub, Mapping):
-                _check_junctor(sub, f"{where}.{junctor}[{i}]", problems)
+                _check_junctor(sub, schema, f"{where}.{junctor}[{i}]", problems)
 
 
 _INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
@@ -159,7 +163,10 @@ def _check_root_metadata(meta: Mapping[str, Any], where: str, problems: list[str
             problems.append(f"{where}.{key}: Forbidden: must not be specified for metadata")
 
 
-def _check_junctor(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+def _check_junctor(
+    schema: Mapping[str, Any], outer: Mapping[str, Any] | None, where: str, problems: list[str]
+) -> None:
+    """`outer` is the structural schema at the same place: junctors may only restrict what it declares."""
     for key in _NOT_IN_JUNCTORS:
         if key in schema:
             problems.append(f"{where}.{key}: Forbidden: must not be used inside {where.rsplit('.', 1)[-1]}")
@@ -168,12 +175,56 @@ def _check_junctor(schema: Mapping[str, Any], where: str, problems: list[str]) -
         subs = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
         for i, sub in enumerate(subs):
             if isinstance(sub, Mapping):
-                _check_junctor(sub, f"{where}.{junctor}[{i}]", problems)
-    for key in ("properties",):
-        if key in schema and isinstance(schema[key], Mapping):
-            for name, sub in schema[key].items():
-                if isinstance(sub, Mapping):
-                    _check_junctor(sub, f"{where}.properties[{name}]", problems)
+                _check_junctor(sub, outer, f"{where}.{junctor}[{i}]", problems)
+    props = schema.get("properties")
+    outer_props = (outer or {}).get("properties") or {}
+    if isinstance(props, Mapping):
+        for name, sub in props.items():
+            if name not in outer_props:
+                problems.append(
+                    f"{where}.properties[{name}]: Required value: must be specified outside of the junctor too"
+                )
+            if isinstance(sub, Mapping):
+                inner_outer = outer_props.get(name)
+                _check_junctor(
+                    sub,
+                    inner_outer if isinstance(inner_outer, Mapping) else None,
+                    f"{where}.properties[{name}]",
+                    problems,
+                )
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        outer_items = (outer or {}).get("items")
+        if not isinstance(outer_items, Mapping):
+            problems.append(f"{where}.items: Required value: must be specified outside of the junctor too")
+        _check_junctor(
+            items, outer_items if isinstance(outer_items, Mapping) else None, f"{where}.items", problems
+        )
+
+
+def _check_default(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    """Defaults must survive pruning unchanged and pass the schema and its rules, as the server demands."""
+    # Imported here: structural imports this package's CEL layer, and checks must stay importable alone.
+    from .rules import validate_rules
+    from .structural import prune, validate_schema
+
+    default = copy.deepcopy(schema["default"])
+    unknown = prune(default, schema, root=False)
+    for path in unknown:
+        problems.append(
+            f"{where}.default.{path}: Invalid value: must not have unknown fields (they would be pruned)"
+        )
+    errors: list[FieldError] = []
+    validate_schema(default, schema, "", errors)
+    if not errors:
+        # As ValidateDefaults: the rules run on the default as it is (nested defaults are not applied
+        # first), once as an update from itself and once as a create, without ratcheting.
+        errors = validate_rules(schema, default, default, ratcheting=False)
+        if not errors:
+            errors = validate_rules(schema, default, None, ratcheting=False)
+    for error in errors:
+        at = f"{where}.default" + ("" if error.field == "<nil>" else f".{error.field}")
+        problems.append(f"{at}: {error.message}")
 
 
 def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:

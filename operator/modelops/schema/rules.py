@@ -176,6 +176,7 @@ def _walk(
     root: bool,
     unchanged: bool,
     memo: Memo,
+    ratcheting: bool = True,
 ) -> None:
     """`rules_schema` supplies the rules (it differs from `schema` only inside allOf branches)."""
     if rules_schema is None or schema is None or value is None:
@@ -186,10 +187,30 @@ def _walk(
         old_value = _root_view(old) if root and isinstance(old, Mapping) else old
         for rule in rules:
             if isinstance(rule, Mapping):
-                _run_rule(rule, schema, self_value, old_value, path, out, ratchet=unchanged, memo=memo)
+                _run_rule(
+                    rule,
+                    schema,
+                    self_value,
+                    old_value,
+                    path,
+                    out,
+                    ratchet=unchanged,
+                    memo=memo,
+                )
     for branch in rules_schema.get("allOf") or []:
         if isinstance(branch, Mapping):
-            _walk(value, old, branch, schema, path, out, root=root, unchanged=unchanged, memo=memo)
+            _walk(
+                value,
+                old,
+                branch,
+                schema,
+                path,
+                out,
+                root=root,
+                unchanged=unchanged,
+                memo=memo,
+                ratcheting=ratcheting,
+            )
     if isinstance(value, Mapping):
         props = _sub(schema, "properties") or {}
         addl = _sub(schema, "additionalProperties")
@@ -199,7 +220,7 @@ def _walk(
             if root and key == "metadata":
                 continue
             old_child = old.get(key, ABSENT) if isinstance(old, Mapping) else ABSENT
-            child_unchanged = old_child is not ABSENT and json_equal(child, old_child)
+            child_unchanged = ratcheting and old_child is not ABSENT and json_equal(child, old_child)
             if key in props:
                 _walk(
                     child,
@@ -211,6 +232,7 @@ def _walk(
                     root=_embedded(props[key]),
                     unchanged=child_unchanged,
                     memo=memo,
+                    ratcheting=ratcheting,
                 )
             elif addl is not None:
                 _walk(
@@ -223,6 +245,7 @@ def _walk(
                     root=_embedded(addl),
                     unchanged=child_unchanged,
                     memo=memo,
+                    ratcheting=ratcheting,
                 )
     elif isinstance(value, list):
         items = _sub(schema, "items")
@@ -233,7 +256,9 @@ def _walk(
             old_item = correlated[i]
             # Items of lists that do not correlate are ratcheted with their list.
             item_unchanged = (
-                (old_item is not ABSENT and json_equal(item, old_item)) if is_map_list else unchanged
+                (ratcheting and old_item is not ABSENT and json_equal(item, old_item))
+                if is_map_list
+                else unchanged
             )
             _walk(
                 item,
@@ -245,6 +270,7 @@ def _walk(
                 root=_embedded(items),
                 unchanged=item_unchanged,
                 memo=memo,
+                ratcheting=ratcheting,
             )
 
 
@@ -252,10 +278,26 @@ def _embedded(schema: Schema | None) -> bool:
     return bool(schema and schema.get("x-kubernetes-embedded-resource"))
 
 
-def validate_rules(schema: Schema, obj: Any, old: Any | None = None) -> list[FieldError]:
-    """Errors of every x-kubernetes-validations rule in `schema` applied to `obj` (and `old` on update)."""
+def validate_rules(
+    schema: Schema, obj: Any, old: Any | None = None, *, ratcheting: bool = True
+) -> list[FieldError]:
+    """Errors of every x-kubernetes-validations rule in `schema` applied to `obj` (and `old` on update).
+
+    `ratcheting=False` reports errors on unchanged values too (the server does so for CRD defaults).
+    """
     out: list[FieldError] = []
     old_value = ABSENT if old is None else old
-    unchanged = old_value is not ABSENT and json_equal(obj, old_value)
-    _walk(obj, old_value, schema, schema, "", out, root=True, unchanged=unchanged, memo={})
+    unchanged = ratcheting and old_value is not ABSENT and json_equal(obj, old_value)
+    _walk(
+        obj,
+        old_value,
+        schema,
+        schema,
+        "",
+        out,
+        root=True,
+        unchanged=unchanged,
+        memo={},
+        ratcheting=ratcheting,
+    )
     return out
