@@ -428,3 +428,55 @@ def test_gpus_are_assigned_distinct_devices(plane: Plane, tmp_path: Path) -> Non
         devices.add(plane.kubectl("logs", name).split()[1])
     assert devices == {"0", "1"}
     plane.kubectl("delete", "pod", "gpu-a", "gpu-b", "--grace-period=1", "--wait=true")
+
+
+def test_failing_liveness_probe_restarts_the_container(plane: Plane) -> None:
+    manifest = pod(
+        "unhealthy",
+        "import time; print('serving nothing', flush=True); time.sleep(600)",
+        restartPolicy="Always",
+        terminationGracePeriodSeconds=1,
+        container={"livenessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 2}},
+    )
+    plane.apply(manifest)
+    p = plane.wait_pod(
+        "unhealthy", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, "a liveness restart"
+    )
+    assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGTERM
+    describe = plane.kubectl("describe", "pod", "unhealthy")
+    assert "Liveness probe failed" in describe
+    assert "failed liveness probe, will be restarted" in describe
+    plane.kubectl("delete", "pod", "unhealthy", "--wait=true")
+
+
+def test_startup_probe_holds_back_started_and_ready(plane: Plane) -> None:
+    check = "import os, sys; sys.exit(0 if os.path.exists('/flags/started') else 1)"
+    manifest = pod(
+        "slow-start",
+        "import time; time.sleep(600)",
+        restartPolicy="Always",
+        terminationGracePeriodSeconds=1,
+        volumes=[{"name": "flags", "emptyDir": {}}],
+        container={
+            "volumeMounts": [{"name": "flags", "mountPath": "/flags"}],
+            "startupProbe": {
+                "exec": {"command": ["python", "-c", check]},
+                "periodSeconds": 1,
+                "failureThreshold": 600,
+            },
+        },
+    )
+    plane.apply(manifest)
+    plane.wait_pod(
+        "slow-start",
+        lambda p: "Startup probe failed" in plane.kubectl("describe", "pod", "slow-start"),
+        "a failed startup probe",
+    )
+    status = (plane.pod("slow-start") or {})["status"]["containerStatuses"][0]
+    assert "running" in status["state"]
+    assert status["started"] is False
+    assert status["ready"] is False
+    (plane.pod_dir("slow-start") / "volumes" / "flags" / "started").write_text("")
+    p = plane.wait_pod("slow-start", lambda p: condition(p, "Ready") == "True", "Ready after startup")
+    assert p["status"]["containerStatuses"][0]["started"] is True
+    plane.kubectl("delete", "pod", "slow-start", "--wait=true")

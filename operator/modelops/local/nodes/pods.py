@@ -135,6 +135,14 @@ def qos_class(pod: Mapping[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+def _rewrite_exec(probe: Obj | None, rewrite: Mapping[str, Path], env: Mapping[str, str]) -> Obj | None:
+    if not probe or "exec" not in probe:
+        return probe
+    command = (probe["exec"] or {}).get("command") or []
+    rewritten = [containers.rewrite_paths(containers.expand(str(a), env), rewrite) for a in command]
+    return {**probe, "exec": {"command": rewritten}}
+
+
 class PodWorker:
     def __init__(self, kubelet: Kubelet, pod: Obj) -> None:
         self.k = kubelet
@@ -514,7 +522,7 @@ class PodWorker:
         await self._event("Started", f"Started container {c.name}", spec)
         kill_reason: list[str] = []
         killed = asyncio.Event()
-        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), kill_reason, killed))
+        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, kill_reason, killed))
         waiter = asyncio.create_task(proc.wait())
         stop = asyncio.create_task(self.stopping.wait())
         kill = asyncio.create_task(killed.wait())
@@ -595,11 +603,14 @@ class PodWorker:
         c: ContainerState,
         env: dict[str, str],
         cwd: str,
+        rewrite: Mapping[str, Path],
         kill_reason: list[str],
         killed: asyncio.Event,
     ) -> None:
+        # Exec probes see the same paths as the container's command: mountPaths rewritten.
         startup, liveness, readiness = (
-            spec.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")
+            _rewrite_exec(spec.get(k), rewrite, env)
+            for k in ("startupProbe", "livenessProbe", "readinessProbe")
         )
         if not (startup or liveness or readiness):
             return
