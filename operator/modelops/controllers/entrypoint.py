@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
@@ -144,6 +145,13 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(log_format=args.log_format, verbose=args.verbose)
+    # Checked here, not only at login: kopf would retry a failed login forever, and a typo in a path
+    # should end the command at once.
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        logger.error(
+            "--kubeconfig %s: no such file; pass the path of an existing kubeconfig", args.kubeconfig
+        )
+        return 2
     try:
         asyncio.run(serve(args))
     except StartupError as error:

@@ -18,6 +18,7 @@ from modelops.controllers import login, reconcile
 from modelops.controllers import settings as operator_settings
 from modelops.controllers.metrics import OperatorMetrics
 
+LOGIN_RETRY_DELAY = 5.0
 # Longest wait between retries of an object whose reconcile keeps failing unexpectedly.
 MAX_RETRY_DELAY = 300.0
 
@@ -40,7 +41,8 @@ def register(
 ) -> None:
     """Register the operator's handlers; `kinds` pairs each CRD plural with its logic."""
 
-    @kopf.on.login(registry=registry, id="login")
+    # A failed login is retried soon: a mounted token or kubeconfig may appear a moment later.
+    @kopf.on.login(registry=registry, id="login", backoff=LOGIN_RETRY_DELAY)
     def _login(**_: Any) -> kopf.ConnectionInfo:
         return login.connection_info(kubeconfig)
 

@@ -31,7 +31,9 @@ def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.
                 )
             _load_kube_config(config_file=kubeconfig, client_configuration=config)
         elif os.environ.get("KUBECONFIG"):
-            _load_kube_config(client_configuration=config)
+            # Passed explicitly: the client reads the variable once at import. A list of paths
+            # (separated by ':') is merged as kubectl does.
+            _load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=config)
         elif os.path.exists(SERVICE_ACCOUNT_TOKEN):
             _load_incluster_config(client_configuration=config)
         else:
