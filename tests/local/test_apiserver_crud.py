@@ -7,10 +7,9 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import ApiServer, Kubectl
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from conftest import ApiServer, Kubectl
 
 
 def _ns(k8s: Any) -> str:

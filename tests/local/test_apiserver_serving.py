@@ -41,6 +41,7 @@ def test_kubectl_discovers_builtin_and_subresources(apiserver: ApiServer, kubect
     assert names["deployments"]["shortNames"] == ["deploy"]
     assert "all" in names["deployments"]["categories"]
     code, body = apiserver.request("/api/v1")
+    assert code == 200
     core = {r["name"] for r in json.loads(body)["resources"]}
     assert {"pods/log", "pods/status", "namespaces/finalize", "services/status"} <= core
 

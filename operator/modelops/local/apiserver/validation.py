@@ -8,11 +8,14 @@ so that the server still rejects the obvious.
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
 Cause = tuple[str, str, str]  # (reason, field, detail)
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -58,16 +61,26 @@ def _render_value(value: Any) -> str:
     return str(value)
 
 
+@functools.cache
+def _schema_module() -> Any:
+    """`modelops.schema`, or None when it cannot be imported (then the small fallback below is used)."""
+    try:
+        import modelops.schema
+    except Exception:  # a broken checkout of that package must not take the API server down
+        log.warning("modelops.schema is unavailable; using the minimal fallback validation", exc_info=True)
+        return None
+    return modelops.schema
+
+
 def validate_custom(
     schema: Mapping[str, Any] | None, obj: dict[str, Any], old: dict[str, Any] | None
 ) -> Result:
     if schema is None:
         return Result(obj)
-    try:
-        from modelops.schema import validate_custom_resource  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    module = _schema_module()
+    if module is None:
         return _fallback(schema, obj)
-    validated = validate_custom_resource(schema, obj, old)
+    validated = module.validate_custom_resource(schema, obj, old)
     causes: list[Cause] = []
     for err in validated.errors:
         causes.append((str(err.type), str(err.field), str(err.message)))
@@ -75,11 +88,10 @@ def validate_custom(
 
 
 def validate_builtin_object(obj: dict[str, Any]) -> list[Cause]:
-    try:
-        from modelops.schema import validate_builtin  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    module = _schema_module()
+    if module is None:
         return []
-    return [(str(e.type), str(e.field), str(e.message)) for e in validate_builtin(obj)]
+    return [(str(e.type), str(e.field), str(e.message)) for e in module.validate_builtin(obj)]
 
 
 # --- fallback: types, required, enum, defaults, pruning -------------------------------------------------
