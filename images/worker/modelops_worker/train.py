@@ -298,6 +298,9 @@ class Trainer:
             collate_fn=_identity,
             num_workers=0,
             pin_memory=cuda,
+            # Its own generator: a DataLoader otherwise draws from the global RNG at every epoch start,
+            # and a resumed run would then see different dropout masks than an uninterrupted one.
+            generator=torch.Generator().manual_seed(h.seed),
         )
         batches_per_epoch = math.ceil(sampler.num_samples / h.batch_size)
         accum = h.gradient_accumulation_steps
