@@ -113,20 +113,29 @@ class Plane:
         return (self.dir / "logs" / "nodes.log").read_text(errors="replace")
 
 
-def start_plane(directory: Path, *node_args: str) -> Iterator[Plane]:
-    """Generator for a module-scoped fixture: API server, then nodes, torn down in reverse."""
+def start_apiserver(directory: Path) -> Plane:
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    plane = Plane(directory, directory / "kubeconfig", node_args=list(node_args))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    plane = Plane(directory, directory / "kubeconfig")
     api_log = open(directory / "logs" / "apiserver.log", "ab")  # noqa: SIM115 - the process keeps it
     plane.procs["apiserver"] = subprocess.Popen(
         [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
         stdout=api_log,
         stderr=subprocess.STDOUT,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
+    except BaseException:
+        plane.stop("apiserver")
+        raise
+    return plane
+
+
+def start_plane(directory: Path, *node_args: str) -> Iterator[Plane]:
+    """Generator for a module-scoped fixture: API server, then nodes, torn down in reverse."""
+    plane = start_apiserver(directory)
+    plane.node_args = list(node_args)
+    try:
         plane.start_nodes()
         wait_for(
             "nodes to register",
