@@ -430,3 +430,9 @@ def test_unchanged_values_are_ratcheted_on_update() -> None:
         'spec.name: Invalid value: "string": too long'
     ]
     assert errors_of(RATCHETED, {"name": "much-too-long"}) == ['spec.name: Invalid value: "string": too long']
+
+
+def test_compile_rule_with_a_schema_catches_field_typos() -> None:
+    compile_rule("self.replicas > 0", SPEC_SCHEMA)
+    with pytest.raises(ValueError, match="undefined field 'replcas'"):
+        compile_rule("self.replcas > 0", SPEC_SCHEMA)

@@ -138,6 +138,46 @@ NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
         "no such key: mode evaluating rule: self.mode != 'y'",
     ),
     (
+        "rule naming a field the schema does not have",
+        root(
+            replicas={"type": "integer"}, x={"type": "string", "x-kubernetes-validations": [{"rule": "true"}]}
+        )
+        | {"x-kubernetes-validations": [{"rule": "self.spec.replcas > 0"}]},
+        "undefined field 'replcas'",
+    ),
+    (
+        "macro variable field typo",
+        root(
+            items={
+                "type": "array",
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "x-kubernetes-validations": [{"rule": "self.all(i, i.nme != '')"}],
+            }
+        ),
+        "undefined field 'nme'",
+    ),
+    (
+        "transition rule inside an atomic list",
+        root(
+            items={
+                "type": "array",
+                "items": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf"}]},
+            }
+        ),
+        "oldSelf cannot be used on the uncorrelatable portion of the schema",
+    ),
+    (
+        "fieldPath to nowhere",
+        root(
+            a={
+                "type": "object",
+                "properties": {"b": {"type": "string"}},
+                "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".c"}],
+            }
+        ),
+        "fieldPath must be a valid path",
+    ),
+    (
         "junctor names a field the schema does not declare",
         root(
             a={
@@ -176,4 +216,26 @@ def test_rules_inside_all_of_are_allowed() -> None:
             "allOf": [{"x-kubernetes-validations": [{"rule": "self % 2 == 0"}], "minimum": 0}],
         }
     )
+    assert check_structural(schema) == []
+
+
+def test_field_checks_leave_dynamic_parts_alone() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "dash-name": {"type": "string"},
+                },
+            },
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.size() < 50 && self.spec.labels.team != ''"},
+            {"rule": "!has(self.spec.free.anything) || self.spec.dash__dash__name != ''"},
+        ],
+    }
     assert check_structural(schema) == []

@@ -28,6 +28,7 @@ __all__ = [
     "CelQuantity",
     "CelURL",
     "Program",
+    "check_fields",
     "compile_rule",
     "escape_property",
     "evaluate",
@@ -748,6 +749,7 @@ class Program:
 
     def __init__(self, source: str, ast: lark.Tree[Any], uses_old_self: bool) -> None:
         self.source = source
+        self.ast = ast
         self.uses_old_self = uses_old_self
         self.runner = _ENV.program(ast, functions=LIBRARY)
 
@@ -804,11 +806,157 @@ def program(source: str) -> Program | str:
     return _compile(source)
 
 
-def compile_rule(rule: str) -> None:
-    """Raise ValueError with the compile error when `rule` is not valid CEL for a CRD."""
+def compile_rule(rule: str, schema: Mapping[str, Any] | None = None, *, root: bool = False) -> None:
+    """Raise ValueError with the compile error when `rule` is not valid CEL for a CRD.
+
+    With `schema` (the node the rule sits on; `root` for the resource root) field names are checked
+    too, as the server's type check does: `self.replcas` is refused when there is no such field.
+    """
     compiled = _compile(rule)
     if isinstance(compiled, str):
         raise ValueError(compiled)
+    if schema is not None:
+        problems = check_fields(rule, schema, root=root)
+        if problems:
+            raise ValueError("compilation failed: " + "; ".join(problems))
+
+
+def _unescape(name: str, props: Mapping[str, Any]) -> str | None:
+    for prop in props:
+        if escape_property(str(prop)) == name:
+            return str(prop)
+    return None
+
+
+_ROOT_FIELDS: dict[str, Any] = {
+    "apiVersion": {"type": "string"},
+    "kind": {"type": "string"},
+    "metadata": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "generateName": {"type": "string"}},
+    },
+}
+
+
+class _FieldChecker:
+    """The part of cel-go's type check that catches typos: `self.replcas` on a schema without it.
+
+    Only member chains rooted at `self`/`oldSelf` or a macro variable over them are resolved; anything
+    else is dynamic and passes, so this never refuses a rule the server would accept.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], root: bool) -> None:
+        self.schema = schema
+        self.root = root
+        self.problems: list[str] = []
+
+    def visit(self, node: Any, env: dict[str, Mapping[str, Any] | None]) -> None:
+        if not isinstance(node, lark.Tree):
+            return
+        if node.data == "member_dot":
+            self.resolve(node, env)
+            return
+        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
+            target = self.resolve(node.children[0], env)
+            args = node.children[2].children if isinstance(node.children[2], lark.Tree) else []
+            var = self._ident_name(args[0]) if args else None
+            inner = dict(env)
+            if var is not None:
+                inner[var] = self._element_schema(target)
+            for arg in args[1:]:
+                self.visit(arg, inner)
+            return
+        for child in node.children:
+            self.visit(child, env)
+
+    def _ident_name(self, node: Any) -> str | None:
+        idents = [t for t in node.iter_subtrees() if t.data == "ident"] if isinstance(node, lark.Tree) else []
+        return str(idents[0].children[0]) if len(idents) == 1 else None
+
+    def _element_schema(self, schema: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        if schema is None:
+            return None
+        items = schema.get("items")
+        if schema.get("type") == "array" and isinstance(items, Mapping):
+            return items
+        if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), Mapping):
+            return {"type": "string"}  # macros over a map bind its keys
+        return None
+
+    def resolve(self, node: Any, env: dict[str, Mapping[str, Any] | None]) -> Mapping[str, Any] | None:
+        """The schema of `node`'s value when it is statically known, else None (dynamic)."""
+        if not isinstance(node, lark.Tree):
+            return None
+        trees = [c for c in node.children if isinstance(c, lark.Tree)]
+        if (
+            node.data
+            in (
+                "member",
+                "primary",
+                "expr",
+                "conditionalor",
+                "conditionaland",
+                "relation",
+                "addition",
+                "multiplication",
+                "unary",
+            )
+            and len(node.children) == 1
+            and trees
+        ):
+            return self.resolve(trees[0], env)
+        if node.data == "ident":
+            name = str(node.children[0])
+            if name in ("self", "oldSelf"):
+                return self._root_schema()
+            return env.get(name)
+        if node.data == "member_dot":
+            base = self.resolve(node.children[0], env)
+            token = node.children[1]
+            return self._field(base, str(token), getattr(token, "column", None))
+        self.visit(node, env)
+        return None
+
+    def _root_schema(self) -> Mapping[str, Any]:
+        if not self.root:
+            return self.schema
+        props = dict(self.schema.get("properties") or {})
+        props.update(_ROOT_FIELDS)
+        return {**self.schema, "properties": props}
+
+    def _field(
+        self, schema: Mapping[str, Any] | None, name: str, column: int | None
+    ) -> Mapping[str, Any] | None:
+        if schema is None or schema.get("type") != "object":
+            return None
+        props = schema.get("properties")
+        if isinstance(props, Mapping) and props:
+            prop = _unescape(name, props)
+            if prop is not None:
+                sub = props[prop]
+                if sub.get("x-kubernetes-embedded-resource"):
+                    merged = dict(sub.get("properties") or {})
+                    merged.update(_ROOT_FIELDS)
+                    return {**sub, "properties": merged}
+                return sub if isinstance(sub, Mapping) else None
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, Mapping):
+            return addl
+        if schema.get("x-kubernetes-preserve-unknown-fields") or addl is True:
+            return None
+        where = f"<input>:1:{column}" if column else "<input>"
+        self.problems.append(f"ERROR: {where}: undefined field '{name}'")
+        return None
+
+
+def check_fields(source: str, schema: Mapping[str, Any], *, root: bool = False) -> list[str]:
+    """Compile-time field errors of a rule placed at `schema` (root: the resource root)."""
+    compiled = _compile(source)
+    if isinstance(compiled, str):
+        return []
+    checker = _FieldChecker(schema, root)
+    checker.visit(compiled.ast, {})
+    return list(dict.fromkeys(checker.problems))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .cel import program
+from .cel import check_fields, program
 from .errors import FieldError
+from .rules import field_path_parts, validate_rules
+from .structural import prune, validate_schema
 
 __all__ = ["check_structural"]
 
@@ -53,7 +55,14 @@ def check_structural(schema: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: bool = False) -> None:
+def _check(
+    schema: Mapping[str, Any],
+    path: str,
+    problems: list[str],
+    *,
+    root: bool = False,
+    correlatable: bool = True,
+) -> None:
     where = _where(path)
     for key in _FORBIDDEN:
         if key in schema:
@@ -105,7 +114,13 @@ def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: b
         except re.error as exc:
             problems.append(f"{where}.pattern: Invalid value: {pattern!r}: {exc}")
     _check_list_type(schema, where, problems)
-    _check_rules(schema, where, problems)
+    _check_rules(
+        schema,
+        where,
+        problems,
+        root=root or bool(schema.get("x-kubernetes-embedded-resource")),
+        correlatable=correlatable,
+    )
     if "default" in schema and root:
         problems.append(f"{where}.default: Forbidden: must not be set at the root")
     elif "default" in schema:
@@ -116,14 +131,21 @@ def _check(schema: Mapping[str, Any], path: str, problems: list[str], *, root: b
             if root and name == "metadata" and isinstance(sub, Mapping):
                 _check_root_metadata(sub, child, problems)
             if isinstance(sub, Mapping):
-                _check(sub, child, problems)
+                _check(sub, child, problems, correlatable=correlatable)
             else:
                 problems.append(f"{child}: Invalid value: must be a schema object")
     if isinstance(addl, Mapping):
-        _check(addl, f"{path}.additionalProperties" if path else "additionalProperties", problems)
+        _check(
+            addl,
+            f"{path}.additionalProperties" if path else "additionalProperties",
+            problems,
+            correlatable=correlatable,
+        )
     items = schema.get("items")
     if isinstance(items, Mapping):
-        _check(items, f"{path}.items" if path else "items", problems)
+        # Only items of map lists correlate with their old version; elsewhere oldSelf has nothing to see.
+        item_correlatable = correlatable and schema.get("x-kubernetes-list-type") == "map"
+        _check(items, f"{path}.items" if path else "items", problems, correlatable=item_correlatable)
     for junctor in _JUNCTORS:
         value = schema.get(junctor)
         if int_or_string and _is_int_or_string_junctor(junctor, value):
@@ -204,10 +226,6 @@ def _check_junctor(
 
 def _check_default(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
     """Defaults must survive pruning unchanged and pass the schema and its rules, as the server demands."""
-    # Imported here: structural imports this package's CEL layer, and checks must stay importable alone.
-    from .rules import validate_rules
-    from .structural import prune, validate_schema
-
     default = copy.deepcopy(schema["default"])
     unknown = prune(default, schema, root=False)
     for path in unknown:
@@ -279,7 +297,9 @@ def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str])
         )
 
 
-def _check_rules(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+def _check_rules(
+    schema: Mapping[str, Any], where: str, problems: list[str], *, root: bool, correlatable: bool
+) -> None:
     rules = schema.get("x-kubernetes-validations")
     if rules is None:
         return
@@ -294,14 +314,32 @@ def _check_rules(schema: Mapping[str, Any], where: str, problems: list[str]) -> 
         compiled = program(str(rule["rule"]))
         if isinstance(compiled, str):
             problems.append(f"{at}.rule: Invalid value: {rule['rule']!r}: {compiled}")
-        elif rule.get("optionalOldSelf") and not compiled.uses_old_self:
-            problems.append(f"{at}.optionalOldSelf: Forbidden: may only be set for transition rules")
-        if rule.get("messageExpression"):
-            compiled_message = program(str(rule["messageExpression"]))
-            if isinstance(compiled_message, str):
+        else:
+            fields = check_fields(str(rule["rule"]), schema, root=root)
+            if fields:
                 problems.append(
-                    f"{at}.messageExpression: Invalid value: {rule['messageExpression']!r}: {compiled_message}"
+                    f"{at}.rule: Invalid value: {rule['rule']!r}: compilation failed: {'; '.join(fields)}"
                 )
+            if rule.get("optionalOldSelf") and not compiled.uses_old_self:
+                problems.append(f"{at}.optionalOldSelf: Forbidden: may only be set for transition rules")
+            if compiled.uses_old_self and not correlatable:
+                problems.append(
+                    f"{at}.rule: Forbidden: oldSelf cannot be used on the uncorrelatable portion of the schema "
+                    "(items of lists that are not x-kubernetes-list-type map)"
+                )
+        if rule.get("messageExpression"):
+            source = str(rule["messageExpression"])
+            compiled_message = program(source)
+            if isinstance(compiled_message, str):
+                problems.append(f"{at}.messageExpression: Invalid value: {source!r}: {compiled_message}")
+            elif check_fields(source, schema, root=root):
+                detail = "; ".join(check_fields(source, schema, root=root))
+                problems.append(
+                    f"{at}.messageExpression: Invalid value: {source!r}: compilation failed: {detail}"
+                )
+        field_path = rule.get("fieldPath")
+        if field_path and not _field_path_exists(str(field_path), schema):
+            problems.append(f"{at}.fieldPath: Invalid value: {field_path!r}: fieldPath must be a valid path")
         message = rule.get("message")
         if isinstance(message, str) and (not message.strip() or "\n" in message):
             problems.append(f"{at}.message: Invalid value: must be non-empty and contain no line breaks")
@@ -316,3 +354,22 @@ def _check_rules(schema: Mapping[str, Any], where: str, problems: list[str]) -> 
                 f'{at}.reason: Unsupported value: "{reason}": supported values: "FieldValueDuplicate", '
                 '"FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"'
             )
+
+
+def _field_path_exists(field_path: str, schema: Mapping[str, Any]) -> bool:
+    parts = field_path_parts(field_path)
+    if not parts:
+        return False
+    current: Mapping[str, Any] | None = schema
+    for part in parts:
+        if current is None or isinstance(part, int):
+            return False
+        props = current.get("properties")
+        addl = current.get("additionalProperties")
+        if isinstance(props, Mapping) and props:
+            current = props.get(part) if isinstance(props.get(part), Mapping) else None
+        elif isinstance(addl, Mapping):
+            current = addl
+        else:
+            return False
+    return current is not None
