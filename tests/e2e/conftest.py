@@ -5,6 +5,7 @@ Everything talks over HTTP with a kubeconfig, exactly as in a cluster; nothing i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -102,12 +103,11 @@ class Operator:
         return http_get((self.metrics if path == "/metrics" else self.health) + path)
 
 
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+@contextlib.contextmanager
+def running_apiserver(directory: Path) -> Iterator[Plane]:
     """`python -m modelops.local.apiserver --dir DIR`, ready once it has written DIR/kubeconfig."""
     if importlib.util.find_spec("modelops.local.apiserver.__main__") is None:
         pytest.skip("the local API server (python -m modelops.local.apiserver) is not built yet")
-    directory = tmp_path_factory.mktemp("plane")
     log = directory / "apiserver.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -131,11 +131,28 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
 
 
 @pytest.fixture(scope="module")
-def start_operator(plane: Plane) -> Iterator[Callable[..., Operator]]:
-    """Start `modelops operator --kubeconfig ...` as users do; every started one is stopped at the end."""
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    """A local API server shared by the tests of one module."""
+    with running_apiserver(tmp_path_factory.mktemp("plane")) as running:
+        yield running
+
+
+@pytest.fixture
+def empty_plane(tmp_path: Path) -> Iterator[Plane]:
+    """A local API server of this test alone (nothing installed, not even the CRDs)."""
+    with running_apiserver(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def start_operator() -> Iterator[Callable[..., Operator]]:
+    """`start_operator(plane, *args)`: `modelops operator --kubeconfig ...` as users start it.
+
+    Every operator started is stopped at the end of the module.
+    """
     started: list[Operator] = []
 
-    def _start(*extra: str) -> Operator:
+    def _start(plane: Plane, *extra: str) -> Operator:
         health_port, metrics_port = free_port(), free_port()
         log = plane.dir / f"operator-{len(started)}.log"
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}

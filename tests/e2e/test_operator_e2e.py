@@ -77,7 +77,7 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
     )
 
-    operator = start_operator("--log-format", "json")
+    operator = start_operator(plane, "--log-format", "json")
     assert operator.http("/healthz")[0] in (0, 200)  # may not be listening yet
     wait(
         "waiting for /readyz",
@@ -195,7 +195,7 @@ def test_operator_limited_to_a_namespace_leaves_the_others_alone(
     service = OBJECTS["InferenceService"]
     plane.kubectl("apply", "-n", "team-b", "-f", "-", input=manifest("InferenceService", service))
 
-    operator = start_operator("--namespace", "team-a")
+    operator = start_operator(plane, "--namespace", "team-a")
     wait(
         "waiting for /readyz",
         lambda: operator.http("/readyz")[0] == 200 or operator.process.poll() is not None,
@@ -214,3 +214,28 @@ def test_operator_limited_to_a_namespace_leaves_the_others_alone(
     untouched = plane.get("-n", "team-b", "inferenceservices/isvc")
     assert "status" not in untouched or not untouched["status"].get("conditions")
     assert not any(k.startswith("modelops.dev/") for k in untouched["metadata"].get("annotations", {}))
+
+
+def test_operator_started_before_its_crds_says_so_until_they_are_installed(
+    empty_plane: Any, start_operator: Callable[..., Any], wait: Callable[..., None]
+) -> None:
+    # Helm or Argo CD may start the operator before the CRDs exist: not ready, saying why, not crashing.
+    operator = start_operator(empty_plane)
+    wait(
+        "waiting for /readyz to name the missing CRDs",
+        lambda: (
+            "trainingjobs.modelops.dev" in operator.http("/readyz")[1] or operator.process.poll() is not None
+        ),
+        log=operator.log,
+    )
+    code, text = operator.http("/readyz")
+    assert code == 503 and "kubectl apply -f crds/" in text
+    assert operator.http("/healthz")[0] == 200
+
+    empty_plane.kubectl("apply", "-f", str(REPO / "crds"))
+    wait(
+        "waiting for /readyz after installing the CRDs",
+        lambda: operator.http("/readyz")[0] == 200,
+        log=operator.log,
+    )
+    assert operator.process.poll() is None
