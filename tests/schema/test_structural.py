@@ -543,6 +543,31 @@ METADATA: list[tuple[str, Obj, list[str]]] = [
         {"name": "a" * 254},
         [f'metadata.name: Invalid value: "{"a" * 254}": must be no more than 253 characters'],
     ),
+    (
+        "generateName with a bad prefix",
+        {"generateName": "Train_"},
+        [
+            'metadata.generateName: Invalid value: "Train_": a lowercase RFC 1123 subdomain must consist of lower '
+            "case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+            "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*"
+            "[a-z0-9])?)*')"
+        ],
+    ),
+    (
+        "bad label value",
+        {"name": "ok", "labels": {"app": "no spaces"}},
+        [
+            'metadata.labels: Invalid value: "no spaces": a valid label must be an empty string or consist of '
+            "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+            "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+            "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        ],
+    ),
+    (
+        "annotations over 256 KiB",
+        {"name": "ok", "annotations": {"big": "x" * (256 * 1024)}},
+        ["metadata.annotations: Too long: may not be more than 262144 bytes"],
+    ),
 ]
 
 

@@ -586,40 +586,73 @@ def _embedded_invariants(value: Mapping[str, Any], path: str, out: list[FieldErr
 # ObjectMeta.
 
 
+_ANNOTATIONS_LIMIT = 256 * 1024
+
+
 def _validate_meta(meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool) -> None:
+    """ValidateObjectMeta's checks that do not depend on the request: names, labels, annotations."""
     name = meta.get("name")
     generate_name = meta.get("generateName")
-    if name:
-        if not isinstance(name, str):
-            out.append(fe.type_invalid(join_path(path, "name"), name, "must be a string"))
-        else:
-            for problem in dns1123_subdomain_errors(name):
-                out.append(fe.invalid(join_path(path, "name"), name, problem))
-    elif generate_name:
+    if generate_name:
         if isinstance(generate_name, str):
-            # The server appends five random characters; the prefix must allow a valid result.
-            prefix = generate_name[:-1] if generate_name.endswith("-") else generate_name
-            for problem in dns1123_subdomain_errors(prefix + "-abcde"):
+            # NameIsDNSSubdomain(prefix=true) masks a trailing dash: random characters follow it.
+            masked = (
+                generate_name[:-1] + "a"
+                if generate_name.endswith("-") and len(generate_name) > 1
+                else generate_name
+            )
+            for problem in dns1123_subdomain_errors(masked):
                 out.append(fe.invalid(join_path(path, "generateName"), generate_name, problem))
-    elif require_name:
-        out.append(fe.required(join_path(path, "name"), "name or generateName is required"))
-    for field_name in ("labels", "annotations"):
-        entries = meta.get(field_name)
-        if entries is None:
-            continue
-        if not isinstance(entries, Mapping):
-            out.append(fe.type_invalid(join_path(path, field_name), entries, "must be a map of strings"))
-            continue
-        for key, val in entries.items():
+        else:
+            out.append(fe.type_invalid(join_path(path, "generateName"), generate_name, "must be a string"))
+    if not name:
+        if require_name and not generate_name:
+            out.append(fe.required(join_path(path, "name"), "name or generateName is required"))
+    elif not isinstance(name, str):
+        out.append(fe.type_invalid(join_path(path, "name"), name, "must be a string"))
+    else:
+        for problem in dns1123_subdomain_errors(name):
+            out.append(fe.invalid(join_path(path, "name"), name, problem))
+    labels = meta.get("labels")
+    if isinstance(labels, Mapping):
+        for key, val in labels.items():
             for problem in qualified_name_errors(str(key)):
-                out.append(fe.invalid(join_path(path, field_name), key, problem))
+                out.append(fe.invalid(join_path(path, "labels"), key, problem))
+            if isinstance(val, str):
+                for problem in label_value_errors(val):
+                    out.append(fe.invalid(join_path(path, "labels"), val, problem))
+            else:
+                out.append(
+                    fe.type_invalid(join_path(join_path(path, "labels"), str(key)), val, "must be a string")
+                )
+    elif labels is not None:
+        out.append(fe.type_invalid(join_path(path, "labels"), _json_type(labels), "must be a map of strings"))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, Mapping):
+        size = 0
+        for key, val in annotations.items():
+            for problem in qualified_name_errors(str(key).lower()):
+                out.append(fe.invalid(join_path(path, "annotations"), key, problem))
             if not isinstance(val, str):
                 out.append(
-                    fe.type_invalid(join_path(join_path(path, field_name), str(key)), val, "must be a string")
+                    fe.type_invalid(
+                        join_path(join_path(path, "annotations"), str(key)), val, "must be a string"
+                    )
                 )
-            elif field_name == "labels":
-                for problem in label_value_errors(val):
-                    out.append(fe.invalid(f"{path}.labels", val, problem))
+            size += len(str(key)) + len(str(val))
+        if size > _ANNOTATIONS_LIMIT:
+            out.append(fe.too_long(join_path(path, "annotations"), _ANNOTATIONS_LIMIT))
+    elif annotations is not None:
+        out.append(
+            fe.type_invalid(
+                join_path(path, "annotations"), _json_type(annotations), "must be a map of strings"
+            )
+        )
+    finalizers = meta.get("finalizers")
+    if isinstance(finalizers, list):
+        for i, finalizer in enumerate(finalizers):
+            for problem in qualified_name_errors(str(finalizer)):
+                out.append(fe.invalid(join_path(join_path(path, "finalizers"), i), finalizer, problem))
 
 
 # ---------------------------------------------------------------------------------------------------
