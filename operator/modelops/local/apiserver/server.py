@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import errors, logs, openapi, selectors, tables
+from . import errors, logs, openapi, protobuf, selectors, tables
 from .api import APPLY_PATCH, Api, Params, storage_key
 from .errors import ApiError
 from .gc import Collector
@@ -500,6 +500,8 @@ def _path_not_found(request: web.Request) -> ApiError:
 
 async def _body(request: web.Request) -> Any:
     ctype = request.content_type
+    if ctype == protobuf.CONTENT_TYPE:
+        return protobuf.decode_object(await request.read())
     if ctype not in (
         "application/json",
         "application/yaml",
@@ -523,7 +525,9 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.can_read_body:
         raw = await request.read()
-        if raw.strip():
+        if request.content_type == protobuf.CONTENT_TYPE:
+            options.update(protobuf.decode_object(raw))
+        elif raw.strip():
             try:
                 body = json.loads(raw)
             except ValueError as exc:
