@@ -131,12 +131,17 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     assert kstatus(stalled["status"], stalled["metadata"]["generation"]) == "Failed"
 
     # Each transition is an Event on the object, from our component.
-    def event_reasons(name: str) -> set[str]:
-        events = plane.get("events", "-n", NS)["items"]
-        return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
+    def events_of(name: str) -> list[dict[str, Any]]:
+        return [e for e in plane.get("events", "-n", NS)["items"] if e["involvedObject"]["name"] == name]
 
-    wait("waiting for the events", lambda: "InvalidSpec" in event_reasons("from-the-future"))
-    assert "Pending" in event_reasons("tj")
+    wait(
+        "waiting for the events",
+        lambda: any(e["reason"] == "InvalidSpec" for e in events_of("from-the-future")),
+    )
+    (warning,) = [e for e in events_of("from-the-future") if e["reason"] == "InvalidSpec"]
+    assert warning["type"] == "Warning" and "spec.futureField" in warning["message"]
+    assert warning["source"]["component"] == "modelops-operator"  # the "From" column of kubectl describe
+    assert [e["type"] for e in events_of("tj") if e["reason"] == "Pending"] == ["Normal"]
 
     # A new generation is observed; with nothing new to say, the status settles (no write loop).
     plane.kubectl(

@@ -55,7 +55,7 @@ class OperatorMetrics:
         )
         self.reconcile_duration_seconds = Histogram(
             "modelops_reconcile_duration_seconds",
-            "Wall time of one reconcile, by kind.",
+            "Wall time of one reconcile decision, by kind (kopf writes the status right after).",
             ["kind"],
             registry=self.registry,
         )
