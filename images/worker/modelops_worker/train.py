@@ -232,9 +232,10 @@ class Trainer:
         cfg, r = self.cfg, self.ranks
         signal.signal(signal.SIGTERM, self.sigterm)
         device = _device(cfg, r)
+        backend = _backend(cfg, device)  # checked even when alone: the config is wrong either way
         distributed = r.world_size > 1
         if distributed and not dist.is_initialized():
-            dist.init_process_group(_backend(cfg, device))
+            dist.init_process_group(backend)
         self._serve_metrics()
         try:
             return self._run(device, distributed)
