@@ -436,3 +436,42 @@ def test_compile_rule_with_a_schema_catches_field_typos() -> None:
     compile_rule("self.replicas > 0", SPEC_SCHEMA)
     with pytest.raises(ValueError, match="undefined field 'replcas'"):
         compile_rule("self.replcas > 0", SPEC_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("rule", "holds"),
+    [
+        (
+            "'%s has %d replicas (%.1f%%)'.format([self.name, self.replicas, 50.0]) == 'Digits-Model has 3 replicas (50.0%)'",
+            True,
+        ),
+        ("sets.contains(self.tags, ['a'])", True),
+        ("sets.contains(self.tags, ['z'])", False),
+        ("sets.equivalent(self.tags, ['a', 'b'])", True),
+        ("sets.intersects(self.tags, ['z', 'b'])", True),
+        ("isIP('10.0.0.1') && !isIP('10.0.0.300') && ip('::1').family() == 6", True),
+        ("cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP('11.0.0.1')", True),
+        ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && cidr('10.0.0.0/8').prefixLength() == 8", True),
+        ("self.name.find('[0-9]+') == '' && 'a1b22'.findAll('[0-9]+') == ['1', '22']", True),
+    ],
+)
+def test_kubernetes_extension_libraries(rule: str, holds: bool) -> None:
+    compile_rule(rule, SPEC_SCHEMA)
+    schema = {**SPEC_SCHEMA, "x-kubernetes-validations": [{"rule": rule}]}
+    assert (validate_rules(schema, SPEC) == []) is holds
+
+
+def test_message_expression_can_format() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"replicas": {"type": "integer"}},
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.replicas <= 2",
+                "messageExpression": "'%d replicas, at most 2 allowed'.format([self.replicas])",
+            }
+        ],
+    }
+    assert errors_of(schema, {"replicas": 5}) == [
+        'spec: Invalid value: "object": 5 replicas, at most 2 allowed'
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import ipaddress
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -66,7 +67,7 @@ _CORE_FUNCTIONS = {
     "getMinutes",
     "getSeconds",
 }
-_VARIABLES = {"self", "oldSelf", "format", "optional", "null_type", "int", "uint", "double", "string"}
+_VARIABLES = {"self", "oldSelf", "format", "optional", "sets", "null_type", "int", "uint", "double", "string"}
 _VARIABLES |= {"bool", "bytes", "list", "map", "type", "duration", "timestamp", "dyn"}
 
 _RESERVED = {
@@ -675,6 +676,199 @@ def _format_validate(fmt: Any, value: Any) -> Any:
     return CelOptional(celtypes.ListType([celtypes.StringType(e) for e in errors]), True)
 
 
+# String formatting (cel-go's strings extension, which Kubernetes enables): '%s of %d'.format([a, b]).
+_FORMAT_VERB = re.compile(r"%(\.[0-9]+)?([sdfeboxX%])")
+
+
+def _to_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, celtypes.BoolType):
+        return "true" if value else "false"
+    if isinstance(value, celtypes.ListType):
+        return "[" + ", ".join(_to_text(v) for v in value) + "]"
+    if isinstance(value, celtypes.MapType):
+        return "{" + ", ".join(f"{_to_text(k)}: {_to_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, celtypes.DoubleType):
+        return repr(float(value)).removesuffix(".0") if float(value).is_integer() else repr(float(value))
+    if isinstance(value, CelQuantity):
+        return format_quantity(value.value)
+    return str(value)
+
+
+def _string_format(template: Any, args: Any) -> Any:
+    if not isinstance(template, celtypes.StringType) or not isinstance(args, celtypes.ListType):
+        return _no_overload("format", template, args)
+    values: list[Any] = list(args)
+    out: list[str] = []
+    pos = 0
+    used = 0
+    for match in _FORMAT_VERB.finditer(str(template)):
+        out.append(str(template)[pos : match.start()])
+        pos = match.end()
+        precision, verb = match.group(1), match.group(2)
+        if verb == "%":
+            out.append("%")
+            continue
+        if used >= len(values):
+            return _err(f"index {used} out of range")
+        value = values[used]
+        used += 1
+        if verb == "s":
+            out.append(_to_text(value))
+        elif verb == "d":
+            if not _is_number(value) or isinstance(value, celtypes.DoubleType):
+                return _err(
+                    f"error during formatting: decimal clause can only be used on integers, was given {type(value).__name__}"
+                )
+            out.append(str(int(value)))
+        elif verb in "fe":
+            digits = int(precision[1:]) if precision else 6
+            if not _is_number(value):
+                return _err("error during formatting: fixed-point clause can only be used on doubles")
+            out.append(f"{float(value):.{digits}{verb}}")
+        elif verb in "boxX":
+            if isinstance(value, celtypes.StringType) and verb in "xX":
+                hexed = str(value).encode().hex()
+                out.append(hexed.upper() if verb == "X" else hexed)
+            elif _is_number(value) and not isinstance(value, celtypes.DoubleType):
+                out.append(format(int(value), verb))
+            else:
+                return _err(f"error during formatting: only integers can be formatted with %{verb}")
+    out.append(str(template)[pos:])
+    return celtypes.StringType("".join(out))
+
+
+# Kubernetes' sets library: sets.contains(list, sublist), sets.equivalent(a, b), sets.intersects(a, b).
+def _contains(target: Any, *args: Any) -> Any:
+    if isinstance(target, _Namespace) and target.name == "sets" and len(args) == 2:
+        a, b = args
+        if not isinstance(a, celtypes.ListType) or not isinstance(b, celtypes.ListType):
+            return _no_overload("sets.contains", a, b)
+        return celtypes.BoolType(all(any(cel_equal(x, y) for y in a) for x in b))
+    if isinstance(target, str) and len(args) == 1 and isinstance(args[0], str):
+        return celtypes.BoolType(str(args[0]) in str(target))
+    return _no_overload("contains", target, *args)
+
+
+def _sets_fn(name: str, fn: Callable[[list[Any], list[Any]], bool]) -> Callable[..., Any]:
+    def call(ns: Any, a: Any, b: Any) -> Any:
+        if not (isinstance(ns, _Namespace) and ns.name == "sets"):
+            return _no_overload(name, ns, a, b)
+        if not isinstance(a, celtypes.ListType) or not isinstance(b, celtypes.ListType):
+            return _no_overload(f"sets.{name}", a, b)
+        return celtypes.BoolType(fn(list(a), list(b)))
+
+    return call
+
+
+def _subset(a: list[Any], b: list[Any]) -> bool:
+    return all(any(cel_equal(x, y) for y in b) for x in a)
+
+
+# IP and CIDR (Kubernetes 1.31+ libraries): isIP, ip(s).family(), isCIDR, cidr(s).containsIP(...).
+class CelIP:
+    def __init__(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        self.address = address
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelIP) and self.address == other.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+
+class CelCIDR:
+    def __init__(self, text: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        self.address = ipaddress.ip_address(text.split("/")[0])
+        self.network = network
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelCIDR) and (self.address, self.network) == (other.address, other.network)
+
+    def __hash__(self) -> int:
+        return hash((self.address, self.network))
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Kubernetes refuses zones and IPv4-mapped IPv6 addresses.
+    if "%" in text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return None
+    return address
+
+
+def _parse_cidr(text: str) -> CelCIDR | None:
+    if "/" not in text or _parse_ip(text.split("/")[0]) is None:
+        return None
+    try:
+        return CelCIDR(text, ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        return None
+
+
+def _ip(target: Any) -> Any:
+    if isinstance(target, CelCIDR):
+        return CelIP(target.address)
+    address = _parse_ip(str(target)) if isinstance(target, celtypes.StringType) else None
+    if address is None:
+        return _err(f"IP Address {str(target)!r} parse error during conversion from string")
+    return CelIP(address)
+
+
+def _cidr(target: Any) -> Any:
+    parsed = _parse_cidr(str(target)) if isinstance(target, celtypes.StringType) else None
+    if parsed is None:
+        return _err(f"network address parse error during conversion from string: {str(target)!r}")
+    return parsed
+
+
+def _ip_pred(name: str, fn: Callable[[Any], bool]) -> Callable[..., Any]:
+    def call(target: Any) -> Any:
+        if not isinstance(target, CelIP):
+            return _no_overload(name, target)
+        return celtypes.BoolType(fn(target.address))
+
+    return call
+
+
+def _family(target: Any) -> Any:
+    if not isinstance(target, CelIP):
+        return _no_overload("family", target)
+    return celtypes.IntType(target.address.version)
+
+
+def _contains_ip(target: Any, other: Any) -> Any:
+    if not isinstance(target, CelCIDR):
+        return _no_overload("containsIP", target, other)
+    address = other.address if isinstance(other, CelIP) else _parse_ip(str(other))
+    if address is None:
+        return _err(f"IP Address {str(other)!r} parse error during conversion from string")
+    return celtypes.BoolType(address in target.network)
+
+
+def _contains_cidr(target: Any, other: Any) -> Any:
+    if not isinstance(target, CelCIDR):
+        return _no_overload("containsCIDR", target, other)
+    inner = other if isinstance(other, CelCIDR) else _parse_cidr(str(other))
+    if inner is None:
+        return _err(f"network address parse error during conversion from string: {str(other)!r}")
+    return celtypes.BoolType(
+        inner.network.version == target.network.version and inner.network.subnet_of(target.network)  # type: ignore[arg-type]
+    )
+
+
+def _prefix_length(target: Any) -> Any:
+    if not isinstance(target, CelCIDR):
+        return _no_overload("prefixLength", target)
+    return celtypes.IntType(target.network.prefixlen)
+
+
 def _library() -> dict[str, Callable[..., Any]]:
     s = _string_fn
     lib: dict[str, Callable[..., Any]] = {
@@ -703,6 +897,32 @@ def _library() -> dict[str, Callable[..., Any]]:
         "find": s("find", _find),
         "findAll": s("findAll", _find_all),
         "matches": _matches,
+        "format": _string_format,
+        "contains": _contains,
+        "equivalent": _sets_fn("equivalent", lambda a, b: _subset(a, b) and _subset(b, a)),
+        "intersects": _sets_fn("intersects", lambda a, b: any(any(cel_equal(x, y) for y in b) for x in a)),
+        "isIP": lambda t: celtypes.BoolType(
+            isinstance(t, celtypes.StringType) and _parse_ip(str(t)) is not None
+        ),
+        "ip": _ip,
+        "family": _family,
+        "isLoopback": _ip_pred("isLoopback", lambda a: a.is_loopback),
+        "isUnspecified": _ip_pred("isUnspecified", lambda a: a.is_unspecified),
+        "isLinkLocalUnicast": _ip_pred("isLinkLocalUnicast", lambda a: a.is_link_local),
+        "isGlobalUnicast": _ip_pred(
+            "isGlobalUnicast",
+            lambda a: (
+                not (a.is_loopback or a.is_unspecified or a.is_link_local or a.is_multicast)
+                and a != ipaddress.IPv4Address("255.255.255.255")
+            ),
+        ),
+        "isCIDR": lambda t: celtypes.BoolType(
+            isinstance(t, celtypes.StringType) and _parse_cidr(str(t)) is not None
+        ),
+        "cidr": _cidr,
+        "containsIP": _contains_ip,
+        "containsCIDR": _contains_cidr,
+        "prefixLength": _prefix_length,
         "url": _url,
         "isURL": _is_url,
         "getScheme": _url_part("getScheme", lambda p: p.scheme),
@@ -1040,7 +1260,11 @@ def _to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None) -> 
 
 def evaluate(compiled: Program, activation: Mapping[str, Any]) -> tuple[Any, str | None]:
     """Run a rule; returns (value, None) or (None, error text as the server prints it)."""
-    context: dict[str, Any] = {"format": _Namespace("format"), "optional": _Namespace("optional")}
+    context: dict[str, Any] = {
+        "format": _Namespace("format"),
+        "optional": _Namespace("optional"),
+        "sets": _Namespace("sets"),
+    }
     context.update(activation)
     try:
         result = compiled.runner.evaluate(context)
