@@ -337,9 +337,10 @@ def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) 
 
 def rewrite_paths(text: str, mounts: Mapping[str, Path]) -> str:
     """Replace each mountPath at a path boundary by its host directory (longest mountPath first)."""
-    if not mounts:
+    # A volume mounted at "/" would match every path; such a mount is reachable via the rootfs only.
+    ordered = sorted((p for p in mounts if p != "/"), key=len, reverse=True)
+    if not ordered:
         return text
-    ordered = sorted(mounts, key=len, reverse=True)
     pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in ordered) + r")(?=/|$|[^\w.-])")
     return pattern.sub(lambda m: str(mounts[m.group(1)]), text)
 

@@ -178,6 +178,9 @@ def rewrite_cluster_names(value: str, records: list[tuple[str, str]], namespace:
         token = m.group(1)
         if "." not in token or _looks_like_ip(token):
             return token
+        start = m.start(1)
+        if start >= 1 and value[start - 1] == "/" and value[start - 2 : start] != "//":
+            return token  # a path component such as /data/web.default, not a host
         ips = resolve(records, token, namespace)
         return ips[0] if ips else token
 
@@ -193,30 +196,29 @@ def _looks_like_ip(token: str) -> bool:
 
 
 def unresolved_cluster_names(value: str, namespace: str, services: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Dotted names in `value` that name something in the cluster domain but have no address yet.
+    """Names in `value` of pods under an existing headless Service (`rank-0.ranks`, with or without
+    `.ns.svc.cluster.local`), the form of a rendezvous address.
 
-    Such a name is the rendezvous address of a peer that is still starting (e.g. the rank-0 pod of a
-    headless service); the kubelet waits for it before starting the container.
+    Such a peer may still be starting, so the kubelet waits for its address before starting a
+    container. Other names are not waited for: a Service either exists (and resolves) or not.
     """
     headless = {
         (str((s.get("metadata") or {}).get("name")), str((s.get("metadata") or {}).get("namespace")))
         for s in services
+        if (s.get("spec") or {}).get("clusterIP") == "None"
     }
     found: list[str] = []
     for m in _HOST_TOKEN.finditer(value):
         token = m.group(1).lower()
         if "." not in token or _looks_like_ip(token):
             continue
+        for suffix in (f".svc.{CLUSTER_DOMAIN}", ".svc"):
+            if token.endswith(suffix):
+                token = token[: -len(suffix)]
+                break
         labels = token.split(".")
-        if (
-            token.endswith(f".svc.{CLUSTER_DOMAIN}")
-            or token.endswith(".svc")
-            or (
-                len(labels) in {2, 3}
-                and (labels[1], labels[2] if len(labels) == 3 else namespace) in headless
-            )
-        ):
-            found.append(token)
+        if len(labels) in {2, 3} and (labels[1], labels[2] if len(labels) == 3 else namespace) in headless:
+            found.append(m.group(1))
     return found
 
 

@@ -439,6 +439,9 @@ class PodWorker:
             "CUDA_VISIBLE_DEVICES": "",
             "MODELOPS_POD_IP": self.pod_ip,
             "MODELOPS_POD_NAMESPACE": self.ns,
+            "MODELOPS_POD_NAME": self.name,
+            # The controllers' metrics find a pod's processes by this variable in /proc/<pid>/environ.
+            "MODELOPS_POD_UID": self.uid,
             "MODELOPS_LOCAL_HOSTS": str(self.k.cluster.hosts_path),
             "MODELOPS_LOCAL_ROOT": str(self.dir / "rootfs"),
             "MODELOPS_LOCAL_MOUNTS": containers.mounts_json(mounts),
@@ -514,6 +517,8 @@ class PodWorker:
                     c, spec, 128, "StartError", started_at, f"failed to start: {e}", log_path
                 )
         self._procs[c.name] = proc
+        await self._event("Pulled", f'Container image "{spec.get("image")}" already present on machine', spec)
+        await self._event("Created", f"Created container: {c.name}", spec)
         (cdir / "pid").write_text(f"{proc.pid}\n")
         c.state = {"running": {"startedAt": started_at}}
         c.started = "startupProbe" not in spec

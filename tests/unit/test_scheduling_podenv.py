@@ -1,0 +1,122 @@
+"""The kubelet's pure rules for a pod's environment: $(VAR) expansion, path and name rewriting, DNS.
+
+(Named test_scheduling_* only to sit with the other node tests of the local plane.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelops.local.nodes.containers import default_command, expand, image_repository, rewrite_paths
+from modelops.local.nodes.network import (
+    IPAllocator,
+    cluster_hosts,
+    render_hosts,
+    resolve,
+    rewrite_cluster_names,
+    service_env,
+    unresolved_cluster_names,
+)
+
+
+def svc(name: str, ns: str = "default", ip: str = "None", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 8080}], **spec},
+    }
+
+
+def pod(name: str, ip: str, ns: str = "default", ready: bool = True, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "t"}},
+        "spec": spec,
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_var_expansion_follows_kubernetes_rules() -> None:
+    env = {"A": "1", "B": "two"}
+    assert expand("$(A)-$(B)", env) == "1-two"
+    assert expand("$(MISSING) stays", env) == "$(MISSING) stays"
+    assert expand("$$(A) is escaped", env) == "$(A) is escaped"
+
+
+def test_only_the_projects_images_run() -> None:
+    assert default_command("ghcr.io/modelops/worker:1.0") == ["modelops-worker"]
+    assert default_command("ghcr.io/modelops/operator@sha256:abc") == ["modelops", "operator"]
+    assert default_command("ghcr.io/modelops/worker-evil:1") is None
+    assert default_command("nginx") is None
+    assert image_repository("localhost:5000/x/y:tag@sha256:00") == "localhost:5000/x/y"
+
+
+def test_mount_paths_are_rewritten_only_at_path_boundaries() -> None:
+    mounts = {"/data": Path("/host/vol/data"), "/data/ckpt": Path("/host/vol/ckpt"), "/": Path("/x")}
+    assert rewrite_paths("--out=/data/model.pt", mounts) == "--out=/host/vol/data/model.pt"
+    assert rewrite_paths("/data/ckpt/last.pt", mounts) == "/host/vol/ckpt/last.pt"
+    assert rewrite_paths("/database/x", mounts) == "/database/x"
+    assert rewrite_paths("http://host/data/x", mounts) == "http://host/data/x"
+    assert rewrite_paths("a:/data:b", mounts) == "a:/host/vol/data:b"
+
+
+def test_dns_records_for_services_headless_members_and_pod_hostnames() -> None:
+    services = [svc("web", ip="127.96.0.10"), svc("peers", selector={"app": "t"})]
+    pods = [
+        pod("r0", "127.244.0.2", hostname="r0", subdomain="peers"),
+        pod("r1", "127.244.0.3", ready=False, hostname="r1", subdomain="peers"),
+    ]
+    records = cluster_hosts(services, pods)
+    assert resolve(records, "web", "default") == ["127.96.0.10"]
+    assert resolve(records, "web.default.svc.cluster.local", "other") == ["127.96.0.10"]
+    # Headless service names answer with ready members only; hostnames are published at once.
+    assert resolve(records, "peers", "default") == ["127.244.0.2"]
+    assert resolve(records, "r1.peers", "default") == ["127.244.0.3"]
+    assert resolve(records, "web", "other") == ["127.96.0.10"]  # the short form, as in the design
+    assert "127.96.0.10 web.default.svc.cluster.local" in render_hosts(records)
+
+
+def test_cluster_names_in_env_become_ips_but_words_and_paths_do_not() -> None:
+    records = cluster_hosts(
+        [svc("web", ip="127.96.0.10"), svc("peers", selector={"app": "t"})],
+        [pod("r0", "127.244.0.2", hostname="r0", subdomain="peers")],
+    )
+    assert rewrite_cluster_names("r0.peers", records, "default") == "127.244.0.2"
+    assert rewrite_cluster_names("tcp://r0.peers:29500", records, "default") == "tcp://127.244.0.2:29500"
+    assert rewrite_cluster_names("web:8080", records, "default") == "127.96.0.10:8080"
+    assert rewrite_cluster_names("http://web/v2", records, "default") == "http://127.96.0.10/v2"
+    assert rewrite_cluster_names("serve web traffic", records, "default") == "serve web traffic"
+    assert rewrite_cluster_names("/data/web.default/x", records, "default") == "/data/web.default/x"
+    assert rewrite_cluster_names("model.pt", records, "default") == "model.pt"
+
+
+def test_the_kubelet_waits_only_for_rendezvous_peers() -> None:
+    services = [svc("peers"), svc("web", ip="127.96.0.10")]
+    assert unresolved_cluster_names("r0.peers:29500", "default", services) == ["r0.peers"]
+    assert unresolved_cluster_names("r0.peers.default.svc.cluster.local", "default", services)
+    assert unresolved_cluster_names("collector.monitoring.svc:4317", "default", services) == []
+    assert unresolved_cluster_names("web.default", "default", services) == []
+
+
+def test_service_links_like_docker_links() -> None:
+    env = service_env([svc("my-api", ip="127.96.0.7"), svc("other", ns="x", ip="127.96.0.8")], "default")
+    assert env["MY_API_SERVICE_HOST"] == "127.96.0.7"
+    assert env["MY_API_SERVICE_PORT"] == "8080"
+    assert env["MY_API_SERVICE_PORT_HTTP"] == "8080"
+    assert env["MY_API_PORT_8080_TCP_ADDR"] == "127.96.0.7"
+    assert not any(k.startswith("OTHER_") for k in env)
+
+
+def test_pod_ips_are_unique_and_not_reused_at_once() -> None:
+    ips = IPAllocator()
+    ips.seen("127.244.0.9")
+    a = ips.allocate("a")
+    b = ips.allocate("b")
+    assert a == "127.244.0.10"
+    assert b == "127.244.0.11"
+    ips.release("a")
+    assert ips.allocate("c") == "127.244.0.12"
+    assert ips.allocate("b") == b
