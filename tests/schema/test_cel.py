@@ -475,3 +475,25 @@ def test_message_expression_can_format() -> None:
     assert errors_of(schema, {"replicas": 5}) == [
         'spec: Invalid value: "object": 5 replicas, at most 2 allowed'
     ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "holds"),
+    [
+        ("self.?labels.?team.orValue('none') == 'ml'", True),
+        ("self.?missing.orValue(7) == 7", True),
+        ("!self.?missing.hasValue() && self.?name.value() == 'Digits-Model'", True),
+        ("optional.ofNonZeroValue('').hasValue()", False),
+        ("optional.of(1) != optional.none() && optional.none() == optional.none()", True),
+        ("'a.?b' == 'a' + '.?b'", True),
+    ],
+)
+def test_optional_field_selection(rule: str, holds: bool) -> None:
+    schema = {**SPEC_SCHEMA, "properties": {**SPEC_SCHEMA["properties"], "missing": {"type": "integer"}}}
+    compile_rule(rule, schema)
+    assert (validate_rules({**schema, "x-kubernetes-validations": [{"rule": rule}]}, SPEC) == []) is holds
+
+
+def test_optional_selection_of_an_undeclared_field_does_not_compile() -> None:
+    with pytest.raises(ValueError, match="undefined field 'nope'"):
+        compile_rule("self.?labels.?team.orValue('') == '' && self.?nope.hasValue()", SPEC_SCHEMA)

@@ -114,21 +114,84 @@ def escape_property(name: str) -> str | None:
 # Opaque values of the Kubernetes libraries.
 
 
-class CelOptional:
-    """optional.of(x) / optional.none(); also what `oldSelf` is under optionalOldSelf."""
+_OPT_SELECT = "__optsel__"
+
+
+class CelOptional(celtypes.MapType):
+    """optional.of(x) / optional.none(); also what `oldSelf` is under optionalOldSelf.
+
+    It is a (empty) MapType only so that cel-python lets `opt.?field` reach __getitem__ below.
+    """
 
     def __init__(self, value: Any = None, present: bool = False) -> None:
+        super().__init__({})
         self.value = value
         self.present = present
+
+    def __getitem__(self, key: Any) -> Any:
+        name = str(key)
+        if name.startswith(_OPT_SELECT) and self.present and isinstance(self.value, celtypes.MapType):
+            return self.value[key]
+        if name.startswith(_OPT_SELECT):
+            return CelOptional()
+        raise KeyError(key)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CelOptional) and self.present == other.present and self.value == other.value
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]  # dict is unhashable; optionals compare by value
         return hash((self.present, repr(self.value)))
 
     def __repr__(self) -> str:
         return f"optional.of({self.value!r})" if self.present else "optional.none()"
+
+
+class KMap(celtypes.MapType):
+    """An object or map value; `x.?field` (rewritten to x.__optsel__field) yields an optional."""
+
+    def __getitem__(self, key: Any) -> Any:
+        name = str(key)
+        if name.startswith(_OPT_SELECT):
+            real = celtypes.StringType(name[len(_OPT_SELECT) :])
+            if real in self.keys():
+                return CelOptional(super().__getitem__(real), True)
+            return CelOptional()
+        return super().__getitem__(key)
+
+
+def _rewrite_optional_select(source: str) -> str:
+    """cel-python cannot parse `.?field`; rewrite it outside string literals to a plain selection."""
+    out: list[str] = []
+    i = 0
+    quote: str | None = None
+    while i < len(source):
+        ch = source[i]
+        if quote is not None:
+            out.append(ch)
+            if ch == "\\" and i + 1 < len(source):
+                out.append(source[i + 1])
+                i += 2
+                continue
+            if source.startswith(quote, i):
+                out.append(source[i + 1 : i + len(quote)])
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if ch in "'\"":
+            quote = source[i : i + 3] if source[i : i + 3] in ("'''", '"""') else ch
+            out.append(quote)
+            i += len(quote)
+            continue
+        match = re.match(r"\.\?\s*([A-Za-z_][A-Za-z0-9_]*)", source[i:])
+        if match:
+            out.append("." + _OPT_SELECT + match.group(1))
+            i += match.end()
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 class CelQuantity:
@@ -203,6 +266,13 @@ def _is_number(value: Any) -> bool:
 
 
 def cel_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, CelOptional) or isinstance(b, CelOptional):
+        return (
+            isinstance(a, CelOptional)
+            and isinstance(b, CelOptional)
+            and a.present == b.present
+            and (not a.present or cel_equal(a.value, b.value))
+        )
     if _is_number(a) and _is_number(b):
         return bool(a == b) if type(a) is type(b) else _num_value(a) == _num_value(b)
     if isinstance(a, celtypes.BoolType) or isinstance(b, celtypes.BoolType):
@@ -516,6 +586,13 @@ def _optional_of(ns: Any, value: Any) -> Any:
     if not isinstance(ns, _Namespace) or ns.name != "optional":
         return _no_overload("of", ns, value)
     return CelOptional(value, True)
+
+
+def _optional_of_non_zero(ns: Any, value: Any) -> Any:
+    if not isinstance(ns, _Namespace) or ns.name != "optional":
+        return _no_overload("ofNonZeroValue", ns, value)
+    zero = value is None or (not isinstance(value, CelOptional) and not value)
+    return CelOptional() if zero else CelOptional(value, True)
 
 
 def _optional_none(ns: Any) -> Any:
@@ -943,6 +1020,7 @@ def _library() -> dict[str, Callable[..., Any]]:
         "isInteger": _is_integer,
         "asApproximateFloat": _as_float,
         "of": _optional_of,
+        "ofNonZeroValue": _optional_of_non_zero,
         "none": _optional_none,
         "hasValue": _has_value,
         "value": _value,
@@ -1011,7 +1089,7 @@ def _compile(source: str) -> Program | str:
     if not source.strip():
         return "compilation failed: ERROR: <input>:1:1: Syntax error: the rule is empty"
     try:
-        ast = _ENV.compile(source)
+        ast = _ENV.compile(_rewrite_optional_select(source))
     except Exception as exc:  # cel-python raises CELParseError and lark's own errors alike
         detail = " ".join(str(exc).split())
         return f"compilation failed: ERROR: <input>: Syntax error: {detail}"
@@ -1147,6 +1225,9 @@ class _FieldChecker:
     def _field(
         self, schema: Mapping[str, Any] | None, name: str, column: int | None
     ) -> Mapping[str, Any] | None:
+        if name.startswith(_OPT_SELECT):
+            # `.?field` must still name a declared field; chained `.?` selections continue below it.
+            return self._field(schema, name[len(_OPT_SELECT) :], column)
         if schema is None or schema.get("type") != "object":
             return None
         props = schema.get("properties")
@@ -1252,7 +1333,7 @@ def _to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None) -> 
             else:
                 sub = addl if isinstance(addl, Mapping) else None
                 out[celtypes.StringType(str(key))] = to_cel(child, sub, memo)
-        return celtypes.MapType(out)
+        return KMap(out)
     if isinstance(value, datetime.datetime):
         return celtypes.TimestampType(value)
     return value
