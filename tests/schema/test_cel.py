@@ -497,3 +497,13 @@ def test_optional_field_selection(rule: str, holds: bool) -> None:
 def test_optional_selection_of_an_undeclared_field_does_not_compile() -> None:
     with pytest.raises(ValueError, match="undefined field 'nope'"):
         compile_rule("self.?labels.?team.orValue('') == '' && self.?nope.hasValue()", SPEC_SCHEMA)
+
+
+def test_null_fields_are_absent_to_rules() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"note": {"type": "string", "nullable": True}},
+        "x-kubernetes-validations": [{"rule": "!has(self.note)", "message": "note is set"}],
+    }
+    assert errors_of(schema, {"note": None}) == []
+    assert errors_of(schema, {"note": "x"}) == ['spec: Invalid value: "object": note is set']

@@ -1326,6 +1326,8 @@ def _to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None) -> 
         addl = schema.get("additionalProperties") if schema else None
         out: dict[Any, Any] = {}
         for key, child in value.items():
+            if child is None and isinstance(props, Mapping) and key in props:
+                continue  # null-valued fields are absent to CEL, as the server documents
             if isinstance(props, Mapping) and key in props:
                 name = escape_property(str(key))
                 if name is not None:
