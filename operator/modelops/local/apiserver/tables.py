@@ -48,9 +48,11 @@ def age(stamp: Any) -> str:
     if not stamp:
         return "<unknown>"
     try:
-        t = datetime.datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        t = datetime.datetime.fromisoformat(str(stamp))
     except ValueError:
         return "<unknown>"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
     return human_duration((datetime.datetime.now(datetime.UTC) - t).total_seconds())
 
 

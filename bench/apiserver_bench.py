@@ -1,0 +1,145 @@
+"""Benchmark of the local API server from one client on this machine (not a test; results go to
+docs/local-apiserver.md).
+
+    .venv/bin/python bench/apiserver_bench.py [--objects 10000]
+
+Measures creates/s and gets/s over one keep-alive HTTPS connection, the delay from a write to its
+watch event (p50/p99), and the server's RSS once it holds `--objects` objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+
+class Client:
+    def __init__(self, url: str, token: str, ca: Path) -> None:
+        parsed = urlparse(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 443
+        self.context = ssl.create_default_context(cafile=str(ca))
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.conn = self.connect()
+
+    def connect(self) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=30)
+
+    def call(self, method: str, path: str, body: object | None = None) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        self.conn.request(method, path, body=data, headers=self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+
+def start(directory: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--log-level", "WARNING"]
+    )
+    kubeconfig = directory / "kubeconfig"
+    deadline = time.monotonic() + 30
+    while not kubeconfig.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("API server did not start")
+        time.sleep(0.05)
+    config = yaml.safe_load(kubeconfig.read_text())
+    return proc, {
+        "url": config["clusters"][0]["cluster"]["server"],
+        "token": config["users"][0]["user"]["token"],
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def configmap(name: str) -> dict[str, object]:
+    return {"metadata": {"name": name, "labels": {"bench": "yes", "n": name[-1]}}, "data": {"key": "x" * 64}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, default=10000)
+    parser.add_argument("--gets", type=int, default=5000)
+    parser.add_argument("--watch-writes", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, info = start(Path(tmp))
+        try:
+            client = Client(info["url"], info["token"], Path(tmp) / "ca.crt")
+            base = "/api/v1/namespaces/default/configmaps"
+            results: dict[str, float] = {"rss_empty_mb": rss_mb(proc.pid)}
+
+            t0 = time.perf_counter()
+            for i in range(args.objects):
+                code, _ = client.call("POST", base, configmap(f"cm-{i:06d}"))
+                assert code == 201, code
+            results["creates_per_s"] = args.objects / (time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            for i in range(args.gets):
+                code, _ = client.call("GET", f"{base}/cm-{i % args.objects:06d}")
+                assert code == 200
+            results["gets_per_s"] = args.gets / (time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            code, body = client.call("GET", base)
+            results["list_all_ms"] = (time.perf_counter() - t0) * 1000
+            assert code == 200 and len(json.loads(body)["items"]) == args.objects
+
+            # Watch delay: time from sending a write to receiving its event on an open watch.
+            sent: dict[str, float] = {}
+            delays: list[float] = []
+            ready = threading.Event()
+            watcher = Client(info["url"], info["token"], Path(tmp) / "ca.crt")
+            rv = json.loads(client.call("GET", f"{base}?limit=1")[1])["metadata"]["resourceVersion"]
+
+            def watch() -> None:
+                watcher.conn.request("GET", f"{base}?watch=1&resourceVersion={rv}&labelSelector=w%3Dyes",
+                                     headers=watcher.headers)  # fmt: skip
+                resp = watcher.conn.getresponse()
+                ready.set()
+                while len(delays) < args.watch_writes:
+                    line = resp.readline()
+                    if not line:
+                        return
+                    name = json.loads(line)["object"]["metadata"]["name"]
+                    delays.append(time.perf_counter() - sent[name])
+
+            thread = threading.Thread(target=watch, daemon=True)
+            thread.start()
+            ready.wait(10)
+            for i in range(args.watch_writes):
+                name = f"w-{i:06d}"
+                sent[name] = time.perf_counter()
+                client.call("POST", base, {"metadata": {"name": name, "labels": {"w": "yes"}}})
+                time.sleep(0.002)
+            thread.join(30)
+            delays.sort()
+            results["watch_p50_ms"] = statistics.median(delays) * 1000
+            results["watch_p99_ms"] = delays[int(len(delays) * 0.99) - 1] * 1000
+            results["rss_mb"] = rss_mb(proc.pid)
+            results["objects"] = args.objects + args.watch_writes
+            for key, value in results.items():
+                print(f"{key:16s} {value:10.1f}")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
