@@ -644,3 +644,19 @@ def test_schema_errors_on_unchanged_values_are_ratcheted_on_update() -> None:
         "spec.ports[0].port: Invalid value: 9090: spec.ports[0].port in body should be less than or equal to 1000",
     ]
     assert len(messages(check(schema, update))) == 2, "without an old object nothing is ratcheted"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"spec": "not a schema"}},
+        {"type": ["object"], "properties": 5},
+        {"type": "object", "properties": {"spec": {"type": "object", "required": "name", "items": [1]}}},
+        {"type": "object", "properties": {"spec": {"type": "integer", "minimum": "0", "maxLength": "x"}}},
+    ],
+)
+def test_a_malformed_crd_schema_yields_errors_not_exceptions(schema: Obj) -> None:
+    # The local API server may hold a CRD a real server would have refused; requests must still get answers.
+    result = validate_custom_resource(schema, resource({"a": 1}))
+    assert isinstance(result, Validated)
+    assert result.obj["metadata"] == {"name": "t"}

@@ -14,6 +14,7 @@ from typing import Any
 
 from .cel import check_fields, program
 from .errors import FieldError
+from .normalize import normalized
 from .rules import field_path_parts, validate_rules
 from .structural import prune, validate_schema
 
@@ -76,7 +77,7 @@ def _check(
             f"{where}.type: Required value: must not be empty for specified object fields "
             "(set a type, or x-kubernetes-int-or-string / x-kubernetes-preserve-unknown-fields)"
         )
-    elif stype is not None and stype not in _TYPES:
+    elif stype is not None and (not isinstance(stype, str) or stype not in _TYPES):
         problems.append(f"{where}.type: Unsupported value: {stype!r}: supported values: {sorted(_TYPES)}")
     if int_or_string and stype is not None:
         problems.append(f"{where}.type: Forbidden: must be empty with x-kubernetes-int-or-string")
@@ -124,7 +125,7 @@ def _check(
     if "default" in schema and root:
         problems.append(f"{where}.default: Forbidden: must not be set at the root")
     elif "default" in schema:
-        _check_default(schema, where, problems)
+        _check_default(normalized(schema), where, problems)
     if isinstance(props, Mapping):
         for name, sub in props.items():
             child = f"{path}.properties[{name}]" if path else f"properties[{name}]"
@@ -310,6 +311,9 @@ def _check_rules(
         at = f"{where}.x-kubernetes-validations[{i}]"
         if not isinstance(rule, Mapping) or not rule.get("rule"):
             problems.append(f"{at}.rule: Required value")
+            continue
+        if not isinstance(rule["rule"], str):
+            problems.append(f"{at}.rule: Invalid value: {rule['rule']!r}: must be a string")
             continue
         compiled = program(str(rule["rule"]))
         if isinstance(compiled, str):

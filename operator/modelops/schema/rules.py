@@ -18,6 +18,7 @@ from . import errors as fe
 from .cel import CelOptional, Memo, Program, evaluate, program, to_cel
 from .correlation import ABSENT, correlated_items, json_equal
 from .errors import FieldError, join_key, join_path
+from .normalize import normalized
 
 __all__ = ["validate_rules"]
 
@@ -286,6 +287,7 @@ def validate_rules(
     `ratcheting=False` reports errors on unchanged values too (the server does so for CRD defaults).
     """
     out: list[FieldError] = []
+    schema = normalized(schema)
     old_value = ABSENT if old is None else old
     unchanged = ratcheting and old_value is not ABSENT and json_equal(obj, old_value)
     _walk(

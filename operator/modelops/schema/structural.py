@@ -22,6 +22,7 @@ from . import errors as fe
 from .cel import dns1123_subdomain_errors, label_value_errors, qualified_name_errors
 from .correlation import ABSENT, correlated_items, json_equal
 from .errors import FieldError, Validated, join_path
+from .normalize import normalized
 from .rules import validate_rules
 
 __all__ = ["apply_defaults", "prune", "validate_custom_resource", "validate_schema"]
@@ -167,6 +168,7 @@ def _default(obj: Any, schema: Schema | None) -> None:
 def apply_defaults(schema: Schema, obj: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of `obj` with the schema's defaults filled in (nested, in arrays and maps)."""
     out = copy.deepcopy(dict(obj))
+    schema = normalized(schema)
     _drop_nulls(out, schema)
     _default(out, schema)
     return out
@@ -675,6 +677,19 @@ def validate_custom_resource(
     `old` is the stored object on update: transition rules (those using `oldSelf`) run only then.
     The returned `obj` is what the server would store; `errors` is empty when it would accept it.
     """
+    try:
+        return _validate_custom_resource(normalized(schema), obj, old)
+    except Exception as exc:  # a bug here must surface as an error answer, not take the server down
+        error = FieldError(
+            "<nil>", "InternalError", f"Internal error: validating against the schema failed: {exc!r}"
+        )
+        stored = copy.deepcopy(dict(obj)) if isinstance(obj, Mapping) else {}
+        return Validated(obj=stored, errors=[error], unknown_fields=[])
+
+
+def _validate_custom_resource(
+    schema: Mapping[str, Any], obj: Mapping[str, Any], old: Mapping[str, Any] | None
+) -> Validated:
     out = copy.deepcopy(dict(obj))
     unknown = prune(out, schema)
     _drop_nulls(out, schema)
