@@ -111,7 +111,7 @@ def test_service_links_like_docker_links() -> None:
 
 
 def test_pod_ips_are_unique_and_not_reused_at_once() -> None:
-    ips = IPAllocator()
+    ips = IPAllocator(busy=set)
     ips.seen("127.244.0.9")
     a = ips.allocate("a")
     b = ips.allocate("b")
@@ -120,3 +120,10 @@ def test_pod_ips_are_unique_and_not_reused_at_once() -> None:
     ips.release("a")
     assert ips.allocate("c") == "127.244.0.12"
     assert ips.allocate("b") == b
+
+
+def test_addresses_bound_by_other_planes_are_skipped() -> None:
+    ips = IPAllocator(busy=lambda: {"127.244.0.2", "127.244.0.3"})
+    assert ips.allocate("a") == "127.244.0.4"
+    other = IPAllocator(seed="/tmp/another-plane", busy=set)
+    assert other.allocate("a") != "127.244.0.2"

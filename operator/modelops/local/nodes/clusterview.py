@@ -21,7 +21,7 @@ class ClusterView:
         self.pods = pods
         self.services = services
         self.hosts_path = hosts_path
-        self.ips = network.IPAllocator()
+        self.ips = network.IPAllocator(seed=str(hosts_path.parent))
         self._records: list[tuple[str, str]] | None = None
         self._changed = asyncio.Event()
         self._written = ""

@@ -10,11 +10,12 @@ applies the pod's search path so a short name means the pod's own namespace firs
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Obj = dict[str, Any]
@@ -23,13 +24,39 @@ POD_NETWORK = ipaddress.ip_network("127.244.0.0/16")
 CLUSTER_DOMAIN = "cluster.local"
 
 
-class IPAllocator:
-    """Hands out pod IPs; an IP is free again once its pod is released."""
+def host_bound_ips(proc_net: str = "/proc/net") -> set[str]:
+    """IPv4 addresses some socket on this machine is bound to (any plane, any program)."""
+    found: set[str] = set()
+    for name in ("tcp", "udp"):
+        try:
+            with open(os.path.join(proc_net, name), encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    local = line.split()[1]
+                    hex_ip = local.split(":")[0]
+                    # /proc/net/tcp prints the address in host (little-endian) byte order.
+                    found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_ip), "little"))))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
-    def __init__(self) -> None:
+
+class IPAllocator:
+    """Hands out pod IPs; an IP is free again once its pod is released.
+
+    Every local plane on a machine shares its loopback, so two planes (say, two test runs) must not
+    hand out the same address: each starts at an offset derived from its directory, and addresses
+    that some socket on the machine is bound to are skipped.
+    """
+
+    def __init__(self, seed: str = "", busy: Callable[[], set[str]] = host_bound_ips) -> None:
+        self._busy = busy
         self._used: dict[str, str] = {}  # ip -> pod uid
         # .0 and .1 are skipped so no pod looks like a network or gateway address.
-        self._next = int(POD_NETWORK.network_address) + 2
+        self._first = int(POD_NETWORK.network_address) + 2
+        self._last = int(POD_NETWORK.broadcast_address) - 1
+        offset = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 256 * 256 if seed else 0
+        self._next = self._first + offset
 
     def reserve(self, uid: str, ip: str) -> None:
         self._used[ip] = uid
@@ -39,18 +66,18 @@ class IPAllocator:
         """Move past an IP a pod has had, so a new pod does not look like an old one in listings."""
         with contextlib.suppress(ValueError):
             value = int(ipaddress.ip_address(ip))
-            if int(POD_NETWORK.network_address) + 2 <= value < int(POD_NETWORK.broadcast_address) - 1:
+            if self._first <= value < self._last:
                 self._next = max(self._next, value + 1)
 
     def allocate(self, uid: str) -> str:
         for ip, owner in self._used.items():
             if owner == uid:
                 return ip
-        first, last = int(POD_NETWORK.network_address) + 2, int(POD_NETWORK.broadcast_address) - 1
-        for _ in range(last - first + 1):
+        busy = self._busy()
+        for _ in range(self._last - self._first + 1):
             candidate = str(ipaddress.ip_address(self._next))
-            self._next = first if self._next >= last else self._next + 1
-            if candidate not in self._used:
+            self._next = self._first if self._next >= self._last else self._next + 1
+            if candidate not in self._used and candidate not in busy:
                 self._used[candidate] = uid
                 return candidate
         raise RuntimeError("the pod network 127.244.0.0/16 is exhausted; delete finished pods")
