@@ -71,7 +71,7 @@ async def start_servers(
         for port, routes in plan:
             app = aiohttp.web.Application()
             app.add_routes(routes)
-            runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+            runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             runners.append(runner)
             await aiohttp.web.TCPSite(runner, bind_address, port).start()
