@@ -480,3 +480,43 @@ def test_startup_probe_holds_back_started_and_ready(plane: Plane) -> None:
     p = plane.wait_pod("slow-start", lambda p: condition(p, "Ready") == "True", "Ready after startup")
     assert p["status"]["containerStatuses"][0]["started"] is True
     plane.kubectl("delete", "pod", "slow-start", "--wait=true")
+
+
+def test_active_deadline_fails_the_pod(plane: Plane) -> None:
+    plane.apply(
+        pod(
+            "deadline",
+            "import time; time.sleep(600)",
+            activeDeadlineSeconds=2,
+            terminationGracePeriodSeconds=1,
+        )
+    )
+    p = plane.wait_phase("deadline", "Failed")
+    assert p["status"]["reason"] == "DeadlineExceeded"
+    assert "terminated" in state(p)
+
+
+def test_pre_stop_hook_runs_before_sigterm(plane: Plane, tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    print('prestop ran first:', os.path.exists('/out/prestop'), flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('up', flush=True)\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    hook = {"exec": {"command": ["python", "-c", "open('/out/prestop', 'w').write('done')"]}}
+    manifest = pod(
+        "hooked",
+        code,
+        terminationGracePeriodSeconds=10,
+        volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}],
+        container={"volumeMounts": [{"name": "out", "mountPath": "/out"}], "lifecycle": {"preStop": hook}},
+    )
+    plane.apply(manifest)
+    plane.wait_pod("hooked", lambda p: "up" in plane.kubectl("logs", "hooked", check=False), "output")
+    log_file = plane.pod_dir("hooked") / "main" / "0.log"
+    plane.kubectl("delete", "pod", "hooked", "--wait=false")
+    wait_for("the pod to disappear", lambda: plane.pod("hooked") is None)
+    assert (tmp_path / "prestop").read_text() == "done"
+    assert "prestop ran first: True" in log_file.read_text()

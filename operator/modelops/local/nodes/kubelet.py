@@ -243,8 +243,7 @@ class Kubelet:
         if terminal or uid in self._finished:
             return
         worker = PodWorker(self, pod)
-        if meta.get("deletionTimestamp"):
-            worker.stopping.set()
+        worker.update(pod)  # a deletion already under way stops it at once
         self.workers[uid] = worker
         self._recover_gpus(worker)
         task = asyncio.get_running_loop().create_task(worker.run(), name=f"pod-{meta.get('name')}")

@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,13 @@ class ContainerState:
         self.started = False
 
 
+def _parse_time(stamp: str) -> float | None:
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def _exit_code(returncode: int) -> int:
     # A process killed by signal N reports 128+N, as container runtimes do (SIGKILL -> 137).
     return 128 - returncode if returncode < 0 else returncode
@@ -161,7 +169,10 @@ class PodWorker:
         for c in self.apps.values():
             if self.init_specs:
                 c.waiting("PodInitializing")
+        # `stopping`: end every container and restart none (deletion, deadline, node shutdown);
+        # `deleting`: the object is being deleted, so remove it once the containers have ended.
         self.stopping = asyncio.Event()
+        self.deleting = False
         self.gone = False
         self.detached: float | None = None
         self.initialized = not self.init_specs
@@ -175,6 +186,8 @@ class PodWorker:
         self._sent: Obj | None = None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sidecars: list[asyncio.Task[int | None]] = []
+        self._deadline: asyncio.Task[None] | None = None
+        self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         self._adopt()
 
     # ----- inputs from the kubelet -----
@@ -182,11 +195,13 @@ class PodWorker:
     def update(self, pod: Obj) -> None:
         self.pod = pod
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            self.deleting = True
             self.stopping.set()
 
     def deleted(self) -> None:
         """The object is gone from the API (force deletion): stop without reporting."""
         self.gone = True
+        self.deleting = True
         self.stopping.set()
 
     def detach(self, grace: float) -> None:
@@ -269,9 +284,9 @@ class PodWorker:
                 if not self.gone:
                     await self._flush()
                 self.k.release(self.uid)
-                if self.stopping.is_set() and not self.gone:
+                if self.deleting and not self.gone:
                     await self._delete_object()
-                if self.stopping.is_set():
+                if self.deleting:
                     self._cleanup()
 
     async def _run(self) -> None:
@@ -288,8 +303,14 @@ class PodWorker:
             return
         self.gpus = gpus
         await self.k.cluster.pods.synced.wait()
-        self.pod_ip = self.k.cluster.ips.allocate(self.uid) if not self.pod_ip else self.pod_ip
-        self.k.cluster.ips.reserve(self.uid, self.pod_ip)
+        if self.host_network:
+            self.pod_ip = self.k.host_ip
+        else:
+            self.pod_ip = self.pod_ip or self.k.cluster.ips.allocate(self.uid)
+            self.k.cluster.ips.reserve(self.uid, self.pod_ip)
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is not None:
+            self._deadline = asyncio.create_task(self._enforce_deadline(float(deadline)))
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "gpus").write_text(",".join(map(str, gpus)))
         self._set_condition("PodScheduled", True)
@@ -323,6 +344,16 @@ class PodWorker:
             asyncio.create_task(self._run_container(s, self.apps[s["name"]], False)) for s in self.app_specs
         ]
         await asyncio.gather(*tasks)
+
+    async def _enforce_deadline(self, seconds: float) -> None:
+        started = _parse_time(self.start_time)
+        await self._sleep(max(0.0, started + seconds - time.time()) if started else seconds)
+        if self.stopping.is_set():
+            return
+        message = "Pod was active on the node longer than the specified deadline"
+        self.failure = ("DeadlineExceeded", message)
+        await self.k.events.emit(self.pod, "DeadlineExceeded", message, type_="Warning")
+        self.stopping.set()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the pod is being deleted."""
@@ -437,7 +468,8 @@ class PodWorker:
             # Both images set this in their Dockerfiles, so logs stream as they are written.
             "PYTHONUNBUFFERED": "1",
             "CUDA_VISIBLE_DEVICES": "",
-            "MODELOPS_POD_IP": self.pod_ip,
+            # With hostNetwork the pod has the host's addresses: binds are left as written.
+            "MODELOPS_POD_IP": "" if self.host_network else self.pod_ip,
             "MODELOPS_POD_NAMESPACE": self.ns,
             "MODELOPS_POD_NAME": self.name,
             # The controllers' metrics find a pod's processes by this variable in /proc/<pid>/environ.
@@ -537,6 +569,7 @@ class PodWorker:
                 grace = self.grace_seconds() if self.stopping.is_set() else self._probe_grace(spec)
                 if self.stopping.is_set():
                     await self._event("Killing", f"Stopping container {c.name}", spec)
+                grace -= await self._pre_stop(spec, penv, str(cwd), rewrite, grace, waiter)
                 await self._terminate(proc, grace)
             await waiter
         finally:
@@ -584,6 +617,32 @@ class PodWorker:
         c.started = False
         self._mark()
         return code
+
+    async def _pre_stop(
+        self,
+        spec: Obj,
+        env: dict[str, str],
+        cwd: str,
+        rewrite: Mapping[str, Path],
+        grace: float,
+        waiter: asyncio.Task[int],
+    ) -> float:
+        """Run the preStop hook within the grace period; returns the seconds it used."""
+        hook = ((spec.get("lifecycle") or {}).get("preStop")) or {}
+        if not hook or grace <= 0:
+            return 0.0
+        began = time.monotonic()
+        if "sleep" in hook:
+            seconds = float((hook["sleep"] or {}).get("seconds") or 0)
+            await asyncio.wait({waiter}, timeout=min(seconds, grace))
+        else:
+            probe = _rewrite_exec({**hook, "timeoutSeconds": grace}, rewrite, env) or {}
+            ok, message = await run_probe(
+                probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=self.k.http()
+            )
+            if not ok:
+                await self._event("FailedPreStopHook", f"PreStopHook failed: {message}", spec, warning=True)
+        return time.monotonic() - began
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -680,6 +739,8 @@ class PodWorker:
             await asyncio.sleep(max(due, 0.05))
 
     async def _stop_all(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         # Sidecars are cancelled first so that they are not restarted once their process ends.
         for task in self._sidecars:
             task.cancel()
@@ -792,8 +853,7 @@ class PodWorker:
             await self.k.api.patch_status("v1", "pods", self.ns, self.name, {"status": status})
         except ApiError as e:
             if e.status == 404:
-                self.gone = True
-                self.stopping.set()
+                self.deleted()
                 return True
             log.warning("pod %s/%s: status update failed: %s", self.ns, self.name, e)
             return False
