@@ -207,6 +207,8 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     time.sleep(1)  # kopf applies a handler's patch right after it returns: give a wrong write time to land
     assert versions() == before_restart
     assert len(plane.get("events", "-n", NS)["items"]) == events_before
+    restarted.process.send_signal(signal.SIGTERM)  # the next test wants an operator of its own
+    assert restarted.process.wait(timeout=30) == 0
 
 
 def test_operator_limited_to_a_namespace_leaves_the_others_alone(
