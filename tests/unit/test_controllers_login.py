@@ -55,3 +55,18 @@ def test_unusable_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
     broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n")
     with pytest.raises(kopf.LoginError, match="pass --kubeconfig PATH, set KUBECONFIG"):
         connection_info(str(broken))
+
+
+def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the kubelet gives every pod: the API server's address in env, token and CA in a mounted dir.
+    (tmp_path / "token").write_text("pod-token")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr("modelops.controllers.login.SERVICE_ACCOUNT_DIR", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    info = connection_info(None)
+    assert info.server == "https://10.96.0.1:443"
+    assert info.token == "pod-token" and (info.scheme or "").lower() == "bearer"
+    assert info.ca_path == str(tmp_path / "ca.crt")
+    assert not info.insecure

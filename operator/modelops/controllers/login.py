@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import kopf
 import kubernetes
 
 # The kubernetes client is untyped; these are the two loaders we call, with the signatures we use.
 _load_kube_config: Callable[..., None] = kubernetes.config.load_kube_config
-_load_incluster_config: Callable[..., None] = kubernetes.config.load_incluster_config
+_InClusterConfigLoader: Callable[..., Any] = kubernetes.config.incluster_config.InClusterConfigLoader
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# Where the kubelet mounts the pod's service account (token, ca.crt), as the kubernetes client expects.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
@@ -34,8 +36,14 @@ def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.
             # Passed explicitly: the client reads the variable once at import. A list of paths
             # (separated by ':') is merged as kubectl does.
             _load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=config)
-        elif os.path.exists(SERVICE_ACCOUNT_TOKEN):
-            _load_incluster_config(client_configuration=config)
+        elif os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token")):
+            # Re-read at every login: kopf logs in again on a 401, which is how a rotated
+            # (bound, expiring) service account token is picked up.
+            _InClusterConfigLoader(
+                token_filename=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
+                cert_filename=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+                try_refresh_token=False,
+            ).load_and_set(config)
         else:
             _load_kube_config(client_configuration=config)
     except kubernetes.config.ConfigException as error:
