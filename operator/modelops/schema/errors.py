@@ -7,6 +7,7 @@ both the cause type and the detail follow k8s.io/apimachinery/pkg/util/validatio
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "invalid",
     "join_key",
     "join_path",
+    "json_type",
     "not_supported",
     "required",
     "too_long",
@@ -134,6 +136,25 @@ def too_long(path: str, max_length: int) -> FieldError:
 
 def too_many(path: str, actual: int, maximum: int) -> FieldError:
     return _make(path, "FieldValueTooMany", actual, f"must have at most {maximum} items")
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name the server reports for a decoded value (a whole float decodes as an integer)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "integer" if value.is_integer() else "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
 
 
 def join_key(base: str, key: str) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 from celpy import celtypes
 
 from . import errors as fe
-from .cel import CelOptional, Memo, Program, evaluate, program, to_cel
+from .cel import Memo, Program, evaluate, program, to_cel
+from .cellib import CelOptional
 from .correlation import ABSENT, correlated_items, json_equal
 from .errors import FieldError, join_key, join_path
 from .normalize import normalized

@@ -8,45 +8,23 @@ list-type invariants, then run the CEL rules unless an earlier error makes them 
 
 from __future__ import annotations
 
-import base64
 import copy
-import datetime
-import ipaddress
 import math
 import re
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from . import errors as fe
-from .cel import dns1123_subdomain_errors, label_value_errors, qualified_name_errors
 from .correlation import ABSENT, correlated_items, json_equal
-from .errors import FieldError, Validated, join_path
+from .errors import FieldError, Validated, join_path, json_type
+from .formats import FORMAT_CHECKS
 from .normalize import normalized
+from .objectmeta import prune_meta, validate_meta
 from .rules import validate_rules
 
 __all__ = ["apply_defaults", "prune", "validate_custom_resource", "validate_schema"]
 
 Schema = Mapping[str, Any]
-
-# ObjectMeta fields a client may send; anything else in metadata is dropped like an unknown field.
-_OBJECT_META_FIELDS = {
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-}
 
 
 def _sub(schema: Schema | None, key: str) -> Schema | None:
@@ -73,15 +51,6 @@ def prune(obj: Any, schema: Schema | None, *, root: bool = True) -> list[str]:
     return unknown
 
 
-def _prune_meta(meta: Any, path: str, unknown: list[str]) -> None:
-    if not isinstance(meta, dict):
-        return
-    for key in list(meta):
-        if key not in _OBJECT_META_FIELDS:
-            del meta[key]
-            unknown.append(join_path(path, key))
-
-
 def _prune(
     obj: Any, schema: Schema | None, path: str, root: bool, unknown: list[str], keep_unknown: bool = False
 ) -> None:
@@ -95,7 +64,7 @@ def _prune(
             if is_resource and key in ("apiVersion", "kind"):
                 continue
             if is_resource and key == "metadata":
-                _prune_meta(obj[key], child_path, unknown)
+                prune_meta(obj[key], child_path, unknown)
                 continue
             if key in props:
                 _prune(obj[key], props[key], child_path, False, unknown)
@@ -175,130 +144,18 @@ def apply_defaults(schema: Schema, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Formats the API server checks (k8s.io/kube-openapi/pkg/validation/strfmt); unknown formats pass.
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_HOSTNAME = re.compile(
-    r"^([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])"
-    r"(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]{0,61}[a-zA-Z0-9]))*\.?$"
-)
-_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
-_DURATION = re.compile(r"^(-?\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d|w))+$")
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_HEXCOLOR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-
-
-def _is_ip(value: str, version: int) -> bool:
-    try:
-        return ipaddress.ip_address(value).version == version
-    except ValueError:
-        return False
-
-
-def _is_cidr(value: str) -> bool:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return "/" in value
-
-
-def _is_uuid(value: str, version: int | None = None) -> bool:
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) in (32, 36) and (version is None or parsed.version == version)
-
-
-def _is_date(value: str) -> bool:
-    try:
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return len(value) == 10
-
-
-def _is_date_time(value: str) -> bool:
-    if not _DATE_TIME.match(value):
-        return False
-    try:
-        datetime.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def _is_byte(value: str) -> bool:
-    try:
-        base64.b64decode(value, validate=True)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_uri(value: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return bool(parts.scheme) and " " not in value
-
-
-_FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
-    "date-time": _is_date_time,
-    "datetime": _is_date_time,
-    "date": _is_date,
-    "duration": lambda v: bool(_DURATION.match(v)),
-    "email": lambda v: bool(_EMAIL.match(v)),
-    "hostname": lambda v: len(v) <= 255 and bool(_HOSTNAME.match(v)),
-    "ipv4": lambda v: _is_ip(v, 4),
-    "ipv6": lambda v: _is_ip(v, 6),
-    "cidr": _is_cidr,
-    "mac": lambda v: bool(_MAC.match(v)),
-    "uuid": _is_uuid,
-    "uuid3": lambda v: _is_uuid(v, 3),
-    "uuid4": lambda v: _is_uuid(v, 4),
-    "uuid5": lambda v: _is_uuid(v, 5),
-    "byte": _is_byte,
-    "uri": _is_uri,
-    "hexcolor": lambda v: bool(_HEXCOLOR.match(v)),
-}
-
-
-# ---------------------------------------------------------------------------------------------------
 # Schema keyword validation (kube-openapi's validator, with apiextensions' error conversion).
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _type_ok(value: Any, schema: Schema) -> tuple[bool, str]:
     """(matches, the expected type name for the message)."""
     if schema.get("x-kubernetes-int-or-string"):
-        actual = _json_type(value)
+        actual = json_type(value)
         return actual in ("integer", "string"), "integer,string"
     expected = schema.get("type")
     if not expected:
         return True, ""
-    actual = _json_type(value)
+    actual = json_type(value)
     if expected == "number":
         return actual in ("integer", "number"), "number"
     return actual == expected, str(expected)
@@ -331,7 +188,7 @@ def validate_schema(
         return
     ok, expected = _type_ok(value, schema)
     if not ok:
-        actual = _json_type(value)
+        actual = json_type(value)
         out.append(
             fe.type_invalid(path, actual, f'{_name(path)} in body must be of type {expected}: "{actual}"')
         )
@@ -418,7 +275,7 @@ def _validate_string(value: str, schema: Schema, path: str, out: list[FieldError
         if not matched:
             out.append(fe.invalid(path, value, f"{name} in body should match '{pattern}'"))
     fmt = schema.get("format")
-    check = _FORMAT_CHECKS.get(str(fmt)) if fmt else None
+    check = FORMAT_CHECKS.get(str(fmt)) if fmt else None
     if check is not None and not check(value):
         out.append(fe.type_invalid(path, value, f'{name} in body must be of type {fmt}: "{value}"'))
 
@@ -581,80 +438,7 @@ def _embedded_invariants(value: Mapping[str, Any], path: str, out: list[FieldErr
             out.append(fe.required(join_path(path, key), "must not be empty"))
     meta = value.get("metadata")
     if isinstance(meta, Mapping):
-        _validate_meta(meta, join_path(path, "metadata"), out, require_name=False)
-
-
-# ---------------------------------------------------------------------------------------------------
-# ObjectMeta.
-
-
-_ANNOTATIONS_LIMIT = 256 * 1024
-
-
-def _validate_meta(meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool) -> None:
-    """ValidateObjectMeta's checks that do not depend on the request: names, labels, annotations."""
-    name = meta.get("name")
-    generate_name = meta.get("generateName")
-    if generate_name:
-        if isinstance(generate_name, str):
-            # NameIsDNSSubdomain(prefix=true) masks a trailing dash: random characters follow it.
-            masked = (
-                generate_name[:-1] + "a"
-                if generate_name.endswith("-") and len(generate_name) > 1
-                else generate_name
-            )
-            for problem in dns1123_subdomain_errors(masked):
-                out.append(fe.invalid(join_path(path, "generateName"), generate_name, problem))
-        else:
-            out.append(fe.type_invalid(join_path(path, "generateName"), generate_name, "must be a string"))
-    if not name:
-        if require_name and not generate_name:
-            out.append(fe.required(join_path(path, "name"), "name or generateName is required"))
-    elif not isinstance(name, str):
-        out.append(fe.type_invalid(join_path(path, "name"), name, "must be a string"))
-    else:
-        for problem in dns1123_subdomain_errors(name):
-            out.append(fe.invalid(join_path(path, "name"), name, problem))
-    labels = meta.get("labels")
-    if isinstance(labels, Mapping):
-        for key, val in labels.items():
-            for problem in qualified_name_errors(str(key)):
-                out.append(fe.invalid(join_path(path, "labels"), key, problem))
-            if isinstance(val, str):
-                for problem in label_value_errors(val):
-                    out.append(fe.invalid(join_path(path, "labels"), val, problem))
-            else:
-                out.append(
-                    fe.type_invalid(join_path(join_path(path, "labels"), str(key)), val, "must be a string")
-                )
-    elif labels is not None:
-        out.append(fe.type_invalid(join_path(path, "labels"), _json_type(labels), "must be a map of strings"))
-    annotations = meta.get("annotations")
-    if isinstance(annotations, Mapping):
-        size = 0
-        for key, val in annotations.items():
-            for problem in qualified_name_errors(str(key).lower()):
-                out.append(fe.invalid(join_path(path, "annotations"), key, problem))
-            if not isinstance(val, str):
-                out.append(
-                    fe.type_invalid(
-                        join_path(join_path(path, "annotations"), str(key)), val, "must be a string"
-                    )
-                )
-            size += len(str(key)) + len(str(val))
-        if size > _ANNOTATIONS_LIMIT:
-            out.append(fe.too_long(join_path(path, "annotations"), _ANNOTATIONS_LIMIT))
-    elif annotations is not None:
-        out.append(
-            fe.type_invalid(
-                join_path(path, "annotations"), _json_type(annotations), "must be a map of strings"
-            )
-        )
-    finalizers = meta.get("finalizers")
-    if isinstance(finalizers, list):
-        for i, finalizer in enumerate(finalizers):
-            for problem in qualified_name_errors(str(finalizer)):
-                out.append(fe.invalid(join_path(join_path(path, "finalizers"), i), finalizer, problem))
+        validate_meta(meta, join_path(path, "metadata"), out, require_name=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -704,11 +488,11 @@ def _validate_custom_resource(
     errs: list[FieldError] = []
     meta = out.get("metadata")
     if isinstance(meta, Mapping):
-        _validate_meta(meta, "metadata", errs, require_name=True)
+        validate_meta(meta, "metadata", errs, require_name=True)
     elif meta is None:
         errs.append(fe.required("metadata.name", "name or generateName is required"))
     else:
-        errs.append(fe.type_invalid("metadata", _json_type(meta), "metadata must be an object"))
+        errs.append(fe.type_invalid("metadata", json_type(meta), "metadata must be an object"))
     validate_schema(out, schema, "", errs, root=True, old=ABSENT if old_value is None else old_value)
     _list_invariants(out, schema, "", errs)
     if any(e.type in _BLOCKING for e in errs):
