@@ -140,6 +140,9 @@ def new_rs_body(d: Obj, rs_hash: str, replicas: int, revision: int) -> Obj:
             "selector": selector,
             "template": template,
         },
+        # A real API server drops status on create; the local one validates it against the schema,
+        # where ReplicaSetStatus.replicas is required.
+        "status": {"replicas": 0},
     }
     return body
 

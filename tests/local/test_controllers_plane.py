@@ -1,0 +1,502 @@
+"""The local plane's controllers against the real processes: API server, nodes and controllers.
+
+Everything a user would do goes through the real kubectl (apply, rollout status, wait); the tests read
+state back over HTTP with the kubeconfig's token, as any client would. Each test works in its own
+namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = str(ROOT / ".tools" / "bin" / "kubectl")
+IMAGE = "ghcr.io/modelops/worker:test"
+# Unusual ports: other local planes (other test modules, a developer's `modelops local up`) may run on
+# the same machine at the same time, and pod IPs and ClusterIPs are only unique within one plane.
+PORT = 18431
+SVC_PORT = 18480
+# `--bind 0.0.0.0`: without it http.server binds the dual-stack "::", which the kubelet's bind rewrite
+# (IPv4 only) leaves alone, so a second pod on the same port fails with "Address already in use".
+HTTP_SERVER = ["python", "-m", "http.server", str(PORT), "--bind", "0.0.0.0"]
+
+# A pod that answers every GET with its own address: shows which backend the proxy picked.
+WHOAMI = textwrap.dedent(
+    """
+    import http.server, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = self.connection.getsockname()[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+    """
+)
+
+# A pod exposing a Prometheus gauge `load` whose value the test sets through a file.
+LOAD = textwrap.dedent(
+    """
+    import http.server, sys
+    path, port = sys.argv[1], int(sys.argv[2])
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            try:
+                value = open(path).read().strip() or "0"
+            except OSError:
+                value = "0"
+            body = ("# TYPE load gauge\\nload " + value + "\\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer(("0.0.0.0", port), H).serve_forever()
+    """
+)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@dataclass
+class Plane:
+    dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    server: str = ""
+    token: str = ""
+    ctx: ssl.SSLContext | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    def start(self, name: str, *args: str) -> None:
+        log = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs.pop(name)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def connect(self) -> None:
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        self.server = cluster["server"]
+        self.token = config["users"][0]["user"]["token"]
+        if cluster.get("certificate-authority-data"):
+            ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+            self.ctx = ssl.create_default_context(cadata=ca)
+        elif cluster.get("certificate-authority"):
+            self.ctx = ssl.create_default_context(cafile=str(self.dir / cluster["certificate-authority"]))
+        else:
+            self.ctx = ssl.create_default_context()
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 90) -> str:
+        result = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout + result.stderr
+
+    def apply(self, ns: str, *docs: dict[str, Any]) -> None:
+        self.kubectl("apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        req = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    def obj(self, api: str, plural: str, ns: str, name: str) -> dict[str, Any]:
+        base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        found = self.get(f"{base}/namespaces/{ns}/{plural}/{name}")
+        assert found is not None, f"{plural} {ns}/{name} not found"
+        return found
+
+    def pods(self, ns: str, selector: str = "") -> list[dict[str, Any]]:
+        query = f"?labelSelector={selector}" if selector else ""
+        return list((self.get(f"/api/v1/namespaces/{ns}/pods{query}") or {}).get("items") or [])
+
+    def namespace(self, name: str) -> str:
+        doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+        return name
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    directory = tmp_path_factory.mktemp("controllers-plane")
+    (directory / "logs").mkdir()
+    plane = Plane(directory)
+    try:
+        plane.start("apiserver", "modelops.local.apiserver", "--dir", str(directory), "--port", "0")
+        wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
+        plane.connect()
+        wait_for("the API server to answer", lambda: plane.get("/api/v1/namespaces") is not None, timeout=30)
+        kc = str(plane.kubeconfig)
+        plane.start(
+            "nodes", "modelops.local.nodes", "--kubeconfig", kc, "--dir", str(directory), "--nodes", "1"
+        )
+        plane.start(
+            "controllers",
+            "modelops.local.controllers",
+            "--kubeconfig",
+            kc,
+            "--dir",
+            str(directory),
+            "--hpa-sync-period",
+            "1",
+            "--job-backoff-base",
+            "0.2",
+        )
+        wait_for("a Ready node", lambda: "Ready" in plane.kubectl("get", "nodes", check=False), timeout=60)
+        yield plane
+    finally:
+        plane.stop_all()
+
+
+def container(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, "command": command, **extra}
+
+
+def deployment(name: str, replicas: int, command: list[str], port: int = PORT, **spec: Any) -> dict[str, Any]:
+    probe = {"tcpSocket": {"port": port}, "periodSeconds": 1}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        container(
+                            "main",
+                            command,
+                            ports=[{"name": "http", "containerPort": port}],
+                            readinessProbe=probe,
+                        )
+                    ]
+                },
+            },
+            **spec,
+        },
+    }
+
+
+def service(name: str, port: int = SVC_PORT, target: Any = "http") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": port, "targetPort": target}]},
+    }
+
+
+def http_get(ip: str, port: int, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+def ready_pods(plane: Plane, ns: str, selector: str) -> list[dict[str, Any]]:
+    out = []
+    for pod in plane.pods(ns, selector):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        conds = pod.get("status", {}).get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+            out.append(pod)
+    return out
+
+
+def test_deployment_rolls_out_and_rolls_again_within_max_unavailable(plane: Plane) -> None:
+    ns = plane.namespace("rollout")
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
+    plane.apply(ns, deployment("web", 3, HTTP_SERVER, strategy=strategy))
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=60s")
+    plane.kubectl("wait", "-n", ns, "--for=condition=Available", "deployment/web", "--timeout=30s")
+    first = plane.obj("apps/v1", "deployments", ns, "web")
+    assert first["status"]["availableReplicas"] == 3 and first["status"]["updatedReplicas"] == 3
+
+    plane.kubectl(
+        "patch", "-n", ns, "deployment/web", "--type=json",
+        "-p", json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": [{"name": "V", "value": "2"}]}]),
+    )  # fmt: skip
+    # Watch the pods while the rollout runs: never fewer than replicas - maxUnavailable ready, never
+    # more than replicas + maxSurge pods.
+    seen_ready: list[int] = []
+    seen_total: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = [p for p in plane.pods(ns, "app=web") if not p["metadata"].get("deletionTimestamp")]
+        seen_total.append(len(pods))
+        seen_ready.append(len(ready_pods(plane, ns, "app=web")))
+        d = plane.obj("apps/v1", "deployments", ns, "web")
+        s = d.get("status", {})
+        if (
+            s.get("observedGeneration", 0) >= d["metadata"]["generation"]
+            and s.get("updatedReplicas") == s.get("availableReplicas") == s.get("replicas") == 3
+        ):
+            break
+        time.sleep(0.1)
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=30s")
+    assert min(seen_ready) >= 2, seen_ready
+    assert max(seen_total) <= 4, seen_total
+    rss = plane.get(f"/apis/apps/v1/namespaces/{ns}/replicasets")["items"]  # type: ignore[index]
+    by_revision = {
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs["spec"]["replicas"]
+        for rs in rss
+    }
+    assert by_revision == {"1": 0, "2": 3}
+    history = plane.kubectl("rollout", "history", "-n", ns, "deployment/web")
+    assert "1 " in history and "2 " in history
+    for pod in plane.pods(ns, "app=web"):
+        assert pod["spec"]["containers"][0].get("env") == [{"name": "V", "value": "2"}]
+
+
+def test_service_proxies_to_ready_pods_round_robin(plane: Plane) -> None:
+    ns = plane.namespace("proxy")
+    plane.apply(ns, deployment("whoami", 2, ["python", "-c", WHOAMI, str(PORT)]), service("whoami"))
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/whoami", "--timeout=60s")
+    ip = plane.obj("v1", "services", ns, "whoami")["spec"]["clusterIP"]
+    pod_ips = {p["status"]["podIP"] for p in ready_pods(plane, ns, "app=whoami")}
+    assert len(pod_ips) == 2
+
+    def endpoints_ready() -> bool:
+        ep = plane.obj("v1", "endpoints", ns, "whoami")
+        addrs = [a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
+        ports = [p["port"] for s in ep.get("subsets") or [] for p in s.get("ports") or []]
+        return set(addrs) == pod_ips and ports == [PORT]
+
+    wait_for("endpoints listing both pods on the named target port", endpoints_ready)
+    answers = [wait_for("the ClusterIP to answer", lambda: _try_get(ip, SVC_PORT))]
+    answers += [http_get(ip, SVC_PORT) for _ in range(5)]
+    assert set(answers) == pod_ips, answers
+
+    # With no ready endpoint the proxy closes the connection at once instead of hanging.
+    plane.kubectl("scale", "-n", ns, "deployment/whoami", "--replicas=0")
+    wait_for("endpoints to empty", lambda: not plane.obj("v1", "endpoints", ns, "whoami").get("subsets"))
+    started = time.monotonic()
+    with pytest.raises((urllib.error.URLError, ConnectionError, http_client_errors())):
+        http_get(ip, SVC_PORT, timeout=10)
+    assert time.monotonic() - started < 5
+
+
+def http_client_errors() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
+
+
+def _try_get(ip: str, port: int) -> str | None:
+    try:
+        return http_get(ip, port, timeout=2)
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def test_hpa_scales_out_and_back_in_on_a_pod_metric(plane: Plane, tmp_path: Path) -> None:
+    ns = plane.namespace("autoscale")
+    load = tmp_path / "load"
+    load.write_text("1")
+    d = deployment("api", 1, ["python", "-c", LOAD, str(load), str(PORT)])
+    d["spec"]["template"]["metadata"]["annotations"] = {"prometheus.io/port": str(PORT)}
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "api"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "load"},
+                        "target": {"type": "AverageValue", "averageValue": "10"},
+                    },
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 2}},
+        },
+    }
+    plane.apply(ns, d, hpa)
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/api", "--timeout=60s")
+
+    def hpa_status() -> dict[str, Any]:
+        return plane.obj("autoscaling/v2", "horizontalpodautoscalers", ns, "api").get("status") or {}
+
+    wait_for("the HPA to read the metric", lambda: hpa_status().get("currentMetrics"))
+    assert plane.obj("apps/v1", "deployments", ns, "api")["spec"]["replicas"] == 1, (
+        "1 of target 10: stay at min"
+    )
+
+    load.write_text("40")
+    wait_for(
+        "scale out to 3", lambda: plane.obj("apps/v1", "deployments", ns, "api")["spec"]["replicas"] == 3
+    )
+    status = hpa_status()
+    assert status["desiredReplicas"] == 3 and status.get("lastScaleTime")
+    limited = next(c for c in status["conditions"] if c["type"] == "ScalingLimited")
+    assert (limited["status"], limited["reason"]) == ("True", "TooManyReplicas"), (
+        "40/10 asks for 4, more than max 3"
+    )
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/api", "--timeout=60s")
+
+    load.write_text("1")
+    wait_for(
+        "scale back in to 1", lambda: plane.obj("apps/v1", "deployments", ns, "api")["spec"]["replicas"] == 1
+    )
+    status = wait_for("status to settle", lambda: (s := hpa_status()).get("currentReplicas") == 1 and s)
+    active = next(c for c in status["conditions"] if c["type"] == "ScalingActive")
+    assert (active["status"], active["reason"]) == ("True", "ValidMetricFound")
+    table = plane.kubectl("get", "hpa", "-n", ns)
+    assert "api" in table
+
+
+def test_job_completes_and_failing_job_hits_backoff_limit(plane: Plane) -> None:
+    ns = plane.namespace("jobs")
+
+    def job(name: str, code: int, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [container("main", ["python", "-c", f"raise SystemExit({code})"])],
+                    }
+                },
+                **spec,
+            },
+        }
+
+    plane.apply(ns, job("ok", 0, completions=3, parallelism=2), job("bad", 3, backoffLimit=2))
+    plane.kubectl("wait", "-n", ns, "--for=condition=Complete", "job/ok", "--timeout=60s")
+    plane.kubectl("wait", "-n", ns, "--for=condition=Failed", "job/bad", "--timeout=60s")
+    ok = plane.obj("batch/v1", "jobs", ns, "ok")["status"]
+    assert ok["succeeded"] == 3 and ok.get("completionTime") and ok.get("startTime")
+    bad = plane.obj("batch/v1", "jobs", ns, "bad")["status"]
+    failed = next(c for c in bad["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert bad["failed"] == 3, "backoffLimit 2 allows two retries after the first failure"
+    assert len(plane.pods(ns, "batch.kubernetes.io/job-name=bad")) == 3
+
+
+def test_pvc_binds_to_a_directory_a_pod_writes_into(plane: Plane) -> None:
+    ns = plane.namespace("volumes")
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "containers": [
+                container(
+                    "main",
+                    ["python", "-c", "open('/data/out.txt', 'w').write('written by the pod')"],
+                    volumeMounts=[{"name": "d", "mountPath": "/data"}],
+                )
+            ],
+        },
+    }
+    plane.apply(ns, claim, pod)
+    plane.kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Bound", "pvc/data", "--timeout=30s")
+    bound = plane.obj("v1", "persistentvolumeclaims", ns, "data")
+    assert bound["status"]["capacity"]["storage"] == "2Gi"
+    pv = plane.get(f"/api/v1/persistentvolumes/{bound['spec']['volumeName']}")
+    assert pv is not None and pv["spec"]["claimRef"]["name"] == "data"
+    plane.kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Succeeded", "pod/writer", "--timeout=60s")
+    written = plane.dir / "volumes" / ns / "data" / "out.txt"
+    assert written.read_text() == "written by the pod"
+
+    plane.kubectl("delete", "-n", ns, "pod/writer", "pvc/data", "--wait=false")
+    wait_for(
+        "the volume and its directory to go (reclaim policy Delete)", lambda: not written.parent.exists()
+    )
+    wait_for(
+        "the PersistentVolume to go",
+        lambda: plane.get(f"/api/v1/persistentvolumes/{pv['metadata']['name']}") is None,
+    )
+
+
+def test_pdb_reports_allowed_disruptions(plane: Plane) -> None:
+    ns = plane.namespace("budget")
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web"},
+        "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}},
+    }
+    plane.apply(ns, deployment("web", 2, HTTP_SERVER), pdb)
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=60s")
+
+    def status() -> dict[str, Any]:
+        return plane.obj("policy/v1", "poddisruptionbudgets", ns, "web").get("status") or {}
+
+    s = wait_for("the budget to count both pods", lambda: (s := status()).get("currentHealthy") == 2 and s)
+    assert (s["expectedPods"], s["desiredHealthy"], s["disruptionsAllowed"]) == (2, 1, 1)
+    allowed = next(c for c in s["conditions"] if c["type"] == "DisruptionAllowed")
+    assert (allowed["status"], allowed["reason"]) == ("True", "SufficientPods")
