@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Collection
 from typing import Any
 
@@ -144,14 +145,15 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(log_format=args.log_format, verbose=args.verbose)
-    # Checked here, not only at login: kopf would retry a failed login forever, and a typo in a path
-    # should end the command at once.
+    # A usage error, reported like argparse reports one (exit 2), before anything starts: kopf would
+    # retry a failed login forever, and a typo in a path should end the command at once.
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
-        logger.error(
-            "--kubeconfig %s: no such file; pass the path of an existing kubeconfig", args.kubeconfig
+        sys.stderr.write(
+            f"modelops operator: error: --kubeconfig {args.kubeconfig}: no such file; "
+            "pass the path of an existing kubeconfig\n"
         )
         return 2
+    configure_logging(log_format=args.log_format, verbose=args.verbose)
     try:
         asyncio.run(serve(args))
     except StartupError as error:

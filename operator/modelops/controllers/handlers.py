@@ -1,6 +1,7 @@
-"""The kopf registrations, and nothing else: each one delegates to a pure function.
+"""The kopf registrations, and the little glue between kopf and the pure logic they delegate to.
 
-Everything is registered on a registry passed in (not kopf's global one), so importing this module
+Deciding happens in `reconcile` and the per-kind modules; here a decision is only applied (status
+into kopf's patch, an Event, metrics) and an unexpected error is turned into a kopf retry. Everything is registered on a registry passed in (not kopf's global one), so importing this module
 has no side effects and a test can build an operator of its own.
 """
 
