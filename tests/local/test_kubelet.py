@@ -520,3 +520,13 @@ def test_pre_stop_hook_runs_before_sigterm(plane: Plane, tmp_path: Path) -> None
     wait_for("the pod to disappear", lambda: plane.pod("hooked") is None)
     assert (tmp_path / "prestop").read_text() == "done"
     assert "prestop ran first: True" in log_file.read_text()
+
+
+def test_memory_over_the_limit_is_oom_killed(plane: Plane) -> None:
+    code = "import time; hog = b'x' * (300 * 2**20); print('allocated', flush=True); time.sleep(120)"
+    plane.apply(pod("hog", code, container={"resources": {"limits": {"memory": "100Mi"}}}))
+    p = plane.wait_phase("hog", "Failed")
+    terminated = state(p)["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+    assert "over its memory limit 100Mi" in plane.kubectl("describe", "pod", "hog")

@@ -56,6 +56,7 @@ async def serve(args: argparse.Namespace) -> None:
     await services.synced.wait()
     tasks += [nodes.start(), pods.start()]
     tasks.append(asyncio.create_task(cluster.run_hosts_writer(), name="hosts"))
+    tasks.append(asyncio.create_task(cluster.memory.run(), name="memory"))
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     tasks += [asyncio.create_task(k.heartbeat(), name=f"heartbeat-{k.name}") for k in kubelets]
 

@@ -1,4 +1,4 @@
-"""What every kubelet of the process shares: watched pods/services, pod IPs and the hosts file."""
+"""What every kubelet of the process shares: watched pods/services, pod IPs, the hosts file, memory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from modelops.local.client import Informer
 from modelops.local.nodes import network
+from modelops.local.nodes.memory import MemoryMonitor
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class ClusterView:
         self.services = services
         self.hosts_path = hosts_path
         self.ips = network.IPAllocator(seed=str(hosts_path.parent))
+        self.memory = MemoryMonitor()
         self._records: list[tuple[str, str]] | None = None
         self._changed = asyncio.Event()
         self._written = ""

@@ -32,7 +32,9 @@ import aiohttp
 from modelops.local.client import ApiError
 from modelops.local.nodes import containers, network
 from modelops.local.nodes.events import now_iso
+from modelops.local.nodes.memory import kill_session
 from modelops.local.nodes.probes import run_probe
+from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduling import pod_requests
 from modelops.local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
 
@@ -559,6 +561,15 @@ class PodWorker:
         await self._event("Started", f"Started container {c.name}", spec)
         kill_reason: list[str] = []
         killed = asyncio.Event()
+        limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+        oom: list[int] = []
+        if limit is not None:
+
+            def exceeded(used: int, pid: int = proc.pid) -> None:
+                oom.append(used)
+                kill_session(pid)
+
+            self.k.cluster.memory.watch(proc.pid, int(parse_quantity(limit)), exceeded)
         probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, kill_reason, killed))
         waiter = asyncio.create_task(proc.wait())
         stop = asyncio.create_task(self.stopping.wait())
@@ -575,13 +586,21 @@ class PodWorker:
         finally:
             for t in (probes, stop, kill, waiter):
                 t.cancel()
+            self.k.cluster.memory.unwatch(proc.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the container's other processes end with it
             with contextlib.suppress(OSError):
                 (cdir / "pid").unlink()
             self._procs.pop(c.name, None)
         code = _exit_code(proc.returncode if proc.returncode is not None else -9)
-        reason = "Completed" if code == 0 else "Error"
+        reason = "Completed" if code == 0 else ("OOMKilled" if oom else "Error")
+        if oom:
+            await self._event(
+                "OOMKilled",
+                f"Container {c.name} used {oom[0] // 2**20}Mi (proportional set size), over its memory limit {limit}",
+                spec,
+                warning=True,
+            )
         return self._terminated(c, spec, code, reason, started_at, "", log_path)
 
     def _terminated(
@@ -792,7 +811,7 @@ class PodWorker:
         terminal = phase in {"Succeeded", "Failed"}
         self._set_condition("PodScheduled", True)
         if self.pod_ip:
-            self._set_condition("PodReadyToStartContainers", not terminal or not self.stopping.is_set())
+            self._set_condition("PodReadyToStartContainers", not terminal)
         pending_inits = [n for n, c in self.inits.items() if not (c.done and c.exit_code == 0)]
         if self.initialized:
             self._set_condition("Initialized", True)

@@ -1,0 +1,114 @@
+"""Memory limits for local containers: kill a container whose processes use more than its limit.
+
+There are no cgroups here, so usage is measured the closest cheap way: the proportional set size
+(PSS, from /proc/<pid>/smaps_rollup) summed over the container's processes. PSS charges a shared
+page once across its sharers, so forked workers (DataLoader, torchrun ranks) are not counted
+twice, unlike RSS. The container's processes are its session (each container starts with setsid).
+One scan of /proc serves every limited container, every `interval` seconds, and only while some
+container has a limit. Like the kernel's OOM killer, it kills at once (SIGKILL); the kubelet then
+reports `OOMKilled` with exit code 137.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+def session_of(pid: int, proc: str = "/proc") -> int | None:
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces and parentheses): state ppid pgrp session
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def pss_bytes(pid: int, proc: str = "/proc") -> int:
+    try:
+        with open(f"{proc}/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@dataclass
+class _Watch:
+    limit: int
+    on_exceed: Callable[[int], None]
+
+
+class MemoryMonitor:
+    def __init__(self, interval: float = 2.0, proc: str = "/proc") -> None:
+        self.interval = interval
+        self.proc = proc
+        self._watches: dict[int, _Watch] = {}
+        self._wake = asyncio.Event()
+
+    def watch(self, session: int, limit: int, on_exceed: Callable[[int], None]) -> None:
+        self._watches[session] = _Watch(limit, on_exceed)
+        self._wake.set()
+
+    def unwatch(self, session: int) -> None:
+        self._watches.pop(session, None)
+
+    def usage(self) -> dict[int, int]:
+        """Bytes used per watched session."""
+        used = dict.fromkeys(self._watches, 0)
+        for entry in os.listdir(self.proc):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            sid = session_of(pid, self.proc)
+            if sid in used:
+                used[sid] += pss_bytes(pid, self.proc)
+        return used
+
+    def check(self) -> None:
+        self._enforce(self.usage())
+
+    def _enforce(self, used: dict[int, int]) -> None:
+        for sid, nbytes in used.items():
+            watch = self._watches.get(sid)
+            if watch is not None and nbytes > watch.limit:
+                log.info(
+                    "session %d uses %d bytes, over its limit of %d: killing it", sid, nbytes, watch.limit
+                )
+                self._watches.pop(sid, None)
+                watch.on_exceed(nbytes)
+
+    async def run(self) -> None:
+        while True:
+            if not self._watches:
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                self._enforce(await asyncio.to_thread(self.usage))
+            except OSError as e:
+                log.warning("memory scan failed: %s", e)
+            await asyncio.sleep(self.interval)
+
+
+def kill_session(session: int, proc: str = "/proc") -> None:
+    """SIGKILL every process of a session (a process may have left the container's group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(session, signal.SIGKILL)
+    for entry in os.listdir(proc):
+        if entry.isdigit() and session_of(int(entry), proc) == session:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry), signal.SIGKILL)
