@@ -178,6 +178,31 @@ NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
         "fieldPath must be a valid path",
     ),
     (
+        # A 3 MiB request fits ~1.5M integers, so a quadratic rule is far beyond the server's 10M budget.
+        "quadratic rule over an unbounded list",
+        root(
+            steps={
+                "type": "array",
+                "items": {"type": "integer"},
+                "x-kubernetes-validations": [{"rule": "self.all(s, self.exists_one(t, t == s))"}],
+            }
+        ),
+        "estimated rule cost exceeds budget by factor of more than 100x",
+    ),
+    (
+        "regex on unbounded strings in every item of an unbounded list",
+        root(
+            names={
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "x-kubernetes-validations": [{"rule": "self.matches('^[a-z]+$')"}],
+                },
+            }
+        ),
+        "estimated rule cost total for entire OpenAPIv3 schema exceeds budget",
+    ),
+    (
         "junctor names a field the schema does not declare",
         root(
             a={
@@ -238,4 +263,30 @@ def test_field_checks_leave_dynamic_parts_alone() -> None:
             {"rule": "!has(self.spec.free.anything) || self.spec.dash__dash__name != ''"},
         ],
     }
+    assert check_structural(schema) == []
+
+
+def test_bounded_lists_and_strings_keep_rules_within_budget() -> None:
+    schema = root(
+        steps={
+            "type": "array",
+            "maxItems": 20,
+            "items": {"type": "integer"},
+            "x-kubernetes-validations": [{"rule": "self.all(s, self.exists_one(t, t == s))"}],
+        },
+        names={
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "type": "string",
+                "maxLength": 63,
+                "x-kubernetes-validations": [{"rule": "self.matches('^[a-z]+$')"}],
+            },
+        },
+        unbounded={
+            "type": "array",
+            "items": {"type": "integer"},
+            "x-kubernetes-validations": [{"rule": "self.all(x, x > 0) && self.isSorted()"}],
+        },
+    )
     assert check_structural(schema) == []

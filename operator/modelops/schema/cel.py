@@ -23,6 +23,8 @@ from celpy.evaluation import CELEvalError
 from .cellib import LIBRARY, OPT_SELECT, KMap, Namespace
 
 __all__ = [
+    "MACROS",
+    "FieldChecker",
     "Memo",
     "Program",
     "check_fields",
@@ -33,7 +35,7 @@ __all__ = [
     "to_cel",
 ]
 
-_MACROS = {"all", "exists", "exists_one", "map", "filter"}
+MACROS = {"all", "exists", "exists_one", "map", "filter"}
 # Functions cel-python provides itself, plus the CEL builtins it resolves through the grammar.
 _CORE_FUNCTIONS = {
     "size",
@@ -141,7 +143,7 @@ def _rewrite_optional_select(source: str) -> str:
     return "".join(out)
 
 
-_KNOWN_FUNCTIONS = _CORE_FUNCTIONS | _MACROS | set(LIBRARY)
+_KNOWN_FUNCTIONS = _CORE_FUNCTIONS | MACROS | set(LIBRARY)
 _ENV = celpy.Environment()
 
 
@@ -164,7 +166,7 @@ def _check(ast: lark.Tree[Any]) -> tuple[bool, list[str]]:
     bound: set[str] = set()
     problems: list[str] = []
     for node in ast.iter_subtrees():
-        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
+        if node.data == "member_dot_arg" and str(node.children[1]) in MACROS and len(node.children) > 2:
             exprlist = node.children[2]
             if isinstance(exprlist, lark.Tree) and exprlist.children:
                 first = exprlist.children[0]
@@ -243,7 +245,7 @@ _ROOT_FIELDS: dict[str, Any] = {
 }
 
 
-class _FieldChecker:
+class FieldChecker:
     """The part of cel-go's type check that catches typos: `self.replcas` on a schema without it.
 
     Only member chains rooted at `self`/`oldSelf` or a macro variable over them are resolved; anything
@@ -261,7 +263,7 @@ class _FieldChecker:
         if node.data == "member_dot":
             self.resolve(node, env)
             return
-        if node.data == "member_dot_arg" and str(node.children[1]) in _MACROS and len(node.children) > 2:
+        if node.data == "member_dot_arg" and str(node.children[1]) in MACROS and len(node.children) > 2:
             target = self.resolve(node.children[0], env)
             args = node.children[2].children if isinstance(node.children[2], lark.Tree) else []
             var = self._ident_name(args[0]) if args else None
@@ -362,7 +364,7 @@ def check_fields(source: str, schema: Mapping[str, Any], *, root: bool = False) 
     compiled = _compile(source)
     if isinstance(compiled, str):
         return []
-    checker = _FieldChecker(schema, root)
+    checker = FieldChecker(schema, root)
     checker.visit(compiled.ast, {})
     return list(dict.fromkeys(checker.problems))
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .cel import check_fields, program
+from .cost import CRD_COST_LIMIT, RULE_COST_LIMIT, cardinality, estimate_rule_cost
 from .errors import FieldError
 from .normalize import normalized
 from .rules import field_path_parts, validate_rules
@@ -52,8 +53,23 @@ def check_structural(schema: Mapping[str, Any]) -> list[str]:
         return ["openAPIV3Schema must be an object"]
     if schema.get("type") != "object":
         problems.append('<root>.type: Required value: must be "object" at the root')
-    _check(schema, "", problems, root=True)
+    costs: list[float] = []
+    _check(schema, "", problems, root=True, costs=costs)
+    total = sum(costs)
+    if total > CRD_COST_LIMIT:
+        problems.append(
+            "<root>.x-kubernetes-validations: Forbidden: estimated rule cost total for entire OpenAPIv3 "
+            f"schema exceeds budget by factor of {_factor(total, CRD_COST_LIMIT)} (try simplifying the "
+            "rules, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are "
+            "declared)"
+        )
     return problems
+
+
+def _factor(cost: float, limit: int) -> str:
+    """How the server words the overshoot ("more than 100x" for quadratic rules)."""
+    factor = cost / limit
+    return "more than 100x" if factor > 100 else f"{factor:.1f}x"
 
 
 def _check(
@@ -63,8 +79,12 @@ def _check(
     *,
     root: bool = False,
     correlatable: bool = True,
+    containers: tuple[Mapping[str, Any], ...] = (),
+    costs: list[float] | None = None,
 ) -> None:
+    """`containers`: the lists and maps above this node, which multiply how often its rules run."""
     where = _where(path)
+    costs = [] if costs is None else costs
     for key in _FORBIDDEN:
         if key in schema:
             problems.append(f"{where}.{key}: Forbidden: {key} is not allowed in a structural schema")
@@ -121,6 +141,8 @@ def _check(
         problems,
         root=root or bool(schema.get("x-kubernetes-embedded-resource")),
         correlatable=correlatable,
+        times=cardinality(list(containers)),
+        costs=costs,
     )
     if "default" in schema and root:
         problems.append(f"{where}.default: Forbidden: must not be set at the root")
@@ -132,7 +154,7 @@ def _check(
             if root and name == "metadata" and isinstance(sub, Mapping):
                 _check_root_metadata(sub, child, problems)
             if isinstance(sub, Mapping):
-                _check(sub, child, problems, correlatable=correlatable)
+                _check(sub, child, problems, correlatable=correlatable, containers=containers, costs=costs)
             else:
                 problems.append(f"{child}: Invalid value: must be a schema object")
     if isinstance(addl, Mapping):
@@ -141,12 +163,21 @@ def _check(
             f"{path}.additionalProperties" if path else "additionalProperties",
             problems,
             correlatable=correlatable,
+            containers=(*containers, schema),
+            costs=costs,
         )
     items = schema.get("items")
     if isinstance(items, Mapping):
         # Only items of map lists correlate with their old version; elsewhere oldSelf has nothing to see.
         item_correlatable = correlatable and schema.get("x-kubernetes-list-type") == "map"
-        _check(items, f"{path}.items" if path else "items", problems, correlatable=item_correlatable)
+        _check(
+            items,
+            f"{path}.items" if path else "items",
+            problems,
+            correlatable=item_correlatable,
+            containers=(*containers, schema),
+            costs=costs,
+        )
     for junctor in _JUNCTORS:
         value = schema.get(junctor)
         if int_or_string and _is_int_or_string_junctor(junctor, value):
@@ -299,7 +330,14 @@ def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str])
 
 
 def _check_rules(
-    schema: Mapping[str, Any], where: str, problems: list[str], *, root: bool, correlatable: bool
+    schema: Mapping[str, Any],
+    where: str,
+    problems: list[str],
+    *,
+    root: bool,
+    correlatable: bool,
+    times: int = 1,
+    costs: list[float] | None = None,
 ) -> None:
     rules = schema.get("x-kubernetes-validations")
     if rules is None:
@@ -319,6 +357,15 @@ def _check_rules(
         if isinstance(compiled, str):
             problems.append(f"{at}.rule: Invalid value: {rule['rule']!r}: {compiled}")
         else:
+            cost = estimate_rule_cost(str(rule["rule"]), schema, root=root)
+            if cost > RULE_COST_LIMIT:
+                problems.append(
+                    f"{at}.rule: Forbidden: estimated rule cost exceeds budget by factor of "
+                    f"{_factor(cost, RULE_COST_LIMIT)} (try simplifying the rule, or adding maxItems, "
+                    "maxProperties, and maxLength where arrays, maps, and strings are declared)"
+                )
+            if costs is not None:
+                costs.append(cost * times)
             fields = check_fields(str(rule["rule"]), schema, root=root)
             if fields:
                 problems.append(
