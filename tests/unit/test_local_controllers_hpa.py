@@ -196,3 +196,43 @@ def test_prometheus_parsing_sums_matching_series_and_spots_counters() -> None:
     assert metric_value(text, "requests_total", {"matchLabels": {"code": "500"}}) == (2.0, True)
     assert metric_value(text, "inflight", None) == (3.5, False)
     assert metric_value(text, "absent", None) is None
+
+
+def test_cpu_of_a_pod_is_measured_from_its_processes() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from modelops.local.controllers.metrics import CpuSampler
+
+    # The busy pod spins for a second, the idle one sleeps; the rate is taken between two samples
+    # once both run, so the interpreters' start-up does not count. The CPU is shared with other
+    # work, so the check is relative rather than "one full core".
+    busy = "import time\nend = time.time() + 1.2\nwhile time.time() < end: pass\ntime.sleep(5)"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", busy], env={**os.environ, "MODELOPS_POD_UID": "uid-busy-test"}
+        ),
+        subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(5)"],
+            env={**os.environ, "MODELOPS_POD_UID": "uid-idle-test"},
+        ),
+    ]
+    uids = ["uid-busy-test", "uid-idle-test", "uid-absent"]
+    try:
+        sampler = CpuSampler()
+        deadline = time.monotonic() + 5
+        while len(sampler.sample(uids)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        sampler.sample(uids)
+        time.sleep(0.5)
+        usage = sampler.sample(uids)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert usage["uid-busy-test"] > 0.1, usage
+    assert usage["uid-idle-test"] < 0.05, usage
+    assert "uid-absent" not in usage

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _CONNECT_TIMEOUT = 3.0
 _CHUNK = 64 * 1024
+_REFUSE_DRAIN = 1.0
 
 
 @dataclass
@@ -133,7 +134,7 @@ class ServiceProxy:
             except (OSError, TimeoutError) as e:
                 log.debug("backend %s:%d of %s:%d refused: %s", host, port, addr[0], addr[1], e)
         if upstream is None:
-            await _close(writer)
+            await _refuse(reader, writer)
             return
         up_reader, up_writer = upstream
         try:
@@ -156,6 +157,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
     except (OSError, ConnectionError):
         writer.close()
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # Send FIN first and drain what the client already sent: closing with unread input would make
+    # the kernel answer with a reset, which clients report as an error rather than an empty answer.
+    with contextlib.suppress(OSError, ConnectionError):
+        if writer.can_write_eof():
+            writer.write_eof()
+    with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+        async with asyncio.timeout(_REFUSE_DRAIN):
+            while await reader.read(_CHUNK):
+                pass
+    await _close(writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

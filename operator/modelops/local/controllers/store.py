@@ -148,10 +148,18 @@ class Store:
         return out
 
     def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
-        for obj in self.list(kind, namespace):
-            if (obj.get("metadata") or {}).get("name") == name:
-                return obj
-        return None
+        informer = self.informers.get(kind)
+        if informer is None:
+            return None
+        at = time.monotonic()
+        cached = informer.cache.get((namespace, name))
+        if cached is not None:
+            return self._live(kind, cached, at)
+        entry = self._overlay.get((kind, namespace, name))
+        if entry is None or at - entry[1] > _OVERLAY_TTL:
+            return None
+        uid = str((entry[0].get("metadata") or {}).get("uid") or "")
+        return None if uid in self._tombstones else entry[0]
 
     def namespaces(self, *kinds: Kind) -> set[str]:
         out: set[str] = set()
