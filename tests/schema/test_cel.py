@@ -507,3 +507,12 @@ def test_null_fields_are_absent_to_rules() -> None:
     }
     assert errors_of(schema, {"note": None}) == []
     assert errors_of(schema, {"note": "x"}) == ['spec: Invalid value: "object": note is set']
+
+
+def test_invalid_quantity_in_a_rule_is_reported_as_the_server_words_it() -> None:
+    schema = {**SPEC_SCHEMA, "x-kubernetes-validations": [{"rule": "quantity(self.name).isInteger()"}]}
+    (error,) = validate_rules(schema, SPEC)
+    assert error.message == (
+        'Invalid value: "object": quantities must match the regular expression '
+        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' evaluating rule: quantity(self.name).isInteger()"
+    )

@@ -26,7 +26,7 @@ from .names import (
     label_value_errors,
     qualified_name_errors,
 )
-from .quantity import format_quantity, parse_quantity
+from .quantity import SYNTAX_ERROR, format_quantity, parse_quantity
 
 __all__ = [
     "LIBRARY",
@@ -419,8 +419,8 @@ def _quantity(target: Any) -> Any:
         return _no_overload("quantity", target)
     try:
         return CelQuantity(parse_quantity(str(target)))
-    except ValueError as exc:
-        return _err(f"quantities {exc}")
+    except ValueError:
+        return _err(SYNTAX_ERROR)
 
 
 def _is_quantity(target: Any) -> Any:

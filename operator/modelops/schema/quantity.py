@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["format_quantity", "parse_quantity"]
+__all__ = ["SYNTAX_ERROR", "format_quantity", "parse_quantity"]
+
+# resource.ErrFormatWrong, word for word: the API server and CEL's quantity() report it so.
+SYNTAX_ERROR = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -44,10 +47,7 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise ValueError(f"quantity must be a string or a number, not {type(value).__name__}")
     match = _QUANTITY.match(value.strip())
     if match is None:
-        raise ValueError(
-            f"quantities must match the regular expression "
-            f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {value!r} (e.g. 500m, 1Gi, 2e3)"
-        )
+        raise ValueError(f"{SYNTAX_ERROR}: {value!r} (e.g. 500m, 1Gi, 2e3)")
     try:
         number = Decimal(match.group("num"))
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid decimals
