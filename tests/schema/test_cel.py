@@ -70,6 +70,8 @@ RULES: list[tuple[str, bool]] = [
     ("self.name.upperAscii() == 'DIGITS-MODEL'", True),
     ("'  x '.trim() == 'x'", True),
     ("self.name.split('-') == ['Digits', 'Model']", True),
+    ("'a,b,c'.split(',', 2) == ['a', 'b,c'] && 'abc'.split('') == ['a', 'b', 'c']", True),
+    ("'ÄbC'.lowerAscii() == 'Äbc'", True),
     ("self.tags.join(',') == 'b,a'", True),
     ("self.name.indexOf('-') == 6", True),
     ("self.name.replace('-', '_') == 'Digits_Model'", True),

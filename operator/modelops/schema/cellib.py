@@ -296,13 +296,21 @@ def _string_fn(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _split(s: str, sep: Any, *limit: Any) -> Any:
+    # Go's strings.SplitN: n < 0 all parts, n == 0 none, n > 0 at most n (the last holds the rest).
     n = int(limit[0]) if limit else -1
+    separator = str(sep)
     if n == 0:
-        return celtypes.ListType([])
-    parts = s.split(str(sep), n - 1) if n > 0 else s.split(str(sep))
-    if str(sep) == "":
-        parts = list(s) if n < 0 else [*list(s[: n - 1]), s[n - 1 :]] if n > 0 else []
+        parts: list[str] = []
+    elif separator == "":
+        chars = list(s)
+        parts = chars if n < 0 or n >= len(chars) else [*chars[: n - 1], "".join(chars[n - 1 :])]
+    else:
+        parts = s.split(separator, n - 1) if n > 0 else s.split(separator)
     return celtypes.ListType([celtypes.StringType(p) for p in parts])
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _join(items: Any, *sep: Any) -> Any:
@@ -772,8 +780,8 @@ def _library() -> dict[str, Callable[..., Any]]:
         "max": _max,
         "indexOf": _index_of,
         "lastIndexOf": _last_index_of,
-        "lowerAscii": s("lowerAscii", lambda v: celtypes.StringType(v.lower())),
-        "upperAscii": s("upperAscii", lambda v: celtypes.StringType(v.upper())),
+        "lowerAscii": s("lowerAscii", lambda v: celtypes.StringType(v.translate(_ASCII_LOWER))),
+        "upperAscii": s("upperAscii", lambda v: celtypes.StringType(v.translate(_ASCII_UPPER))),
         "trim": s("trim", lambda v: celtypes.StringType(v.strip())),
         "split": s("split", _split),
         "join": _join,
