@@ -131,3 +131,31 @@ def test_pod_logs_from_kubelet_files(apiserver: ApiServer, kubectl: Kubectl, k8s
               "image": "x", "imageID": "", "state": {"terminated": {"exitCode": 0}}}]}}  # fmt: skip
     core.patch_namespaced_pod_status("p", ns, status)
     assert kubectl("logs", "-f", "p", "-n", ns).stdout.endswith("line 3\n")
+
+
+def test_eviction_respects_disruption_budgets(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    policy = client.PolicyV1Api(k8s)
+    ns = _ns(k8s)
+    core.create_namespaced_pod(ns, {"metadata": {"name": "e", "labels": {"app": "e"}}, "spec": {"containers": [
+        {"name": "main", "image": "ghcr.io/modelops/worker:1"}]}})  # fmt: skip
+    policy.create_namespaced_pod_disruption_budget(
+        ns,
+        {
+            "metadata": {"name": "keep"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "e"}}},
+        },
+    )
+    policy.patch_namespaced_pod_disruption_budget_status(
+        "keep", ns, {"status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
+                                "expectedPods": 1}})  # fmt: skip
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "e", "namespace": ns}}
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_eviction("e", ns, eviction)
+    assert err.value.status == 429
+    assert "disruption budget" in json.loads(err.value.body)["message"]
+    policy.patch_namespaced_pod_disruption_budget_status("keep", ns, {"status": {"disruptionsAllowed": 1}})
+    core.create_namespaced_pod_eviction("e", ns, eviction)
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_pod("e", ns)
+    assert err.value.status == 404

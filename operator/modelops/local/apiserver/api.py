@@ -196,7 +196,7 @@ class Api:
         if rd.has_status and rd.is_custom:
             body.pop("status", None)
         elif skey in defaults.STATUS_RESET_ON_CREATE:
-            body["status"] = {}
+            body["status"] = copy.deepcopy(defaults.STATUS_RESET_ON_CREATE[skey])
         self._kind_specific_create(rd, body)
         defaults.apply(skey, body)
         body = self._validate(rd, body, None)

@@ -114,9 +114,18 @@ def apply(storage_key: str, obj: Obj) -> None:
         spec["minAvailable"] = 1
 
 
-# Built-ins whose status a client cannot set on create (the status subresource owns it).
-STATUS_RESET_ON_CREATE = {
-    "apps/deployments", "apps/replicasets", "apps/statefulsets", "apps/daemonsets", "batch/jobs",
-    "batch/cronjobs", "autoscaling/horizontalpodautoscalers", "policy/poddisruptionbudgets",
-    "networking.k8s.io/ingresses",
+# Built-ins whose status a client cannot set on create (the status subresource owns it), with the
+# zero status the real server returns (required integers serialize as 0).
+STATUS_RESET_ON_CREATE: dict[str, dict[str, Any]] = {
+    "apps/deployments": {},
+    "apps/replicasets": {"replicas": 0},
+    "apps/statefulsets": {"replicas": 0, "availableReplicas": 0},
+    "apps/daemonsets": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                        "numberReady": 0},
+    "batch/jobs": {},
+    "batch/cronjobs": {},
+    "autoscaling/horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
+    "policy/poddisruptionbudgets": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                    "expectedPods": 0},
+    "networking.k8s.io/ingresses": {"loadBalancer": {}},
 }  # fmt: skip

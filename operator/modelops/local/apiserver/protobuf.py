@@ -46,9 +46,16 @@ SCHEMAS: dict[str, Schema] = {
                       3: ("orphanDependents", "bool", ""), 4: ("propagationPolicy", "string", ""),
                       5: ("dryRun", "rep_string", "")},
     "Preconditions": {1: ("uid", "string", ""), 2: ("resourceVersion", "string", "")},
+    "Eviction": {1: ("metadata", "msg", "ObjectMeta"), 2: ("deleteOptions", "msg", "DeleteOptions")},
+    # Access reviews: the local plane allows everything, so only their metadata matters.
+    "SelfSubjectAccessReview": {1: ("metadata", "msg", "ObjectMeta")},
+    "SelfSubjectRulesReview": {1: ("metadata", "msg", "ObjectMeta")},
+    "SelfSubjectReview": {1: ("metadata", "msg", "ObjectMeta")},
 }  # fmt: skip
 KINDS = {("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Namespace"), ("v1", "ServiceAccount"),
-         ("v1", "DeleteOptions"), ("meta.k8s.io/v1", "DeleteOptions")}  # fmt: skip
+         ("v1", "DeleteOptions"), ("meta.k8s.io/v1", "DeleteOptions"),
+         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"), ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+         ("authentication.k8s.io/v1", "SelfSubjectReview"), ("policy/v1", "Eviction")}  # fmt: skip
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -75,12 +75,19 @@ class Server:
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self.app.on_startup.append(self._start_background)
+        self.app.on_shutdown.append(self._end_watches)
         self.app.on_cleanup.append(self._stop_background)
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
 
     async def _start_background(self, app: web.Application) -> None:
         self._tasks.append(asyncio.create_task(self.collector.run()))
+
+    async def _end_watches(self, app: web.Application) -> None:
+        """Close open watches so shutdown does not wait for their timeouts; clients re-watch elsewhere."""
+        for watchers in self.store.watchers.values():
+            for w in watchers:
+                w.queue.put_nowait(None)
 
     async def _stop_background(self, app: web.Application) -> None:
         for task in self._tasks:
@@ -200,10 +207,7 @@ class Server:
         if sub == "eviction":
             if method != "POST":
                 raise errors.method_not_allowed()
-            self.api.delete(rd, ns, name, {}, params)
-            return json_response(
-                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, 201
-            )
+            return self._evict(rd, ns, name, await _body(request), params)
         if method == "GET":
             if sub == "scale":
                 return json_response(self.api.get_scale(rd, ns, name))
@@ -242,6 +246,33 @@ class Server:
                 )
             return json_response(obj, code, params.warnings)
         raise errors.method_not_allowed()
+
+    def _evict(self, rd: ResourceDef, ns: str, name: str, body: Any, params: Params) -> web.Response:
+        """The eviction API: a delete that a PodDisruptionBudget can refuse with 429."""
+        pod = self.store.get("/pods", ns, name)
+        if pod is None:
+            raise errors.not_found("", "pods", name)
+        phase = (pod.get("status") or {}).get("phase")
+        labels = meta(pod).get("labels") or {}
+        for pdb in self.store.list("policy/poddisruptionbudgets", ns):
+            reqs = selectors.selector_from_label_selector((pdb.get("spec") or {}).get("selector"))
+            if reqs is None or not all(r.matches(labels) for r in reqs) or phase in ("Succeeded", "Failed"):
+                continue
+            status = pdb.get("status") or {}
+            if int(status.get("disruptionsAllowed") or 0) < 1:
+                cause = (
+                    f"The disruption budget {meta(pdb)['name']} needs {status.get('desiredHealthy', 0)} healthy "
+                    f"pods and has {status.get('currentHealthy', 0)} currently"
+                )
+                raise ApiError(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
+                )
+        options = body.get("deleteOptions") or {} if isinstance(body, dict) else {}
+        self.api.delete(rd, ns, name, options, params)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, 201)
 
     def _bind(self, rd: ResourceDef, ns: str, name: str, body: Any, params: Params) -> dict[str, Any]:
         target = (body or {}).get("target") or {}
