@@ -321,6 +321,8 @@ def test_service_proxies_to_ready_pods_round_robin(plane: Plane) -> None:
         return set(addrs) == pod_ips and ports == [PORT]
 
     wait_for("endpoints listing both pods on the named target port", endpoints_ready)
+    described = plane.kubectl("describe", "service", "-n", ns, "whoami")
+    assert all(f"{pod_ip}:{PORT}" in described for pod_ip in pod_ips), described
     answers = [wait_for("the ClusterIP to answer", lambda: _try_get(ip, SVC_PORT))]
     answers += [http_get(ip, SVC_PORT) for _ in range(5)]
     assert set(answers) == pod_ips, answers

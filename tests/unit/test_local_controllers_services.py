@@ -100,6 +100,29 @@ def test_endpoints_of_deleted_services_are_removed_only_when_ours() -> None:
     assert delete.name == "gone"  # type: ignore[union-attr]
 
 
+def test_endpoint_slices_carry_conditions_and_are_kept_in_step() -> None:
+    pods = [pod("a", "127.244.0.2"), pod("b", "127.244.0.3", ready=False)]
+    pods.append(pod("t", "127.244.0.4", deletionTimestamp="2026-01-01T00:00:00Z"))
+    (create,) = endpoints.reconcile_slices(svc(), pods, []).actions
+    assert isinstance(create, Create)
+    body = create.body
+    assert body["metadata"]["labels"][endpoints.SERVICE_NAME] == "web"
+    assert body["metadata"]["ownerReferences"][0]["kind"] == "Service"
+    assert body["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    conds = {e["targetRef"]["name"]: e["conditions"] for e in body["endpoints"]}
+    assert conds["a"] == {"ready": True, "serving": True, "terminating": False}
+    assert conds["b"] == {"ready": False, "serving": False, "terminating": False}
+    assert conds["t"] == {"ready": False, "serving": True, "terminating": True}
+    current = {**body, "metadata": {**body["metadata"], "uid": "x"}}
+    assert endpoints.reconcile_slices(svc(), pods, [current]).actions == []
+    (patch,) = endpoints.reconcile_slices(svc(), pods[:1], [current]).actions
+    assert isinstance(patch, Patch) and len(patch.patch["endpoints"]) == 1
+    # When the pods' port moves, the slice for the old port set goes and a new one comes.
+    moved = [pod("a", "127.244.0.2", port=9000)]
+    kinds = sorted(type(a).__name__ for a in endpoints.reconcile_slices(svc(), moved, [current]).actions)
+    assert kinds == ["Create", "Delete"]
+
+
 class _Backend:
     """A TCP server on a loopback address that answers with its own address."""
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import common as c
-from .actions import ENDPOINTS, Create, Delete, Patch, Result
+from .actions import ENDPOINTS, ENDPOINTSLICES, Create, Delete, Patch, Result
 
 Obj = dict[str, Any]
 
@@ -140,3 +140,136 @@ def backends(endpoints: Obj | None, port_name: str) -> list[tuple[str, int]]:
             for address in subset.get("addresses") or []:
                 out.append((str(address["ip"]), int(port["port"])))
     return out
+
+
+SERVICE_NAME = "kubernetes.io/service-name"
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+
+
+def _slice_endpoint(pod: Obj, svc: Obj, publish: bool) -> Obj:
+    pspec = pod.get("spec") or {}
+    ready = c.pod_is_ready(pod)
+    terminating = c.is_deleting(pod)
+    endpoint: Obj = {
+        "addresses": [str((pod.get("status") or {}).get("podIP"))],
+        "conditions": {
+            "ready": publish or (ready and not terminating),
+            "serving": publish or ready,
+            "terminating": terminating,
+        },
+        "targetRef": {
+            "kind": "Pod",
+            "namespace": c.namespace_of(pod),
+            "name": c.name_of(pod),
+            "uid": c.uid_of(pod),
+        },
+    }
+    if pspec.get("nodeName"):
+        endpoint["nodeName"] = pspec["nodeName"]
+    if pspec.get("hostname") and pspec.get("subdomain") == c.name_of(svc):
+        endpoint["hostname"] = pspec["hostname"]
+    return endpoint
+
+
+def slices_for(svc: Obj, pods: Sequence[Obj]) -> list[Obj]:
+    """EndpointSlices (discovery.k8s.io/v1) for a Service: one per distinct resolved port set."""
+    spec = svc.get("spec") or {}
+    selector = spec.get("selector") or {}
+    publish = bool(spec.get("publishNotReadyAddresses"))
+    groups: dict[str, tuple[list[Obj], list[Obj]]] = {}
+    for pod in pods:
+        if not c.service_selector_matches(selector, c.labels_of(pod)):
+            continue
+        if not (pod.get("status") or {}).get("podIP") or c.pod_is_terminal(pod):
+            continue
+        ports: list[Obj] = []
+        for sp in spec.get("ports") or []:
+            target = resolve_target_port(sp, pod)
+            if target is None:
+                continue
+            ports.append(
+                {"name": sp.get("name") or "", "port": target, "protocol": sp.get("protocol", "TCP")}
+            )
+        if spec.get("ports") and not ports:
+            continue
+        ports.sort(key=lambda p: (p["name"], p["port"]))
+        key = json.dumps(ports, sort_keys=True)
+        groups.setdefault(key, ([], ports))[0].append(_slice_endpoint(pod, svc, publish))
+    if not groups:
+        groups["[]"] = ([], [])
+    labels = {**c.labels_of(svc), SERVICE_NAME: c.name_of(svc), MANAGED_BY: SLICE_CONTROLLER}
+    if spec.get("clusterIP") == "None":
+        labels["service.kubernetes.io/headless"] = ""
+    out: list[Obj] = []
+    for key, (eps, ports) in sorted(groups.items()):
+        digest = _short_hash(key)
+        out.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{c.name_of(svc)}-{digest}",
+                    "namespace": c.namespace_of(svc),
+                    "labels": labels,
+                    "ownerReferences": [
+                        {
+                            **c.owner_reference(svc, "v1", "Service"),
+                            "blockOwnerDeletion": True,
+                            "controller": True,
+                        }
+                    ],
+                },
+                "addressType": "IPv4",
+                "endpoints": sorted(eps, key=lambda e: e["addresses"][0]),
+                "ports": ports,
+            }
+        )
+    return out
+
+
+def _short_hash(text: str) -> str:
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    out = ""
+    for _ in range(5):
+        h, r = divmod(h, len(alphabet))
+        out += alphabet[r]
+    return out
+
+
+def reconcile_slices(svc: Obj, pods: Sequence[Obj], existing: Sequence[Obj]) -> Result:
+    """Create, update and delete the Service's EndpointSlices (only the ones this controller manages)."""
+    result = Result()
+    spec = svc.get("spec") or {}
+    if c.is_deleting(svc) or not spec.get("selector") or spec.get("type") == "ExternalName":
+        return result
+    ns = c.namespace_of(svc)
+    mine = {
+        c.name_of(s): s
+        for s in existing
+        if c.labels_of(s).get(SERVICE_NAME) == c.name_of(svc)
+        and c.labels_of(s).get(MANAGED_BY) == SLICE_CONTROLLER
+    }
+    for want in slices_for(svc, pods):
+        name = want["metadata"]["name"]
+        have = mine.pop(name, None)
+        if have is None:
+            result.actions.append(Create(ENDPOINTSLICES, ns, want))
+        elif (
+            (have.get("endpoints") or []) != want["endpoints"]
+            or (have.get("ports") or []) != want["ports"]
+            or c.labels_of(have) != want["metadata"]["labels"]
+        ):
+            stale = {k: None for k in c.labels_of(have) if k not in want["metadata"]["labels"]}
+            patch = {
+                "metadata": {"labels": {**stale, **want["metadata"]["labels"]}},
+                "endpoints": want["endpoints"],
+                "ports": want["ports"],
+            }
+            result.actions.append(Patch(ENDPOINTSLICES, ns, name, patch))
+    for name, extra in mine.items():
+        result.actions.append(Delete(ENDPOINTSLICES, ns, name, c.uid_of(extra)))
+    return result

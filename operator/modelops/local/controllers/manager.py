@@ -26,6 +26,7 @@ from .actions import (
     CRONJOBS,
     DEPLOYMENTS,
     ENDPOINTS,
+    ENDPOINTSLICES,
     HPAS,
     JOBS,
     PDBS,
@@ -84,6 +85,11 @@ async def sync_endpoints(store: Store) -> list[Result]:
         for svc in services
     ]
     results.append(endpoints.orphaned(store.list(ENDPOINTS), services))
+    if ENDPOINTSLICES not in store.unavailable:
+        slices = by_namespace(store.list(ENDPOINTSLICES))
+        for svc in services:
+            ns = c.namespace_of(svc)
+            results.append(endpoints.reconcile_slices(svc, pods.get(ns, []), slices.get(ns, [])))
     return results
 
 
@@ -179,7 +185,7 @@ def build(store: Store, opts: Options, hpa: HpaLoop) -> list[Controller]:
     return [
         ctl("replicaset", [REPLICASETS, PODS], sync_replicasets),
         ctl("deployment", [DEPLOYMENTS, REPLICASETS, PODS], sync_deployments),
-        ctl("endpoints", [SERVICES, PODS, ENDPOINTS], sync_endpoints),
+        ctl("endpoints", [SERVICES, PODS, ENDPOINTS, ENDPOINTSLICES], sync_endpoints),
         ctl("job", [JOBS, PODS], job_sync(opts.job_backoff_base)),
         ctl("cronjob", [CRONJOBS, JOBS], sync_cronjobs),
         ctl("volume", [PVCS, PVS, STORAGECLASSES], volume_sync(os.path.abspath(opts.dir))),
