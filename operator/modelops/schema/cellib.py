@@ -27,6 +27,7 @@ from .names import (
     qualified_name_errors,
 )
 from .quantity import SYNTAX_ERROR, format_quantity, parse_quantity
+from .regex import compile_re2
 
 __all__ = [
     "LIBRARY",
@@ -342,23 +343,23 @@ def _char_at(s: str, index: Any) -> Any:
 
 
 def _find(s: str, pattern: Any) -> Any:
-    match = re.search(str(pattern), s)
+    match = compile_re2(str(pattern)).search(s)
     return celtypes.StringType(match.group(0) if match else "")
 
 
 def _find_all(s: str, pattern: Any, *limit: Any) -> Any:
-    found = [m.group(0) for m in re.finditer(str(pattern), s)]
+    found = [m.group(0) for m in compile_re2(str(pattern)).finditer(s)]
     if limit and int(limit[0]) >= 0:
         found = found[: int(limit[0])]
     return celtypes.ListType([celtypes.StringType(f) for f in found])
 
 
 def _matches(target: Any, pattern: Any) -> Any:
-    # CEL's matches is RE2 search semantics (unanchored), which re.search mirrors for common patterns.
+    # CEL's matches is an unanchored RE2 search.
     if not isinstance(target, celtypes.StringType):
         return _no_overload("matches", target, pattern)
     try:
-        return celtypes.BoolType(re.search(str(pattern), str(target)) is not None)
+        return celtypes.BoolType(compile_re2(str(pattern)).search(str(target)) is not None)
     except re.error as exc:
         return _err(f"invalid regular expression {str(pattern)!r}: {exc}")
 

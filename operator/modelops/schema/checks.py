@@ -16,6 +16,7 @@ from .cel import check_fields, program
 from .cost import CRD_COST_LIMIT, RULE_COST_LIMIT, cardinality, estimate_rule_cost
 from .errors import FieldError
 from .normalize import normalized
+from .regex import compile_re2
 from .rules import field_path_parts, validate_rules
 from .structural import prune, validate_schema
 
@@ -131,7 +132,7 @@ def _check(
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
-            re.compile(pattern)
+            compile_re2(pattern)
         except re.error as exc:
             problems.append(f"{where}.pattern: Invalid value: {pattern!r}: {exc}")
     _check_list_type(schema, where, problems)

@@ -20,6 +20,7 @@ from .errors import FieldError, Validated, join_path, json_type
 from .formats import FORMAT_CHECKS
 from .normalize import normalized
 from .objectmeta import prune_meta, validate_meta
+from .regex import compile_re2
 from .rules import validate_rules
 
 __all__ = ["apply_defaults", "prune", "validate_custom_resource", "validate_schema"]
@@ -269,7 +270,7 @@ def _validate_string(value: str, schema: Schema, path: str, out: list[FieldError
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
-            matched = re.search(pattern, value) is not None
+            matched = compile_re2(pattern).search(value) is not None
         except re.error:
             matched = True  # check_structural reports a bad pattern; do not reject objects for it
         if not matched:

@@ -1,0 +1,29 @@
+"""RE2 spellings in `pattern` and CEL matches() behave as on the API server."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelops.schema import validate_rules
+from modelops.schema.regex import compile_re2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        (r"^[[:alpha:]]+\z", "abc", True),
+        (r"^[[:alpha:]]+\z", "abc\n", False),
+        (r"^[[:digit:][:lower:]-]+$", "a-1", True),
+        (r"^\p{L}+$", "äbc", True),
+        (r"^\p{L}+$", "a1", False),
+        (r"^\pLu", "Abc", False),
+    ],
+)
+def test_re2_spellings(pattern: str, text: str, matches: bool) -> None:
+    assert bool(compile_re2(pattern).search(text)) is matches
+
+
+def test_matches_in_a_rule_uses_re2_spellings() -> None:
+    schema = {"type": "string", "x-kubernetes-validations": [{"rule": r"self.matches('^[[:lower:]]+\\z')"}]}
+    assert validate_rules(schema, "abc") == []
+    assert len(validate_rules(schema, "ABC")) == 1
