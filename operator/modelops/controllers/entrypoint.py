@@ -159,4 +159,9 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as error:
         logger.error("Cannot start the operator: %s", error)
         return 1
+    except Exception as error:
+        # kopf has logged the traceback already (e.g. the API server unreachable after all retries);
+        # exit non-zero so the pod restarts with backoff, without a second traceback.
+        logger.error("The operator stopped: %s: %s", type(error).__name__, error)
+        return 1
     return 0
