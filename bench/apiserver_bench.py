@@ -10,8 +10,10 @@ watch event (p50/p99), and the server's RSS once it holds `--objects` objects.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
+import os
 import ssl
 import statistics
 import subprocess
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -67,6 +70,35 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def concurrent(
+    info: dict[str, str], ca: Path, method: str, paths: list[str], body: Any, workers: int
+) -> float:
+    """Requests per second with `workers` requests in flight over keep-alive connections."""
+    import aiohttp
+
+    context = ssl.create_default_context(cafile=str(ca))
+    headers = {"Authorization": f"Bearer {info['token']}", "Content-Type": "application/json"}
+    queue = list(reversed(paths))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=workers)) as session:
+
+        async def worker() -> None:
+            while queue:
+                path = queue.pop()
+                data = None if body is None else json.dumps(body(path))
+                async with session.request(method, info["url"] + path, data=data, headers=headers) as resp:
+                    await resp.read()
+                    assert resp.status in (200, 201), resp.status
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return len(paths) / (time.perf_counter() - t0)
+
+
 def configmap(name: str) -> dict[str, object]:
     return {"metadata": {"name": name, "labels": {"bench": "yes", "n": name[-1]}}, "data": {"key": "x" * 64}}
 
@@ -80,21 +112,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, info = start(Path(tmp))
         try:
-            client = Client(info["url"], info["token"], Path(tmp) / "ca.crt")
+            ca = Path(tmp) / "ca.crt"
+            client = Client(info["url"], info["token"], ca)
             base = "/api/v1/namespaces/default/configmaps"
             results: dict[str, float] = {"rss_empty_mb": rss_mb(proc.pid)}
 
-            t0 = time.perf_counter()
-            for i in range(args.objects):
+            half = args.objects // 2
+            t0, c0 = time.perf_counter(), cpu_seconds(proc.pid)
+            for i in range(half):
                 code, _ = client.call("POST", base, configmap(f"cm-{i:06d}"))
                 assert code == 201, code
-            results["creates_per_s"] = args.objects / (time.perf_counter() - t0)
+            results["creates_per_s"] = half / (time.perf_counter() - t0)
+            results["server_cpu_ms_per_create"] = (cpu_seconds(proc.pid) - c0) / half * 1000
+            pending = iter([f"cm-{i:06d}" for i in range(half, args.objects)])
+            results["creates_per_s_8_in_flight"] = asyncio.run(
+                concurrent(
+                    info, ca, "POST", [base] * (args.objects - half), lambda _p: configmap(next(pending)), 8
+                )
+            )
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds(proc.pid)
             for i in range(args.gets):
                 code, _ = client.call("GET", f"{base}/cm-{i % args.objects:06d}")
                 assert code == 200
             results["gets_per_s"] = args.gets / (time.perf_counter() - t0)
+            results["server_cpu_ms_per_get"] = (cpu_seconds(proc.pid) - c0) / args.gets * 1000
+            paths = [f"{base}/cm-{i % args.objects:06d}" for i in range(args.gets)]
+            results["gets_per_s_8_in_flight"] = asyncio.run(concurrent(info, ca, "GET", paths, None, 8))
 
             t0 = time.perf_counter()
             code, body = client.call("GET", base)
@@ -135,7 +179,8 @@ def main() -> None:
             results["rss_mb"] = rss_mb(proc.pid)
             results["objects"] = args.objects + args.watch_writes
             for key, value in results.items():
-                print(f"{key:16s} {value:10.1f}")
+                print(f"{key:28s} {value:10.2f}")
+            print(f"load average after: {os.getloadavg()}")
         finally:
             proc.terminate()
             proc.wait(10)
