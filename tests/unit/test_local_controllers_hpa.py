@@ -236,3 +236,12 @@ def test_cpu_of_a_pod_is_measured_from_its_processes() -> None:
     assert usage["uid-busy-test"] > 0.1, usage
     assert usage["uid-idle-test"] < 0.05, usage
     assert "uid-absent" not in usage
+
+
+def test_scale_subresource_selector_strings_parse_like_kubectl() -> None:
+    sel = c.parse_selector("app=web,tier!=db,env in (a, b),!legacy,track")
+    assert c.selector_matches(sel, {"app": "web", "env": "a", "track": "x"})
+    assert not c.selector_matches(sel, {"app": "web", "env": "c", "track": "x"})
+    assert not c.selector_matches(sel, {"app": "web", "env": "a", "track": "x", "legacy": "1"})
+    assert not c.selector_matches(sel, {"app": "web", "env": "a", "track": "x", "tier": "db"})
+    assert not c.selector_matches(sel, {"app": "web", "env": "a"})

@@ -48,12 +48,13 @@ class Create:
 
 @dataclass(frozen=True)
 class Patch:
-    """A JSON merge patch of the main resource (metadata/spec)."""
+    """A JSON merge patch of the main resource (metadata/spec), or of a subresource such as scale."""
 
     kind: Kind
     namespace: str
     name: str
     patch: Obj
+    subresource: str | None = None
 
 
 @dataclass(frozen=True)

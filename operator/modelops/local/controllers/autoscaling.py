@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 
+from modelops.local.client import ApiError, resource_path
+
 from . import common as c
-from .actions import HPAS, PODS, SCALABLE, Event, Patch, Result, Status
+from .actions import HPAS, PODS, SCALABLE, Event, Kind, Patch, Result, Status
 from .hpa import Autoscaler, MetricResult, PodSample, evaluate
 from .metrics import CpuSampler, PodsMetricScraper, pod_request
 from .store import Store
@@ -37,6 +39,7 @@ class HpaLoop:
         self.cpu = CpuSampler()
         self.scraper = PodsMetricScraper()
         self._session: aiohttp.ClientSession | None = None
+        self._plurals: dict[tuple[str, str], str] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -60,30 +63,75 @@ class HpaLoop:
             del self.last[uid]
         return results
 
+    async def _target(self, store: Store, hpa: Obj) -> tuple[Kind, int, Obj | None] | str:
+        """(kind, current replicas, pod selector) of the scale target, or why it cannot be read.
+
+        Deployments, ReplicaSets and StatefulSets come from the watch cache (their full selector);
+        anything else with a scale subresource (a custom resource, say) is read through /scale, as
+        upstream reads every target.
+        """
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        ns = c.namespace_of(hpa)
+        name = str(ref.get("name") or "")
+        api_version = str(ref.get("apiVersion") or "")
+        kind_name = str(ref.get("kind") or "")
+        known = SCALABLE.get(kind_name)
+        if known is not None and known.api_version == api_version:
+            target = store.get(known, ns, name)
+            if target is None:
+                return f'{known.plural}.{api_version.split("/")[0]} "{name}" not found'
+            spec = target.get("spec") or {}
+            return (
+                known,
+                int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+                spec.get("selector"),
+            )
+        plural = await self._plural(store, api_version, kind_name)
+        if plural is None:
+            return f"no resource of kind {kind_name!r} in {api_version!r}; check scaleTargetRef"
+        kind = Kind(api_version, plural, kind_name)
+        try:
+            scale = await store.client.request("GET", resource_path(api_version, plural, ns, name, "scale"))
+        except ApiError as e:
+            return f"{plural} {name!r}: {e.message or e.reason}"
+        selector_text = str((scale.get("status") or {}).get("selector") or "")
+        selector = c.parse_selector(selector_text) if selector_text else None
+        return kind, int((scale.get("spec") or {}).get("replicas") or 0), selector
+
+    async def _plural(self, store: Store, api_version: str, kind: str) -> str | None:
+        key = (api_version, kind)
+        if key not in self._plurals:
+            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                listing = await store.client.request("GET", base)
+            except (ApiError, aiohttp.ClientError):
+                return None
+            for res in listing.get("resources") or []:
+                if res.get("kind") == kind and "/" not in str(res.get("name")):
+                    self._plurals[key] = str(res["name"])
+        return self._plurals.get(key)
+
     async def one(self, store: Store, hpa: Obj) -> Result:
         at = c.now()
         result = Result()
         spec = hpa.get("spec") or {}
         ns, name = c.namespace_of(hpa), c.name_of(hpa)
-        ref = spec.get("scaleTargetRef") or {}
-        kind = SCALABLE.get(str(ref.get("kind")))
-        target = store.get(kind, ns, str(ref.get("name"))) if kind is not None else None
         old = hpa.get("status") or {}
-        if kind is None or target is None:
-            what = f"{kind.plural if kind else ref.get('kind')} {ref.get('name')!r} not found"
+        found = await self._target(store, hpa)
+        if isinstance(found, str):
             status = dict(old)
             status["conditions"] = c.set_condition(
                 list(old.get("conditions") or []),
                 "AbleToScale",
                 "False",
                 "FailedGetScale",
-                f"the HPA controller was unable to get the target's current scale: {what}",
+                f"the HPA controller was unable to get the target's current scale: {found}",
                 at,
             )
             result.actions.append(Status(HPAS, ns, name, status))
             return result
-        current = int((target.get("spec") or {}).get("replicas", 1))
-        selector = (target.get("spec") or {}).get("selector")
+        kind, current, selector = found
+        target_name = str((spec.get("scaleTargetRef") or {}).get("name"))
         pods = [p for p in store.list(PODS, ns) if c.selector_matches(selector, c.labels_of(p))]
         metrics: list[MetricResult] = []
         for metric in spec.get("metrics") or DEFAULT_METRICS:
@@ -92,7 +140,7 @@ class HpaLoop:
         decision = autoscaler.decide(hpa, current, metrics, at)
         if decision.rescale:
             result.actions.append(
-                Patch(kind, ns, c.name_of(target), {"spec": {"replicas": decision.desired}})
+                Patch(kind, ns, target_name, {"spec": {"replicas": decision.desired}}, subresource="scale")
             )
             above = "above" if decision.desired < current else "below"
             result.actions.append(

@@ -106,6 +106,48 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
+def parse_selector(text: str) -> Obj:
+    """A label selector string ("a=b,c!=d,e in (x,y),!f") as a metav1.LabelSelector."""
+    match_labels: dict[str, str] = {}
+    exprs: list[Obj] = []
+    parts: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    for raw in (p.strip() for p in parts):
+        if not raw:
+            continue
+        m = re.match(r"^([\w./-]+)\s+(in|notin)\s*\((.*)\)$", raw)
+        if m:
+            values = [v.strip() for v in m.group(3).split(",") if v.strip()]
+            exprs.append(
+                {"key": m.group(1), "operator": "In" if m.group(2) == "in" else "NotIn", "values": values}
+            )
+        elif "!=" in raw:
+            key, value = (x.strip() for x in raw.split("!=", 1))
+            exprs.append({"key": key, "operator": "NotIn", "values": [value]})
+        elif "=" in raw:
+            key, value = (x.strip() for x in raw.replace("==", "=").split("=", 1))
+            match_labels[key] = value
+        elif raw.startswith("!"):
+            exprs.append({"key": raw[1:].strip(), "operator": "DoesNotExist"})
+        else:
+            exprs.append({"key": raw, "operator": "Exists"})
+    out: Obj = {}
+    if match_labels:
+        out["matchLabels"] = match_labels
+    if exprs:
+        out["matchExpressions"] = exprs
+    return out
+
+
 def selector_is_empty(selector: Mapping[str, Any] | None) -> bool:
     return not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions"))
 

@@ -100,9 +100,15 @@ async def _apply_one(store: Store, client: Client, action: Any) -> None:
         log.info("created %s %s/%s", action.kind.kind, action.namespace, c.name_of(obj))
     elif isinstance(action, Patch):
         obj = await client.patch(
-            action.kind.api_version, action.kind.plural, action.namespace or None, action.name, action.patch
+            action.kind.api_version,
+            action.kind.plural,
+            action.namespace or None,
+            action.name,
+            action.patch,
+            subresource=action.subresource,
         )
-        store.wrote(action.kind, obj)
+        if action.subresource is None:
+            store.wrote(action.kind, obj)
     elif isinstance(action, Status):
         current = store.get(action.kind, action.namespace, action.name)
         if current is None:
