@@ -120,3 +120,102 @@ def test_unknown_fields_of_builtin_kinds_are_named() -> None:
         "spec.template.spec.containers[0].imagePullPolice",
     ]
     assert builtin_unknown_fields(deployment()) == []
+
+
+def pod(resources: Obj, labels: Obj | None = None) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": labels or {"app": "train"}},
+        "spec": {"containers": [{"name": "c", "image": "i", "resources": resources}]},
+    }
+
+
+def test_resource_quantities_are_checked_as_the_server_does() -> None:
+    assert (
+        validate_builtin(
+            pod({"requests": {"cpu": "500m", "nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}})
+        )
+        == []
+    )
+    errors = [
+        str(e)
+        for e in validate_builtin(pod({"requests": {"cpu": "2", "memory": "1.5 Gi"}, "limits": {"cpu": "1"}}))
+    ]
+    assert errors == [
+        'spec.containers[0].resources.requests[memory]: Invalid value: "1.5 Gi": quantities must match the '
+        "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        'spec.containers[0].resources.requests[cpu]: Invalid value: "2": must be less than or equal to cpu limit of 1',
+    ]
+
+
+def test_gpus_must_be_whole_and_equal_to_their_limit() -> None:
+    assert [str(e) for e in validate_builtin(pod({"requests": {"nvidia.com/gpu": 1}}))] == [
+        "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources"
+    ]
+    assert [
+        str(e)
+        for e in validate_builtin(pod({"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 2}}))
+    ] == [
+        "spec.containers[0].resources.requests[nvidia.com/gpu]: Invalid value: 1: must be equal to nvidia.com/gpu limit of 2"
+    ]
+    assert [str(e) for e in validate_builtin(pod({"limits": {"nvidia.com/gpu": "0.5"}}))] == [
+        'spec.containers[0].resources.limits[nvidia.com/gpu]: Invalid value: "0.5": must be an integer'
+    ]
+
+
+def test_labels_in_every_object_meta_and_selector() -> None:
+    bad = deployment()
+    bad["spec"]["template"]["metadata"]["labels"] = {"app": "serve", "model": "digits v2"}
+    bad["spec"]["selector"]["matchLabels"] = {"app": "serve", "bad key!": "x"}
+    fields = [e.field for e in validate_builtin(bad)]
+    assert fields == ["spec.selector.matchLabels", "spec.template.metadata.labels"]
+
+
+def test_free_form_content_is_not_mistaken_for_labels_or_resources() -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.dev"},
+        "spec": {
+            "group": "example.dev",
+            "names": {"kind": "Thing", "plural": "things"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "metadata": {"type": "object"},
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {
+                                        "template": {
+                                            "type": "object",
+                                            "properties": {
+                                                "metadata": {
+                                                    "type": "object",
+                                                    "properties": {"labels": {"type": "object"}},
+                                                }
+                                            },
+                                        },
+                                        "resources": {
+                                            "type": "object",
+                                            "properties": {"requests": {"type": "object"}},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    assert validate_builtin(crd) == []
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"metadata": "x"}}
+    assert validate_builtin(config) == []

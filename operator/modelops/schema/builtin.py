@@ -12,6 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -19,7 +20,10 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv; types
 import referencing
 
 from . import errors as fe
-from .errors import FieldError, join_path
+from .errors import FieldError, join_key, join_path
+from .names import label_value_errors, qualified_name_errors
+from .objectmeta import validate_meta
+from .quantity import SYNTAX_ERROR, parse_quantity
 
 __all__ = ["KUBERNETES_VERSION", "builtin_unknown_fields", "has_builtin_schema", "validate_builtin"]
 
@@ -151,7 +155,106 @@ def validate_builtin(obj: Mapping[str, Any]) -> list[FieldError]:
         for converted in _convert(error):
             if converted not in out:
                 out.append(converted)
+    if kind == "CustomResourceDefinition":
+        meta = obj.get("metadata")
+        if isinstance(meta, Mapping):
+            validate_meta(meta, "metadata", out, require_name=False, check_name=False)
+    elif not any(e.type == "FieldValueTypeInvalid" for e in out):
+        _semantic(obj, "", out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the server checks beyond the schema, where our manifests can go wrong: label syntax in every
+# ObjectMeta and selector, and resource quantities (syntax, sign, requests within limits, extended
+# resources such as nvidia.com/gpu requested as whole numbers equal to their limits).
+
+
+def _is_extended(resource: str) -> bool:
+    """Not IsOvercommitAllowed: extended resources (nvidia.com/gpu) and hugepages."""
+    native = "/" not in resource or "kubernetes.io/" in resource
+    return not native or resource.startswith("hugepages-")
+
+
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+_TEMPLATE_KEYS = ("template", "jobTemplate")
+
+
+def _semantic(value: Any, path: str, out: list[FieldError], parent: str = "", grandparent: str = "") -> None:
+    """Walk only the places where these types sit in built-in kinds, so free-form content (a CRD's schema,
+    a ConfigMap) is never mistaken for ObjectMeta or resource requirements."""
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            child_path = join_path(path, str(key))
+            if not isinstance(child, Mapping | list):
+                continue
+            if key == "metadata" and isinstance(child, Mapping):
+                if path == "" or parent in _TEMPLATE_KEYS or grandparent == "volumeClaimTemplates":
+                    validate_meta(child, child_path, out, require_name=False, check_name=False)
+                continue
+            if key == "matchLabels" and isinstance(child, Mapping) and parent.endswith("elector"):
+                _labels(child, child_path, out)
+                continue
+            if key == "resources" and isinstance(child, Mapping) and grandparent in _CONTAINER_LISTS:
+                _resources(child, child_path, out)
+                continue
+            _semantic(child, child_path, out, str(key), parent)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            # List items keep the list's name as their parent's parent: containers[0].resources.
+            _semantic(item, join_path(path, i), out, f"{parent}[]", parent)
+
+
+def _labels(labels: Mapping[str, Any], path: str, out: list[FieldError]) -> None:
+    for key, val in labels.items():
+        for problem in qualified_name_errors(str(key)):
+            out.append(fe.invalid(path, key, problem))
+        if isinstance(val, str):
+            for problem in label_value_errors(val):
+                out.append(fe.invalid(path, val, problem))
+
+
+def _quantities(section: Any, path: str, out: list[FieldError]) -> dict[str, Decimal]:
+    parsed: dict[str, Decimal] = {}
+    if not isinstance(section, Mapping):
+        return parsed
+    for name, raw in section.items():
+        at = join_key(path, str(name))
+        try:
+            quantity = parse_quantity(raw)
+        except ValueError:
+            out.append(fe.invalid(at, raw, SYNTAX_ERROR))
+            continue
+        if quantity < 0:
+            out.append(fe.invalid(at, raw, "must be greater than or equal to 0"))
+        elif _is_extended(str(name)) and quantity != quantity.to_integral_value():
+            out.append(fe.invalid(at, raw, "must be an integer"))
+        parsed[str(name)] = quantity
+    return parsed
+
+
+def _resources(resources: Mapping[str, Any], path: str, out: list[FieldError]) -> None:
+    limits = _quantities(resources.get("limits"), join_path(path, "limits"), out)
+    requests = _quantities(resources.get("requests"), join_path(path, "requests"), out)
+    raw_limits: Mapping[str, Any] = (
+        resources["limits"] if isinstance(resources.get("limits"), Mapping) else {}
+    )
+    raw_requests: Mapping[str, Any] = (
+        resources["requests"] if isinstance(resources.get("requests"), Mapping) else {}
+    )
+    for name, quantity in requests.items():
+        at = join_key(join_path(path, "requests"), name)
+        raw = raw_requests[name]
+        if name in limits:
+            limit = raw_limits[name]
+            if _is_extended(name) and quantity != limits[name]:
+                out.append(fe.invalid(at, raw, f"must be equal to {name} limit of {limit}"))
+            elif quantity > limits[name]:
+                out.append(fe.invalid(at, raw, f"must be less than or equal to {name} limit of {limit}"))
+        elif _is_extended(name):
+            out.append(
+                fe.required(join_path(path, "limits"), "Limit must be set for non overcommitable resources")
+            )
 
 
 def builtin_unknown_fields(obj: Mapping[str, Any]) -> list[str]:

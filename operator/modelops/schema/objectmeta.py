@@ -48,8 +48,7 @@ def prune_meta(meta: Any, path: str, unknown: list[str]) -> None:
 _ANNOTATIONS_LIMIT = 256 * 1024
 
 
-def validate_meta(meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool) -> None:
-    """ValidateObjectMeta's checks that do not depend on the request: names, labels, annotations."""
+def _validate_names(meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool) -> None:
     name = meta.get("name")
     generate_name = meta.get("generateName")
     if generate_name:
@@ -72,6 +71,17 @@ def validate_meta(meta: Mapping[str, Any], path: str, out: list[FieldError], *, 
     else:
         for problem in dns1123_subdomain_errors(name):
             out.append(fe.invalid(join_path(path, "name"), name, problem))
+
+
+def validate_meta(
+    meta: Mapping[str, Any], path: str, out: list[FieldError], *, require_name: bool, check_name: bool = True
+) -> None:
+    """ValidateObjectMeta's checks that do not depend on the request: names, labels, annotations.
+
+    `check_name=False` leaves name and generateName alone (built-in kinds differ in their name rules).
+    """
+    if check_name:
+        _validate_names(meta, path, out, require_name=require_name)
     labels = meta.get("labels")
     if isinstance(labels, Mapping):
         for key, val in labels.items():
