@@ -14,7 +14,7 @@ import os
 import shutil
 import signal
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +57,60 @@ def by_namespace(objs: Sequence[Obj]) -> dict[str, list[Obj]]:
     return out
 
 
+def each(objs: Sequence[Obj], reconcile: Callable[[Obj], Result]) -> list[Result]:
+    """Reconcile objects one by one, so that one object the code chokes on does not stall the rest."""
+    out: list[Result] = []
+    for obj in objs:
+        try:
+            out.append(reconcile(obj))
+        except Exception:
+            log.exception(
+                "%s %s/%s: reconcile failed", obj.get("kind", "object"), c.namespace_of(obj), c.name_of(obj)
+            )
+            retry = Result()
+            retry.requeue(5.0)
+            out.append(retry)
+    return out
+
+
 async def sync_replicasets(store: Store) -> list[Result]:
     at = c.now()
     pods = by_namespace(store.list(PODS))
-    return [replicasets.reconcile(rs, pods.get(c.namespace_of(rs), []), at) for rs in store.list(REPLICASETS)]
+    return each(
+        store.list(REPLICASETS), lambda rs: replicasets.reconcile(rs, pods.get(c.namespace_of(rs), []), at)
+    )
 
 
 async def sync_deployments(store: Store) -> list[Result]:
     at = c.now()
     pods = by_namespace(store.list(PODS))
     rss = by_namespace(store.list(REPLICASETS))
-    return [
-        deployments.reconcile(d, rss.get(c.namespace_of(d), []), pods.get(c.namespace_of(d), []), at)
-        for d in store.list(DEPLOYMENTS)
-    ]
+    return each(
+        store.list(DEPLOYMENTS),
+        lambda d: deployments.reconcile(
+            d, rss.get(c.namespace_of(d), []), pods.get(c.namespace_of(d), []), at
+        ),
+    )
 
 
 async def sync_endpoints(store: Store) -> list[Result]:
     pods = by_namespace(store.list(PODS))
     services = store.list(SERVICES)
-    results = [
-        endpoints.reconcile(
-            svc,
-            pods.get(c.namespace_of(svc), []),
-            store.get(ENDPOINTS, c.namespace_of(svc), c.name_of(svc)),
-        )
-        for svc in services
-    ]
+    results = each(
+        services,
+        lambda svc: endpoints.reconcile(
+            svc, pods.get(c.namespace_of(svc), []), store.get(ENDPOINTS, c.namespace_of(svc), c.name_of(svc))
+        ),
+    )
     results.append(endpoints.orphaned(store.list(ENDPOINTS), services))
     if ENDPOINTSLICES not in store.unavailable:
         slices = by_namespace(store.list(ENDPOINTSLICES))
-        for svc in services:
-            ns = c.namespace_of(svc)
-            results.append(endpoints.reconcile_slices(svc, pods.get(ns, []), slices.get(ns, [])))
+        results += each(
+            services,
+            lambda svc: endpoints.reconcile_slices(
+                svc, pods.get(c.namespace_of(svc), []), slices.get(c.namespace_of(svc), [])
+            ),
+        )
     return results
 
 
@@ -97,10 +118,10 @@ def job_sync(backoff_base: float) -> Any:
     async def sync_jobs(store: Store) -> list[Result]:
         at = c.now()
         pods = by_namespace(store.list(PODS))
-        return [
-            jobs.reconcile(job, pods.get(c.namespace_of(job), []), at, backoff_base)
-            for job in store.list(JOBS)
-        ]
+        return each(
+            store.list(JOBS),
+            lambda job: jobs.reconcile(job, pods.get(c.namespace_of(job), []), at, backoff_base),
+        )
 
     return sync_jobs
 
@@ -111,18 +132,20 @@ def volume_sync(root: str) -> Any:
         claims = store.list(PVCS)
         pvs = store.list(PVS)
         classes = store.list(STORAGECLASSES)
-        results = []
+        results = each(claims, lambda claim: volumes.reconcile_claim(claim, pvs, classes, root, at))
         for claim in claims:
-            results.append(volumes.reconcile_claim(claim, pvs, classes, root, at))
-            if (claim.get("status") or {}).get("phase") == "Bound":
-                # Recreate a bound claim's directory if it went missing (the kubelet mounts it).
-                path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
-                await asyncio.to_thread(os.makedirs, path, exist_ok=True)
-            elif not c.is_deleting(claim) and not (claim.get("spec") or {}).get("volumeName"):
+            # The directory of a volume we provision exists before the claim reports Bound (and comes
+            # back if someone removed it), so a pod that mounts the claim always finds it.
+            named = (claim.get("spec") or {}).get("volumeName")
+            if not c.is_deleting(claim) and named in (None, "", f"pvc-{c.uid_of(claim)}"):
                 path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
                 await asyncio.to_thread(os.makedirs, path, exist_ok=True)
         for pv in pvs:
-            result, remove = volumes.reconcile_volume(pv, claims, root)
+            try:
+                result, remove = volumes.reconcile_volume(pv, claims, root)
+            except Exception:
+                log.exception("PersistentVolume %s: reconcile failed", c.name_of(pv))
+                continue
             if remove:
                 await asyncio.to_thread(shutil.rmtree, remove, True)
                 log.info("removed volume directory %s", remove)
@@ -137,16 +160,18 @@ async def sync_disruption(store: Store) -> list[Result]:
     pods = by_namespace(store.list(PODS))
     rss = store.list(REPLICASETS)
     scalables = store.list(DEPLOYMENTS) + store.list(STATEFULSETS)
-    return [
-        disruption.reconcile(pdb, pods.get(c.namespace_of(pdb), []), rss, scalables, at)
-        for pdb in store.list(PDBS)
-    ]
+    return each(
+        store.list(PDBS),
+        lambda pdb: disruption.reconcile(pdb, pods.get(c.namespace_of(pdb), []), rss, scalables, at),
+    )
 
 
 async def sync_cronjobs(store: Store) -> list[Result]:
     at = c.now()
     jobs_by_ns = by_namespace(store.list(JOBS))
-    return [cronjobs.reconcile(cj, jobs_by_ns.get(c.namespace_of(cj), []), at) for cj in store.list(CRONJOBS)]
+    return each(
+        store.list(CRONJOBS), lambda cj: cronjobs.reconcile(cj, jobs_by_ns.get(c.namespace_of(cj), []), at)
+    )
 
 
 class Options(argparse.Namespace):

@@ -81,7 +81,21 @@ async def apply(store: Store, result: Result) -> None:
                 # Gone or changed under us: the watch brings the new state and the next sync redoes it.
                 log.debug("%s: %s", type(action).__name__, e)
             else:
-                log.warning("%s failed: %s", _describe(action), e)
+                _warn_once(f"{_describe(action)} failed: {e}")
+
+
+_warned: dict[str, float] = {}
+_WARN_EVERY = 60.0
+
+
+def _warn_once(message: str) -> None:
+    """Log a failure once a minute at most: every sync retries it, the log should not say it each time."""
+    at = time.monotonic()
+    if at - _warned.get(message, -_WARN_EVERY) >= _WARN_EVERY:
+        if len(_warned) > 1000:
+            _warned.clear()
+        _warned[message] = at
+        log.warning("%s", message)
 
 
 def _describe(action: Any) -> str:
