@@ -52,3 +52,29 @@ def test_kubectl_typed_create_commands(kubectl: Kubectl) -> None:
     result = kubectl("create", "deployment", "d", "-n", "typed", "--image=x", check=False)
     assert result.returncode != 0, "kinds without a protobuf decoder are refused with 415, not misread"
     assert "unknown format" in result.stderr
+
+
+def test_server_side_apply_conflicts_and_force(kubectl: Kubectl) -> None:
+    manifest = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: owned, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: owned}}
+  template:
+    metadata: {labels: {app: owned}}
+    spec: {containers: [{name: main, image: ghcr.io/modelops/worker:1}]}
+"""
+    kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
+    kubectl("scale", "deployment", "owned", "--replicas=3")
+    result = kubectl("apply", "--server-side", "-f", "-", stdin=manifest, check=False)
+    assert result.returncode != 0
+    assert (
+        'Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: .spec.replicas' in result.stderr
+    )
+    assert "--force-conflicts" in result.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest)
+    dep = json.loads(kubectl("get", "deployment", "owned", "-o", "json", "--show-managed-fields").stdout)
+    assert dep["spec"]["replicas"] == 1
+    assert "conflict" not in kubectl("apply", "--server-side", "-f", "-", stdin=manifest).stderr
+    kubectl("delete", "deployment", "owned")

@@ -43,9 +43,11 @@ def storage_key(rd: ResourceDef) -> str:
 class Params:
     """The query parameters that change what a write does."""
 
-    def __init__(self, query: Mapping[str, str]) -> None:
+    def __init__(self, query: Mapping[str, str], user_agent: str = "") -> None:
         self.dry_run = query.get("dryRun") == "All"
         self.manager = query.get("fieldManager") or ""
+        # Like the real server: without fieldManager, updates are recorded under the User-Agent's name.
+        self.default_manager = user_agent.split("/", 1)[0].strip() or "unknown"
         self.validation = query.get("fieldValidation") or "Warn"
         self.force = query.get("force") in ("true", "1")
         self.warnings: list[str] = []
@@ -200,10 +202,10 @@ class Api:
         self._kind_specific_create(rd, body)
         defaults.apply(skey, body)
         body = self._validate(rd, body, None)
-        if not m.get("managedFields") and params.manager != "":
+        if not m.get("managedFields"):
             self._record(
                 body,
-                params.manager or "unknown",
+                params.manager or params.default_manager,
                 "Update",
                 rd,
                 patching.field_set(_managed_view(body), self.schema(rd)),
@@ -518,6 +520,28 @@ class Api:
             new, fs = patching.server_side_apply(
                 copy.deepcopy(dict(self.view(rd, old))) if old else None, applied, schema, previous, others
             )
+        if old is not None:
+            others_all = [
+                (str(e.get("manager", "")), str(e.get("apiVersion", "")), e.get("fieldsV1") or {})
+                for e in entries
+                if not (
+                    e.get("manager") == params.manager
+                    and e.get("operation") == "Apply"
+                    and e.get("subresource", "") == (sub or "")
+                )
+            ]
+            found = patching.apply_conflicts(self.view(rd, old), new, fs, others_all)
+            if found and not params.force:
+                raise _apply_conflict(rd, name, found)
+            if found:
+                # Forced: the appliers whose fields were taken lose them.
+                taken = {path for _, _, path in found}
+                kept = []
+                for e in meta(old).get("managedFields") or []:
+                    if not (e.get("manager") == params.manager and e.get("operation") == "Apply"):
+                        e = dict(e, fieldsV1=patching.without_paths(e.get("fieldsV1") or {}, taken))
+                    kept.append(e)
+                new.setdefault("metadata", {})["managedFields"] = kept
         if old is None:
             if sub:
                 raise errors.not_found(rd.group, rd.plural, name)
@@ -597,7 +621,7 @@ class Api:
         if self._tracks_generation(rd) and _spec_changed(rd, old, new):
             nm["generation"] = int(om.get("generation") or 1) + 1
         if managed is not None:
-            self._record(new, params.manager or "unknown", managed[0], rd, managed[1], sub)
+            self._record(new, params.manager or params.default_manager, managed[0], rd, managed[1], sub)
         if _same(old, new):
             return self.view(rd, old)
         if params.dry_run:
@@ -801,6 +825,25 @@ class Api:
                 self.store.put("/serviceaccounts", sa)
         elif event.storage_key == "/services" and event.type == "DELETED":
             self.used_ips.discard(str((event.obj.get("spec") or {}).get("clusterIP", "")))
+
+
+def _apply_conflict(rd: ResourceDef, name: str, found: list[tuple[str, str, tuple[str, ...]]]) -> ApiError:
+    """409 the way kube-apiserver words it, so `kubectl apply --server-side` suggests --force-conflicts."""
+    causes = [
+        {"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {v}',
+         "field": patching.render_path(p)}
+        for m, v, p in found
+    ]  # fmt: skip
+    if len(found) == 1:
+        m, v, p = found[0]
+        message = f'Apply failed with 1 conflict: conflict with "{m}" using {v}: {patching.render_path(p)}'
+    else:
+        lines = [f'conflicts with "{m}" using {v}:\n- {patching.render_path(p)}' for m, v, p in found]
+        message = f"Apply failed with {len(found)} conflicts: " + "\n".join(lines)
+    details: dict[str, Any] = {"name": name, "kind": rd.plural, "causes": causes}
+    if rd.group:
+        details["group"] = rd.group
+    return ApiError(409, "Conflict", message, details)
 
 
 def _managed_view(obj: Any) -> Any:

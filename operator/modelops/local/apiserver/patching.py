@@ -369,3 +369,70 @@ def server_side_apply(
                 continue
             _remove_path(merged, path)
     return merged, new_set
+
+
+def _leaf_paths(fs: FieldSet, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for key, sub in fs.items():
+        if key == ".":
+            continue
+        path = (*prefix, key)
+        children = {k: v for k, v in sub.items() if k != "."} if isinstance(sub, dict) else {}
+        if children:
+            out |= _leaf_paths(children, path)
+        else:
+            out.add(path)
+    return out
+
+
+def _value_at(obj: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    node = obj
+    for step in path:
+        node = _step(node, step)
+        if node is None:
+            return False, None
+    return True, node
+
+
+def render_path(path: tuple[str, ...]) -> str:
+    """A fieldsV1 path as the real server prints it in conflicts: `.spec.containers[name="main"].image`."""
+    out = ""
+    for step in path:
+        if step.startswith("f:"):
+            out += "." + step[2:]
+        elif step.startswith("k:"):
+            ident = json.loads(step[2:])
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in ident.items()) + "]"
+        elif step.startswith("v:"):
+            out += f"[={step[2:]}]"
+    return out
+
+
+def apply_conflicts(
+    live: Any, merged: Any, applied_set: FieldSet, others: list[tuple[str, str, FieldSet]]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(manager, apiVersion, path) of fields another manager owns that this apply would change."""
+    mine = _leaf_paths(applied_set)
+    found: list[tuple[str, str, tuple[str, ...]]] = []
+    for manager, api_version, fs in others:
+        for path in sorted(mine & _leaf_paths(fs)):
+            had, before = _value_at(live, path)
+            has, after = _value_at(merged, path)
+            if had and (not has or before != after):
+                found.append((manager, api_version, path))
+    return found
+
+
+def without_paths(fs: FieldSet, paths: set[tuple[str, ...]]) -> FieldSet:
+    """`fs` with the given leaf paths (and maps left empty by their removal) taken out."""
+    out: FieldSet = {}
+    for key, sub in fs.items():
+        if (key,) in paths:
+            continue
+        if isinstance(sub, dict) and sub:
+            nested = without_paths(sub, {p[1:] for p in paths if p and p[0] == key and len(p) > 1})
+            if nested or not any(p[0] == key for p in paths):
+                out[key] = nested
+        else:
+            out[key] = sub
+    return out

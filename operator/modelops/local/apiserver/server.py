@@ -178,7 +178,7 @@ class Server:
                     return await self._watch(request, rd, ns)
                 return self._list(request, rd, ns)
             if method == "POST":
-                params = Params(query)
+                params = Params(query, request.headers.get("User-Agent", ""))
                 body = await _body(request)
                 obj = self.api.create(rd, ns, body, params)
                 return json_response(obj, 201, params.warnings)
@@ -195,7 +195,7 @@ class Server:
         self, request: web.Request, rd: ResourceDef, ns: str, name: str, sub: str | None
     ) -> web.StreamResponse:
         method = request.method
-        params = Params(request.query)
+        params = Params(request.query, request.headers.get("User-Agent", ""))
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed()
@@ -417,7 +417,7 @@ class Server:
     async def _delete_collection(self, request: web.Request, rd: ResourceDef, ns: str) -> web.Response:
         match = self._selection(request, rd)
         options = await _delete_options(request)
-        params = Params(request.query)
+        params = Params(request.query, request.headers.get("User-Agent", ""))
         deleted = []
         for obj in self.store.list(storage_key(rd), ns if ns else None):
             if match(obj):
