@@ -18,7 +18,7 @@ from typing import Any
 import celpy
 import lark
 from celpy import celtypes
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import CELEvalError, Evaluator
 
 from .cellib import LIBRARY, OPT_SELECT, KMap, Namespace
 
@@ -144,7 +144,21 @@ def _rewrite_optional_select(source: str) -> str:
 
 
 _KNOWN_FUNCTIONS = _CORE_FUNCTIONS | MACROS | set(LIBRARY)
-_ENV = celpy.Environment()
+
+
+class _Runner(celpy.InterpretedRunner):
+    """Builds the base activation (functions, type annotations) once per rule instead of per evaluation;
+    cel-python's Evaluator clones it before binding variables, so sharing it is safe."""
+
+    def __init__(self, environment: celpy.Environment, ast: lark.Tree[Any], functions: Any = None) -> None:
+        super().__init__(environment, ast, functions)
+        self._base = self.new_activation()
+
+    def evaluate(self, context: Any) -> Any:
+        return Evaluator(ast=self.ast, activation=self._base).evaluate(context)
+
+
+_ENV = celpy.Environment(runner_class=_Runner)
 
 
 # ---------------------------------------------------------------------------------------------------
