@@ -211,3 +211,27 @@ def test_proxy_balances_over_ready_endpoints_and_skips_dead_ones() -> None:
                 b.server.close()
 
     asyncio.run(scenario())
+
+
+def test_node_ports_listen_on_the_node_address_and_load_balancers_get_their_cluster_ip() -> None:
+    from modelops.local.controllers.proxy import desired_listeners
+
+    lb = {
+        "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "127.96.0.9",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP"}],
+        },
+    }
+    headless = {
+        "metadata": {"name": "h", "namespace": "ns"},
+        "spec": {"clusterIP": "None", "ports": [{"port": 1}]},
+    }
+    assert desired_listeners([lb, headless]) == {
+        ("127.96.0.9", 80): ("ns", "web", "http"),
+        ("127.0.0.1", 30080): ("ns", "web", "http"),
+    }
+    (status,) = endpoints.load_balancer_status(lb).actions
+    assert status.status["loadBalancer"]["ingress"][0]["ip"] == "127.96.0.9"  # type: ignore[union-attr]
+    assert endpoints.load_balancer_status(headless).actions == []

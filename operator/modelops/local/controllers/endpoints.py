@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import common as c
-from .actions import ENDPOINTS, ENDPOINTSLICES, Create, Delete, Patch, Result
+from .actions import ENDPOINTS, ENDPOINTSLICES, SERVICES, Create, Delete, Patch, Result, Status
 
 Obj = dict[str, Any]
 
@@ -112,6 +112,19 @@ def reconcile(svc: Obj, pods: Sequence[Obj], current: Obj | None) -> Result:
         stale = {k: None for k in c.labels_of(current) if k not in labels}
         patch["metadata"]["labels"] = {**stale, **labels}
         result.actions.append(Patch(ENDPOINTS, ns, name, patch))
+    return result
+
+
+def load_balancer_status(svc: Obj) -> Result:
+    """LoadBalancer Services get their ClusterIP as ingress address: reachable here, and proxied."""
+    result = Result()
+    spec = svc.get("spec") or {}
+    ip = spec.get("clusterIP")
+    if spec.get("type") != "LoadBalancer" or not ip or ip == "None" or c.is_deleting(svc):
+        return result
+    want = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}
+    status = {**(svc.get("status") or {}), **want}
+    result.actions.append(Status(SERVICES, c.namespace_of(svc), c.name_of(svc), status))
     return result
 
 

@@ -103,6 +103,7 @@ async def sync_endpoints(store: Store) -> list[Result]:
         ),
     )
     results.append(endpoints.orphaned(store.list(ENDPOINTS), services))
+    results += each(services, endpoints.load_balancer_status)
     if ENDPOINTSLICES not in store.unavailable:
         slices = by_namespace(store.list(ENDPOINTSLICES))
         results += each(

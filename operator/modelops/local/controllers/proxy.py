@@ -4,8 +4,10 @@ The API server hands out ClusterIPs from 127.96.0.0/16, and the whole of 127.0.0
 Linux, so the proxy can listen on `clusterIP:port` directly. Each new connection goes to the next ready
 endpoint (round robin, skipping ones that refuse); with none ready the client's connection is closed at
 once, which is what a client of a real Service with no endpoints sees as a reset. Headless Services
-get no listener (their names resolve to pod IPs). NodePort/LoadBalancer are not proxied: the ClusterIP
-is the local plane's only service address. Only TCP is proxied.
+get no listener (their names resolve to pod IPs). A `nodePort` the user sets is also served on the
+node's address, 127.0.0.1 (the API server does not allocate node ports, so only explicit ones); a
+LoadBalancer Service is given its ClusterIP as its load-balancer ingress address (see `endpoints`).
+Only TCP is proxied.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ Obj = dict[str, Any]
 _CONNECT_TIMEOUT = 3.0
 _CHUNK = 64 * 1024
 _REFUSE_DRAIN = 1.0
+NODE_IP = "127.0.0.1"
 
 
 @dataclass
@@ -51,7 +54,10 @@ def desired_listeners(services: list[Obj]) -> dict[tuple[str, int], tuple[str, s
         for port in spec.get("ports") or []:
             if port.get("protocol", "TCP") != "TCP" or not port.get("port"):
                 continue
-            out[(str(ip), int(port["port"]))] = (c.namespace_of(svc), c.name_of(svc), port.get("name") or "")
+            who = (c.namespace_of(svc), c.name_of(svc), port.get("name") or "")
+            out[(str(ip), int(port["port"]))] = who
+            if spec.get("type") in ("NodePort", "LoadBalancer") and port.get("nodePort"):
+                out[(NODE_IP, int(port["nodePort"]))] = who
     return out
 
 
