@@ -245,3 +245,63 @@ def test_namespace_deletion_removes_contents(apiserver: ApiServer, k8s: Any) -> 
     else:
         pytest.fail("namespace was never removed")
     assert core.list_namespaced_config_map(ns).items == []
+
+
+def test_services_get_cluster_ips_from_the_local_range(k8s: Any) -> None:
+    import ipaddress
+
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    svc = core.create_namespaced_service(ns, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})
+    assert ipaddress.ip_address(svc.spec.cluster_ip) in ipaddress.ip_network("127.96.0.0/16")
+    assert svc.spec.cluster_ips == [svc.spec.cluster_ip]
+    assert svc.spec.ports[0].target_port == 80 and svc.spec.ports[0].protocol == "TCP"
+    other = core.create_namespaced_service(
+        ns, {"metadata": {"name": "api"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    assert other.spec.cluster_ip != svc.spec.cluster_ip
+    headless = core.create_namespaced_service(
+        ns, {"metadata": {"name": "peers"}, "spec": {"clusterIP": "None", "ports": [{"port": 29500}]}}
+    )
+    assert headless.spec.cluster_ip == "None"
+    patched = core.patch_namespaced_service("web", ns, {"metadata": {"labels": {"a": "b"}}})
+    assert patched.spec.cluster_ip == svc.spec.cluster_ip
+
+
+def test_events_in_both_api_groups(apiserver: ApiServer, k8s: Any) -> None:
+    ns = _ns(k8s)
+    client.EventsV1Api(k8s).create_namespaced_event(ns, {
+        "metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Tested",
+        "note": "hello", "type": "Normal", "action": "Test", "reportingController": "tests",
+        "reportingInstance": "tests-1", "regarding": {"kind": "Pod", "name": "p", "namespace": ns},
+    })  # fmt: skip
+    core = client.CoreV1Api(k8s)
+    core.create_namespaced_event(ns, {
+        "metadata": {"name": "e2"}, "reason": "Old", "message": "from core", "type": "Warning",
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": ns}, "source": {"component": "tests"},
+    })  # fmt: skip
+    as_core = {e.metadata.name: e for e in core.list_namespaced_event(ns).items}
+    assert as_core["e1"].message == "hello" and as_core["e1"].involved_object.name == "p"
+    # Read raw: a core event has no eventTime, which the generated events.k8s.io model refuses.
+    code, raw = apiserver.request(f"/apis/events.k8s.io/v1/namespaces/{ns}/events")
+    as_new = {e["metadata"]["name"]: e for e in json.loads(raw)["items"]}
+    assert code == 200 and as_new["e2"]["note"] == "from core" and as_new["e2"]["regarding"]["kind"] == "Pod"
+    selected = core.list_namespaced_event(ns, field_selector="involvedObject.name=p,type=Warning").items
+    assert [e.metadata.name for e in selected] == ["e2"]
+
+
+def test_pod_binding_assigns_a_node_once(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    core.create_namespaced_pod(ns, {"metadata": {"name": "b"}, "spec": {"containers": [
+        {"name": "main", "image": "ghcr.io/modelops/worker:1"}]}})  # fmt: skip
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}  # fmt: skip
+    core.create_namespaced_pod_binding("b", ns, binding, _preload_content=False)
+    pod = core.read_namespaced_pod("b", ns)
+    assert pod.spec.node_name == "node-1"
+    assert [(c.type, c.status) for c in pod.status.conditions] == [("PodScheduled", "True")]
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_binding("b", ns, binding, _preload_content=False)
+    assert err.value.status == 409
+    assert core.list_namespaced_pod(ns, field_selector="spec.nodeName=node-1").items[0].metadata.name == "b"
