@@ -24,6 +24,7 @@ from .normalize import normalized
 __all__ = ["validate_rules"]
 
 Schema = Mapping[str, Any]
+_IMMUTABLE_RULES = {"self == oldSelf", "oldSelf == self"}
 _FIELD_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
 
 
@@ -118,6 +119,9 @@ def _run_rule(
     if ratchet and not compiled.uses_old_self:
         # Validation ratcheting: the value is unchanged since it was stored, so any error would be
         # dropped; not evaluating also keeps status updates cheap.
+        return
+    if ratchet and " ".join(source.split()) in _IMMUTABLE_RULES:
+        # The immutability idiom on an unchanged value holds; this is every status update's common case.
         return
     optional_old = bool(rule.get("optionalOldSelf"))
     if compiled.uses_old_self and old is ABSENT and not optional_old:
