@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -24,20 +25,37 @@ POD_NETWORK = ipaddress.ip_network("127.244.0.0/16")
 CLUSTER_DOMAIN = "cluster.local"
 
 
-def host_bound_ips(proc_net: str = "/proc/net") -> set[str]:
-    """IPv4 addresses some socket on this machine is bound to (any plane, any program)."""
+_LISTEN = "0A"
+_bound_cache: tuple[float, set[str]] = (0.0, set())
+
+
+def host_bound_ips(proc_net: str = "/proc/net", max_age: float = 1.0) -> set[str]:
+    """IPv4 addresses that some listening socket on this machine is bound to (any plane, any program).
+
+    Cached for `max_age` seconds: /proc/net/tcp of a busy machine has thousands of lines, and a burst
+    of pod starts must not read it once per pod.
+    """
+    global _bound_cache
+    now = time.monotonic()
+    if proc_net == "/proc/net" and now - _bound_cache[0] < max_age:
+        return _bound_cache[1]
     found: set[str] = set()
     for name in ("tcp", "udp"):
         try:
             with open(os.path.join(proc_net, name), encoding="ascii") as f:
                 next(f, None)
                 for line in f:
-                    local = line.split()[1]
-                    hex_ip = local.split(":")[0]
+                    fields = line.split(None, 4)
+                    # TCP sockets count only while listening; every bound UDP socket counts.
+                    if name == "tcp" and fields[3] != _LISTEN:
+                        continue
+                    hex_ip = fields[1].split(":", 1)[0]
                     # /proc/net/tcp prints the address in host (little-endian) byte order.
                     found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_ip), "little"))))
         except (OSError, ValueError, IndexError):
             continue
+    if proc_net == "/proc/net":
+        _bound_cache = (now, found)
     return found
 
 

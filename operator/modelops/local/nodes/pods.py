@@ -856,6 +856,9 @@ class PodWorker:
     async def _sync_loop(self) -> None:
         while True:
             await self._dirty.wait()
+            # A container start changes the status several times within milliseconds; one patch
+            # for the burst keeps the API server free for everyone else.
+            await asyncio.sleep(0.05)
             self._dirty.clear()
             if not await self._flush():
                 await asyncio.sleep(1.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,7 @@ class Scheduler:
         # uid -> the pod as bound, until the informer reflects the binding.
         self._assumed: dict[str, Obj] = {}
         self._use_binding = True
+        self._background: set[asyncio.Task[None]] = set()
 
     def kick(self) -> None:
         self._wake.set()
@@ -76,50 +77,77 @@ class Scheduler:
         return list(current.values())
 
     async def schedule_pending(self) -> None:
+        """Decide every pending pod in creation order, then send the bindings concurrently.
+
+        Each decision is assumed at once, so later pods in the same pass see the capacity it takes.
+        """
         pending = [p for p in self._bound_pods() if wants_scheduling(p, self.name)]
         pending.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+        actions: list[Coroutine[Any, Any, None]] = []
         for pod in pending:
             if _uid(pod) in self._assumed:
                 continue
             decision = schedule(pod, self.nodes.items(), self._bound_pods())
             if decision.node is not None:
-                await self._bind(pod, decision.node)
+                bound = dict(pod)
+                bound["spec"] = {**(pod.get("spec") or {}), "nodeName": decision.node}
+                self._assumed[_uid(pod)] = bound
+                actions.append(self._bind(pod, decision.node))
             else:
-                await self._unschedulable(pod, decision.message)
+                actions.append(self._unschedulable(pod, decision.message))
+        limit = asyncio.Semaphore(16)
+
+        async def limited(action: Coroutine[Any, Any, None]) -> None:
+            async with limit:
+                await action
+
+        results = await asyncio.gather(*(limited(a) for a in actions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("scheduling action failed: %s", result)
 
     async def _bind(self, pod: Obj, node: str) -> None:
         meta = pod.get("metadata") or {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         try:
-            if self._use_binding:
-                binding = {
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    "metadata": {"name": name, "namespace": ns, "uid": meta.get("uid")},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-                }
-                try:
-                    await self.api.create("v1", "pods", ns, binding, name=name, subresource="binding")
-                except ApiError as e:
-                    if e.status not in {404, 405}:
-                        raise
-                    # 404 means either "no such pod" or "no binding subresource"; only the latter
-                    # leaves the pod readable.
-                    await self.api.get("v1", "pods", ns, name)
-                    log.warning("API server has no pods/binding (%s); binding by patching spec.nodeName", e)
-                    self._use_binding = False
-            if not self._use_binding:
-                await self.api.patch("v1", "pods", ns, name, {"spec": {"nodeName": node}})
+            await self._post_binding(ns, name, str(meta.get("uid") or ""), node)
         except ApiError as e:
+            self._assumed.pop(_uid(pod), None)
             if e.status in {404, 409}:
                 log.info("pod %s/%s changed while binding (%s); will retry", ns, name, e.reason)
                 return
             raise
-        bound = dict(pod)
-        bound["spec"] = {**(pod.get("spec") or {}), "nodeName": node}
-        self._assumed[_uid(pod)] = bound
+        except BaseException:
+            self._assumed.pop(_uid(pod), None)
+            raise
         log.info("bound %s/%s to %s", ns, name, node)
-        await self.events.emit(pod, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+        # The event is not awaited: the next pass should not wait for bookkeeping.
+        task = asyncio.create_task(
+            self.events.emit(pod, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _post_binding(self, ns: str, name: str, uid: str, node: str) -> None:
+        if self._use_binding:
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            }
+            try:
+                await self.api.create("v1", "pods", ns, binding, name=name, subresource="binding")
+                return
+            except ApiError as e:
+                if e.status not in {404, 405}:
+                    raise
+                # 404 means either "no such pod" or "no binding subresource"; only the latter
+                # leaves the pod readable.
+                await self.api.get("v1", "pods", ns, name)
+                log.warning("API server has no pods/binding (%s); binding by patching spec.nodeName", e)
+                self._use_binding = False
+        await self.api.patch("v1", "pods", ns, name, {"spec": {"nodeName": node}})
 
     async def _unschedulable(self, pod: Obj, message: str) -> None:
         meta = pod.get("metadata") or {}
