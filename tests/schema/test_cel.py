@@ -518,3 +518,23 @@ def test_invalid_quantity_in_a_rule_is_reported_as_the_server_words_it() -> None
         'Invalid value: "object": quantities must match the regular expression '
         "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' evaluating rule: quantity(self.name).isInteger()"
     )
+
+
+def test_ratcheting_keeps_evaluation_errors() -> None:
+    # A rule that cannot evaluate on an unchanged stored value still blocks updates on a real server,
+    # while one that merely fails on it is ratcheted.
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {
+                "type": "object",
+                "properties": {"b": {"type": "string"}, "c": {"type": "integer"}},
+                "x-kubernetes-validations": [{"rule": "self.b != 'x'"}, {"rule": "self.c > 0"}],
+            },
+            "n": {"type": "integer"},
+        },
+    }
+    stored = {"a": {"b": "x"}, "n": 1}
+    assert errors_of(schema, {"a": {"b": "x"}, "n": 2}, old=stored) == [
+        'spec.a: Invalid value: "object": no such key: c evaluating rule: self.c > 0'
+    ]

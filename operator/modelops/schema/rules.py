@@ -116,10 +116,6 @@ def _run_rule(
     if isinstance(compiled, str):
         out.append(fe.invalid(path, stype, f"rule compile error: {compiled}"))
         return
-    if ratchet and not compiled.uses_old_self:
-        # Validation ratcheting: the value is unchanged since it was stored, so any error would be
-        # dropped; not evaluating also keeps status updates cheap.
-        return
     if ratchet and " ".join(source.split()) in _IMMUTABLE_RULES:
         # The immutability idiom on an unchanged value holds; this is every status update's common case.
         return
@@ -146,6 +142,10 @@ def _run_rule(
         return
     if isinstance(result, celtypes.BoolType) and bool(result):
         return
+    if ratchet and not compiled.uses_old_self:
+        # Validation ratcheting: the value is unchanged since it was stored, so a rule that now fails
+        # on it does not block the update. Evaluation errors above are not ratcheted, as on the server.
+        return
     error_path = path
     field_path = rule.get("fieldPath")
     if field_path:
@@ -165,8 +165,8 @@ def _message_from_expression(source: str, activation: Mapping[str, Any]) -> str 
     result, error = evaluate(compiled, activation)
     if error is not None or not isinstance(result, str):
         return None
-    text = str(result)
-    if not text.strip() or "\n" in text:
+    text = str(result).strip()
+    if not text or "\n" in text:
         return None
     return text
 
