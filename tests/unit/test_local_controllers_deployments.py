@@ -318,3 +318,19 @@ def test_percent_fenceposts_round_like_upstream() -> None:
     assert deployments.fenceposts(d) == (3, 2)
     d = deployment(replicas=1, strategy={"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}})
     assert deployments.fenceposts(d) == (0, 1)
+
+
+def test_rejected_pod_creates_show_as_replica_failure_and_back_off() -> None:
+    rs = _rs(2)
+    failing = replicasets.reconcile(rs, [], T0, failure=("pods is forbidden: exceeds quota", 1.0))
+    assert not [a for a in failing.actions if isinstance(a, Create)], "wait before trying again"
+    assert failing.requeue_after is not None and failing.requeue_after <= replicasets.CREATE_BACKOFF
+    (status,) = [a.status for a in failing.actions if isinstance(a, Status)]
+    cond = c.get_condition(status, "ReplicaFailure")
+    assert cond is not None and cond["reason"] == "FailedCreate" and "quota" in cond["message"]
+    retry = replicasets.reconcile(rs, [], T0, failure=("pods is forbidden: exceeds quota", 11.0))
+    assert len([a for a in retry.actions if isinstance(a, Create)]) == 2
+    rs["status"] = status
+    healed = replicasets.reconcile(rs, [], T0)
+    (status,) = [a.status for a in healed.actions if isinstance(a, Status)]
+    assert c.get_condition(status, "ReplicaFailure") is None

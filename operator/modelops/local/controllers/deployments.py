@@ -376,6 +376,21 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
             if cond and cond.get("reason") == "DeploymentPaused":
                 _set_progressing(status, "Unknown", "DeploymentResumed", "Deployment is resumed", at)
             sync_rollout_status(d, status, new_rs, at, result)
+        # A pod the new ReplicaSet cannot create (rejected by the API server) shows on the Deployment.
+        failure = (
+            c.get_condition(new_rs.get("status") or {}, "ReplicaFailure") if new_rs is not None else None
+        )
+        if failure is not None and failure.get("status") == "True":
+            status["conditions"] = c.set_condition(
+                status["conditions"],
+                "ReplicaFailure",
+                "True",
+                str(failure.get("reason") or "FailedCreate"),
+                str(failure.get("message") or ""),
+                at,
+            )
+        else:
+            status["conditions"] = [x for x in status["conditions"] if x.get("type") != "ReplicaFailure"]
         result.actions.append(Status(DEPLOYMENTS, ns, name, status))
         if new_rs is not None and c.annotations_of(d).get(REVISION) != str(revision_of(new_rs)):
             result.actions.append(

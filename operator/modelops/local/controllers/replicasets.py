@@ -103,8 +103,17 @@ def deletion_rank(pod: Obj) -> tuple[int, int, int, float, int, float]:
     return (assigned, phase, ready, ready_key, -c.pod_restart_count(pod), -c.creation_time(pod).timestamp())
 
 
-def reconcile(rs: Obj, pods: Sequence[Obj], at: dt.datetime) -> Result:
-    """Decide the pod creates/deletes and the status of one ReplicaSet, given its namespace's pods."""
+CREATE_BACKOFF = 10.0
+
+
+def reconcile(
+    rs: Obj, pods: Sequence[Obj], at: dt.datetime, failure: tuple[str, float] | None = None
+) -> Result:
+    """Decide the pod creates/deletes and the status of one ReplicaSet, given its namespace's pods.
+
+    `failure` is (message, seconds ago) of the last rejected pod create: it becomes the ReplicaFailure
+    condition (reason FailedCreate), and creates wait CREATE_BACKOFF seconds before the next try.
+    """
     result = Result()
     if c.is_deleting(rs):
         return result
@@ -122,7 +131,10 @@ def reconcile(rs: Obj, pods: Sequence[Obj], at: dt.datetime) -> Result:
     diff = len(active) - want
     created: list[Obj] = []
     deleted: set[str] = set()
-    if diff < 0:
+    backing_off = failure is not None and failure[1] < CREATE_BACKOFF
+    if diff < 0 and backing_off and failure is not None:
+        result.requeue(CREATE_BACKOFF - failure[1])
+    elif diff < 0:
         template = spec.get("template") or {}
         owner = c.owner_reference(rs, "apps/v1", "ReplicaSet")
         for _ in range(-diff):
@@ -150,8 +162,13 @@ def reconcile(rs: Obj, pods: Sequence[Obj], at: dt.datetime) -> Result:
         "availableReplicas": len(available),
         "observedGeneration": c.generation_of(rs),
     }
-    if old_status.get("conditions"):
-        status["conditions"] = old_status["conditions"]
+    conditions = [cond for cond in old_status.get("conditions") or [] if cond.get("type") != "ReplicaFailure"]
+    if failure is not None and diff < 0:
+        conditions = c.set_condition(
+            list(old_status.get("conditions") or []), "ReplicaFailure", "True", "FailedCreate", failure[0], at
+        )
+    if conditions:
+        status["conditions"] = conditions
     result.actions.append(Status(REPLICASETS, ns, name, status))
     result.requeue(c.available_in(ready, min_ready, at))
     return result

@@ -71,12 +71,26 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+def _owner_uid(action: Any) -> str:
+    if not isinstance(action, Create):
+        return ""
+    for ref in (action.body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid") or "")
+    return ""
+
+
 async def apply(store: Store, result: Result) -> None:
     client = store.client
     for action in result.actions:
+        owner = _owner_uid(action)
         try:
             await _apply_one(store, client, action)
+            if owner:
+                store.create_succeeded(owner)
         except ApiError as e:
+            if owner and e.status != 409:
+                store.create_failed(owner, e.message or str(e))
             if e.status in (404, 409):
                 # Gone or changed under us: the watch brings the new state and the next sync redoes it.
                 log.debug("%s: %s", type(action).__name__, e)

@@ -45,6 +45,9 @@ class Store:
         self._tombstones: dict[str, float] = {}
         self._listeners: list[tuple[frozenset[Kind], Callable[[], None]]] = []
         self.unavailable: set[Kind] = set()
+        # Owner uid -> (why creating its child failed, when): lets ReplicaSets report ReplicaFailure
+        # and back off instead of retrying a rejected pod on every event.
+        self.failures: dict[str, tuple[str, float]] = {}
 
     def watch(self, kind: Kind) -> None:
         if kind in self.informers:
@@ -99,6 +102,17 @@ class Store:
         if cached is not None and (_rv(cached) or 0) >= (_rv(obj) or 0) and _rv(obj) is not None:
             return
         self._overlay[(kind, ns, name)] = (obj, time.monotonic())
+
+    def create_failed(self, owner_uid: str, message: str) -> None:
+        self.failures[owner_uid] = (message, time.monotonic())
+
+    def create_succeeded(self, owner_uid: str) -> None:
+        self.failures.pop(owner_uid, None)
+
+    def failure(self, owner_uid: str) -> tuple[str, float] | None:
+        """(message, seconds since) of the last failed create for this owner, if it has not succeeded since."""
+        found = self.failures.get(owner_uid)
+        return None if found is None else (found[0], time.monotonic() - found[1])
 
     def deleted(self, uid: str) -> None:
         if uid:
