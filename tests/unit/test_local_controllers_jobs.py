@@ -199,3 +199,12 @@ def test_ttl_after_finished_deletes_the_job() -> None:
 def test_index_format_round_trips() -> None:
     assert jobs.format_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
     assert jobs.parse_indexes("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
+
+
+def test_rejected_pod_create_is_retried_after_a_pause() -> None:
+    s = Sim(job())
+    r = jobs.reconcile(s.job, [], T0, 1.0, failure=("pods is forbidden", 2.0))
+    assert not [a for a in r.actions if isinstance(a, Create)]
+    assert r.requeue_after is not None and r.requeue_after <= 8.0
+    r = jobs.reconcile(s.job, [], T0, 1.0, failure=("pods is forbidden", 12.0))
+    assert len([a for a in r.actions if isinstance(a, Create)]) == 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import common as c
 from .actions import JOBS, PODS, Create, Delete, Event, Result, Status
-from .replicasets import claim, deletion_rank, pod_from_template
+from .replicasets import CREATE_BACKOFF, claim, deletion_rank, pod_from_template
 
 Obj = dict[str, Any]
 
@@ -161,7 +161,14 @@ def backoff_delay(failures: int, base: float) -> float:
     return float(min(base * 2.0 ** (failures - 1), MAX_BACKOFF))
 
 
-def reconcile(job: Obj, pods: Sequence[Obj], at: dt.datetime, backoff_base: float = 10.0) -> Result:
+def reconcile(
+    job: Obj,
+    pods: Sequence[Obj],
+    at: dt.datetime,
+    backoff_base: float = 10.0,
+    failure: tuple[str, float] | None = None,
+) -> Result:
+    """One sync of a Job; `failure` is (message, seconds ago) of its last rejected pod create."""
     result = Result()
     if c.is_deleting(job):
         return result
@@ -312,6 +319,10 @@ def reconcile(job: Obj, pods: Sequence[Obj], at: dt.datetime, backoff_base: floa
     if counted_failures:
         last = max(pod_finished_at(p) for p in counted_failures)
         wait = backoff_delay(failed, backoff_base) - (at - last).total_seconds()
+    if failure is not None and failure[1] < CREATE_BACKOFF:
+        # The API server refused our last pod: upstream records FailedCreate and retries with backoff.
+        wait = max(wait, CREATE_BACKOFF - failure[1])
+        result.actions.append(Event(job, "FailedCreate", f"Error creating: {failure[0]}", "Warning"))
 
     keep = list(active)
     if indexed:
