@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,13 +66,67 @@ class Saved:
     manifest_sha256: str
 
 
+def snapshot(obj: Any) -> Any:
+    """A deep copy of the tensors in a state (moved to CPU), so training can go on while it is written."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(snapshot(v) for v in obj)
+    return obj
+
+
 class CheckpointStore:
-    """The checkpoint directory of one job: save, verify, load the newest good one, keep the last K."""
+    """The checkpoint directory of one job: save, verify, load the newest good one, keep the last K.
+
+    `save_async` writes in a background thread (serialising and fsyncing a large model takes long
+    enough to stall training); one write is in flight at most, and `wait` returns the last written.
+    """
 
     def __init__(self, root: Path, keep: int, on_fallback: Callable[[], None] | None = None) -> None:
         self.root = root
         self.keep = keep
         self.on_fallback = on_fallback or (lambda: None)
+        self._thread: threading.Thread | None = None
+        self._done: Saved | None = None
+        self._error: BaseException | None = None
+
+    def save_async(
+        self,
+        step: int,
+        state: dict[str, Any],
+        meta: dict[str, Any],
+        on_saved: Callable[[Saved], None] | None = None,
+    ) -> None:
+        """Snapshot `state` now and write it in the background (after any write still in flight)."""
+        self.wait()
+        copy = snapshot(state)
+
+        def write() -> None:
+            try:
+                saved = self.save(step, copy, meta)
+            except BaseException as exc:
+                self._error = exc
+                return
+            self._done = saved
+            if on_saved is not None:
+                on_saved(saved)
+
+        self._thread = threading.Thread(target=write, name=f"checkpoint-{step}", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> Saved | None:
+        """Block until the write in flight is on disk; re-raises its error (a retryable crash)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise RuntimeError(f"writing a checkpoint to {self.root} failed: {err}") from err
+        return self._done
 
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> Saved:
         """Write `state` as checkpoint `step` atomically and drop all but the newest `keep`."""
