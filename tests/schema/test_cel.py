@@ -455,6 +455,13 @@ def test_compile_rule_with_a_schema_catches_field_typos() -> None:
         ("cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP('11.0.0.1')", True),
         ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && cidr('10.0.0.0/8').prefixLength() == 8", True),
         ("self.name.find('[0-9]+') == '' && 'a1b22'.findAll('[0-9]+') == ['1', '22']", True),
+        ("isSemver('1.2.3') && !isSemver('1.2') && semver('1.2.3').minor() == 2", True),
+        (
+            "semver('1.10.0').isGreaterThan(semver('1.9.9')) && semver('1.0.0-rc.1').isLessThan(semver('1.0.0'))",
+            True,
+        ),
+        ("!format.dns1123LabelPrefix().validate('train-').hasValue()", True),
+        ("format.date().validate('2024-13-01').hasValue()", True),
     ],
 )
 def test_kubernetes_extension_libraries(rule: str, holds: bool) -> None:

@@ -8,6 +8,8 @@ value or a CELEvalError, which CEL propagates like an error value; none raises.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import functools
 import ipaddress
 import re
@@ -36,6 +38,7 @@ __all__ = [
     "CelIP",
     "CelOptional",
     "CelQuantity",
+    "CelSemver",
     "CelURL",
     "KMap",
     "Namespace",
@@ -536,15 +539,111 @@ def _uuid_errors(value: str) -> list[str]:
     return [] if _UUID.match(value) else ["an UUID"]
 
 
+def _prefix(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """The generateName form: a trailing dash is allowed (random characters follow it)."""
+
+    def call(value: str) -> list[str]:
+        return check(value[:-1] + "a" if value.endswith("-") and len(value) > 1 else value)
+
+    return call
+
+
+def _byte_errors(value: str) -> list[str]:
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        return ["invalid base64"]
+    return []
+
+
+def _date_errors(value: str) -> list[str]:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return ["an RFC3339 date"]
+    return [] if len(value) == 10 else ["an RFC3339 date"]
+
+
+def _datetime_errors(value: str) -> list[str]:
+    try:
+        datetime.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return ["an RFC3339 date-time"]
+    return [] if "T" in value.upper() else ["an RFC3339 date-time"]
+
+
 _FORMATS: dict[str, Callable[[str], list[str]]] = {
     "dns1123Label": dns1123_label_errors,
     "dns1123Subdomain": dns1123_subdomain_errors,
     "dns1035Label": dns1035_label_errors,
+    "dns1123LabelPrefix": _prefix(dns1123_label_errors),
+    "dns1123SubdomainPrefix": _prefix(dns1123_subdomain_errors),
+    "dns1035LabelPrefix": _prefix(dns1035_label_errors),
     "qualifiedName": qualified_name_errors,
     "labelValue": label_value_errors,
     "uri": _uri_errors,
     "uuid": _uuid_errors,
+    "byte": _byte_errors,
+    "date": _date_errors,
+    "datetime": _datetime_errors,
 }
+
+
+# Semantic versions (Kubernetes' semver library): isSemver(s), semver(s).major()/.isLessThan(other)...
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+class CelSemver:
+    def __init__(self, major: int, minor: int, patch: int, pre: tuple[str, ...]) -> None:
+        self.major, self.minor, self.patch, self.pre = major, minor, patch, pre
+
+    def key(self) -> tuple[Any, ...]:
+        # A pre-release sorts before its release; numeric identifiers before alphanumeric ones.
+        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.pre)
+        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelSemver) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+
+def _parse_semver(text: str) -> CelSemver | None:
+    match = _SEMVER.match(text)
+    if match is None:
+        return None
+    pre = tuple(match.group(4).split(".")) if match.group(4) else ()
+    return CelSemver(int(match.group(1)), int(match.group(2)), int(match.group(3)), pre)
+
+
+def _semver(target: Any) -> Any:
+    parsed = _parse_semver(str(target)) if isinstance(target, celtypes.StringType) else None
+    if parsed is None:
+        return _err(f"invalid semver: {str(target)!r}")
+    return parsed
+
+
+def _semver_part(name: str) -> Callable[..., Any]:
+    def call(target: Any) -> Any:
+        if not isinstance(target, CelSemver):
+            return _no_overload(name, target)
+        return celtypes.IntType(getattr(target, name))
+
+    return call
+
+
+def _semver_cmp(name: str, fn: Callable[[tuple[Any, ...], tuple[Any, ...]], Any]) -> Callable[..., Any]:
+    def call(a: Any, b: Any) -> Any:
+        if not isinstance(a, CelSemver) or not isinstance(b, CelSemver):
+            return _no_overload(name, a, b)
+        return fn(a.key(), b.key())
+
+    return call
 
 
 def _format_factory(name: str) -> Callable[..., Any]:
@@ -765,6 +864,18 @@ def _prefix_length(target: Any) -> Any:
     return celtypes.IntType(target.network.prefixlen)
 
 
+def _either(first: Callable[..., Any], second: Callable[..., Any]) -> Callable[..., Any]:
+    """One CEL name, two receiver types: use the second when the first has no overload for the call."""
+
+    def call(*args: Any) -> Any:
+        result = first(*args)
+        if isinstance(result, CELEvalError) and str(result.args[0]).startswith("no such overload"):
+            return second(*args)
+        return result
+
+    return call
+
+
 def _library() -> dict[str, Callable[..., Any]]:
     s = _string_fn
     lib: dict[str, Callable[..., Any]] = {
@@ -829,9 +940,25 @@ def _library() -> dict[str, Callable[..., Any]]:
         "getQuery": _query,
         "quantity": _quantity,
         "isQuantity": _is_quantity,
-        "compareTo": _qcmp("compareTo", lambda a, b: celtypes.IntType((a > b) - (a < b))),
-        "isGreaterThan": _qcmp("isGreaterThan", lambda a, b: celtypes.BoolType(a > b)),
-        "isLessThan": _qcmp("isLessThan", lambda a, b: celtypes.BoolType(a < b)),
+        "compareTo": _either(
+            _qcmp("compareTo", lambda a, b: celtypes.IntType((a > b) - (a < b))),
+            _semver_cmp("compareTo", lambda a, b: celtypes.IntType((a > b) - (a < b))),
+        ),
+        "isGreaterThan": _either(
+            _qcmp("isGreaterThan", lambda a, b: celtypes.BoolType(a > b)),
+            _semver_cmp("isGreaterThan", lambda a, b: celtypes.BoolType(a > b)),
+        ),
+        "isLessThan": _either(
+            _qcmp("isLessThan", lambda a, b: celtypes.BoolType(a < b)),
+            _semver_cmp("isLessThan", lambda a, b: celtypes.BoolType(a < b)),
+        ),
+        "isSemver": lambda t: celtypes.BoolType(
+            isinstance(t, celtypes.StringType) and _parse_semver(str(t)) is not None
+        ),
+        "semver": _semver,
+        "major": _semver_part("major"),
+        "minor": _semver_part("minor"),
+        "patch": _semver_part("patch"),
         "add": _qcmp("add", lambda a, b: CelQuantity(a + b)),
         "sub": _qcmp("sub", lambda a, b: CelQuantity(a - b)),
         "sign": _sign,
