@@ -305,3 +305,12 @@ def test_pod_binding_assigns_a_node_once(k8s: Any) -> None:
         core.create_namespaced_pod_binding("b", ns, binding, _preload_content=False)
     assert err.value.status == 409
     assert core.list_namespaced_pod(ns, field_selector="spec.nodeName=node-1").items[0].metadata.name == "b"
+
+
+def test_delete_collection_by_label(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    for name, labels in [("a", {"drop": "yes"}), ("b", {"drop": "yes"}), ("c", {})]:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": name, "labels": labels}})
+    core.delete_collection_namespaced_config_map(ns, label_selector="drop=yes")
+    assert [c.metadata.name for c in core.list_namespaced_config_map(ns).items] == ["c"]

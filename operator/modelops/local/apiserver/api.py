@@ -758,7 +758,13 @@ class Api:
                 return self._deleted_answer(rd, old)
             final = self.store.remove(skey, om.get("namespace") or "", name)
             return self._deleted_answer(rd, final or old)
-        if om.get("deletionTimestamp") and finalizers == list(om.get("finalizers") or []) and grace != 0:
+        unchanged = finalizers == list(om.get("finalizers") or [])
+        if (
+            om.get("deletionTimestamp")
+            and unchanged
+            and grace >= int(om.get("deletionGracePeriodSeconds") or 0)
+        ):
+            # Already being deleted: a repeated delete changes nothing (it may only shorten a pod's grace).
             return self.view(rd, old)
         new = copy.deepcopy(old)
         nm = new["metadata"]
