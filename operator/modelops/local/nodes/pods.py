@@ -391,6 +391,7 @@ class PodWorker:
         """Run one container until it needs no restart; its last exit code (None if stopped first)."""
         backoff = 0.0
         pull_backoff = 0.0
+        config_backoff = 0.0
         if c.done or (c.exit_code is not None and not self._should_restart(init, c.exit_code)):
             c.done = True
             self._mark()
@@ -417,7 +418,9 @@ class PodWorker:
                 c.waiting("CreateContainerConfigError", str(e))
                 self._mark()
                 await self._event("Failed", f"Error: {e}", spec, warning=True)
-                await self._sleep(5.0)
+                # Retried soon at first (the ConfigMap is often created right after the pod).
+                config_backoff = min(max(config_backoff * 2, 1.0), 10.0)
+                await self._sleep(config_backoff)
                 continue
             await self._wait_for_names(env)
             if self.stopping.is_set():
