@@ -334,3 +334,27 @@ def test_rejected_pod_creates_show_as_replica_failure_and_back_off() -> None:
     healed = replicasets.reconcile(rs, [], T0)
     (status,) = [a.status for a in healed.actions if isinstance(a, Status)]
     assert c.get_condition(status, "ReplicaFailure") is None
+
+
+def test_scaling_in_the_middle_of_a_rollout_is_shared_proportionally() -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 2}}
+    k = Cluster(deployment(replicas=10, strategy=strategy))
+    k.run(10)
+    k.roll("v2")
+    k.run(3, ready=False)  # the new pods never get ready: the rollout stalls half way
+    sizes = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+        for rs in k.objs["replicasets"].values()
+    }
+    assert sizes == {"v1": 8, "v2": 4}, sizes
+    k.d["spec"]["replicas"] = 20
+    k.d["metadata"]["generation"] += 1
+    k.step(ready=False)
+    sizes = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+        for rs in k.objs["replicasets"].values()
+    }
+    # 12 pods were allowed (10 + surge 2), now 22 (20 + surge 2): each set grows by 22/12, rounded.
+    assert sizes == {"v1": 15, "v2": 7}, sizes
+    k.run(30)
+    assert k.history[-1] == (20, 20, 20)

@@ -5,16 +5,16 @@ template equals the Deployment's (named `<deployment>-<pod-template-hash>`, revi
 above the highest old one, so `kubectl rollout history/undo` work), scale it up within `maxSurge`,
 scale old ones down within `maxUnavailable` (Recreate: old ones to zero first), prune history beyond
 `revisionHistoryLimit`, and report status with the upstream Available/Progressing conditions and
-reasons that `kubectl rollout status` and `kubectl wait --for=condition=Available` read.
-
-Not modelled: proportional scaling of several active ReplicaSets when `replicas` changes in the
-middle of a rollout (the rolling step converges to the same end state, just not proportionally).
+reasons that `kubectl rollout status` and `kubectl wait --for=condition=Available` read. A change of
+`replicas` in the middle of a rollout (an autoscaler at work) is shared among the active ReplicaSets in
+proportion to their size, as upstream does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -223,6 +223,81 @@ def old_rs_scale_downs(d: Obj, new_rs: Obj, olds: Sequence[Obj]) -> dict[str, in
     return changes
 
 
+def _desired_annotation(rs: Obj) -> int | None:
+    try:
+        return int(c.annotations_of(rs)[DESIRED])
+    except (KeyError, ValueError):
+        return None
+
+
+def is_scaling_event(d: Obj, rss: Sequence[Obj]) -> bool:
+    """An active ReplicaSet was sized for another `replicas` than the Deployment's (isScalingEvent)."""
+    for rs in rss:
+        desired = _desired_annotation(rs)
+        if replicas_of(rs) > 0 and desired is not None and desired != replicas_of(d):
+            return True
+    return False
+
+
+def _max_annotation(rs: Obj) -> int:
+    try:
+        return int(c.annotations_of(rs)[MAX])
+    except (KeyError, ValueError):
+        return 0
+
+
+def proportional_sizes(d: Obj, new_rs: Obj | None, olds: Sequence[Obj]) -> dict[str, int]:
+    """upstream scale(): new replica counts by ReplicaSet name when `replicas` changes mid-rollout.
+
+    One active ReplicaSet takes the whole count; a saturated new ReplicaSet means the old ones go to
+    zero; otherwise the change is shared in proportion to each set's size, leftovers to the largest.
+    """
+    replicas = replicas_of(d)
+    all_rss = [*olds, *([new_rs] if new_rs is not None else [])]
+    active = [rs for rs in sorted(all_rss, key=c.creation_time) if replicas_of(rs) > 0]
+    if len(active) <= 1:
+        target = active[0] if active else (new_rs or (max(olds, key=c.creation_time) if olds else None))
+        return {} if target is None else {c.name_of(target): replicas}
+    if new_rs is not None and (
+        replicas_of(new_rs) == replicas
+        and _desired_annotation(new_rs) == replicas
+        and _status_int(new_rs, "availableReplicas") == replicas
+    ):
+        return {c.name_of(rs): 0 for rs in olds if replicas_of(rs) > 0}
+    strategy = ((d.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate")
+    if strategy != "RollingUpdate":
+        return {}
+    surge, _ = fenceposts(d)
+    allowed = replicas + surge if replicas > 0 else 0
+    to_add = allowed - sum(replicas_of(rs) for rs in active)
+    if to_add > 0:
+        ordered = sorted(active, key=lambda rs: (-replicas_of(rs), -c.creation_time(rs).timestamp()))
+    else:
+        ordered = sorted(active, key=lambda rs: (-replicas_of(rs), c.creation_time(rs).timestamp()))
+    sizes: dict[str, int] = {}
+    added = 0
+    for rs in ordered:
+        proportion = 0
+        if to_add != 0 and to_add != added:
+            if replicas == 0:
+                fraction = -replicas_of(rs)
+            else:
+                before = _max_annotation(rs)
+                fraction = (
+                    0
+                    if before == 0
+                    else math.floor(replicas_of(rs) * allowed / before + 0.5) - replicas_of(rs)
+                )
+            left = to_add - added
+            proportion = min(fraction, left) if to_add > 0 else max(fraction, left)
+        sizes[c.name_of(rs)] = replicas_of(rs) + proportion
+        added += proportion
+    if ordered and to_add != 0:
+        first = c.name_of(ordered[0])
+        sizes[first] = max(sizes[first] + to_add - added, 0)
+    return sizes
+
+
 def calculate_status(d: Obj, all_rss: Sequence[Obj], new_rs: Obj | None, at: dt.datetime) -> Obj:
     available = sum(_status_int(rs, "availableReplicas") for rs in all_rss)
     total = sum(replicas_of(rs) for rs in all_rss)
@@ -400,14 +475,15 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
             )
         return result
 
-    if paused:
-        # A paused Deployment still follows scale changes when nothing is mid-rollout.
-        if (
-            new_rs is not None
-            and not any(replicas_of(rs) for rs in olds)
-            and replicas_of(new_rs) != replicas_of(d)
-        ):
-            result.actions.append(_scale(d, new_rs, replicas_of(d)))
+    sizes = proportional_sizes(d, new_rs, olds)
+    if paused or (sizes and is_scaling_event(d, [*([new_rs] if new_rs is not None else []), *olds])):
+        # Replicas changed (or the Deployment is paused): resize the ReplicaSets proportionally and
+        # leave the rollout itself for the next sync, as upstream's sync() does.
+        for rs in [*([new_rs] if new_rs is not None else []), *olds]:
+            if c.name_of(rs) in sizes and sizes[c.name_of(rs)] != replicas_of(rs):
+                result.actions.append(_scale(d, rs, sizes[c.name_of(rs)]))
+            elif c.name_of(rs) in sizes and replicas_of(rs) and _desired_annotation(rs) != replicas_of(d):
+                result.actions.append(_scale(d, rs, replicas_of(rs)))
         return finish()
 
     if new_rs is None:

@@ -237,6 +237,7 @@ async def run(opts: Options) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -244,6 +245,7 @@ async def run(opts: Options) -> None:
             await proxy.close()
         await hpa.close()
         await store.stop()
+    log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
