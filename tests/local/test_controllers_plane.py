@@ -306,6 +306,20 @@ def test_deployment_rolls_out_and_rolls_again_within_max_unavailable(plane: Plan
         assert pod["spec"]["containers"][0].get("env") == [{"name": "V", "value": "2"}]
 
 
+def test_rollout_that_cannot_progress_fails_kubectl_rollout_status(plane: Plane) -> None:
+    ns = plane.namespace("stuck")
+    d = deployment("stuck", 1, HTTP_SERVER, progressDeadlineSeconds=3)
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "docker.io/library/nginx:1.27"  # never pulls
+    plane.apply(ns, d)
+    out = plane.kubectl("rollout", "status", "-n", ns, "deployment/stuck", "--timeout=60s", check=False)
+    assert "exceeded its progress deadline" in out, out
+    status = plane.obj("apps/v1", "deployments", ns, "stuck")["status"]
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    available = next(c for c in status["conditions"] if c["type"] == "Available")
+    assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
+
+
 def test_service_proxies_to_ready_pods_round_robin(plane: Plane) -> None:
     ns = plane.namespace("proxy")
     plane.apply(ns, deployment("whoami", 2, ["python", "-c", WHOAMI, str(PORT)]), service("whoami"))

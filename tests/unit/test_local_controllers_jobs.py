@@ -208,3 +208,8 @@ def test_rejected_pod_create_is_retried_after_a_pause() -> None:
     assert r.requeue_after is not None and r.requeue_after <= 8.0
     r = jobs.reconcile(s.job, [], T0, 1.0, failure=("pods is forbidden", 12.0))
     assert len([a for a in r.actions if isinstance(a, Create)]) == 1
+
+
+def test_job_managed_by_another_controller_is_left_alone() -> None:
+    assert jobs.reconcile(job(managedBy="kueue.x-k8s.io/multikueue"), [], T0).actions == []
+    assert jobs.reconcile(job(managedBy=jobs.JOB_CONTROLLER), [], T0).actions

@@ -26,6 +26,7 @@ Obj = dict[str, Any]
 
 INDEX = "batch.kubernetes.io/job-completion-index"
 MAX_BACKOFF = 360.0
+JOB_CONTROLLER = "kubernetes.io/job-controller"
 
 
 def is_finished(job: Obj) -> str | None:
@@ -170,9 +171,10 @@ def reconcile(
 ) -> Result:
     """One sync of a Job; `failure` is (message, seconds ago) of its last rejected pod create."""
     result = Result()
-    if c.is_deleting(job):
-        return result
     spec = job.get("spec") or {}
+    if c.is_deleting(job) or spec.get("managedBy", JOB_CONTROLLER) != JOB_CONTROLLER:
+        # Another controller (say, a batch queue) owns this Job, as upstream's managedBy allows.
+        return result
     ns, name = c.namespace_of(job), c.name_of(job)
     old = job.get("status") or {}
 
