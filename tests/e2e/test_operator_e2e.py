@@ -119,6 +119,10 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         assert got["status"]["phase"] == "Pending"
         assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
         assert "modelops.dev/finalizer" not in got["metadata"].get("finalizers", [])
+        # kopf's bookkeeping lives under our own prefix, not kopf.zalando.org.
+        annotations = got["metadata"].get("annotations", {})
+        assert "modelops.dev/last-handled-configuration" in annotations
+        assert not [key for key in annotations if key.startswith(("kopf.zalando.org/", "kopf.dev/"))]
 
     plane.kubectl(
         "wait", "-n", NS, "trainingjobs/from-the-future", "--for=condition=Stalled", "--timeout=60s"

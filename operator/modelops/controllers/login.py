@@ -8,6 +8,7 @@ do for kubectl.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,24 @@ _InClusterConfigLoader: Callable[..., Any] = kubernetes.config.incluster_config.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
+def container_path(path: str) -> str:
+    """Where a file the pod spec mounts at `path` really is.
+
+    In a container, `path` itself. The local plane runs containers as plain processes that cannot
+    mount at absolute paths; its kubelet passes each mountPath's real directory in
+    MODELOPS_LOCAL_MOUNTS (JSON), the documented way for code that builds paths at run time.
+    """
+    mounts: dict[str, str] = json.loads(os.environ.get("MODELOPS_LOCAL_MOUNTS") or "{}")
+    for mount in sorted(mounts, key=len, reverse=True):
+        prefix = mount.rstrip("/")
+        if path == prefix or path.startswith(prefix + "/"):
+            return mounts[mount] + path[len(prefix) :]
+    return path
+
+
 def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
     config = kubernetes.client.Configuration()
+    service_account = container_path(SERVICE_ACCOUNT_DIR)
     try:
         if kubeconfig:
             if not os.path.exists(kubeconfig):
@@ -36,12 +53,12 @@ def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.
             # Passed explicitly: the client reads the variable once at import. A list of paths
             # (separated by ':') is merged as kubectl does.
             _load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=config)
-        elif os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token")):
+        elif os.path.exists(os.path.join(service_account, "token")):
             # Re-read at every login: kopf logs in again on a 401, which is how a rotated
             # (bound, expiring) service account token is picked up.
             _InClusterConfigLoader(
-                token_filename=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
-                cert_filename=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+                token_filename=os.path.join(service_account, "token"),
+                cert_filename=os.path.join(service_account, "ca.crt"),
                 try_refresh_token=False,
             ).load_and_set(config)
         else:
