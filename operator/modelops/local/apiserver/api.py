@@ -149,7 +149,8 @@ class Api:
             )
 
     def create(self, rd: ResourceDef, ns: str, body: Any, params: Params, skip_unknown: bool = False) -> Obj:
-        body = copy.deepcopy(self._check_type(rd, body))
+        # The caller hands over a freshly decoded body; it becomes the stored object.
+        body = self._check_type(rd, body)
         skey = storage_key(rd)
         if rd.group == "events.k8s.io":
             body = events.to_core(body)
@@ -394,7 +395,8 @@ class Api:
         if sub == "scale":
             return self.update_scale(rd, ns, name, body, params)
         old = self._current(rd, ns, name)
-        body = copy.deepcopy(self._check_type(rd, body))
+        # The caller hands over a freshly decoded body; it becomes the stored object.
+        body = self._check_type(rd, body)
         if rd.group == "events.k8s.io":
             body = events.to_core(body)
         m = body.setdefault("metadata", {})

@@ -68,11 +68,14 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS objects (skey TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,"
-            " data TEXT NOT NULL, PRIMARY KEY (skey, ns, name)) WITHOUT ROWID"
+            " data TEXT NOT NULL, rv INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (skey, ns, name)) WITHOUT ROWID"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        # A write stores its rv in its own row (one statement, one implicit transaction); only deletes,
+        # which leave no row behind, record the counter in `meta`. The counter is the larger of the two.
         row = self.db.execute("SELECT v FROM meta WHERE k = 'rv'").fetchone()
-        self.rv = int(row[0]) if row else 1
+        top = self.db.execute("SELECT MAX(rv) FROM objects").fetchone()
+        self.rv = max(int(row[0]) if row else 1, int(top[0] or 0) if top else 0)
         self.objects: dict[str, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
         self.by_uid: dict[str, Key] = {}
         self.dependents: dict[str, set[Key]] = collections.defaultdict(set)
@@ -144,12 +147,11 @@ class Store:
         m["resourceVersion"] = str(rv)
         data = json.dumps(obj, separators=(",", ":"))
         try:
-            self.db.execute("BEGIN")
-            self.db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", (skey, ns, name, data))
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (str(rv),))
-            self.db.execute("COMMIT")
+            self.db.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", (skey, ns, name, data, rv)
+            )
         except sqlite3.Error as exc:
-            self.db.execute("ROLLBACK")
+            self.rv -= 1
             raise ApiError(500, "InternalError", f"storage error: {exc}") from exc
         self.objects[skey][(ns, name)] = obj
         self._index(skey, obj, old)
