@@ -334,6 +334,18 @@ KEYWORDS: list[tuple[str, Obj, Any, list[str]]] = [
         ["spec.v: Invalid value: 10: spec.v in body should be less than 10"],
     ),
     (
+        "large maximum with a float value prints as Go does",
+        {"type": "number", "maximum": 1000000},
+        1500000.5,
+        ["spec.v: Invalid value: 1.5000005e+06: spec.v in body should be less than or equal to 1e+06"],
+    ),
+    (
+        "integer value against a fractional maximum truncates it, as kube-openapi",
+        {"type": "integer", "maximum": 2.5},
+        3,
+        ["spec.v: Invalid value: 3: spec.v in body should be less than or equal to 2"],
+    ),
+    (
         "multipleOf",
         {"type": "integer", "multipleOf": 4},
         6,

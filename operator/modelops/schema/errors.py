@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "duplicate",
     "forbidden",
     "format_value",
+    "go_float",
     "invalid",
     "join_key",
     "join_path",
@@ -80,6 +82,28 @@ def _go_value(value: Any) -> str:
     return repr(value)
 
 
+def go_float(value: float) -> str:
+    """Go's %v of a float64 (strconv 'g', shortest): 1.5, 100000, 1e+06, 1.5e-05."""
+    if value == 0:
+        return "0"
+    if value != value or value in (float("inf"), float("-inf")):
+        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[repr(value)]
+    sign = "-" if value < 0 else ""
+    digits_tuple = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(str(d) for d in digits_tuple.digits)
+    exponent = int(digits_tuple.exponent)
+    point = len(digits) + exponent  # digits before the decimal point
+    exp = point - 1
+    if exp < -4 or exp >= 6:  # shortest formatting decides with precision 6
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
 def format_value(value: Any) -> str:
     """The bad value as ErrorBody prints it: strings quoted, scalars plain, null as "null"."""
     if value is None:
@@ -89,7 +113,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        return go_float(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return _go_value(value)

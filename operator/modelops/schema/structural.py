@@ -16,7 +16,7 @@ from typing import Any
 
 from . import errors as fe
 from .correlation import ABSENT, correlated_items, json_equal
-from .errors import FieldError, Validated, join_path, json_type
+from .errors import FieldError, Validated, go_float, join_path, json_type
 from .formats import FORMAT_CHECKS
 from .normalize import normalized
 from .objectmeta import prune_meta, validate_meta
@@ -162,10 +162,11 @@ def _type_ok(value: Any, schema: Schema) -> tuple[bool, str]:
     return actual == expected, str(expected)
 
 
-def _num(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _bound(bound: int | float, value: int | float) -> str:
+    """A limit as kube-openapi prints it: truncated to int64 for integer values, Go's %v otherwise."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return str(int(bound))
+    return go_float(float(bound))
 
 
 def _name(path: str) -> str:
@@ -286,24 +287,34 @@ def _validate_number(value: int | float, schema: Schema, path: str, out: list[Fi
     maximum = schema.get("maximum")
     if isinstance(maximum, int | float):
         if schema.get("exclusiveMaximum") and value >= maximum:
-            out.append(fe.invalid(path, value, f"{name} in body should be less than {_num(maximum)}"))
+            out.append(
+                fe.invalid(path, value, f"{name} in body should be less than {_bound(maximum, value)}")
+            )
         elif value > maximum:
             out.append(
-                fe.invalid(path, value, f"{name} in body should be less than or equal to {_num(maximum)}")
+                fe.invalid(
+                    path, value, f"{name} in body should be less than or equal to {_bound(maximum, value)}"
+                )
             )
     minimum = schema.get("minimum")
     if isinstance(minimum, int | float):
         if schema.get("exclusiveMinimum") and value <= minimum:
-            out.append(fe.invalid(path, value, f"{name} in body should be greater than {_num(minimum)}"))
+            out.append(
+                fe.invalid(path, value, f"{name} in body should be greater than {_bound(minimum, value)}")
+            )
         elif value < minimum:
             out.append(
-                fe.invalid(path, value, f"{name} in body should be greater than or equal to {_num(minimum)}")
+                fe.invalid(
+                    path, value, f"{name} in body should be greater than or equal to {_bound(minimum, value)}"
+                )
             )
     multiple = schema.get("multipleOf")
     if isinstance(multiple, int | float) and multiple > 0:
         quotient = value / multiple
         if not math.isclose(quotient, round(quotient), rel_tol=0, abs_tol=1e-9):
-            out.append(fe.invalid(path, value, f"{name} in body should be a multiple of {_num(multiple)}"))
+            out.append(
+                fe.invalid(path, value, f"{name} in body should be a multiple of {_bound(multiple, value)}")
+            )
 
 
 def _validate_array(value: list[Any], schema: Schema, path: str, out: list[FieldError], old: Any) -> None:
