@@ -68,6 +68,7 @@ def worker_env(tmp: Path, cfg: dict[str, Any], **extra: str) -> dict[str, str]:
         "MODELOPS_DATA_DIR": str(tmp / "data"),
         "MODELOPS_TERMINATION_LOG": str(tmp / "termination-log"),
         "MODELOPS_METRICS_PORT": "0",
+        "OMP_NUM_THREADS": "1",
         **extra,
     }
 

@@ -87,3 +87,12 @@ def test_result_is_cut_to_the_termination_message_limit(tmp_path):
     assert len(text.encode()) <= 4096
     parsed = json.loads(text)
     assert parsed["reason"] == "TrainingError" and parsed["message"].endswith("...")
+
+
+def test_cpu_limit_is_read_from_the_cgroup(tmp_path):
+    from modelops_worker.train import cgroup_cpus
+
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert cgroup_cpus(str(tmp_path)) == 3  # 2.5 CPUs: round up, a half-used core still helps
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpus(str(tmp_path)) is None

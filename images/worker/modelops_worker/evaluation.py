@@ -9,7 +9,9 @@ to it.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
+import numpy.typing as npt
 import torch
 from scipy.stats import rankdata
 
@@ -43,7 +45,7 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, f
     return out
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:  # type: ignore[type-arg]
+def roc_auc(scores: npt.NDArray[Any], labels: npt.NDArray[Any]) -> float | None:
     """ROC AUC as the Mann-Whitney statistic (tied scores count half); None with a single class."""
     pos = labels == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())

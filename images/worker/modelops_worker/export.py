@@ -13,6 +13,7 @@ import io
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,8 +54,12 @@ def export(
     desc_json = json.dumps(description, sort_keys=True)
     buf = io.BytesIO()
     if fmt == "torchscript":
-        scripted = torch.jit.script(model)
-        torch.jit.save(scripted, buf, _extra_files={DESCRIPTION: desc_json})
+        # TorchScript is deprecated upstream in favour of torch.export, but it is still the one format
+        # every serving stack loads without the model's Python code; the warning is ours to track.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.script(model)
+            torch.jit.save(scripted, buf, _extra_files={DESCRIPTION: desc_json})
     else:
         torch.save({"stateDict": model.state_dict(), "description": desc_json}, buf)
     data = buf.getvalue()
@@ -85,7 +90,9 @@ def load(path: Path, fmt: str | None = None) -> tuple[nn.Module, dict[str, Any]]
     if fmt in (None, "torchscript"):
         extra = {DESCRIPTION: ""}
         try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]
         except Exception:
             if fmt == "torchscript":
                 raise

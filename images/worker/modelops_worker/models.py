@@ -29,7 +29,8 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class CNN(nn.Module):
@@ -70,7 +71,8 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, self.h, self.w) if self.two_d else x.reshape(x.shape[0], 1, self.w)
-        return self.head(self.pool(self.features(x)))
+        out: torch.Tensor = self.head(self.pool(self.features(x)))
+        return out
 
 
 class TabTransformer(nn.Module):
@@ -94,11 +96,15 @@ class TabTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x.unsqueeze(-1) * self.value + self.position
         tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
-        return self.head(self.norm(self.encoder(tokens)[:, 0]))
+        out: torch.Tensor = self.head(self.norm(self.encoder(tokens)[:, 0]))
+        return out
 
 
 class Classifier(nn.Module):
     """Normalises raw features with the training set's statistics, then runs the body; returns logits."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, body: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
@@ -107,7 +113,8 @@ class Classifier(nn.Module):
         self.register_buffer("std", std.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - self.mean) / self.std)
+        out: torch.Tensor = self.body((x - self.mean) / self.std)
+        return out
 
 
 def build(

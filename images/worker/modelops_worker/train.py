@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -65,7 +66,7 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self.x[t], self.y[t]
 
 
-def _identity(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _identity(batch: Any) -> Any:
     return batch
 
 
@@ -160,6 +161,36 @@ def _optimizer(cfg: TrainRunConfig, params: Iterator[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
 
 
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The container's CPU limit (cgroup v2 cpu.max or v1 CFS quota), rounded up; None if unlimited."""
+    try:
+        quota, period = Path(f"{root}/cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        q = int(Path(f"{root}/cpu/cpu.cfs_quota_us").read_text())
+        p = int(Path(f"{root}/cpu/cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, math.ceil(q / p)) if q > 0 and p > 0 else None
+
+
+def configure_threads(local_world_size: int) -> None:
+    """Size torch's thread pool to the pod's CPU limit, not the node's cores.
+
+    Without this, a pod limited to 2 CPUs on a 64-core node runs 64 threads and is throttled into a
+    crawl. An explicit OMP_NUM_THREADS wins (torchrun sets 1 per process when it starts several).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    cpus = cgroup_cpus()
+    if cpus is not None:
+        torch.set_num_threads(max(1, cpus // max(1, local_world_size)))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -221,6 +252,7 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, r = self.cfg, self.ranks
         signal.signal(signal.SIGTERM, self.sigterm)
+        configure_threads(r.local_world_size)
         device = _device(cfg, r)
         backend = _backend(cfg, device)  # checked even when alone: the config is wrong either way
         distributed = r.world_size > 1
@@ -262,7 +294,7 @@ class Trainer:
             torch.from_numpy(sp.std),
             ds.image_shape,
         ).to(device)
-        optimizer = _optimizer(cfg, model.parameters())  # type: ignore[arg-type]
+        optimizer = _optimizer(cfg, model.parameters())
         cuda = device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16" and cuda)
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
@@ -493,7 +525,7 @@ class Trainer:
             },
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
             state["rng"]["cuda"] = torch.cuda.get_rng_state()
         return state
 
