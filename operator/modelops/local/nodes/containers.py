@@ -13,7 +13,8 @@ Three things a runtime would do are emulated here, and documented because users 
   relative paths work too; `MODELOPS_LOCAL_ROOT` names it and `MODELOPS_LOCAL_MOUNTS` (JSON) gives the
   whole mapping for code that builds paths at run time.
 * Termination message: `/dev/termination-log` (or the container's terminationMessagePath) is rewritten
-  like a mount, and `MODELOPS_TERMINATION_MESSAGE_PATH` holds the real file.
+  like a mount, `MODELOPS_TERMINATION_MESSAGE_PATH` holds the real file, and in Python processes the
+  injected sitecustomize redirects `open("/dev/termination-log", ...)` to it.
 """
 
 from __future__ import annotations

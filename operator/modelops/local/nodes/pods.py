@@ -482,7 +482,12 @@ class PodWorker:
         # Start anyway: the program may retry resolution itself.
 
     def _process_env(
-        self, env: Mapping[str, str], mounts: Mapping[str, Path], rewrite: Mapping[str, Path], term_file: Path
+        self,
+        env: Mapping[str, str],
+        mounts: Mapping[str, Path],
+        rewrite: Mapping[str, Path],
+        term_file: Path,
+        term_from: str,
     ) -> dict[str, str]:
         bin_dir = self.k.bin_dir
         base: dict[str, str] = {
@@ -503,6 +508,7 @@ class PodWorker:
             "MODELOPS_LOCAL_ROOT": str(self.dir / "rootfs"),
             "MODELOPS_LOCAL_MOUNTS": containers.mounts_json(mounts),
             "MODELOPS_TERMINATION_MESSAGE_PATH": str(term_file),
+            "MODELOPS_TERMINATION_MESSAGE_FROM": term_from,
         }
         if self.gpus:
             base["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
@@ -539,7 +545,7 @@ class PodWorker:
         else:
             argv = list(image_command) + [containers.expand(str(a), env) for a in spec.get("args") or []]
         argv = [containers.rewrite_paths(a, rewrite) for a in argv]
-        penv = self._process_env(env, mounts, rewrite, term_file)
+        penv = self._process_env(env, mounts, rewrite, term_file, term_path)
         workdir = str(spec.get("workingDir") or "")
         cwd = rootfs
         if workdir:

@@ -10,14 +10,20 @@ rewrites cluster names in env values to IPs for it):
 * Own IP: binding to all interfaces (`0.0.0.0`, `""`, or a passive lookup of None) binds to the pod's
   own loopback IP (`MODELOPS_POD_IP`), so many pods can listen on the same port. An explicit bind to
   `::` is left alone (IPv6 has no per-pod address here).
+* Termination message: opening the container's terminationMessagePath (`/dev/termination-log` by
+  default, `MODELOPS_TERMINATION_MESSAGE_FROM`) opens the container's own file instead
+  (`MODELOPS_TERMINATION_MESSAGE_PATH`), so code written for a cluster reports its result unchanged.
 
 It must import nothing beyond the standard library and never raise: it runs in every process.
 """
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import socket
+from typing import Any
 
 _HOSTS_FILE = os.environ.get("MODELOPS_LOCAL_HOSTS", "")
 _POD_IP = os.environ.get("MODELOPS_POD_IP", "")
@@ -115,6 +121,33 @@ def _bind(self, address):  # type: ignore[no-untyped-def]
         address = (_POD_IP, address[1])
     return _orig_bind(self, address)
 
+
+_TERM_FROM = os.environ.get("MODELOPS_TERMINATION_MESSAGE_FROM", "")
+_TERM_TO = os.environ.get("MODELOPS_TERMINATION_MESSAGE_PATH", "")
+_orig_open = builtins.open
+_orig_os_open = os.open
+
+
+def _redirect(path: Any) -> Any:
+    try:
+        text = os.fspath(path)
+    except TypeError:  # a file descriptor
+        return path
+    return _TERM_TO if isinstance(text, str) and text == _TERM_FROM else path
+
+
+def _open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+    return _orig_open(_redirect(file), *args, **kwargs)
+
+
+def _os_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+    return _orig_os_open(_redirect(path), *args, **kwargs)
+
+
+if _TERM_FROM and _TERM_TO:
+    builtins.open = _open
+    io.open = _open
+    os.open = _os_open
 
 if _HOSTS_FILE or _POD_IP:
     socket.getaddrinfo = _getaddrinfo
