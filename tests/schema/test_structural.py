@@ -576,6 +576,33 @@ METADATA: list[tuple[str, Obj, list[str]]] = [
         ],
     ),
     (
+        "namespace not a DNS label",
+        {"name": "ok", "namespace": "Team_A"},
+        [
+            'metadata.namespace: Invalid value: "Team_A": a lowercase RFC 1123 label must consist of lower case '
+            "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. "
+            "'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        ],
+    ),
+    (
+        "owner reference without uid, two controllers",
+        {
+            "name": "ok",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": True},
+                {"apiVersion": "v1", "kind": "B", "name": "b", "controller": True},
+            ],
+        },
+        [
+            'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty',
+            'metadata.ownerReferences: Invalid value: []interface {}{map[string]interface {}{"apiVersion":'
+            '"v1", "controller":true, "kind":"A", "name":"a", "uid":"1"}, '
+            'map[string]interface {}{"apiVersion":"v1", "controller":true, "kind":"B", '
+            '"name":"b"}}: Only one reference can have Controller set to true. Found "true" in '
+            "references for A/a and B/b",
+        ],
+    ),
+    (
         "annotations over 256 KiB",
         {"name": "ok", "annotations": {"big": "x" * (256 * 1024)}},
         ["metadata.annotations: Too long: may not be more than 262144 bytes"],

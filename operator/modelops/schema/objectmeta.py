@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors as fe
 from .errors import FieldError, join_path, json_type
-from .names import dns1123_subdomain_errors, label_value_errors, qualified_name_errors
+from .names import dns1123_label_errors, dns1123_subdomain_errors, label_value_errors, qualified_name_errors
 
 __all__ = ["OBJECT_META_FIELDS", "prune_meta", "validate_meta"]
 
@@ -122,3 +122,37 @@ def validate_meta(
         for i, finalizer in enumerate(finalizers):
             for problem in qualified_name_errors(str(finalizer)):
                 out.append(fe.invalid(join_path(join_path(path, "finalizers"), i), finalizer, problem))
+    namespace = meta.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        for problem in dns1123_label_errors(namespace):
+            out.append(fe.invalid(join_path(path, "namespace"), namespace, problem))
+    owners = meta.get("ownerReferences")
+    if isinstance(owners, list):
+        _validate_owner_references(owners, join_path(path, "ownerReferences"), out)
+
+
+# The field names and wording of ValidateOwnerReference.
+_OWNER_FIELDS = (("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid"))
+
+
+def _validate_owner_references(owners: list[Any], path: str, out: list[FieldError]) -> None:
+    controllers: list[str] = []
+    for owner in owners:
+        if not isinstance(owner, Mapping):
+            continue
+        for key, word in _OWNER_FIELDS:
+            if not owner.get(key):
+                out.append(
+                    fe.invalid(join_path(path, key), owner.get(key) or "", f"{word} must not be empty")
+                )
+        if owner.get("controller") is True:
+            controllers.append(f"{owner.get('kind')}/{owner.get('name')}")
+    if len(controllers) > 1:
+        out.append(
+            fe.invalid(
+                path,
+                owners,
+                'Only one reference can have Controller set to true. Found "true" in references for '
+                + " and ".join(controllers),
+            )
+        )
