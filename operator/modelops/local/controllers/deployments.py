@@ -160,6 +160,16 @@ def _scale(d: Obj, rs: Obj, replicas: int) -> Patch:
     )
 
 
+def _resize(d: Obj, rs: Obj, replicas: int, result: Result) -> None:
+    """Scale a ReplicaSet and record the ScalingReplicaSet event `kubectl describe` shows."""
+    result.actions.append(_scale(d, rs, replicas))
+    before = replicas_of(rs)
+    if before != replicas:
+        way = "up" if replicas > before else "down"
+        message = f"Scaled {way} replica set {c.name_of(rs)} from {before} to {replicas}"
+        result.actions.append(Event(d, "ScalingReplicaSet", message))
+
+
 def new_rs_replicas(d: Obj, all_rss: Sequence[Obj], new_rs: Obj | None) -> int:
     """NewRSNewReplicas: how far the new ReplicaSet may grow now."""
     replicas = replicas_of(d)
@@ -481,7 +491,7 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
         # leave the rollout itself for the next sync, as upstream's sync() does.
         for rs in [*([new_rs] if new_rs is not None else []), *olds]:
             if c.name_of(rs) in sizes and sizes[c.name_of(rs)] != replicas_of(rs):
-                result.actions.append(_scale(d, rs, sizes[c.name_of(rs)]))
+                _resize(d, rs, sizes[c.name_of(rs)], result)
             elif c.name_of(rs) in sizes and replicas_of(rs) and _desired_annotation(rs) != replicas_of(d):
                 result.actions.append(_scale(d, rs, replicas_of(rs)))
         return finish()
@@ -501,7 +511,7 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
             if running:
                 for rs in olds:
                     if replicas_of(rs):
-                        result.actions.append(_scale(d, rs, 0))
+                        _resize(d, rs, 0, result)
                 return finish()
             initial = replicas_of(d)
         else:
@@ -544,33 +554,25 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
         active_olds = [rs for rs in olds if replicas_of(rs)]
         if active_olds:
             for rs in active_olds:
-                result.actions.append(_scale(d, rs, 0))
+                _resize(d, rs, 0, result)
             return finish()
         if any(not c.pod_is_terminal(p) for rs in olds for p in pods_by_rs.get(c.uid_of(rs), [])):
             return finish()
         if replicas_of(new_rs) != replicas_of(d):
-            result.actions.append(_scale(d, new_rs, replicas_of(d)))
+            _resize(d, new_rs, replicas_of(d), result)
             return finish()
     else:
         want_new = (
             replicas_of(d) if replicas_of(new_rs) > replicas_of(d) else new_rs_replicas(d, owned, new_rs)
         )
         if want_new != replicas_of(new_rs):
-            result.actions.append(_scale(d, new_rs, want_new))
-            result.actions.append(
-                Event(
-                    d,
-                    "ScalingReplicaSet",
-                    f"Scaled {'up' if want_new > replicas_of(new_rs) else 'down'} replica set "
-                    f"{c.name_of(new_rs)} from {replicas_of(new_rs)} to {want_new}",
-                )
-            )
+            _resize(d, new_rs, want_new, result)
             return finish()
         downs = old_rs_scale_downs(d, new_rs, olds)
         if downs:
             for rs in olds:
                 if c.name_of(rs) in downs:
-                    result.actions.append(_scale(d, rs, downs[c.name_of(rs)]))
+                    _resize(d, rs, downs[c.name_of(rs)], result)
             return finish()
 
     # Rolled out: prune history beyond revisionHistoryLimit (only fully scaled-down old sets).
