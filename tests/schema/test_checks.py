@@ -110,6 +110,11 @@ NON_STRUCTURAL: list[tuple[str, Obj, str]] = [
     ),
     ("root not an object", {"type": "string"}, 'must be "object" at the root'),
     (
+        "bad map type",
+        root(a={"type": "object", "x-kubernetes-map-type": "merged"}),
+        'Unsupported value: "merged"',
+    ),
+    (
         "default with an unknown field",
         root(a={"type": "object", "default": {"b": 1}, "properties": {"c": {"type": "string"}}}),
         "properties[spec].properties[a].default.b: Invalid value: must not have unknown fields",

@@ -279,6 +279,17 @@ def _check_default(schema: Mapping[str, Any], where: str, problems: list[str]) -
 
 
 def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    map_type = schema.get("x-kubernetes-map-type")
+    if map_type is not None:
+        if map_type not in ("granular", "atomic"):
+            problems.append(
+                f'{where}.x-kubernetes-map-type: Unsupported value: "{map_type}": '
+                'supported values: "atomic", "granular"'
+            )
+        if schema.get("type") != "object":
+            problems.append(
+                f"{where}.x-kubernetes-map-type: Invalid value: must only be used for type object"
+            )
     list_type = schema.get("x-kubernetes-list-type")
     if list_type is None:
         if "x-kubernetes-list-map-keys" in schema:
