@@ -49,13 +49,17 @@ class HpaLoop:
         mono = time.monotonic()
         results: list[Result] = []
         hpas = store.list(HPAS)
+        due = Result()
         for hpa in hpas:
             uid = c.uid_of(hpa)
             last = self.last.get(uid)
             if last is not None and last[1] == c.generation_of(hpa) and mono - last[0] < self.period * 0.95:
+                # Woken early (by our own status write, or another HPA): come back when this one is due.
+                due.requeue(self.period - (mono - last[0]))
                 continue
             self.last[uid] = (mono, c.generation_of(hpa))
             results.append(await self.one(store, hpa))
+        results.append(due)
         live = {c.uid_of(h) for h in hpas}
         for uid in [u for u in self.state if u not in live]:
             del self.state[uid]
