@@ -113,9 +113,11 @@ class Plane:
         return (self.dir / "logs" / "nodes.log").read_text(errors="replace")
 
 
-def start_apiserver(directory: Path) -> Plane:
+def start_apiserver(directory: Path, plane: Plane | None = None) -> Plane:
+    """Start (or, given `plane`, restart) the API server; it writes a fresh kubeconfig when ready."""
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    plane = Plane(directory, directory / "kubeconfig")
+    plane = plane or Plane(directory, directory / "kubeconfig")
+    plane.kubeconfig.unlink(missing_ok=True)
     api_log = open(directory / "logs" / "apiserver.log", "ab")  # noqa: SIM115 - the process keeps it
     plane.procs["apiserver"] = subprocess.Popen(
         [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],

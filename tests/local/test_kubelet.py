@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_nodes import WORKER_IMAGE, Plane, start_plane, wait_for
+from fixtures_nodes import WORKER_IMAGE, Plane, start_apiserver, start_plane, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -571,3 +571,19 @@ def test_claim_is_mounted_from_its_volumes_host_path_once_bound(plane: Plane, tm
     )
     plane.wait_phase("trainer", "Succeeded")
     assert (claim_dir / "model.txt").read_text() == "weights"
+
+
+def test_nodes_follow_a_restarted_api_server_to_its_new_address(plane: Plane) -> None:
+    plane.apply(
+        pod("before", "import time; time.sleep(600)", restartPolicy="Always", terminationGracePeriodSeconds=1)
+    )
+    plane.wait_phase("before", "Running")
+    old_server = plane.kubeconfig.read_text()
+    plane.stop("apiserver")
+    start_apiserver(plane.dir, plane)
+    assert plane.kubeconfig.read_text() != old_server  # a new port
+    plane.apply(pod("after", "print('scheduled and run after the restart')"))
+    plane.wait_phase("after", "Succeeded", timeout=60)
+    assert "after the restart" in plane.kubectl("logs", "after")
+    assert (plane.pod("before") or {})["status"]["containerStatuses"][0]["restartCount"] == 0
+    plane.kubectl("delete", "pod", "before", "--wait=true")

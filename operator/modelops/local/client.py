@@ -176,10 +176,39 @@ class Client:
         self._request_timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | bool = self._ssl_context(config)
+        self._source: tuple[str, str | None, float | None] | None = None
+        # Sessions replaced after a kubeconfig change may still carry a running watch; closed at close().
+        self._stale_sessions: list[aiohttp.ClientSession] = []
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None) -> Client:
-        return cls(KubeConfig.from_file(path, context))
+        """A client that also follows the file: a restarted API server may write a new address."""
+        client = cls(KubeConfig.from_file(path, context))
+        client._source = (os.fspath(path), context, _mtime(path))
+        return client
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the kubeconfig if it changed on disk; True when the connection settings changed."""
+        if self._source is None:
+            return False
+        path, context, mtime = self._source
+        current = _mtime(path)
+        if current is None or current == mtime:
+            return False
+        try:
+            config = KubeConfig.from_file(path, context)
+        except (OSError, ValueError, yaml.YAMLError):
+            return False  # caught mid-write; the next failure tries again
+        self._source = (path, context, current)
+        if config == self.config:
+            return False
+        log.info("kubeconfig %s changed; now talking to %s", path, config.server)
+        self.config = config
+        self._ssl = self._ssl_context(config)
+        if self._session is not None:
+            self._stale_sessions.append(self._session)
+        self._session = None
+        return True
 
     async def __aenter__(self) -> Client:
         return self
@@ -188,6 +217,9 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        for stale in self._stale_sessions:
+            await stale.close()
+        self._stale_sessions.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -236,6 +268,22 @@ class Client:
         content_type: str = "application/json",
     ) -> Obj:
         """Send one request and return the decoded JSON answer; raise `ApiError` on non-2xx."""
+        try:
+            return await self._request_once(method, path, params=params, body=body, content_type=content_type)
+        except aiohttp.ClientConnectionError:
+            if not self.reload_if_changed():
+                raise
+        return await self._request_once(method, path, params=params, body=body, content_type=content_type)
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+    ) -> Obj:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
         timeout = aiohttp.ClientTimeout(total=self._request_timeout)
@@ -448,11 +496,16 @@ class Client:
                         delivered[key] = obj
                     yield kind, obj
             except ApiError as e:
-                if e.status != 410:
+                if e.status == 410:
+                    gone = True
+                elif _retryable(e):
+                    log.debug("watch %s: server answered %s; retrying", path, e)
+                    await asyncio.sleep(retry_delay)
+                else:
                     raise
-                gone = True
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
                 log.debug("watch %s dropped (%s); resuming from %s", path, e, rv)
+                self.reload_if_changed()
                 await asyncio.sleep(retry_delay)
             if gone:
                 log.debug("watch %s: resourceVersion %s is gone; re-listing", path, rv)
@@ -463,6 +516,11 @@ class Client:
                         )
                         break
                     except (TimeoutError, aiohttp.ClientError, ConnectionError):
+                        self.reload_if_changed()
+                        await asyncio.sleep(retry_delay)
+                    except ApiError as e:
+                        if not _retryable(e):
+                            raise
                         await asyncio.sleep(retry_delay)
                 for event in events:
                     yield event
@@ -517,6 +575,18 @@ class Client:
             if buf.strip():
                 event = json.loads(buf)
                 yield str(event.get("type", "")), dict(event.get("object") or {})
+
+
+def _retryable(error: ApiError) -> bool:
+    """Server-side trouble that passes (overload, restart), as opposed to a wrong request."""
+    return error.status >= 500 or error.status == 429
+
+
+def _mtime(path: str | os.PathLike[str]) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
@@ -625,6 +695,11 @@ class Informer:
                 )
                 break
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+                log.warning("informer %s: initial list failed (%s); retrying", self.plural, e)
+                await asyncio.sleep(1.0)
+            except ApiError as e:
+                if not _retryable(e):
+                    raise
                 log.warning("informer %s: initial list failed (%s); retrying", self.plural, e)
                 await asyncio.sleep(1.0)
         for item in listed.get("items") or []:
