@@ -392,11 +392,21 @@ def test_comparing_unrelated_types_is_a_runtime_error_naming_the_rule() -> None:
 def test_rules_inside_all_of_run_at_the_same_level() -> None:
     schema = {
         "type": "object",
-        "properties": {"n": {"type": "integer"}},
+        "properties": {"n": {"type": "integer", "x-kubernetes-validations": [{"rule": "self >= 0"}]}},
         "allOf": [{"x-kubernetes-validations": [{"rule": "self.n % 2 == 0", "message": "n must be even"}]}],
     }
     assert errors_of(schema, {"n": 2}) == []
     assert errors_of(schema, {"n": 3}) == ['spec: Invalid value: "object": n must be even']
+
+
+def test_rules_only_inside_all_of_are_not_run() -> None:
+    # The server builds no CEL validator when no node outside allOf has rules (hasXValidations).
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "allOf": [{"x-kubernetes-validations": [{"rule": "self.n % 2 == 0", "message": "n must be even"}]}],
+    }
+    assert errors_of(schema, {"n": 3}) == []
 
 
 def test_field_path_into_a_map_uses_the_key_notation() -> None:
