@@ -109,6 +109,15 @@ class Plane:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def stop_all(self) -> None:
         for name in reversed(list(self.procs)):
             proc = self.procs.pop(name)
@@ -118,6 +127,20 @@ class Plane:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def start_controllers(self) -> None:
+        self.start(
+            "controllers",
+            "modelops.local.controllers",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--dir",
+            str(self.dir),
+            "--hpa-sync-period",
+            "1",
+            "--job-backoff-base",
+            "0.2",
+        )
 
     def connect(self) -> None:
         config = yaml.safe_load(self.kubeconfig.read_text())
@@ -187,18 +210,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         plane.start(
             "nodes", "modelops.local.nodes", "--kubeconfig", kc, "--dir", str(directory), "--nodes", "1"
         )
-        plane.start(
-            "controllers",
-            "modelops.local.controllers",
-            "--kubeconfig",
-            kc,
-            "--dir",
-            str(directory),
-            "--hpa-sync-period",
-            "1",
-            "--job-backoff-base",
-            "0.2",
-        )
+        plane.start_controllers()
         wait_for("a Ready node", lambda: "Ready" in plane.kubectl("get", "nodes", check=False), timeout=60)
         yield plane
     finally:
@@ -304,6 +316,27 @@ def test_deployment_rolls_out_and_rolls_again_within_max_unavailable(plane: Plan
     assert "1 " in history and "2 " in history
     for pod in plane.pods(ns, "app=web"):
         assert pod["spec"]["containers"][0].get("env") == [{"name": "V", "value": "2"}]
+
+
+def test_restarted_controllers_pick_up_where_they_left_without_duplicates(plane: Plane) -> None:
+    ns = plane.namespace("restart")
+    plane.apply(ns, deployment("web", 3, HTTP_SERVER))
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=60s")
+    before = {p["metadata"]["name"] for p in plane.pods(ns, "app=web")}
+    plane.stop("controllers")
+    try:
+        victim = sorted(before)[0]
+        plane.kubectl("delete", "pod", "-n", ns, victim, "--wait=false")
+        plane.kubectl("scale", "-n", ns, "deployment/web", "--replicas=4")
+    finally:
+        plane.start_controllers()
+    plane.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=60s")
+    time.sleep(2)  # let a duplicate, if any, show up
+    pods = [p for p in plane.pods(ns, "app=web") if not p["metadata"].get("deletionTimestamp")]
+    assert len(pods) == 4, [p["metadata"]["name"] for p in pods]
+    assert victim not in {p["metadata"]["name"] for p in pods}
+    rss = plane.get(f"/apis/apps/v1/namespaces/{ns}/replicasets")["items"]  # type: ignore[index]
+    assert len(rss) == 1, "the same template hashes to the same ReplicaSet after a restart"
 
 
 def test_rollout_that_cannot_progress_fails_kubectl_rollout_status(plane: Plane) -> None:
