@@ -120,6 +120,13 @@ class ContainerState:
         self.started = False
 
 
+# Failures that say nothing about the pod: retried rather than failing it.
+_TRANSIENT: tuple[type[BaseException], ...] = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+_CONFIG_RETRY: tuple[type[BaseException], ...] = (containers.ConfigError, *_TRANSIENT)
+
+
 def _parse_time(stamp: str) -> float | None:
     try:
         return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
@@ -347,6 +354,9 @@ class PodWorker:
             except containers.MountError as e:
                 await self.k.events.emit(self.pod, "FailedMount", str(e), type_="Warning")
                 await self._sleep(2.0)
+            except _TRANSIENT as e:  # the API server is restarting or overloaded: try again
+                log.warning("pod %s/%s: volumes not ready (%s); retrying", self.ns, self.name, e)
+                await self._sleep(2.0)
         if not self.initialized:
             for spec in self.init_specs:
                 if spec.get("restartPolicy") == "Always":
@@ -414,8 +424,8 @@ class PodWorker:
             try:
                 env = await self._env(spec)
                 mounts = containers.container_mounts(spec, self.volumes)
-            except containers.ConfigError as e:
-                c.waiting("CreateContainerConfigError", str(e))
+            except _CONFIG_RETRY as e:
+                c.waiting("CreateContainerConfigError", str(e) or type(e).__name__)
                 self._mark()
                 await self._event("Failed", f"Error: {e}", spec, warning=True)
                 # Retried soon at first (the ConfigMap is often created right after the pod).
