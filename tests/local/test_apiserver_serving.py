@@ -67,6 +67,7 @@ def test_state_survives_restart(fresh_apiserver: Callable[..., ApiServer]) -> No
     first.stop()
     second = fresh_apiserver(directory=first.dir)
     assert second.token == first.token
+    assert second.url == first.url, "a restarted server comes back on its port, so old kubeconfigs work"
     again = json.loads(run_kubectl(second, "get", "configmap", "keep", "-o", "json").stdout)
     assert again["data"] == {"a": "b"}
     assert again["metadata"]["uid"] == rv["uid"]

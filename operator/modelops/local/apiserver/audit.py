@@ -64,7 +64,7 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None)
     name is deletecollection; a list or watch with `fieldSelector=metadata.name=X` names X.
     """
     query = query or {}
-    info: dict[str, Any] = {"is_resource_request": False, "verb": method.lower(), "path": path}
+    info: dict[str, Any] = {"is_resource_request": False, "verb": method.lower(), "path": path, "name": ""}
     parts = [p for p in path.strip("/").split("/") if p != ""] if path.strip("/") else []
     if len(parts) < 3 or parts[0] not in API_PREFIXES:
         return RequestInfo(**info)
@@ -87,11 +87,10 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None)
         parts = parts[1:]
     else:
         info["verb"] = _METHOD_VERBS.get(method.upper(), "")
-    if parts[0] == "namespaces":
-        if len(parts) > 1:
-            info["namespace"] = parts[1]
-            if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
-                parts = parts[2:]
+    if parts[0] == "namespaces" and len(parts) > 1:
+        info["namespace"] = parts[1]
+        if len(parts) > 2 and parts[2] not in _NAMESPACE_SUBRESOURCES:
+            parts = parts[2:]
     if len(parts) >= 3 and info["verb"] not in _SPECIAL_VERBS_NO_SUBRESOURCES:
         info["subresource"] = parts[2]
     if len(parts) >= 2:

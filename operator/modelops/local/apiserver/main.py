@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
 import logging
 import os
@@ -121,15 +122,36 @@ def write_kubeconfig(data_dir: Path, url: str, token: str, ca: Path | None = Non
     return path
 
 
+def _listen(data_dir: Path, port: int) -> socket.socket:
+    """Bind 127.0.0.1:port; with port 0, first try the port of the previous run, so that components
+    still holding the old kubeconfig reconnect to a restarted server."""
+    remembered = data_dir / "apiserver.port"
+    candidates = [port]
+    if port == 0 and remembered.exists():
+        with contextlib.suppress(ValueError):
+            candidates.insert(0, int(remembered.read_text().strip()))
+    for candidate in candidates:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            sock.close()
+            if candidate == candidates[-1]:
+                raise
+            continue
+        remembered.write_text(str(sock.getsockname()[1]))
+        return sock
+    raise OSError("no port to listen on")  # pragma: no cover - the loop returns or raises
+
+
 async def serve(data_dir: Path, port: int, history: int, plain_http: bool = False) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     token = _token(data_dir)
     server = Server(data_dir, token, history=history)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock = _listen(data_dir, port)
     ca: Path | None = None
     context: ssl.SSLContext | None = None
     if plain_http:

@@ -321,7 +321,9 @@ class Identity:
 
 
 # The kubeconfig user of `modelops local`: a cluster admin, as kind's kubeconfig user is.
-ADMIN: Final = Identity("kubernetes-admin", ("kubeadm:cluster-admins", "system:masters", "system:authenticated"))
+ADMIN: Final = Identity(
+    "kubernetes-admin", ("kubeadm:cluster-admins", "system:masters", "system:authenticated")
+)
 
 
 def verify_token(
@@ -342,9 +344,7 @@ def verify_token(
         header = json.loads(_unb64(head_b64))
         if header.get("alg") != "HS256":
             return None
-        expected = hmac.new(
-            secret_key, f"{head_b64}.{claims_b64}".encode("ascii"), hashlib.sha256
-        ).digest()
+        expected = hmac.new(secret_key, f"{head_b64}.{claims_b64}".encode("ascii"), hashlib.sha256).digest()
         if not hmac.compare_digest(expected, _unb64(sig_b64)):
             return None
         claims = json.loads(_unb64(claims_b64))
@@ -402,9 +402,7 @@ def still_bound(identity: Identity, service_account: Obj | None, pod: Obj | None
     return pod is not None and (pod.get("metadata") or {}).get("uid") == identity.pod_uid
 
 
-def authenticate(
-    authorization: str, *, admin_token: str, secret_key: bytes, now: float
-) -> Identity | None:
+def authenticate(authorization: str, *, admin_token: str, secret_key: bytes, now: float) -> Identity | None:
     """The identity behind an `Authorization` header: the kubeconfig's token or a service-account token.
 
     None means 401. The caller should then check `still_bound` for service-account identities.
@@ -472,9 +470,13 @@ def token_request(
     if not isinstance(seconds, int) or isinstance(seconds, bool):
         causes.append(_cause("spec.expirationSeconds", seconds, "must be an integer number of seconds"))
     elif seconds < MIN_TOKEN_SECONDS:
-        causes.append(_cause("spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"))
+        causes.append(
+            _cause("spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes")
+        )
     elif seconds > 1 << 32:
-        causes.append(_cause("spec.expirationSeconds", seconds, "may not specify a duration larger than 2^32 seconds"))
+        causes.append(
+            _cause("spec.expirationSeconds", seconds, "may not specify a duration larger than 2^32 seconds")
+        )
     audiences = spec.get("audiences") or list(API_AUDIENCES)
     if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
         causes.append(_cause("spec.audiences", audiences, "must be a list of non-empty strings"))
@@ -483,11 +485,21 @@ def token_request(
         kind = (ref or {}).get("kind")
         if kind not in ("Pod", "Secret", "Node"):
             causes.append(
-                _cause("spec.boundObjectRef.kind", kind, 'supported values: "Pod", "Node", "Secret"', "Unsupported value")
+                _cause(
+                    "spec.boundObjectRef.kind",
+                    kind,
+                    'supported values: "Pod", "Node", "Secret"',
+                    "Unsupported value",
+                )
             )
         if (ref or {}).get("apiVersion", "v1") != "v1":
             causes.append(
-                _cause("spec.boundObjectRef.apiVersion", ref.get("apiVersion"), 'supported values: "v1"', "Unsupported value")
+                _cause(
+                    "spec.boundObjectRef.apiVersion",
+                    ref.get("apiVersion"),
+                    'supported values: "v1"',
+                    "Unsupported value",
+                )
             )
     if causes:
         message = f'TokenRequest.authentication.k8s.io "{name}" is invalid: ' + ", ".join(
@@ -586,7 +598,9 @@ def kubernetes_service_objects(apiserver_host: str, port: int) -> list[Obj]:
             "ipFamilyPolicy": "SingleStack",
             "internalTrafficPolicy": "Cluster",
             "sessionAffinity": "None",
-            "ports": [{"name": "https", "port": KUBERNETES_SERVICE_PORT, "protocol": "TCP", "targetPort": port}],
+            "ports": [
+                {"name": "https", "port": KUBERNETES_SERVICE_PORT, "protocol": "TCP", "targetPort": port}
+            ],
         },
     }
     endpoints: Obj = {
