@@ -113,6 +113,7 @@ def test_default_scale_up_policy_allows_max_of_4_pods_or_double_per_15s() -> Non
     a = h.Autoscaler()
     d = decide(a, hpa_obj(max_r=100), 1, 1000, T0)
     assert d.desired == 5 and cond(d, "ScalingLimited") == ("True", "ScaleUpLimit")
+    assert d.reason == "pods metric qps above target"
     d = decide(a, hpa_obj(max_r=100), 5, 1000, T0 + dt.timedelta(seconds=5))
     assert d.desired == 5, "the period started at 1 replica: 1 + 4 pods is the limit"
     d = decide(a, hpa_obj(max_r=100), 5, 1000, T0 + dt.timedelta(seconds=16))
@@ -127,6 +128,7 @@ def test_scale_down_waits_for_the_stabilization_window() -> None:
     assert d.desired == 4 and cond(d, "AbleToScale") == ("True", "ScaleDownStabilized")
     d = decide(a, obj, 4, 1, T0 + dt.timedelta(seconds=61))
     assert d.desired == 1 and cond(d, "AbleToScale") == ("True", "SucceededRescale")
+    assert d.reason == "All metrics below target"
     assert d.status["lastScaleTime"] == c.fmt_time(T0 + dt.timedelta(seconds=61))
 
 

@@ -249,6 +249,7 @@ class Decision:
     desired: int
     status: Obj
     rescale: bool
+    reason: str = ""  # why, in the words of upstream's SuccessfulRescale event
 
 
 @dataclass
@@ -355,6 +356,7 @@ class Autoscaler:
             status["lastScaleTime"] = old["lastScaleTime"]
         up, down = behavior_of(hpa)
         desired = current
+        why = ""
         if current == 0 and min_r != 0:
             cond(
                 "ScalingActive",
@@ -365,9 +367,9 @@ class Autoscaler:
             status["conditions"] = conditions
             return Decision(current, status, False)
         if current > max_r:
-            desired = max_r
+            desired, why = max_r, "Current number of replicas above Spec.MaxReplicas"
         elif current < min_r:
-            desired = min_r
+            desired, why = min_r, "Current number of replicas below Spec.MinReplicas"
         else:
             valid = [m for m in metrics if m.error is None and m.replicas is not None]
             invalid = [m for m in metrics if m.error is not None]
@@ -385,6 +387,7 @@ class Autoscaler:
                 status["conditions"] = conditions
                 return Decision(current, status, False)
             best = max(valid, key=lambda m: m.replicas or 0)
+            why = f"{_describe(best.spec)} above target" if proposal > current else "All metrics below target"
             cond(
                 "ScalingActive",
                 "True",
@@ -424,7 +427,7 @@ class Autoscaler:
             )
         status["desiredReplicas"] = desired
         status["conditions"] = conditions
-        return Decision(desired, status, rescale)
+        return Decision(desired, status, rescale, why)
 
 
 def _describe(metric: Obj) -> str:
