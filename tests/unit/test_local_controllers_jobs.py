@@ -213,3 +213,18 @@ def test_rejected_pod_create_is_retried_after_a_pause() -> None:
 def test_job_managed_by_another_controller_is_left_alone() -> None:
     assert jobs.reconcile(job(managedBy="kueue.x-k8s.io/multikueue"), [], T0).actions == []
     assert jobs.reconcile(job(managedBy=jobs.JOB_CONTROLLER), [], T0).actions
+
+
+def test_pods_failing_while_being_deleted_do_not_count_as_failures() -> None:
+    s = Sim(job(parallelism=2, completions=2, backoffLimit=0))
+    s.sync()
+    s.job["spec"]["suspend"] = True
+    dying = [dict(p) for p in s.pods.values()]
+    s.sync()
+    for pod in dying:
+        pod["metadata"]["deletionTimestamp"] = c.fmt_time(s.at)
+        pod["status"] = {"phase": "Failed"}
+    s.job["spec"]["suspend"] = False
+    r = jobs.reconcile(s.job, dying, s.at, 1.0)
+    (status,) = [a.status for a in r.actions if isinstance(a, Status)]
+    assert c.get_condition(status, "Failed") is None and status.get("failed", 0) == 0

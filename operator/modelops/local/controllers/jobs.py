@@ -208,7 +208,9 @@ def reconcile(
     restart_policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "Never")
 
     succeeded_pods = [p for p in owned if c.pod_phase(p) == "Succeeded"]
-    failed_pods = [p for p in owned if c.pod_phase(p) == "Failed"]
+    # A pod that fails because it is being deleted (suspend, lower parallelism, a user's delete) is
+    # not a failure of the workload: it does not count toward backoffLimit.
+    failed_pods = [p for p in owned if c.pod_phase(p) == "Failed" and not c.is_deleting(p)]
     fail_job: str | None = None
     counted_failures: list[Obj] = []
     for pod in failed_pods:
