@@ -627,6 +627,7 @@ class Api:
         if _same(old, new):
             return self.view(rd, old)
         if params.dry_run:
+            nm["resourceVersion"] = om.get("resourceVersion")  # a dry run writes nothing, so rv stays
             return self.view(rd, new)
         if om.get("deletionTimestamp"):
             if not nm.get("finalizers"):

@@ -71,6 +71,9 @@ class Store:
             " data TEXT NOT NULL, rv INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (skey, ns, name)) WITHOUT ROWID"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(objects)")}
+        if "rv" not in columns:  # a state.db from before rv moved into the rows
+            self.db.execute("ALTER TABLE objects ADD COLUMN rv INTEGER NOT NULL DEFAULT 0")
         # A write stores its rv in its own row (one statement, one implicit transaction); only deletes,
         # which leave no row behind, record the counter in `meta`. The counter is the larger of the two.
         row = self.db.execute("SELECT v FROM meta WHERE k = 'rv'").fetchone()
