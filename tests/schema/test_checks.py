@@ -295,3 +295,26 @@ def test_bounded_lists_and_strings_keep_rules_within_budget() -> None:
         },
     )
     assert check_structural(schema) == []
+
+
+def test_concatenating_string_conversions_has_no_cost_bound() -> None:
+    # cel-go cannot bound string(x), so the server refuses such a messageExpression; format() is fine.
+    worker = {
+        "type": "object",
+        "properties": {"min": {"type": "integer", "maximum": 10}, "max": {"type": "integer", "maximum": 20}},
+        "x-kubernetes-validations": [
+            {"rule": "self.min <= self.max", "messageExpression": "'min ' + string(self.min) + ' is too big'"}
+        ],
+    }
+    assert check_structural(root(worker=worker)) == [
+        "properties[spec].properties[worker].x-kubernetes-validations[0].messageExpression: Forbidden: estimated "
+        "messageExpression cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding "
+        "maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)",
+        "properties[spec].properties[worker].x-kubernetes-validations[0].messageExpression: Forbidden: "
+        "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema",
+        "<root>: Forbidden: x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds "
+        "budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and "
+        "maxLength where arrays, maps, and strings are declared)",
+    ]
+    worker["x-kubernetes-validations"][0]["messageExpression"] = "'min %d is too big'.format([self.min])"
+    assert check_structural(root(worker=worker)) == []

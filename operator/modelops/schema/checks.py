@@ -54,17 +54,28 @@ def check_structural(schema: Mapping[str, Any]) -> list[str]:
         return ["openAPIV3Schema must be an object"]
     if schema.get("type") != "object":
         problems.append('<root>.type: Required value: must be "object" at the root')
-    costs: list[float] = []
+    costs: list[tuple[float, str]] = []
     _check(schema, "", problems, root=True, costs=costs)
-    total = sum(costs)
+    total = sum(cost for cost, _ in costs)
     if total > CRD_COST_LIMIT:
+        # As the server: the most expensive expressions are named, then the total.
+        significant = [item for item in costs if item[0] > CRD_COST_LIMIT / 10]
+        for _, at in sorted(significant, key=lambda item: -item[0])[:4]:
+            problems.append(
+                f"{at}: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire "
+                "OpenAPIv3 schema"
+            )
         problems.append(
-            "<root>.x-kubernetes-validations: Forbidden: estimated rule cost total for entire OpenAPIv3 "
-            f"schema exceeds budget by factor of {_factor(total, CRD_COST_LIMIT)} (try simplifying the "
-            "rules, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are "
-            "declared)"
+            "<root>: Forbidden: x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema "
+            f"exceeds budget by factor of {_factor(total, CRD_COST_LIMIT)} ({_COST_HINT})"
         )
     return problems
+
+
+_COST_HINT = (
+    "try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and "
+    "strings are declared"
+)
 
 
 def _factor(cost: float, limit: int) -> str:
@@ -81,7 +92,7 @@ def _check(
     root: bool = False,
     correlatable: bool = True,
     containers: tuple[Mapping[str, Any], ...] = (),
-    costs: list[float] | None = None,
+    costs: list[tuple[float, str]] | None = None,
 ) -> None:
     """`containers`: the lists and maps above this node, which multiply how often its rules run."""
     where = _where(path)
@@ -349,7 +360,7 @@ def _check_rules(
     root: bool,
     correlatable: bool,
     times: int = 1,
-    costs: list[float] | None = None,
+    costs: list[tuple[float, str]] | None = None,
 ) -> None:
     rules = schema.get("x-kubernetes-validations")
     if rules is None:
@@ -373,11 +384,10 @@ def _check_rules(
             if cost > RULE_COST_LIMIT:
                 problems.append(
                     f"{at}.rule: Forbidden: estimated rule cost exceeds budget by factor of "
-                    f"{_factor(cost, RULE_COST_LIMIT)} (try simplifying the rule, or adding maxItems, "
-                    "maxProperties, and maxLength where arrays, maps, and strings are declared)"
+                    f"{_factor(cost, RULE_COST_LIMIT)} ({_COST_HINT})"
                 )
             if costs is not None:
-                costs.append(cost * times)
+                costs.append((cost * times, f"{at}.rule"))
             fields = check_fields(str(rule["rule"]), schema, root=root)
             if fields:
                 problems.append(
@@ -395,11 +405,21 @@ def _check_rules(
             compiled_message = program(source)
             if isinstance(compiled_message, str):
                 problems.append(f"{at}.messageExpression: Invalid value: {source!r}: {compiled_message}")
-            elif check_fields(source, schema, root=root):
-                detail = "; ".join(check_fields(source, schema, root=root))
-                problems.append(
-                    f"{at}.messageExpression: Invalid value: {source!r}: compilation failed: {detail}"
-                )
+            else:
+                message_cost = estimate_rule_cost(source, schema, root=root)
+                if message_cost > RULE_COST_LIMIT:
+                    problems.append(
+                        f"{at}.messageExpression: Forbidden: estimated messageExpression cost exceeds budget by "
+                        f"factor of {_factor(message_cost, RULE_COST_LIMIT)} ({_COST_HINT})"
+                    )
+                if costs is not None:
+                    costs.append((message_cost * times, f"{at}.messageExpression"))
+                fields = check_fields(source, schema, root=root)
+                if fields:
+                    problems.append(
+                        f"{at}.messageExpression: Invalid value: {source!r}: compilation failed: "
+                        + "; ".join(fields)
+                    )
         field_path = rule.get("fieldPath")
         if field_path and not _field_path_exists(str(field_path), schema):
             problems.append(f"{at}.fieldPath: Invalid value: {field_path!r}: fieldPath must be a valid path")

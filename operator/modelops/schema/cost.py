@@ -118,6 +118,8 @@ class _Estimator(FieldChecker):
                 body = sum(self.cost(arg, inner) for arg in args[1:])
                 return base + (size or 0) * (1.0 + body)
             call = 1.0 + sum(self.cost(arg, env) for arg in args)
+            if method in _STRING_TRAVERSAL and _converted_to_string(target):
+                return math.inf
             if method in _STRING_TRAVERSAL:
                 resolved = self.resolve(target, env)
                 if resolved and resolved.get("type") == "string":
@@ -129,7 +131,29 @@ class _Estimator(FieldChecker):
             return base + call
         if node.data == "ident_arg":
             return 1.0 + sum(self.cost(child, env) for child in node.children if isinstance(child, lark.Tree))
+        if node.data == "addition" and any(
+            isinstance(c, lark.Tree) and c.data == "addition_add" for c in node.children
+        ):
+            left = [
+                c.children[0] for c in node.children if isinstance(c, lark.Tree) and c.data == "addition_add"
+            ]
+            right = [c for c in node.children if isinstance(c, lark.Tree) and c.data != "addition_add"]
+            if any(_converted_to_string(operand) for operand in left + right):
+                # cel-go cannot bound the length of string(x), so a concatenation with it has no bound.
+                return math.inf
         return sum(self.cost(child, env) for child in node.children if isinstance(child, lark.Tree))
+
+
+def _converted_to_string(node: Any) -> bool:
+    """Whether `node` is (through single-child wrappers) a call of string(...)."""
+    while isinstance(node, lark.Tree):
+        if node.data == "ident_arg":
+            return str(node.children[0]) == "string"
+        trees = [c for c in node.children if isinstance(c, lark.Tree)]
+        if len(node.children) != 1 or not trees:
+            return False
+        node = trees[0]
+    return False
 
 
 def estimate_rule_cost(rule: str, schema: Schema, *, root: bool = False) -> float:
