@@ -155,6 +155,37 @@ def _event_object(o: Obj) -> str:
     return f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}"
 
 
+_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+
+
+def _hpa_targets(o: Obj) -> str:
+    current = {m.get("resource", {}).get("name"): m for m in (o.get("status") or {}).get("currentMetrics") or []
+               if m.get("type") == "Resource"}  # fmt: skip
+    out = []
+    for metric in (o.get("spec") or {}).get("metrics") or []:
+        if metric.get("type") != "Resource":
+            out.append("<unknown>/" + str(metric.get("type", "")))
+            continue
+        name = (metric.get("resource") or {}).get("name")
+        target = (metric.get("resource") or {}).get("target") or {}
+        now = (current.get(name) or {}).get("resource", {}).get("current", {}).get("averageUtilization")
+        shown = f"{now}%" if now is not None else "<unknown>"
+        out.append(f"{name}: {shown}/{target.get('averageUtilization', '?')}%")
+    return ", ".join(out) or "<none>"
+
+
+def _endpoints(o: Obj) -> str:
+    addrs = [
+        f"{a.get('ip')}:{p.get('port')}"
+        for subset in o.get("subsets") or []
+        for a in subset.get("addresses") or []
+        for p in subset.get("ports") or [{}]
+    ]
+    if not addrs:
+        return "<none>"
+    return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
+
+
 AGE: Column = ("Age", "string", lambda o: age(_meta(o).get("creationTimestamp")))
 BUILTIN_COLUMNS: dict[str, list[Column]] = {
     "/pods": [
@@ -217,6 +248,53 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
     ],
     "apiextensions.k8s.io/customresourcedefinitions": [
         ("Created At", "string", lambda o: _meta(o).get("creationTimestamp")),
+    ],
+    "autoscaling/horizontalpodautoscalers": [
+        ("Reference", "string", lambda o: "{kind}/{name}".format(**{"kind": "", "name": "",
+                                          **((o.get("spec") or {}).get("scaleTargetRef") or {})})),
+        ("Targets", "string", _hpa_targets),
+        ("MinPods", "integer", lambda o: (o.get("spec") or {}).get("minReplicas", 1)),
+        ("MaxPods", "integer", lambda o: (o.get("spec") or {}).get("maxReplicas", 0)),
+        ("Replicas", "integer", lambda o: (o.get("status") or {}).get("currentReplicas", 0)),
+        AGE,
+    ],
+    "policy/poddisruptionbudgets": [
+        ("Min Available", "string", lambda o: str((o.get("spec") or {}).get("minAvailable", "N/A"))),
+        ("Max Unavailable", "string", lambda o: str((o.get("spec") or {}).get("maxUnavailable", "N/A"))),
+        ("Allowed Disruptions", "integer", lambda o: (o.get("status") or {}).get("disruptionsAllowed", 0)),
+        AGE,
+    ],
+    "batch/cronjobs": [
+        ("Schedule", "string", lambda o: (o.get("spec") or {}).get("schedule", "")),
+        ("Timezone", "string", lambda o: (o.get("spec") or {}).get("timeZone") or "<none>"),
+        ("Suspend", "boolean", lambda o: bool((o.get("spec") or {}).get("suspend"))),
+        ("Active", "integer", lambda o: len((o.get("status") or {}).get("active") or [])),
+        ("Last Schedule", "string", lambda o: age((o.get("status") or {}).get("lastScheduleTime"))
+         if (o.get("status") or {}).get("lastScheduleTime") else "<none>"),
+        AGE,
+    ],
+    "apps/statefulsets": [
+        ("Ready", "string", lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
+                                      f"{(o.get('spec') or {}).get('replicas', 0)}"),
+        AGE,
+    ],
+    "/endpoints": [
+        ("Endpoints", "string", _endpoints),
+        AGE,
+    ],
+    "/persistentvolumes": [
+        ("Capacity", "string", lambda o: ((o.get("spec") or {}).get("capacity") or {}).get("storage", "")),
+        ("Access Modes", "string", lambda o: ",".join(_MODES.get(m, m)
+                                                       for m in (o.get("spec") or {}).get("accessModes") or [])),
+        ("Reclaim Policy", "string", lambda o: (o.get("spec") or {}).get("persistentVolumeReclaimPolicy", "")),
+        ("Status", "string", lambda o: (o.get("status") or {}).get("phase", "")),
+        ("Claim", "string", lambda o: "{namespace}/{name}".format(**{"namespace": "", "name": "",
+                                      **((o.get("spec") or {}).get("claimRef") or {})})),
+        AGE,
+    ],
+    "coordination.k8s.io/leases": [
+        ("Holder", "string", lambda o: (o.get("spec") or {}).get("holderIdentity", "")),
+        AGE,
     ],
     "/configmaps": [("Data", "integer", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})), AGE],
     "/secrets": [("Type", "string", lambda o: o.get("type", "")),
