@@ -487,6 +487,43 @@ def test_job_completes_and_failing_job_hits_backoff_limit(plane: Plane) -> None:
     assert len(plane.pods(ns, "batch.kubernetes.io/job-name=bad")) == 3
 
 
+def test_cronjob_starts_a_job_on_schedule_and_records_it(plane: Plane) -> None:
+    ns = plane.namespace("cron")
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            # `* * * * *` would take up to a minute; the schedule maths is unit-tested, this checks the loop.
+            "schedule": "@every 1s",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [container("main", ["python", "-c", "pass"])],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    plane.apply(ns, cronjob)
+
+    def status() -> dict[str, Any]:
+        return plane.obj("batch/v1", "cronjobs", ns, "tick").get("status") or {}
+
+    done = wait_for("a successful run", lambda: (s := status()).get("lastSuccessfulTime") and s)
+    assert done.get("lastScheduleTime")
+    jobs = plane.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]  # type: ignore[index]
+    assert jobs and all(j["metadata"]["ownerReferences"][0]["kind"] == "CronJob" for j in jobs)
+    assert all(
+        "batch.kubernetes.io/cronjob-scheduled-timestamp" in j["metadata"]["annotations"] for j in jobs
+    )
+    plane.kubectl("delete", "-n", ns, "cronjob/tick")
+
+
 def test_pvc_binds_to_a_directory_a_pod_writes_into(plane: Plane) -> None:
     ns = plane.namespace("volumes")
     claim = {
