@@ -130,3 +130,37 @@ def test_cordoned_and_tainted_nodes_are_avoided(plane: Plane, core: Any) -> None
         plane.kubectl("taint", "node", "local-node-2", "dedicated-", check=False)
         for name in ("blocked", "tolerant"):
             plane.kubectl("delete", "pod", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_anti_affinity_spreads_a_training_job_one_pod_per_node(plane: Plane) -> None:
+    term = {"labelSelector": {"matchLabels": {"job": "ddp"}}, "topologyKey": "kubernetes.io/hostname"}
+    docs = []
+    for rank in range(3):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"ddp-{rank}", "labels": {"job": "ddp"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "affinity": {
+                        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+                    },
+                    "containers": [{"name": "main", "image": WORKER_IMAGE, "command": SLEEP}],
+                },
+            }
+        )
+    plane.apply(*docs)
+
+    def bound() -> list[dict[str, Any]] | None:
+        pods = [plane.pod(f"ddp-{rank}") or {} for rank in range(3)]
+        placed = [p for p in pods if p.get("spec", {}).get("nodeName")]
+        return placed if len(placed) == 2 else None
+
+    placed = wait_for("two ranks placed", bound)
+    assert {p["spec"]["nodeName"] for p in placed} == {"local-node-1", "local-node-2"}
+    waiting = next(f"ddp-{r}" for r in range(3) if not (plane.pod(f"ddp-{r}") or {})["spec"].get("nodeName"))
+    wait_for(
+        "the anti-affinity message", lambda: "anti-affinity" in plane.kubectl("describe", "pod", waiting)
+    )
+    plane.kubectl("delete", "pod", "ddp-0", "ddp-1", "ddp-2", "--wait=false")

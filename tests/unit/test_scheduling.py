@@ -162,3 +162,82 @@ def test_pods_without_requests_still_spread_over_nodes() -> None:
     nodes = [node("n1"), node("n2")]
     first = pod("first", node_name="n1", phase="Running")
     assert schedule(pod("second"), nodes, [first]).node == "n2"
+
+
+def labelled(name: str, node_name: str = "", **labels: str) -> dict[str, Any]:
+    p = pod(name, node_name=node_name, phase="Running" if node_name else "Pending")
+    p["metadata"]["labels"] = labels
+    return p
+
+
+def anti_affinity(key: str = "kubernetes.io/hostname", **match: str) -> dict[str, Any]:
+    term = {"labelSelector": {"matchLabels": match}, "topologyKey": key}
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+def test_required_anti_affinity_puts_one_training_pod_per_node() -> None:
+    nodes = [node("n1"), node("n2")]
+    first = labelled("rank-0", node_name="n1", job="t")
+    second = labelled("rank-1", job="t")
+    second["spec"]["affinity"] = anti_affinity(job="t")
+    assert schedule(second, nodes, [first]).node == "n2"
+    third = labelled("rank-2", job="t")
+    third["spec"]["affinity"] = anti_affinity(job="t")
+    placed = [first, {**second, "spec": {**second["spec"], "nodeName": "n2"}, "status": {"phase": "Running"}}]
+    # n1 fails on the newcomer's own rule; n2 first on rank-1's rule, checked first as upstream does.
+    assert schedule(third, nodes, placed).message == (
+        "0/2 nodes are available: 1 node(s) didn't match pod anti-affinity rules, "
+        "1 node(s) didn't satisfy existing pods anti-affinity rules."
+    )
+
+
+def test_existing_pods_anti_affinity_keeps_newcomers_away() -> None:
+    nodes = [node("n1"), node("n2")]
+    loner = labelled("loner", node_name="n1", app="db")
+    loner["spec"]["affinity"] = anti_affinity(app="web")
+    assert schedule(labelled("web", app="web"), nodes, [loner]).node == "n2"
+
+
+def test_required_pod_affinity_follows_its_peer_and_the_first_pod_may_start() -> None:
+    nodes = [node("n1"), node("n2")]
+    term = {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname"}
+    affinity = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    follower = labelled("web")
+    follower["spec"]["affinity"] = affinity
+    assert schedule(follower, nodes, [labelled("cache", node_name="n2", app="cache")]).node == "n2"
+    assert (
+        schedule(follower, nodes, []).message
+        == "0/2 nodes are available: 2 node(s) didn't match pod affinity rules."
+    )
+    first_cache = labelled("cache", app="cache")
+    first_cache["spec"]["affinity"] = affinity
+    assert schedule(first_cache, nodes, []).node is not None
+
+
+def test_topology_spread_limits_the_skew() -> None:
+    nodes = [node("n1"), node("n2")]
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}},
+        }
+    ]
+    bound = [labelled("w0", node_name="n1", app="web")]
+    newcomer = labelled("w1", app="web")
+    newcomer["spec"]["topologySpreadConstraints"] = spread
+    assert schedule(newcomer, nodes, bound).node == "n2"
+    # n2 is busier (so least-allocated scoring alone would pick n1), yet n1 would make the skew 2.
+    heavy = labelled("other", node_name="n2")
+    heavy["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "3"}}
+    assert schedule(newcomer, nodes, [*bound, heavy]).node == "n2"
+    # A cordoned node still counts as a domain: its zero pods keep n1 from taking a second one.
+    cordoned = [nodes[0], node("n2", spec={"unschedulable": True})]
+    assert schedule(newcomer, cordoned, bound).message == (
+        "0/2 nodes are available: 1 node(s) didn't match pod topology spread constraints, "
+        "1 node(s) were unschedulable."
+    )
+    missing = node("n3")
+    del missing["metadata"]["labels"]["kubernetes.io/hostname"]
+    assert "missing required label" in schedule(newcomer, [missing], []).message

@@ -3,7 +3,8 @@
 Kept apart from the loop in `scheduler` so that every rule (resources, selectors, affinity, taints)
 is unit-tested without a server. The rules and the words of the "no node fits" message follow the
 kube-scheduler's default filter plugins (NodeUnschedulable, TaintToleration, NodeAffinity,
-NodeResourcesFit) so users read the same explanation they would read on a real cluster.
+NodeResourcesFit, then PodTopologySpread and InterPodAffinity from `placement`) so users read the
+same explanation they would read on a real cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from modelops.local.nodes import placement
 from modelops.local.nodes.quantity import parse_quantity
 
 Obj = dict[str, Any]
@@ -241,18 +243,37 @@ def _score(
     return score
 
 
+def placed_pods(
+    pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]
+) -> list[tuple[Obj, Obj]]:
+    """(pod, node) of every live pod bound to a known node."""
+    by_name = {str((n.get("metadata") or {}).get("name")): n for n in nodes}
+    out = []
+    for p in pods:
+        node = by_name.get(str((p.get("spec") or {}).get("nodeName") or ""))
+        if node is not None and not is_terminal(p):
+            out.append((dict(p), dict(node)))
+    return out
+
+
 def schedule(
     pod: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> Decision:
     """Choose a node for `pod` among `nodes`, given every pod already bound (`pods`)."""
     node_list = sorted(nodes, key=lambda n: str((n.get("metadata") or {}).get("name")))
     pod_list = list(pods)
+    placed = placed_pods(pod_list, node_list)
+    eligible = [n for n in node_list if matches_affinity(pod, n)]
     histogram: Counter[str] = Counter()
     best: tuple[Decimal, str] | None = None
     for node in node_list:
         name = str((node.get("metadata") or {}).get("name"))
         used = node_usage(name, pod_list)
-        reasons = filter_node(pod, node, used)
+        reasons = (
+            filter_node(pod, node, used)
+            or placement.filter_topology_spread(pod, node, eligible, placed)
+            or placement.filter_pod_affinity(pod, node, placed)
+        )
         if reasons:
             histogram.update(reasons)
             continue
