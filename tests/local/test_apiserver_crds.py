@@ -140,3 +140,11 @@ def test_deleting_crd_deletes_its_objects(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", "-", stdin=crd)
     assert "No resources found" in kubectl("get", "gadgets", "-A").stderr
     kubectl("delete", "crd", "gadgets.example.com")
+
+
+def test_object_of_a_missing_crd_is_reported_like_a_real_cluster(kubectl: Kubectl) -> None:
+    gizmo = "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g}\nspec: {size: small}\n"
+    result = kubectl("apply", "-f", "-", stdin=gizmo, check=False)
+    assert result.returncode != 0
+    assert 'no matches for kind "Gizmo" in version "example.com/v1"' in result.stderr
+    assert "ensure CRDs are installed first" in result.stderr

@@ -19,6 +19,7 @@ from .resources import Registry, ResourceDef
 
 Obj = dict[str, Any]
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+PROTO_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 def _convert(node: Any, prefix: str) -> Any:
@@ -202,10 +203,14 @@ class OpenAPI:
 
     def serve(self, request: web.Request, parts: list[str]) -> web.Response:
         if parts[1:] == ["v2"]:
-            if "protobuf" in request.headers.get("Accept", "") and "json" not in request.headers.get(
-                "Accept", ""
-            ):
-                raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            accept = request.headers.get("Accept", "")
+            if "protobuf" in accept and "json" not in accept:
+                # kubectl asks for the v2 document (as protobuf) only to validate kinds that the v3 documents
+                # do not know, i.e. custom resources whose CRD is missing. An empty document (gnostic
+                # Document{swagger: "2.0"}) validates nothing, so kubectl goes on to report the missing
+                # kind as it does against a real cluster ("no matches for kind ... ensure CRDs are
+                # installed first").
+                return web.Response(body=b"\x0a\x032.0", content_type=PROTO_V2)
             return web.Response(body=self._cached("v2", self.v2_document), content_type="application/json")
         if parts[1:] == ["v3"]:
             root: Obj = {"paths": {}}
