@@ -558,6 +558,13 @@ def test_pvc_binds_to_a_directory_a_pod_writes_into(plane: Plane) -> None:
     written = plane.dir / "volumes" / ns / "data" / "out.txt"
     assert written.read_text() == "written by the pod"
 
+    # A claim cloned from this one starts with its content.
+    clone = {**claim, "metadata": {"name": "copy"}}
+    clone["spec"] = {**claim["spec"], "dataSource": {"kind": "PersistentVolumeClaim", "name": "data"}}
+    plane.apply(ns, clone)
+    plane.kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Bound", "pvc/copy", "--timeout=30s")
+    assert (plane.dir / "volumes" / ns / "copy" / "out.txt").read_text() == "written by the pod"
+
     plane.kubectl("delete", "-n", ns, "pod/writer", "pvc/data", "--wait=false")
     wait_for(
         "the volume and its directory to go (reclaim policy Delete)", lambda: not written.parent.exists()

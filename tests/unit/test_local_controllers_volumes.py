@@ -54,6 +54,19 @@ def test_claim_naming_a_volume_binds_to_it_unless_taken() -> None:
     assert volumes.reconcile_claim(claim(volumeName="static"), [taken], [], "/d", T0).actions == []
 
 
+def test_clones_wait_for_their_source_and_snapshots_are_refused() -> None:
+    source = {"metadata": {"name": "src", "namespace": "ns"}, "status": {"phase": "Pending"}}
+    cloning = claim(dataSource={"kind": "PersistentVolumeClaim", "name": "src"})
+    assert volumes.clone_source(cloning, [source]) == (None, "waiting for the source claim 'src' to be bound")
+    source["status"]["phase"] = "Bound"
+    assert volumes.clone_source(cloning, [source]) == (source, None)
+    snap = claim(dataSource={"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io", "name": "s"})
+    found, why = volumes.clone_source(snap, [])
+    assert found is None and why is not None and "VolumeSnapshot" in why
+    blocked = volumes.reconcile_claim(cloning, [], [], "/d", T0, blocked=why)
+    assert not [a for a in blocked.actions if isinstance(a, (Create, Status))], "stays Pending"
+
+
 def pv(policy: str, path: str = "/d/volumes/ns/data") -> Obj:
     return {
         "metadata": {

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import functools
 import logging
 import os
 import shutil
@@ -127,20 +129,39 @@ def job_sync(backoff_base: float) -> Any:
     return sync_jobs
 
 
+def _bind_claim(
+    claim: Obj, pvs: list[Obj], classes: list[Obj], root: str, at: dt.datetime, why: str | None
+) -> Result:
+    return volumes.reconcile_claim(claim, pvs, classes, root, at, why)
+
+
 def volume_sync(root: str) -> Any:
     async def sync_volumes(store: Store) -> list[Result]:
         at = c.now()
         claims = store.list(PVCS)
         pvs = store.list(PVS)
         classes = store.list(STORAGECLASSES)
-        results = each(claims, lambda claim: volumes.reconcile_claim(claim, pvs, classes, root, at))
+        provisioned = {c.name_of(pv) for pv in pvs}
+        results: list[Result] = []
         for claim in claims:
-            # The directory of a volume we provision exists before the claim reports Bound (and comes
-            # back if someone removed it), so a pod that mounts the claim always finds it.
             named = (claim.get("spec") or {}).get("volumeName")
-            if not c.is_deleting(claim) and named in (None, "", f"pvc-{c.uid_of(claim)}"):
+            ours = named in (None, "", f"pvc-{c.uid_of(claim)}")
+            blocked: str | None = None
+            if not c.is_deleting(claim) and ours:
+                # The directory of a volume we provision exists before the claim reports Bound (and
+                # comes back if someone removed it), so a pod that mounts the claim always finds it.
                 path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
+                source, blocked = volumes.clone_source(claim, claims)
+                if f"pvc-{c.uid_of(claim)}" not in provisioned and blocked is None and source is not None:
+                    src = volumes.host_path(source, pvs) or ""
+                    if os.path.isdir(src):
+                        await asyncio.to_thread(shutil.copytree, src, path, dirs_exist_ok=True)
+                        log.info("cloned %s into %s", src, path)
                 await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+            results += each(
+                [claim],
+                functools.partial(_bind_claim, pvs=pvs, classes=classes, root=root, at=at, why=blocked),
+            )
         for pv in pvs:
             try:
                 result, remove = volumes.reconcile_volume(pv, claims, root)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import common as c
-from .actions import PVCS, PVS, Create, Delete, Patch, Result, Status
+from .actions import PVCS, PVS, Create, Delete, Event, Patch, Result, Status
 
 Obj = dict[str, Any]
 
@@ -77,13 +77,56 @@ def _bind(claim: Obj, pv_name: str, capacity: str, result: Result, at: dt.dateti
     result.actions.append(Status(PVS, "", pv_name, {"phase": "Bound"}))
 
 
+def clone_source(claim: Obj, claims: Sequence[Obj]) -> tuple[Obj | None, str | None]:
+    """For a claim with a `dataSource`: (the Bound source claim to copy, or None; why it cannot be).
+
+    Cloning a PersistentVolumeClaim copies its directory; VolumeSnapshots are not provisioned locally.
+    """
+    spec = claim.get("spec") or {}
+    source = spec.get("dataSourceRef") or spec.get("dataSource")
+    if not source:
+        return None, None
+    if source.get("kind") != "PersistentVolumeClaim" or source.get("apiGroup"):
+        return None, (
+            f"the local plane can only clone PersistentVolumeClaims, not {source.get('kind')}; "
+            "restore by copying into a new claim instead"
+        )
+    ns = source.get("namespace") or c.namespace_of(claim)
+    for other in claims:
+        if c.namespace_of(other) == ns and c.name_of(other) == source.get("name"):
+            if (other.get("status") or {}).get("phase") == "Bound":
+                return other, None
+            return None, f"waiting for the source claim {source.get('name')!r} to be bound"
+    return None, f"the source claim {source.get('name')!r} does not exist in namespace {ns!r}"
+
+
+def host_path(claim: Obj, volumes: Sequence[Obj]) -> str | None:
+    """The directory behind a bound claim (its volume's hostPath)."""
+    name = (claim.get("spec") or {}).get("volumeName")
+    for pv in volumes:
+        if c.name_of(pv) == name:
+            path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
+            return str(path) if path else None
+    return None
+
+
 def reconcile_claim(
-    claim: Obj, volumes: Sequence[Obj], classes: Sequence[Obj], root: str, at: dt.datetime
+    claim: Obj,
+    volumes: Sequence[Obj],
+    classes: Sequence[Obj],
+    root: str,
+    at: dt.datetime,
+    blocked: str | None = None,
 ) -> Result:
+    """Bind one claim. `blocked` says why a claim cannot be provisioned yet (say, its clone source)."""
     result = Result()
     if c.is_deleting(claim):
         return result
     spec = claim.get("spec") or {}
+    if blocked is not None and f"pvc-{c.uid_of(claim)}" not in {c.name_of(v) for v in volumes}:
+        result.actions.append(Event(claim, "ProvisioningFailed", blocked, "Warning"))
+        result.requeue(2.0)
+        return result
     request = str(((spec.get("resources") or {}).get("requests") or {}).get("storage") or "1Gi")
     wanted = spec.get("volumeName")
     by_name = {c.name_of(v): v for v in volumes}
