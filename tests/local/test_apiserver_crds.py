@@ -92,6 +92,9 @@ def test_status_scale_generation_and_wait(crds: None, kubectl: Kubectl) -> None:
     out = kubectl("wait", "--for=condition=Ready", "wd/gen", "--timeout=5s").stdout
     assert "condition met" in out
     assert kubectl("get", "wd", "gen").stdout.splitlines()[1].split()[2] == "True"
+    bad = '{"status":{"replicas":"many"}}'
+    result = kubectl("patch", "wd", "gen", "--subresource=status", "--type=merge", "-p", bad, check=False)
+    assert result.returncode != 0 and "status.replicas" in result.stderr, "status is validated too"
     kubectl("scale", "wd", "gen", "--replicas=3")
     obj = json.loads(kubectl("get", "wd", "gen", "-o", "json").stdout)
     assert obj["spec"]["replicas"] == 3 and obj["metadata"]["generation"] == 3
