@@ -318,3 +318,30 @@ def test_concatenating_string_conversions_has_no_cost_bound() -> None:
     ]
     worker["x-kubernetes-validations"][0]["messageExpression"] = "'min %d is too big'.format([self.min])"
     assert check_structural(root(worker=worker)) == []
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"metadata": {"type": "object", "properties": [1, 2]}}},
+        root(
+            a={
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": [5],
+                "items": {"type": "object", "properties": [1], "required": 5},
+            }
+        ),
+        root(
+            a={
+                "type": "object",
+                "properties": {"b": [1]},
+                "x-kubernetes-validations": [{"rule": "self.b.c == 1"}],
+            }
+        ),
+    ],
+)
+def test_a_malformed_schema_is_reported_not_raised(schema: Obj) -> None:
+    problems = check_structural(schema)
+    assert problems
+    assert not any("Internal error" in p for p in problems)

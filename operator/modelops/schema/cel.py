@@ -356,7 +356,7 @@ class FieldChecker:
         props = schema.get("properties")
         if isinstance(props, Mapping) and props:
             prop = _unescape(name, props)
-            if prop is not None:
+            if prop is not None and isinstance(props[prop], Mapping):
                 sub = props[prop]
                 if sub.get("x-kubernetes-embedded-resource"):
                     merged = dict(sub.get("properties") or {})

@@ -55,7 +55,10 @@ def check_structural(schema: Mapping[str, Any]) -> list[str]:
     if schema.get("type") != "object":
         problems.append('<root>.type: Required value: must be "object" at the root')
     costs: list[tuple[float, str]] = []
-    _check(schema, "", problems, root=True, costs=costs)
+    try:
+        _check(schema, "", problems, root=True, costs=costs)
+    except Exception as exc:  # a malformed schema must come back as a problem, not a traceback
+        problems.append(f"<root>: Internal error: the schema could not be checked: {exc!r}")
     total = sum(cost for cost, _ in costs)
     if total > CRD_COST_LIMIT:
         # As the server: the most expensive expressions are named, then the total.
@@ -130,6 +133,13 @@ def _check(
         )
     props = schema.get("properties")
     addl = schema.get("additionalProperties")
+    if props is not None and not isinstance(props, Mapping):
+        problems.append(f"{where}.properties: Invalid value: must be an object of field schemas")
+    required = schema.get("required")
+    if required is not None and not (
+        isinstance(required, list) and all(isinstance(r, str) for r in required)
+    ):
+        problems.append(f"{where}.required: Invalid value: must be a list of field names")
     if props and addl is not None and addl is not False:
         problems.append(
             f"{where}.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"
@@ -217,8 +227,9 @@ def _is_int_or_string_junctor(junctor: str, value: Any) -> bool:
 
 
 def _check_root_metadata(meta: Mapping[str, Any], where: str, problems: list[str]) -> None:
-    props = meta.get("properties") or {}
-    extra = sorted(set(props) - {"name", "generateName"})
+    props = meta.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    extra = sorted(str(p) for p in set(props) - {"name", "generateName"})
     if extra:
         problems.append(
             f"{where}.properties: Forbidden: only name and generateName may be specified in metadata "
@@ -318,7 +329,8 @@ def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str])
     raw_items = schema.get("items")
     items: Mapping[str, Any] = raw_items if isinstance(raw_items, Mapping) else {}
     if list_type == "map":
-        keys = schema.get("x-kubernetes-list-map-keys") or []
+        raw_keys = schema.get("x-kubernetes-list-map-keys")
+        keys = [str(k) for k in raw_keys] if isinstance(raw_keys, list) else []
         if not keys:
             problems.append(
                 f"{where}.x-kubernetes-list-map-keys: Required value: must not be empty if "
@@ -326,7 +338,8 @@ def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str])
             )
         if items.get("type") != "object":
             problems.append(f'{where}.items.type: Invalid value: must be "object" for a map list')
-        item_props = items.get("properties") or {}
+        raw_props = items.get("properties")
+        item_props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
         for key in keys:
             sub = item_props.get(key)
             if not isinstance(sub, Mapping):
@@ -334,7 +347,7 @@ def _check_list_type(schema: Mapping[str, Any], where: str, problems: list[str])
                     f'{where}.x-kubernetes-list-map-keys: Invalid value: "{key}": entries must all be names '
                     "of item properties"
                 )
-            elif key not in (items.get("required") or []) and "default" not in sub:
+            elif key not in _string_list(items.get("required")) and "default" not in sub:
                 problems.append(
                     f"{where}.items.properties[{key}]: Required value: list map keys must be required or "
                     "have a default"
@@ -365,6 +378,7 @@ def _check_rules(
     rules = schema.get("x-kubernetes-validations")
     if rules is None:
         return
+    schema = normalized(schema)  # malformed siblings must not trip the field and cost checks
     if not isinstance(rules, list):
         problems.append(f"{where}.x-kubernetes-validations: Invalid value: must be a list")
         return
@@ -456,3 +470,7 @@ def _field_path_exists(field_path: str, schema: Mapping[str, Any]) -> bool:
         else:
             return False
     return current is not None
+
+
+def _string_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
