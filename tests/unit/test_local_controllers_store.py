@@ -42,6 +42,9 @@ def test_deleted_object_stays_gone_until_its_deleted_event() -> None:
     s.informers[PODS].cache[("ns", "a")] = pod("a", 5)
     s.deleted("a")
     assert s.list(PODS) == [] and s.get(PODS, "ns", "a") is None
+    # Once the watch shows it terminating, that accurate view is visible again.
+    s.informers[PODS].cache[("ns", "a")] = pod("a", 6, deletionTimestamp="2026-01-01T00:00:00Z")
+    assert s.get(PODS, "ns", "a") is not None
     # A recreated object of the same name has another uid and is visible.
     s.informers[PODS].cache[("ns", "a")] = pod("a", 9, uid="a2")
     assert s.get(PODS, "ns", "a") is not None

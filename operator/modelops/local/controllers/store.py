@@ -119,12 +119,6 @@ class Store:
             self._tombstones[uid] = time.monotonic()
 
     def _live(self, kind: Kind, obj: Obj, at: float) -> Obj | None:
-        uid = str((obj.get("metadata") or {}).get("uid") or "")
-        stamp = self._tombstones.get(uid)
-        if stamp is not None:
-            if at - stamp < _TOMBSTONE_TTL:
-                return None
-            self._tombstones.pop(uid, None)
         ns, name = _key(obj)
         entry = self._overlay.get((kind, ns, name))
         if entry is not None:
@@ -132,7 +126,17 @@ class Store:
             if at - written > _OVERLAY_TTL:
                 self._overlay.pop((kind, ns, name), None)
             elif (_rv(mine) or 0) > (_rv(obj) or 0):
-                return mine
+                obj = mine
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        stamp = self._tombstones.get(uid)
+        if stamp is not None:
+            if at - stamp >= _TOMBSTONE_TTL:
+                self._tombstones.pop(uid, None)
+            elif not (obj.get("metadata") or {}).get("deletionTimestamp"):
+                # We deleted it and the cache still shows it alive: that view is stale, hide it.
+                # A version that shows it terminating is accurate and stays visible (a Recreate
+                # rollout waits for such pods, endpoints mark them terminating).
+                return None
         return obj
 
     def list(self, kind: Kind, namespace: str | None = None) -> list[Obj]:
