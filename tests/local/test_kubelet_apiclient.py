@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from fixtures_nodes import Plane, start_apiserver
@@ -202,3 +206,22 @@ def test_kubeconfig_errors_name_the_fix(tmp_path: Path) -> None:
     path.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
     with pytest.raises(ValueError, match="current-context"):
         KubeConfig.from_file(path)
+
+
+def test_client_follows_a_rewritten_kubeconfig(plane: Plane, tmp_path: Path) -> None:
+    """A restarted API server may listen elsewhere; long-running components must follow it."""
+    real = plane.kubeconfig.read_text()
+    moved = tmp_path / "kubeconfig"
+    # Start with an address where nothing listens (port 9 is "discard", closed on this host).
+    moved.write_text(re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:9", real))
+
+    async def scenario() -> str:
+        async with Client.from_kubeconfig(moved) as api:
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await api.list("v1", "namespaces")
+            moved.write_text(real)
+            os.utime(moved, (time.time() + 5, time.time() + 5))  # a visibly newer file
+            listed = await api.list("v1", "namespaces")
+            return str(listed["kind"])
+
+    assert asyncio.run(scenario()) == "NamespaceList"

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
+KUBELET_CONDITIONS = {"PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"}
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
 NAME_WAIT_SECONDS = 60.0
@@ -217,12 +218,16 @@ class PodWorker:
         self._sidecars: list[asyncio.Task[int | None]] = []
         self._deadline: asyncio.Task[None] | None = None
         self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+        self._gated = bool((pod.get("spec") or {}).get("readinessGates"))
         self._adopt()
 
     # ----- inputs from the kubelet -----
 
     def update(self, pod: Obj) -> None:
+        old_conditions = (self.pod.get("status") or {}).get("conditions")
         self.pod = pod
+        if (pod.get("status") or {}).get("conditions") != old_conditions and self._gated:
+            self._mark()  # a readiness gate may have opened or closed
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             self.deleting = True
             self.stopping.set()
@@ -820,15 +825,21 @@ class PodWorker:
     def _set_condition(self, type_: str, ok: bool, reason: str = "", message: str = "") -> None:
         status = "True" if ok else "False"
         old = self._conditions.get(type_)
-        cond: Obj = {"type": type_, "status": status, "lastProbeTime": None}
+        # reason/message are always present (null when empty): a strategic merge patch would
+        # otherwise keep a stale reason such as Unschedulable next to status True.
+        cond: Obj = {"type": type_, "status": status, "lastProbeTime": None, "reason": reason or None}
+        cond["message"] = message or None
         cond["lastTransitionTime"] = (
             old["lastTransitionTime"] if old and old["status"] == status else now_iso()
         )
-        if reason:
-            cond["reason"] = reason
-        if message:
-            cond["message"] = message
         self._conditions[type_] = cond
+
+    def _unmet_readiness_gates(self, conditions: list[Obj]) -> list[str]:
+        gates = [
+            str(g.get("conditionType")) for g in (self.pod.get("spec") or {}).get("readinessGates") or []
+        ]
+        true = {c.get("type") for c in conditions if c.get("status") == "True"}
+        return [g for g in gates if g not in true]
 
     def phase(self) -> str:
         if self.failure is not None:
@@ -863,6 +874,13 @@ class PodWorker:
                 f"containers with incomplete status: [{' '.join(pending_inits)}]",
             )
         unready = [n for n, c in self.apps.items() if not c.ready]
+        # Conditions other components own (readiness gates, DisruptionTarget) are kept as they are:
+        # the status patch replaces the whole list.
+        foreign = [
+            dict(cond)
+            for cond in (self.pod.get("status") or {}).get("conditions") or []
+            if cond.get("type") not in KUBELET_CONDITIONS
+        ]
         if terminal:
             reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
             self._set_condition("ContainersReady", False, reason)
@@ -873,10 +891,17 @@ class PodWorker:
             self._set_condition("Ready", False, "ContainersNotReady", message)
         else:
             self._set_condition("ContainersReady", True)
-            self._set_condition("Ready", True)
+            gates = self._unmet_readiness_gates(foreign)
+            if gates:
+                message = f"corresponding condition of pod readiness gate {gates[0]!r} does not exist or is not True"
+                self._set_condition("Ready", False, "ReadinessGatesNotReady", message)
+            else:
+                self._set_condition("Ready", True)
         order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
         status: Obj = {
             "phase": phase,
+            # Only the kubelet's own conditions: the strategic merge patch merges by type, so the
+            # conditions other components own survive even when this copy of them is stale.
             "conditions": [self._conditions[t] for t in order if t in self._conditions],
             "hostIP": self.k.host_ip,
             "hostIPs": [{"ip": self.k.host_ip}],
@@ -912,7 +937,9 @@ class PodWorker:
         if status == self._sent:
             return True
         try:
-            await self.k.api.patch_status("v1", "pods", self.ns, self.name, {"status": status})
+            await self.k.api.patch_status(
+                "v1", "pods", self.ns, self.name, {"status": status}, patch_type="strategic"
+            )
         except ApiError as e:
             if e.status == 404:
                 self.deleted()
