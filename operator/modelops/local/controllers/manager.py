@@ -206,7 +206,11 @@ class Options(argparse.Namespace):
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
-    p = argparse.ArgumentParser(prog="python -m modelops.local.controllers", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m modelops.local.controllers",
+        description="The local plane's controllers (Deployment/ReplicaSet, Service endpoints and ClusterIP "
+        "proxy, HorizontalPodAutoscaler, Job, CronJob, PersistentVolumeClaim, PodDisruptionBudget).",
+    )
     p.add_argument("--kubeconfig", required=True, help="kubeconfig of the local API server")
     p.add_argument(
         "--dir", required=True, help="the local plane's directory (volumes live under DIR/volumes)"
