@@ -160,7 +160,7 @@ class TrafficRouting(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
+                "!has(self.mode) || self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
                 "trafficRouting.parentRefs is required with mode gatewayAPI",
             ),
         )

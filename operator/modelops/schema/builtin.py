@@ -16,7 +16,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv; types-jsonschema would do
+import jsonschema
 import referencing
 
 from . import errors as fe
