@@ -163,11 +163,11 @@ class Scheduler:
             "lastTransitionTime": now_iso(),
             "lastProbeTime": None,
         }
-        others = [c for c in conditions if c.get("type") != "PodScheduled"]
-        patch = {"status": {"phase": "Pending", "conditions": [*others, condition]}}
+        # Strategic merge by condition type: conditions other components set are left alone.
+        patch = {"status": {"phase": "Pending", "conditions": [condition]}}
         try:
             await self.api.patch_status(
-                "v1", "pods", str(meta.get("namespace")), str(meta.get("name")), patch
+                "v1", "pods", str(meta.get("namespace")), str(meta.get("name")), patch, patch_type="strategic"
             )
         except ApiError as e:
             if e.status != 404:
