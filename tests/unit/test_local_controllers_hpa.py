@@ -231,6 +231,7 @@ def test_cpu_of_a_pod_is_measured_from_its_processes() -> None:
         sampler.sample(uids)
         time.sleep(0.5)
         usage = sampler.sample(uids)
+        memory = sampler.memory(uids)
     finally:
         for p in procs:
             p.kill()
@@ -238,6 +239,9 @@ def test_cpu_of_a_pod_is_measured_from_its_processes() -> None:
     assert usage["uid-busy-test"] > 0.1, usage
     assert usage["uid-idle-test"] < 0.05, usage
     assert "uid-absent" not in usage
+    # A Python interpreter is resident in more than 4 MiB and less than 1 GiB.
+    assert 4 * 2**20 < memory["uid-idle-test"] < 2**30, memory
+    assert "uid-absent" not in memory
 
 
 def test_scale_subresource_selector_strings_parse_like_kubectl() -> None:

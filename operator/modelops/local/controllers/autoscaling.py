@@ -160,12 +160,12 @@ class HpaLoop:
         if mtype == "Resource":
             res = metric.get("resource") or {}
             rname = str(res.get("name"))
-            if rname != "cpu":
-                return evaluate(
-                    metric, current, pods, f"resource {rname!r} is not measured by the local plane; use cpu"
-                )
-            by_uid = await asyncio.to_thread(self.cpu.sample, [c.uid_of(p) for p in pods])
-            requests = {c.name_of(p): pod_request(p, "cpu") for p in pods}
+            if rname not in ("cpu", "memory"):
+                why = f"resource {rname!r} is not measured by the local plane; use cpu or memory"
+                return evaluate(metric, current, pods, why)
+            measure = self.cpu.sample if rname == "cpu" else self.cpu.memory
+            by_uid = await asyncio.to_thread(measure, [c.uid_of(p) for p in pods])
+            requests = {c.name_of(p): pod_request(p, rname) for p in pods}
             samples = {
                 c.name_of(p): PodSample(by_uid[c.uid_of(p)], requests[c.name_of(p)])
                 for p in pods
@@ -178,7 +178,7 @@ class HpaLoop:
                         metric,
                         current,
                         pods,
-                        f"missing request for cpu in pod {lacking[0]}; set resources.requests.cpu",
+                        f"missing request for {rname} in pod {lacking[0]}; set resources.requests.{rname}",
                     )
             return evaluate(metric, current, pods, samples, self.tolerance, requests)
         if mtype == "Pods":

@@ -1,8 +1,9 @@
 """Where the autoscaler's numbers come from on one machine (the metrics-server analogue).
 
-CPU: the kubelet sets `MODELOPS_POD_UID` in every container's environment, so a pod's processes are the
+CPU and memory: the kubelet sets `MODELOPS_POD_UID` in every container's environment, so a pod's processes are the
 ones whose /proc/<pid>/environ carries its uid; their utime+stime between two samples over the wall
-time between them is the pod's usage in cores (the first sample averages over the processes' life).
+time between them is the pod's usage in cores (the first sample averages over the processes' life);
+their resident set is its memory.
 Pods metrics: each pod's Prometheus endpoint (`prometheus.io/port`, default 8080, and
 `prometheus.io/path`, default /metrics); a counter becomes a rate between two scrapes, a gauge is used
 as it is.
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _SCRAPE_TIMEOUT = 3.0
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _read(path: str) -> bytes | None:
@@ -84,6 +86,23 @@ class CpuSampler:
         for pid in [p for p in self._pid_uid if p not in live]:
             del self._pid_uid[pid]
         return by_uid
+
+    def memory(self, pod_uids: Sequence[str]) -> dict[str, float]:
+        """Resident memory in bytes per pod uid (the sum over the pod's processes)."""
+        by_uid = self._scan()
+        out: dict[str, float] = {}
+        for uid in pod_uids:
+            total = 0
+            found = False
+            for pid in by_uid.get(uid, []):
+                raw = _read(f"/proc/{pid}/statm")
+                if raw is None:
+                    continue
+                found = True
+                total += int(raw.split()[1]) * _PAGE
+            if found:
+                out[uid] = float(total)
+        return out
 
     def sample(self, pod_uids: Sequence[str]) -> dict[str, float]:
         """CPU usage in cores per pod uid, for pods with at least one live process."""
