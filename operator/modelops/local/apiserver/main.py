@@ -23,6 +23,12 @@ from aiohttp import web
 from .server import Server
 
 log = logging.getLogger("modelops.local.apiserver")
+# Pods reach the server through the `default/kubernetes` Service (127.96.0.1:443, proxied unchanged),
+# so the certificate names that address and the Service's DNS names too, like kube-apiserver's own.
+SANS = (
+    "IP:127.0.0.1,DNS:localhost,IP:127.96.0.1,DNS:kubernetes,DNS:kubernetes.default,"
+    "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+)
 
 
 def _token(data_dir: Path) -> str:
@@ -44,7 +50,8 @@ def _tls(data_dir: Path) -> tuple[Path, Path, Path]:
     HTTP, so the kubeconfig carries the CA as `certificate-authority-data`.
     """
     ca, cert, key = data_dir / "ca.crt", data_dir / "apiserver.crt", data_dir / "apiserver.key"
-    if ca.exists() and cert.exists() and key.exists():
+    marker = data_dir / "apiserver.san"
+    if ca.exists() and cert.exists() and key.exists() and marker.exists() and marker.read_text() == SANS:
         return ca, cert, key
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         t = Path(tmp)
@@ -84,7 +91,7 @@ def _tls(data_dir: Path) -> tuple[Path, Path, Path]:
             capture_output=True,
         )
         (t / "ext").write_text(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+            f"subjectAltName={SANS}\nbasicConstraints=CA:FALSE\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
         )
         subprocess.run(["openssl", "x509", "-req", "-in", str(t / "s.csr"), "-CA", str(t / "ca.crt"),
@@ -94,6 +101,7 @@ def _tls(data_dir: Path) -> tuple[Path, Path, Path]:
         os.replace(t / "s.key", key)
         os.replace(t / "s.crt", cert)
         os.replace(t / "ca.crt", ca)
+        marker.write_text(SANS)
     return ca, cert, key
 
 
