@@ -117,10 +117,14 @@ def test_endpoint_slices_carry_conditions_and_are_kept_in_step() -> None:
     assert endpoints.reconcile_slices(svc(), pods, [current]).actions == []
     (patch,) = endpoints.reconcile_slices(svc(), pods[:1], [current]).actions
     assert isinstance(patch, Patch) and len(patch.patch["endpoints"]) == 1
-    # When the pods' port moves, the slice for the old port set goes and a new one comes.
+    # When the pods' port moves, the same slice is updated in place.
     moved = [pod("a", "127.244.0.2", port=9000)]
-    kinds = sorted(type(a).__name__ for a in endpoints.reconcile_slices(svc(), moved, [current]).actions)
-    assert kinds == ["Create", "Delete"]
+    (patch,) = endpoints.reconcile_slices(svc(), moved, [current]).actions
+    assert isinstance(patch, Patch) and patch.patch["ports"][0]["port"] == 9000
+    # Two port sets at once need two slices.
+    both = [pod("a", "127.244.0.2"), pod("c", "127.244.0.4", port=9090)]
+    kinds = sorted(type(a).__name__ for a in endpoints.reconcile_slices(svc(), both, [current]).actions)
+    assert kinds == ["Create", "Patch"]
 
 
 class _Backend:

@@ -215,8 +215,10 @@ def slices_for(svc: Obj, pods: Sequence[Obj]) -> list[Obj]:
     if spec.get("clusterIP") == "None":
         labels["service.kubernetes.io/headless"] = ""
     out: list[Obj] = []
-    for key, (eps, ports) in sorted(groups.items()):
-        digest = _short_hash(key)
+    for index, (_, (eps, ports)) in enumerate(sorted(groups.items())):
+        # Named by position, not by port set: the usual single slice keeps its name (and is updated
+        # in place) when the pods' ports first resolve or change.
+        digest = _short_hash(f"{c.name_of(svc)}/{index}")
         out.append(
             {
                 "apiVersion": "discovery.k8s.io/v1",
