@@ -282,10 +282,13 @@ def test_deployment_rolls_out_and_rolls_again_within_max_unavailable(plane: Plan
     first = plane.obj("apps/v1", "deployments", ns, "web")
     assert first["status"]["availableReplicas"] == 3 and first["status"]["updatedReplicas"] == 3
 
-    plane.kubectl(
-        "patch", "-n", ns, "deployment/web", "--type=json",
-        "-p", json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": [{"name": "V", "value": "2"}]}]),
-    )  # fmt: skip
+    change = {
+        "metadata": {"annotations": {"kubernetes.io/change-cause": "set V=2"}},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "main", "env": [{"name": "V", "value": "2"}]}]}}
+        },
+    }
+    plane.kubectl("patch", "-n", ns, "deployment/web", "-p", json.dumps(change))
     # Watch the pods while the rollout runs: never fewer than replicas - maxUnavailable ready, never
     # more than replicas + maxSurge pods.
     seen_ready: list[int] = []
@@ -313,7 +316,7 @@ def test_deployment_rolls_out_and_rolls_again_within_max_unavailable(plane: Plan
     }
     assert by_revision == {"1": 0, "2": 3}
     history = plane.kubectl("rollout", "history", "-n", ns, "deployment/web")
-    assert "1 " in history and "2 " in history
+    assert "1 " in history and "set V=2" in history, history
     for pod in plane.pods(ns, "app=web"):
         assert pod["spec"]["containers"][0].get("env") == [{"name": "V", "value": "2"}]
 

@@ -29,6 +29,20 @@ REVISION = "deployment.kubernetes.io/revision"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX = "deployment.kubernetes.io/max-replicas"
 _ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
+# Deployment annotations that describe the Deployment itself and are not copied to its ReplicaSets.
+_NOT_COPIED = {
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    DESIRED,
+    MAX,
+    "deprecated.deployment.rollback.to",
+}
+
+
+def copied_annotations(d: Obj) -> dict[str, str]:
+    """Annotations a ReplicaSet takes from its Deployment (e.g. kubernetes.io/change-cause for history)."""
+    return {k: v for k, v in c.annotations_of(d).items() if k not in _NOT_COPIED}
 
 
 def template_hash(template: Obj, collision_count: int) -> str:
@@ -128,6 +142,7 @@ def new_rs_body(d: Obj, rs_hash: str, replicas: int, revision: int) -> Obj:
             "namespace": c.namespace_of(d),
             "labels": labels,
             "annotations": {
+                **copied_annotations(d),
                 REVISION: str(revision),
                 DESIRED: str(replicas_of(d)),
                 MAX: str(replicas_of(d) + surge),
@@ -477,6 +492,14 @@ def reconcile(d: Obj, rss: Sequence[Obj], pods: Sequence[Obj], at: dt.datetime) 
         else:
             status["conditions"] = [x for x in status["conditions"] if x.get("type") != "ReplicaFailure"]
         result.actions.append(Status(DEPLOYMENTS, ns, name, status))
+        if new_rs is not None:
+            # The new ReplicaSet follows the Deployment's annotations (a change-cause set after the
+            # rollout started still lands in `kubectl rollout history`).
+            stale = {k: v for k, v in copied_annotations(d).items() if c.annotations_of(new_rs).get(k) != v}
+            if stale:
+                result.actions.append(
+                    Patch(REPLICASETS, ns, c.name_of(new_rs), {"metadata": {"annotations": stale}})
+                )
         if new_rs is not None and c.annotations_of(d).get(REVISION) != str(revision_of(new_rs)):
             result.actions.append(
                 Patch(
