@@ -190,9 +190,14 @@ async def _event(client: Client, action: Event) -> None:
     try:
         if previous is not None:
             name, count = previous
-            await client.patch("v1", "events", ns, name, {"count": count + 1, "lastTimestamp": stamp})
-            _event_counts[key] = (name, count + 1)
-            return
+            try:
+                await client.patch("v1", "events", ns, name, {"count": count + 1, "lastTimestamp": stamp})
+                _event_counts[key] = (name, count + 1)
+                return
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                _event_counts.pop(key, None)  # expired or deleted: record it afresh
         name = f"{c.name_of(involved)}.{time.time_ns():x}"
         body: Obj = {
             "apiVersion": "v1",
