@@ -23,6 +23,23 @@ if [ "$(cat .venv/.modelops-stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.modelops-stamp
 fi
 
+# Debian packages the tests drive for real: lua5.4 runs the Argo CD health checks.
+APT_PACKAGES=(lua5.4)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else sudo=none; fi
+  if [ "$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing ${missing[*]} with apt-get"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || echo "bootstrap: apt-get could not install ${missing[*]}; the tests that use them will skip"
+  else
+    echo "bootstrap: cannot install ${missing[*]} (need apt-get and root); the tests that use them will skip"
+  fi
+fi
+
 if [ ! -x .tools/bin/kubectl ] || [ ! -x .tools/bin/helm ]; then
   echo "bootstrap: installing kubectl and helm into .tools/bin"
   .venv/bin/python scripts/install_tools.py .tools/bin
