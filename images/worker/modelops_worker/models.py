@@ -2,10 +2,10 @@
 
 The `Classifier` wrapper carries the training set's feature mean and std as buffers: whoever serves
 the artifact sends the same raw rows the dataset holds and needs no separate preprocessing recipe.
-All three bodies are TorchScript-compatible, which is how the default artifact is exported.
+All three bodies are TorchScript-compatible, which is how the default artifact is exported (no
+`from __future__ import annotations` here: TorchScript cannot resolve string annotations of attributes).
 """
 
-from __future__ import annotations
 
 import math
 
