@@ -1,0 +1,216 @@
+"""Mount paths for local pods' Python processes: in-cluster login finds its token and CA where it expects them.
+
+The redirection is tested in a real child interpreter, loaded the way the kubelet loads it (a
+`sitecustomize` on PYTHONPATH that calls `pathmap.install()`), against the real local API server over
+TLS: the kubernetes client's in-cluster loader must log in with the token and CA "mounted" at
+/var/run/secrets/kubernetes.io/serviceaccount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelops.local.nodes.serviceaccount_volume import in_cluster_env, mounts_env, write_atomically
+from modelops.local.sitecustomize import pathmap
+
+SITE_DIR = Path(pathmap.__file__).parent
+MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real local API server (TLS, bearer token) in a temporary directory."""
+    directory = tmp_path_factory.mktemp("plane")
+    log = open(directory / "apiserver.log", "wb")  # noqa: SIM115 - closed after the process ends
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (directory / "kubeconfig").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"API server did not start: {(directory / 'apiserver.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        config = yaml.safe_load((directory / "kubeconfig").read_text())
+        yield {
+            "url": config["clusters"][0]["cluster"]["server"],
+            "token": config["users"][0]["user"]["token"],
+            "ca": (directory / "ca.crt").read_text(),
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, pathlib, ssl, urllib.request
+    from kubernetes import client, config
+
+    MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+    out = {}
+    try:
+        config.load_incluster_config()
+        names = [n.metadata.name for n in client.CoreV1Api().list_namespace().items]
+        out["namespaces"] = names
+    except Exception as exc:
+        out["login_error"] = f"{type(exc).__name__}: {exc}"
+    # kopf's way: an SSLContext from the CA *file* (opened by OpenSSL, not by Python's open).
+    try:
+        ctx = ssl.create_default_context(cafile=MOUNT + "/ca.crt")
+        token = pathlib.Path(MOUNT, "token").read_text()
+        req = urllib.request.Request(os.environ["API_URL"] + "/api/v1/namespaces/default")
+        req.add_header("Authorization", "Bearer " + token)
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            out["kopf_style"] = json.load(resp)["metadata"]["name"]
+    except Exception as exc:
+        out["kopf_error"] = f"{type(exc).__name__}: {exc}"
+    out["namespace_file"] = open(MOUNT + "/namespace").read()
+    out["exists"] = [os.path.exists(MOUNT), os.path.isdir(MOUNT), os.path.isfile(MOUNT + "/token"),
+                     os.path.isfile(MOUNT + "/missing"), os.access(MOUNT + "/token", os.R_OK)]
+    out["listdir"] = sorted(n for n in os.listdir(MOUNT) if not n.startswith(".."))
+    out["iterdir"] = sorted(str(p) for p in pathlib.Path(MOUNT).iterdir() if not p.name.startswith(".."))
+    with os.scandir(MOUNT) as it:
+        out["scandir"] = sorted(e.path for e in it if e.name == "token")
+    fd = os.open(MOUNT + "/namespace", os.O_RDONLY)
+    out["os_open"] = os.read(fd, 100).decode()
+    os.close(fd)
+    out["bytes_path"] = open(MOUNT.encode() + b"/namespace", "rb").read().decode()
+    out["dotdot"] = open(MOUNT + "/../serviceaccount/namespace").read()
+    # A writable mount: create, rename, walk, remove, all through the mountPath.
+    os.makedirs("/data/run/a", exist_ok=True)
+    pathlib.Path("/data/run/a/x.txt").write_text("hello")
+    os.replace("/data/run/a/x.txt", "/data/run/a/y.txt")
+    out["walk"] = [(d, sorted(f)) for d, _, f in os.walk("/data/run")]
+    out["stat_size"] = os.stat("/data/run/a/y.txt").st_size
+    out["prefix_boundary"] = os.path.exists("/database")
+    os.remove("/data/run/a/y.txt")
+    print(json.dumps(out))
+    """
+)
+
+
+def run_child(site: Path, env: dict[str, str]) -> dict[str, Any]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    full.update(env)
+    full["PYTHONPATH"] = os.pathsep.join([str(site), str(SITE_DIR)])
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], env=full, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A sitecustomize like the kubelet's: it imports pathmap from its own directory and installs it."""
+    d = tmp_path / "site"
+    d.mkdir()
+    (d / "sitecustomize.py").write_text("import pathmap\npathmap.install()\n")
+    return d
+
+
+def test_in_cluster_login_reads_the_token_and_ca_from_the_mount_path(
+    apiserver: dict[str, str], site: Path, tmp_path: Path
+) -> None:
+    volume = tmp_path / "pod" / "volumes" / "kube-api-access-abcde"
+    write_atomically(
+        volume,
+        {
+            "token": (apiserver["token"].encode(), 0o644),
+            "ca.crt": (apiserver["ca"].encode(), 0o644),
+            "namespace": (b"modelops-system", 0o644),
+        },
+    )
+    data = tmp_path / "pvc"
+    data.mkdir()
+    env = {**in_cluster_env(apiserver["url"]), "API_URL": apiserver["url"]}
+    env.update(mounts_env({MOUNT: volume, "/data": data}))
+
+    out = run_child(site, env)
+
+    assert "login_error" not in out, out.get("login_error")
+    assert "default" in out["namespaces"]
+    assert out.get("kopf_style") == "default", out.get("kopf_error")
+    assert out["namespace_file"] == "modelops-system"
+    assert out["exists"] == [True, True, True, False, True]
+    assert out["listdir"] == ["ca.crt", "namespace", "token"]
+    assert out["iterdir"] == [f"{MOUNT}/ca.crt", f"{MOUNT}/namespace", f"{MOUNT}/token"]
+    assert out["scandir"] == [f"{MOUNT}/token"]  # the caller's path, not the host's
+    assert out["os_open"] == out["bytes_path"] == out["dotdot"] == "modelops-system"
+    assert out["walk"] == [["/data/run", []], ["/data/run/a", ["y.txt"]]]
+    assert out["stat_size"] == 5
+    assert out["prefix_boundary"] is False
+    # The writes landed in the host directory behind /data.
+    assert (data / "run" / "a").is_dir() and not (data / "run" / "a" / "y.txt").exists()
+
+
+def test_without_mounts_nothing_is_redirected_and_in_cluster_login_fails(
+    apiserver: dict[str, str], site: Path
+) -> None:
+    env = {
+        **in_cluster_env(apiserver["url"]),
+        "API_URL": apiserver["url"],
+        "MODELOPS_LOCAL_MOUNTS": "not json",
+    }
+    full = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    full.update(env)
+    full["PYTHONPATH"] = os.pathsep.join([str(site), str(SITE_DIR)])
+    script = (
+        "import builtins, io, pathmap\n"
+        "from kubernetes import config\n"
+        "assert builtins.open is io.open and not pathmap._mounts\n"
+        "try:\n    config.load_incluster_config()\nexcept Exception as e:\n    print(e)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=full, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Service token file does not exist" in done.stdout
+
+
+def test_longest_mount_path_wins_at_path_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    mounts = pathmap.parse_mounts(
+        json.dumps(
+            {"/data": "/host/d", "/data/models": "/host/m", "/": "/host/root", "relative": "/x", "/y": "z"}
+        )
+    )
+    assert mounts == [("/data/models", "/host/m"), ("/data", "/host/d")]
+    monkeypatch.setattr(pathmap, "_mounts", mounts)
+    t = pathmap.translate
+    assert t("/data/models/a.pt") == "/host/m/a.pt"
+    assert t("/data/x") == "/host/d/x"
+    assert t("/data") == "/host/d"
+    assert t("/data/") == "/host/d"
+    assert t("/database") == "/database"
+    assert t("/data/models/../other") == "/host/d/other"
+    assert t("//data//models") == "/host/m"
+    assert t(b"/data/x") == b"/host/d/x"
+    assert t(Path("/data/x")) == "/host/d/x"
+    assert t("data/x") == "data/x"
+    assert t(3) == 3
+    assert t(object()) is not None  # unknown types pass through untouched, never raise
+
+
+def test_malformed_configuration_gives_no_mounts_and_install_never_raises() -> None:
+    for text in ("", "not json", "[1, 2]", json.dumps({"/a": 1})):
+        assert pathmap.parse_mounts(text) == []
+        assert pathmap.install({"MODELOPS_LOCAL_MOUNTS": text}) is False
