@@ -609,3 +609,39 @@ def test_readiness_gate_holds_ready_until_its_condition_is_true(plane: Plane) ->
     assert condition(p, "example.com/lb-ready") == "True"  # the kubelet's own updates keep it
     assert "reason" not in next(c for c in p["status"]["conditions"] if c["type"] == "Ready")
     plane.kubectl("delete", "pod", "gated-lb", "--wait=true")
+
+
+def test_in_cluster_clients_log_in_with_the_projected_service_account(plane: Plane) -> None:
+    probe = plane.kubectl("create", "token", "default", check=False)
+    if "NotFound" in probe or "not found" in probe or "the server could not find" in probe:
+        pytest.skip("this API server has no TokenRequest (serviceaccounts/token) yet")
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    code = (
+        "import json, os, kubernetes\n"
+        # Built at run time: the literal mountPath in args would be rewritten to the host directory.
+        "sa = json.loads(os.environ['MODELOPS_LOCAL_MOUNTS'])['/var/run/secrets/' + 'kubernetes.io/serviceaccount']\n"
+        "from kubernetes.config.incluster_config import InClusterConfigLoader\n"
+        "InClusterConfigLoader(token_filename=sa + '/token', cert_filename=sa + '/ca.crt').load_and_set()\n"
+        "print('namespace', open(sa + '/namespace').read())\n"
+        "print('server version', kubernetes.client.VersionApi().get_code().git_version)\n"
+    )
+    sources = [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+    ]
+    manifest = pod(
+        "in-cluster",
+        code,
+        automountServiceAccountToken=False,
+        volumes=[{"name": "sa", "projected": {"sources": sources}}],
+        container={"volumeMounts": [{"name": "sa", "mountPath": sa_dir, "readOnly": True}]},
+    )
+    plane.apply(manifest)
+    p = plane.wait_pod(
+        "in-cluster", lambda p: p["status"].get("phase") in {"Succeeded", "Failed"}, "the login"
+    )
+    logs = plane.kubectl("logs", "in-cluster")
+    assert p["status"]["phase"] == "Succeeded", logs
+    assert "namespace default" in logs
+    assert "server version v1." in logs

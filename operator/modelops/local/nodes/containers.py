@@ -40,7 +40,21 @@ RUNNABLE_IMAGES = {
 
 
 class Getter(Protocol):
+    """What the kubelet needs of `modelops.local.client.Client` here."""
+
     async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj: ...
+
+    async def create(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        body: Obj,
+        *,
+        name: str | None = None,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> Obj: ...
 
 
 class ConfigError(Exception):
@@ -169,11 +183,17 @@ async def container_env(
     container: Mapping[str, Any],
     node_allocatable: Mapping[str, str],
     svc_env: Mapping[str, str],
+    in_cluster: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The container's environment as Kubernetes defines it (service links, envFrom, then env)."""
+    """The container's environment as Kubernetes defines it (service links, envFrom, then env).
+
+    `in_cluster` (KUBERNETES_SERVICE_HOST/PORT...) is always set and wins over the service links of
+    the `kubernetes` Service, as the kubelet's master-service variables do.
+    """
     ns = str((pod.get("metadata") or {}).get("namespace") or "default")
     spec = pod.get("spec") or {}
     env: dict[str, str] = dict(svc_env) if spec.get("enableServiceLinks", True) else {}
+    env.update(in_cluster or {})
     for source in container.get("envFrom") or []:
         prefix = str(source.get("prefix") or "")
         for key, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
@@ -246,6 +266,8 @@ async def _projection(
                     f"MountVolume.SetUp failed: key {item.get('key')} not found in {kind} {name}"
                 )
             files[str(item.get("path"))] = (data or {})[str(item.get("key"))]
+    elif kind == "serviceAccountToken":
+        files[str(source.get("path") or "token")] = await _service_account_token(api, pod, source)
     elif kind == "downwardAPI":
         for item in source.get("items") or []:
             if item.get("fieldRef"):
@@ -256,6 +278,56 @@ async def _projection(
                     pod, ref, str(ref.get("containerName") or ""), node_alloc
                 )
     return files
+
+
+DEFAULT_TOKEN_SECONDS = 3600
+
+
+async def _service_account_token(api: Getter, pod: Mapping[str, Any], source: Mapping[str, Any]) -> str:
+    """A pod-bound token from the TokenRequest API, as the kubelet's token manager gets one."""
+    from modelops.local.client import ApiError
+
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+    request: Obj = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "expirationSeconds": int(source.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            },
+        },
+    }
+    if source.get("audience"):
+        request["spec"]["audiences"] = [str(source["audience"])]
+    ns = str(meta.get("namespace") or "default")
+    try:
+        answer = await api.create("v1", "serviceaccounts", ns, request, name=account, subresource="token")
+    except ApiError as e:
+        raise MountError(
+            f"MountVolume.SetUp failed: failed to fetch token for serviceaccount {account}: {e.message}"
+        ) from None
+    token = str((answer.get("status") or {}).get("token") or "")
+    if not token:
+        raise MountError(
+            f"MountVolume.SetUp failed: TokenRequest for serviceaccount {account} returned no token"
+        )
+    return token
+
+
+def token_refresh_seconds(pod: Mapping[str, Any]) -> float | None:
+    """When the pod's projected tokens need renewing (80% of the shortest lifetime), or None."""
+    lifetimes = [
+        float((source.get("serviceAccountToken") or {}).get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+        for vol in (pod.get("spec") or {}).get("volumes") or []
+        for source in ((vol.get("projected") or {}).get("sources") or [])
+        if "serviceAccountToken" in source
+    ]
+    return 0.8 * min(lifetimes) if lifetimes else None
 
 
 async def prepare_volumes(
@@ -285,7 +357,7 @@ async def prepare_volumes(
         elif "projected" in vol:
             files: dict[str, str | bytes] = {}
             for source in (vol["projected"] or {}).get("sources") or []:
-                for kind in ("configMap", "secret", "downwardAPI"):
+                for kind in ("configMap", "secret", "downwardAPI", "serviceAccountToken"):
                     if kind in source:
                         files.update(await _projection(api, pod, source[kind] or {}, kind, node_alloc))
             _write_files(local, files)

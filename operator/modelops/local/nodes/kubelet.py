@@ -23,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -191,6 +192,28 @@ class Kubelet:
                     log.warning("node %s heartbeat failed: %s", self.name, e)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 log.warning("node %s heartbeat failed: %s", self.name, e)
+
+    def in_cluster_env(self) -> dict[str, str]:
+        """KUBERNETES_SERVICE_HOST/PORT naming the API server itself.
+
+        A local pod is a host process, so it reaches the API server's own listener directly (its
+        certificate already names 127.0.0.1) rather than the `kubernetes` Service's ClusterIP on the
+        privileged port 443. With the projected service-account token, in-cluster clients work.
+        """
+        url = urlsplit(self.api.config.server)
+        host = url.hostname or "127.0.0.1"
+        port = str(url.port or (443 if url.scheme == "https" else 80))
+        address = f"tcp://{host}:{port}"
+        return {
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": address,
+            f"KUBERNETES_PORT_{port}_TCP": address,
+            f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+            f"KUBERNETES_PORT_{port}_TCP_PORT": port,
+            f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
+        }
 
     def http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

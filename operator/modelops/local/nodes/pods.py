@@ -126,6 +126,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (ApiError, aiohttp.ClientError, OS
 
 
 _CONFIG_RETRY: tuple[type[BaseException], ...] = (containers.ConfigError, *_TRANSIENT)
+_MOUNT_RETRY: tuple[type[BaseException], ...] = (containers.MountError, *_TRANSIENT)
 
 
 def _parse_time(stamp: str) -> float | None:
@@ -217,6 +218,7 @@ class PodWorker:
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sidecars: list[asyncio.Task[int | None]] = []
         self._deadline: asyncio.Task[None] | None = None
+        self._token_refresher: asyncio.Task[None] | None = None
         self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         self._gated = bool((pod.get("spec") or {}).get("readinessGates"))
         self._adopt()
@@ -362,6 +364,9 @@ class PodWorker:
             except _TRANSIENT as e:  # the API server is restarting or overloaded: try again
                 log.warning("pod %s/%s: volumes not ready (%s); retrying", self.ns, self.name, e)
                 await self._sleep(2.0)
+        refresh = containers.token_refresh_seconds(self.pod)
+        if refresh is not None:
+            self._token_refresher = asyncio.create_task(self._refresh_tokens(refresh))
         if not self.initialized:
             for spec in self.init_specs:
                 if spec.get("restartPolicy") == "Always":
@@ -381,6 +386,18 @@ class PodWorker:
             asyncio.create_task(self._run_container(s, self.apps[s["name"]], False)) for s in self.app_specs
         ]
         await asyncio.gather(*tasks)
+
+    async def _refresh_tokens(self, every: float) -> None:
+        """Rewrite the projected volumes before their service-account tokens expire."""
+        while not self.stopping.is_set():
+            await self._sleep(every)
+            if self.stopping.is_set():
+                return
+            try:
+                await containers.prepare_volumes(self.k.api, self.pod, self.dir, self.k.allocatable)
+            except _MOUNT_RETRY as e:
+                log.warning("pod %s/%s: token refresh failed (%s); retrying", self.ns, self.name, e)
+                await self._sleep(10.0)
 
     async def _enforce_deadline(self, seconds: float) -> None:
         started = _parse_time(self.start_time)
@@ -471,7 +488,12 @@ class PodWorker:
 
     async def _env(self, spec: Obj) -> dict[str, str]:
         env = await containers.container_env(
-            self.k.api, self._pod_with_ip(), spec, self.k.allocatable, self.k.cluster.service_env(self.ns)
+            self.k.api,
+            self._pod_with_ip(),
+            spec,
+            self.k.allocatable,
+            self.k.cluster.service_env(self.ns),
+            self.k.in_cluster_env(),
         )
         return env
 
@@ -803,8 +825,9 @@ class PodWorker:
             await asyncio.sleep(max(due, 0.05))
 
     async def _stop_all(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for helper in (self._deadline, self._token_refresher):
+            if helper is not None:
+                helper.cancel()
         # Sidecars are cancelled first so that they are not restarted once their process ends.
         for task in self._sidecars:
             task.cancel()
