@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelops.local.client import Client, KubeConfig
 from modelops.local.controllers.actions import PODS
 from modelops.local.controllers.store import Store
@@ -56,3 +58,60 @@ def test_listeners_are_woken_by_their_kinds_only() -> None:
     s.subscribe(frozenset({PODS}), lambda: woken.append("pods"))
     s._on_event(PODS, "ADDED", pod("a", 1))
     assert woken == ["pods"]
+
+
+def test_a_dead_watch_is_restarted_and_the_old_view_kept_until_the_new_one_has_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from modelops.local.controllers import store as store_module
+
+    made: list[FakeInformer] = []
+
+    class FakeInformer:
+        """Fault injection: the first watch dies at once, the next one lists one pod."""
+
+        def __init__(self, *args: object, handler: object = None, **kwargs: object) -> None:
+            self.cache: dict[tuple[str, str], dict[str, object]] = {}
+            self.synced = asyncio.Event()
+            self.task: asyncio.Task[None] | None = None
+            made.append(self)
+
+        async def _run(self) -> None:
+            if len(made) == 1:
+                raise RuntimeError("500 InternalError")
+            self.cache[("ns", "fresh")] = pod("fresh", 2)
+            self.synced.set()
+            await asyncio.sleep(3600)
+
+        def start(self) -> asyncio.Task[None]:
+            if self.task is None:
+                self.task = asyncio.ensure_future(self._run())
+            return self.task
+
+        async def stop(self) -> None:
+            if self.task is not None:
+                self.task.cancel()
+
+    monkeypatch.setattr(store_module, "Informer", FakeInformer)
+
+    async def scenario() -> None:
+        s = store()
+        made[0].cache[("ns", "old")] = pod("old", 1)
+        woken: list[bool] = []
+        s.subscribe(frozenset({PODS}), lambda: woken.append(True))
+        made[0].start()
+        await asyncio.sleep(0)
+        assert [p["metadata"]["name"] for p in s.list(PODS)] == ["old"]  # type: ignore[index]
+        supervisor = asyncio.ensure_future(s.supervise(every=0.01))
+        for _ in range(100):
+            if len(made) > 1 and s.informers[PODS] is made[1]:
+                break
+            await asyncio.sleep(0.01)
+        supervisor.cancel()
+        assert [p["metadata"]["name"] for p in s.list(PODS)] == ["fresh"]  # type: ignore[index]
+        assert woken, "controllers are told to look again"
+        await s.stop()
+
+    asyncio.run(scenario())

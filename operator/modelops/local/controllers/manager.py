@@ -255,6 +255,7 @@ async def run(opts: Options) -> None:
             controllers.append(Controller("proxy", store, frozenset({SERVICES, ENDPOINTS}), proxy.sync))
         await store.start()
         tasks = [asyncio.create_task(ctl.run(), name=ctl.name) for ctl in controllers]
+        tasks.append(asyncio.create_task(store.supervise(), name="informers"))
         log.info("controllers running: %s", ", ".join(ctl.name for ctl in controllers))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -50,13 +50,48 @@ class Store:
         self.failures: dict[str, tuple[str, float]] = {}
 
     def watch(self, kind: Kind) -> None:
-        if kind in self.informers:
-            return
+        if kind not in self.informers:
+            self.informers[kind] = self._informer(kind)
 
+    def _informer(self, kind: Kind) -> Informer:
         def handler(event: str, obj: Obj, old: Obj | None) -> None:
             self._on_event(kind, event, obj)
 
-        self.informers[kind] = Informer(self.client, kind.api_version, kind.plural, None, handler=handler)
+        return Informer(self.client, kind.api_version, kind.plural, None, handler=handler)
+
+    async def supervise(self, every: float = 10.0, sync_timeout: float = 30.0) -> None:
+        """Restart informers whose watch ended with an error (a 5xx, a kind served only later).
+
+        The old cache stays in use until the new informer has listed, so a controller never sees an
+        empty cluster in between (and, say, creates every pod again).
+        """
+        while True:
+            await asyncio.sleep(every)
+            for kind, informer in list(self.informers.items()):
+                task = informer.start()
+                if not task.done():
+                    continue
+                failure = None if task.cancelled() else task.exception()
+                log.debug("informer for %s ended: %s", kind.plural, failure)
+                fresh = self._informer(kind)
+                new_task = fresh.start()
+                synced = asyncio.ensure_future(fresh.synced.wait())
+                done, _ = await asyncio.wait(
+                    {new_task, synced}, timeout=sync_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if synced in done:
+                    self.informers[kind] = fresh
+                    if kind in self.unavailable:
+                        self.unavailable.discard(kind)
+                        log.info("now watching %s", kind.plural)
+                    else:
+                        log.warning("watch of %s had stopped; restarted", kind.plural)
+                    for kinds, callback in self._listeners:
+                        if kind in kinds:
+                            callback()
+                else:
+                    synced.cancel()
+                    await fresh.stop()
 
     def subscribe(self, kinds: frozenset[Kind], callback: Callable[[], None]) -> None:
         self._listeners.append((kinds, callback))
