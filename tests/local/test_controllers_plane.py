@@ -460,6 +460,79 @@ def test_hpa_scales_out_and_back_in_on_a_pod_metric(plane: Plane, tmp_path: Path
     assert "api" in table
 
 
+def test_hpa_scales_a_custom_resource_through_its_scale_subresource(plane: Plane, tmp_path: Path) -> None:
+    ns = plane.namespace("autoscale-cr")
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servers.test.modelops.dev"},
+        "spec": {
+            "group": "test.modelops.dev",
+            "scope": "Namespaced",
+            "names": {"plural": "servers", "singular": "server", "kind": "Server"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
+    wait_for("the CRD to be served", lambda: "servers" in plane.kubectl("api-resources", check=False))
+    load = tmp_path / "load"
+    load.write_text("40")
+    d = deployment("backend", 1, ["python", "-c", LOAD, str(load), str(PORT)])
+    d["spec"]["template"]["metadata"]["annotations"] = {"prometheus.io/port": str(PORT)}
+    server = {
+        "apiVersion": "test.modelops.dev/v1",
+        "kind": "Server",
+        "metadata": {"name": "s"},
+        "spec": {"replicas": 1},
+    }
+    plane.apply(ns, d, server)
+    plane.kubectl(
+        "patch", "-n", ns, "server/s", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"replicas": 1, "selector": "app=backend"}}),
+    )  # fmt: skip
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "s"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "test.modelops.dev/v1", "kind": "Server", "name": "s"},
+            "maxReplicas": 3,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "load"},
+                        "target": {"type": "AverageValue", "averageValue": "10"},
+                    },
+                }
+            ],
+        },
+    }
+    plane.apply(ns, hpa)
+    wait_for(
+        "the Server to be scaled through /scale",
+        lambda: plane.obj("test.modelops.dev/v1", "servers", ns, "s")["spec"].get("replicas") == 3,
+    )
+    plane.kubectl("delete", "-f", "-", "--wait=false", stdin=yaml.safe_dump(crd))
+
+
 def test_job_completes_and_failing_job_hits_backoff_limit(plane: Plane) -> None:
     ns = plane.namespace("jobs")
 
