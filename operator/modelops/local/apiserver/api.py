@@ -10,7 +10,7 @@ import ipaddress
 import json
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -58,6 +58,10 @@ class Api:
         self.store = store
         self.registry = registry
         self.used_ips: set[str] = set()
+        # Mutating admission for pods (the ServiceAccount plugin), set by the server when available.
+        self.pod_admission: Callable[[Obj, str], Obj] | None = None
+        # The CA bundle published as `kube-root-ca.crt` in every namespace (None over plain HTTP).
+        self.root_ca: str | None = None
         for crd in store.list("apiextensions.k8s.io/customresourcedefinitions", None):
             registry.register_crd(crd)
         for svc in store.list("/services", None):
@@ -200,6 +204,8 @@ class Api:
             body.pop("status", None)
         elif skey in defaults.STATUS_RESET_ON_CREATE:
             body["status"] = copy.deepcopy(defaults.STATUS_RESET_ON_CREATE[skey])
+        if skey == "/pods" and self.pod_admission is not None:
+            body = self.pod_admission(body, ns)
         self._kind_specific_create(rd, body)
         defaults.apply(skey, body)
         body = self._validate(rd, body, None)
@@ -834,8 +840,56 @@ class Api:
                     },
                 }
                 self.store.put("/serviceaccounts", sa)
+            self._root_ca_configmap(ns)
         elif event.storage_key == "/services" and event.type == "DELETED":
             self.used_ips.discard(str((event.obj.get("spec") or {}).get("clusterIP", "")))
+
+    def publish_root_ca(self, pem: str) -> None:
+        """Keep `kube-root-ca.crt` (the root-CA publisher's ConfigMap) with `pem` in every namespace."""
+        self.root_ca = pem
+        for nso in self.store.list("/namespaces", None):
+            self._root_ca_configmap(meta(nso)["name"])
+
+    def _root_ca_configmap(self, ns: str) -> None:
+        if self.root_ca is None:
+            return
+        data = {"ca.crt": self.root_ca}
+        old = self.store.get("/configmaps", ns, "kube-root-ca.crt")
+        if old is not None and old.get("data") == data:
+            return
+        cm: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "kube-root-ca.crt",
+                "namespace": ns,
+                "uid": meta(old).get("uid") if old else str(uuid.uuid4()),
+                "creationTimestamp": meta(old).get("creationTimestamp") if old else now(),
+                "annotations": {
+                    "kubernetes.io/description": "Contains a CA bundle that can be used to verify the "
+                    "kube-apiserver when using internal endpoints such as the internal service IP or "
+                    "kubernetes.default.svc. No other usage is guaranteed across distributions of "
+                    "Kubernetes clusters."
+                },
+            },
+            "data": data,
+        }
+        self.store.put("/configmaps", cm)
+
+    def upsert(self, rd: ResourceDef, ns: str, obj: Obj, manager: str) -> Obj:
+        """Create `obj` or bring the stored one to it (spec and data; metadata labels): for objects the
+        server itself maintains, such as `default/kubernetes`."""
+        params = Params({"fieldManager": manager})
+        name = obj["metadata"]["name"]
+        old = self.store.get(storage_key(rd), ns if rd.namespaced else "", name)
+        if old is None:
+            return self.create(rd, ns, obj, params)
+        new = copy.deepcopy(old)
+        for key, value in obj.items():
+            if key not in ("metadata", "apiVersion", "kind", "status"):
+                new[key] = copy.deepcopy(value)
+        new["metadata"]["labels"] = dict(obj["metadata"].get("labels") or {})
+        return self.commit(rd, old, new, params, None)
 
 
 def _apply_conflict(rd: ResourceDef, name: str, found: list[tuple[str, str, tuple[str, ...]]]) -> ApiError:

@@ -177,6 +177,7 @@ async def serve(data_dir: Path, port: int, history: int, plain_http: bool = Fals
     await site.start()
     actual = sock.getsockname()[1]
     url = f"{'http' if plain_http else 'https'}://127.0.0.1:{actual}"
+    server.publish("127.0.0.1", actual, ca.read_text() if ca is not None else None)
     write_kubeconfig(data_dir, url, token, ca)
     log.info("serving on %s; kubeconfig %s", url, data_dir / "kubeconfig")
     stop = asyncio.Event()

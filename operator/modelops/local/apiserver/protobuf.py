@@ -47,6 +47,11 @@ SCHEMAS: dict[str, Schema] = {
                       5: ("dryRun", "rep_string", "")},
     "Preconditions": {1: ("uid", "string", ""), 2: ("resourceVersion", "string", "")},
     "Eviction": {1: ("metadata", "msg", "ObjectMeta"), 2: ("deleteOptions", "msg", "DeleteOptions")},
+    "TokenRequest": {1: ("metadata", "msg", "ObjectMeta"), 2: ("spec", "msg", "TokenRequestSpec")},
+    "TokenRequestSpec": {1: ("audiences", "rep_string", ""), 3: ("boundObjectRef", "msg", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int", "")},
+    "BoundObjectReference": {1: ("kind", "string", ""), 2: ("apiVersion", "string", ""), 3: ("name", "string", ""),
+                             4: ("uid", "string", "")},
     # Access reviews: the local plane allows everything, so only their metadata matters.
     "SelfSubjectAccessReview": {1: ("metadata", "msg", "ObjectMeta")},
     "SelfSubjectRulesReview": {1: ("metadata", "msg", "ObjectMeta")},
@@ -55,7 +60,7 @@ SCHEMAS: dict[str, Schema] = {
 KINDS = {("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Namespace"), ("v1", "ServiceAccount"),
          ("v1", "DeleteOptions"), ("meta.k8s.io/v1", "DeleteOptions"),
          ("authorization.k8s.io/v1", "SelfSubjectAccessReview"), ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
-         ("authentication.k8s.io/v1", "SelfSubjectReview"), ("policy/v1", "Eviction")}  # fmt: skip
+         ("authentication.k8s.io/v1", "SelfSubjectReview"), ("policy/v1", "Eviction"), ("authentication.k8s.io/v1", "TokenRequest")}  # fmt: skip
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -93,7 +93,7 @@ BUILTINS: tuple[ResourceDef, ...] = (
     _b("", "v1", "configmaps", "ConfigMap", True, ["cm"]),
     _b("", "v1", "secrets", "Secret", True),
     _b("", "v1", "events", "Event", True, ["ev"]),
-    _b("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"]),
+    _b("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"], subs=["token"]),
     _b("", "v1", "nodes", "Node", False, ["no"], subs=["status"]),
     _b("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"], subs=["status"]),
     _b("", "v1", "persistentvolumes", "PersistentVolume", False, ["pv"], subs=["status"]),
@@ -317,6 +317,8 @@ def _sub_entry(r: ResourceDef, sub: str) -> dict[str, Any]:
         entry.update(kind="Binding", verbs=["create"])
     elif sub == "eviction":
         entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
+    elif sub == "token":
+        entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
     elif sub == "finalize":
         entry.update(kind=r.kind, verbs=["update"])
     else:

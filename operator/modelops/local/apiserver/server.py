@@ -25,6 +25,19 @@ from .store import Store, Watcher, meta
 
 log = logging.getLogger(__name__)
 
+# Service accounts (admission, TokenRequest, token authentication) and the audit log live in their own
+# modules; a broken checkout of either must not take the API server down, only those features.
+try:
+    from . import serviceaccounts as sa_hooks
+except Exception:  # pragma: no cover - only when that module is broken
+    log.warning("service accounts unavailable: only the kubeconfig token authenticates", exc_info=True)
+    sa_hooks = None  # type: ignore[assignment]
+try:
+    from .audit import AuditLog
+except Exception:  # pragma: no cover - only when that module is broken
+    log.warning("audit log unavailable", exc_info=True)
+    AuditLog = None  # type: ignore[assignment,misc]
+
 KUBE_VERSION = {
     "major": "1",
     "minor": "33",
@@ -71,6 +84,10 @@ class Server:
         self.registry = Registry()
         self.api = Api(self.store, self.registry)
         self.collector = Collector(self.api)
+        self.sa_key = sa_hooks.load_or_create_key(data_dir) if sa_hooks is not None else b""
+        if sa_hooks is not None:
+            self.api.pod_admission = self._admit_pod
+        self.audit = AuditLog(data_dir / "audit.log") if AuditLog is not None else None
         self.openapi = openapi.OpenAPI(self.registry)
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -96,13 +113,57 @@ class Server:
                 await task
         self.store.close()
 
+    def _authenticate(self, request: web.Request) -> Any:
+        """The caller's identity (the kubeconfig's admin, or a bound service-account token), or None."""
+        auth = request.headers.get("Authorization", "")
+        if sa_hooks is None:
+            given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            ok = bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+            return "admin" if ok else None
+        identity = sa_hooks.authenticate(
+            auth, admin_token=self.token, secret_key=self.sa_key, now=time.time()
+        )
+        if identity is not None and identity.service_account:
+            account = self.store.get("/serviceaccounts", identity.namespace, identity.service_account)
+            pod = (
+                self.store.get("/pods", identity.namespace, identity.pod_name) if identity.pod_name else None
+            )
+            if not sa_hooks.still_bound(identity, account, pod):
+                return None
+        return identity
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        identity = None
         if request.path not in OPEN_PATHS:
-            auth = request.headers.get("Authorization", "")
-            given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+            identity = self._authenticate(request)
+            if identity is None:
+                self._audit(request, None, 401)
                 return error_response(errors.unauthorized())
+            request["identity"] = identity
+        response = await self._handle(request, handler)
+        if identity is not None:
+            self._audit(request, identity, response.status)
+        return response
+
+    def _audit(self, request: web.Request, identity: Any, code: int) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(
+                request.method,
+                request.path,
+                request.query,
+                user=identity if not isinstance(identity, str) else None,
+                code=code,
+                request_uri=request.path_qs,
+                source_ip=request.remote or "",
+                user_agent=request.headers.get("User-Agent", ""),
+            )
+        except Exception:  # an audit failure must not fail the request
+            log.warning("audit log write failed", exc_info=True)
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiError as exc:
@@ -200,6 +261,10 @@ class Server:
             if method != "GET":
                 raise errors.method_not_allowed()
             return await logs.serve(request, self.api, self.dir, ns, name)
+        if sub == "token":
+            if method != "POST" or sa_hooks is None:
+                raise errors.method_not_allowed()
+            return self._token_request(ns, name, await _body(request))
         if sub == "binding":
             if method != "POST":
                 raise errors.method_not_allowed()
@@ -246,6 +311,49 @@ class Server:
                 )
             return json_response(obj, code, params.warnings)
         raise errors.method_not_allowed()
+
+    def _admit_pod(self, pod: dict[str, Any], ns: str) -> dict[str, Any]:
+        """The ServiceAccount admission plugin: the account must exist; its token gets mounted."""
+        assert sa_hooks is not None
+        account = self.store.get("/serviceaccounts", ns, sa_hooks.service_account_name(pod))
+        try:
+            sa_hooks.require_service_account(pod, ns, account)
+        except sa_hooks.AdmissionDenied as exc:
+            status = exc.status()
+            raise ApiError(403, "Forbidden", str(status.get("message", exc)), status.get("details")) from exc
+        admitted: dict[str, Any] = sa_hooks.admit_pod(pod, namespace=ns, service_account=account)
+        return admitted
+
+    def _token_request(self, ns: str, name: str, body: Any) -> web.Response:
+        """`serviceaccounts/{name}/token` (TokenRequest): a token bound to the account and maybe a pod."""
+        assert sa_hooks is not None
+        account = self.store.get("/serviceaccounts", ns, name)
+        ref = ((body or {}).get("spec") or {}).get("boundObjectRef") if isinstance(body, dict) else None
+        bound = node = None
+        if isinstance(ref, dict):
+            where = {"Pod": ("/pods", ns), "Secret": ("/secrets", ns), "Node": ("/nodes", "")}.get(
+                str(ref.get("kind", ""))
+            )
+            if where is not None:
+                bound = self.store.get(where[0], where[1], str(ref.get("name", "")))
+            if bound is not None and ref.get("kind") == "Pod":
+                node_name = (bound.get("spec") or {}).get("nodeName")
+                node = self.store.get("/nodes", "", node_name) if node_name else None
+        code, answer = sa_hooks.token_request(
+            body, account, self.sa_key, time.time(), bound_object=bound, node=node, namespace=ns, name=name
+        )
+        return json_response(answer, code)
+
+    def publish(self, host: str, port: int, ca_pem: str | None) -> None:
+        """What kube-apiserver maintains about itself: `default/kubernetes` and `kube-root-ca.crt`."""
+        if ca_pem is not None:
+            self.api.publish_root_ca(ca_pem)
+        if sa_hooks is None:
+            return
+        for obj in sa_hooks.kubernetes_service_objects(host, port):
+            rd = self.registry.by_kind(str(obj["apiVersion"]), str(obj["kind"]))
+            if rd is not None:
+                self.api.upsert(rd, "default", obj, "kube-apiserver")
 
     def _evict(self, rd: ResourceDef, ns: str, name: str, body: Any, params: Params) -> web.Response:
         """The eviction API: a delete that a PodDisruptionBudget can refuse with 429."""
@@ -310,12 +418,11 @@ class Server:
             raise errors.bad_request("the object provided is unrecognized (must be of type object)")
         body = dict(body)
         if rd.kind == "SelfSubjectReview":
-            body["status"] = {
-                "userInfo": {
-                    "username": "modelops-local-admin",
-                    "groups": ["system:masters", "system:authenticated"],
-                }
-            }
+            identity = request.get("identity")
+            user = {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]}
+            if identity is not None and not isinstance(identity, str):
+                user = identity.user_info()
+            body["status"] = {"userInfo": user}
         elif rd.kind == "SelfSubjectRulesReview":
             body["status"] = {
                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
