@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -355,3 +356,22 @@ def test_root_ca_configmap_is_what_the_publisher_writes() -> None:
     assert "kubernetes.default.svc" in cm["metadata"]["annotations"]["kubernetes.io/description"]
     kubernetes_validate.validate(cm, "1.33", strict=True)
     kubernetes_validate.validate(sa.default_service_account("ml"), "1.33", strict=True)
+
+
+def _self_signed(directory: Path, sans: str) -> Path:
+    cert = directory / f"{abs(hash(sans))}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(directory / "k.pem"), "-out", str(cert), "-days", "1", "-subj", "/CN=t",
+         "-addext", f"subjectAltName={sans}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
+def test_missing_sans_tells_whether_the_serving_certificate_must_be_remade(tmp_path: Path) -> None:
+    old = _self_signed(tmp_path, "IP:127.0.0.1,DNS:localhost")
+    assert sa.missing_sans(old) == sa.required_sans()
+    new = _self_signed(tmp_path, ",".join(["IP:127.0.0.1", "DNS:localhost", *sa.required_sans()]))
+    assert sa.missing_sans(new) == []
+    assert sa.missing_sans(tmp_path / "absent.crt") == sa.required_sans()

@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import secrets
+import subprocess
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -648,6 +649,31 @@ def required_sans() -> list[str]:
         "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
     ]
+
+
+def missing_sans(cert_path: str | os.PathLike[str]) -> list[str]:
+    """Which of `required_sans()` a PEM certificate lacks (all of them when it cannot be read).
+
+    A plane directory made before the Service existed has a certificate without them; the API
+    server should then make a new serving certificate (same CA, so kubeconfigs stay valid).
+    Uses the openssl CLI, as the certificate generation does.
+    """
+    try:
+        done = subprocess.run(
+            ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", os.fspath(cert_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return required_sans()
+    present = {
+        entry.strip().replace("IP Address:", "IP:")
+        for line in done.stdout.splitlines()[1:]
+        for entry in line.split(",")
+    }
+    return [san for san in required_sans() if san not in present]
 
 
 def root_ca_configmap(ca_pem: str, namespace: str) -> Obj:
