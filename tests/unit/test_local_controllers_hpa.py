@@ -251,3 +251,26 @@ def test_scale_subresource_selector_strings_parse_like_kubectl() -> None:
     assert not c.selector_matches(sel, {"app": "web", "env": "a", "track": "x", "legacy": "1"})
     assert not c.selector_matches(sel, {"app": "web", "env": "a", "track": "x", "tier": "db"})
     assert not c.selector_matches(sel, {"app": "web", "env": "a"})
+
+
+def test_cpu_samples_of_starting_pods_wait_for_a_full_window_of_readiness() -> None:
+    def started(ago: float, ready_for: float | None, ready: bool = True) -> Obj:
+        p = pod("p", ready=ready)
+        p["status"]["startTime"] = c.fmt_time(T0 - dt.timedelta(seconds=ago))
+        if ready_for is not None:
+            p["status"]["conditions"][0]["lastTransitionTime"] = c.fmt_time(
+                T0 - dt.timedelta(seconds=ready_for)
+            )
+        return p
+
+    sample = {"p": h.PodSample(1.0, 1.0)}
+
+    def unready(p: Obj) -> bool:
+        return "p" in h.group_pods([p], sample, cpu=True, at=T0, window=15)[1]
+
+    assert unready(started(60, 5)), "ready for less than a window in its first minutes: start-up load"
+    assert not unready(started(60, 30))
+    assert unready(started(60, 30, ready=False))
+    # After five minutes only a pod that never became ready is discounted.
+    assert not unready(started(600, 1, ready=False)), "was ready once; its sample counts"
+    assert unready(started(600, 590, ready=False)), "never ready since it started"

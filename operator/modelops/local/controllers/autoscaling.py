@@ -180,7 +180,7 @@ class HpaLoop:
                         pods,
                         f"missing request for {rname} in pod {lacking[0]}; set resources.requests.{rname}",
                     )
-            return evaluate(metric, current, pods, samples, self.tolerance, requests)
+            return evaluate(metric, current, pods, samples, self.tolerance, requests, c.now(), self.period)
         if mtype == "Pods":
             pm = (metric.get("pods") or {}).get("metric") or {}
             if self._session is None:

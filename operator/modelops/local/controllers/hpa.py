@@ -3,7 +3,8 @@
 `replicas_for_metric` is pkg/controller/podautoscaler's calcPlainMetricReplicas and
 GetResourceReplicas: desired = ceil(ready pods x current/target) unless within the tolerance (0.1);
 pods without a metric count as at target on a scale-down and as idle on a scale-up; not-ready pods
-count as idle on a CPU scale-up; a recount that flips direction keeps the current size.
+(for CPU: also pods in their first five minutes not yet Ready for a whole sample window) count as
+idle on a scale-up; a recount that flips direction keeps the current size.
 `Autoscaler.decide` is reconcileAutoscaler: min/max bounds, all metrics valid (or the biggest proposal
 when some are invalid and it is a scale-up), stabilization windows over recent recommendations
 (default 0 s up, 300 s down) and the scaleUp/scaleDown rate policies (default: up by max(4 pods,
@@ -49,10 +50,40 @@ class PodSample:
     request: float = 0.0  # the pod's request of the resource (Resource metrics only)
 
 
+CPU_INITIALIZATION_PERIOD = 300.0
+INITIAL_READINESS_DELAY = 30.0
+
+
+def _cpu_unready(pod: Obj, at: dt.datetime | None, window: float) -> bool:
+    """Whether a pod's CPU sample should not count yet (upstream's groupPods for CPU).
+
+    During the first five minutes of a pod, a sample counts only once the pod has been Ready for a
+    whole sample window (start-up work would otherwise read as load); after that, only a pod that
+    has never been Ready is discounted.
+    """
+    cond = c.pod_condition(pod, "Ready")
+    if cond is None:
+        return True
+    if at is None:
+        return cond.get("status") != "True"
+    start = c.parse_time((pod.get("status") or {}).get("startTime")) or c.creation_time(pod)
+    changed = c.parse_time(cond.get("lastTransitionTime")) or start
+    if (at - start).total_seconds() < CPU_INITIALIZATION_PERIOD:
+        return cond.get("status") == "False" or (at - changed).total_seconds() < window
+    return cond.get("status") == "False" and (changed - start).total_seconds() < INITIAL_READINESS_DELAY
+
+
 def group_pods(
-    pods: Sequence[Obj], samples: Mapping[str, PodSample], cpu: bool
+    pods: Sequence[Obj],
+    samples: Mapping[str, PodSample],
+    cpu: bool,
+    at: dt.datetime | None = None,
+    window: float = 15.0,
 ) -> tuple[int, set[str], set[str], set[str]]:
-    """(ready count, unready, missing, ignored) pod names, as upstream's groupPods."""
+    """(ready count, unready, missing, ignored) pod names, as upstream's groupPods.
+
+    Without `at` a CPU sample counts exactly when the pod is Ready.
+    """
     ready = 0
     unready: set[str] = set()
     missing: set[str] = set()
@@ -68,9 +99,7 @@ def group_pods(
         if name not in samples:
             missing.add(name)
             continue
-        if cpu and not c.pod_is_ready(pod):
-            # Upstream also discounts samples taken during the CPU initialisation period; a pod that is
-            # not Ready is the local plane's equivalent of one still starting up.
+        if cpu and _cpu_unready(pod, at, window):
             unready.add(name)
             continue
         ready += 1
@@ -102,13 +131,15 @@ def replicas_for_metric(
     cpu: bool,
     tolerance: float = TOLERANCE,
     requests: Mapping[str, float] | None = None,
+    at: dt.datetime | None = None,
+    window: float = 15.0,
 ) -> tuple[int, float]:
     """Proposed replicas for one metric and the metric's current value (percent or average)."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
     if target <= 0:
         raise MetricError("the metric target must be positive")
-    ready, unready, missing, ignored = group_pods(pods, samples, cpu)
+    ready, unready, missing, ignored = group_pods(pods, samples, cpu, at, window)
     metrics = {k: v for k, v in samples.items() if k not in ignored and k not in unready}
     names = {c.name_of(p) for p in pods}
     metrics = {k: v for k, v in metrics.items() if k in names}
@@ -452,6 +483,8 @@ def evaluate(
     samples: Mapping[str, PodSample] | str,
     tolerance: float = TOLERANCE,
     requests: Mapping[str, float] | None = None,
+    at: dt.datetime | None = None,
+    window: float = 15.0,
 ) -> MetricResult:
     """One metric spec against the pods' samples (or the error string from collecting them)."""
     mtype = metric.get("type")
@@ -476,6 +509,8 @@ def evaluate(
                     cpu=name == "cpu",
                     tolerance=tolerance,
                     requests=requests,
+                    at=at,
+                    window=window,
                 )
                 avg = sum(s.value for s in samples.values()) / max(len(samples), 1)
                 return MetricResult(
@@ -494,7 +529,15 @@ def evaluate(
                 )
             goal = c.parse_quantity(target.get("averageValue") or 0)
             replicas, value = replicas_for_metric(
-                current, pods, samples, goal, utilization=False, cpu=name == "cpu", tolerance=tolerance
+                current,
+                pods,
+                samples,
+                goal,
+                utilization=False,
+                cpu=name == "cpu",
+                tolerance=tolerance,
+                at=at,
+                window=window,
             )
             return MetricResult(
                 metric,
