@@ -96,6 +96,7 @@ class Kubelet:
         self._finished: set[str] = set()
         self._gpu_owner: dict[int, str] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._started_at = now_iso()
 
     # ----- node object -----
 
@@ -163,8 +164,6 @@ class Kubelet:
                 "bootID": "",
             },
         }
-
-    _started_at = now_iso()
 
     async def register(self) -> None:
         """Create or refresh the Node, then report its status (the status subresource)."""

@@ -626,7 +626,6 @@ class PodWorker:
         c.ready = c.started and "readinessProbe" not in spec
         self._mark()
         await self._event("Started", f"Started container {c.name}", spec)
-        kill_reason: list[str] = []
         killed = asyncio.Event()
         limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
         oom: list[int] = []
@@ -637,7 +636,7 @@ class PodWorker:
                 kill_session(pid)
 
             self.k.cluster.memory.watch(proc.pid, int(parse_quantity(limit)), exceeded)
-        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, kill_reason, killed))
+        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, killed))
         waiter = asyncio.create_task(proc.wait())
         stop = asyncio.create_task(self.stopping.wait())
         kill = asyncio.create_task(killed.wait())
@@ -754,7 +753,6 @@ class PodWorker:
         env: dict[str, str],
         cwd: str,
         rewrite: Mapping[str, Path],
-        kill_reason: list[str],
         killed: asyncio.Event,
     ) -> None:
         # Exec probes see the same paths as the container's command: mountPaths rewritten.
@@ -802,14 +800,12 @@ class PodWorker:
                         next_run.clear()
                         self._mark()
                     elif fail >= int(probe.get("failureThreshold") or 3):
-                        kill_reason.append("startup")
                         await self._event(
                             "Killing", f"Container {c.name} failed startup probe, will be restarted", spec
                         )
                         killed.set()
                         return
                 elif kind == "livenessProbe" and not ok and fail >= int(probe.get("failureThreshold") or 3):
-                    kill_reason.append("liveness")
                     await self._event(
                         "Killing", f"Container {c.name} failed liveness probe, will be restarted", spec
                     )
