@@ -645,3 +645,39 @@ def test_in_cluster_clients_log_in_with_the_projected_service_account(plane: Pla
     assert p["status"]["phase"] == "Succeeded", logs
     assert "namespace default" in logs
     assert "server version v1." in logs
+
+
+def test_sidecar_starts_before_the_app_and_stops_after_it(plane: Plane) -> None:
+    sidecar_code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('sidecar stopping', flush=True), sys.exit(0)))\n"
+        "open('/shared/ready', 'w').write('yes')\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    ready = "import os, sys; sys.exit(0 if os.path.exists('/shared/ready') else 1)"
+    manifest = pod(
+        "with-sidecar",
+        "print('app saw the sidecar:', open('/shared/ready').read())",
+        terminationGracePeriodSeconds=5,
+        volumes=[{"name": "shared", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+    )
+    manifest["spec"]["initContainers"] = [
+        {
+            "name": "proxy",
+            "image": WORKER_IMAGE,
+            "restartPolicy": "Always",
+            "command": ["python", "-c", sidecar_code],
+            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            "startupProbe": {"exec": {"command": ["python", "-c", ready]}, "periodSeconds": 1},
+        }
+    ]
+    plane.apply(manifest)
+    p = plane.wait_pod(
+        "with-sidecar",
+        lambda p: "terminated" in ((p["status"].get("initContainerStatuses") or [{}])[0].get("state") or {}),
+        "the sidecar to stop after the app",
+    )
+    assert p["status"]["phase"] == "Succeeded"
+    assert "app saw the sidecar: yes" in plane.kubectl("logs", "with-sidecar")
+    assert "sidecar stopping" in plane.kubectl("logs", "with-sidecar", "-c", "proxy")

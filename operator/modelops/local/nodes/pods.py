@@ -217,6 +217,7 @@ class PodWorker:
         self._sent: Obj | None = None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sidecars: list[asyncio.Task[int | None]] = []
+        self._sidecar_stop = asyncio.Event()
         self._deadline: asyncio.Task[None] | None = None
         self._token_refresher: asyncio.Task[None] | None = None
         self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
@@ -370,10 +371,13 @@ class PodWorker:
         if not self.initialized:
             for spec in self.init_specs:
                 if spec.get("restartPolicy") == "Always":
-                    # A sidecar: started in order, then runs next to the app containers.
-                    self._sidecars.append(
-                        asyncio.create_task(self._run_container(spec, self.inits[spec["name"]], True))
-                    )
+                    # A sidecar: the next init container starts once it has started; it runs next to
+                    # the app containers and is stopped after them.
+                    sidecar = self.inits[spec["name"]]
+                    task = asyncio.create_task(self._run_container(spec, sidecar, True, self._sidecar_stop))
+                    self._sidecars.append(task)
+                    while not (sidecar.started or task.done() or self.stopping.is_set()):
+                        await asyncio.sleep(0.05)
                     continue
                 code = await self._run_container(spec, self.inits[spec["name"]], True)
                 if self.stopping.is_set():
@@ -411,37 +415,51 @@ class PodWorker:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the pod is being deleted."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+        await self._sleep_until(self.stopping, seconds)
 
-    def _should_restart(self, init: bool, code: int) -> bool:
+    @staticmethod
+    async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    def _should_restart(self, init: bool, code: int, sidecar: bool = False) -> bool:
+        if sidecar:
+            return True
         if init:
             return code != 0 and self.policy != "Never"
         return self.policy == "Always" or (self.policy == "OnFailure" and code != 0)
 
-    async def _run_container(self, spec: Obj, c: ContainerState, init: bool) -> int | None:
-        """Run one container until it needs no restart; its last exit code (None if stopped first)."""
+    async def _run_container(
+        self, spec: Obj, c: ContainerState, init: bool, stop: asyncio.Event | None = None
+    ) -> int | None:
+        """Run one container until it needs no restart; its last exit code (None if stopped first).
+
+        `stop` ends it (the pod's `stopping` unless given: sidecars have their own, set after the app
+        containers have ended).
+        """
+        stop = stop or self.stopping
+        sidecar = stop is not self.stopping
         backoff = 0.0
         pull_backoff = 0.0
         config_backoff = 0.0
-        if c.done or (c.exit_code is not None and not self._should_restart(init, c.exit_code)):
+        if c.done or (c.exit_code is not None and not self._should_restart(init, c.exit_code, sidecar)):
             c.done = True
             self._mark()
             return c.exit_code
         if c.exit_code is not None:
             c.last_state, c.restart_count = c.state, c.restart_count + 1
-        while not self.stopping.is_set():
+        while not stop.is_set():
             command = containers.default_command(str(spec.get("image") or ""))
             if command is None:
                 message = containers.pull_error_message(str(spec.get("image")))
                 c.waiting("ErrImagePull", message)
                 self._mark()
                 await self._event("Failed", message, spec, warning=True)
-                await self._sleep(1.0)
+                await self._sleep_until(stop, 1.0)
                 pull_backoff = min(max(pull_backoff * 2, 5.0), BACKOFF_MAX)
                 c.waiting("ImagePullBackOff", f'Back-off pulling image "{spec.get("image")}"')
                 self._mark()
-                await self._sleep(pull_backoff)
+                await self._sleep_until(stop, pull_backoff)
                 continue
             try:
                 env = await self._env(spec)
@@ -452,14 +470,14 @@ class PodWorker:
                 await self._event("Failed", f"Error: {e}", spec, warning=True)
                 # Retried soon at first (the ConfigMap is often created right after the pod).
                 config_backoff = min(max(config_backoff * 2, 1.0), 10.0)
-                await self._sleep(config_backoff)
+                await self._sleep_until(stop, config_backoff)
                 continue
             await self._wait_for_names(env)
-            if self.stopping.is_set():
+            if stop.is_set():
                 break
             started = time.monotonic()
-            code = await self._run_once(spec, c, command, env, mounts)
-            if self.stopping.is_set() or not self._should_restart(init, code):
+            code = await self._run_once(spec, c, command, env, mounts, stop)
+            if stop.is_set() or not self._should_restart(init, code, sidecar):
                 c.done = True
                 self._mark()
                 return code
@@ -479,8 +497,8 @@ class PodWorker:
                     spec,
                     warning=True,
                 )
-                await self._sleep(backoff)
-                if self.stopping.is_set():
+                await self._sleep_until(stop, backoff)
+                if stop.is_set():
                     break
             backoff = min(max(backoff * 2, self.k.backoff_base), BACKOFF_MAX)
             c.restart_count += 1
@@ -566,6 +584,7 @@ class PodWorker:
         image_command: list[str],
         env: dict[str, str],
         mounts: dict[str, Path],
+        halt: asyncio.Event,
     ) -> int:
         cdir = self.dir / c.name
         cdir.mkdir(parents=True, exist_ok=True)
@@ -638,13 +657,13 @@ class PodWorker:
             self.k.cluster.memory.watch(proc.pid, int(parse_quantity(limit)), exceeded)
         probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, killed))
         waiter = asyncio.create_task(proc.wait())
-        stop = asyncio.create_task(self.stopping.wait())
+        stop = asyncio.create_task(halt.wait())
         kill = asyncio.create_task(killed.wait())
         try:
             await asyncio.wait({waiter, stop, kill}, return_when=asyncio.FIRST_COMPLETED)
             if not waiter.done():
-                grace = self.grace_seconds() if self.stopping.is_set() else self._probe_grace(spec)
-                if self.stopping.is_set():
+                grace = self.grace_seconds() if halt.is_set() else self._probe_grace(spec)
+                if halt.is_set():
                     await self._event("Killing", f"Stopping container {c.name}", spec)
                 grace -= await self._pre_stop(spec, penv, str(cwd), rewrite, grace, waiter)
                 await self._terminate(proc, grace)
@@ -824,11 +843,9 @@ class PodWorker:
         for helper in (self._deadline, self._token_refresher):
             if helper is not None:
                 helper.cancel()
-        # Sidecars are cancelled first so that they are not restarted once their process ends.
-        for task in self._sidecars:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._sidecars, return_exceptions=True)
+        # Sidecars end after the app containers, with the same grace period.
+        self._sidecar_stop.set()
+        await asyncio.gather(*self._sidecars, return_exceptions=True)
         grace = self.grace_seconds()
         await asyncio.gather(*(self._terminate(p, grace) for p in list(self._procs.values())))
 
@@ -882,7 +899,12 @@ class PodWorker:
         self._set_condition("PodScheduled", True)
         if self.pod_ip:
             self._set_condition("PodReadyToStartContainers", not terminal)
-        pending_inits = [n for n, c in self.inits.items() if not (c.done and c.exit_code == 0)]
+        sidecars = {s["name"] for s in self.init_specs if s.get("restartPolicy") == "Always"}
+        pending_inits = [
+            n
+            for n, c in self.inits.items()
+            if not (c.done and c.exit_code == 0) and not (n in sidecars and c.started)
+        ]
         if self.initialized:
             self._set_condition("Initialized", True)
         else:
