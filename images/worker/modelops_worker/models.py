@@ -6,7 +6,6 @@ All three bodies are TorchScript-compatible, which is how the default artifact i
 `from __future__ import annotations` here: TorchScript cannot resolve string annotations of attributes).
 """
 
-
 import math
 
 import torch
