@@ -28,7 +28,11 @@ sent one.
 lists first and yields an ADDED event per existing object; it resumes from the last seen
 resourceVersion after a dropped connection or a server-side timeout; on 410 Gone (history compacted)
 it re-lists and yields the difference against what it had delivered (ADDED/MODIFIED/DELETED), so a
-consumer's view never silently diverges. `Informer` builds a local cache with callbacks on top of it.
+consumer's view never silently diverges; 5xx/429 answers are retried. `Informer` builds a local cache
+with callbacks on top of it.
+
+A client made with `from_kubeconfig` follows its file: when a request cannot connect and the file has
+changed (a restarted API server on a new port or with a new certificate), it re-reads it and retries.
 """
 
 from __future__ import annotations
