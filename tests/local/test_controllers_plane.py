@@ -33,9 +33,8 @@ IMAGE = "ghcr.io/modelops/worker:test"
 # the same machine at the same time, and pod IPs and ClusterIPs are only unique within one plane.
 PORT = 18431
 SVC_PORT = 18480
-# `--bind 0.0.0.0`: without it http.server binds the dual-stack "::", which the kubelet's bind rewrite
-# (IPv4 only) leaves alone, so a second pod on the same port fails with "Address already in use".
-HTTP_SERVER = ["python", "-m", "http.server", str(PORT), "--bind", "0.0.0.0"]
+# Every pod listens on the same port: the kubelet turns a bind to "any address" into the pod's own IP.
+HTTP_SERVER = ["python", "-m", "http.server", str(PORT)]
 
 # A pod that answers every GET with its own address: shows which backend the proxy picked.
 WHOAMI = textwrap.dedent(
