@@ -239,3 +239,30 @@ def test_node_ports_listen_on_the_node_address_and_load_balancers_get_their_clus
     (status,) = endpoints.load_balancer_status(lb).actions
     assert status.status["loadBalancer"]["ingress"][0]["ip"] == "127.96.0.9"  # type: ignore[union-attr]
     assert endpoints.load_balancer_status(headless).actions == []
+
+
+def test_proxy_retries_an_address_someone_else_holds() -> None:
+    import socket
+
+    async def scenario() -> None:
+        port = _free_port()
+        cluster_ip = "127.96.250.2"
+        service = {
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"clusterIP": cluster_ip, "ports": [{"name": "http", "port": port}]},
+        }
+        store = _store_with(service, None)
+        proxy = ServiceProxy(store)
+        squatter = socket.socket()
+        squatter.bind((cluster_ip, port))
+        squatter.listen()
+        try:
+            (first,) = await proxy.sync(store)
+            assert not proxy.listeners and first.requeue_after is not None, "asks to be woken to try again"
+        finally:
+            squatter.close()
+        (second,) = await proxy.sync(store)
+        assert (cluster_ip, port) in proxy.listeners and second.requeue_after is None
+        await proxy.close()
+
+    asyncio.run(scenario())

@@ -31,6 +31,7 @@ _CONNECT_TIMEOUT = 3.0
 _CHUNK = 64 * 1024
 _REFUSE_DRAIN = 1.0
 NODE_IP = "127.0.0.1"
+_RETRY_BIND = 5.0
 
 
 @dataclass
@@ -86,7 +87,12 @@ class ServiceProxy:
             self._failed.discard(addr)
             self.listeners[addr] = _Listener(ns, svc, port_name, server)
             log.info("proxying %s:%d for service %s/%s", addr[0], addr[1], ns, svc)
-        return []
+        self._failed &= set(want)
+        retry = Result()
+        if self._failed:
+            # Someone else holds the address (another plane on this machine, say): try again later.
+            retry.requeue(_RETRY_BIND)
+        return [retry]
 
     def _identity(self, addr: tuple[str, int]) -> tuple[str, str, str]:
         lst = self.listeners[addr]
