@@ -220,6 +220,11 @@ def test_malformed_bodies_and_unknown_fields(apiserver: ApiServer, k8s: Any, kub
                                   body={"metadata": {"name": "u"}, "dataa": {"a": "b"}})  # fmt: skip
     assert code == 400
     assert json.loads(raw)["message"] == 'strict decoding error: unknown field "dataa"'
+    warned = kubectl("apply", "--validate=warn", "-f", "-", stdin=f"apiVersion: v1\nkind: ConfigMap\nmetadata: "
+                     f"{{name: w, namespace: {ns}}}\ndata: {{a: b}}\nbogus: 1\n")  # fmt: skip
+    assert 'Warning: unknown field "bogus"' in warned.stderr
+    stored = json.loads(kubectl("get", "configmap", "w", "-n", ns, "-o", "json").stdout)
+    assert "bogus" not in stored and stored["data"] == {"a": "b"}, "unknown fields are dropped, not stored"
     manifest = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: u, namespace: {ns}}}\nspec: {{foo: 1}}\n"
     result = kubectl("apply", "-f", "-", stdin=manifest, check=False)
     assert result.returncode != 0

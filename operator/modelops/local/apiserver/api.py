@@ -156,6 +156,9 @@ class Api:
         # The caller hands over a freshly decoded body; it becomes the stored object.
         body = self._check_type(rd, body)
         skey = storage_key(rd)
+        if not skip_unknown:
+            # Decoding comes first on the real server, so a strict decoding error wins over the rest.
+            self._unknown_fields(rd, body, params)
         if rd.group == "events.k8s.io":
             body = events.to_core(body)
         body["apiVersion"], body["kind"] = (
@@ -192,8 +195,6 @@ class Api:
         self.check_namespace(rd, ns, name, creating=True)
         if self.store.get(skey, ns if rd.namespaced else "", name) is not None:
             raise errors.already_exists(rd.group, rd.plural, name)
-        if not skip_unknown:
-            self._unknown_fields(rd, body, params)
         for key in (*_SERVER_META, "resourceVersion", "selfLink"):
             m.pop(key, None)
         m["uid"] = str(uuid.uuid4())
@@ -354,8 +355,8 @@ class Api:
     # --- validation ----------------------------------------------------------------------------------
 
     def _unknown_fields(self, rd: ResourceDef, body: Obj, params: Params) -> None:
-        if params.validation == "Ignore":
-            return
+        """Apply `fieldValidation` to fields the schema does not know; they are never stored (decoding
+        into a built-in type drops them, pruning drops them from custom resources)."""
         schema = self.schema(rd)
         if schema is None:
             return
@@ -373,7 +374,10 @@ class Api:
             raise errors.bad_request(
                 "strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in found)
             )
-        params.warnings.extend(f'unknown field "{f}"' for f in found)
+        if params.validation != "Ignore":
+            params.warnings.extend(f'unknown field "{f}"' for f in found)
+        for path in found:
+            _drop(body, path)
 
     def _validate(self, rd: ResourceDef, obj: Obj, old: Obj | None) -> Obj:
         name = str(meta(obj).get("name", ""))
@@ -403,6 +407,7 @@ class Api:
         old = self._current(rd, ns, name)
         # The caller hands over a freshly decoded body; it becomes the stored object.
         body = self._check_type(rd, body)
+        self._unknown_fields(rd, body, params)
         if rd.group == "events.k8s.io":
             body = events.to_core(body)
         m = body.setdefault("metadata", {})
@@ -417,7 +422,6 @@ class Api:
         rv = m.get("resourceVersion")
         if rv and rv != meta(old).get("resourceVersion"):
             raise errors.conflict(rd.group, rd.plural, name, errors.STALE)
-        self._unknown_fields(rd, body, params)
         fs = patching.field_set(_managed_view(body), self.schema(rd))
         return self.commit(rd, old, body, params, sub, ("Update", fs))
 
@@ -458,9 +462,9 @@ class Api:
         rv = meta(new).get("resourceVersion")
         if rv and rv != meta(old).get("resourceVersion"):
             raise errors.conflict(rd.group, rd.plural, name, errors.STALE)
+        self._unknown_fields(rd, new, params)
         if rd.group == "events.k8s.io":
             new = events.to_core(new)
-        self._unknown_fields(rd, new, params)
         fs = patching.field_set(_managed_view(patch), self.schema(rd)) if isinstance(patch, dict) else {}
         return self.commit(rd, old, new, params, sub, ("Update", fs))
 
@@ -909,6 +913,26 @@ def _apply_conflict(rd: ResourceDef, name: str, found: list[tuple[str, str, tupl
     if rd.group:
         details["group"] = rd.group
     return ApiError(409, "Conflict", message, details)
+
+
+def _drop(obj: Any, path: str) -> None:
+    """Remove the field at `spec.containers[0].foo` from `obj`, if it is there."""
+    steps: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            steps.append(name)
+        for index in rest.split("[") if rest else []:
+            steps.append(int(index.rstrip("]")))
+    for step in steps[:-1]:
+        if isinstance(step, int):
+            obj = obj[step] if isinstance(obj, list) and step < len(obj) else None
+        else:
+            obj = obj.get(step) if isinstance(obj, dict) else None
+        if obj is None:
+            return
+    if isinstance(obj, dict) and isinstance(steps[-1], str):
+        obj.pop(steps[-1], None)
 
 
 def _managed_view(obj: Any) -> Any:

@@ -65,7 +65,9 @@ def dumps(obj: Any) -> bytes:
 def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     headers = {}
     if warnings:
-        headers["Warning"] = ", ".join(f'299 - "{w}"'.replace('"unknown', '"unknown') for w in warnings)
+        # RFC 7234 warn-text is a quoted-string: quotes and backslashes inside are escaped.
+        escaped = (w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings)
+        headers["Warning"] = ", ".join(f'299 - "{w}"' for w in escaped)
     return web.Response(body=dumps(obj), status=status, content_type=JSON, headers=headers)
 
 
