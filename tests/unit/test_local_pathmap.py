@@ -103,6 +103,13 @@ CHILD = textwrap.dedent(
     out["stat_size"] = os.stat("/data/run/a/y.txt").st_size
     out["prefix_boundary"] = os.path.exists("/database")
     os.remove("/data/run/a/y.txt")
+    # A volume at /tmp while the plane's own directory is under /tmp too (pytest's tmp_path, or a
+    # user's `--dir /tmp/plane`): /tmp/x is the pod's, but already-translated volume paths and the
+    # kubelet's files are host paths and stay put.
+    pathlib.Path("/tmp/pod-scratch").write_text("mine")
+    out["tmp_volume"] = sorted(os.listdir("/tmp"))
+    out["host_token_direct"] = open(os.environ["TOKEN_HOST_PATH"]).read() != ""
+    out["hosts_file"] = open(os.environ["MODELOPS_LOCAL_HOSTS"]).read()
     print(json.dumps(out))
     """
 )
@@ -142,8 +149,13 @@ def test_in_cluster_login_reads_the_token_and_ca_from_the_mount_path(
     )
     data = tmp_path / "pvc"
     data.mkdir()
+    scratch = tmp_path / "pod" / "volumes" / "tmp"
+    scratch.mkdir()
+    (tmp_path / "hosts").write_text("127.96.0.9 web.ml.svc.cluster.local\n")
+    assert str(tmp_path).startswith("/tmp/")
     env = {**in_cluster_env(apiserver["url"]), "API_URL": apiserver["url"]}
-    env.update(mounts_env({MOUNT: volume, "/data": data}))
+    env.update(mounts_env({MOUNT: volume, "/data": data, "/tmp": scratch}))
+    env.update(MODELOPS_LOCAL_HOSTS=str(tmp_path / "hosts"), TOKEN_HOST_PATH=str(volume / "token"))
 
     out = run_child(site, env)
 
@@ -161,6 +173,9 @@ def test_in_cluster_login_reads_the_token_and_ca_from_the_mount_path(
     assert out["prefix_boundary"] is False
     # The writes landed in the host directory behind /data.
     assert (data / "run" / "a").is_dir() and not (data / "run" / "a" / "y.txt").exists()
+    assert out["tmp_volume"] == ["pod-scratch"] and (scratch / "pod-scratch").read_text() == "mine"
+    assert out["host_token_direct"] is True
+    assert out["hosts_file"].startswith("127.96.0.9 ")
 
 
 def test_without_mounts_nothing_is_redirected_and_in_cluster_login_fails(
@@ -208,6 +223,21 @@ def test_longest_mount_path_wins_at_path_boundaries(monkeypatch: pytest.MonkeyPa
     assert t("data/x") == "data/x"
     assert t(3) == 3
     assert t(object()) is not None  # unknown types pass through untouched, never raise
+
+
+def test_host_paths_under_a_mount_path_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    mounts = pathmap.parse_mounts(json.dumps({"/tmp": "/tmp/plane/pods/p/volumes/tmp", "/data": "/srv/d"}))
+    env = {"MODELOPS_LOCAL_HOSTS": "/tmp/plane/hosts", "MODELOPS_LOCAL_PASSTHROUGH": "/tmp/cache:/opt/x"}
+    prefixes = pathmap.passthrough_prefixes(env, mounts)
+    assert {"/tmp/plane", "/tmp/plane/pods/p/volumes/tmp", "/srv/d", "/tmp/cache"} <= set(prefixes)
+    table: list[tuple[str, str | None]] = [*mounts, *((p, None) for p in prefixes)]
+    monkeypatch.setattr(pathmap, "_mounts", sorted(table, key=lambda p: len(p[0]), reverse=True))
+    t = pathmap.translate
+    assert t("/tmp/x") == "/tmp/plane/pods/p/volumes/tmp/x"
+    assert t("/tmp/plane/hosts") == "/tmp/plane/hosts"
+    assert t("/tmp/plane/pods/p/volumes/tmp/x") == "/tmp/plane/pods/p/volumes/tmp/x"  # not twice
+    assert t("/tmp/cache/model.bin") == "/tmp/cache/model.bin"
+    assert t("/tmp/plane2/x") == "/tmp/plane/pods/p/volumes/tmp/plane2/x"
 
 
 def test_malformed_configuration_gives_no_mounts_and_install_never_raises() -> None:

@@ -24,10 +24,12 @@ import io
 import json
 import os
 import posixpath
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-_mounts: list[tuple[str, str]] = []
+# (prefix, host path) longest prefix first; a host path of None marks a pass-through prefix.
+_mounts: list[tuple[str, str | None]] = []
 _installed = False
 
 # os functions whose first argument is a path; those with two paths map both.
@@ -80,8 +82,39 @@ def parse_mounts(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def passthrough_prefixes(environ: Mapping[str, str], mounts: list[tuple[str, str]]) -> list[str]:
+    """Host paths that must never be redirected even when a mountPath covers them.
+
+    The process is a host process: with a volume at `/tmp` and the plane's directory under `/tmp`,
+    the kubelet's own files (hosts file, rootfs, termination-message file), the volumes' host
+    directories (paths the kubelet or `container_path` already translated), the interpreter and its
+    import path must stay where they are, or DNS and imports break and translated paths get
+    translated twice. `MODELOPS_LOCAL_PASSTHROUGH` (os.pathsep-separated) adds more.
+    """
+    candidates = [host for _, host in mounts]
+    hosts_file = environ.get("MODELOPS_LOCAL_HOSTS", "")
+    if hosts_file:
+        candidates.append(posixpath.dirname(hosts_file))  # the plane's directory
+    for name in ("MODELOPS_LOCAL_ROOT", "MODELOPS_TERMINATION_MESSAGE_PATH"):
+        if environ.get(name):
+            candidates.append(environ[name])
+    candidates += environ.get("MODELOPS_LOCAL_PASSTHROUGH", "").split(os.pathsep)
+    candidates += [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]
+    out: list[str] = []
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.startswith("/"):
+            norm = posixpath.normpath(candidate)
+            if norm not in ("/", "//") and norm not in out:
+                out.append(norm)
+    return out
+
+
 def translate(path: Any) -> Any:
-    """The host path for `path` when it lies under a mountPath, else `path` itself (same type)."""
+    """The host path for `path` when it lies under a mountPath, else `path` itself (same type).
+
+    The longest matching prefix decides, and a pass-through prefix (see `passthrough_prefixes`)
+    leaves the path alone.
+    """
     if not _mounts:
         return path
     try:
@@ -98,9 +131,11 @@ def translate(path: Any) -> Any:
             if norm == mount:
                 mapped = host
             elif norm.startswith(mount + "/"):
-                mapped = host + norm[len(mount) :]
+                mapped = None if host is None else host + norm[len(mount) :]
             else:
                 continue
+            if mapped is None:
+                return path
             return os.fsencode(mapped) if isinstance(raw, bytes) else mapped
     except Exception:
         return path
@@ -200,7 +235,7 @@ def _make_ssl_wrappers() -> None:
     context.load_cert_chain = load_cert_chain  # type: ignore[method-assign]
 
 
-def install(environ: dict[str, str] | None = None) -> bool:
+def install(environ: Mapping[str, str] | None = None) -> bool:
     """Redirect mount paths from `MODELOPS_LOCAL_MOUNTS` for this process; True when any are active.
 
     Idempotent; with no mounts configured nothing is patched. Never raises.
@@ -211,7 +246,11 @@ def install(environ: dict[str, str] | None = None) -> bool:
         mounts = parse_mounts(env.get("MODELOPS_LOCAL_MOUNTS", ""))
         if not mounts:
             return False
-        _mounts = mounts
+        table: list[tuple[str, str | None]] = list(mounts)
+        table += [(prefix, None) for prefix in passthrough_prefixes(env, mounts)]
+        # Stable sort: at equal length a mount comes before a pass-through of the same prefix.
+        table.sort(key=lambda p: len(p[0]), reverse=True)
+        _mounts = table
         if _installed:
             return True
         _installed = True
