@@ -164,3 +164,30 @@ def test_anti_affinity_spreads_a_training_job_one_pod_per_node(plane: Plane) -> 
         "the anti-affinity message", lambda: "anti-affinity" in plane.kubectl("describe", "pod", waiting)
     )
     plane.kubectl("delete", "pod", "ddp-0", "ddp-1", "ddp-2", "--wait=false")
+
+
+def test_fewer_nodes_on_restart_removes_the_extra_node_and_its_pods(plane: Plane) -> None:
+    pinned = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "on-node-2"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "nodeSelector": {"kubernetes.io/hostname": "local-node-2"},
+            "containers": [{"name": "main", "image": WORKER_IMAGE, "command": SLEEP}],
+        },
+    }
+    plane.apply(pinned)
+    plane.wait_phase("on-node-2", "Running")
+    original = plane.node_args
+    plane.stop("nodes")
+    plane.node_args = ["--nodes", "1", "--gpus", "1", "--pod-gc-seconds", "0.5"]
+    plane.start_nodes()
+    try:
+        wait_for("local-node-2 to be deleted", lambda: "local-node-2" not in plane.kubectl("get", "nodes"))
+        wait_for("its pod to be collected", lambda: plane.pod("on-node-2") is None)
+    finally:
+        plane.stop("nodes")
+        plane.node_args = original
+        plane.start_nodes()
+        wait_for("both nodes again", lambda: plane.kubectl("get", "nodes").count(" Ready ") == 2)

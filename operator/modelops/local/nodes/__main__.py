@@ -13,6 +13,7 @@ from typing import Any
 from modelops.local.client import Client, Informer
 from modelops.local.nodes.clusterview import ClusterView
 from modelops.local.nodes.kubelet import Kubelet
+from modelops.local.nodes.podgc import collect_orphans, remove_stale_nodes
 from modelops.local.nodes.scheduler import Scheduler
 
 log = logging.getLogger("modelops.local.nodes")
@@ -51,6 +52,7 @@ async def serve(args: argparse.Namespace) -> None:
     pods.handler, services.handler, nodes.handler = on_pod, on_service, on_node
     for kubelet in kubelets:
         await kubelet.register()
+    await remove_stale_nodes(api, [k.name for k in kubelets])
     # Services first: a resumed pod's env needs them before its containers start.
     tasks = [services.start()]
     await services.synced.wait()
@@ -58,6 +60,7 @@ async def serve(args: argparse.Namespace) -> None:
     tasks.append(asyncio.create_task(cluster.run_hosts_writer(), name="hosts"))
     tasks.append(asyncio.create_task(cluster.memory.run(), name="memory"))
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+    tasks.append(asyncio.create_task(collect_orphans(api, pods, nodes, args.pod_gc_seconds), name="podgc"))
     tasks += [asyncio.create_task(k.heartbeat(), name=f"heartbeat-{k.name}") for k in kubelets]
 
     stop = asyncio.Event()
@@ -89,6 +92,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=10.0,
         help="first CrashLoopBackOff delay in seconds (default 10)",
+    )
+    parser.add_argument(
+        "--pod-gc-seconds",
+        type=float,
+        default=20.0,
+        help="how often pods bound to vanished nodes are looked for (deleted on the second sighting)",
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

@@ -30,6 +30,7 @@ import aiohttp
 from modelops.local.client import ApiError, Client
 from modelops.local.nodes.clusterview import ClusterView
 from modelops.local.nodes.events import EventRecorder, now_iso
+from modelops.local.nodes.podgc import LOCAL_NODE_LABEL
 from modelops.local.nodes.pods import PodWorker
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class Kubelet:
             if platform.machine() in {"x86_64", "AMD64"}
             else platform.machine(),
             "node-role.kubernetes.io/worker": "",
+            LOCAL_NODE_LABEL: "true",
             **gpu_labels(self.gpus),
         }
         return {
