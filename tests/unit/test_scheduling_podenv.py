@@ -127,3 +127,69 @@ def test_addresses_bound_by_other_planes_are_skipped() -> None:
     assert ips.allocate("a") == "127.244.0.4"
     other = IPAllocator(seed="/tmp/another-plane", busy=set)
     assert other.allocate("a") != "127.244.0.2"
+
+
+class Store:
+    """ConfigMaps and Secrets in memory: container_env only reads them."""
+
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+
+    async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        from modelops.local.client import ApiError
+
+        if (plural, name) not in self.objects:
+            raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+        return self.objects[(plural, name)]
+
+    async def create(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("container_env never creates")
+
+
+def test_env_sources_resolve_like_the_kubelet() -> None:
+    import asyncio
+    import base64
+
+    from modelops.local.nodes.containers import container_env
+
+    store = Store(
+        {
+            ("configmaps", "cfg"): {"data": {"mode": "fast"}},
+            ("secrets", "creds"): {"data": {"token": base64.b64encode(b"s3cr3t").decode()}},
+        }
+    )
+    container = {
+        "name": "main",
+        "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+        "envFrom": [{"secretRef": {"name": "creds"}, "prefix": "S_"}],
+        "env": [
+            {
+                "name": "MEM_MI",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+            {
+                "name": "CPU_M",
+                "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}},
+            },
+            {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {
+                "name": "MISSING",
+                "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "x", "optional": True}},
+            },
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
+    }
+    pod = {
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [container]},
+    }
+    env = asyncio.run(container_env(store, pod, container, {"cpu": "4"}, {"WEB_SERVICE_HOST": "127.96.0.9"}))
+    assert env["S_token"] == "s3cr3t"
+    assert env["MEM_MI"] == "1024"
+    assert env["CPU_M"] == "250"
+    assert env["CPU_LIMIT"] == "4"  # no limit: the node's allocatable, as the downward API reports
+    assert "MISSING" not in env
+    assert env["MODE"] == "fast"
+    assert env["NODE"] == "n1"
+    assert env["WEB_SERVICE_HOST"] == "127.96.0.9"
