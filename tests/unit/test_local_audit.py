@@ -203,6 +203,21 @@ def test_the_log_has_one_audit_event_per_request_with_user_and_code(tmp_path: Pa
     assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_watch_is_logged_when_it_starts_and_again_when_it_ends(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    started = log.record(
+        "GET", "/api/v1/pods", {"watch": "true"}, user=ADMIN, code=200, stage="ResponseStarted"
+    )
+    log.record("GET", "/api/v1/pods", {"watch": "true"}, user=ADMIN, code=200, audit_id=started["auditID"])
+    log.close()
+    events = read_events(tmp_path / "audit.log")
+    assert [(e["stage"], e["verb"]) for e in events] == [
+        ("ResponseStarted", "watch"),
+        ("ResponseComplete", "watch"),
+    ]
+    assert events[0]["auditID"] == events[1]["auditID"]
+
+
 def test_the_log_appends_across_restarts_and_rotates_at_its_size_limit(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     first = AuditLog(path)

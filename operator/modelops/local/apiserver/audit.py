@@ -154,15 +154,16 @@ def audit_event(
     received: datetime | None = None,
     completed: datetime | None = None,
     audit_id: str | None = None,
+    stage: str = "ResponseComplete",
 ) -> dict[str, Any]:
-    """One `audit.k8s.io/v1` Event (level Metadata, stage ResponseComplete)."""
+    """One `audit.k8s.io/v1` Event at level Metadata (stage ResponseComplete, or ResponseStarted)."""
     completed = completed or datetime.now(UTC)
     event: dict[str, Any] = {
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",
         "level": "Metadata",
         "auditID": audit_id or str(uuid.uuid4()),
-        "stage": "ResponseComplete",
+        "stage": stage,
         "requestURI": request_uri,
         "verb": info.verb,
         "user": user.user_info() if user is not None else {"username": "system:anonymous",
@@ -221,11 +222,15 @@ class AuditLog:
         source_ip: str = "",
         user_agent: str = "",
         received: datetime | None = None,
+        stage: str = "ResponseComplete",
+        audit_id: str | None = None,
     ) -> dict[str, Any]:
-        """Write the event of one finished request and return it.
+        """Write the event of one request and return it.
 
-        Call once per request when its response status is known (for a watch: when it ends).
-        `user` is None for a request that failed authentication.
+        Call once per request when its response status is known. A watch can last for the life of
+        its client, so (as kube-apiserver does) also record it with `stage="ResponseStarted"` when
+        its response begins, then complete it with the same `audit_id`; otherwise a running
+        component's watches appear only once they end. `user` is None when authentication failed.
         """
         info = request_info(method, path, query)
         event = audit_event(
@@ -236,6 +241,8 @@ class AuditLog:
             source_ip=source_ip,
             user_agent=user_agent,
             received=received,
+            audit_id=audit_id,
+            stage=stage,
         )
         self.write(event)
         return event
