@@ -14,7 +14,9 @@ SLEEP = ["python", "-c", "import time; time.sleep(600)"]
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    yield from start_plane(tmp_path_factory.mktemp("scheduler"), "--nodes", "2", "--gpus", "1")
+    yield from start_plane(
+        tmp_path_factory.mktemp("scheduler"), "--nodes", "2", "--gpus", "1", "--cpus", "16"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def test_nodes_advertise_gpus_with_discovery_labels(core: Any) -> None:
     assert sorted(n.metadata.name for n in nodes) == ["local-node-1", "local-node-2"]
     for node in nodes:
         assert node.status.allocatable["nvidia.com/gpu"] == "1"
+        assert node.status.allocatable["cpu"] == "16"  # --cpus: more than this machine has
         assert node.metadata.labels["nvidia.com/gpu.present"] == "true"
         assert node.metadata.labels["nvidia.com/gpu.product"] == "LOCAL-FAKE-GPU"
         assert node.metadata.labels["kubernetes.io/hostname"] == node.metadata.name
@@ -181,7 +184,7 @@ def test_fewer_nodes_on_restart_removes_the_extra_node_and_its_pods(plane: Plane
     plane.wait_phase("on-node-2", "Running")
     original = plane.node_args
     plane.stop("nodes")
-    plane.node_args = ["--nodes", "1", "--gpus", "1", "--pod-gc-seconds", "0.5"]
+    plane.node_args = ["--nodes", "1", "--gpus", "1", "--cpus", "16", "--pod-gc-seconds", "0.5"]
     plane.start_nodes()
     try:
         wait_for("local-node-2 to be deleted", lambda: "local-node-2" not in plane.kubectl("get", "nodes"))

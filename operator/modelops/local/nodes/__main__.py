@@ -14,6 +14,7 @@ from modelops.local.client import Client, Informer
 from modelops.local.nodes.clusterview import ClusterView
 from modelops.local.nodes.kubelet import Kubelet
 from modelops.local.nodes.podgc import collect_orphans, remove_stale_nodes
+from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduler import Scheduler
 
 log = logging.getLogger("modelops.local.nodes")
@@ -32,7 +33,16 @@ async def serve(args: argparse.Namespace) -> None:
     services = Informer(api, "v1", "services")
     cluster = ClusterView(pods, services, directory / "hosts")
     kubelets = [
-        Kubelet(api, name, directory, cluster, gpus=args.gpus, backoff_base=args.backoff_base)
+        Kubelet(
+            api,
+            name,
+            directory,
+            cluster,
+            gpus=args.gpus,
+            backoff_base=args.backoff_base,
+            cpus=args.cpus,
+            memory=args.memory,
+        )
         for name in node_names(args.nodes)
     ]
     scheduler = Scheduler(api, pods, nodes)
@@ -88,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
     parser.add_argument("--gpus", type=int, default=0, help="fake nvidia.com/gpu devices per node")
     parser.add_argument(
+        "--cpus", help="cpu capacity per node, a quantity (default: this machine's CPU count)"
+    )
+    parser.add_argument(
+        "--memory", help="memory capacity per node, a quantity (default: this machine's memory)"
+    )
+    parser.add_argument(
         "--backoff-base",
         type=float,
         default=10.0,
@@ -105,6 +121,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--nodes must be at least 1")
     if args.gpus < 0:
         parser.error("--gpus must not be negative")
+    for option in ("cpus", "memory"):
+        value = getattr(args, option)
+        if value is not None:
+            try:
+                if parse_quantity(value) <= 0:
+                    raise ValueError("not positive")
+            except ValueError:
+                parser.error(f"--{option} {value!r} is not a positive quantity; write e.g. 8, 500m, 16Gi")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(args))
 

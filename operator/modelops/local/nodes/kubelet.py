@@ -72,6 +72,8 @@ class Kubelet:
         *,
         gpus: int = 0,
         backoff_base: float = 10.0,
+        cpus: str | None = None,
+        memory: str | None = None,
     ) -> None:
         self.api = api
         self.name = node_name
@@ -82,11 +84,12 @@ class Kubelet:
         self.host_ip = "127.0.0.1"
         self.bin_dir = str(Path(sys.executable).parent)
         self.events = EventRecorder(api, "kubelet", node_name)
-        cpu = str(os.cpu_count() or 1)
+        # Overridable so a small machine can still admit pods sized for a real node (the demo).
+        cpu = cpus or str(os.cpu_count() or 1)
         disk = shutil.disk_usage(directory).total if directory.exists() else 100 * 2**30
         self.capacity = {
             "cpu": cpu,
-            "memory": f"{memory_bytes() // 1024}Ki",
+            "memory": memory or f"{memory_bytes() // 1024}Ki",
             "pods": "110",
             "ephemeral-storage": f"{disk // 1024}Ki",
             "nvidia.com/gpu": str(gpus),
