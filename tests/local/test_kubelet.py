@@ -681,3 +681,47 @@ def test_sidecar_starts_before_the_app_and_stops_after_it(plane: Plane) -> None:
     assert p["status"]["phase"] == "Succeeded"
     assert "app saw the sidecar: yes" in plane.kubectl("logs", "with-sidecar")
     assert "sidecar stopping" in plane.kubectl("logs", "with-sidecar", "-c", "proxy")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in {b"Z", b"X"}
+
+
+def test_a_killed_kubelet_leaves_no_container_processes_behind(plane: Plane) -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "open('/work/child', 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    manifest = pod(
+        "parent",
+        code,
+        restartPolicy="Always",
+        terminationGracePeriodSeconds=1,
+        volumes=[{"name": "work", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+    )
+    plane.apply(manifest)
+    child_file = wait_for(
+        "the grandchild's pid",
+        lambda: next(
+            (p for p in plane.dir.glob("pods/default/parent/*/volumes/work/child") if p.read_text()), None
+        ),
+    )
+    grandchild = int(child_file.read_text())
+    main_pid = int((plane.pod_dir("parent") / "main" / "pid").read_text())
+    plane.procs.pop("nodes").kill()  # no chance to clean up
+    wait_for("the container's main process to die with the kubelet", lambda: not alive(main_pid))
+    assert alive(grandchild)  # only PDEATHSIG so far: the grandchild is an orphan
+    plane.start_nodes()
+    plane.wait_pod(
+        "parent", lambda p: p["status"]["containerStatuses"][0]["restartCount"] == 1, "a restart", timeout=60
+    )
+    wait_for("the orphan to be killed", lambda: not alive(grandchild))
+    plane.kubectl("delete", "pod", "parent", "--wait=true")

@@ -33,7 +33,7 @@ import aiohttp
 from modelops.local.client import ApiError
 from modelops.local.nodes import containers, network
 from modelops.local.nodes.events import now_iso
-from modelops.local.nodes.memory import kill_session
+from modelops.local.nodes.memory import kill_session, session_of
 from modelops.local.nodes.probes import run_probe
 from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduling import pod_requests
@@ -296,12 +296,28 @@ class PodWorker:
             self._kill_leftovers()
 
     def _kill_leftovers(self) -> None:
+        """Kill what survived an earlier kubelet of this pod (grandchildren outlive PDEATHSIG).
+
+        Only processes whose environment names this pod are killed: after a reboot a recorded
+        process group id may belong to anything.
+        """
+        sessions: set[int] = set()
         for pid_file in self.dir.glob("*/pid"):
             with contextlib.suppress(OSError, ValueError):
-                pgid = int(pid_file.read_text().split()[0])
-                os.killpg(pgid, signal.SIGKILL)
+                sessions.add(int(pid_file.read_text().split()[0]))
             with contextlib.suppress(OSError):
                 pid_file.unlink()
+        if not sessions:
+            return
+        marker = f"MODELOPS_POD_UID={self.uid}".encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or session_of(int(entry)) not in sessions:
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker not in f.read().split(b"\0"):
+                        continue
+                os.kill(int(entry), signal.SIGKILL)
 
     # ----- main flow -----
 
