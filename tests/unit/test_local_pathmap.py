@@ -28,10 +28,8 @@ SITE_DIR = Path(pathmap.__file__).parent
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real local API server (TLS, bearer token) in a temporary directory."""
-    directory = tmp_path_factory.mktemp("plane")
+def run_apiserver(directory: Path) -> Iterator[dict[str, str]]:
+    """Run a real local API server (TLS, bearer token) in `directory`; yields url, token and CA PEM."""
     log = open(directory / "apiserver.log", "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
@@ -58,6 +56,11 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    yield from run_apiserver(tmp_path_factory.mktemp("plane"))
 
 
 CHILD = textwrap.dedent(

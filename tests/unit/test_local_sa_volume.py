@@ -3,7 +3,8 @@
 The volume code talks to an HTTP server through the shared `modelops.local.client.Client`. The server
 here is a small aiohttp app whose TokenRequest endpoint is `serviceaccounts.token_request` itself (the
 local API server does not route `serviceaccounts/{name}/token` until the lead wires that hook in), so
-the tokens on disk are the real ones; it can be told to fail, to test retries.
+the tokens on disk are the real ones; it can be told to fail, to test retries. The last test runs
+against the real local API server, which routes TokenRequest since it wired the hooks in.
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from test_local_pathmap import run_apiserver
 
 from modelops.local.apiserver import serviceaccounts as sa
-from modelops.local.client import Client, KubeConfig
+from modelops.local.client import ApiError, Client, KubeConfig
 from modelops.local.nodes import serviceaccount_volume as sav
 
 KEY = b"s" * 32
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The real local API server (TLS, bearer token), once for this module."""
+    yield from run_apiserver(tmp_path_factory.mktemp("plane"))
+
+
 CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 Obj = dict[str, Any]
 
@@ -345,3 +356,38 @@ def test_in_cluster_env_names_the_api_server_or_the_kubernetes_service() -> None
     assert json.loads(env["MODELOPS_LOCAL_MOUNTS"]) == {
         "/var/run/secrets/kubernetes.io/serviceaccount": "/pods/x/v"
     }
+
+
+def test_against_the_real_api_server_the_volume_logs_the_pod_in_as_its_account(
+    apiserver: dict[str, str], tmp_path: Path
+) -> None:
+    admin = KubeConfig(server=apiserver["url"], token=apiserver["token"], ca_data=apiserver["ca"].encode())
+    ns = f"sav-{uuid.uuid4().hex[:6]}"
+    target = tmp_path / "kube-api-access"
+
+    async def main() -> None:
+        async with Client(admin) as api:
+            await api.create("v1", "namespaces", None, {"metadata": {"name": ns}})
+            body = {"metadata": {"name": "op-0"}, "spec": {"containers": [{"name": "main", "image": "ghcr.io/modelops/operator:dev"}]}}  # fmt: skip
+            pod = await api.create("v1", "pods", ns, body)
+            await sav.materialise(api, pod, token_volume(pod), target)
+            as_pod = KubeConfig(
+                server=admin.server,
+                token=(target / "token").read_text(),
+                ca_data=(target / "ca.crt").read_bytes(),
+            )
+            async with Client(as_pod) as inside:
+                review = await inside.create("authentication.k8s.io/v1", "selfsubjectreviews", None,
+                                             {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})  # fmt: skip
+                assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:default"
+                assert (await inside.get("v1", "pods", ns, "op-0"))["metadata"]["uid"] == pod["metadata"][
+                    "uid"
+                ]
+                await api.delete("v1", "pods", ns, "op-0", grace_period_seconds=0)
+                with pytest.raises(ApiError) as refused:
+                    await inside.get("v1", "pods", ns, "op-0")
+                assert refused.value.status == 401  # the token died with its pod
+
+    asyncio.run(main())
+    assert (target / "namespace").read_text() == ns
+    assert (target / "ca.crt").read_text() == apiserver["ca"]
