@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import KUBECTL, ApiServer, Kubectl
+from apiserver_harness import KUBECTL, ApiServer, Kubectl
 
 HELM = KUBECTL.parent / "helm"
 CHART = Path(__file__).parent / "fixtures" / "tiny-chart"

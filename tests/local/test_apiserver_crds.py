@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ApiServer, Kubectl
+from apiserver_harness import ApiServer, Kubectl
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WIDGET = """apiVersion: example.com/v1

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import ApiServer, Kubectl
+from apiserver_harness import ApiServer, Kubectl
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 

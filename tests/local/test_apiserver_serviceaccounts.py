@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import ApiServer, Kubectl
+from apiserver_harness import ApiServer, Kubectl
 
 POD = "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{extra}  containers: [{{name: main, image: ghcr.io/modelops/worker:1}}]\n"
 

@@ -6,7 +6,7 @@ import json
 import stat
 from collections.abc import Callable
 
-from conftest import ApiServer, Kubectl, run_kubectl
+from apiserver_harness import ApiServer, Kubectl, run_kubectl
 
 
 def test_every_api_path_requires_the_token(apiserver: ApiServer) -> None:

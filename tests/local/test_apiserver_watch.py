@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import ApiServer, Kubectl
+from apiserver_harness import ApiServer, Kubectl
 from kubernetes import client, config, watch
 
 # Every namespace holds the control plane's `kube-root-ca.crt`; these watches leave it out.
