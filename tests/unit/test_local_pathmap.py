@@ -98,6 +98,7 @@ CHILD = textwrap.dedent(
     os.close(fd)
     out["bytes_path"] = open(MOUNT.encode() + b"/namespace", "rb").read().decode()
     out["dotdot"] = open(MOUNT + "/../serviceaccount/namespace").read()
+    out["realpath"] = [os.path.realpath(MOUNT + "/token"), str(pathlib.Path(MOUNT, "token").resolve())]
     # A writable mount: create, rename, walk, remove, all through the mountPath.
     os.makedirs("/data/run/a", exist_ok=True)
     pathlib.Path("/data/run/a/x.txt").write_text("hello")
@@ -171,6 +172,8 @@ def test_in_cluster_login_reads_the_token_and_ca_from_the_mount_path(
     assert out["iterdir"] == [f"{MOUNT}/ca.crt", f"{MOUNT}/namespace", f"{MOUNT}/token"]
     assert out["scandir"] == [f"{MOUNT}/token"]  # the caller's path, not the host's
     assert out["os_open"] == out["bytes_path"] == out["dotdot"] == "modelops-system"
+    # Not resolved through the host's /var/run -> /run symlink (or the volume's own ..data links).
+    assert out["realpath"] == [f"{MOUNT}/token", f"{MOUNT}/token"]
     assert out["walk"] == [["/data/run", []], ["/data/run/a", ["y.txt"]]]
     assert out["stat_size"] == 5
     assert out["prefix_boundary"] is False

@@ -249,6 +249,11 @@ def test_a_token_stops_working_when_its_pod_or_account_is_gone_or_recreated() ->
     assert not sa.still_bound(who, account(), recreated)
     assert not sa.still_bound(who, account(uid="other"), bound)
     assert not sa.still_bound(who, None, bound)
+    # A terminating pod keeps its token for a minute, to finish talking to the API while it stops.
+    terminating = pod()
+    terminating["metadata"]["deletionTimestamp"] = "2025-11-24T16:00:00Z"  # = NOW
+    assert sa.still_bound(who, account(), terminating, now=NOW + 59)
+    assert not sa.still_bound(who, account(), terminating, now=NOW + 61)
 
 
 def test_authenticate_tells_the_admin_from_service_accounts_and_strangers() -> None:

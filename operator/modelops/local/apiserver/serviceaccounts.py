@@ -48,6 +48,8 @@ DEFAULT_TOKEN_SECONDS: Final = 3600
 MIN_TOKEN_SECONDS: Final = 600
 # go-jose's default clock-skew allowance, which kube-apiserver uses for exp and nbf.
 LEEWAY_SECONDS: Final = 60
+# How long a terminating pod's (or account's) tokens keep working, as in kube-apiserver.
+TERMINATING_GRACE_SECONDS: Final = 60
 KUBERNETES_SERVICE_IP: Final = "127.96.0.1"
 KUBERNETES_SERVICE_PORT: Final = 443
 MIRROR_POD_ANNOTATION: Final = "kubernetes.io/config.mirror"
@@ -389,18 +391,37 @@ def verify_token(
     )
 
 
-def still_bound(identity: Identity, service_account: Obj | None, pod: Obj | None) -> bool:
+def still_bound(
+    identity: Identity, service_account: Obj | None, pod: Obj | None, *, now: float | None = None
+) -> bool:
     """Whether the objects a token names still exist with the same uids, as kube-apiserver requires.
 
     `service_account` is the stored ServiceAccount `identity.namespace/identity.service_account`,
     `pod` the stored pod `identity.namespace/identity.pod_name` (ignored for tokens bound to no pod);
-    pass None for one that does not exist. A token of a deleted-and-recreated object is refused.
+    pass None for one that does not exist. A token of a deleted-and-recreated object is refused, and
+    (given `now`) so is one whose account or pod has been terminating for more than 60 s: the grace
+    kube-apiserver leaves a pod to finish talking to the API while it shuts down.
     """
     if service_account is None or (service_account.get("metadata") or {}).get("uid") != identity.uid:
         return False
+    if _deleted_long_ago(service_account, now):
+        return False
     if not identity.pod_name:
         return True
-    return pod is not None and (pod.get("metadata") or {}).get("uid") == identity.pod_uid
+    if pod is None or (pod.get("metadata") or {}).get("uid") != identity.pod_uid:
+        return False
+    return not _deleted_long_ago(pod, now)
+
+
+def _deleted_long_ago(obj: Obj, now: float | None) -> bool:
+    stamp = (obj.get("metadata") or {}).get("deletionTimestamp")
+    if now is None or not stamp:
+        return False
+    try:
+        deleted = datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return False
+    return deleted < now - TERMINATING_GRACE_SECONDS
 
 
 def authenticate(authorization: str, *, admin_token: str, secret_key: bytes, now: float) -> Identity | None:

@@ -211,6 +211,23 @@ def _make_scandir(orig: Callable[..., Any]) -> Callable[..., Any]:
     return scandir
 
 
+def _make_realpath(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """A mountPath is opaque, as a real mount is: symlinks above it (`/var/run -> /run` on many hosts)
+    must not resolve it to a path outside the mount."""
+
+    @functools.wraps(orig)
+    def realpath(path: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if translate(path) is not path:
+                raw = os.fspath(path)
+                return posixpath.normpath(raw)
+        except Exception:
+            pass
+        return orig(path, *args, **kwargs)
+
+    return realpath
+
+
 def _make_ssl_wrappers() -> None:
     try:
         import ssl
@@ -267,6 +284,7 @@ def install(environ: Mapping[str, str] | None = None) -> bool:
             if func is not None:
                 setattr(os, name, _wrap_two(func))
         os.scandir = _make_scandir(os.scandir)
+        os.path.realpath = _make_realpath(os.path.realpath)
         _make_ssl_wrappers()
         return True
     except Exception:
