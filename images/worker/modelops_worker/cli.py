@@ -16,7 +16,13 @@ import traceback
 from pathlib import Path
 
 from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
-from modelops_worker.environment import WorkerEnv, load_run_config, termination_log_path, write_result
+from modelops_worker.environment import (
+    WorkerEnv,
+    load_run_config,
+    result_path,
+    termination_log_path,
+    write_result,
+)
 from modelops_worker.errors import WorkerError
 
 log = logging.getLogger("modelops_worker")
@@ -38,8 +44,7 @@ def _failure(exc: WorkerError) -> TrainResult:
 
 def train() -> int:
     """Run `train` in this process, or under torchrun when the run has more than one process."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    writes_result = local_rank == 0
+    out = result_path(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         cfg = load_run_config()
         env = WorkerEnv.from_environ()
@@ -52,16 +57,16 @@ def train() -> int:
         result = Trainer(cfg, env).run()
     except WorkerError as exc:
         log.error("%s: %s", exc.reason, exc.message)
-        if writes_result:
-            write_result(termination_log_path(), _failure(exc))
+        if out is not None:
+            write_result(out, _failure(exc))
         return exc.exit_code
     except Exception as exc:
         log.exception("training failed")
-        if writes_result:
+        if out is not None:
             tb = traceback.extract_tb(exc.__traceback__)[-1:]
             where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
             write_result(
-                termination_log_path(),
+                out,
                 TrainResult(
                     status="Failed",
                     reason=REASON_TRAINING_ERROR,
@@ -70,8 +75,8 @@ def train() -> int:
                 ),
             )
         return 1
-    if writes_result:
-        write_result(termination_log_path(), result)
+    if out is not None:
+        write_result(out, result)
     log.info("%s", result.message)
     return 0
 

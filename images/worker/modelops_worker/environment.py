@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from modelops.api.runconfig import (
 from modelops_worker.errors import ConfigError
 
 ENV_METRICS_ADDR = "MODELOPS_METRICS_ADDR"
+# Set by the launcher for torchrun's children only: each local rank writes its result there.
+ENV_RESULT_DIR = "MODELOPS_RESULT_DIR"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,15 @@ class WorkerEnv:
 
 def termination_log_path() -> Path:
     return Path(os.environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
+
+
+def result_path(local_rank: int) -> Path | None:
+    """Where this process writes its result: its own file under torchrun, else the termination log
+    (local rank 0 only; None for the others)."""
+    result_dir = os.environ.get(ENV_RESULT_DIR)
+    if result_dir:
+        return Path(result_dir) / f"local-rank-{local_rank}.json"
+    return termination_log_path() if local_rank == 0 else None
 
 
 def load_run_config() -> TrainRunConfig:
@@ -117,4 +129,4 @@ def write_result(path: Path, result: TrainResult | dict[str, Any]) -> None:
         path.write_text(text)
     except OSError as exc:
         # Not fatal: the exit code still tells the operator what to do.
-        print(f"modelops-worker: cannot write the result to {path}: {exc}", flush=True)
+        print(f"modelops-worker: cannot write the result to {path}: {exc}", file=sys.stderr, flush=True)

@@ -3,7 +3,8 @@
 The pod's command is always `modelops-worker train`; this module decides whether that process trains
 itself or becomes the parent of torchrun (`torch.distributed.run`), which reads the operator's
 `PET_*` variables as its flags. Exit codes of the children do not survive torchrun (it exits 1 on any
-failure), so the real code is read back from the result local rank 0 wrote.
+failure), so every local rank writes its result into a directory the launcher gives it
+(`MODELOPS_RESULT_DIR`), and the launcher picks the one that explains the outcome.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from modelops.api.runconfig import (
     EXIT_SIGTERM,
+    PERMANENT_EXIT_CODES,
     REASON_TERMINATED,
     REASON_TRAINING_ERROR,
     TrainResult,
     TrainRunConfig,
 )
-from modelops_worker.environment import write_result
+from modelops_worker.environment import ENV_RESULT_DIR, write_result
 
 log = logging.getLogger("modelops_worker.launch")
 
@@ -74,13 +79,36 @@ def torchrun_command(cfg: TrainRunConfig) -> list[str]:
     return [*cmd, "-m", "modelops_worker.cli", "train"]
 
 
+def pick_result(results: dict[int, dict[str, Any]], rc: int) -> dict[str, Any] | None:
+    """The one result the pod reports, from those its local ranks wrote.
+
+    A permanent failure wins (retrying cannot help, whichever rank saw it), then a crash (when rank 1
+    crashes, torchrun stops rank 0, whose "Terminated" explains nothing), then local rank 0's result.
+    """
+    ordered = [r for _, r in sorted(results.items())]
+    for r in ordered:
+        if int(r.get("exitCode", 0)) in PERMANENT_EXIT_CODES:
+            return r
+    for r in ordered:
+        if r.get("status") == "Failed" and int(r.get("exitCode", 0)) != EXIT_SIGTERM:
+            return r
+    return results.get(0) or (ordered[0] if ordered else None)
+
+
 def run_torchrun(cfg: TrainRunConfig, termination_log: Path) -> int:
     """Run torchrun to completion, forwarding SIGTERM; returns the exit code the pod should have."""
     with contextlib.suppress(OSError):
         termination_log.write_text("")
+    env = dict(os.environ)
+    try:
+        result_dir: Path | None = Path(tempfile.mkdtemp(prefix="modelops-results-"))
+        env[ENV_RESULT_DIR] = str(result_dir)
+    except OSError:
+        # A read-only /tmp: local rank 0 writes the termination log itself.
+        result_dir = None
     cmd = torchrun_command(cfg)
     log.info("starting %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     stopped = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -91,12 +119,19 @@ def run_torchrun(cfg: TrainRunConfig, termination_log: Path) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     rc = proc.wait()
-    try:
-        written = json.loads(termination_log.read_text() or "null")
-    except (OSError, ValueError):
-        written = None
-    if isinstance(written, dict) and "exitCode" in written:
-        code = int(written["exitCode"])
+    results: dict[int, dict[str, Any]] = {}
+    if result_dir is not None:
+        for f in result_dir.glob("local-rank-*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                results[int(f.stem.rsplit("-", 1)[1])] = json.loads(f.read_text())
+        shutil.rmtree(result_dir, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError, ValueError):
+            results[0] = json.loads(termination_log.read_text() or "null") or {}
+    chosen = pick_result({k: v for k, v in results.items() if v}, rc)
+    if chosen is not None and "exitCode" in chosen:
+        write_result(termination_log, chosen)
+        code = int(chosen["exitCode"])
         return code if rc != 0 or code != 0 else 0
     if rc == 0:
         return 0

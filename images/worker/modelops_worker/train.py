@@ -375,6 +375,8 @@ class Trainer:
                 )
 
         while prog.epoch < h.epochs and not prog.stopped_early:
+            if self.sigterm.set:  # arrived while loading data or validating: nothing new to save
+                raise Terminated(prog.step)
             m.epoch.set(prog.epoch + 1)
             sampler.set_epoch(prog.epoch)
             sampler.start = min(prog.batches_in_epoch * h.batch_size, sampler.num_samples)
