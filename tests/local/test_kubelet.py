@@ -725,3 +725,13 @@ def test_a_killed_kubelet_leaves_no_container_processes_behind(plane: Plane) -> 
     )
     wait_for("the orphan to be killed", lambda: not alive(grandchild))
     plane.kubectl("delete", "pod", "parent", "--wait=true")
+
+
+def test_force_delete_kills_the_processes_at_once(plane: Plane) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    plane.apply(pod("forced", code, terminationGracePeriodSeconds=300))
+    plane.wait_pod("forced", lambda p: "up" in plane.kubectl("logs", "forced", check=False), "output")
+    pid = int((plane.pod_dir("forced") / "main" / "pid").read_text())
+    plane.kubectl("delete", "pod", "forced", "--grace-period=0", "--force")
+    assert plane.pod("forced") is None  # gone from the API at once; the kubelet must catch up
+    wait_for("the process to be killed", lambda: not alive(pid), timeout=15)
