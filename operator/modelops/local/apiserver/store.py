@@ -31,6 +31,21 @@ class Event:
     old: Obj | None
 
 
+@dataclass(frozen=True)
+class Past:
+    """An event as kept for resuming watches: JSON text, so history does not pin old object trees."""
+
+    rv: int
+    storage_key: str
+    type: str
+    data: str
+    old_data: str | None
+
+    def event(self) -> Event:
+        old = json.loads(self.old_data) if self.old_data is not None else None
+        return Event(self.rv, self.storage_key, self.type, json.loads(self.data), old)
+
+
 @dataclass(eq=False)
 class Watcher:
     storage_key: str
@@ -86,7 +101,7 @@ class Store:
             obj = json.loads(data)
             self.objects[skey][(ns, name)] = obj
             self._index(skey, obj, None)
-        self.history: collections.deque[Event] = collections.deque(maxlen=history)
+        self.history: collections.deque[Past] = collections.deque(maxlen=history)
         # Every event with rv > history_start is in `history`; older ones are gone (410 Expired).
         self.history_start = self.rv
         self.watchers: dict[str, set[Watcher]] = collections.defaultdict(set)
@@ -158,7 +173,8 @@ class Store:
             raise ApiError(500, "InternalError", f"storage error: {exc}") from exc
         self.objects[skey][(ns, name)] = obj
         self._index(skey, obj, old)
-        self._emit(Event(rv, skey, "MODIFIED" if old is not None else "ADDED", obj, old))
+        old_data = json.dumps(old, separators=(",", ":")) if old is not None else None
+        self._emit(Event(rv, skey, "MODIFIED" if old is not None else "ADDED", obj, old), data, old_data)
         return obj
 
     def remove(self, skey: str, ns: str, name: str) -> Obj | None:
@@ -178,13 +194,13 @@ class Store:
             raise ApiError(500, "InternalError", f"storage error: {exc}") from exc
         del self.objects[skey][(ns, name)]
         self._index(skey, None, old)
-        self._emit(Event(rv, skey, "DELETED", final, old))
+        self._emit(Event(rv, skey, "DELETED", final, old), json.dumps(final, separators=(",", ":")), None)
         return final
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event, data: str, old_data: str | None) -> None:
         if len(self.history) == self.history.maxlen:
             self.history_start = self.history[0].rv
-        self.history.append(event)
+        self.history.append(Past(event.rv, event.storage_key, event.type, data, old_data))
         for w in list(self.watchers.get(event.storage_key, ())):
             w.offer(event)
         for listener in self.listeners:
@@ -196,7 +212,7 @@ class Store:
         """Events of `skey` after `rv`, or None when they are no longer retained."""
         if rv < self.history_start:
             return None
-        return [e for e in self.history if e.rv > rv and e.storage_key == skey]
+        return [p.event() for p in self.history if p.rv > rv and p.storage_key == skey]
 
     def add_watcher(self, w: Watcher) -> None:
         self.watchers[w.storage_key].add(w)
