@@ -229,6 +229,9 @@ class Trainer:
         # benchmark compares with a bare loop.
         self.step_seconds = 0.0
         self.step_cpu_seconds = 0.0
+        # Seconds of all epochs: steps, validation, checkpoints (until the last one is on disk).
+        self.epochs_seconds = 0.0
+        self.epochs_cpu_seconds = 0.0
         self.resumed_from: int | None = None
 
     # -- setup -----------------------------------------------------------------------------------------
@@ -374,6 +377,7 @@ class Trainer:
                     written,
                 )
 
+        epochs_start, epochs_cpu = time.perf_counter(), time.process_time()
         while prog.epoch < h.epochs and not prog.stopped_early:
             if self.sigterm.set:  # arrived while loading data or validating: nothing new to save
                 raise Terminated(prog.step)
@@ -445,6 +449,8 @@ class Trainer:
                 raise Terminated(prog.step)
 
         self.saved = store.wait() or self.saved
+        self.epochs_seconds = time.perf_counter() - epochs_start
+        self.epochs_cpu_seconds = time.process_time() - epochs_cpu
         per_rank = self._gather_samples(samples, device, distributed)
         result = TrainResult(
             status="Succeeded",
