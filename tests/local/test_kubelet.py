@@ -735,3 +735,25 @@ def test_force_delete_kills_the_processes_at_once(plane: Plane) -> None:
     plane.kubectl("delete", "pod", "forced", "--grace-period=0", "--force")
     assert plane.pod("forced") is None  # gone from the API at once; the kubelet must catch up
     wait_for("the process to be killed", lambda: not alive(pid), timeout=15)
+
+
+def test_python_code_reaches_volumes_at_their_mount_paths(plane: Plane) -> None:
+    # The path is built at run time, so only the injected pathmap (not args rewriting) can redirect it.
+    code = (
+        "import os, pathlib\n"
+        "root = '/' + 'models'\n"
+        "os.makedirs(root + '/v1', exist_ok=True)\n"
+        "pathlib.Path(root + '/v1/weights.bin').write_bytes(b'abc')\n"
+        "print('listed', os.listdir(root + '/v1'), os.path.getsize(root + '/v1/weights.bin'))\n"
+    )
+    manifest = pod(
+        "writer",
+        code,
+        volumes=[{"name": "models", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "models", "mountPath": "/models"}]},
+    )
+    plane.apply(manifest)
+    plane.wait_phase("writer", "Succeeded")
+    assert "listed ['weights.bin'] 3" in plane.kubectl("logs", "writer")
+    assert (plane.pod_dir("writer") / "volumes" / "models" / "v1" / "weights.bin").read_bytes() == b"abc"
+    assert not os.path.exists("/models")

@@ -1,8 +1,8 @@
-"""Cluster networking for Python processes run by the local kubelet (injected via PYTHONPATH).
+"""Cluster networking and mounts for Python processes run by the local kubelet (via PYTHONPATH).
 
-Local pods share the host's network stack, so two things a container gets for free on a real cluster
-are supplied here, for Python code only (C/C++ code does not go through these functions; the kubelet
-rewrites cluster names in env values to IPs for it):
+Local pods share the host's network stack and file system, so what a container gets for free on a
+real cluster is supplied here, for Python code only (C/C++ code does not go through these functions;
+the kubelet rewrites cluster names and mount paths in env values and args for it):
 
 * DNS: `getaddrinfo`/`gethostbyname` resolve Service and headless-pod names from the kubelet's hosts
   file (`MODELOPS_LOCAL_HOSTS`), with the pod's DNS search path (`<ns>.svc.cluster.local`,
@@ -10,6 +10,8 @@ rewrites cluster names in env values to IPs for it):
 * Own IP: binding to all interfaces (`0.0.0.0`, `""`, or a passive lookup of None) binds to the pod's
   own loopback IP (`MODELOPS_POD_IP`), so many pods can listen on the same port. An explicit bind to
   `::` is left alone (IPv6 has no per-pod address here).
+* Volumes: with `MODELOPS_LOCAL_MOUNTS` set, `pathmap.install()` redirects Python's file-system calls
+  under a mountPath to the volume's host directory (the kubelet also rewrites args and env values).
 * Termination message: opening the container's terminationMessagePath (`/dev/termination-log` by
   default, `MODELOPS_TERMINATION_MESSAGE_FROM`) opens the container's own file instead
   (`MODELOPS_TERMINATION_MESSAGE_PATH`), so code written for a cluster reports its result unchanged.
@@ -154,3 +156,26 @@ if _HOSTS_FILE or _POD_IP:
     socket.gethostbyname = _gethostbyname
     socket.gethostbyname_ex = _gethostbyname_ex
     socket.socket.bind = _bind  # type: ignore[method-assign]
+
+
+def _install_pathmap() -> None:
+    """Python file access under a mountPath goes to the volume (see pathmap.py, next to this file).
+
+    Loaded by file location, not by name, so a user's module called `pathmap` is never shadowed.
+    """
+    try:
+        import importlib.util
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        spec = importlib.util.spec_from_file_location("_modelops_pathmap", os.path.join(here, "pathmap.py"))
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.install()
+    except Exception:  # never break the container's program
+        return
+
+
+if os.environ.get("MODELOPS_LOCAL_MOUNTS", "{}") not in ("", "{}"):
+    _install_pathmap()
