@@ -110,3 +110,19 @@ def test_npz_dataset_trains_and_the_digest_follows_the_data(worker):
     other = _file_cfg(worker, "wine2.npz", fmt="npz")
     second = worker.train(other)
     assert second.result["datasetDigest"] != first.result["datasetDigest"]
+
+
+def test_parquet_dataset_trains(worker):
+    pa = pytest.importorskip("pyarrow")  # in the worker image; pyproject's worker extra should list it
+    pq = pytest.importorskip("pyarrow.parquet")
+    iris = load_iris()
+    table = pa.table(
+        {
+            **{f"f{i}": iris.data[:, i] for i in range(4)},
+            "species": [str(iris.target_names[t]) for t in iris.target],
+        }
+    )
+    pq.write_table(table, worker.data / "iris.parquet")
+    run = worker.train(_file_cfg(worker, "iris.parquet", fmt="parquet"))
+    assert run.code == 0, run.result
+    assert run.result["metrics"]["accuracy"] > 0.6
