@@ -25,6 +25,16 @@ def test_two_process_ddp_with_gloo_via_torchrun(worker):
     assert worker.checkpoints() == [69, 46, 23]
     assert (worker.out / res["artifact"]["path"]).is_file()
 
+    # A longer run of the same job resumes: rank 0 loads the checkpoint and hands it to rank 1, and
+    # each rank trains only the new epoch on its own shard.
+    cfg["hyperparameters"]["epochs"] = 4
+    proc = worker.start(cfg)
+    log, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, log
+    res = worker.result()
+    assert res["resumedFromStep"] == 69 and res["steps"] == 92
+    assert res["samplesPerRank"] == [719, 719]
+
 
 def test_a_permanent_failure_inside_torchrun_keeps_its_exit_code(worker):
     cfg = worker.config(

@@ -72,6 +72,19 @@ def test_cnn_and_transformer_train_an_epoch_and_verify(worker, capsys, architect
     assert verdict["numClasses"] == 10
 
 
+def test_cnn_on_a_table_convolves_over_the_feature_vector(worker):
+    cfg = worker.config(
+        model={"architecture": "cnn", "hiddenSize": 16, "layers": 1, "dropout": 0.0},
+        dataset={"builtin": "breast_cancer"},
+        hyperparameters={"epochs": 3, "batchSize": 32, "learningRate": 0.01, "seed": 7},
+    )
+    run = worker.train(cfg)
+    assert run.code == 0, run.result
+    assert run.result["metrics"]["auc"] > 0.8
+    model = torch.jit.load(str(run.out / run.result["artifact"]["path"]))
+    assert tuple(model(torch.zeros(3, 30)).shape) == (3, 2)
+
+
 def test_verify_refuses_an_artifact_whose_digest_changed(worker, capsys):
     run = worker.train(worker.config(hyperparameters={"epochs": 1, "seed": 7}))
     art = run.out / run.result["artifact"]["path"]
