@@ -16,7 +16,8 @@ from fixtures_nodes import WORKER_IMAGE, Plane, start_apiserver, start_plane, wa
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     yield from start_plane(
-        tmp_path_factory.mktemp("kubelet"), "--nodes", "1", "--gpus", "2", "--backoff-base", "1"
+        tmp_path_factory.mktemp("kubelet"),
+        *("--nodes", "1", "--gpus", "2", "--backoff-base", "1", "--config-resync-seconds", "1"),
     )
 
 
@@ -757,3 +758,26 @@ def test_python_code_reaches_volumes_at_their_mount_paths(plane: Plane) -> None:
     assert "listed ['weights.bin'] 3" in plane.kubectl("logs", "writer")
     assert (plane.pod_dir("writer") / "volumes" / "models" / "v1" / "weights.bin").read_bytes() == b"abc"
     assert not os.path.exists("/models")
+
+
+def test_configmap_edits_reach_the_mounted_file(plane: Plane) -> None:
+    plane.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "live"}, "data": {"rate": "1"}}
+    )
+    manifest = pod(
+        "reader",
+        "import time; time.sleep(600)",
+        restartPolicy="Always",
+        terminationGracePeriodSeconds=1,
+        volumes=[{"name": "cfg", "configMap": {"name": "live"}}],
+        container={"volumeMounts": [{"name": "cfg", "mountPath": "/etc/live"}]},
+    )
+    plane.apply(manifest)
+    plane.wait_phase("reader", "Running")
+    rate = plane.pod_dir("reader") / "volumes" / "cfg" / "rate"
+    assert rate.read_text() == "1"
+    plane.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "live"}, "data": {"rate": "2"}}
+    )
+    wait_for("the new value in the file", lambda: rate.read_text() == "2")
+    plane.kubectl("delete", "pod", "reader", "--wait=false")

@@ -42,6 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
             backoff_base=args.backoff_base,
             cpus=args.cpus,
             memory=args.memory,
+            config_resync=args.config_resync_seconds,
         )
         for name in node_names(args.nodes)
     ]
@@ -114,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=20.0,
         help="how often pods bound to vanished nodes are looked for (deleted on the second sighting)",
+    )
+    parser.add_argument(
+        "--config-resync-seconds",
+        type=float,
+        default=30.0,
+        help="how often ConfigMap/Secret volumes are brought up to date (default 30)",
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

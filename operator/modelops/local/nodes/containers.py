@@ -20,11 +20,12 @@ Three things a runtime would do are emulated here, and documented because users 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,8 +238,12 @@ def _write_files(directory: Path, files: Mapping[str, str | bytes]) -> None:
     for rel, content in files.items():
         target = directory / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        with contextlib.suppress(OSError):
+            if target.read_bytes() == data:
+                continue  # unchanged: keep the mtime, programs that watch it reload only on change
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        tmp.write_bytes(data)
         os.replace(tmp, target)
 
 
@@ -330,14 +335,29 @@ def token_refresh_seconds(pod: Mapping[str, Any]) -> float | None:
     return 0.8 * min(lifetimes) if lifetimes else None
 
 
+def has_token(volume: Mapping[str, Any]) -> bool:
+    return any("serviceAccountToken" in s for s in (volume.get("projected") or {}).get("sources") or [])
+
+
+def is_projection(volume: Mapping[str, Any]) -> bool:
+    """Volumes whose files the kubelet writes from API objects (and so keeps current)."""
+    return any(kind in volume for kind in ("configMap", "secret", "downwardAPI", "projected"))
+
+
 async def prepare_volumes(
-    api: Getter, pod: Mapping[str, Any], pod_dir: Path, node_alloc: Mapping[str, str]
+    api: Getter,
+    pod: Mapping[str, Any],
+    pod_dir: Path,
+    node_alloc: Mapping[str, str],
+    select: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> dict[str, Path]:
-    """Create every volume of the pod on the host; returns volume name -> directory."""
+    """Create every volume of the pod (or those `select` picks) on the host; volume name -> directory."""
     ns = str((pod.get("metadata") or {}).get("namespace") or "default")
     uid = str((pod.get("metadata") or {}).get("uid") or "")
     result: dict[str, Path] = {}
     for vol in (pod.get("spec") or {}).get("volumes") or []:
+        if select is not None and not select(vol):
+            continue
         name = str(vol.get("name"))
         local = pod_dir / "volumes" / name
         if "emptyDir" in vol:

@@ -74,6 +74,7 @@ class Kubelet:
         backoff_base: float = 10.0,
         cpus: str | None = None,
         memory: str | None = None,
+        config_resync: float = 30.0,
     ) -> None:
         self.api = api
         self.name = node_name
@@ -81,6 +82,7 @@ class Kubelet:
         self.cluster = cluster
         self.gpus = gpus
         self.backoff_base = backoff_base
+        self.config_resync = config_resync
         self.host_ip = "127.0.0.1"
         self.bin_dir = str(Path(sys.executable).parent)
         self.events = EventRecorder(api, "kubelet", node_name)

@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,7 +219,7 @@ class PodWorker:
         self._sidecars: list[asyncio.Task[int | None]] = []
         self._sidecar_stop = asyncio.Event()
         self._deadline: asyncio.Task[None] | None = None
-        self._token_refresher: asyncio.Task[None] | None = None
+        self._refreshers: list[asyncio.Task[None]] = []
         self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         self._gated = bool((pod.get("spec") or {}).get("readinessGates"))
         self._adopt()
@@ -381,9 +381,14 @@ class PodWorker:
             except _TRANSIENT as e:  # the API server is restarting or overloaded: try again
                 log.warning("pod %s/%s: volumes not ready (%s); retrying", self.ns, self.name, e)
                 await self._sleep(2.0)
+        volumes = (self.pod.get("spec") or {}).get("volumes") or []
         refresh = containers.token_refresh_seconds(self.pod)
         if refresh is not None:
-            self._token_refresher = asyncio.create_task(self._refresh_tokens(refresh))
+            self._refreshers.append(asyncio.create_task(self._refresh(refresh, containers.has_token)))
+        if any(containers.is_projection(v) and not containers.has_token(v) for v in volumes):
+            # ConfigMap and Secret edits reach mounted files (not subPath ones), as the kubelet's resync.
+            resync = lambda v: containers.is_projection(v) and not containers.has_token(v)  # noqa: E731
+            self._refreshers.append(asyncio.create_task(self._refresh(self.k.config_resync, resync)))
         if not self.initialized:
             for spec in self.init_specs:
                 if spec.get("restartPolicy") == "Always":
@@ -407,14 +412,14 @@ class PodWorker:
         ]
         await asyncio.gather(*tasks)
 
-    async def _refresh_tokens(self, every: float) -> None:
-        """Rewrite the projected volumes before their service-account tokens expire."""
+    async def _refresh(self, every: float, select: Callable[[Mapping[str, Any]], bool]) -> None:
+        """Rewrite the selected volumes every `every` seconds (tokens before they expire, config)."""
         while not self.stopping.is_set():
             await self._sleep(every)
             if self.stopping.is_set():
                 return
             try:
-                await containers.prepare_volumes(self.k.api, self.pod, self.dir, self.k.allocatable)
+                await containers.prepare_volumes(self.k.api, self.pod, self.dir, self.k.allocatable, select)
             except _MOUNT_RETRY as e:
                 log.warning("pod %s/%s: token refresh failed (%s); retrying", self.ns, self.name, e)
                 await self._sleep(10.0)
@@ -856,7 +861,7 @@ class PodWorker:
             await asyncio.sleep(max(due, 0.05))
 
     async def _stop_all(self) -> None:
-        for helper in (self._deadline, self._token_refresher):
+        for helper in [self._deadline, *self._refreshers]:
             if helper is not None:
                 helper.cancel()
         # Sidecars end after the app containers, with the same grace period.
