@@ -165,7 +165,15 @@ async def serve(data_dir: Path, port: int, history: int, plain_http: bool = Fals
     if plain_http:
         log.warning("serving plain HTTP: kubectl and helm will not send the bearer token")
     else:
-        ca, cert, key = _tls(data_dir)
+        try:
+            ca, cert, key = _tls(data_dir)
+        except FileNotFoundError as exc:
+            raise SystemExit(
+                "the openssl command is needed to make the API server's TLS certificate: install it "
+                "(apt-get install openssl), or run with --plain-http (kubectl and helm then send no token)"
+            ) from exc
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"openssl failed to make the TLS certificate: {exc.stderr!r}") from exc
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
     # Every stored object is a tree of dicts that lives as long as the process: keep it out of the
