@@ -53,9 +53,11 @@ def test_the_result_that_explains_the_outcome_is_reported():
     # the story, not the stop.
     assert pick_result({0: TERM, 1: CRASH}, rc=1) is CRASH
     assert pick_result({1: CRASH}, rc=1) is CRASH
-    # A SIGTERM to the pod stops every rank: rank 0's account.
+    # A SIGTERM to the pod stops every rank: rank 0's account; a rank that lost its stopped peer
+    # before it saw the signal itself is an echo, not the cause.
     term1 = dict(TERM)
-    assert pick_result({0: TERM, 1: term1}, rc=1) is TERM
+    assert pick_result({0: TERM, 1: term1}, rc=1, stopped=True) is TERM
+    assert pick_result({0: TERM, 1: CRASH}, rc=1, stopped=True) is TERM
     # A permanent failure is never hidden behind a retryable one.
     assert pick_result({0: CRASH, 1: BAD_DATA}, rc=1) is BAD_DATA
     assert pick_result({}, rc=1) is None

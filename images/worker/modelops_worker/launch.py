@@ -79,16 +79,23 @@ def torchrun_command(cfg: TrainRunConfig) -> list[str]:
     return [*cmd, "-m", "modelops_worker.cli", "train"]
 
 
-def pick_result(results: dict[int, dict[str, Any]], rc: int) -> dict[str, Any] | None:
+def pick_result(results: dict[int, dict[str, Any]], rc: int, stopped: bool = False) -> dict[str, Any] | None:
     """The one result the pod reports, from those its local ranks wrote.
 
-    A permanent failure wins (retrying cannot help, whichever rank saw it), then a crash (when rank 1
-    crashes, torchrun stops rank 0, whose "Terminated" explains nothing), then local rank 0's result.
+    A permanent failure wins (retrying cannot help, whichever rank saw it). When the pod was sent
+    SIGTERM, a rank's "Terminated" comes next: ranks notice the signal at different steps, and one
+    that finds its peer gone reports a crash that is only an echo of the stop. Otherwise a crash comes
+    next (when rank 1 crashes, torchrun stops rank 0, whose "Terminated" explains nothing), then local
+    rank 0's result.
     """
     ordered = [r for _, r in sorted(results.items())]
     for r in ordered:
         if int(r.get("exitCode", 0)) in PERMANENT_EXIT_CODES:
             return r
+    if stopped:
+        for r in ordered:
+            if int(r.get("exitCode", 0)) == EXIT_SIGTERM:
+                return r
     for r in ordered:
         if r.get("status") == "Failed" and int(r.get("exitCode", 0)) != EXIT_SIGTERM:
             return r
@@ -128,7 +135,7 @@ def run_torchrun(cfg: TrainRunConfig, termination_log: Path) -> int:
     else:
         with contextlib.suppress(OSError, ValueError):
             results[0] = json.loads(termination_log.read_text() or "null") or {}
-    chosen = pick_result({k: v for k, v in results.items() if v}, rc)
+    chosen = pick_result({k: v for k, v in results.items() if v}, rc, stopped)
     if chosen is not None and "exitCode" in chosen:
         write_result(termination_log, chosen)
         code = int(chosen["exitCode"])
