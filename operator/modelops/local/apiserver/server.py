@@ -298,19 +298,10 @@ class Server:
             options = await _delete_options(request)
             params.dry_run = params.dry_run or "All" in (options.get("dryRun") or [])
             obj = self.api.delete(rd, ns, name, options, params)
-            code = 200
-            if (
-                obj.get("kind") != "Status"
-                and meta(obj).get("deletionTimestamp")
-                and self.store.get(storage_key(rd), ns if rd.namespaced else "", name)
-                and rd.plural != "pods"
-            ):
-                code = (
-                    202
-                    if "orphan" in (meta(obj).get("finalizers") or [])
-                    or ("foregroundDeletion" in (meta(obj).get("finalizers") or []))
-                    else 200
-                )
+            # As kube-apiserver: 202 only when the object is still there and the (deprecated)
+            # orphanDependents=false asked for cascading deletion; 200 otherwise.
+            still_there = self.store.get(storage_key(rd), ns if rd.namespaced else "", name) is not None
+            code = 202 if still_there and options.get("orphanDependents") is False else 200
             return json_response(obj, code, params.warnings)
         raise errors.method_not_allowed()
 
