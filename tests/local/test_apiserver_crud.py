@@ -244,8 +244,14 @@ def test_namespace_deletion_removes_contents(apiserver: ApiServer, k8s: Any) -> 
     core = client.CoreV1Api(k8s)
     ns = _ns(k8s)
     core.create_namespaced_config_map(ns, {"metadata": {"name": "gone"}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
     code, raw = apiserver.request(f"/api/v1/namespaces/{ns}", method="DELETE")
     assert code == 200 and json.loads(raw)["status"]["phase"] == "Terminating"
+    # Labelling a terminating namespace does not end it early: its content is still there.
+    core.patch_namespace(ns, {"metadata": {"labels": {"x": "y"}}})
+    assert core.read_namespace(ns).status.phase == "Terminating"
+    assert core.read_namespaced_config_map("held", ns).metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
     for _ in range(100):
         try:
             core.read_namespace(ns)

@@ -642,7 +642,9 @@ class Api:
             nm["resourceVersion"] = om.get("resourceVersion")  # a dry run writes nothing, so rv stays
             return self.view(rd, new)
         if om.get("deletionTimestamp"):
-            if not nm.get("finalizers"):
+            # A terminating namespace also waits for its spec.finalizers (the namespace controller's).
+            spec_finalizers = skey == "/namespaces" and (new.get("spec") or {}).get("finalizers")
+            if not nm.get("finalizers") and not spec_finalizers:
                 nm["resourceVersion"] = om.get("resourceVersion")
                 final = self.store.remove(skey, om.get("namespace") or "", om["name"])
                 return self.view(rd, final or new)
