@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import kopf
 import pytest
 import yaml
 
-from modelops.controllers.login import connection_info, container_path
+from modelops.controllers.login import connection_info
 
 
 def write_kubeconfig(path: Path, server: str, token: str) -> Path:
@@ -71,28 +70,3 @@ def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytes
     assert info.token == "pod-token" and (info.scheme or "").lower() == "bearer"
     assert info.ca_path == str(tmp_path / "ca.crt")
     assert not info.insecure
-
-
-def test_service_account_mounted_by_a_runtime_without_absolute_mounts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The local plane's kubelet runs containers as processes and says where each mountPath really is.
-    (tmp_path / "token").write_text("local-pod-token")
-    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    mounts = {"/var/run/secrets/kubernetes.io/serviceaccount": str(tmp_path), "/data": "/elsewhere"}
-    monkeypatch.setenv("MODELOPS_LOCAL_MOUNTS", json.dumps(mounts))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
-    info = connection_info(None)
-    assert info.server == "https://127.0.0.1:6443" and info.token == "local-pod-token"
-    assert info.ca_path == str(tmp_path / "ca.crt")
-
-
-def test_container_path_maps_only_whole_path_components(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELOPS_LOCAL_MOUNTS", json.dumps({"/data": "/host/d", "/data/sub": "/host/s"}))
-    assert container_path("/data/x") == "/host/d/x"
-    assert container_path("/data/sub/y") == "/host/s/y"
-    assert container_path("/database") == "/database"
-    monkeypatch.delenv("MODELOPS_LOCAL_MOUNTS")
-    assert container_path("/data/x") == "/data/x"

@@ -8,7 +8,6 @@ do for kubectl.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,24 +23,11 @@ _InClusterConfigLoader: Callable[..., Any] = kubernetes.config.incluster_config.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def container_path(path: str) -> str:
-    """Where a file the pod spec mounts at `path` really is.
-
-    In a container, `path` itself. The local plane runs containers as plain processes that cannot
-    mount at absolute paths; its kubelet passes each mountPath's real directory in
-    MODELOPS_LOCAL_MOUNTS (JSON), the documented way for code that builds paths at run time.
-    """
-    mounts: dict[str, str] = json.loads(os.environ.get("MODELOPS_LOCAL_MOUNTS") or "{}")
-    for mount in sorted(mounts, key=len, reverse=True):
-        prefix = mount.rstrip("/")
-        if path == prefix or path.startswith(prefix + "/"):
-            return mounts[mount] + path[len(prefix) :]
-    return path
-
-
 def connection_info(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
     config = kubernetes.client.Configuration()
-    service_account = container_path(SERVICE_ACCOUNT_DIR)
+    # The local plane makes this path work for Python processes too (its sitecustomize maps mount
+    # paths), so the operator never needs to know where it runs.
+    service_account = SERVICE_ACCOUNT_DIR
     try:
         if kubeconfig:
             if not os.path.exists(kubeconfig):
