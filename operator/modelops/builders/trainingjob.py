@@ -1,0 +1,274 @@
+"""The children of a TrainingJob: one Pod per node, a headless Service for rendezvous, a checkpoint PVC.
+
+Pods rather than a Job or StatefulSet because restarts are the operator's business: a retryable failure
+of any rank restarts every rank together (torchrun's static rendezvous cannot take one new member),
+counted against `runPolicy.backoffLimit`. So pods have `restartPolicy: Never` and the operator
+recreates the whole set.
+
+The wiring follows the worker contract (`modelops.api.runconfig`, docs/worker.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from modelops import API_VERSION, __version__
+from modelops.api.runconfig import (
+    DEFAULT_METRICS_PORT,
+    ENV_CHECKPOINT_DIR,
+    ENV_METRICS_PORT,
+    ENV_OUTPUT_DIR,
+    ENV_RUN_CONFIG,
+    TrainRunConfig,
+)
+from modelops.api.trainingjob import TrainingJobSpec
+
+KIND = "TrainingJob"
+LABEL_JOB = "modelops.dev/trainingjob"
+LABEL_RANK = "modelops.dev/rank"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_ATTEMPT = "modelops.dev/attempt"
+
+ENV_WORKER_IMAGE = "MODELOPS_WORKER_IMAGE"
+DEFAULT_WORKER_IMAGE = f"ghcr.io/modelops/worker:{__version__}"
+
+CONTAINER = "trainer"
+CHECKPOINT_MOUNT = "/var/run/modelops/checkpoints"
+MASTER_PORT = 29500
+# The non-root user of the worker image (distroless "nonroot").
+RUN_AS_USER = 65532
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def worker_image(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get(ENV_WORKER_IMAGE) or DEFAULT_WORKER_IMAGE
+
+
+def service_name(job: str) -> str:
+    return job
+
+
+def pod_name(job: str, rank: int) -> str:
+    return f"{job}-{rank}"
+
+
+def pvc_name(job: str, spec: TrainingJobSpec) -> str:
+    return spec.checkpoint.storage.existing_claim or f"{job}-checkpoints"
+
+
+def master_addr(job: str, namespace: str) -> str:
+    return f"{pod_name(job, 0)}.{service_name(job)}.{namespace}.svc.cluster.local"
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(job: str) -> dict[str, str]:
+    return {LABEL_JOB: job, "app.kubernetes.io/managed-by": "modelops"}
+
+
+def is_suspended(spec: TrainingJobSpec) -> bool:
+    """Suspended by the spec. Kueue queues a job (label `kueue.x-k8s.io/queue-name`) by setting
+    `runPolicy.suspend` and admits it by clearing it, so honouring the field is the whole integration."""
+    return spec.run_policy.suspend
+
+
+def headless_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    """The Service whose DNS gives every rank a stable name, `<job>-<rank>.<job>.<ns>.svc`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(name),
+            "namespace": namespace,
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            # Ranks must resolve each other before they are Ready (rendezvous comes first).
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_JOB: name},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT}],
+        },
+    }
+
+
+def checkpoint_pvc(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict[str, Any] | None:
+    """The claim checkpoints go to, or None when the spec names an existing claim.
+
+    Owned by the job only when it should go with it (`retainOnDelete: false`); a retained claim
+    outlives the job so a new job can resume from it.
+    """
+    storage = spec.checkpoint.storage
+    if storage.existing_claim:
+        return None
+    meta: dict[str, Any] = {"name": pvc_name(name, spec), "namespace": namespace, "labels": labels(name)}
+    if not storage.retain_on_delete:
+        meta["ownerReferences"] = [owner_reference(name, uid)]
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name:
+        pvc_spec["storageClassName"] = storage.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": pvc_spec}
+
+
+def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) -> list[dict[str, Any]]:
+    nodes = spec.distributed.nodes
+    procs = spec.distributed.procs_per_node
+    if procs == "auto":
+        procs = spec.resources.gpus or 1
+    env: list[dict[str, Any]] = []
+    if spec.model is not None:
+        config = TrainRunConfig.from_spec(name, namespace, uid, spec)
+        env.append(
+            {"name": ENV_RUN_CONFIG, "value": config.model_dump_json(by_alias=True, exclude_none=True)}
+        )
+    env += [
+        {"name": ENV_CHECKPOINT_DIR, "value": CHECKPOINT_MOUNT},
+        {"name": ENV_OUTPUT_DIR, "value": f"{CHECKPOINT_MOUNT}/output"},
+        {"name": ENV_METRICS_PORT, "value": str(DEFAULT_METRICS_PORT)},
+        {"name": "PET_NNODES", "value": str(nodes)},
+        {"name": "PET_NODE_RANK", "value": str(rank)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(procs)},
+        {"name": "PET_MASTER_PORT", "value": str(MASTER_PORT)},
+    ]
+    if nodes > 1:
+        env.append({"name": "PET_MASTER_ADDR", "value": master_addr(name, namespace)})
+    # The user's variables come last so they may override ours, as in a Kubernetes env list.
+    env += [{"name": e.name, "value": e.value} for e in spec.env]
+    return env
+
+
+def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
+    res = spec.resources
+    # requests == limits: Guaranteed QoS, so a training pod is the last to be evicted under pressure.
+    amounts: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
+    limits = dict(amounts)
+    requests = dict(amounts)
+    if res.gpus:
+        limits[GPU_RESOURCE] = str(res.gpus)
+        requests[GPU_RESOURCE] = str(res.gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def pod(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    rank: int,
+    *,
+    attempt: int = 0,
+    image: str | None = None,
+) -> dict[str, Any]:
+    """The pod of one rank (one node)."""
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image or image or worker_image(),
+        "env": _env(name, namespace, uid, spec, rank),
+        "resources": _resources(spec),
+        "ports": [
+            {"name": "metrics", "containerPort": DEFAULT_METRICS_PORT},
+            {"name": "rendezvous", "containerPort": MASTER_PORT},
+        ],
+        # A crash before the worker writes its result still explains itself through the log tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    if spec.image:
+        if spec.command:
+            container["command"] = list(spec.command)
+        if spec.args:
+            container["args"] = list(spec.args)
+    else:
+        container["command"] = ["modelops-worker", "train"]
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
+    ]
+    # Only global rank 0 touches checkpoints, so a ReadWriteOnce claim works across nodes.
+    if rank == 0:
+        container["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": pvc_name(name, spec)}})
+    if spec.dataset is not None and spec.dataset.file is not None:
+        container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
+        volumes.append(
+            {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": spec.dataset.file.claim_name, "readOnly": True},
+            }
+        )
+    sched = spec.scheduling
+    node_selector = dict(sched.node_selector)
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in sched.tolerations]
+    if spec.resources.gpus:
+        if spec.resources.gpu_type:
+            node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_type
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "hostname": pod_name(name, rank),
+        "subdomain": service_name(name),
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if sched.affinity:
+        pod_spec["affinity"] = sched.affinity
+    if sched.priority_class_name:
+        pod_spec["priorityClassName"] = sched.priority_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name, rank),
+            "namespace": namespace,
+            "labels": {**labels(name), LABEL_RANK: str(rank), LABEL_COMPONENT: "trainer"},
+            "annotations": {ANNOTATION_ATTEMPT: str(attempt)},
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def pods(
+    name: str, namespace: str, uid: str, spec: TrainingJobSpec, *, attempt: int = 0, image: str | None = None
+) -> list[dict[str, Any]]:
+    """Every rank's pod; none while the job is suspended."""
+    if is_suspended(spec):
+        return []
+    return [
+        pod(name, namespace, uid, spec, rank, attempt=attempt, image=image)
+        for rank in range(spec.distributed.nodes)
+    ]
