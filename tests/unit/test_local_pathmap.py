@@ -17,12 +17,38 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from modelops.local.nodes.serviceaccount_volume import in_cluster_env, mounts_env, write_atomically
 from modelops.local.sitecustomize import pathmap
+
+
+def write_volume(target: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """A projected volume laid out as the kubelet's atomic writer does: files behind a `..data` link."""
+    stamp = target / "..2026_11_25_10_00_00.000000001"
+    stamp.mkdir(parents=True)
+    for name, (content, mode) in files.items():
+        (stamp / name).write_bytes(content)
+        (stamp / name).chmod(mode)
+    (target / "..data").symlink_to(stamp.name)
+    for name in files:
+        (target / name).symlink_to(f"..data/{name}")
+
+
+def in_cluster_env(apiserver_url: str) -> dict[str, str]:
+    """The variables the local kubelet gives every container: the API server's own listener."""
+    parts = urlsplit(apiserver_url)
+    return {
+        "KUBERNETES_SERVICE_HOST": parts.hostname or "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(parts.port),
+    }
+
+
+def mounts_env(mounts: dict[str, Path]) -> dict[str, str]:
+    return {"MODELOPS_LOCAL_MOUNTS": json.dumps({k: str(v) for k, v in mounts.items()})}
+
 
 SITE_DIR = Path(pathmap.__file__).parent
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -143,7 +169,7 @@ def test_in_cluster_login_reads_the_token_and_ca_from_the_mount_path(
     apiserver: dict[str, str], site: Path, tmp_path: Path
 ) -> None:
     volume = tmp_path / "pod" / "volumes" / "kube-api-access-abcde"
-    write_atomically(
+    write_volume(
         volume,
         {
             "token": (apiserver["token"].encode(), 0o644),
