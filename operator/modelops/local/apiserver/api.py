@@ -644,7 +644,9 @@ class Api:
         if om.get("deletionTimestamp"):
             # A terminating namespace also waits for its spec.finalizers (the namespace controller's).
             spec_finalizers = skey == "/namespaces" and (new.get("spec") or {}).get("finalizers")
-            if not nm.get("finalizers") and not spec_finalizers:
+            # A pod in graceful deletion stays until the kubelet's final delete (grace period 0).
+            graceful = int(om.get("deletionGracePeriodSeconds") or 0) > 0
+            if not nm.get("finalizers") and not spec_finalizers and not graceful:
                 nm["resourceVersion"] = om.get("resourceVersion")
                 final = self.store.remove(skey, om.get("namespace") or "", om["name"])
                 return self.view(rd, final or new)
