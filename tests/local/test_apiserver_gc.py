@@ -159,3 +159,23 @@ def test_eviction_respects_disruption_budgets(k8s: Any) -> None:
     with pytest.raises(ApiException) as err:
         core.read_namespaced_pod("e", ns)
     assert err.value.status == 404
+
+
+def test_bound_pods_are_deleted_gracefully(k8s: Any) -> None:
+    core = client.CoreV1Api(k8s)
+    ns = _ns(k8s)
+    core.create_namespaced_pod(ns, {"metadata": {"name": "g"}, "spec": {"containers": [
+        {"name": "main", "image": "ghcr.io/modelops/worker:1"}]}})  # fmt: skip
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "g"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}  # fmt: skip
+    core.create_namespaced_pod_binding("g", ns, binding, _preload_content=False)
+    # Foreground: the GC drops its finalizer at once (no dependents), the pod still waits for its kubelet.
+    core.delete_namespaced_pod("g", ns, propagation_policy="Foreground")
+    time.sleep(0.3)
+    pod = core.read_namespaced_pod("g", ns)
+    assert pod.metadata.deletion_timestamp is not None and pod.metadata.deletion_grace_period_seconds == 30
+    assert not pod.metadata.finalizers
+    core.delete_namespaced_pod("g", ns, grace_period_seconds=0)
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_pod("g", ns)
+    assert err.value.status == 404
