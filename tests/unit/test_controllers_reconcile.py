@@ -58,7 +58,8 @@ def test_valid_object_is_acknowledged_as_pending_and_in_progress(kind: str) -> N
         "Reconciling": ("True", "Pending"),
         "Stalled": ("False", "NotStalled"),
     }
-    assert "not implemented yet" in patch["conditions"][0]["message"]
+    if kind != "TrainingJob":  # the only kind with a controller so far; it goes on to create pods
+        assert "not implemented yet" in patch["conditions"][0]["message"]
     assert kstatus(patch, 3) == "InProgress"
     assert outcome.event is not None and (outcome.event.type, outcome.event.reason) == ("Normal", "Pending")
     assert outcome.result == "progressing"
