@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class Server:
             pod = (
                 self.store.get("/pods", identity.namespace, identity.pod_name) if identity.pod_name else None
             )
-            if not sa_hooks.still_bound(identity, account, pod):
+            if not sa_hooks.still_bound(identity, account, pod, now=time.time()):
                 return None
         return identity
 
@@ -143,12 +144,25 @@ class Server:
                 self._audit(request, None, 401)
                 return error_response(errors.unauthorized())
             request["identity"] = identity
-        response = await self._handle(request, handler)
-        if identity is not None:
-            self._audit(request, identity, response.status)
-        return response
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._handle(request, handler)
+            return response
+        finally:
+            # Also when the client went away mid-watch (the handler is cancelled then).
+            started = request.get("audit_id")
+            if identity is not None and (response is not None or started):
+                code = response.status if response is not None else 200
+                self._audit(request, identity, code, audit_id=started)
 
-    def _audit(self, request: web.Request, identity: Any, code: int) -> None:
+    def _audit(
+        self,
+        request: web.Request,
+        identity: Any,
+        code: int,
+        stage: str = "ResponseComplete",
+        audit_id: str | None = None,
+    ) -> None:
         if self.audit is None:
             return
         try:
@@ -161,6 +175,8 @@ class Server:
                 request_uri=request.path_qs,
                 source_ip=request.remote or "",
                 user_agent=request.headers.get("User-Agent", ""),
+                stage=stage,
+                audit_id=audit_id,
             )
         except Exception:  # an audit failure must not fail the request
             log.warning("audit log write failed", exc_info=True)
@@ -564,6 +580,9 @@ class Server:
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
+        # A watch may run for the life of its client: audit it when it starts, then again when it ends.
+        request["audit_id"] = str(uuid.uuid4())
+        self._audit(request, request.get("identity"), 200, "ResponseStarted", request["audit_id"])
         timeout = float(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
@@ -604,8 +623,11 @@ class Server:
                     next_bookmark = now_ + self.bookmark_seconds
                     continue
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), wait)
+                    # Wake now and then: aiohttp does not cancel a handler whose client went away.
+                    item = await asyncio.wait_for(watcher.queue.get(), min(wait, 2.0))
                 except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break
                     continue
                 if item is None:
                     break
