@@ -8,14 +8,22 @@ has no side effects and a test can build an operator of its own.
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import socket
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import kopf
+import kubernetes
+from prometheus_client.parser import text_string_to_metric_families
 
-from modelops import GROUP, VERSION
-from modelops.controllers import login, reconcile
+from modelops import API_VERSION, GROUP, VERSION, status
+from modelops.api.runconfig import DEFAULT_METRICS_PORT
+from modelops.api.trainingjob import TrainingJobSpec
+from modelops.builders import trainingjob as tj_builders
+from modelops.controllers import login, reconcile, trainingjob
 from modelops.controllers import settings as operator_settings
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -55,7 +63,17 @@ def register(
             metrics.track_objects(logic.kind, kwargs[phase_index_id(plural)])
 
     for plural, logic in kinds:
-        _register_kind(registry, plural, logic, metrics)
+        if logic.kind == trainingjob.KIND:
+            _register_trainingjob(registry, plural, logic, metrics, Cluster(kubeconfig))
+        else:
+            _register_kind(registry, plural, logic, metrics)
+        _register_index(registry, plural)
+
+
+def _register_index(registry: kopf.OperatorRegistry, plural: str) -> None:
+    @kopf.index(GROUP, VERSION, plural, registry=registry, id=phase_index_id(plural))
+    def _by_phase(body: kopf.Body, **_: Any) -> dict[str, str]:
+        return {str(body.get("status", {}).get("phase") or "Unknown"): str(body.metadata.uid)}
 
 
 def _register_kind(
@@ -66,10 +84,6 @@ def _register_kind(
     @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
     def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
         reconcile_object(logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event)
-
-    @kopf.index(GROUP, VERSION, plural, registry=registry, id=phase_index_id(plural))
-    def _by_phase(body: kopf.Body, **_: Any) -> dict[str, str]:
-        return {str(body.get("status", {}).get("phase") or "Unknown"): str(body.metadata.uid)}
 
 
 class EventPoster(Protocol):
@@ -106,3 +120,296 @@ def reconcile_object(
         post(body, type=outcome.event.type, reason=outcome.event.reason, message=outcome.event.message)
         logger.info(f"Phase {outcome.conclusion.phase}, {outcome.event.reason}: {outcome.event.message}")
     metrics.reconciled(kind, outcome.result)
+
+
+# ---------------------------------------------------------------------------------------------------
+# TrainingJob: the children (pods, headless Service, checkpoint PVC) and the ModelVersion on success.
+
+# How often a job's pods and progress are looked at; status is written only when it changed.
+TRAINING_SYNC_INTERVAL = 3.0
+SCRAPE_TIMEOUT = 2.0
+
+
+def _path(value: Any) -> str | None:
+    return None if value is None else str(os.fsdecode(value))
+
+
+class Cluster:
+    """The few API calls of the TrainingJob controller, through the kubernetes client.
+
+    Built from the same credentials as kopf's login (`login.connection_info`), so the operator talks
+    to one cluster whichever way it found it. Every call here has its rule in `permissions`.
+    """
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        self._kubeconfig = kubeconfig
+        self._client: Any = None
+
+    def _api(self) -> Any:
+        if self._client is None:
+            info = login.connection_info(self._kubeconfig)
+            config = kubernetes.client.Configuration()
+            config.host = info.server
+            config.ssl_ca_cert = _path(info.ca_path)
+            config.verify_ssl = not info.insecure
+            config.cert_file = _path(info.certificate_path)
+            config.key_file = _path(info.private_key_path)
+            if info.token:
+                config.api_key = {"authorization": f"{info.scheme or 'Bearer'} {info.token}"}
+            if info.username:
+                config.username, config.password = info.username, info.password or ""
+            self._client = kubernetes.client.ApiClient(config)
+        return self._client
+
+    def _do(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """One request through a typed client method; the raw JSON answer.
+
+        A 401 drops the client so the next call logs in again (a rotated service-account token).
+        """
+        try:
+            response = call(*args, _preload_content=False, **kwargs)
+        except kubernetes.client.ApiException as error:
+            if error.status == 401:
+                self._client = None
+            raise
+        return json.loads(response.data or b"null")
+
+    def _core(self) -> Any:
+        return kubernetes.client.CoreV1Api(self._api())
+
+    def _custom(self) -> Any:
+        return kubernetes.client.CustomObjectsApi(self._api())
+
+    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        answer = self._do(
+            self._core().list_namespaced_pod, namespace, label_selector=f"{tj_builders.LABEL_JOB}={job}"
+        )
+        return list(answer.get("items") or [])
+
+    def create(self, obj: Mapping[str, Any], *, patch_existing: bool = False) -> None:
+        """Create; an object that already exists (a restart of the operator, a race) is fine.
+
+        With `patch_existing`, the existing object is patched to the desired labels and spec
+        (only for the Service: a pod's or a claim's spec cannot change in place).
+        """
+        namespace, name, kind = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["kind"]
+        body = dict(obj)
+        try:
+            if kind == "Pod":
+                self._do(self._core().create_namespaced_pod, namespace, body)
+            elif kind == "Service":
+                self._do(self._core().create_namespaced_service, namespace, body)
+            elif kind == "PersistentVolumeClaim":
+                self._do(self._core().create_namespaced_persistent_volume_claim, namespace, body)
+            else:
+                self._do(
+                    self._custom().create_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "modelversions",
+                    body,
+                )
+        except kubernetes.client.ApiException as error:
+            if error.status != 409:
+                raise
+            if patch_existing and kind == "Service":
+                patch = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
+                self._do(self._core().patch_namespaced_service, name, namespace, patch)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self._do(self._core().delete_namespaced_pod, name, namespace)
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def list_model_versions(self, namespace: str) -> list[dict[str, Any]]:
+        answer = self._do(
+            self._custom().list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions"
+        )
+        return list(answer.get("items") or [])
+
+    def scrape(self, ip: str, port: int = DEFAULT_METRICS_PORT) -> dict[str, float] | None:
+        """The worker's training series, or None when the endpoint does not answer (yet)."""
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=SCRAPE_TIMEOUT) as response:
+                text = response.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith("modelops_training_") and not sample.labels:
+                    values[sample.name] = float(sample.value)
+        return values
+
+
+def model_version_for(
+    job: Mapping[str, Any],
+    spec: TrainingJobSpec,
+    existing: Sequence[Mapping[str, Any]],
+    plan: trainingjob.Plan,
+) -> tuple[str, dict[str, Any] | None]:
+    """The ModelVersion of a finished job: (name, manifest to create) or (name, None) when it exists.
+
+    The version number is the next free one of the model; an existing ModelVersion from this job
+    (the operator restarted between creating it and writing the status) is reused, not duplicated.
+    """
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    model = spec.output.model_name or name
+    for mv in existing:
+        theirs = mv.get("spec") or {}
+        if (
+            theirs.get("model") == model
+            and ((theirs.get("source") or {}).get("trainingJob") or {}).get("name") == name
+        ):
+            return str(mv["metadata"]["name"]), None
+    taken_names = {str(mv["metadata"]["name"]) for mv in existing}
+    versions = [
+        int((mv.get("spec") or {}).get("version") or 0)
+        for mv in existing
+        if (mv.get("spec") or {}).get("model") == model
+    ]
+    version = max(versions, default=0) + 1
+    while f"{model}-{version}" in taken_names:
+        version += 1
+    mv_spec: dict[str, Any] = {
+        "model": model,
+        "version": version,
+        "source": {"trainingJob": {"name": name}},
+        "format": spec.output.format,
+    }
+    if plan.result is not None and plan.result.artifact is not None:
+        mv_spec["sha256"] = plan.result.artifact.sha256
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": f"{model}-{version}",
+            "namespace": namespace,
+            "labels": tj_builders.labels(name),
+        },
+        "spec": mv_spec,
+    }
+    return f"{model}-{version}", manifest
+
+
+def _needs_no_look(spec: TrainingJobSpec, st: Mapping[str, Any]) -> bool:
+    """A finished job with nothing left to clean up: no API calls every few seconds for it."""
+    return (
+        st.get("phase") in trainingjob.TERMINAL
+        and spec.run_policy.clean_pod_policy == "None"
+        and spec.run_policy.ttl_seconds_after_finished is None
+    )
+
+
+def sync_trainingjob(
+    cluster: Cluster,
+    logic: reconcile.KindLogic[Any],
+    metrics: OperatorMetrics,
+    *,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    retry: int,
+    post: EventPoster,
+) -> None:
+    """Look at a job's pods and metrics, carry out the plan, write the status if it changed."""
+    if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
+        # An unusable spec: the generic path says which field, and nothing is created.
+        reconcile_object(logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post)
+        return
+    spec = TrainingJobSpec.model_validate(dict(body.get("spec") or {}))
+    if _needs_no_look(spec, body.get("status") or {}):
+        return
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    with metrics.timed(logic.kind):
+        try:
+            pods = cluster.list_pods(namespace, name)
+            rank0 = next(
+                (
+                    p
+                    for p in pods
+                    if (p.get("metadata") or {}).get("labels", {}).get(tj_builders.LABEL_RANK) == "0"
+                ),
+                None,
+            )
+            ip = ((rank0 or {}).get("status") or {}).get("podIP")
+            scraped = (
+                cluster.scrape(ip)
+                if ip and (rank0 or {}).get("status", {}).get("phase") == "Running"
+                else None
+            )
+            plan = trainingjob.plan(body, pods, scraped, now=datetime.datetime.now(datetime.UTC))
+            for pod_name in plan.delete_pods:
+                cluster.delete_pod(namespace, pod_name)
+            if plan.create_pods:
+                cluster.create(tj_builders.headless_service(name, namespace, uid), patch_existing=True)
+                pvc = tj_builders.checkpoint_pvc(name, namespace, uid, spec)
+                if pvc is not None:
+                    cluster.create(pvc)
+                existing = {str(p["metadata"]["name"]) for p in pods}
+                for pod in tj_builders.pods(name, namespace, uid, spec, attempt=plan.attempt):
+                    if pod["metadata"]["name"] not in existing:
+                        cluster.create(pod)
+            status_patch = dict(plan.status_patch)
+            if plan.register_model_version:
+                mv_name, manifest = model_version_for(
+                    body, spec, cluster.list_model_versions(namespace), plan
+                )
+                if manifest is not None:
+                    cluster.create(manifest)
+                    post(
+                        body,
+                        type="Normal",
+                        reason="ModelVersionCreated",
+                        message=f"Registered ModelVersion {mv_name}.",
+                    )
+                status_patch["modelVersion"] = mv_name
+        except Exception as error:
+            delay = retry_delay(retry)
+            metrics.failed(logic.kind, type(error).__name__)
+            logger.exception(f"TrainingJob sync failed ({type(error).__name__}); retry in {delay:.0f}s")
+            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+    for key, value in status_patch.items():
+        patch.status[key] = value
+    for event in plan.events:
+        post(body, type=event.type, reason=event.reason, message=event.message)
+        logger.info(f"Phase {plan.conclusion.phase}, {event.reason}: {event.message}")
+    metrics.reconciled(logic.kind, plan.conclusion.state.value.lower())
+
+
+def _register_trainingjob(
+    registry: kopf.OperatorRegistry,
+    plural: str,
+    logic: reconcile.KindLogic[Any],
+    metrics: OperatorMetrics,
+    cluster: Cluster,
+) -> None:
+    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        sync_trainingjob(
+            cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event
+        )
+
+    # Pods and progress change without any change to the job, so they are looked at on a timer. A
+    # new generation is the change handler's (it runs first; two writers of one transition would post
+    # its event twice), so the timer waits until that generation has been observed.
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        plural,
+        registry=registry,
+        id="sync",
+        interval=TRAINING_SYNC_INTERVAL,
+        initial_delay=TRAINING_SYNC_INTERVAL,
+    )
+    def _sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int = 0, **_: Any) -> None:
+        if (body.get("status") or {}).get("observedGeneration") != body.metadata.get("generation"):
+            return
+        sync_trainingjob(
+            cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event
+        )

@@ -18,6 +18,11 @@ What kopf calls, for the record (kopf/_cogs/clients, kopf/_core/reactor):
   without the permission it warns and uses the names as given). Cluster-wide it never asks.
 - peering (kopfpeerings, clusterkopfpeerings): never, the operator runs standalone.
 
+What the TrainingJob controller calls (`handlers.Cluster`): list of pods by label, create and
+delete of pods; create of the headless Service (and merge-patch when it already exists); create of
+the checkpoint PVC; list and create of ModelVersions. Deleting a job removes its pods and Service
+through owner references (the garbage collector's job, not ours), so no delete of Services or PVCs.
+
 Checked by recording every request of `modelops operator` (cluster-wide and with --namespace) on
 the local plane through a logging proxy: create, update, delete of an object made exactly these
 calls (list+watch, merge-patch of the object and of /status, POST of an Event), nothing else.
@@ -43,8 +48,28 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "verbs": ["patch"],
     },
     {
+        "apiGroups": [GROUP],
+        "resources": ["modelversions"],
+        "verbs": ["create"],
+    },
+    {
         "apiGroups": [""],
         "resources": ["events"],
+        "verbs": ["create"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["list", "create", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["create", "patch"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumeclaims"],
         "verbs": ["create"],
     },
 ]

@@ -66,6 +66,7 @@ class Plan:
     attempt: int = 0
     delete_pods: tuple[str, ...] = ()
     register_model_version: bool = False
+    result: TrainResult | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +249,7 @@ def plan(
     create = False
     delete: list[str] = []
     register = False
+    result: TrainResult | None = None
 
     def delete_all() -> None:
         delete.extend(v.name for v in live)
@@ -437,6 +439,7 @@ def plan(
         attempt=int(desired["restarts"]),
         delete_pods=tuple(dict.fromkeys(delete)),
         register_model_version=register,
+        result=result,
     )
 
 
