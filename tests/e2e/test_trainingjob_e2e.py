@@ -1,0 +1,129 @@
+"""A TrainingJob trained for real on the local plane, as a user drives it with kubectl.
+
+`modelops local up` (API server, scheduler, kubelet running pods as processes, the operator), then
+the quickstart TrainingJob with real PyTorch on the digits dataset: `kubectl wait` for Succeeded,
+the validation accuracy in the status, the ModelVersion it registered, and the training log through
+`kubectl logs`. A job asking for GPUs the plane does not have must say so in its status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+
+pytestmark = pytest.mark.e2e
+
+
+class Plane:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.env = {**os.environ, "KUBECONFIG": str(directory / "kubeconfig")}
+
+    def modelops(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelops", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=self.env,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(f"modelops {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        done = subprocess.run(
+            [str(KUBECTL), *args], input=input, capture_output=True, text=True, timeout=timeout, env=self.env
+        )
+        if done.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}\n{self.logs()}")
+        return done.stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted((self.dir / "logs").glob("*.log"))
+        )
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    lp = Plane(tmp_path_factory.mktemp("training") / "plane")
+    lp.modelops("local", "up", "--dir", str(lp.dir))
+    try:
+        yield lp
+    finally:
+        lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
+
+
+def quickstart(epochs: int) -> dict[str, Any]:
+    job: dict[str, Any] = yaml.safe_load(
+        (REPO / "examples" / "quickstart" / "10-trainingjob.yaml").read_text()
+    )
+    job["spec"]["hyperparameters"]["epochs"] = epochs
+    return job
+
+
+def test_quickstart_trains_registers_a_model_version_and_keeps_its_logs(plane: Plane) -> None:
+    plane.kubectl("apply", "-f", "-", input=json.dumps(quickstart(epochs=10)))
+    plane.kubectl("wait", "trainingjob/digits", "--for=condition=Succeeded", "--timeout=240s", timeout=250)
+    plane.kubectl("wait", "trainingjob/digits", "--for=condition=Ready", "--timeout=10s")
+    job = plane.get("trainingjob", "digits")
+    st = job["status"]
+    assert st["phase"] == "Succeeded"
+    assert st["metrics"]["accuracy"] > 0.9, st
+    assert st["progress"]["percent"] == 100 and st["progress"]["step"] > 0
+    assert st["checkpoint"]["path"].startswith("ckpt-")
+    assert st["startTime"] <= st["completionTime"]
+    assert st["restarts"] == 0
+
+    # The registered model: the next free version of model "digits", pointing back at the job.
+    assert st["modelVersion"] == "digits-1"
+    mv = plane.get("modelversion", "digits-1")
+    assert mv["spec"]["model"] == "digits" and mv["spec"]["version"] == 1
+    assert mv["spec"]["source"] == {"trainingJob": {"name": "digits"}}
+    assert mv["spec"]["format"] == "torchscript"
+
+    # cleanPodPolicy None: the pod stays, so its log is readable; the Service and claim exist.
+    log = plane.kubectl("logs", "digits-0")
+    assert log.strip(), "the training pod's log is empty"
+    pod = plane.get("pod", "digits-0")
+    assert pod["metadata"]["ownerReferences"][0]["name"] == "digits"
+    assert plane.get("service", "digits")["spec"]["clusterIP"] == "None"
+    assert plane.get("pvc", "digits-checkpoints")["metadata"]["name"] == "digits-checkpoints"
+
+    events = [e["reason"] for e in plane.get("events")["items"] if e["involvedObject"]["name"] == "digits"]
+    assert "Succeeded" in events and "ModelVersionCreated" in events
+
+
+def test_job_asking_for_missing_gpus_explains_why_it_does_not_start(plane: Plane) -> None:
+    job = quickstart(epochs=1)
+    job["metadata"]["name"] = "needs-gpus"
+    job["spec"]["resources"]["gpus"] = 2
+    plane.kubectl("apply", "-f", "-", input=json.dumps(job))
+    deadline = time.monotonic() + 60
+    ready: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        conditions = plane.get("trainingjob", "needs-gpus").get("status", {}).get("conditions", [])
+        ready = next((c for c in conditions if c["type"] == "Ready"), {})
+        if ready.get("reason") == "Unschedulable":
+            break
+        time.sleep(0.5)
+    assert ready.get("reason") == "Unschedulable", f"{ready}\n{plane.logs()}"
+    assert "nvidia.com/gpu" in ready["message"] and "needs-gpus-0" in ready["message"]
+    assert ready["status"] == "False"
