@@ -127,3 +127,41 @@ def test_job_asking_for_missing_gpus_explains_why_it_does_not_start(plane: Plane
     assert ready.get("reason") == "Unschedulable", f"{ready}\n{plane.logs()}"
     assert "nvidia.com/gpu" in ready["message"] and "needs-gpus-0" in ready["message"]
     assert ready["status"] == "False"
+
+
+def test_deleting_the_job_removes_its_pods_and_service_but_keeps_the_checkpoints(plane: Plane) -> None:
+    plane.kubectl("delete", "trainingjob/digits", "--timeout=60s")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        names = {p["metadata"]["name"] for p in plane.get("pods")["items"]}
+        services = {s["metadata"]["name"] for s in plane.get("services")["items"]}
+        if "digits-0" not in names and "digits" not in services:
+            break
+        time.sleep(0.5)
+    assert "digits-0" not in names and "digits" not in services, plane.logs()
+    # retainOnDelete defaults to true: a new job with the same name resumes from these checkpoints.
+    assert plane.get("pvc", "digits-checkpoints")["metadata"]["name"] == "digits-checkpoints"
+    # The registered model outlives the job that trained it.
+    assert plane.get("modelversion", "digits-1")["spec"]["model"] == "digits"
+
+
+def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
+    """The audit log of this plane against `permissions.RULES` (which the chart's ClusterRole equals)."""
+    from modelops.controllers.permissions import RULES
+
+    def granted(group: str, resource: str, verb: str) -> bool:
+        return any(
+            group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+            for rule in RULES
+        )
+
+    calls = set()
+    for line in (plane.dir / "audit.log").read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        agent = event.get("userAgent", "")
+        if ref.get("resource") and agent.startswith(("kopf/", "OpenAPI-Generator/")):
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    assert ("", "pods", "create") in calls and ("modelops.dev", "modelversions", "create") in calls
+    assert [call for call in sorted(calls) if not granted(*call)] == []
