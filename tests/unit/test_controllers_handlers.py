@@ -6,13 +6,18 @@ import logging
 from typing import Any
 
 import kopf
+import prometheus_client
 import pydantic
 import pytest
 
 from modelops import status
+from modelops.api.modelversion import ModelVersionSpec
+from modelops.api.runconfig import TrainResult
+from modelops.api.trainingjob import TrainingJobSpec
 from modelops.controllers import reconcile
-from modelops.controllers.handlers import reconcile_object
+from modelops.controllers.handlers import Cluster, model_version_for, reconcile_object
 from modelops.controllers.metrics import OperatorMetrics
+from modelops.controllers.trainingjob import Plan
 
 
 class Spec(pydantic.BaseModel):
@@ -104,3 +109,77 @@ def test_invalid_spec_is_not_an_error_but_a_stalled_object() -> None:
     assert poster.events == [("Warning", "InvalidSpec")]
     assert sample(metrics, "modelops_reconcile_total", kind="Widget", result="stalled") == 1.0
     assert sample(metrics, "modelops_reconcile_errors_total", kind="Widget", reason="InvalidSpec") is None
+
+
+# --- TrainingJob glue: the ModelVersion a finished job registers, and the scrape of rank 0's metrics.
+
+TJ_BODY: dict[str, Any] = {
+    "metadata": {"name": "digits", "namespace": "ns", "uid": "u"},
+    "spec": {
+        "model": {"architecture": "mlp"},
+        "dataset": {"builtin": "digits"},
+        "output": {"modelName": "digits"},
+    },
+}
+
+
+def finished_plan(sha: str = "ab" * 32) -> Plan:
+    result = TrainResult.model_validate(
+        {
+            "status": "Succeeded",
+            "reason": "Succeeded",
+            "artifact": {"path": "model.pt", "sha256": sha, "sizeBytes": 10, "format": "torchscript"},
+        }
+    )
+    return Plan(status.ready("Succeeded", "done", phase="Succeeded"), {}, [], result=result)
+
+
+def model_version(name: str, model: str, version: int, job: str | None = None) -> dict[str, Any]:
+    source = {"trainingJob": {"name": job}} if job else {"uri": "pvc://m/model.pt"}
+    return {"metadata": {"name": name}, "spec": {"model": model, "version": version, "source": source}}
+
+
+def test_model_version_takes_the_next_free_version_of_the_model() -> None:
+
+    spec = TrainingJobSpec.model_validate(TJ_BODY["spec"])
+    existing = [
+        model_version("digits-1", "digits", 1, "older-job"),
+        model_version("digits-v2", "digits", 2),
+        model_version("other-7", "other", 7),
+        model_version("digits-3", "other", 1),  # a name taken by another model
+    ]
+    name, manifest = model_version_for(TJ_BODY, spec, existing, finished_plan())
+    assert name == "digits-4" and manifest is not None
+    assert manifest["spec"] == {
+        "model": "digits",
+        "version": 4,
+        "source": {"trainingJob": {"name": "digits"}},
+        "format": "torchscript",
+        "sha256": "ab" * 32,
+    }
+    ModelVersionSpec.model_validate(manifest["spec"])
+
+
+def test_model_version_of_this_job_is_reused_after_an_operator_restart() -> None:
+
+    spec = TrainingJobSpec.model_validate(TJ_BODY["spec"])
+    existing = [model_version("digits-1", "digits", 1, "digits")]
+    assert model_version_for(TJ_BODY, spec, existing, finished_plan()) == ("digits-1", None)
+
+
+def test_scrape_reads_the_workers_series_over_http_and_none_when_nobody_answers() -> None:
+
+    registry = prometheus_client.CollectorRegistry()
+    prometheus_client.Gauge("modelops_training_step", "steps", registry=registry).set(40)
+    prometheus_client.Gauge("modelops_training_total_steps", "total", registry=registry).set(80)
+    info = prometheus_client.Gauge("modelops_training_info", "who", ["rank"], registry=registry)
+    info.labels(rank="0").set(1)
+    server, thread = prometheus_client.start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        port = server.server_address[1]
+        values = Cluster(None).scrape("127.0.0.1", port)
+    finally:
+        server.shutdown()
+        thread.join()
+    assert values == {"modelops_training_step": 40.0, "modelops_training_total_steps": 80.0}
+    assert Cluster(None).scrape("127.0.0.1", port) is None
