@@ -23,8 +23,9 @@ if [ "$(cat .venv/.modelops-stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.modelops-stamp
 fi
 
-# Debian packages the tests drive for real: lua5.4 runs the Argo CD health checks.
-APT_PACKAGES=(lua5.4)
+# Debian packages the demo and tests use: openssl makes the local API server's certificates,
+# lua5.4 runs the Argo CD health checks.
+APT_PACKAGES=(openssl lua5.4)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
