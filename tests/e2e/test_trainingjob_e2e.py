@@ -145,6 +145,73 @@ def test_deleting_the_job_removes_its_pods_and_service_but_keeps_the_checkpoints
     assert plane.get("modelversion", "digits-1")["spec"]["model"] == "digits"
 
 
+def wait_for(plane: Plane, what: str, check: Any, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}\n{plane.logs()}")
+
+
+def test_bad_data_fails_at_once_with_the_workers_reason(plane: Plane) -> None:
+    job = quickstart(epochs=1)
+    job["metadata"]["name"] = "too-few-rows"
+    job["spec"]["dataValidation"] = {"minRows": 100000}  # digits has 1,797
+    plane.kubectl("apply", "-f", "-", input=json.dumps(job))
+    plane.kubectl(
+        "wait", "trainingjob/too-few-rows", "--for=condition=Stalled", "--timeout=120s", timeout=130
+    )
+    st = plane.get("trainingjob", "too-few-rows")["status"]
+    assert st["phase"] == "Failed" and st["restarts"] == 0
+    assert st["failure"]["reason"] == "DataValidationFailed" and st["failure"]["exitCode"] == 65
+    assert "minRows" in st["failure"]["message"] or "rows" in st["failure"]["message"]
+
+
+def test_a_deleted_pod_restarts_the_run_which_resumes(plane: Plane) -> None:
+    job = quickstart(epochs=400)
+    job["metadata"]["name"] = "long"
+    job["spec"]["checkpoint"]["intervalSeconds"] = 5
+    plane.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    def stepping() -> Any:
+        st = plane.get("trainingjob", "long").get("status", {})
+        return st if st.get("phase") == "Running" and (st.get("progress") or {}).get("step", 0) > 0 else None
+
+    before = wait_for(plane, "the job to run and report progress", stepping)
+    assert before["progress"]["totalSteps"] > before["progress"]["step"]
+    plane.kubectl("delete", "pod", "long-0", "--wait=false")
+    after = wait_for(
+        plane,
+        "the job to run again after the restart",
+        lambda: (lambda st: st if st.get("restarts") == 1 and st.get("phase") == "Running" else None)(
+            plane.get("trainingjob", "long").get("status", {})
+        ),
+    )
+    assert after["failure"]["pod"] == "long-0"
+    restarting = next(c for c in after["conditions"] if c["type"] == "Restarting")
+    assert restarting["status"] == "False"
+    pod = plane.get("pod", "long-0")
+    assert pod["metadata"]["annotations"]["modelops.dev/attempt"] == "1"
+    # The new attempt continues from the checkpoint the deleted pod wrote on SIGTERM.
+    wait_for(
+        plane,
+        "the new attempt to resume",
+        lambda: "resumed from checkpoint" in plane.kubectl("logs", "long-0"),
+    )
+    # Stop burning CPU: suspending removes the pods.
+    plane.kubectl(
+        "patch", "trainingjob/long", "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}'
+    )
+    plane.kubectl("wait", "trainingjob/long", "--for=condition=Suspended", "--timeout=60s")
+    wait_for(
+        plane,
+        "the pods to go",
+        lambda: not plane.get("pods", "-l", "modelops.dev/trainingjob=long")["items"],
+    )
+
+
 def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
     """The audit log of this plane against `permissions.RULES` (which the chart's ClusterRole equals)."""
     from modelops.controllers.permissions import RULES
@@ -163,5 +230,10 @@ def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane)
         if ref.get("resource") and agent.startswith(("kopf/", "OpenAPI-Generator/")):
             resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
             calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
-    assert ("", "pods", "create") in calls and ("modelops.dev", "modelversions", "create") in calls
+    # The tests above made the operator create and delete pods and register a ModelVersion.
+    assert {
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("modelops.dev", "modelversions", "create"),
+    } <= calls
     assert [call for call in sorted(calls) if not granted(*call)] == []
