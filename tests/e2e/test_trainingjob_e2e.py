@@ -109,6 +109,10 @@ def test_quickstart_trains_registers_a_model_version_and_keeps_its_logs(plane: P
 
     events = [e["reason"] for e in plane.get("events")["items"] if e["involvedObject"]["name"] == "digits"]
     assert "Succeeded" in events and "ModelVersionCreated" in events
+    # The operator's log tells the job's story, without a line per job every few seconds.
+    log = (plane.dir / "logs" / "operator.log").read_text()
+    assert "Phase Succeeded, Succeeded: trained 10 epoch(s)" in log
+    assert "Timer 'sync' succeeded" not in log
 
 
 def test_job_asking_for_missing_gpus_explains_why_it_does_not_start(plane: Plane) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import socket
 import urllib.request
@@ -380,6 +381,17 @@ def sync_trainingjob(
     metrics.reconciled(logic.kind, plan.conclusion.state.value.lower())
 
 
+class _QuietTimer(logging.Filter):
+    """Drops kopf's "Timer 'sync' succeeded." line: one per job every few seconds drowns the log.
+
+    Failures of the timer are still logged (by kopf and by `sync_trainingjob`), and every transition
+    of a job is logged with its reason.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Timer 'sync' succeeded."
+
+
 def _register_trainingjob(
     registry: kopf.OperatorRegistry,
     plural: str,
@@ -394,6 +406,10 @@ def _register_trainingjob(
         sync_trainingjob(
             cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event
         )
+
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietTimer) for f in objects_logger.filters):
+        objects_logger.addFilter(_QuietTimer())
 
     # Pods and progress change without any change to the job, so they are looked at on a timer. A
     # new generation is the change handler's (it runs first; two writers of one transition would post

@@ -310,7 +310,7 @@ def plan(
                 status.stalled(
                     failure["reason"],
                     f"Pod {permanent.name} failed permanently (exit {permanent.exit_code}): "
-                    f"{failure['message']} Fix the spec or the data and create the job again.",
+                    f"{_sentence(failure['message'])} Fix the spec or the data and create the job again.",
                     phase=FAILED,
                 ),
             )
@@ -441,6 +441,11 @@ def plan(
         register_model_version=register,
         result=result,
     )
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _ready_reason(current: Mapping[str, Any]) -> str | None:
