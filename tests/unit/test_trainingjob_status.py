@@ -231,6 +231,16 @@ def test_active_deadline_fails_the_job_and_stops_its_pods() -> None:
     assert late.delete_pods == ("digits-0",)
 
 
+def test_active_deadline_also_ends_a_job_that_never_got_scheduled() -> None:
+    unsched = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no GPUs"}]
+    obj = apply(job(runPolicy={"activeDeadlineSeconds": 60}), plan(job(), [], None, now=T0))
+    pending = [pod(0, "Pending", conditions=unsched)]
+    obj = apply(obj, plan(obj, pending, None, now=T0 + datetime.timedelta(seconds=30)))
+    assert obj["status"]["phase"] == "Created"
+    late = plan(obj, pending, None, now=T0 + datetime.timedelta(seconds=60))
+    assert apply(obj, late)["status"]["phase"] == "Failed" and late.delete_pods == ("digits-0",)
+
+
 def test_clean_pod_policy_and_ttl_after_finished() -> None:
     result = json.dumps({"status": "Succeeded", "reason": "Succeeded", "message": "ok"})
     spec = {

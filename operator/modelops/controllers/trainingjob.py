@@ -280,7 +280,12 @@ def plan(
         )
         retryable = next((v for v in current_pods if v.phase == "Failed" and v not in (permanent,)), None)
         deadline = spec.run_policy.active_deadline_seconds
-        started = _parse_time(current.get("startTime"))
+        # The deadline counts from the first pods, running or not: a job that never gets scheduled
+        # must time out too (as a batch/v1 Job's does).
+        created = status.get_condition(current.get("conditions"), CREATED) or {}
+        started = _parse_time(current.get("startTime")) or (
+            _parse_time(created.get("lastTransitionTime")) if created.get("status") == "True" else None
+        )
         if rank0 is not None and rank0.phase == "Succeeded":
             result = parse_result(rank0.message)
             phase, conclusion, register = SUCCEEDED, _succeeded(result), spec.output.create_model_version
