@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from .serviceaccounts import Identity
 
@@ -140,7 +140,13 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
 
 
 def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Formatted by hand: strftime was a noticeable share of a GET's CPU, and every request logs two.
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+        f"{moment.second:02d}.{moment.microsecond:06d}Z"
+    )
 
 
 def audit_event(
@@ -184,8 +190,9 @@ def audit_event(
             ref["subresource"] = info.subresource
         event["objectRef"] = ref
     event["responseStatus"] = {"metadata": {}, "code": code}
-    event["requestReceivedTimestamp"] = _timestamp(received or completed)
-    event["stageTimestamp"] = _timestamp(completed)
+    stamp = _timestamp(completed)
+    event["requestReceivedTimestamp"] = stamp if received is None else _timestamp(received)
+    event["stageTimestamp"] = stamp
     return event
 
 
@@ -200,15 +207,14 @@ class AuditLog:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         self._size = 0
 
-    def _open(self) -> IO[str]:
-        if self._fh is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._fh = os.fdopen(fd, "a", encoding="utf-8")
-            self._size = os.fstat(fd).st_size
-        return self._fh
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._size = os.fstat(self._fd).st_size
+        return self._fd
 
     def record(
         self,
@@ -248,23 +254,25 @@ class AuditLog:
         return event
 
     def write(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")) + "\n"
+        # One os.write per line (O_APPEND): as durable as a flushed file object, without its layers.
+        line = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
-            fh = self._open()
+            fd = self._open()
             if self._size and self._size + len(line) > self.max_bytes:
-                fh.close()
-                self._fh = None
+                os.close(fd)
+                self._fd = None
                 os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-                fh = self._open()
-            fh.write(line)
-            fh.flush()
-            self._size += len(line.encode("utf-8"))
+                fd = self._open()
+            written = os.write(fd, line)
+            while written < len(line):  # a short write (disk nearly full, signal): finish the line
+                written += os.write(fd, line[written:])
+            self._size += len(line)
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -297,7 +297,9 @@ class Server:
             obj = self.api.get(rd, ns, name)
             if tables.wants_table(request):
                 return json_response(tables.table(rd, [obj], self.store.rv, request.query))
-            return json_response(obj)
+            # The hot read path (clients without informers poll GETs): the cached encoding when `obj`
+            # is the stored object itself, a fresh one for converted views.
+            return web.Response(body=self.store.encoded(storage_key(rd), obj), content_type=JSON)
         if method == "PUT":
             obj = self.api.update(rd, ns, name, await _body(request), params, sub)
             return json_response(obj, 200, params.warnings)

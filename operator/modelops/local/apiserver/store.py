@@ -106,6 +106,11 @@ class Store:
         self.history_start = self.rv
         self.watchers: dict[str, set[Watcher]] = collections.defaultdict(set)
         self.listeners: list[Callable[[Event], None]] = []
+        # The JSON of objects that were read, so repeated GETs of an unchanged object skip the encoder.
+        # Filled on first read (not on write: most writes are never read back by GET), and dropped by
+        # every write of the key; an entry also pins the dict it encodes, so a replaced object never
+        # matches a stale entry.
+        self._encoded: dict[Key, tuple[Obj, bytes]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -114,6 +119,19 @@ class Store:
 
     def get(self, skey: str, ns: str, name: str) -> Obj | None:
         return self.objects.get(skey, {}).get((ns, name))
+
+    def encoded(self, skey: str, obj: Obj) -> bytes:
+        """The compact JSON of `obj`: cached when `obj` is the stored object of `skey`, fresh otherwise
+        (a converted view, a copy)."""
+        m = meta(obj)
+        key = (skey, m.get("namespace") or "", m.get("name", ""))
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        if self.objects.get(skey, {}).get(key[1:]) is obj:
+            self._encoded[key] = (obj, data)
+        return data
 
     def list(self, skey: str, ns: str | None) -> builtins.list[Obj]:
         bucket = self.objects.get(skey, {})
@@ -172,6 +190,7 @@ class Store:
             self.rv -= 1
             raise ApiError(500, "InternalError", f"storage error: {exc}") from exc
         self.objects[skey][(ns, name)] = obj
+        self._encoded.pop((skey, ns, name), None)
         self._index(skey, obj, old)
         old_data = json.dumps(old, separators=(",", ":")) if old is not None else None
         self._emit(Event(rv, skey, "MODIFIED" if old is not None else "ADDED", obj, old), data, old_data)
@@ -193,6 +212,7 @@ class Store:
             self.db.execute("ROLLBACK")
             raise ApiError(500, "InternalError", f"storage error: {exc}") from exc
         del self.objects[skey][(ns, name)]
+        self._encoded.pop((skey, ns, name), None)
         self._index(skey, None, old)
         self._emit(Event(rv, skey, "DELETED", final, old), json.dumps(final, separators=(",", ":")), None)
         return final
