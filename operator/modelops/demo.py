@@ -83,6 +83,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
 
+    _say("following the TrainingJob: real PyTorch training on scikit-learn's digits, as local processes")
+    outcome = _follow_training(k, deadline)
+    k("get", "trainingjobs,modelversions")
+    labels = "modelops.dev/trainingjob"
+    _say("the training pod's log stays readable after it finished")
+    k("logs", "-l", labels, "--tail", "4", check=False)
+    if outcome != "Succeeded":
+        print(
+            f"demo: the TrainingJob ended {outcome}; see `kubectl describe trainingjob` and {directory}/logs/"
+        )
+        return 1
+
     _say("done")
     if args.down:
         cluster.down(directory)
@@ -93,6 +105,37 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"stop it with `modelops local down --dir {directory}`")
     return 0
+
+
+def _follow_training(k: Any, deadline: float) -> str:
+    """Print the TrainingJobs' progress as it changes, until they finish; return the last phase."""
+    shown: dict[str, str] = {}
+    phases: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for job in json.loads(k("get", "trainingjobs", "-o", "json", capture=True))["items"]:
+            name = job["metadata"]["name"]
+            status = job.get("status", {})
+            progress = status.get("progress") or {}
+            metrics = status.get("metrics") or {}
+            phases[name] = status.get("phase", "Pending")
+            line = f"{name}: {phases[name]}"
+            if progress.get("percent") is not None:
+                line += (
+                    f", {progress['percent']}% (epoch {progress.get('epoch')}/{progress.get('totalEpochs')})"
+                )
+            if progress.get("loss") is not None and progress.get("step"):
+                line += f", loss {progress['loss']:.4f}"
+            if metrics.get("accuracy") is not None:
+                line += f", validation accuracy {metrics['accuracy']:.3f}"
+            if status.get("modelVersion"):
+                line += f", registered as ModelVersion {status['modelVersion']}"
+            if shown.get(name) != line:
+                print(f"   {line}", flush=True)
+                shown[name] = line
+        if phases and all(p in ("Succeeded", "Failed") for p in phases.values()):
+            break
+        time.sleep(1)
+    return "Succeeded" if phases and all(p == "Succeeded" for p in phases.values()) else "not Succeeded"
 
 
 def _unobserved(k: Any) -> list[str]:
