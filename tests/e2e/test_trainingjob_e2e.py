@@ -64,7 +64,7 @@ class Plane:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     lp = Plane(tmp_path_factory.mktemp("training") / "plane")
-    lp.modelops("local", "up", "--dir", str(lp.dir))
+    lp.modelops("local", "up", "--dir", str(lp.dir), "--nodes", "2")
     try:
         yield lp
     finally:
@@ -214,6 +214,29 @@ def test_a_deleted_pod_restarts_the_run_which_resumes(plane: Plane) -> None:
         "the pods to go",
         lambda: not plane.get("pods", "-l", "modelops.dev/trainingjob=long")["items"],
     )
+
+
+def test_two_nodes_train_together_through_the_headless_service(plane: Plane) -> None:
+    job = quickstart(epochs=3)
+    job["metadata"]["name"] = "ddp"
+    job["spec"]["distributed"] = {"nodes": 2}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(job))
+    plane.kubectl("wait", "trainingjob/ddp", "--for=condition=Succeeded", "--timeout=180s", timeout=190)
+    st = plane.get("trainingjob", "ddp")["status"]
+    assert st["modelVersion"] == "digits-2"  # the next version of model "digits"
+    pods = {
+        p["metadata"]["name"]: p for p in plane.get("pods", "-l", "modelops.dev/trainingjob=ddp")["items"]
+    }
+    assert sorted(pods) == ["ddp-0", "ddp-1"]
+    assert {p["spec"]["nodeName"] for p in pods.values()} == {"local-node-1", "local-node-2"}
+    results = {
+        name: json.loads(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
+        for name, p in pods.items()
+    }
+    # One world of two ranks that met at ddp-0.ddp.default.svc.cluster.local; only rank 0 exports.
+    assert results["ddp-0"]["worldSize"] == 2 and results["ddp-1"]["worldSize"] == 2
+    assert "artifact" in results["ddp-0"] and "artifact" not in results["ddp-1"]
+    assert st["progress"]["step"] == results["ddp-0"]["steps"]
 
 
 def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
