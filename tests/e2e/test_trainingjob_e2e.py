@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -198,12 +199,26 @@ def test_a_deleted_pod_restarts_the_run_which_resumes(plane: Plane) -> None:
     assert restarting["status"] == "False"
     pod = plane.get("pod", "long-0")
     assert pod["metadata"]["annotations"]["modelops.dev/attempt"] == "1"
-    # The new attempt continues from the checkpoint the deleted pod wrote on SIGTERM.
-    wait_for(
+    # The new attempt continues from the checkpoint the deleted pod wrote on SIGTERM: it starts at or
+    # after the step the job had reached before, never back at the beginning.
+    log = wait_for(
         plane,
         "the new attempt to resume",
-        lambda: "resumed from checkpoint" in plane.kubectl("logs", "long-0"),
+        lambda: (lambda text: text if "resumed from checkpoint" in text else None)(
+            plane.kubectl("logs", "long-0")
+        ),
     )
+    resumed = re.search(r"resumed from checkpoint step (\d+)", log)
+    assert resumed is not None, log
+    assert int(resumed.group(1)) >= before["progress"]["step"], (resumed.group(0), before["progress"])
+    progressed = wait_for(
+        plane,
+        "steps to advance after the restart",
+        lambda: (
+            lambda st: st if (st.get("progress") or {}).get("step", 0) > int(resumed.group(1)) else None
+        )(plane.get("trainingjob", "long").get("status", {})),
+    )
+    assert progressed["restarts"] == 1
     # Stop burning CPU: suspending removes the pods.
     plane.kubectl(
         "patch", "trainingjob/long", "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}'
