@@ -55,10 +55,11 @@ def test_sigkill_mid_run_resumes_from_the_newest_checkpoint_and_matches_an_unint
 
 def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(worker, caplog):
     cfg = worker.config(
-        hyperparameters={"epochs": 3, "seed": 7}, checkpoint={"intervalSeconds": 3600, "keep": 3}
+        hyperparameters={"epochs": 3, "seed": 7},
+        checkpoint={"intervalSteps": 23, "intervalSeconds": 3600, "keep": 3},
     )
     assert worker.train(cfg).code == 0
-    assert worker.checkpoints() == [69, 46, 23]  # one per epoch
+    assert worker.checkpoints() == [69, 46, 23]  # 23 steps an epoch: one at each epoch's end
     state = worker.ckpt / "ckpt-0000000069" / "state.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a torn write
     (worker.ckpt / ".tmp-ckpt-0000000070-1").mkdir()  # a write that never got renamed
@@ -103,7 +104,7 @@ def _scrape(port: int) -> dict[str, float]:
 def test_metrics_show_advancing_steps_and_sigterm_leaves_a_checkpoint_and_exit_143(worker):
     port = worker.free_port()
     cfg = _long_run(worker, epochs=200)
-    cfg["checkpoint"] = {"intervalSeconds": 3600, "keep": 2}  # only epochs and SIGTERM write one
+    cfg["checkpoint"] = {"intervalSeconds": 3600, "keep": 2}  # only SIGTERM writes one here
     proc = worker.start(cfg, MODELOPS_METRICS_PORT=str(port), MODELOPS_METRICS_ADDR="127.0.0.1")
     try:
         first: dict[str, float] = {}
@@ -134,3 +135,15 @@ def test_metrics_show_advancing_steps_and_sigterm_leaves_a_checkpoint_and_exit_1
     assert res["status"] == "Failed" and res["reason"] == "Terminated" and res["exitCode"] == 143
     # The final checkpoint is at the step where it stopped, past everything scraped before.
     assert worker.checkpoints()[0] >= second["modelops_training_step"]
+
+
+def test_checkpoints_follow_the_interval_not_every_epoch(worker):
+    # Digits epochs take milliseconds: checkpointing each would cost more than training. With no
+    # interval due, only the end of the run writes one, and a lost pod still loses at most an interval.
+    cfg = worker.config(
+        hyperparameters={"epochs": 4, "seed": 7}, checkpoint={"intervalSeconds": 3600, "keep": 3}
+    )
+    run = worker.train(cfg)
+    assert run.code == 0
+    assert worker.checkpoints() == [92]
+    assert run.result["checkpoint"]["step"] == 92

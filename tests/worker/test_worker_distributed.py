@@ -22,7 +22,7 @@ def test_two_process_ddp_with_gloo_via_torchrun(worker):
     assert res["metrics"]["accuracy"] > 0.85
     assert "rank 0 " in log and "rank 1 " in log, "both ranks log under their own name"
     # Only rank 0 writes checkpoints and the artifact.
-    assert worker.checkpoints() == [69, 46, 23]
+    assert worker.checkpoints() == [69]  # no interval was due: the end of the run writes one
     assert (worker.out / res["artifact"]["path"]).is_file()
 
     # A longer run of the same job resumes: rank 0 loads the checkpoint and hands it to rank 1, and

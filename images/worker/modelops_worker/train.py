@@ -364,9 +364,12 @@ class Trainer:
             m.checkpoint_step.set(saved.step)
             log.info("checkpoint step %d written to %s", saved.step, saved.path.name)
 
+        last_ckpt_step = prog.step
+
         def checkpoint() -> None:
-            nonlocal last_ckpt_time
+            nonlocal last_ckpt_time, last_ckpt_step
             last_ckpt_time = time.monotonic()
+            last_ckpt_step = prog.step
             position = (prog.step, prog.epoch, prog.batches_in_epoch)
             if r.rank == 0 and self.saved_at != position:
                 self.saved_at = position
@@ -443,7 +446,14 @@ class Trainer:
             prog.epoch += 1
             prog.batches_in_epoch = 0
             self._early_stopping(prog)
-            checkpoint()
+            # At an epoch's end only when an interval is due (or it is the last): on small data an
+            # epoch takes milliseconds, and a checkpoint each would cost more than the training.
+            final = prog.epoch >= h.epochs or prog.stopped_early
+            due = bool(interval_steps and prog.step - last_ckpt_step >= interval_steps) or (
+                time.monotonic() - last_ckpt_time >= cfg.checkpoint.interval_seconds
+            )
+            if final or due:
+                checkpoint()
             if self.sigterm.set:
                 self.saved = store.wait() or self.saved
                 raise Terminated(prog.step)

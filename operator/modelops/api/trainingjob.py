@@ -204,7 +204,10 @@ class Checkpoint(ApiModel):
 
     interval_steps: int | None = Field(default=None, ge=1, description="Checkpoint every N optimizer steps.")
     interval_seconds: int = Field(
-        default=60, ge=5, le=86400, description="Checkpoint at least this often (seconds), and each epoch."
+        default=60,
+        ge=5,
+        le=86400,
+        description="Checkpoint at least this often (seconds); always at the end and on SIGTERM.",
     )
     keep: int = Field(default=3, ge=1, le=100, description="How many recent checkpoints to keep.")
     storage: CheckpointStorage = Field(
