@@ -1,10 +1,14 @@
 """Benchmark of the local API server from one client on this machine (not a test; results go to
-docs/local-apiserver.md).
+docs/benchmarks.md, section "Local API server").
 
-    .venv/bin/python bench/apiserver_bench.py [--objects 10000]
+    .venv/bin/python bench/apiserver_bench.py [--objects 10000] [--local-up-runs 5]
 
 Measures creates/s and gets/s over one keep-alive HTTPS connection, the delay from a write to its
-watch event (p50/p99), and the server's RSS once it holds `--objects` objects.
+watch event (p50/p99), the server's RSS once it holds `--objects` objects, and the time of
+`modelops local up` to ready. GETs are measured twice: from this Python client (which costs about as
+much CPU per request as the server, on the same 2 cores) and from `wrk` (C; `-t1 -c1` is one
+connection with one request at a time, the fair "one client"), skipped with a note when wrk is absent
+(`apt-get install wrk`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import asyncio
 import http.client
 import json
 import os
+import re
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -126,6 +132,67 @@ def pipelined_gets(info: dict[str, str], ca: Path, paths: list[str], depth: int 
     return len(paths) / elapsed
 
 
+# Each request names the next of the stored ConfigMaps, so no object is read twice in a row.
+ROTATE_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", string.format("%s/cm-%%06d", counter %% %d))
+end
+"""
+
+
+def wrk_gets(
+    info: dict[str, str], pid: int, path: str, connections: int, seconds: int, rotate: int = 0
+) -> dict[str, float]:
+    """GETs per second and latency percentiles from wrk with `connections` connections on one thread:
+    of `path` again and again, or with `rotate` of the ConfigMaps `cm-NNNNNN` under `path` in turn."""
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(ROTATE_LUA % (path, rotate))
+        script.flush()
+        c0 = cpu_seconds(pid)
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+             "-H", f"Authorization: Bearer {info['token']}", *(["-s", script.name] if rotate else []),
+             info["url"] + path],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    cpu = cpu_seconds(pid) - c0
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk got errors:\n{out}")
+
+    def latency_ms(label: str) -> float:
+        found = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert found, out
+        return float(found[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found[2]]
+
+    total = re.search(r"^\s*(\d+) requests in", out, re.M)
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    assert total and rate, out
+    return {
+        "per_s": float(rate[1]),
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+        "server_cpu_ms": cpu / int(total[1]) * 1000,
+    }
+
+
+def local_up_seconds(runs: int) -> list[float]:
+    """Seconds of `modelops local up` (API server, 1 node, controllers, operator) to ready, each run
+    from an empty state directory, with `down` after each."""
+    modelops = str(Path(sys.executable).parent / "modelops")
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            subprocess.run([modelops, "local", "up", "--dir", tmp], check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t0)
+            subprocess.run([modelops, "local", "down", "--dir", tmp], check=True, stdout=subprocess.DEVNULL)
+    return times
+
+
 def configmap(name: str) -> dict[str, object]:
     return {"metadata": {"name": name, "labels": {"bench": "yes", "n": name[-1]}}, "data": {"key": "x" * 64}}
 
@@ -135,6 +202,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=10000)
     parser.add_argument("--gets", type=int, default=5000)
     parser.add_argument("--watch-writes", type=int, default=500)
+    parser.add_argument("--wrk-seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--local-up-runs", type=int, default=5, help="0 to skip `modelops local up`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, info = start(Path(tmp))
@@ -167,6 +236,16 @@ def main() -> None:
             paths = [f"{base}/cm-{i % args.objects:06d}" for i in range(args.gets)]
             results["gets_per_s_8_in_flight"] = asyncio.run(concurrent(info, ca, "GET", paths, None, 8))
             results["gets_per_s_pipelined"] = pipelined_gets(info, ca, paths)
+            if shutil.which("wrk"):
+                for connections in (1, 4, 16):
+                    measured = wrk_gets(info, proc.pid, f"{base}/cm-000007", connections, args.wrk_seconds)
+                    for key, value in measured.items():
+                        results[f"wrk_c{connections}_gets_{key}"] = value
+                measured = wrk_gets(info, proc.pid, base, 1, args.wrk_seconds, rotate=args.objects)
+                for key, value in measured.items():
+                    results[f"wrk_c1_all_objects_gets_{key}"] = value
+            else:
+                print("wrk not found: skipping the wrk GET runs (apt-get install wrk)")
 
             t0 = time.perf_counter()
             code, body = client.call("GET", f"{base}?labelSelector=bench%3Dyes")
@@ -206,12 +285,16 @@ def main() -> None:
             results["watch_p99_ms"] = delays[int(len(delays) * 0.99) - 1] * 1000
             results["rss_mb"] = rss_mb(proc.pid)
             results["objects"] = args.objects + args.watch_writes
-            for key, value in results.items():
-                print(f"{key:28s} {value:10.2f}")
-            print(f"load average after: {os.getloadavg()}")
         finally:
             proc.terminate()
             proc.wait(10)
+    if args.local_up_runs:
+        times = local_up_seconds(args.local_up_runs)
+        results["local_up_median_s"] = statistics.median(times)
+        results["local_up_min_s"], results["local_up_max_s"] = min(times), max(times)
+    for key, value in results.items():
+        print(f"{key:32s} {value:10.2f}")
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

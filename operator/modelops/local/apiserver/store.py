@@ -109,8 +109,10 @@ class Store:
         # The JSON of objects that were read, so repeated GETs of an unchanged object skip the encoder.
         # Filled on first read (not on write: most writes are never read back by GET), and dropped by
         # every write of the key; an entry also pins the dict it encodes, so a replaced object never
-        # matches a stale entry.
+        # matches a stale entry. Bounded (oldest first out) so reading every object once does not
+        # double the memory of a large store: the GETs that repeat are polls of a few objects.
         self._encoded: dict[Key, tuple[Obj, bytes]] = {}
+        self.encoded_limit = 4096
 
     def close(self) -> None:
         self.db.close()
@@ -130,6 +132,8 @@ class Store:
             return entry[1]
         data = json.dumps(obj, separators=(",", ":")).encode()
         if self.objects.get(skey, {}).get(key[1:]) is obj:
+            if len(self._encoded) >= self.encoded_limit:
+                del self._encoded[next(iter(self._encoded))]
             self._encoded[key] = (obj, data)
         return data
 
