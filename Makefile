@@ -24,8 +24,11 @@ typecheck: bootstrap
 crds: bootstrap
 	$(VENV)/python -m modelops.api.crdgen --write
 
+# Benchmarks are not tests: they print numbers for docs/benchmarks.md (several minutes each).
 bench: bootstrap
-	$(VENV)/python -m bench
+	$(VENV)/python bench/apiserver_bench.py
+	$(VENV)/python bench/train_bench.py
+	$(VENV)/python bench/trainingjob_bench.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
