@@ -267,3 +267,16 @@ def test_decide_accepts_a_valid_spec() -> None:
     from modelops.api.trainingjob import TrainingJobSpec
 
     assert tj.decide(TrainingJobSpec.model_validate(SPEC)).state is status.State.PROGRESSING
+
+
+def test_a_checkpoint_that_failed_verification_is_reported_once() -> None:
+    obj = apply(job(), plan(job(), [], None, now=T0))
+    metrics = {"modelops_training_step": 10.0, "modelops_training_total_steps": 200.0}
+    obj = apply(obj, plan(obj, [pod(0, "Running")], metrics, now=T0))
+    skipped = {**metrics, "modelops_training_checkpoint_fallbacks_total": 1.0}
+    first = plan(obj, [pod(0, "Running")], skipped, now=T0)
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "CheckpointSkipped")]
+    obj = apply(obj, first)
+    assert obj["status"]["checkpoint"]["skippedCorrupt"] == 1
+    again = plan(obj, [pod(0, "Running")], skipped, now=T0)
+    assert again.events == [] and "checkpoint" not in again.status_patch

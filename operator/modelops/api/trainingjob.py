@@ -391,6 +391,10 @@ class CheckpointStatus(ApiModel):
     path: str | None = Field(default=None, description="Path inside the checkpoint claim.")
     sha256: str | None = Field(default=None, description="Digest from the checkpoint's manifest.")
     time: Timestamp | None = Field(default=None, description="When it was written.")
+    skipped_corrupt: int | None = Field(
+        default=None,
+        description="Checkpoints that failed verification on resume and were set aside (never loaded).",
+    )
 
 
 class Failure(ApiModel):

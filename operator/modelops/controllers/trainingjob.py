@@ -254,8 +254,22 @@ def plan(
     def delete_all() -> None:
         delete.extend(v.name for v in live)
 
+    skipped_events: list[Event] = []
     if metrics:
         desired["progress"] = {**(current.get("progress") or {}), **progress(metrics, spec)}
+        # A checkpoint that failed verification is never loaded; say so where users look.
+        skipped = int(metrics.get("modelops_training_checkpoint_fallbacks_total") or 0)
+        known = int((current.get("checkpoint") or {}).get("skippedCorrupt") or 0)
+        if skipped > known:
+            desired["checkpoint"] = {**(desired.get("checkpoint") or {}), "skippedCorrupt": skipped}
+            skipped_events.append(
+                Event(
+                    "Warning",
+                    "CheckpointSkipped",
+                    f"{skipped - known} checkpoint(s) failed verification and were set aside (.bad-ckpt-*); "
+                    "the run resumed from the newest one that verified. See the rank-0 pod's log.",
+                )
+            )
 
     if phase_now in TERMINAL:
         conclusion = _terminal_conclusion(current)
@@ -295,10 +309,13 @@ def plan(
                 if result.metrics is not None:
                     desired["metrics"] = result.metrics.model_dump(by_alias=True, exclude_none=True)
                 if result.checkpoint is not None:
+                    skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
                     desired["checkpoint"] = {
                         **result.checkpoint.model_dump(by_alias=True, exclude_none=True),
                         "time": status.format_time(now),
                     }
+                    if skipped_so_far:
+                        desired["checkpoint"]["skippedCorrupt"] = skipped_so_far
                 prog = dict(desired.get("progress") or {})
                 if result.steps is not None:
                     prog["step"] = prog["totalSteps"] = result.steps
@@ -422,7 +439,7 @@ def plan(
     )
     if generation is not None:
         desired["observedGeneration"] = generation
-    events = []
+    events = list(skipped_events)
     if (phase_now, _ready_reason(current)) != (phase, conclusion.reason):
         kind = (
             "Warning"
