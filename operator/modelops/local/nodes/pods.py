@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib.util
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +40,25 @@ from modelops.local.nodes.probes import run_probe
 from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduling import pod_requests
 from modelops.local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
+
+
+def _image_paths() -> str:
+    """What the project's images hold on this machine: the Python environment and our packages' sources.
+
+    A container's volumes never hide its image, but here the "image" is this machine's files: with the
+    checkout (an editable install) or the venv under /tmp, an emptyDir at /tmp would otherwise hide
+    `modelops` itself from the pod's interpreter. pathmap leaves these prefixes alone.
+    """
+    paths = [sys.prefix]
+    for package in ("modelops", "modelops_worker"):
+        spec = importlib.util.find_spec(package)  # no import: the worker package pulls in torch
+        if spec is not None and spec.origin:
+            paths.append(str(Path(spec.origin).resolve().parent.parent))
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
+IMAGE_PATHS = _image_paths()
+
 
 if TYPE_CHECKING:
     from modelops.local.nodes.kubelet import Kubelet
@@ -583,6 +604,7 @@ class PodWorker:
             "MODELOPS_LOCAL_HOSTS": str(self.k.cluster.hosts_path),
             "MODELOPS_LOCAL_ROOT": str(self.dir / "rootfs"),
             "MODELOPS_LOCAL_MOUNTS": containers.mounts_json(mounts),
+            "MODELOPS_LOCAL_PASSTHROUGH": IMAGE_PATHS,
             "MODELOPS_TERMINATION_MESSAGE_PATH": str(term_file),
             "MODELOPS_TERMINATION_MESSAGE_FROM": term_from,
         }
