@@ -56,6 +56,6 @@ def test_the_project_stays_importable_under_a_volume_over_its_parent(tmp_path: P
 def test_without_the_image_paths_the_volume_would_hide_it(tmp_path: Path) -> None:
     # Shows the test above can fail: the mount really does cover the sources.
     done = _import_modelops_in_a_pod(tmp_path, "")
-    if str(SOURCE_ROOT).startswith(sys.prefix) or any(str(SOURCE_ROOT).startswith(p) for p in sys.path if p):
+    if str(SOURCE_ROOT).startswith(sys.prefix):
         pytest.skip("a non-editable install lives on sys.path, which pathmap always passes through")
     assert done.returncode != 0 and "No module named 'modelops'" in done.stderr
