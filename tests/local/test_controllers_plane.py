@@ -440,8 +440,11 @@ def test_hpa_scales_out_and_back_in_on_a_pod_metric(plane: Plane, tmp_path: Path
     wait_for(
         "scale out to 3", lambda: plane.obj("apps/v1", "deployments", ns, "api")["spec"]["replicas"] == 3
     )
-    status = hpa_status()
-    assert status["desiredReplicas"] == 3 and status.get("lastScaleTime")
+    # The controller scales first and records it in the HPA's status right after: wait for both.
+    status = wait_for(
+        "the HPA status to record the scale",
+        lambda: (s := hpa_status()).get("desiredReplicas") == 3 and s.get("lastScaleTime") and s,
+    )
     limited = next(c for c in status["conditions"] if c["type"] == "ScalingLimited")
     assert (limited["status"], limited["reason"]) == ("True", "TooManyReplicas"), (
         "40/10 asks for 4, more than max 3"
