@@ -15,7 +15,8 @@ from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.runconfig import TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.controllers import reconcile
-from modelops.controllers.handlers import Cluster, model_version_for, reconcile_object
+from modelops.controllers.cluster import Cluster
+from modelops.controllers.handlers import model_version_for, reconcile_object
 from modelops.controllers.metrics import OperatorMetrics
 from modelops.controllers.trainingjob import Plan
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from modelops.api.alerting import ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     ApiModel,
@@ -203,6 +204,9 @@ class InferenceServiceSpec(ApiModel):
     auth: Auth | None = Field(default=None, description="Require bearer tokens.")
     traffic_routing: TrafficRouting = Field(
         default_factory=TrafficRouting, description="How traffic is split."
+    )
+    alerts: ServingAlerts = Field(
+        default_factory=ServingAlerts, description="Alert rules and their thresholds."
     )
     quantization: Literal["none", "int8"] = Field(
         default="none", description="int8 applies dynamic quantization to Linear layers for CPU serving."

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from modelops.api.backup import BackupPolicy, BackupStatus
 from modelops.api.common import (
     CONDITIONS_FIELD,
     FREE_FORM_OBJECT,
@@ -125,6 +126,7 @@ class ModelVersionSpec(ApiModel):
         description="Expected sha256 of the artifact; verification fails when it differs.",
     )
     promotion: Promotion = Field(default_factory=Promotion, description="Aliases asked for and their gates.")
+    backup: BackupPolicy | None = Field(default=None, description="Scheduled backups of the artifact.")
 
 
 class Artifact(ApiModel):
@@ -205,6 +207,7 @@ class ModelVersionStatus(ApiModel):
         default_factory=list,
         description="InferenceServices serving this version; it cannot be deleted meanwhile.",
     )
+    backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
 
 
 # Verification pins what the version is: after status.artifact.verifiedAt is set, these fields hold.

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from modelops.api.alerting import TrainingAlerts
+from modelops.api.backup import BackupPolicy, BackupStatus
 from modelops.api.common import (
     CONDITIONS_FIELD,
     FREE_FORM_OBJECT,
@@ -348,6 +350,12 @@ class TrainingJobSpec(ApiModel):
         json_schema_extra=immutable("spec.precision", "create a new TrainingJob to change it"),
     )
     checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="Checkpoint interval and storage.")
+    backup: BackupPolicy | None = Field(
+        default=None, description="Scheduled backups of the checkpoint claim."
+    )
+    alerts: TrainingAlerts = Field(
+        default_factory=TrainingAlerts, description="Alert rules and their thresholds."
+    )
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries, deadlines, suspension.")
     data_validation: DataValidation = Field(
         default_factory=DataValidation, description="Checks of the data before the first step."
@@ -427,6 +435,7 @@ class TrainingJobStatus(ApiModel):
     checkpoint: CheckpointStatus | None = Field(default=None, description="Latest valid checkpoint.")
     model_version: str | None = Field(default=None, description="Name of the ModelVersion created.")
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
+    backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
 
 
 class TrainingJob(ApiModel):

@@ -8,24 +8,29 @@ has no side effects and a test can build an operator of its own.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
-import os
 import socket
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import kopf
-import kubernetes
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelops import API_VERSION, GROUP, VERSION, status
-from modelops.api.runconfig import DEFAULT_METRICS_PORT
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as tj_builders
-from modelops.controllers import login, reconcile, trainingjob
+from modelops.controllers import (
+    alerting_handlers,
+    backup_handlers,
+    inferenceservice,
+    inferenceservice_handlers,
+    login,
+    modelversion,
+    modelversion_handlers,
+    reconcile,
+    trainingjob,
+)
 from modelops.controllers import settings as operator_settings
+from modelops.controllers.cluster import Cluster
 from modelops.controllers.metrics import OperatorMetrics
 
 LOGIN_RETRY_DELAY = 5.0
@@ -63,12 +68,21 @@ def register(
         for plural, logic in kinds:
             metrics.track_objects(logic.kind, kwargs[phase_index_id(plural)])
 
+    cluster = Cluster(kubeconfig)
     for plural, logic in kinds:
         if logic.kind == trainingjob.KIND:
-            _register_trainingjob(registry, plural, logic, metrics, Cluster(kubeconfig))
+            _register_trainingjob(registry, plural, logic, metrics, cluster)
+        elif logic.kind == modelversion.KIND:
+            modelversion_handlers.register(registry, plural, logic, metrics, cluster)
+        elif logic.kind == inferenceservice.KIND:
+            inferenceservice_handlers.register(registry, plural, logic, metrics, cluster)
         else:
-            _register_kind(registry, plural, logic, metrics)
+            register_kind(registry, plural, logic, metrics)
         _register_index(registry, plural)
+    # Cross-cutting children of all kinds, each in its own handlers (their own ids), so they never
+    # stand in the way of a kind's reconcile.
+    alerting_handlers.register(registry, kinds, metrics, cluster)
+    backup_handlers.register(registry, kinds, metrics, cluster)
 
 
 def _register_index(registry: kopf.OperatorRegistry, plural: str) -> None:
@@ -77,7 +91,7 @@ def _register_index(registry: kopf.OperatorRegistry, plural: str) -> None:
         return {str(body.get("status", {}).get("phase") or "Unknown"): str(body.metadata.uid)}
 
 
-def _register_kind(
+def register_kind(
     registry: kopf.OperatorRegistry, plural: str, logic: reconcile.KindLogic[Any], metrics: OperatorMetrics
 ) -> None:
     @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
@@ -128,122 +142,6 @@ def reconcile_object(
 
 # How often a job's pods and progress are looked at; status is written only when it changed.
 TRAINING_SYNC_INTERVAL = 3.0
-SCRAPE_TIMEOUT = 2.0
-
-
-def _path(value: Any) -> str | None:
-    return None if value is None else str(os.fsdecode(value))
-
-
-class Cluster:
-    """The few API calls of the TrainingJob controller, through the kubernetes client.
-
-    Built from the same credentials as kopf's login (`login.connection_info`), so the operator talks
-    to one cluster whichever way it found it. Every call here has its rule in `permissions`.
-    """
-
-    def __init__(self, kubeconfig: str | None) -> None:
-        self._kubeconfig = kubeconfig
-        self._client: Any = None
-
-    def _api(self) -> Any:
-        if self._client is None:
-            info = login.connection_info(self._kubeconfig)
-            config = kubernetes.client.Configuration()
-            config.host = info.server
-            config.ssl_ca_cert = _path(info.ca_path)
-            config.verify_ssl = not info.insecure
-            config.cert_file = _path(info.certificate_path)
-            config.key_file = _path(info.private_key_path)
-            if info.token:
-                config.api_key = {"authorization": f"{info.scheme or 'Bearer'} {info.token}"}
-            if info.username:
-                config.username, config.password = info.username, info.password or ""
-            self._client = kubernetes.client.ApiClient(config)
-        return self._client
-
-    def _do(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """One request through a typed client method; the raw JSON answer.
-
-        A 401 drops the client so the next call logs in again (a rotated service-account token).
-        """
-        try:
-            response = call(*args, _preload_content=False, **kwargs)
-        except kubernetes.client.ApiException as error:
-            if error.status == 401:
-                self._client = None
-            raise
-        return json.loads(response.data or b"null")
-
-    def _core(self) -> Any:
-        return kubernetes.client.CoreV1Api(self._api())
-
-    def _custom(self) -> Any:
-        return kubernetes.client.CustomObjectsApi(self._api())
-
-    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        answer = self._do(
-            self._core().list_namespaced_pod, namespace, label_selector=f"{tj_builders.LABEL_JOB}={job}"
-        )
-        return list(answer.get("items") or [])
-
-    def create(self, obj: Mapping[str, Any], *, patch_existing: bool = False) -> None:
-        """Create; an object that already exists (a restart of the operator, a race) is fine.
-
-        With `patch_existing`, the existing object is patched to the desired labels and spec
-        (only for the Service: a pod's or a claim's spec cannot change in place).
-        """
-        namespace, name, kind = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["kind"]
-        body = dict(obj)
-        try:
-            if kind == "Pod":
-                self._do(self._core().create_namespaced_pod, namespace, body)
-            elif kind == "Service":
-                self._do(self._core().create_namespaced_service, namespace, body)
-            elif kind == "PersistentVolumeClaim":
-                self._do(self._core().create_namespaced_persistent_volume_claim, namespace, body)
-            else:
-                self._do(
-                    self._custom().create_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "modelversions",
-                    body,
-                )
-        except kubernetes.client.ApiException as error:
-            if error.status != 409:
-                raise
-            if patch_existing and kind == "Service":
-                patch = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
-                self._do(self._core().patch_namespaced_service, name, namespace, patch)
-
-    def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            self._do(self._core().delete_namespaced_pod, name, namespace)
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
-
-    def list_model_versions(self, namespace: str) -> list[dict[str, Any]]:
-        answer = self._do(
-            self._custom().list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions"
-        )
-        return list(answer.get("items") or [])
-
-    def scrape(self, ip: str, port: int = DEFAULT_METRICS_PORT) -> dict[str, float] | None:
-        """The worker's training series, or None when the endpoint does not answer (yet)."""
-        try:
-            with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=SCRAPE_TIMEOUT) as response:
-                text = response.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return None
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name.startswith("modelops_training_") and not sample.labels:
-                    values[sample.name] = float(sample.value)
-        return values
 
 
 def model_version_for(
