@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
+from modelops.api.common import ApiModel, Timestamp
+
 BackupMethod = Literal["copy", "volumeSnapshot"]
 
 
 def _copy_only() -> list[BackupMethod]:
     return ["copy"]
-
-
-from pydantic import Field
-
-from modelops.api.common import ApiModel, Timestamp
 
 
 class BackupPolicy(ApiModel):
