@@ -9,10 +9,7 @@ the validation accuracy in the status, the ModelVersion it registered, and the t
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,46 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from localplane import Plane
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 
 pytestmark = pytest.mark.e2e
-
-
-class Plane:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.env = {**os.environ, "KUBECONFIG": str(directory / "kubeconfig")}
-
-    def modelops(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "modelops", *args],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=self.env,
-        )
-        if check and done.returncode != 0:
-            pytest.fail(f"modelops {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
-        done = subprocess.run(
-            [str(KUBECTL), *args], input=input, capture_output=True, text=True, timeout=timeout, env=self.env
-        )
-        if done.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}\n{self.logs()}")
-        return done.stdout
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted((self.dir / "logs").glob("*.log"))
-        )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""`modelops local up` driven as a user drives it: the modelops CLI and the real kubectl, by kubeconfig.
+
+Shared by the end-to-end tests of every kind; a test module starts one plane per module:
+
+    @pytest.fixture(scope="module")
+    def plane(tmp_path_factory):
+        lp = Plane(tmp_path_factory.mktemp("x") / "plane")
+        lp.modelops("local", "up", "--dir", str(lp.dir))
+        yield lp
+        lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+
+
+class Plane:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.env = {**os.environ, "KUBECONFIG": str(directory / "kubeconfig")}
+
+    def modelops(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelops", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=self.env,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(f"modelops {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        done = subprocess.run(
+            [str(KUBECTL), *args], input=input, capture_output=True, text=True, timeout=timeout, env=self.env
+        )
+        if done.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}\n{self.logs()}")
+        return done.stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted((self.dir / "logs").glob("*.log"))
+        )
