@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.backup import BackupPolicy, BackupStatus
+from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
     FREE_FORM_OBJECT,
@@ -127,6 +127,12 @@ class ModelVersionSpec(ApiModel):
     )
     promotion: Promotion = Field(default_factory=Promotion, description="Aliases asked for and their gates.")
     backup: BackupPolicy | None = Field(default=None, description="Scheduled backups of the artifact.")
+    restore_from: RestoreSource | None = Field(
+        default=None,
+        description="Restore the artifact: a copy backup is verified against its manifest and copied back to "
+        "the artifact's place; a VolumeSnapshot becomes a new claim <name>-restore. Either way the "
+        "artifact's sha256 must match before the restore succeeds (see status.backup.restore).",
+    )
 
 
 class Artifact(ApiModel):

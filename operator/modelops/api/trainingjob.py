@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from modelops.api.alerting import TrainingAlerts
-from modelops.api.backup import BackupPolicy, BackupStatus
+from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
     FREE_FORM_OBJECT,
@@ -204,6 +204,17 @@ class CheckpointStorage(ApiModel):
 class Checkpoint(ApiModel):
     """Checkpointing: written atomically with a sha256 manifest; a bad one is never loaded."""
 
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.restoreFrom) || !has(self.restoreFrom.volumeSnapshot) || "
+                "!has(self.storage.existingClaim)",
+                "spec.checkpoint.restoreFrom.volumeSnapshot needs a claim the operator creates: drop "
+                "spec.checkpoint.storage.existingClaim",
+            )
+        )
+    )
+
     interval_steps: int | None = Field(default=None, ge=1, description="Checkpoint every N optimizer steps.")
     interval_seconds: int = Field(
         default=60,
@@ -216,6 +227,13 @@ class Checkpoint(ApiModel):
         default_factory=CheckpointStorage,
         description="The claim checkpoints are written to.",
         json_schema_extra=immutable("spec.checkpoint.storage", "checkpoints already live on that claim"),
+    )
+    restore_from: RestoreSource | None = Field(
+        default=None,
+        description="Start from a backup: a copy backup is verified against its sha256 manifest and copied "
+        "into an empty checkpoint claim before training; a VolumeSnapshot becomes the new claim's "
+        "dataSource. Each checkpoint's own manifest is verified before it is loaded.",
+        json_schema_extra=immutable("spec.checkpoint.restoreFrom", "the claim was already restored"),
     )
 
 
