@@ -105,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument(
         "--format", choices=["torchscript", "state_dict"], help="expected format (default: detect)"
     )
+    from modelops_worker import backup as backup_cli
+
+    backup_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     _setup_logging()
     if args.command == "train":
         return train()
+    if args.command in backup_cli.COMMANDS:
+        return backup_cli.run(args)
     return verify(args)
 
 
