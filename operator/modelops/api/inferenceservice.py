@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.alerting import ServingAlerts
+from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     ApiModel,
@@ -127,7 +127,12 @@ class Canary(ApiModel):
         )
     )
 
-    model_ref: ModelRef = Field(description="The version under test.")
+    model_ref: ModelRef | None = Field(
+        default=None,
+        description="The version under test. Leave it out to roll out every new target of spec.modelRef "
+        "(an alias that moved, or an edited version) as a canary with this analysis instead of a rolling "
+        "update.",
+    )
     traffic_percent: int | None = Field(
         default=None, ge=0, le=100, description="A fixed share of traffic for the canary (default 10)."
     )
@@ -186,7 +191,7 @@ class InferenceServiceSpec(ApiModel):
                 "spec.minReplicas must not exceed spec.maxReplicas",
             ),
             (
-                "!has(self.canary) || self.canary.modelRef != self.modelRef",
+                "!has(self.canary) || !has(self.canary.modelRef) || self.canary.modelRef != self.modelRef",
                 "spec.canary.modelRef must differ from spec.modelRef",
             ),
         )
@@ -225,6 +230,10 @@ class ServedVersion(ApiModel):
 class AnalysisStatus(ApiModel):
     """The canary's latest analysis."""
 
+    result: Literal["Passed", "Failed", "Inconclusive"] | None = Field(
+        default=None, description="Verdict of the latest analysis."
+    )
+    message: str = Field(default="", description="Why, for humans.")
     success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
     p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
     requests: int | None = Field(default=None, description="Requests in the interval.")
@@ -253,10 +262,23 @@ class RolloutRecord(ApiModel):
     version: int | None = Field(default=None, description="Its version number.")
     start_time: Timestamp = Field(description="When the rollout began.")
     end_time: Timestamp | None = Field(default=None, description="When it ended.")
-    outcome: Literal["InProgress", "Promoted", "RolledBack", "Superseded"] = Field(
-        description="How it ended."
+    outcome: Literal["InProgress", "Deployed", "Promoted", "RolledBack", "Superseded"] = Field(
+        description="InProgress (a canary under analysis), Deployed (a rolling update or the first "
+        "deployment), Promoted, RolledBack or Superseded (replaced before it ended)."
     )
     reason: str = Field(default="", description="Why, for humans.")
+    trigger: Literal["modelRef", "alias", "canary"] | None = Field(
+        default=None,
+        description="What started it: an edit of spec.modelRef, an alias that moved, or spec.canary.",
+    )
+    replaced: str | None = Field(
+        default=None, description="The ModelVersion the stable Deployment served before."
+    )
+    canary_digest: str | None = Field(
+        default=None,
+        description="Digest of spec.canary when the canary started: a rolled-back canary stays rolled "
+        "back until spec.canary changes.",
+    )
 
 
 class InferenceServiceStatus(ApiModel):
@@ -282,6 +304,7 @@ class InferenceServiceStatus(ApiModel):
     rollout_history: list[RolloutRecord] = Field(
         default_factory=list, description="Rollouts, oldest first (the last 20)."
     )
+    alerting: AlertingStatus | None = Field(default=None, description="Where the alert rules live.")
 
 
 class InferenceService(ApiModel):

@@ -1,17 +1,175 @@
-"""The kopf registrations of the inferenceservice controller (its own module, so its owner edits only this file).
+"""The kopf registrations of the InferenceService controller, and the API calls its decisions need.
 
-Until the controller is built, the kind is reconciled by the generic spec check of `handlers`.
+One `sync` does everything for an object: list its ModelVersions, Deployments and pods, scrape the
+canary's pods when an analysis is due, let `inferenceservice.plan` decide, server-side apply the
+children whose desired form changed, delete those no longer wanted, write the status, post the
+events. It runs on every change of the object and on a timer (pods, ModelVersions and aliases change
+without any change to the InferenceService).
+
+The counters of the last analysis live in memory: after an operator restart a canary pod's counters
+count from zero again, which only widens the first interval (the pod's requests all belong to the
+canary anyway).
 """
 
 from __future__ import annotations
 
+import datetime
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from modelops import API_VERSION, GROUP, VERSION, status
+from modelops.api.inferenceservice import InferenceServiceSpec
+from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
+from modelops.builders import inferenceservice as builders
+from modelops.controllers import inferenceservice as logic_isvc
 from modelops.controllers import reconcile
-from modelops.controllers.cluster import Cluster
+from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
+
+SYNC_INTERVAL = 3.0
+SCRAPE_TIMEOUT = 2.0
+GATEWAY_RECHECK_SECONDS = 60.0
+
+# (apiVersion, plural) of each kind of child, by kind.
+CHILDREN = {
+    "Deployment": ("apps/v1", "deployments"),
+    "Service": ("v1", "services"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
+    "HTTPRoute": (builders.GATEWAY_API_VERSION, "httproutes"),
+}
+
+
+class _State:
+    """What the controller remembers between syncs: canary counters, whether Gateway API exists."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.baselines: dict[str, dict[str, logic_isvc.Counters]] = {}
+        self.gateway: tuple[float, bool] | None = None
+
+
+def gateway_api_installed(cluster: Cluster, state: _State) -> bool:
+    now = time.monotonic()
+    if state.gateway is not None and now - state.gateway[0] < GATEWAY_RECHECK_SECONDS:
+        return state.gateway[1]
+    found = cluster.get(f"/apis/{builders.GATEWAY_API_VERSION}")
+    installed = bool(found) and any(
+        r.get("name") == "httproutes" for r in (found or {}).get("resources") or ()
+    )
+    state.gateway = (now, installed)
+    return installed
+
+
+def scrape_text(ip: str) -> str | None:
+    try:
+        with urllib.request.urlopen(
+            f"http://{ip}:{SERVE_PORT}{PATH_METRICS}", timeout=SCRAPE_TIMEOUT
+        ) as resp:
+            return str(resp.read().decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return None
+
+
+def sync(
+    cluster: Cluster,
+    state: _State,
+    logic: reconcile.KindLogic[Any],
+    metrics: OperatorMetrics,
+    *,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    retry: int,
+    post: Any,
+) -> None:
+    from modelops.controllers import handlers
+
+    if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
+        handlers.reconcile_object(
+            logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post
+        )
+        return
+    spec = InferenceServiceSpec.model_validate(dict(body.get("spec") or {}))
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    current: Mapping[str, Any] = body.get("status") or {}
+    selector = f"{builders.LABEL_ISVC}={name}"
+    now = datetime.datetime.now(datetime.UTC)
+    with metrics.timed(logic.kind):
+        try:
+            mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
+            tg = logic_isvc.targets(spec, current, mvs)
+            observed: dict[str, list[dict[str, Any]]] = {}
+            for kind, (api_version, plural) in CHILDREN.items():
+                if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
+                    observed[kind] = []
+                    continue
+                items = cluster.list_items(
+                    resource_path(api_version, plural, namespace), label_selector=selector
+                )
+                for item in items:
+                    item["kind"] = kind
+                # Our children only: a user's object that happens to carry the label is left alone.
+                observed[kind] = [i for i in items if _owned_by(i, uid)]
+            pods = [
+                logic_isvc.view(p)
+                for p in cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
+            ]
+            verdict = None
+            if spec.canary is not None and logic_isvc.analysis_due(spec, current, tg, now):
+                scraped = {
+                    p.name: scrape_text(p.ip) for p in pods if p.track == builders.CANARY and p.ip and p.ready
+                }
+                with state.lock:
+                    verdict, baseline = logic_isvc.analyse(
+                        spec.canary.analysis, pods, scraped, state.baselines.get(uid)
+                    )
+                    state.baselines[uid] = baseline
+            the_plan = logic_isvc.plan(
+                body,
+                spec,
+                tg,
+                observed["Deployment"],
+                pods,
+                gateway_api=gateway_api_installed(cluster, state),
+                verdict=verdict,
+                now=now,
+            )
+            by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
+            for manifest in the_plan.manifests:
+                kind, child = manifest["kind"], manifest["metadata"]["name"]
+                if logic_isvc.needs_apply(by_key.get((kind, child)), manifest):
+                    api_version, plural = CHILDREN[kind]
+                    cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
+                    logger.info(f"Applied {kind}/{child}.")
+            everything = [o for objs in observed.values() for o in objs]
+            for obj in logic_isvc.stale(everything, the_plan.manifests, the_plan.keep):
+                api_version, plural = CHILDREN[str(obj["kind"])]
+                cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
+                logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")
+            if tg.candidate is None:
+                with state.lock:
+                    state.baselines.pop(uid, None)
+        except Exception as error:
+            delay = handlers.retry_delay(retry)
+            metrics.failed(logic.kind, type(error).__name__)
+            logger.exception(f"InferenceService sync failed ({type(error).__name__}); retry in {delay:.0f}s")
+            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+    for key, value in the_plan.status_patch.items():
+        patch.status[key] = value
+    for event in the_plan.events:
+        post(body, type=event.type, reason=event.reason, message=event.message)
+        logger.info(f"{event.reason}: {event.message}")
+    metrics.reconciled(logic.kind, the_plan.conclusion.state.value.lower())
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or ())
 
 
 def register(
@@ -21,6 +179,51 @@ def register(
     metrics: OperatorMetrics,
     cluster: Cluster,
 ) -> None:
-    from modelops.controllers import handlers
+    state = _State()
 
-    handlers.register_kind(registry, plural, logic, metrics)
+    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
+    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        sync(
+            cluster,
+            state,
+            logic,
+            metrics,
+            body=body,
+            patch=patch,
+            logger=logger,
+            retry=retry,
+            post=kopf.event,
+        )
+
+    # Pods, ModelVersions (aliases) and canary metrics change without any change to the object. A new
+    # generation is the change handler's, so the timer waits until it has been observed.
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        plural,
+        registry=registry,
+        id="sync",
+        interval=SYNC_INTERVAL,
+        initial_delay=SYNC_INTERVAL,
+    )
+    def _sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int = 0, **_: Any) -> None:
+        if (body.get("status") or {}).get("observedGeneration") != body.metadata.get("generation"):
+            return
+        sync(
+            cluster,
+            state,
+            logic,
+            metrics,
+            body=body,
+            patch=patch,
+            logger=logger,
+            retry=retry,
+            post=kopf.event,
+        )
+
+    @kopf.on.delete(GROUP, VERSION, plural, registry=registry, id="forget", optional=True)
+    def _forget(body: kopf.Body, **_: Any) -> None:
+        with state.lock:
+            state.baselines.pop(str(body.metadata.uid), None)

@@ -72,6 +72,46 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["persistentvolumeclaims"],
         "verbs": ["create"],
     },
+    # The alerting controller: each TrainingJob's and InferenceService's rule object, server-side
+    # applied (create and patch) and deleted when alerts are disabled or it moves to the other kind.
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["prometheusrules"],
+        "verbs": ["create", "patch", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["create", "patch", "delete"],
+    },
+    # The InferenceService controller: its children are listed by label, server-side applied (a
+    # PATCH that creates a missing object, so create and patch) and deleted when no longer wanted
+    # (a canary scaled away); services' create and patch are granted above.
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["list", "delete"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["list", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["autoscaling"],
+        "resources": ["horizontalpodautoscalers"],
+        "verbs": ["list", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["list", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes"],
+        "verbs": ["list", "create", "patch", "delete"],
+    },
 ]
 """Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role in each."""
 
