@@ -386,15 +386,15 @@ def test_a_failing_canary_is_rolled_back_and_stays_so_until_the_canary_spec_chan
 def test_an_alias_that_moves_starts_a_canary_when_analysis_is_asked_for() -> None:
     s = spec(modelRef={"model": "digits", "alias": "champion"}, canary={"trafficPercent": 50})
     mvs = [mv(1, aliases=("champion",)), mv(2)]
-    p, st = run(s, mvs, [])
+    _, st = run(s, mvs, [])
     assert st["stable"]["modelVersion"] == "digits-1" and "canary" not in st
     _, st = run(s, mvs, [pod("a")], st)
     moved = [mv(1), mv(2, aliases=("champion",))]
-    p, st = run(s, moved, [pod("a")], st)
+    _, st = run(s, moved, [pod("a")], st)
     assert st["stable"]["modelVersion"] == "digits-1"
     assert st["canary"]["modelVersion"] == "digits-2"
     assert st["rolloutHistory"][-1]["trigger"] == "alias"
-    p, st = run(
+    _, st = run(
         s,
         moved,
         [pod("a"), pod("c", "canary", "digits-2")],
