@@ -44,6 +44,13 @@ METRIC_MODEL_INFO = "modelops_serving_model_info"  # gauge 1, labels: sha256, fo
 REASON_ARTIFACT_NOT_FOUND = "ArtifactNotFound"
 REASON_ARTIFACT_DIGEST_MISMATCH = "ArtifactDigestMismatch"
 REASON_ARTIFACT_LOAD_FAILED = "ArtifactLoadFailed"
+REASON_INVALID_SERVE_CONFIG = "InvalidServeConfig"  # exit 64: MODELOPS_SERVE_CONFIG or auth file wrong
+
+# Output tensors of an infer response (FP32 [n, classes], FP32 [n, classes], INT64 [n]); a request
+# that names no outputs gets logits and predicted_class.
+OUTPUT_LOGITS = "logits"
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_CLASS = "predicted_class"
 
 
 class ServeConfig(ApiModel):

@@ -1,0 +1,206 @@
+"""Adaptive batching: concurrent requests share one forward pass, and memory stays bounded.
+
+Requests queue their samples; one task takes them in arrival order, up to `maxBatchSize` samples, and
+runs the forward pass on a dedicated thread so the event loop keeps parsing and answering while the
+model computes. While a pass runs, the next batch fills by itself.
+
+How long the first request of a batch waits for company is the one real decision:
+
+- not adaptive: up to `maxLatencyMs`, or until the batch is full;
+- adaptive (the default): not at all when it is alone and the recent arrival rate says nobody else
+  will come within `maxLatencyMs` (a lone client pays no batching delay); otherwise about one forward
+  pass (the time that waiting can save), never more than `maxLatencyMs` or the time the batch needs to
+  fill at the observed rate, and less when the requests already being read have all arrived.
+
+The queue is bounded in samples (`maxQueueSize`): a request that would overflow it is refused at once
+with `QueueFull` (HTTP 503), never buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelops.api.inferenceservice import Batching
+
+log = logging.getLogger("modelops_worker.serve")
+
+Array = np.ndarray[Any, np.dtype[np.float32]]
+Forward = Callable[[Array], Array]
+
+# Below this a wait is not worth a timer: the event loop's own latency is of that order.
+_MIN_WAIT_S = 0.0002
+_EMA = 0.2
+
+
+class QueueFull(Exception):
+    """The queue cannot take these samples now; the client should retry later or elsewhere."""
+
+
+class ShuttingDown(Exception):
+    """The batcher stopped taking work (the server is draining)."""
+
+
+@dataclass
+class _Item:
+    batch: Array
+    future: asyncio.Future[Array]
+
+
+class Batcher:
+    """Coalesces submitted sample batches into forward passes of at most `max_batch_size` samples."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        settings: Batching,
+        inflight: Callable[[], int] = lambda: 0,
+        on_batch: Callable[[int], None] = lambda n: None,
+        on_queue: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._forward = forward
+        self.settings = settings
+        self._max_batch = settings.max_batch_size if settings.enabled else 1
+        self._max_wait = settings.max_latency_ms / 1000 if settings.enabled else 0.0
+        self._inflight = inflight
+        self._on_batch = on_batch
+        self._on_queue = on_queue
+        self._pending: deque[_Item] = deque()
+        self._queued = 0  # samples in _pending
+        self._running = 0  # requests in the forward pass now
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelops-forward")
+        self._task: asyncio.Task[None] | None = None
+        # Observations the adaptive wait is sized from.
+        self.forward_seconds = 0.0  # EMA of one pass
+        self._per_sample_gap = 1.0  # EMA of seconds between arriving samples
+        self._last_arrival = time.monotonic()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="modelops-batcher")
+
+    @property
+    def queued_samples(self) -> int:
+        return self._queued
+
+    async def submit(self, batch: Array) -> Array:
+        """The logits of `batch`, computed in some forward pass; raises QueueFull or ShuttingDown."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        n = len(batch)
+        limit = self.settings.max_queue_size
+        if self._queued + n > limit:
+            raise QueueFull(
+                f"the queue holds {self._queued} samples and takes at most {limit} (batching.maxQueueSize); "
+                "retry after a short delay, or scale out"
+            )
+        now = time.monotonic()
+        gap = (now - self._last_arrival) / n
+        self._last_arrival = now
+        self._per_sample_gap += _EMA * (min(gap, 1.0) - self._per_sample_gap)
+        fut: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(batch, fut))
+        self._queued += n
+        self._on_queue(self._queued)
+        self._wakeup.set()
+        return await fut
+
+    def _arrival_rate(self) -> float:
+        """Samples per second recently, decaying while nobody arrives."""
+        since = time.monotonic() - self._last_arrival
+        return 1.0 / max(self._per_sample_gap, since, 1e-6)
+
+    def _coming(self) -> int:
+        """Requests the server is reading that have not reached the queue yet."""
+        return self._inflight() - len(self._pending) - self._running
+
+    def _wait_budget(self) -> float:
+        room = self._max_batch - self._queued
+        if room <= 0 or self._max_wait <= 0:
+            return 0.0
+        if not self.settings.adaptive:
+            return self._max_wait
+        rate = self._arrival_rate()
+        if self._coming() <= 0 and rate * self._max_wait < 1.0:
+            return 0.0  # alone and idle: nobody to wait for
+        budget = min(self._max_wait, room / rate, max(self.forward_seconds, _MIN_WAIT_S))
+        return budget if budget >= _MIN_WAIT_S else 0.0
+
+    async def _collect(self) -> None:
+        """Wait, within the budget, for the batch to fill."""
+        budget = self._wait_budget()
+        if budget <= 0:
+            return
+        deadline = time.monotonic() + budget
+        while self._queued < self._max_batch and not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.settings.adaptive and self._coming() <= 0 and self._arrival_rate() * left < 1.0:
+                return  # everyone being read has arrived and nobody else is due in time
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    def _take(self) -> list[_Item]:
+        items = [self._pending.popleft()]
+        total = len(items[0].batch)
+        while self._pending and total + len(self._pending[0].batch) <= self._max_batch:
+            item = self._pending.popleft()
+            items.append(item)
+            total += len(item.batch)
+        self._queued -= total
+        self._on_queue(self._queued)
+        return items
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._collect()
+            items = self._take()
+            batch = items[0].batch if len(items) == 1 else np.concatenate([i.batch for i in items])
+            self._running = len(items)
+            started = time.monotonic()
+            try:
+                logits = await loop.run_in_executor(self._executor, self._forward, batch)
+            except Exception as exc:
+                log.exception("forward pass of %d samples failed", len(batch))
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            finally:
+                self._running = 0
+            took = time.monotonic() - started
+            self.forward_seconds += _EMA * (took - self.forward_seconds) if self.forward_seconds else took
+            self._on_batch(len(batch))
+            row = 0
+            for item in items:
+                n = len(item.batch)
+                if not item.future.done():
+                    item.future.set_result(logits[row : row + n])
+                row += n
+
+    async def close(self) -> None:
+        """Refuse new work, finish what is queued, stop the thread."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)

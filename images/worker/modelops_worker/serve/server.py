@@ -1,0 +1,327 @@
+"""The HTTP server of `modelops-worker serve`: the Open Inference Protocol v2 REST API on aiohttp.
+
+Life of a process: listen at once (live answers, ready says 503 while loading), verify and load the
+artifact on a thread, then serve. An artifact that is missing, has another sha256 or does not load
+ends the process with exit 65 and its reason in the termination message; it is never ready.
+
+On SIGTERM the server drains: ready turns 503 (the endpoint leaves the Service), the listening socket
+closes, every request already received is answered (a request on a kept-alive connection is still
+served, with `Connection: close`), and the process exits 0 when none is left or after
+`drainSeconds`, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from modelops import __version__
+from modelops.api.serveconfig import PATH_LIVE, PATH_METRICS, PATH_READY, ServeConfig
+from modelops_worker.errors import WorkerError
+from modelops_worker.serve import protocol
+from modelops_worker.serve.auth import TokenFile
+from modelops_worker.serve.batching import Batcher, QueueFull, ShuttingDown
+from modelops_worker.serve.metrics import CONTENT_TYPE, ServeMetrics
+from modelops_worker.serve.model import LoadedModel
+from modelops_worker.serve.protocol import ProtocolError
+
+log = logging.getLogger("modelops_worker.serve")
+
+JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Fault injection for tests only: seconds each forward pass sleeps (a slow model, without one).
+ENV_FAULT_FORWARD_DELAY = "MODELOPS_SERVE_FAULT_FORWARD_DELAY"
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(status, protocol.error_body(message), headers)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 pages as protocol errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason
+        if exc.status == 404:
+            reason = (
+                f"no such endpoint: {request.method} {request.path} (see GET /v2 and /v2/models/{{name}})"
+            )
+        elif exc.status == 405:
+            reason = f"{request.method} is not allowed on {request.path}"
+        return _error(exc.status, reason)
+
+
+class Server:
+    """One model served over OIP v2; `app` is the aiohttp application."""
+
+    def __init__(self, cfg: ServeConfig, tokens: TokenFile | None = None) -> None:
+        self.cfg = cfg
+        self.tokens = tokens
+        self.metrics = ServeMetrics(cfg.model_name, cfg.model_version)
+        self.model: LoadedModel | None = None
+        self.batcher: Batcher | None = None
+        self.state = "loading"  # loading -> ready -> draining
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=[_json_errors])
+        self._routes()
+
+    def _routes(self) -> None:
+        r = self.app.router
+        r.add_get(PATH_LIVE, self.live)
+        r.add_get(PATH_READY, self.ready)
+        r.add_get("/v2", self.server_metadata)
+        r.add_get(PATH_METRICS, self.prometheus)
+        for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            r.add_get(base, self.model_metadata)
+            r.add_get(base + "/ready", self.model_ready)
+            r.add_post(base + "/infer", self.infer)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def serve_model(self, model: LoadedModel) -> None:
+        """Start serving a loaded model (on the event loop)."""
+        self.model = model
+        delay = float(os.environ.get(ENV_FAULT_FORWARD_DELAY) or 0)
+        forward = model.forward
+        if delay > 0:
+
+            def forward(batch: Any, _f: Any = model.forward) -> Any:
+                time.sleep(delay)
+                return _f(batch)
+
+        self.batcher = Batcher(
+            forward,
+            self.cfg.batching,
+            inflight=lambda: self.inflight,
+            on_batch=self.metrics.batch_size.observe,
+            on_queue=self.metrics.queue.set,
+        )
+        self.batcher.start()
+        self.metrics.describe(model.sha256, model.format, self.cfg.quantization)
+        self.state = "ready"
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking work; True when every in-flight request was answered within `timeout`."""
+        self.state = "draining"
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            done = True
+        except TimeoutError:
+            done = False
+        if self.batcher is not None:
+            await self.batcher.close()
+        return done
+
+    # --- health and metadata ---------------------------------------------------------------------
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json(200, b'{"live":true}')
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.state == "ready":
+            return _json(200, b'{"ready":true}')
+        why = "the model is loading" if self.state == "loading" else "the server is shutting down"
+        return _json(503, protocol.dumps({"ready": False, "error": why}))
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        if self.tokens is None or self.tokens.accepts(request.headers.get("Authorization")):
+            return None
+        given = "Authorization" in request.headers
+        return _error(
+            401,
+            "the bearer token is not accepted"
+            if given
+            else "this model needs a bearer token: send Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="modelops"'},
+        )
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        return _json(
+            200,
+            protocol.dumps(
+                {"name": "modelops", "version": __version__, "extensions": ["binary_tensor_data"]}
+            ),
+        )
+
+    def _unknown_model(self, request: web.Request) -> web.Response | None:
+        name = request.match_info["name"]
+        version = request.match_info.get("version")
+        if name != self.cfg.model_name:
+            return _error(
+                404,
+                f"model {name!r} is not served here; this server serves {self.cfg.model_name!r} "
+                f"(POST /v2/models/{self.cfg.model_name}/infer)",
+            )
+        if version is not None and version != self.cfg.model_version:
+            return _error(
+                404,
+                f"model {name!r} has version {self.cfg.model_version} here, not {version!r}; "
+                f"use /v2/models/{name}/versions/{self.cfg.model_version} or leave the version out",
+            )
+        return None
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        if (err := self._unknown_model(request) or self._auth_error(request)) is not None:
+            return err
+        if self.model is None:
+            return _error(503, "the model is loading; retry when GET /v2/health/ready answers 200")
+        meta = self.model.signature.metadata(self.cfg.model_name, self.cfg.model_version, self.model.platform)
+        return _json(200, protocol.dumps(meta))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        if (err := self._unknown_model(request)) is not None:
+            return err
+        ready = self.state == "ready"
+        return _json(200 if ready else 503, protocol.dumps({"name": self.cfg.model_name, "ready": ready}))
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    # --- inference -------------------------------------------------------------------------------
+
+    async def infer(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        self.inflight += 1
+        self._idle.clear()
+        self.metrics.inflight.inc()
+        try:
+            resp = await self._infer(request)
+        except Exception:
+            log.exception("inference request failed")
+            resp = _error(500, "internal error while serving the request; see the server log")
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.dec()
+            if self.inflight == 0:
+                self._idle.set()
+        if self.state == "draining":
+            resp.force_close()  # the client reconnects, to another pod: this one no longer listens
+        self.metrics.observe(resp.status, time.perf_counter() - started)
+        return resp
+
+    async def _infer(self, request: web.Request) -> web.Response:
+        if (err := self._unknown_model(request) or self._auth_error(request)) is not None:
+            return err
+        if self.batcher is None or self.model is None:
+            return _error(
+                503, "the model is loading; retry when GET /v2/health/ready answers 200", {"Retry-After": "1"}
+            )
+        limit = self.cfg.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _error(
+                413,
+                f"the request body has {request.content_length} bytes, over the limit of "
+                f"{limit} (maxBodyBytes); send fewer samples per request",
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(
+                413,
+                f"the request body is over the limit of {limit} bytes (maxBodyBytes); "
+                "send fewer samples per request",
+            )
+        header_length: int | None = None
+        raw_len = request.headers.get(protocol.HEADER_LENGTH)
+        if raw_len is not None:
+            try:
+                header_length = int(raw_len)
+            except ValueError:
+                return _error(400, f"{protocol.HEADER_LENGTH} must be an integer; got {raw_len!r}")
+        try:
+            req = protocol.parse_infer(body, header_length, self.model.signature)
+        except ProtocolError as exc:
+            return _error(exc.status, exc.message)
+        if len(req.batch) > self.cfg.batching.max_queue_size:
+            return _error(
+                413,
+                f"the request has {len(req.batch)} samples, more than this server queues "
+                f"({self.cfg.batching.max_queue_size}, batching.maxQueueSize); split it",
+            )
+        try:
+            logits = await self.batcher.submit(req.batch)
+        except QueueFull as exc:
+            return _error(503, str(exc), {"Retry-After": "1"})
+        except ShuttingDown:
+            return _error(
+                503, "the server is shutting down; retry (another replica will answer)", {"Retry-After": "1"}
+            )
+        tensors = protocol.output_tensors(logits, req.outputs)
+        body_out, head_len = protocol.encode_response(
+            self.cfg.model_name, self.cfg.model_version, req, tensors
+        )
+        headers = {protocol.HEADER_LENGTH: str(head_len)} if head_len is not None else None
+        if head_len is not None:
+            return web.Response(
+                body=body_out, headers={**(headers or {}), "Content-Type": "application/octet-stream"}
+            )
+        return _json(200, body_out)
+
+
+async def run(
+    cfg: ServeConfig, host: str, load: Callable[[ServeConfig], LoadedModel], tokens: TokenFile | None = None
+) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code. Raises WorkerError when the model cannot load."""
+    server = Server(cfg, tokens)
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, cfg.port, reuse_address=True, backlog=1024)
+    await site.start()
+    log.info("listening on %s:%d for model %s version %s", host, cfg.port, cfg.model_name, cfg.model_version)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        loading = loop.run_in_executor(None, load, cfg)
+        stopping = asyncio.ensure_future(stop.wait())
+        either: list[asyncio.Future[Any]] = [loading, stopping]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            log.info("stopped while loading the model")
+            stopping.cancel()
+            return 0
+        try:
+            server.serve_model(loading.result())
+        except WorkerError:
+            stopping.cancel()
+            raise
+        log.info("ready: POST /v2/models/%s/infer", cfg.model_name)
+        await stopping
+        log.info(
+            "SIGTERM: draining up to %.0fs (%d request(s) in flight)", cfg.drain_seconds, server.inflight
+        )
+        server.state = "draining"
+        await site.stop()
+        drained = await server.drain(cfg.drain_seconds)
+        if drained:
+            log.info("drained; exiting")
+        else:
+            log.warning(
+                "%d request(s) still in flight after %.0fs; exiting", server.inflight, cfg.drain_seconds
+            )
+        return 0
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
