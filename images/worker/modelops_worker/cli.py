@@ -108,10 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     from modelops_worker import backup as backup_cli
 
     backup_cli.add_parsers(sub)
+    s = sub.add_parser(
+        "serve", help="serve the model MODELOPS_SERVE_CONFIG describes (Open Inference Protocol v2)"
+    )
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    s.add_argument("--port", type=int, help="port to listen on (default: the configuration's, 8080)")
     args = parser.parse_args(argv)
     _setup_logging()
     if args.command == "train":
         return train()
+    if args.command == "serve":
+        from modelops_worker import serve
+
+        return serve.main(args.host, args.port)
     if args.command in backup_cli.COMMANDS:
         return backup_cli.run(args)
     return verify(args)
