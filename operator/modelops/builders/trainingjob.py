@@ -124,6 +124,14 @@ def checkpoint_pvc(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -
     }
     if storage.storage_class_name:
         pvc_spec["storageClassName"] = storage.storage_class_name
+    restore = spec.checkpoint.restore_from
+    if restore is not None and restore.volume_snapshot is not None:
+        # Provisioned from the snapshot; each checkpoint's manifest is verified before it is loaded.
+        pvc_spec["dataSource"] = {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": restore.volume_snapshot.name,
+        }
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": pvc_spec}
 
 
@@ -203,6 +211,7 @@ def pod(
             container["args"] = list(spec.args)
     else:
         container["command"] = ["modelops-worker", "train"]
+    pod_init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
     ]
@@ -210,6 +219,13 @@ def pod(
     if rank == 0:
         container["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": pvc_name(name, spec)}})
+        restore = spec.checkpoint.restore_from
+        if restore is not None and restore.backup is not None:
+            from modelops.builders import backup as backup_builders  # it imports this module
+
+            init = backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)
+            pod_init = [init]
+            volumes.append(backup_builders.restore_source_volume(restore.backup))
     if spec.dataset is not None and spec.dataset.file is not None:
         container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
         volumes.append(
@@ -240,6 +256,8 @@ def pod(
         "containers": [container],
         "volumes": volumes,
     }
+    if rank == 0 and pod_init:
+        pod_spec["initContainers"] = pod_init
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:

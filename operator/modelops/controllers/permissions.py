@@ -112,6 +112,25 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["httproutes"],
         "verbs": ["list", "create", "patch", "delete"],
     },
+    # The backup controller (controllers/backup_handlers.py): the copy CronJob is read, created,
+    # server-side applied when the policy changed and deleted when copy is dropped; a ModelVersion's
+    # restore is a Job (its pods and the backup runs' pods are listed above, PVCs created above);
+    # VolumeSnapshots are listed, created on the schedule and deleted by retention.
+    {
+        "apiGroups": ["batch"],
+        "resources": ["cronjobs"],
+        "verbs": ["get", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["create"],
+    },
+    {
+        "apiGroups": ["snapshot.storage.k8s.io"],
+        "resources": ["volumesnapshots"],
+        "verbs": ["list", "create", "delete"],
+    },
 ]
 """Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role in each."""
 
