@@ -74,11 +74,33 @@ def test_quickstart_creates_the_cluster_from_kind_config() -> None:
 
 def test_quickstart_builds_and_loads_the_images_the_chart_deploys() -> None:
     tag = CHART_META["appVersion"]
-    expected = {f"{VALUES['image']['repository']}:{tag}", f"{VALUES['workerImage']['repository']}:{tag}"}
+    worker = VALUES["workerImage"]["repository"]
+    # The two images of the chart's defaults, and the CUDA worker of the GPU section.
+    expected = {f"{VALUES['image']['repository']}:{tag}", f"{worker}:{tag}", f"{worker}:{tag}-cuda"}
     builds = starting(QUICKSTART, "docker", "build")
     assert {option(b, "-t") for b in builds} == expected
+    assert {option(b, "-t"): option(b, "-f") for b in builds}[
+        f"{worker}:{tag}-cuda"
+    ] == "images/worker/Dockerfile.cuda"
     loads = starting(QUICKSTART, "kind", "load", "docker-image")
     assert {c[3] for c in loads} == expected
+    # The CUDA image is what the operator is told to use for its pods.
+    upgrades = [c for c in helm_lines(QUICKSTART) if c[1] == "upgrade"]
+    assert [option(c, "--set") for c in upgrades] == [f"workerImage.tag={tag}-cuda"]
+
+
+def test_quickstart_gpu_notes_match_kind_config_and_the_examples() -> None:
+    text = QUICKSTART.read_text()
+    (plugin,) = [c for c in starting(QUICKSTART, "helm", "install") if "charts/modelops" not in c]
+    assert plugin[3] == "nvdp/nvidia-device-plugin"
+    # The device plugin selects nodes by the label kind-config.yaml sets.
+    assert kind_cluster()["nodes"][1]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert 'nvidia.com/gpu.present: "true"' in text
+    (label,) = starting(QUICKSTART, "kubectl", "label", "node")
+    gpu_example = yaml.safe_load((ROOT / "examples" / "trainingjob-distributed-gpu.yaml").read_text())
+    assert label[-1] == f"nvidia.com/gpu.product={gpu_example['spec']['resources']['gpuType']}"
+    applied = [option(c, "-f") for c in starting(QUICKSTART, "kubectl", "apply")]
+    assert all((ROOT / path).exists() for path in applied), applied
 
 
 @pytest.mark.parametrize("doc", [QUICKSTART, INSTALL], ids=lambda p: p.name)
@@ -91,7 +113,12 @@ def test_dockerfiles_the_docs_build_exist(doc: Path) -> None:
 
 
 def helm_lines(doc: Path) -> list[list[str]]:
-    return [c for c in commands(doc) if c[:2] in (["helm", "install"], ["helm", "upgrade"])]
+    """`helm install`/`helm upgrade` of this chart (not of third-party charts such as the device plugin)."""
+    return [
+        c
+        for c in commands(doc)
+        if c[:2] in (["helm", "install"], ["helm", "upgrade"]) and "charts/modelops" in c
+    ]
 
 
 def as_template(command: list[str]) -> list[str]:
@@ -103,7 +130,7 @@ def as_template(command: list[str]) -> list[str]:
         if skip_next:
             skip_next = False
             continue
-        if arg in ("--wait", "--create-namespace", "--atomic"):
+        if arg in ("--wait", "--create-namespace", "--atomic", "--reuse-values"):
             continue
         if arg in ("--values", "-f", "--timeout"):
             skip_next = True  # a file of the reader's own, or a duration: not part of the chart
@@ -140,6 +167,6 @@ def test_objects_the_docs_name_are_the_ones_the_chart_makes(doc: Path) -> None:
 
 
 def test_quickstart_applies_the_quickstart_examples() -> None:
-    (apply,) = starting(QUICKSTART, "kubectl", "apply")
+    apply = starting(QUICKSTART, "kubectl", "apply")[0]
     directory = ROOT / option(apply, "-f")
     assert directory.is_dir() and sorted(directory.glob("*.yaml")), directory
