@@ -24,8 +24,9 @@ if [ "$(cat .venv/.modelops-stamp 2>/dev/null)" != "$want" ]; then
 fi
 
 # Debian packages the demo and tests use: openssl makes the local API server's certificates,
-# lua5.4 runs the Argo CD health checks, wrk is the HTTP client of bench/apiserver_bench.py.
-APT_PACKAGES=(openssl lua5.4 wrk)
+# lua5.4 runs the Argo CD health checks, wrk is the HTTP client of bench/apiserver_bench.py,
+# prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test.
+APT_PACKAGES=(openssl lua5.4 wrk prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

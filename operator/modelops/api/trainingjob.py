@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.alerting import TrainingAlerts
+from modelops.api.alerting import AlertingStatus, TrainingAlerts
 from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
@@ -454,6 +454,7 @@ class TrainingJobStatus(ApiModel):
     model_version: str | None = Field(default=None, description="Name of the ModelVersion created.")
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
     backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
+    alerting: AlertingStatus | None = Field(default=None, description="Where the alert rules live.")
 
 
 class TrainingJob(ApiModel):
