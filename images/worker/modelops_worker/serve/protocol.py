@@ -224,6 +224,13 @@ def _tensor(
 def _from_json(data: Any, where: str, dt: str, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
     if not isinstance(data, list):
         raise ProtocolError(f"{where}.data must be a list (flat or nested); got {type(data).__name__}")
+    if dtype.kind == "f" and data and not isinstance(data[0], bool):
+        # The common case, straight to float32 in C; anything odd takes the careful path below for its
+        # message (JSON booleans deep inside a float tensor are read as 0 and 1, as numpy does).
+        try:
+            return np.array(data, dtype=np.float32)
+        except (ValueError, TypeError):
+            pass
     try:
         arr = np.asarray(data)
     except ValueError:
