@@ -92,8 +92,8 @@ def test_verify_refuses_an_artifact_whose_digest_changed(worker, capsys):
         fh.write(b"\0")
     assert cli.main(["verify", "--artifact", str(art), "--sha256", run.result["artifact"]["sha256"]]) == 65
     verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert verdict["reason"] == "VerificationFailed" and "sha256" in verdict["message"]
-    assert worker.result()["reason"] == "VerificationFailed"
+    assert verdict["reason"] == "ArtifactDigestMismatch" and "sha256" in verdict["message"]
+    assert worker.result()["reason"] == "ArtifactDigestMismatch"
 
 
 def test_gradient_accumulation_makes_fewer_larger_steps(worker):

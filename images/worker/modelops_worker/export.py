@@ -4,6 +4,12 @@ The artifact is self-describing: a TorchScript file carries the model's descript
 `modelops.json`, a state_dict file carries it next to the weights, so `verify` and `serve` need nothing
 but the artifact to rebuild and smoke-test it. The model card (hyperparameters, metrics, dataset
 digest, code version) is written last, so its presence means the artifact it names is complete.
+
+Two identical seeded runs export byte-identical TorchScript, so a digest says "same model": torch
+writes a random `.data/serialization_id` record into every archive (replaced here by one derived from
+the archive's other records), and TorchScript emits a module's constants in the iteration order of a
+Python set of names, which depends on the interpreter's string-hash seed (scripting runs in a child
+interpreter with PYTHONHASHSEED=0 unless this one already has it).
 """
 
 from __future__ import annotations
@@ -12,8 +18,14 @@ import hashlib
 import io
 import json
 import os
+import struct
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +37,7 @@ from modelops.api.trainingjob import ModelSpec
 from modelops_worker import models
 from modelops_worker.checkpoint import write_file_synced
 
+SERIALIZATION_ID = ".data/serialization_id"
 ARTIFACT = "model.pt"
 MODEL_CARD = "model-card.json"
 DESCRIPTION = "modelops.json"
@@ -41,6 +54,90 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _deterministic_id(data: bytes) -> bytes:
+    """The archive with its random serialization_id replaced by a digest of every other record.
+
+    The record is stored uncompressed with a fixed width, so it is rewritten in place (the CRC in the
+    local header and in the central directory too), keeping torch's record alignment intact.
+    """
+    buf = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = [i for i in zf.infolist() if i.filename.endswith(SERIALIZATION_ID)]
+        if len(infos) != 1 or infos[0].compress_type != zipfile.ZIP_STORED:
+            return data
+        info = infos[0]
+        digest = hashlib.sha256()
+        for other in zf.infolist():
+            if other is not info:
+                digest.update(other.filename.encode() + b"\0" + zf.read(other))
+        old = zf.read(info)
+    new = str(int.from_bytes(digest.digest()[:16], "big")).rjust(len(old), "0")[: len(old)].encode()
+    name_len, extra_len = struct.unpack_from("<HH", buf, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    if bytes(buf[start : start + len(old)]) != old:
+        return data
+    buf[start : start + len(old)] = new
+    crc = zlib.crc32(new)
+    struct.pack_into("<I", buf, info.header_offset + 14, crc)
+    # The record's central directory entry: walk the directory from the end-of-directory record.
+    eocd = bytes(buf).rfind(b"PK\x05\x06")
+    if eocd == -1:
+        return data
+    (count,) = struct.unpack_from("<H", buf, eocd + 10)
+    (entry,) = struct.unpack_from("<I", buf, eocd + 16)
+    for _ in range(count):
+        if bytes(buf[entry : entry + 4]) != b"PK\x01\x02":
+            break
+        n, m, k = struct.unpack_from("<HHH", buf, entry + 28)
+        (offset,) = struct.unpack_from("<I", buf, entry + 42)
+        if offset == info.header_offset:
+            struct.pack_into("<I", buf, entry + 16, crc)
+            return bytes(buf)
+        entry += 46 + n + m + k
+    return data
+
+
+def _script(model: nn.Module, desc_json: str) -> bytes:
+    buf = io.BytesIO()
+    # TorchScript is deprecated upstream in favour of torch.export, but it is still the one format
+    # every serving stack loads without the model's Python code; the warning is ours to track.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+        torch.jit.save(scripted, buf, _extra_files={DESCRIPTION: desc_json})
+    return _deterministic_id(buf.getvalue())
+
+
+def _script_child() -> None:
+    """Entry of the child interpreter: argv = model pickle, description file, output file."""
+    model_path, desc_path, out_path = sys.argv[1:4]
+    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    Path(out_path).write_bytes(_script(model, Path(desc_path).read_text()))
+
+
+def scripted_bytes(model: nn.Module, desc_json: str) -> bytes:
+    """The TorchScript archive of `model`, byte-reproducible for equal weights."""
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return _script(model, desc_json)
+    with tempfile.TemporaryDirectory(prefix="modelops-export-") as tmp:
+        model_path, desc_path, out_path = (os.path.join(tmp, n) for n in ("model.pkl", "desc", "out"))
+        torch.save(model, model_path)
+        Path(desc_path).write_text(desc_json)
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        code = "from modelops_worker.export import _script_child; _script_child()"
+        done = subprocess.run(
+            [sys.executable, "-c", code, model_path, desc_path, out_path],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not os.path.exists(out_path):
+            # Never lose a trained model over reproducibility: script it here instead.
+            return _script(model, desc_json)
+        return Path(out_path).read_bytes()
+
+
 def export(
     model: models.Classifier,
     fmt: Literal["torchscript", "state_dict"],
@@ -52,17 +149,12 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     desc_json = json.dumps(description, sort_keys=True)
-    buf = io.BytesIO()
     if fmt == "torchscript":
-        # TorchScript is deprecated upstream in favour of torch.export, but it is still the one format
-        # every serving stack loads without the model's Python code; the warning is ours to track.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            scripted = torch.jit.script(model)
-            torch.jit.save(scripted, buf, _extra_files={DESCRIPTION: desc_json})
+        data = scripted_bytes(model, desc_json)
     else:
+        buf = io.BytesIO()
         torch.save({"stateDict": model.state_dict(), "description": desc_json}, buf)
-    data = buf.getvalue()
+        data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     _atomic_write(out_dir / ARTIFACT, data)
     full_card = {

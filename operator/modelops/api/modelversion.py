@@ -182,6 +182,20 @@ class PromotionEvent(ApiModel):
     message: str = Field(default="", description="Details for humans.")
 
 
+class Verification(ApiModel):
+    """The latest verification run: which request it answers and which pod runs it."""
+
+    request: str = Field(
+        default="",
+        description="The value of the modelops.dev/reverify annotation this run answers (empty: the first "
+        "verification). Set the annotation to a new value to verify again.",
+    )
+    pod: str | None = Field(default=None, description="The verification pod while it runs.")
+    started_at: Timestamp | None = Field(default=None, description="When the run started.")
+    finished_at: Timestamp | None = Field(default=None, description="When the run finished.")
+    reason: str | None = Field(default=None, description="Outcome of the last finished run, e.g. Verified.")
+
+
 class ServedByReference(ApiModel):
     """An InferenceService serving this version."""
 
@@ -208,6 +222,12 @@ class ModelVersionStatus(ApiModel):
     aliases: list[str] = Field(default_factory=list, description="Aliases this version holds now.")
     promotion_history: list[PromotionEvent] = Field(
         default_factory=list, description="Aliases granted, moved away or denied, oldest first."
+    )
+    verification: Verification | None = Field(default=None, description="The latest verification run.")
+    promotion_generation: int | None = Field(
+        default=None,
+        description="The generation whose spec.promotion was last evaluated; aliases are granted or denied "
+        "once per generation, so an alias moved away is not taken back until the spec changes.",
     )
     served_by: list[ServedByReference] = Field(
         default_factory=list,

@@ -166,7 +166,7 @@ def model_version_for(
             return str(mv["metadata"]["name"]), None
     taken_names = {str(mv["metadata"]["name"]) for mv in existing}
     versions = [
-        int((mv.get("spec") or {}).get("version") or 0)
+        int((mv.get("spec") or {}).get("version") or (mv.get("status") or {}).get("version") or 0)
         for mv in existing
         if (mv.get("spec") or {}).get("model") == model
     ]

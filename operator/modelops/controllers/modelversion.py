@@ -1,20 +1,524 @@
-"""Decisions for ModelVersion: what the operator concludes from a parsed spec.
+"""Decisions for ModelVersion: the registry's rules as pure functions of the objects observed.
 
-Artifact verification, lineage and backups come in later issues; until then the operator says
-honestly that it accepted the object and does nothing else.
+The handlers (`modelversion_handlers`) read the ModelVersion, its TrainingJob, its verification pod,
+the other versions of the model and the InferenceServices of the namespace, call these functions and
+write what they return. Everything a user relies on is decided here, so it is tested with plain dicts:
+
+- where the artifact is (a TrainingJob's checkpoint claim, or a `pvc://` URI) and when to verify it;
+- what a finished verification pod means (Ready, or Failed with ArtifactNotFound,
+  ArtifactDigestMismatch, ArtifactLoadFailed);
+- version numbers (given, or the next free one of the model; a duplicate is Stalled);
+- alias grants: gates, mustBeatCurrent, one holder per alias per model, and the history;
+- who serves a version (servedBy) and so whether it may be deleted; retention of old versions.
 """
 
 from __future__ import annotations
 
-from modelops import status
-from modelops.api.modelversion import ModelVersionSpec
+import dataclasses
+import datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from modelops import GROUP, status
+from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
+from modelops.builders.modelversion import Location
 
 KIND = "ModelVersion"
 
+FINALIZER = f"{GROUP}/in-use-protection"
+REVERIFY_ANNOTATION = f"{GROUP}/reverify"
+# The exported artifact inside a TrainingJob's output directory (the worker's export.ARTIFACT).
+TRAINING_OUTPUT_DIR = "output"
+TRAINING_ARTIFACT = "model.pt"
+# History entries kept per version; older ones go first.
+MAX_HISTORY = 50
+
+VERIFIED = "Verified"
+REASON_VERIFIED = "Verified"
+REASON_NOT_FOUND = "ArtifactNotFound"
+REASON_DIGEST_MISMATCH = "ArtifactDigestMismatch"
+REASON_LOAD_FAILED = "ArtifactLoadFailed"
+REASON_VERIFIER_FAILED = "VerificationFailed"
+REASON_DUPLICATE = "DuplicateVersion"
+REASON_UNSUPPORTED_SOURCE = "UnsupportedSource"
+REASON_IN_USE = "InUse"
+
+_WHAT_TO_DO = {
+    REASON_NOT_FOUND: "Check spec.source (the claim and path, or that the TrainingJob's claim still holds "
+    "its output), then set the annotation modelops.dev/reverify to a new value to verify again.",
+    REASON_DIGEST_MISMATCH: "The file is not the one registered: restore it from a backup or register the "
+    "new file as a new ModelVersion; then set the annotation modelops.dev/reverify to a new value.",
+    REASON_LOAD_FAILED: "Check spec.format against the file (torchscript or state_dict exported by "
+    "modelops-worker), or re-export it; then set the annotation modelops.dev/reverify to a new value.",
+    REASON_VERIFIER_FAILED: "Read the verification pod's log (it is kept on failure), then set the annotation "
+    "modelops.dev/reverify to a new value to verify again.",
+}
+
 
 def decide(spec: ModelVersionSpec) -> status.Conclusion:
-    return status.progressing(
-        "Pending",
-        "ModelVersion accepted; the version controller is not implemented yet, so the artifact is not verified.",
-        phase="Pending",
+    """The generic conclusion of a parseable spec (the handlers refine it with what they observe)."""
+    return status.progressing("Pending", "Waiting for the artifact to be verified.", phase="Pending")
+
+
+# -- small readers ------------------------------------------------------------------------------------
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("spec") or {}
+
+
+def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("status") or {}
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    return str(_meta(obj).get("name"))
+
+
+def version_of(obj: Mapping[str, Any]) -> int | None:
+    """The version number of a ModelVersion: given in the spec, else assigned in the status."""
+    v = _spec(obj).get("version") or _status(obj).get("version")
+    return int(v) if v else None
+
+
+def aliases_of(obj: Mapping[str, Any]) -> list[str]:
+    return [str(a) for a in _status(obj).get("aliases") or []]
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    return _status(obj).get("phase") == "Ready"
+
+
+def is_deleting(obj: Mapping[str, Any]) -> bool:
+    return bool(_meta(obj).get("deletionTimestamp"))
+
+
+def same_model(versions: Iterable[Mapping[str, Any]], model: str) -> list[Mapping[str, Any]]:
+    return [v for v in versions if _spec(v).get("model") == model]
+
+
+def _age_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """Older first: creation time, then name (a stable tie-break for objects created in one second)."""
+    return (str(_meta(obj).get("creationTimestamp") or ""), name_of(obj))
+
+
+# -- version numbers ----------------------------------------------------------------------------------
+
+
+def next_version(me: Mapping[str, Any], versions: Iterable[Mapping[str, Any]]) -> int:
+    """The next free number of the model: one more than the highest given or assigned so far."""
+    model = _spec(me).get("model")
+    taken = [version_of(v) or 0 for v in same_model(versions, str(model)) if name_of(v) != name_of(me)]
+    return max(taken, default=0) + 1
+
+
+def duplicate_of(me: Mapping[str, Any], versions: Iterable[Mapping[str, Any]]) -> str | None:
+    """The older ModelVersion with the same model and version number, if any (the later one stalls)."""
+    mine = version_of(me)
+    if mine is None:
+        return None
+    model = str(_spec(me).get("model"))
+    for other in sorted(same_model(versions, model), key=_age_key):
+        if name_of(other) == name_of(me):
+            return None
+        if version_of(other) == mine and not is_deleting(other):
+            return name_of(other)
+    return None
+
+
+# -- where the artifact is ----------------------------------------------------------------------------
+
+
+def parse_pvc_uri(uri: str) -> Location:
+    rest = uri.removeprefix("pvc://")
+    claim, _, path = rest.partition("/")
+    return Location(claim, path)
+
+
+def locate(spec: ModelVersionSpec, job: Mapping[str, Any] | None) -> Location | status.Conclusion:
+    """Where the artifact is, or why it cannot be looked at yet (a conclusion to report)."""
+    src = spec.source
+    if src.uri is not None:
+        if src.uri.startswith("pvc://"):
+            return parse_pvc_uri(src.uri)
+        return status.stalled(
+            REASON_UNSUPPORTED_SOURCE,
+            "spec.source.uri: s3:// artifacts are not verified by this operator version yet; copy the file "
+            "to a PersistentVolumeClaim and register it as pvc://<claim>/<path>.",
+        )
+    assert src.training_job is not None  # the CEL rule and the model require one of the two
+    job_name = src.training_job.name
+    if job is None:
+        return status.progressing(
+            "TrainingJobNotFound",
+            f"Waiting for TrainingJob {job_name} (spec.source.trainingJob.name) to exist.",
+            phase="Pending",
+        )
+    phase = _status(job).get("phase")
+    if phase == "Failed":
+        return status.stalled(
+            "TrainingJobFailed",
+            f"TrainingJob {job_name} failed, so it has no artifact: fix and rerun it, or point "
+            "spec.source at another artifact in a new ModelVersion.",
+        )
+    if phase != "Succeeded":
+        return status.progressing(
+            "WaitingForTrainingJob",
+            f"TrainingJob {job_name} is {phase or 'not started'}; its artifact is verified once it succeeds.",
+            phase="Pending",
+        )
+    jspec = _spec(job)
+    storage = ((jspec.get("checkpoint") or {}).get("storage")) or {}
+    claim = storage.get("existingClaim") or f"{job_name}-checkpoints"
+    return Location(str(claim), f"{TRAINING_OUTPUT_DIR}/{TRAINING_ARTIFACT}")
+
+
+def verification_request(obj: Mapping[str, Any]) -> str:
+    """The re-verification asked for: the annotation's value ('' for the first verification)."""
+    return str((_meta(obj).get("annotations") or {}).get(REVERIFY_ANNOTATION) or "")
+
+
+def needs_verification(obj: Mapping[str, Any]) -> bool:
+    """Never verified, or a new value of the reverify annotation that no run has answered yet."""
+    st = _status(obj)
+    done = st.get("verification") or {}
+    if not done.get("finishedAt"):
+        return True
+    return str(done.get("request") or "") != verification_request(obj)
+
+
+def was_verified(obj: Mapping[str, Any]) -> bool:
+    """Verified before and not found wrong since (a re-verification may be running now)."""
+    return status.is_condition_true(_status(obj).get("conditions"), VERIFIED)
+
+
+def expected_digest(spec: ModelVersionSpec, obj: Mapping[str, Any]) -> str | None:
+    """What the file must hash to: the spec's sha256, else the digest recorded at the last verification."""
+    if spec.sha256:
+        return spec.sha256.lower().removeprefix("sha256:")
+    recorded = (_status(obj).get("artifact") or {}).get("sha256")
+    return str(recorded) if recorded else None
+
+
+# -- the verification pod's answer --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What a finished verification pod said."""
+
+    ok: bool
+    reason: str
+    message: str
+    artifact: dict[str, Any]
+    card: dict[str, Any]
+
+
+def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
+    """The verdict of a finished verification pod; None while it runs."""
+    st = pod.get("status") or {}
+    if st.get("phase") not in ("Succeeded", "Failed"):
+        return None
+    terminated: Mapping[str, Any] = {}
+    for cs in st.get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        break
+    text = str(terminated.get("message") or "")
+    try:
+        result = json.loads(text) if text.strip().startswith("{") else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        tail = " ".join(text.split())[-300:]
+        return Verdict(
+            False,
+            REASON_VERIFIER_FAILED,
+            f"the verification pod ended {st.get('phase')} without a result"
+            + (f": {tail}" if tail else f" ({st.get('reason') or 'no message'})"),
+            {},
+            {},
+        )
+    ok = result.get("status") == "Succeeded" and st.get("phase") == "Succeeded"
+    reason = str(result.get("reason") or (REASON_VERIFIED if ok else REASON_VERIFIER_FAILED))
+    if ok:
+        reason = REASON_VERIFIED
+    elif reason not in _WHAT_TO_DO:
+        reason = REASON_VERIFIER_FAILED
+    return Verdict(
+        ok,
+        reason,
+        str(result.get("message") or ""),
+        dict(result.get("artifact") or {}),
+        dict(result.get("card") or {}),
     )
+
+
+def failure_message(verdict: Verdict) -> str:
+    return f"Verification failed: {verdict.message}. {_WHAT_TO_DO.get(verdict.reason, '')}".strip()
+
+
+def verified_status(
+    verdict: Verdict,
+    location: Location,
+    spec: ModelVersionSpec,
+    job: Mapping[str, Any] | None,
+    *,
+    image: str,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """status.artifact, metrics and lineage after a successful verification."""
+    artifact = {
+        "uri": location.uri,
+        "sha256": verdict.artifact.get("sha256"),
+        "sizeBytes": verdict.artifact.get("sizeBytes"),
+        "format": verdict.artifact.get("format") or spec.format,
+        "verifiedAt": status.format_time(now),
+    }
+    card = verdict.card
+    metrics: dict[str, float] = {}
+    job_metrics = (_status(job).get("metrics") or {}) if job else {}
+    metrics.update({k: float(v) for k, v in job_metrics.items() if isinstance(v, int | float)})
+    metrics.update(
+        {k: float(v) for k, v in (card.get("metrics") or {}).items() if isinstance(v, int | float)}
+    )
+    lineage: dict[str, Any] = {}
+    if job is not None:
+        jspec = _spec(job)
+        lineage["trainingJob"] = name_of(job)
+        lineage["image"] = jspec.get("image") or image
+        if jspec.get("hyperparameters"):
+            lineage["hyperparameters"] = dict(jspec["hyperparameters"])
+        created = _status(job).get("completionTime")
+        if created:
+            lineage["created"] = created
+    elif card.get("trainingJob"):
+        lineage["trainingJob"] = card["trainingJob"]
+    for key in ("datasetDigest", "codeVersion"):
+        if card.get(key):
+            lineage[key] = card[key]
+    if card.get("hyperparameters") and "hyperparameters" not in lineage:
+        lineage["hyperparameters"] = card["hyperparameters"]
+    if card.get("created"):
+        lineage["created"] = card["created"]
+    return {
+        "artifact": {k: v for k, v in artifact.items() if v is not None},
+        "metrics": metrics,
+        "lineage": lineage,
+    }
+
+
+# -- gates and aliases --------------------------------------------------------------------------------
+
+_OPS = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+}
+
+
+def check_gate(gate: MetricGate, metrics: Mapping[str, float]) -> dict[str, Any]:
+    value = metrics.get(gate.metric)
+    passed = value is not None and bool(_OPS[gate.op](float(value), gate.value))
+    result: dict[str, Any] = {"metric": gate.metric, "op": gate.op, "threshold": gate.value, "passed": passed}
+    if value is not None:
+        result["value"] = float(value)
+    return result
+
+
+def beat_current(
+    promotion: Promotion, mine: Mapping[str, float], holder: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The mustBeatCurrent gate as a result: strictly better compareMetric than the alias's holder."""
+    metric = promotion.compare_metric
+    op = ">" if promotion.higher_is_better else "<"
+    value = mine.get(metric)
+    theirs = None if holder is None else (_status(holder).get("metrics") or {}).get(metric)
+    if holder is None or theirs is None:
+        passed = value is not None  # nobody to beat (or a holder without the metric)
+    else:
+        passed = value is not None and bool(_OPS[op](float(value), float(theirs)))
+    result: dict[str, Any] = {"metric": f"{metric} vs current holder", "op": op, "passed": passed}
+    if theirs is not None:
+        result["threshold"] = float(theirs)
+    if value is not None:
+        result["value"] = float(value)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasDecision:
+    """One alias: Granted (moved from `previous`, who must be revoked first), Denied, or Revoked from me."""
+
+    alias: str
+    action: str
+    previous: str | None
+    gates: list[dict[str, Any]]
+    message: str
+
+
+def holder_of(alias: str, versions: Iterable[Mapping[str, Any]], *, besides: str) -> Mapping[str, Any] | None:
+    """The other version of the model holding the alias now (the oldest, should there ever be two)."""
+    holders = [v for v in versions if alias in aliases_of(v) and name_of(v) != besides]
+    return min(holders, key=_age_key) if holders else None
+
+
+def decide_aliases(me: Mapping[str, Any], versions: Sequence[Mapping[str, Any]]) -> list[AliasDecision]:
+    """What to do about each alias the version asks for (or holds but no longer asks for).
+
+    Asked-for aliases are evaluated once per generation of the spec (status.promotionGeneration), only
+    while the version is Ready: so an alias moved to a newer version is not taken back in a loop, and
+    a user re-asks by editing the spec. An alias held but dropped from the spec is given up.
+    """
+    spec = ModelVersionSpec.model_validate(dict(_spec(me)))
+    promotion = spec.promotion
+    st = _status(me)
+    held = aliases_of(me)
+    model_versions = same_model(versions, spec.model)
+    decisions: list[AliasDecision] = []
+    for alias in held:
+        if alias not in promotion.aliases:
+            decisions.append(
+                AliasDecision(alias, "Revoked", None, [], "no longer asked for in spec.promotion.aliases")
+            )
+    generation = _meta(me).get("generation")
+    if not is_ready(me) or is_deleting(me) or st.get("promotionGeneration") == generation:
+        return decisions
+    metrics = {k: float(v) for k, v in (st.get("metrics") or {}).items()}
+    gates = [check_gate(g, metrics) for g in promotion.gates]
+    for alias in promotion.aliases:
+        if alias in held:
+            continue
+        holder = holder_of(alias, model_versions, besides=name_of(me))
+        results = list(gates)
+        if promotion.must_beat_current:
+            results.append(beat_current(promotion, metrics, holder))
+        failed = [r for r in results if not r["passed"]]
+        previous = name_of(holder) if holder is not None else None
+        if failed:
+            what = "; ".join(
+                f"{r['metric']} {r.get('value', 'missing')} is not {r['op']} {r.get('threshold', '')}".strip()
+                for r in failed
+            )
+            decisions.append(AliasDecision(alias, "Denied", previous, results, f"gates failed: {what}"))
+        else:
+            moved = f", moved from {previous}" if previous else ""
+            decisions.append(
+                AliasDecision(
+                    alias, "Granted", previous, results, f"all {len(results)} gate(s) passed{moved}"
+                )
+            )
+    return decisions
+
+
+def history_entry(
+    decision: AliasDecision, now: datetime.datetime, *, action: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "alias": decision.alias,
+        "action": action or decision.action,
+        "time": status.format_time(now),
+        "gates": decision.gates,
+        "message": decision.message,
+    }
+    if decision.previous:
+        entry["previousHolder"] = decision.previous
+    return entry
+
+
+def with_history(obj: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    history = [dict(e) for e in _status(obj).get("promotionHistory") or []]
+    return (history + [dict(e) for e in entries])[-MAX_HISTORY:]
+
+
+def revoke_patch(
+    holder: Mapping[str, Any], alias: str, new_holder: str, now: datetime.datetime
+) -> dict[str, Any]:
+    """The status merge patch that takes an alias from its holder (with its resourceVersion precondition)."""
+    entry = {
+        "alias": alias,
+        "action": "Revoked",
+        "time": status.format_time(now),
+        "message": f"moved to {new_holder}",
+    }
+    return {
+        "metadata": {"resourceVersion": _meta(holder).get("resourceVersion")},
+        "status": {
+            "aliases": [a for a in aliases_of(holder) if a != alias],
+            "promotionHistory": with_history(holder, [entry]),
+        },
+    }
+
+
+# -- who serves it ------------------------------------------------------------------------------------
+
+
+def _refers(ref: Mapping[str, Any] | None, model: str, version: int | None, aliases: Sequence[str]) -> bool:
+    if not ref or ref.get("model") != model:
+        return False
+    if ref.get("version") is not None:
+        return version is not None and int(ref["version"]) == version
+    return ref.get("alias") in aliases
+
+
+def served_by(me: Mapping[str, Any], isvcs: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The InferenceServices of the namespace whose modelRef or canary modelRef resolves to this version.
+
+    Read from their specs (what they ask for) and from their status (what their pods still run, e.g.
+    during a rollout away from this version), so a version is protected as long as either holds.
+    """
+    model = str(_spec(me).get("model"))
+    version = version_of(me)
+    aliases = aliases_of(me)
+    ns = str(_meta(me).get("namespace") or "")
+    out: list[dict[str, str]] = []
+    for isvc in isvcs:
+        spec = _spec(isvc)
+        st = _status(isvc)
+        refs = [spec.get("modelRef"), (spec.get("canary") or {}).get("modelRef")]
+        running = [(st.get("stable") or {}).get("modelVersion"), (st.get("canary") or {}).get("modelVersion")]
+        if any(_refers(r, model, version, aliases) for r in refs) or name_of(me) in running:
+            out.append({"namespace": str(_meta(isvc).get("namespace") or ns), "name": name_of(isvc)})
+    return sorted(out, key=lambda r: (r["namespace"], r["name"]))
+
+
+def deletion_blocked_message(users: Sequence[Mapping[str, str]]) -> str:
+    names = ", ".join(u["name"] for u in users)
+    first = users[0]["name"]
+    return (
+        f"cannot delete: served by InferenceService {names}; remove it from {first} first "
+        "(change its spec.modelRef or delete it), and the deletion completes by itself."
+    )
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+
+def retention_victims(versions: Iterable[Mapping[str, Any]], keep: int) -> list[str]:
+    """Versions to delete so that at most `keep` unaliased versions remain per model.
+
+    Never a version that holds an alias, is served, is being verified or has no number yet; the newest
+    versions are kept.
+    """
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for v in versions:
+        by_model.setdefault(str(_spec(v).get("model")), []).append(v)
+    victims: list[str] = []
+    for group in by_model.values():
+        candidates = [
+            v
+            for v in group
+            if not aliases_of(v)
+            and not _status(v).get("servedBy")
+            and not is_deleting(v)
+            and version_of(v) is not None
+            and _status(v).get("phase") in ("Ready", "Failed")
+        ]
+        candidates.sort(key=lambda v: version_of(v) or 0, reverse=True)
+        victims += [name_of(v) for v in candidates[keep:]]
+    return sorted(victims)
