@@ -435,3 +435,13 @@ def test_applying_again_changes_nothing() -> None:
     assert p.status_patch == {} and p.events == []
     observed = {**p.manifests[0]}
     assert not c.needs_apply(observed, p.manifests[0])
+
+
+def test_a_child_name_taken_by_someone_else_is_left_alone_and_said() -> None:
+    s = spec()
+    tg = c.targets(s, {}, [mv(1)])
+    p = c.plan(body(s), s, tg, [], [], gateway_api=False, verdict=None, now=T0, conflicts=["Service/digits"])
+    assert not any(m["kind"] == "Service" and m["metadata"]["name"] == "digits" for m in p.manifests)
+    ready = next(x for x in p.status_patch["conditions"] if x["type"] == "Ready")
+    assert ready["reason"] == "NameConflict" and "Service/digits" in ready["message"]
+    assert next(x for x in p.status_patch["conditions"] if x["type"] == "Stalled")["status"] == "True"

@@ -157,7 +157,9 @@ def pod_template(
         "image": image or worker_image(),
         "command": ["modelops-worker", "serve"],
         "env": [
-            {"name": ENV_SERVE_CONFIG, "value": config.model_dump_json(by_alias=True, exclude_none=True)}
+            {"name": ENV_SERVE_CONFIG, "value": config.model_dump_json(by_alias=True, exclude_none=True)},
+            # The root filesystem is read-only; scratch files go to the emptyDir at /tmp.
+            {"name": "TMPDIR", "value": "/tmp"},
         ],
         "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),

@@ -563,7 +563,10 @@ def plan(
     verdict: Verdict | None,
     now: datetime.datetime,
     image: str | None = None,
+    conflicts: Sequence[str] = (),
 ) -> Plan:
+    """Everything for one sync. `conflicts` ("Kind/name") are children whose names are taken by objects
+    that are not ours: they are left alone and the object stalls saying so."""
     meta = body.get("metadata") or {}
     name, namespace, uid = str(meta["name"]), str(meta["namespace"]), str(meta["uid"])
     generation = meta.get("generation")
@@ -713,7 +716,11 @@ def plan(
     if stable is not None:
         manifests.append(builders.deployment(name, namespace, uid, spec, stable, STABLE, image=image))
         if candidate is not None:
-            replicas = canary_replicas(canary_percent, stable_size, spec.max_replicas)
+            if gateway:
+                # The route splits exactly; the canary needs capacity for its share only.
+                replicas = max(1, min(spec.max_replicas, math.ceil(stable_size * canary_percent / 100)))
+            else:
+                replicas = canary_replicas(canary_percent, stable_size, spec.max_replicas)
             manifests.append(
                 builders.deployment(
                     name, namespace, uid, spec, candidate, CANARY, replicas=replicas, image=image
@@ -785,6 +792,15 @@ def plan(
     new["trafficSummary"] = f"{100 - canary_share}/{canary_share}"
 
     conclusion = _conclude(spec, tg, stable, stable_pods, ready_target, gateway and not gateway_api)
+    if conflicts:
+        taken = set(conflicts)
+        manifests = [m for m in manifests if f"{m['kind']}/{m['metadata']['name']}" not in taken]
+        conclusion = status.stalled(
+            "NameConflict",
+            f"{', '.join(sorted(taken))} in namespace {namespace} already exist and belong to something else "
+            "(not this InferenceService), so they were left alone. Rename the InferenceService or remove them.",
+            phase="Failed",
+        )
     desired = status.summarize(conclusion, generation=generation, conditions=st.get("conditions"), now=now)
     desired["conditions"] = _canary_condition(
         desired["conditions"],

@@ -141,6 +141,19 @@ def sync(
                 now=now,
             )
             by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
+            conflicts = _conflicts(cluster, namespace, uid, the_plan.manifests, by_key)
+            if conflicts:
+                the_plan = logic_isvc.plan(
+                    body,
+                    spec,
+                    tg,
+                    observed["Deployment"],
+                    pods,
+                    gateway_api=gateway_api_installed(cluster, state),
+                    verdict=verdict,
+                    now=now,
+                    conflicts=conflicts,
+                )
             for manifest in the_plan.manifests:
                 kind, child = manifest["kind"], manifest["metadata"]["name"]
                 if logic_isvc.needs_apply(by_key.get((kind, child)), manifest):
@@ -166,6 +179,27 @@ def sync(
         post(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     metrics.reconciled(logic.kind, the_plan.conclusion.state.value.lower())
+
+
+def _conflicts(
+    cluster: Cluster,
+    namespace: str,
+    uid: str,
+    manifests: list[dict[str, Any]],
+    ours: Mapping[tuple[str, str], Any],
+) -> list[str]:
+    """Children to create whose name is taken by an object that is not ours (e.g. a TrainingJob's
+    Service of the same name): applying over it would take it over, so it is reported instead."""
+    taken = []
+    for manifest in manifests:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if (kind, name) in ours:
+            continue
+        api_version, plural = CHILDREN[kind]
+        existing = cluster.get(resource_path(api_version, plural, namespace, name))
+        if existing is not None and not _owned_by(existing, uid):
+            taken.append(f"{kind}/{name}")
+    return taken
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:

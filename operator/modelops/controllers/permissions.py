@@ -84,33 +84,34 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["configmaps"],
         "verbs": ["create", "patch", "delete"],
     },
-    # The InferenceService controller: its children are listed by label, server-side applied (a
-    # PATCH that creates a missing object, so create and patch) and deleted when no longer wanted
-    # (a canary scaled away); services' create and patch are granted above.
+    # The InferenceService controller: its children are listed by label, read by name before one is
+    # created (a name taken by someone else's object is reported, never taken over), server-side
+    # applied (a PATCH that creates a missing object, so create and patch) and deleted when no
+    # longer wanted (a canary scaled away); services' create and patch are granted above.
     {
         "apiGroups": [""],
         "resources": ["services"],
-        "verbs": ["list", "delete"],
+        "verbs": ["get", "list", "delete"],
     },
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
-        "verbs": ["list", "create", "patch", "delete"],
+        "verbs": ["get", "list", "create", "patch", "delete"],
     },
     {
         "apiGroups": ["autoscaling"],
         "resources": ["horizontalpodautoscalers"],
-        "verbs": ["list", "create", "patch", "delete"],
+        "verbs": ["get", "list", "create", "patch", "delete"],
     },
     {
         "apiGroups": ["policy"],
         "resources": ["poddisruptionbudgets"],
-        "verbs": ["list", "create", "patch", "delete"],
+        "verbs": ["get", "list", "create", "patch", "delete"],
     },
     {
         "apiGroups": ["gateway.networking.k8s.io"],
         "resources": ["httproutes"],
-        "verbs": ["list", "create", "patch", "delete"],
+        "verbs": ["get", "list", "create", "patch", "delete"],
     },
     # The backup controller (controllers/backup_handlers.py): the copy CronJob is read, created,
     # server-side applied when the policy changed and deleted when copy is dropped; a ModelVersion's
