@@ -211,7 +211,7 @@ def test_two_nodes_train_together_through_the_headless_service(plane: Plane) -> 
         name: json.loads(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
         for name, p in pods.items()
     }
-    # One world of two ranks that met at ddp-0.ddp.default.svc.cluster.local; only rank 0 exports.
+    # One world of two ranks that met at ddp-0.ddp-workers.default.svc.cluster.local; only rank 0 exports.
     assert results["ddp-0"]["worldSize"] == 2 and results["ddp-1"]["worldSize"] == 2
     assert "artifact" in results["ddp-0"] and "artifact" not in results["ddp-1"]
     assert st["progress"]["step"] == results["ddp-0"]["steps"]

@@ -80,14 +80,15 @@ def test_one_pod_per_node_wired_for_torchrun_rendezvous() -> None:
         assert env["PET_NNODES"] == "3"
         assert env["PET_NODE_RANK"] == str(rank)
         assert env["PET_NPROC_PER_NODE"] == "2"  # auto: one per GPU
-        assert env["PET_MASTER_ADDR"] == "job-0.job.ns.svc.cluster.local"
-        assert p["spec"]["hostname"] == f"job-{rank}" and p["spec"]["subdomain"] == "job"
+        assert env["PET_MASTER_ADDR"] == "job-0.job-workers.ns.svc.cluster.local"
+        assert p["spec"]["hostname"] == f"job-{rank}" and p["spec"]["subdomain"] == "job-workers"
         assert p["spec"]["restartPolicy"] == "Never"
         assert p["metadata"]["labels"][b.LABEL_JOB] == "job"
         assert p["metadata"]["labels"][b.LABEL_RANK] == str(rank)
         assert p["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     svc = b.headless_service("job", "ns", "uid-1")
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["selector"] == {b.LABEL_JOB: "job"}
+    assert svc["metadata"]["name"] == "job-workers"  # never the name an InferenceService would take
 
 
 def test_run_config_round_trips_and_checkpoints_are_on_the_claim_of_rank_0() -> None:

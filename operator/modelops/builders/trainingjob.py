@@ -49,7 +49,9 @@ def worker_image(environ: Mapping[str, str] | None = None) -> str:
 
 
 def service_name(job: str) -> str:
-    return job
+    """The headless Service of a job's ranks; suffixed so it never takes the name an InferenceService
+    serving the job's model would naturally get (both are Services in one namespace)."""
+    return f"{job}-workers"
 
 
 def pod_name(job: str, rank: int) -> str:
@@ -86,7 +88,7 @@ def is_suspended(spec: TrainingJobSpec) -> bool:
 
 
 def headless_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
-    """The Service whose DNS gives every rank a stable name, `<job>-<rank>.<job>.<ns>.svc`."""
+    """The Service whose DNS gives every rank a stable name, `<job>-<rank>.<job>-workers.<ns>.svc`."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
