@@ -57,7 +57,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "metricRelabelings": [
                     {"action": "drop", "regex": "python_gc_.*", "sourceLabels": ["__name__"]}
                 ],
-            }
+            },
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
         },
         "networkPolicy": {
             "enabled": True,
