@@ -28,7 +28,7 @@ from modelops.controllers.metrics import OperatorMetrics, object_state
 
 # How often each object's rule object is re-applied (and Prometheus Operator looked for again).
 SYNC_INTERVAL = 300.0
-# How long one answer of discovery is trusted: one GET per interval, not one per object.
+# How long discovery's yes is trusted (Prometheus Operator uninstalled is noticed this late).
 DISCOVERY_TTL = 60.0
 RETRY_DELAY = 10.0
 
@@ -38,19 +38,25 @@ def state_index_id(plural: str) -> str:
 
 
 class PrometheusOperatorDiscovery:
-    """Whether the cluster serves monitoring.coreos.com/v1 prometheusrules, looked up at most once a minute."""
+    """Whether the cluster serves monitoring.coreos.com/v1 prometheusrules.
+
+    A yes is trusted for a minute (one GET per minute, not per object); a no is asked again each time
+    (handling cycles are rare), so an object created right after Prometheus Operator is installed
+    already gets a PrometheusRule.
+    """
 
     def __init__(self, cluster: Cluster, ttl: float = DISCOVERY_TTL) -> None:
         self._cluster, self._ttl = cluster, ttl
-        self._answer: tuple[float, bool] | None = None
+        self._seen_at: float | None = None
 
     def present(self) -> bool:
         now = time.monotonic()
-        if self._answer is None or now - self._answer[0] > self._ttl:
-            found = self._cluster.get(f"/apis/{alerts.PROMETHEUS_RULE_API_VERSION}")
-            names = {str(r.get("name")) for r in (found or {}).get("resources") or []}
-            self._answer = (now, alerts.PROMETHEUS_RULE_PLURAL in names)
-        return self._answer[1]
+        if self._seen_at is not None and now - self._seen_at <= self._ttl:
+            return True
+        found = self._cluster.get(f"/apis/{alerts.PROMETHEUS_RULE_API_VERSION}")
+        names = {str(r.get("name")) for r in (found or {}).get("resources") or []}
+        self._seen_at = now if alerts.PROMETHEUS_RULE_PLURAL in names else None
+        return self._seen_at is not None
 
 
 def _rule_path(rule_kind: str, namespace: str, name: str) -> str:
