@@ -1,0 +1,91 @@
+"""Bad ModelVersion specs the API server refuses, each naming the field (beyond the shared list).
+
+Through `modelops.schema`, the validation, defaulting and CEL evaluation the local API server applies,
+so each refusal is what `kubectl apply` prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelops.api import MODELVERSION
+from modelops.api.crdgen import crd
+from modelops.schema import validate_custom_resource
+
+Obj = dict[str, Any]
+SCHEMA: Obj = crd(MODELVERSION)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def mv(**spec: Any) -> Obj:
+    base: Obj = {"model": "digits", "source": {"uri": "pvc://models/digits/model.pt"}}
+    base.update(spec)
+    return {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "digits-1", "namespace": "default"},
+        "spec": {k: v for k, v in base.items() if v is not None},
+    }
+
+
+def errors(obj: Obj) -> list[str]:
+    return [str(e) for e in validate_custom_resource(SCHEMA, obj).errors]
+
+
+BAD: list[tuple[str, Obj, str, str]] = [
+    ("negative version", mv(version=-3), "spec.version", ""),
+    (
+        "gate without a metric",
+        mv(promotion={"gates": [{"metric": "", "value": 0.9}]}),
+        "spec.promotion.gates[0].metric",
+        "",
+    ),
+    (
+        "gate without a threshold",
+        mv(promotion={"gates": [{"metric": "accuracy"}]}),
+        "spec.promotion.gates[0].value",
+        "",
+    ),
+    (
+        "seventeen aliases",
+        mv(promotion={"aliases": [f"a{i}" for i in range(17)]}),
+        "spec.promotion.aliases",
+        "",
+    ),
+    ("empty compare metric", mv(promotion={"compareMetric": ""}), "spec.promotion.compareMetric", ""),
+    ("unknown framework", mv(framework="tensorflow"), "spec.framework", "tensorflow"),
+    ("pvc uri without a path", mv(source={"uri": "pvc://models/"}), "spec.source.uri", ""),
+    ("s3 bucket with capitals", mv(source={"uri": "s3://My-Bucket/m.pt"}), "spec.source.uri", ""),
+    (
+        "training job name not a DNS label",
+        mv(source={"trainingJob": {"name": "Digits_Run"}}),
+        "spec.source.trainingJob.name",
+        "",
+    ),
+    (
+        "credentials for a training job",
+        mv(source={"trainingJob": {"name": "d"}, "credentialsSecret": {"name": "s"}}),
+        "spec.source",
+        "s3://",
+    ),
+    ("sha256 with capitals and a prefix", mv(sha256="sha256:" + "AB" * 32), "spec.sha256", ""),
+    ("description of a book", mv(description="x" * 5000), "spec.description", ""),
+    ("a tag that is not a string", mv(tags={"team": 7}), "spec.tags.team", ""),
+]
+
+
+@pytest.mark.parametrize(("what", "obj", "field", "phrase"), BAD, ids=[b[0] for b in BAD])
+def test_bad_specs_are_refused_naming_the_field(what: str, obj: Obj, field: str, phrase: str) -> None:
+    found = errors(obj)
+    assert found, f"{what}: accepted, but the API server must refuse it"
+    assert any(e.startswith((f"{field}:", f"{field}[")) for e in found), (
+        f"{what}: no error names {field}: {found}"
+    )
+    if phrase:
+        assert any(phrase in e for e in found), f"{what}: no error says {phrase!r}: {found}"
+
+
+def test_the_example_and_a_minimal_training_job_version_are_accepted() -> None:
+    assert errors(mv()) == []
+    assert errors(mv(source={"trainingJob": {"name": "digits"}}, version=4)) == []
