@@ -7,10 +7,13 @@ model computes. While a pass runs, the next batch fills by itself.
 How long the first request of a batch waits for company is the one real decision:
 
 - not adaptive: up to `maxLatencyMs`, or until the batch is full;
-- adaptive (the default): not at all when it is alone and the recent arrival rate says nobody else
-  will come within `maxLatencyMs` (a lone client pays no batching delay); otherwise about one forward
-  pass (the time that waiting can save), never more than `maxLatencyMs` or the time the batch needs to
-  fill at the observed rate, and less when the requests already being read have all arrived.
+- adaptive (the default): for requests the server is already reading, about one forward pass (an
+  average of the observed ones), never more than `maxLatencyMs`. Otherwise only when the observed
+  arrival rate says someone is due within that time, never longer than the batch needs to fill at
+  that rate, and only while such waits keep paying off: closed-loop clients (each sends its next
+  request after the previous answer) never arrive during a wait, so after a few fruitless waits the
+  batcher stops waiting and only probes again now and then. A lone, idle client pays no batching
+  delay at all, and under load the next batch fills by itself while the current pass runs.
 
 The queue is bounded in samples (`maxQueueSize`): a request that would overflow it is refused at once
 with `QueueFull` (HTTP 503), never buffered.
@@ -40,6 +43,8 @@ Forward = Callable[[Array], Array]
 # Below this a wait is not worth a timer: the event loop's own latency is of that order.
 _MIN_WAIT_S = 0.0002
 _EMA = 0.2
+# How fast the batcher tries waiting again after waits stopped paying (about every 10 batches).
+_PROBE = 0.05
 
 
 class QueueFull(Exception):
@@ -85,6 +90,7 @@ class Batcher:
         self.forward_seconds = 0.0  # EMA of one pass
         self._per_sample_gap = 1.0  # EMA of seconds between arriving samples
         self._last_arrival = time.monotonic()
+        self._fruitful = 1.0  # EMA: did waiting recently bring more samples (1) or nobody (0)?
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="modelops-batcher")
@@ -130,10 +136,18 @@ class Batcher:
             return 0.0
         if not self.settings.adaptive:
             return self._max_wait
+        one_pass = max(self.forward_seconds, _MIN_WAIT_S)
+        if self._coming() > 0:
+            # Requests already being read will join: wait for them, about one pass at most.
+            return min(self._max_wait, one_pass)
         rate = self._arrival_rate()
-        if self._coming() <= 0 and rate * self._max_wait < 1.0:
-            return 0.0  # alone and idle: nobody to wait for
-        budget = min(self._max_wait, room / rate, max(self.forward_seconds, _MIN_WAIT_S))
+        if rate * min(self._max_wait, one_pass) < 1.0 or self._fruitful < 0.5:
+            # Alone and idle (nobody due within a pass), or recent waits gained nobody (clients that
+            # send their next request only after this one's answer): go now; the next batch fills
+            # while this one runs.
+            self._fruitful = min(1.0, self._fruitful + _PROBE)
+            return 0.0
+        budget = min(self._max_wait, one_pass, room / rate)
         return budget if budget >= _MIN_WAIT_S else 0.0
 
     async def _collect(self) -> None:
@@ -141,16 +155,18 @@ class Batcher:
         budget = self._wait_budget()
         if budget <= 0:
             return
+        before = self._queued
         deadline = time.monotonic() + budget
         while self._queued < self._max_batch and not self._closing:
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                break
             if self.settings.adaptive and self._coming() <= 0 and self._arrival_rate() * left < 1.0:
-                return  # everyone being read has arrived and nobody else is due in time
+                break  # everyone being read has arrived and nobody else is due in time
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), left)
+        self._fruitful += _EMA * ((1.0 if self._queued > before else 0.0) - self._fruitful)
 
     def _take(self) -> list[_Item]:
         items = [self._pending.popleft()]

@@ -7,6 +7,8 @@ series and the process collector.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
@@ -38,6 +40,7 @@ class ServeMetrics:
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         self.labels = {"model": model, "version": version}
+        self._by_code: dict[int, tuple[Any, Any]] = {}
         self.requests = Counter(
             _strip_total(METRIC_REQUESTS),
             "Inference requests answered, by HTTP status code.",
@@ -75,9 +78,15 @@ class ServeMetrics:
             self.requests.labels(code=code, **self.labels)
 
     def observe(self, code: int, seconds: float) -> None:
-        c = str(code)
-        self.requests.labels(code=c, **self.labels).inc()
-        self.latency.labels(code=c, **self.labels).observe(seconds)
+        children = self._by_code.get(code)
+        if children is None:
+            c = str(code)
+            children = self._by_code[code] = (
+                self.requests.labels(code=c, **self.labels),
+                self.latency.labels(code=c, **self.labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def describe(self, sha256: str, fmt: str, quantization: str) -> None:
         self.model_info.labels(sha256=sha256, format=fmt, quantization=quantization, **self.labels).set(1)

@@ -217,7 +217,7 @@ def _tensor(
     if out.dtype != np.float32:
         out = out.astype(np.float32)
     if not np.isfinite(out).all():
-        raise ProtocolError(f"{where}.data holds NaN or infinite values")
+        raise ProtocolError(f"{where}.data holds NaN, infinite or values beyond float32's range")
     return out
 
 
@@ -228,7 +228,8 @@ def _from_json(data: Any, where: str, dt: str, dtype: np.dtype[Any]) -> np.ndarr
         # The common case, straight to float32 in C; anything odd takes the careful path below for its
         # message (JSON booleans deep inside a float tensor are read as 0 and 1, as numpy does).
         try:
-            return np.array(data, dtype=np.float32)
+            with np.errstate(over="ignore"):  # overflow becomes inf, refused below with its reason
+                return np.array(data, dtype=np.float32)
         except (ValueError, TypeError):
             pass
     try:

@@ -1,0 +1,166 @@
+"""The serving parts that need no server: the wire format and the batcher, with real numpy forwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelops.api.inferenceservice import Batching
+from modelops_worker.serve import protocol
+from modelops_worker.serve.auth import TokenFile
+from modelops_worker.serve.batching import Batcher, QueueFull
+from modelops_worker.serve.protocol import ModelSignature, ProtocolError
+
+SIG = ModelSignature(features=4, classes=3)
+
+
+def body(**tensor: Any) -> bytes:
+    t = {"name": "x", "shape": [2, 4], "datatype": "FP32", "data": list(range(8)), **tensor}
+    return json.dumps({"id": "a", "inputs": [t]}).encode()
+
+
+def test_flat_nested_and_image_shaped_data_read_the_same() -> None:
+    flat = protocol.parse_infer(body(), None, SIG).batch
+    nested = protocol.parse_infer(body(data=[[0, 1, 2, 3], [4, 5, 6, 7]]), None, SIG).batch
+    image = protocol.parse_infer(body(shape=[2, 2, 2]), None, SIG).batch
+    ints = protocol.parse_infer(body(datatype="INT16"), None, SIG).batch
+    for arr in (flat, nested, image, ints):
+        assert arr.dtype == np.float32 and arr.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    one = protocol.parse_infer(body(shape=[4], data=[1, 2, 3, 4]), None, SIG).batch
+    assert one.shape == (1, 4)
+
+
+def test_binary_tensor_in_and_out() -> None:
+    x = np.arange(8, dtype="<f4").reshape(2, 4)
+    head = json.dumps(
+        {
+            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}],
+            "outputs": [{"name": "predicted_class", "parameters": {"binary_data": True}}, {"name": "logits"}],
+        }
+    ).encode()
+    req = protocol.parse_infer(head + x.tobytes(), len(head), SIG)
+    assert req.batch.tolist() == x.tolist() and req.outputs == ("predicted_class", "logits")
+    logits = np.array([[0, 2, 1], [3, 1, 0]], dtype=np.float32)
+    out, head_len = protocol.encode_response("m", "1", req, protocol.output_tensors(logits, req.outputs))
+    assert head_len is not None
+    meta = json.loads(out[:head_len])
+    assert meta["outputs"][0] == {
+        "name": "predicted_class",
+        "shape": [2],
+        "datatype": "INT64",
+        "parameters": {"binary_data_size": 16},
+    }
+    assert np.frombuffer(out[head_len:], dtype="<i8").tolist() == [1, 0]
+    assert meta["outputs"][1]["data"] == [0, 2, 1, 3, 1, 0]
+    with pytest.raises(ProtocolError, match="binary_data_size"):
+        protocol.parse_infer(head + x.tobytes()[:-4], len(head), SIG)
+    with pytest.raises(ProtocolError, match="does not fit a body"):
+        protocol.parse_infer(head, len(head) + 10, SIG)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "says"),
+    [
+        ({"data": [1e39] * 8}, "beyond float32"),
+        ({"datatype": "UINT8", "data": [300] * 8}, "outside the range of UINT8"),
+        ({"datatype": "FP32", "data": [True] * 8}, "booleans"),
+        ({"data": "0,1,2"}, "must be a list"),
+        ({"shape": [2, 4], "data": [[0] * 4, [0] * 4, [0] * 4]}, "needs 8"),
+        ({"shape": [0, 4], "data": []}, "no samples"),
+    ],
+)
+def test_refusals_name_the_field(tensor: dict[str, Any], says: str) -> None:
+    with pytest.raises(ProtocolError, match=says) as exc:
+        protocol.parse_infer(body(**tensor), None, SIG)
+    assert "inputs[0]" in exc.value.message and exc.value.status == 400
+
+
+def test_probabilities_are_a_softmax_and_classes_the_argmax() -> None:
+    logits = np.array([[1000, 0, -1000], [0, 0, 0]], dtype=np.float32)
+    t = protocol.output_tensors(logits, ["probabilities", "predicted_class"])
+    assert np.allclose(t["probabilities"].sum(axis=1), 1) and np.isfinite(t["probabilities"]).all()
+    assert t["predicted_class"].tolist() == [0, 0]
+
+
+def _forward(log: list[int], delay: float = 0.0) -> Any:
+    def f(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        log.append(len(x))
+        time.sleep(delay)
+        return np.stack([x.sum(axis=1), -x.sum(axis=1)], axis=1).astype(np.float32)
+
+    return f
+
+
+def test_concurrent_submissions_share_passes_and_get_their_own_rows() -> None:
+    passes: list[int] = []
+
+    async def scenario() -> list[np.ndarray[Any, Any]]:
+        b = Batcher(_forward(passes, 0.02), Batching(max_batch_size=8, max_latency_ms=50))
+        b.start()
+        outs = await asyncio.gather(*(b.submit(np.full((1, 3), i, dtype=np.float32)) for i in range(20)))
+        await b.close()
+        return outs
+
+    outs = asyncio.run(scenario())
+    assert [float(o[0, 0]) for o in outs] == [3.0 * i for i in range(20)]
+    assert sum(passes) == 20 and max(passes) <= 8 and len(passes) < 20
+
+
+def test_a_lone_request_is_not_held_back_waiting_for_company() -> None:
+    passes: list[int] = []
+
+    async def scenario() -> float:
+        # A huge maxLatencyMs: only the adaptive rule can make a lone request go at once.
+        b = Batcher(_forward(passes), Batching(max_batch_size=32, max_latency_ms=10000))
+        b.start()
+        await asyncio.sleep(0.3)  # idle: no recent arrivals
+        t0 = time.monotonic()
+        await b.submit(np.ones((1, 3), dtype=np.float32))
+        took = time.monotonic() - t0
+        await b.close()
+        return took
+
+    assert asyncio.run(scenario()) < 5.0  # far below the 10 s a non-adaptive batcher would wait
+    assert passes == [1]
+
+
+def test_the_queue_refuses_samples_beyond_its_bound() -> None:
+    release = threading.Event()
+
+    def slow(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        release.wait(10)
+        return np.zeros((len(x), 2), dtype=np.float32)
+
+    async def scenario() -> str:
+        b = Batcher(slow, Batching(max_batch_size=1, max_queue_size=3))
+        b.start()
+        first = asyncio.ensure_future(b.submit(np.ones((1, 3), dtype=np.float32)))
+        await asyncio.sleep(0.05)  # in the forward pass now; the queue is empty again
+        queued = [asyncio.ensure_future(b.submit(np.ones((1, 3), dtype=np.float32))) for _ in range(3)]
+        await asyncio.sleep(0)
+        try:
+            await b.submit(np.ones((1, 3), dtype=np.float32))
+            message = ""
+        except QueueFull as exc:
+            message = str(exc)
+        release.set()
+        await asyncio.gather(first, *queued)
+        await b.close()
+        return message
+
+    assert "maxQueueSize" in asyncio.run(scenario())
+
+
+def test_tokens_file_accepts_only_its_bearer_tokens(tmp_path) -> None:
+    f = tmp_path / "tokens"
+    f.write_text("alpha\n\n  beta  \n")
+    tokens = TokenFile(f)
+    assert tokens.accepts("Bearer alpha") and tokens.accepts("bearer beta")
+    assert not tokens.accepts("Bearer gamma") and not tokens.accepts("alpha") and not tokens.accepts(None)
+    assert not tokens.accepts("Bearer ") and not tokens.accepts("Basic alpha")
