@@ -257,3 +257,12 @@ def test_the_condition_is_merged_into_foreign_conditions() -> None:
     body["status"]["conditions"] = merged
     assert c.conditions_with(body, ("True", "BackupSucceeded", "ok"), now=NOW) is None
     assert [x["type"] for x in c.conditions_with(body, None, now=NOW) or []] == ["Ready"]
+
+
+def test_a_destination_with_a_size_is_created_once_and_never_owned() -> None:
+    policy = {**COPY, "destination": {"claimName": "backups", "size": "5Gi"}}
+    plan = c.plan("TrainingJob", tj(policy), c.Observed(), now=NOW)
+    [pvc] = plan.create
+    assert pvc["metadata"]["name"] == "backups" and "ownerReferences" not in pvc["metadata"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert c.plan("TrainingJob", tj(policy), c.Observed(cronjob={}), now=NOW).create == []

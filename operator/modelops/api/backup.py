@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.common import ApiModel, DnsLabel, Timestamp, rules
+from modelops.api.common import ApiModel, DnsLabel, Quantity, Timestamp, rules
 
 BackupMethod = Literal["copy", "volumeSnapshot"]
 
@@ -37,6 +37,11 @@ class BackupDestination(ApiModel):
         pattern=RELATIVE_PATH_PATTERN,
         description="Directory inside the claim, relative; defaults to modelops-backups/<kind>/<name>. "
         "Each backup is a timestamped subdirectory with a manifest.json.",
+    )
+    size: Quantity | None = Field(
+        default=None,
+        description="When set, the operator creates the claim with this size if it does not exist (and "
+        "never deletes it: backups outlive the object). Without it the claim must exist.",
     )
 
 

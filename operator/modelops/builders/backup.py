@@ -219,6 +219,23 @@ def cronjob(
     }
 
 
+def destination_claim(owner: Owner, policy: BackupPolicy) -> dict[str, Any] | None:
+    """The destination claim when the policy asks the operator to create it (not owned: it outlives)."""
+    dest = policy.destination
+    if dest is None or dest.size is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": dest.claim_name,
+            "namespace": owner.namespace,
+            "labels": {LABEL_COMPONENT: "backup", "app.kubernetes.io/managed-by": "modelops"},
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": dest.size}}},
+    }
+
+
 def snapshot_name(owner: Owner, at_compact: str) -> str:
     return _short(owner.name, at_compact, 253)
 

@@ -416,6 +416,9 @@ def plan(kind: str, body: Mapping[str, Any], observed: Observed, *, now: dt.date
     records: list[dict[str, Any]] = []
     copy_failure: dict[str, Any] | None = None
     if "copy" in policy.methods and not problems and not isinstance(where, str):
+        claim = builders.destination_claim(owner, policy)
+        if claim is not None and observed.cronjob is None:
+            out.create.append(claim)  # once, before the CronJob; it exists already is fine
         out.apply.append(builders.cronjob(owner, policy, where))
         copy_fields, records, copy_failure = _copy_state(policy, owner, observed.copy_pods, current)
     elif observed.cronjob is not None:

@@ -23,7 +23,7 @@ from typing import Any
 from modelops.local.client import Client
 
 from . import common as c
-from . import cronjobs, deployments, disruption, endpoints, jobs, replicasets, volumes
+from . import cronjobs, deployments, disruption, endpoints, jobs, replicasets, snapshots, volumes
 from .actions import (
     CRONJOBS,
     DEPLOYMENTS,
@@ -151,12 +151,21 @@ def volume_sync(root: str) -> Any:
                 # The directory of a volume we provision exists before the claim reports Bound (and
                 # comes back if someone removed it), so a pod that mounts the claim always finds it.
                 path = volumes.volume_dir(root, c.namespace_of(claim), c.name_of(claim))
-                source, blocked = volumes.clone_source(claim, claims)
-                if f"pvc-{c.uid_of(claim)}" not in provisioned and blocked is None and source is not None:
-                    src = volumes.host_path(source, pvs) or ""
-                    if os.path.isdir(src):
-                        await asyncio.to_thread(shutil.copytree, src, path, dirs_exist_ok=True)
-                        log.info("cloned %s into %s", src, path)
+                if snapshots.is_snapshot_source(claim):
+                    src, blocked = snapshots.restore_source(
+                        claim, store.list(snapshots.VOLUMESNAPSHOTS), root
+                    )
+                else:
+                    source, blocked = volumes.clone_source(claim, claims)
+                    src = volumes.host_path(source, pvs) if source is not None else None
+                if (
+                    f"pvc-{c.uid_of(claim)}" not in provisioned
+                    and blocked is None
+                    and src
+                    and os.path.isdir(src)
+                ):
+                    await asyncio.to_thread(shutil.copytree, src, path, dirs_exist_ok=True)
+                    log.info("cloned %s into %s", src, path)
                 await asyncio.to_thread(os.makedirs, path, exist_ok=True)
             results += each(
                 [claim],
@@ -175,6 +184,35 @@ def volume_sync(root: str) -> Any:
         return results
 
     return sync_volumes
+
+
+def snapshot_sync(root: str) -> Any:
+    async def sync_snapshots(store: Store) -> list[Result]:
+        at = c.now()
+        claims, pvs = store.list(PVCS), store.list(PVS)
+        snaps = store.list(snapshots.VOLUMESNAPSHOTS)
+        results: list[Result] = []
+        for snap in snaps:
+            try:
+                result, source = snapshots.plan(snap, claims, pvs, at)
+                if source is not None:
+                    await asyncio.to_thread(snapshots.take, source, root, snap)
+                    result.actions.append(
+                        snapshots.ready_status(snap, snapshots.claim_size(snap, claims), at)
+                    )
+                    log.info("snapshot %s/%s taken of %s", c.namespace_of(snap), c.name_of(snap), source)
+            except Exception:
+                log.exception("VolumeSnapshot %s/%s: reconcile failed", c.namespace_of(snap), c.name_of(snap))
+                result = Result()
+                result.requeue(5.0)
+            results.append(result)
+        if snapshots.VOLUMESNAPSHOTS not in store.unavailable:
+            for path in snapshots.orphans(root, snaps):
+                await asyncio.to_thread(shutil.rmtree, path, True)
+                log.info("removed snapshot directory %s", path)
+        return results
+
+    return sync_snapshots
 
 
 async def sync_disruption(store: Store) -> list[Result]:
@@ -239,7 +277,12 @@ def build(store: Store, opts: Options, hpa: HpaLoop) -> list[Controller]:
         ctl("endpoints", [SERVICES, PODS, ENDPOINTS, ENDPOINTSLICES], sync_endpoints),
         ctl("job", [JOBS, PODS], job_sync(opts.job_backoff_base)),
         ctl("cronjob", [CRONJOBS, JOBS], sync_cronjobs),
-        ctl("volume", [PVCS, PVS, STORAGECLASSES], volume_sync(os.path.abspath(opts.dir))),
+        ctl(
+            "volume",
+            [PVCS, PVS, STORAGECLASSES, snapshots.VOLUMESNAPSHOTS],
+            volume_sync(os.path.abspath(opts.dir)),
+        ),
+        ctl("snapshot", [snapshots.VOLUMESNAPSHOTS, PVCS, PVS], snapshot_sync(os.path.abspath(opts.dir))),
         ctl("autoscaler", [HPAS], hpa.sync, period=opts.hpa_sync_period),
         ctl("disruption", [PDBS, PODS, REPLICASETS, DEPLOYMENTS, STATEFULSETS], sync_disruption),
     ]

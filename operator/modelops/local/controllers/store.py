@@ -9,6 +9,7 @@ deleted objects are tombstoned by uid until their DELETED event (or a timeout) a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -91,7 +92,10 @@ class Store:
                             callback()
                 else:
                     synced.cancel()
-                    await fresh.stop()
+                    # stop() re-raises the failed list (a kind still not served): that must not end
+                    # the supervisor, or a CRD installed later is never watched.
+                    with contextlib.suppress(Exception):
+                        await fresh.stop()
 
     def subscribe(self, kinds: frozenset[Kind], callback: Callable[[], None]) -> None:
         self._listeners.append((kinds, callback))
