@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--artifact", required=True, help="path of the exported model file")
     v.add_argument("--sha256", help="expected sha256 (hex, optionally prefixed sha256:)")
     v.add_argument(
-        "--format", choices=["torchscript", "state_dict"], help="expected format (default: detect)"
+        "--format",
+        choices=["torchscript", "state_dict", "safetensors", "onnx"],
+        help="expected format (default: detect; safetensors and onnx: digest only)",
     )
     from modelops_worker import backup as backup_cli
 
