@@ -40,7 +40,9 @@ def test_binary_tensor_in_and_out() -> None:
     x = np.arange(8, dtype="<f4").reshape(2, 4)
     head = json.dumps(
         {
-            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}],
+            "inputs": [
+                {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}
+            ],
             "outputs": [{"name": "predicted_class", "parameters": {"binary_data": True}}, {"name": "logits"}],
         }
     ).encode()
@@ -164,3 +166,43 @@ def test_tokens_file_accepts_only_its_bearer_tokens(tmp_path) -> None:
     assert tokens.accepts("Bearer alpha") and tokens.accepts("bearer beta")
     assert not tokens.accepts("Bearer gamma") and not tokens.accepts("alpha") and not tokens.accepts(None)
     assert not tokens.accepts("Bearer ") and not tokens.accepts("Basic alpha")
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "state_dict"])
+def test_both_artifact_formats_load_from_their_verified_bytes_and_quantize(tmp_path, fmt) -> None:
+    torch = pytest.importorskip("torch")
+    from modelops.api.serveconfig import ServeConfig
+    from modelops.api.trainingjob import ModelSpec
+    from modelops_worker import export, models
+    from modelops_worker.errors import WorkerError
+    from modelops_worker.serve import model as serve_model
+
+    spec = ModelSpec.model_validate({"architecture": "mlp", "hiddenSize": 16, "layers": 2, "dropout": 0.0})
+    torch.manual_seed(0)
+    net = models.build(spec, 6, 3, torch.zeros(6), torch.ones(6), None)
+    desc = {"spec": spec.model_dump(by_alias=True), "numFeatures": 6, "numClasses": 3}
+    art = export.export(net, fmt, desc, {}, tmp_path)
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = net.eval()(torch.from_numpy(x)).numpy()
+
+    def cfg(**kw: Any) -> ServeConfig:
+        return ServeConfig.model_validate(
+            {
+                "modelName": "m",
+                "modelVersion": "1",
+                "artifactPath": str(tmp_path / art["path"]),
+                "sha256": art["sha256"],
+                "format": fmt,
+                **kw,
+            }
+        )
+
+    loaded = serve_model.load(cfg())
+    assert loaded.signature == ModelSignature(features=6, classes=3)
+    assert np.allclose(loaded.forward(x), want, atol=1e-5)
+    q = serve_model.load(cfg(quantization="int8"))
+    assert q.quantized and np.abs(q.forward(x) - want).max() < 0.1
+    with pytest.raises(WorkerError) as exc:
+        serve_model.load(cfg(sha256="sha256:" + "1" * 64))
+    assert exc.value.reason == "ArtifactDigestMismatch" and exc.value.exit_code == 65

@@ -9,6 +9,8 @@ layers for int8 ones: smaller weights and faster matmuls on CPU, logits within a
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 import time
@@ -153,14 +155,20 @@ def load(cfg: ServeConfig) -> LoadedModel:
 
 
 def _load_bytes(data: bytes, fmt: str) -> tuple[nn.Module, dict[str, Any]]:
-    # export.load reads a path; the verified bytes go through a private temporary file so that what
-    # loads is exactly what was hashed.
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f".modelops-serve-{os.getpid()}.pt"
-    try:
-        tmp.write_bytes(data)
-        module, desc = export.load(tmp, fmt)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """The module and its description from the verified bytes, the way `export.load` reads a file,
+    without writing a copy anywhere (the root filesystem is read-only, and models can be large)."""
+    if fmt == "torchscript":
+        extra = {export.DESCRIPTION: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
+                io.BytesIO(data), map_location="cpu", _extra_files=extra
+            )
+        desc = json.loads(extra[export.DESCRIPTION] or "{}")
+    else:
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        desc = json.loads(blob["description"])
+        module = _eager_from_description(blob["stateDict"], desc)
     if int(desc.get("numFeatures", 0)) <= 0 or int(desc.get("numClasses", 0)) <= 0:
         raise ValueError("it carries no model description (numFeatures/numClasses); re-export it")
     return module.eval(), desc
