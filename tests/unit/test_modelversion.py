@@ -415,3 +415,103 @@ def test_the_verification_pod_mounts_the_claim_read_only_and_passes_restricted()
 @pytest.mark.parametrize("name", ["x" * 63, "digits-1"])
 def test_verification_pod_names_stay_valid(name: str) -> None:
     assert len(builders.pod_name(name, "r")) <= 63
+
+
+def test_retention_is_off_unless_the_operator_is_given_a_positive_number() -> None:
+    from modelops.controllers import modelversion_handlers as handlers
+
+    assert handlers.retain({}) is None
+    assert handlers.retain({handlers.ENV_RETAIN: ""}) is None
+    assert handlers.retain({handlers.ENV_RETAIN: "0"}) is None
+    assert handlers.retain({handlers.ENV_RETAIN: "five"}) is None
+    assert handlers.retain({handlers.ENV_RETAIN: " 5 "}) == 5
+
+
+class Store:
+    """An in-memory stand-in for the API (fault injection: stale writes get 409 as from a server)."""
+
+    def __init__(self, objs: list[dict[str, Any]]) -> None:
+        self.objs = {o["metadata"]["name"]: o for o in objs}
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+
+    def list_items(self, path: str, **_: Any) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(o)) for o in self.objs.values()]
+
+    def patch(self, path: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        import kubernetes
+
+        name = path.removesuffix("/status").rsplit("/", 1)[1]
+        obj = self.objs[name]
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != obj["metadata"]["resourceVersion"]:
+            raise kubernetes.client.ApiException(status=409, reason="Conflict")
+        obj["status"].update(body.get("status") or {})
+        obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+        self.writes.append((name, body))
+        return obj
+
+
+def test_a_grant_revokes_the_old_holder_first_and_every_write_carries_its_precondition() -> None:
+    from modelops.controllers import modelversion_handlers as handlers
+
+    store = Store(
+        [
+            version("old", aliases=["champion"], metrics={"accuracy": 0.9}),
+            version("new", asked=["champion"], metrics={"accuracy": 0.95}),
+        ]
+    )
+    posted: list[tuple[str, str]] = []
+    handlers.promote(
+        store,  # type: ignore[arg-type]
+        "default",
+        "new",
+        "digits",
+        lambda obj, **kw: posted.append((obj["metadata"]["name"], kw["reason"])),
+    )
+    assert [name for name, _ in store.writes] == ["old", "new"], "revoke before grant: never two holders"
+    assert all(body["metadata"]["resourceVersion"] == "7" for _, body in store.writes)
+    assert store.objs["old"]["status"]["aliases"] == []
+    assert store.objs["new"]["status"]["aliases"] == ["champion"]
+    assert store.objs["new"]["status"]["promotionGeneration"] == 1
+    assert posted == [("old", "AliasRevoked"), ("new", "AliasGranted")]
+
+
+def test_a_holder_changed_meanwhile_makes_the_grant_fail_instead_of_making_two_holders() -> None:
+    import kubernetes
+
+    from modelops.controllers import modelversion_handlers as handlers
+
+    store = Store(
+        [
+            version("old", aliases=["champion"], metrics={"accuracy": 0.9}),
+            version("new", asked=["champion"], metrics={"accuracy": 0.95}),
+        ]
+    )
+    real_list = store.list_items
+
+    def stale_list(path: str, **kw: Any) -> list[dict[str, Any]]:
+        items = real_list(path, **kw)
+        store.objs["old"]["metadata"]["resourceVersion"] = "8"  # someone wrote it after our read
+        return items
+
+    store.list_items = stale_list  # type: ignore[method-assign]
+    with pytest.raises(kubernetes.client.ApiException) as error:
+        handlers.promote(store, "default", "new", "digits", lambda *a, **k: None)  # type: ignore[arg-type]
+    assert error.value.status == 409
+    assert store.objs["new"]["status"]["aliases"] == [], "nothing granted on a stale view"
+
+
+def test_the_timer_costs_nothing_for_a_settled_version() -> None:
+    from modelops.controllers import modelversion_handlers as handlers
+
+    settled = version("a", assigned=1, verification={"request": "", "finishedAt": "2026-11-25T10:00:00Z"})
+    settled["metadata"]["finalizers"] = [mv.FINALIZER]
+    assert not handlers.has_work(settled)
+    asks = json.loads(json.dumps(settled))
+    asks["spec"]["promotion"]["aliases"] = ["champion"]
+    assert handlers.has_work(asks), "a Ready version with an undecided alias request"
+    asks["status"]["promotionGeneration"] = 1
+    assert not handlers.has_work(asks)
+    unprotected = json.loads(json.dumps(settled))
+    unprotected["metadata"]["finalizers"] = []
+    assert handlers.has_work(unprotected)

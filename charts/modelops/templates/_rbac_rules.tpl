@@ -28,7 +28,7 @@ call in the operator needs a new rule here too.
   verbs: ["patch"]
 - apiGroups: ["modelops.dev"]
   resources: ["modelversions"]
-  verbs: ["create"]
+  verbs: ["create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -16,6 +16,7 @@ make two holders: a stale write fails with 409 and the grant is decided again fr
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +40,9 @@ SYNC_INTERVAL = 3.0
 SERVED_BY_INTERVAL = 15.0
 # How soon a blocked deletion looks again whether the version is still served.
 DELETE_RETRY = 5.0
+
+# Operator-level retention policy: keep this many unaliased, unserved versions per model (unset: all).
+ENV_RETAIN = "MODELOPS_RETAIN_UNALIASED_VERSIONS"
 
 _locks_guard = threading.Lock()
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -207,6 +211,35 @@ def promote(cluster: Cluster, namespace: str, name: str, model: str, post: handl
             )
 
 
+def retain(environ: Mapping[str, str] | None = None) -> int | None:
+    """The retention setting, or None when every version is kept (unset, empty or not a number >= 1)."""
+    value = (os.environ if environ is None else environ).get(ENV_RETAIN, "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+def apply_retention(
+    cluster: Cluster, namespace: str, model: str, keep: int, post: handlers.EventPoster, *, verified: str
+) -> None:
+    """Delete the model's versions beyond the newest `keep` unaliased ones (the finalizer still guards).
+
+    `verified` has just passed verification; its Ready status is not written yet, so it counts as Ready.
+    """
+    with model_lock(namespace, model):
+        versions = [dict(v) for v in mv.same_model(_versions(cluster, namespace), model)]
+        for v in versions:
+            if mv.name_of(v) == verified:
+                v["status"] = {**(v.get("status") or {}), "phase": "Ready"}
+        for name in mv.retention_victims(versions, keep):
+            victim = _find(versions, name)
+            if cluster.delete(_mv_path(namespace, name)) and victim is not None:
+                post(
+                    cast(kopf.Body, victim),
+                    type="Normal",
+                    reason="Retention",
+                    message=f"Deleted: {ENV_RETAIN}={keep} keeps the newest {keep} unaliased versions of {model}.",
+                )
+
+
 def _finished_conclusion(body: Mapping[str, Any]) -> status.Conclusion:
     """The state of a version whose last verification finished, from its Verified condition."""
     cond = status.get_condition((body.get("status") or {}).get("conditions"), mv.VERIFIED) or {}
@@ -286,6 +319,9 @@ def sync(
         post(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"Phase {conclusion.phase}, {event.reason}: {event.message}")
     metrics.reconciled(logic.kind, conclusion.state.value.lower())
+    keep = retain()
+    if keep is not None and "artifact" in changes and conclusion.state is status.State.READY:
+        apply_retention(cluster, namespace, spec.model, keep, post, verified=name)
     if conclusion.state is status.State.READY and current.get("phase") == "Ready":
         try:
             promote(cluster, namespace, name, spec.model, post)

@@ -23,6 +23,11 @@ delete of pods; create of the headless Service (and merge-patch when it already 
 the checkpoint PVC; list and create of ModelVersions. Deleting a job removes its pods and Service
 through owner references (the garbage collector's job, not ours), so no delete of Services or PVCs.
 
+What the ModelVersion controller calls (`modelversion_handlers`): list of ModelVersions,
+TrainingJobs and InferenceServices (a list, not a get, so no extra verb); list (by label), create and
+delete of its verification pods; merge-patch of ModelVersions (its finalizer) and of their status
+(with resourceVersion preconditions); delete of ModelVersions beyond the retention setting.
+
 Checked by recording every request of `modelops operator` (cluster-wide and with --namespace) on
 the local plane through a logging proxy: create, update, delete of an object made exactly these
 calls (list+watch, merge-patch of the object and of /status, POST of an Event), nothing else.
@@ -50,7 +55,7 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     {
         "apiGroups": [GROUP],
         "resources": ["modelversions"],
-        "verbs": ["create"],
+        "verbs": ["create", "delete"],
     },
     {
         "apiGroups": [""],
