@@ -16,6 +16,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+HELM = REPO / ".tools" / "bin" / "helm"
 
 
 class Plane:
@@ -52,6 +55,26 @@ class Plane:
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def helm(self, *args: str, timeout: float = 300) -> str:
+        """The real helm against this plane (install the chart onto `local up --no-operator`)."""
+        done = subprocess.run(
+            [str(HELM), *args], capture_output=True, text=True, timeout=timeout, env=self.env
+        )
+        if done.returncode != 0:
+            pytest.fail(
+                f"helm {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}\n{self.logs()}"
+            )
+        return done.stdout
+
+    def wait_for(self, what: str, check: Callable[[], object], timeout: float = 120) -> None:
+        """Poll `check` until it is true; else fail, saying what was awaited, with the plane's logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join(
