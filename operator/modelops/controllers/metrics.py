@@ -53,9 +53,6 @@ class _ObjectsCollector(Collector):
 StateIndex = Mapping[object, Collection[Mapping[str, Any]]]
 """(namespace, name) -> the `object_state` of that object (a kopf index of the kind)."""
 
-TRAININGJOB_PHASES = ("Pending", "Created", "Running", "Restarting", "Succeeded", "Failed", "Suspended")
-INFERENCESERVICE_PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Failed")
-_PHASES = {"TrainingJob": TRAININGJOB_PHASES, "InferenceService": INFERENCESERVICE_PHASES}
 # kopf keeps a handler's progress in annotations under our prefix while a handling cycle is unfinished
 # (running, or waiting for a retry); it purges them once every handler is done.
 PROGRESS_ANNOTATION_PREFIX = "modelops.dev/"
@@ -135,7 +132,7 @@ class _StatesCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         tj_phase = GaugeMetricFamily(
             "modelops_trainingjob_phase",
-            "1 for the TrainingJob's current status.phase, 0 for the others.",
+            "Always 1, labelled with the TrainingJob's current status.phase (Unknown before the first status).",
             labels=["namespace", "name", "phase"],
         )
         tj_restarts = GaugeMetricFamily(
@@ -145,7 +142,7 @@ class _StatesCollector(Collector):
         )
         is_phase = GaugeMetricFamily(
             "modelops_inferenceservice_phase",
-            "1 for the InferenceService's current status.phase, 0 for the others.",
+            "Always 1, labelled with the InferenceService's current status.phase (Unknown before the first status).",
             labels=["namespace", "name", "phase"],
         )
         is_replicas = GaugeMetricFamily(
@@ -182,8 +179,9 @@ class _StatesCollector(Collector):
                     is_rollback.add_metric([ns, name], state["lastRollback"])
             family = {"TrainingJob": tj_phase, "InferenceService": is_phase}.get(kind)
             if family is not None:
-                for phase in (*_PHASES[kind], "Unknown"):
-                    family.add_metric([ns, name, phase], 1 if state["phase"] == phase else 0)
+                # Only the current phase: 0-valued series for the other phases would multiply the page
+                # (and the scrape time) by the number of phases for no alert that needs them.
+                family.add_metric([ns, name, state["phase"]], 1)
             if "backupFailing" in state:
                 backup_failing.add_metric([kind, ns, name], 1 if state["backupFailing"] else 0)
                 if state.get("backupLastSuccess") is not None:
