@@ -410,22 +410,25 @@ def analyse(
             continue
         new_baseline[pod.name] = current
         total = add(total, delta((baseline or {}).get(pod.name), current))
+    return judge(analysis, canary, total), new_baseline
+
+
+def judge(analysis: Analysis, pods: Sequence[PodView], total: Counters) -> Verdict:
+    """The verdict on one interval's counters of the canary (however they were measured)."""
+    canary = [p for p in pods if p.track == CANARY and not p.terminating]
     crashed = next((p for p in canary if p.crash), None)
     if crashed is not None and crashed.crash is not None:
         reason, message = crashed.crash
-        return Verdict("Failed", f"canary pod {crashed.name} cannot run: {reason}: {message}"), new_baseline
+        return Verdict("Failed", f"canary pod {crashed.name} cannot run: {reason}: {message}")
     if not any(p.ready for p in canary):
-        return Verdict("Inconclusive", "no canary pod is ready yet"), new_baseline
-    requests = int(total.requests)
+        return Verdict("Inconclusive", "no canary pod is ready yet")
+    requests = round(total.requests)
     if requests < analysis.min_requests or requests == 0:
-        return (
-            Verdict(
-                "Inconclusive",
-                f"{requests} canary request(s) since the last analysis, fewer than minRequests "
-                f"{analysis.min_requests}",
-                requests=requests,
-            ),
-            new_baseline,
+        return Verdict(
+            "Inconclusive",
+            f"{requests} canary request(s) since the last analysis, fewer than minRequests "
+            f"{analysis.min_requests}",
+            requests=requests,
         )
     success = round(1.0 - total.errors / total.requests, 4)
     p99 = quantile(0.99, total.buckets)
@@ -443,10 +446,39 @@ def analyse(
         f", p99 {p99_ms:.1f} ms" if p99_ms is not None else ""
     )
     if failures:
-        return Verdict(
-            "Failed", "; ".join(failures) + f" ({measured})", requests, success, p99_ms
-        ), new_baseline
-    return Verdict("Passed", measured, requests, success, p99_ms), new_baseline
+        return Verdict("Failed", "; ".join(failures) + f" ({measured})", requests, success, p99_ms)
+    return Verdict("Passed", measured, requests, success, p99_ms)
+
+
+def prometheus_queries(namespace: str, name: str, seconds: int) -> tuple[str, str]:
+    """PromQL for the canary's last interval: requests by code, and latency buckets by `le`.
+
+    The series must carry the `namespace` and `pod` labels (a PodMonitor or the usual kubernetes_sd
+    relabelling gives them); the canary's pods are `<name>-canary-...`.
+    """
+    selector = f'namespace="{namespace}",pod=~"{builders.deployment_name(name, CANARY)}-.*"'
+    window = f"[{max(seconds, 1)}s]"
+    return (
+        f"sum by (code) (increase({METRIC_REQUESTS}{{{selector}}}{window}))",
+        f"sum by (le) (increase({METRIC_LATENCY}_bucket{{{selector}}}{window}))",
+    )
+
+
+def counters_from_prometheus(requests: Mapping[str, Any], buckets: Mapping[str, Any]) -> Counters:
+    """Counters from two instant-query answers (`/api/v1/query` JSON) of `prometheus_queries`."""
+
+    def vector(answer: Mapping[str, Any]) -> list[tuple[dict[str, str], float]]:
+        if answer.get("status") != "success":
+            raise ValueError(str(answer.get("error") or "query failed"))
+        out = []
+        for item in (answer.get("data") or {}).get("result") or []:
+            value = float(item["value"][1])
+            out.append((dict(item.get("metric") or {}), 0.0 if math.isnan(value) else value))
+        return out
+
+    by_code = {labels.get("code", ""): value for labels, value in vector(requests)}
+    les = {float(labels["le"]): value for labels, value in vector(buckets) if "le" in labels}
+    return Counters(by_code, les)
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:

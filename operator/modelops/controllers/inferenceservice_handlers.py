@@ -6,7 +6,9 @@ children whose desired form changed, delete those no longer wanted, write the st
 events. It runs on every change of the object and on a timer (pods, ModelVersions and aliases change
 without any change to the InferenceService).
 
-The counters of the last analysis live in memory: after an operator restart a canary pod's counters
+With `MODELOPS_PROMETHEUS_URL` set, the analysis asks that Prometheus for the canary pods' series
+over the interval instead (for clusters where the operator cannot reach pod IPs). Without it, the
+counters of the last analysis live in memory: after an operator restart a canary pod's counters
 count from zero again, which only widens the first interval (the pod's requests all belong to the
 canary anyway).
 """
@@ -14,8 +16,11 @@ canary anyway).
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +28,7 @@ from typing import Any
 import kopf
 
 from modelops import API_VERSION, GROUP, VERSION, status
-from modelops.api.inferenceservice import InferenceServiceSpec
+from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
 from modelops.builders import inferenceservice as builders
 from modelops.controllers import inferenceservice as logic_isvc
@@ -32,6 +37,9 @@ from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
 SYNC_INTERVAL = 3.0
+# When set (e.g. http://prometheus.monitoring:9090), canary analysis queries this Prometheus instead
+# of scraping the canary pods.
+ENV_PROMETHEUS_URL = "MODELOPS_PROMETHEUS_URL"
 SCRAPE_TIMEOUT = 2.0
 GATEWAY_RECHECK_SECONDS = 60.0
 
@@ -74,6 +82,22 @@ def scrape_text(ip: str) -> str | None:
             return str(resp.read().decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None
+
+
+def prometheus_verdict(
+    url: str, analysis: Analysis, namespace: str, name: str, seconds: int, pods: list[logic_isvc.PodView]
+) -> logic_isvc.Verdict:
+    """The analysis from Prometheus instead of the pods (their series over the last interval)."""
+    answers = []
+    try:
+        for query in logic_isvc.prometheus_queries(namespace, name, seconds):
+            target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+            with urllib.request.urlopen(target, timeout=SCRAPE_TIMEOUT * 2) as resp:
+                answers.append(json.loads(resp.read()))
+        total = logic_isvc.counters_from_prometheus(answers[0], answers[1])
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        return logic_isvc.Verdict("Inconclusive", f"Prometheus at {url} could not be queried: {error}")
+    return logic_isvc.judge(analysis, pods, total)
 
 
 def sync(
@@ -121,7 +145,11 @@ def sync(
                 for p in cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
             ]
             verdict = None
-            if spec.canary is not None and logic_isvc.analysis_due(spec, current, tg, now):
+            prometheus = os.environ.get(ENV_PROMETHEUS_URL)
+            if spec.canary is not None and prometheus and logic_isvc.analysis_due(spec, current, tg, now):
+                seconds = spec.canary.analysis.interval_seconds
+                verdict = prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods)
+            elif spec.canary is not None and logic_isvc.analysis_due(spec, current, tg, now):
                 scraped = {
                     p.name: scrape_text(p.ip) for p in pods if p.track == builders.CANARY and p.ip and p.ready
                 }
