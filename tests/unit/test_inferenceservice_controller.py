@@ -445,3 +445,30 @@ def test_a_child_name_taken_by_someone_else_is_left_alone_and_said() -> None:
     ready = next(x for x in p.status_patch["conditions"] if x["type"] == "Ready")
     assert ready["reason"] == "NameConflict" and "Service/digits" in ready["message"]
     assert next(x for x in p.status_patch["conditions"] if x["type"] == "Stalled")["status"] == "True"
+
+
+def test_gateway_api_routing_weights_exactly_or_says_the_crds_are_missing() -> None:
+    routing = {"mode": "gatewayAPI", "parentRefs": [{"name": "gw"}]}
+    s = spec(
+        trafficRouting=routing, canary={"modelRef": {"model": "digits", "version": 2}, "trafficPercent": 20}
+    )
+    mvs = [mv(1), mv(2)]
+    _, st = run(spec(trafficRouting=routing), mvs, [pod("a")])
+    tg = c.targets(s, st, mvs)
+    pods = [pod("a"), pod("c", "canary", "digits-2")]
+    first = c.plan(body(s, st), s, tg, [], pods, gateway_api=True, verdict=None, now=T0)
+    st = {**st, **first.status_patch}
+    p = c.plan(body(s, st), s, tg, [], pods, gateway_api=True, verdict=None, now=T0)
+    by_name = {(m["kind"], m["metadata"]["name"]): m for m in p.manifests}
+    route = by_name[("HTTPRoute", "digits")]
+    weights = [(r["name"], r["weight"]) for r in route["spec"]["rules"][0]["backendRefs"]]
+    assert weights == [("digits-stable", 80), ("digits-canary", 20)]
+    assert ("Service", "digits-stable") in by_name and ("Service", "digits-canary") in by_name
+    assert by_name[("Service", "digits")]["spec"]["selector"][b.LABEL_TRACK] == "stable"
+    assert p.status_patch.get("trafficSummary", st.get("trafficSummary")) == "80/20"
+
+    missing = c.plan(body(s, st), s, tg, [], pods, gateway_api=False, verdict=None, now=T0)
+    assert not any(m["kind"] == "HTTPRoute" for m in missing.manifests)
+    ready = next(x for x in missing.status_patch["conditions"] if x["type"] == "Ready")
+    assert ready["reason"] == "GatewayAPINotInstalled" and "mode replicas" in ready["message"]
+    assert missing.status_patch["trafficSummary"] == "100/0"
