@@ -145,6 +145,22 @@ def test_verification_runs_once_then_again_for_each_new_reverify_annotation() ->
     assert not mv.needs_verification(obj)
 
 
+def test_a_periodic_check_runs_when_due_and_keeps_its_request_while_it_runs() -> None:
+    obj = version("a", verification={"request": "", "finishedAt": "2026-11-25T11:00:00Z"})
+    assert mv.wanted_request(obj, now=NOW, interval=7200) is None
+    assert mv.wanted_request(obj, now=NOW) is None, "off without an interval"
+    due = mv.wanted_request(obj, now=NOW, interval=3600)
+    assert due == f"@periodic-{int(NOW.timestamp())}"
+    obj["status"]["verification"] = {"request": due, "startedAt": "2026-11-25T12:00:00Z"}
+    later = NOW + datetime.timedelta(seconds=30)
+    assert mv.wanted_request(obj, now=later, interval=3600) == due, "the running check keeps its pod"
+    obj["status"]["verification"]["finishedAt"] = "2026-11-25T12:00:30Z"
+    assert mv.wanted_request(obj, now=later, interval=3600) is None
+    # A user's request overtakes the schedule.
+    obj["metadata"]["annotations"] = {mv.REVERIFY_ANNOTATION: "now"}
+    assert mv.wanted_request(obj, now=later, interval=3600) == "now"
+
+
 def test_the_expected_digest_is_the_spec_s_else_the_one_recorded() -> None:
     obj = version("a", artifact={"sha256": "ab" * 32})
     assert mv.expected_digest(spec_of(obj), obj) == "ab" * 32
@@ -425,6 +441,9 @@ def test_retention_is_off_unless_the_operator_is_given_a_positive_number() -> No
     assert handlers.retain({handlers.ENV_RETAIN: "0"}) is None
     assert handlers.retain({handlers.ENV_RETAIN: "five"}) is None
     assert handlers.retain({handlers.ENV_RETAIN: " 5 "}) == 5
+    assert handlers.reverify_interval({}) is None
+    assert handlers.reverify_interval({handlers.ENV_REVERIFY_INTERVAL: "10"}) is None, "under a minute: off"
+    assert handlers.reverify_interval({handlers.ENV_REVERIFY_INTERVAL: "86400"}) == 86400
 
 
 class Store:

@@ -183,13 +183,44 @@ def verification_request(obj: Mapping[str, Any]) -> str:
     return str((_meta(obj).get("annotations") or {}).get(REVERIFY_ANNOTATION) or "")
 
 
-def needs_verification(obj: Mapping[str, Any]) -> bool:
-    """Never verified, or a new value of the reverify annotation that no run has answered yet."""
-    st = _status(obj)
-    done = st.get("verification") or {}
+PERIODIC = "@periodic-"
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
+def wanted_request(
+    obj: Mapping[str, Any], *, now: datetime.datetime | None = None, interval: float | None = None
+) -> str | None:
+    """The verification run the version needs now (its request), or None when none is needed.
+
+    A run is needed when the version was never verified, when the reverify annotation has a value no
+    run has answered yet, or (with `interval` seconds) when the last run finished that long ago; a
+    run under way keeps its request until it finishes. Periodic runs get the request
+    `<annotation>@periodic-<unix time>`, so each has its own pod.
+    """
+    asked = verification_request(obj)
+    done = _status(obj).get("verification") or {}
+    stored = str(done.get("request") or "")
+    if stored.split(PERIODIC, 1)[0] != asked:
+        return asked
     if not done.get("finishedAt"):
-        return True
-    return str(done.get("request") or "") != verification_request(obj)
+        return stored
+    finished = _parse_time(done.get("finishedAt"))
+    if interval and now is not None and finished is not None and (now - finished).total_seconds() >= interval:
+        return f"{asked}{PERIODIC}{int(now.timestamp())}"
+    return None
+
+
+def needs_verification(
+    obj: Mapping[str, Any], *, now: datetime.datetime | None = None, interval: float | None = None
+) -> bool:
+    """Never verified, a reverify request not answered yet, or a periodic check due."""
+    return wanted_request(obj, now=now, interval=interval) is not None
 
 
 def was_verified(obj: Mapping[str, Any]) -> bool:

@@ -43,6 +43,8 @@ DELETE_RETRY = 5.0
 
 # Operator-level retention policy: keep this many unaliased, unserved versions per model (unset: all).
 ENV_RETAIN = "MODELOPS_RETAIN_UNALIASED_VERSIONS"
+# Operator-level periodic re-verification of every version, in seconds (unset: only on request).
+ENV_REVERIFY_INTERVAL = "MODELOPS_REVERIFY_INTERVAL_SECONDS"
 
 _locks_guard = threading.Lock()
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -99,7 +101,7 @@ def has_work(body: Mapping[str, Any]) -> bool:
         return True
     if st.get("version") is None:
         return True
-    if mv.needs_verification(body):
+    if mv.needs_verification(body, now=_now(), interval=reverify_interval()):
         return True
     asked = set(((body.get("spec") or {}).get("promotion") or {}).get("aliases") or [])
     if set(mv.aliases_of(body)) - asked:
@@ -211,6 +213,12 @@ def promote(cluster: Cluster, namespace: str, name: str, model: str, post: handl
             )
 
 
+def reverify_interval(environ: Mapping[str, str] | None = None) -> int | None:
+    """Seconds between periodic re-verifications, or None when they are off."""
+    value = (os.environ if environ is None else environ).get(ENV_REVERIFY_INTERVAL, "").strip()
+    return int(value) if value.isdigit() and int(value) >= 60 else None
+
+
 def retain(environ: Mapping[str, str] | None = None) -> int | None:
     """The retention setting, or None when every version is kept (unset, empty or not a number >= 1)."""
     value = (os.environ if environ is None else environ).get(ENV_RETAIN, "").strip()
@@ -291,7 +299,7 @@ def sync(
                     f"ModelVersion {duplicate} is already version {number} of model {spec.model}: "
                     "give this one another spec.version (or leave it out to get the next free number).",
                 )
-            elif mv.needs_verification(body):
+            elif mv.needs_verification(body, now=now, interval=reverify_interval()):
                 conclusion = _verify(cluster, body, spec, desired, conditions, events, now, logger)
             else:
                 conclusion = _finished_conclusion(body)
@@ -352,7 +360,7 @@ def _verify(
     location = mv.locate(spec, job)
     if isinstance(location, status.Conclusion):
         return location
-    request = mv.verification_request(body)
+    request = mv.wanted_request(body, now=now, interval=reverify_interval()) or ""
     pod_name = builders.pod_name(name, request)
     pods_path = resource_path("v1", "pods", namespace)
     pods = cluster.list_items(pods_path, label_selector=f"{builders.LABEL_MODELVERSION}={name}")
@@ -458,10 +466,21 @@ def release_or_hold(cluster: Cluster, body: kopf.Body, retry: int, post: handler
         raise kopf.TemporaryError(message, delay=DELETE_RETRY)
     finalizers = [f for f in (body.metadata.get("finalizers") or []) if f != mv.FINALIZER]
     if mv.FINALIZER in (body.metadata.get("finalizers") or []):
-        cluster.patch(
-            path,
-            {"metadata": {"finalizers": finalizers, "resourceVersion": body.metadata.get("resourceVersion")}},
-        )
+        try:
+            cluster.patch(
+                path,
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": body.metadata.get("resourceVersion"),
+                    }
+                },
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:  # kopf or a user changed it since: look again at the newer object
+                raise kopf.TemporaryError("the object changed; releasing again", delay=1) from error
+            if error.status != 404:
+                raise
 
 
 def register(
