@@ -116,7 +116,8 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         plane.kubectl("wait", "-n", NS, ref, "--for=condition=Reconciling", "--timeout=10s")
         got = plane.get("-n", NS, ref)
         c = conditions(got)
-        expected = "Suspended" if kind == "TrainingJob" else "Pending"
+        # The ModelVersion's verification pod waits for a node this plane does not have.
+        expected = {"TrainingJob": "Suspended", "ModelVersion": "Verifying"}.get(kind, "Pending")
         assert (c["Ready"]["status"], c["Reconciling"]["reason"], c["Stalled"]["status"]) == (
             "False",
             expected,
@@ -124,10 +125,10 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         )
         assert got["status"]["phase"] == expected
         assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
-        # kopf needs a finalizer to stop the TrainingJob's sync timer before the object goes; the
-        # other kinds have no timer and need no operator help to be deleted.
+        # kopf needs a finalizer to stop the TrainingJob's sync timer before the object goes, and a
+        # ModelVersion's in-use protection holds its deletion while it is served.
         has_finalizer = "modelops.dev/finalizer" in got["metadata"].get("finalizers", [])
-        assert has_finalizer == (kind == "TrainingJob")
+        assert has_finalizer == (kind in ("TrainingJob", "ModelVersion"))
         # kopf's bookkeeping lives under our own prefix, not kopf.zalando.org.
         annotations = got["metadata"].get("annotations", {})
         assert "modelops.dev/last-handled-configuration" in annotations
