@@ -534,3 +534,13 @@ def test_the_timer_costs_nothing_for_a_settled_version() -> None:
     unprotected = json.loads(json.dumps(settled))
     unprotected["metadata"]["finalizers"] = []
     assert handlers.has_work(unprotected)
+
+
+def test_a_failed_version_still_gives_up_an_alias_dropped_from_its_spec() -> None:
+    from modelops.controllers import modelversion_handlers as handlers
+
+    store = Store([version("a", phase="Failed", aliases=["champion"], asked=[], promotionGeneration=1)])
+    handlers.promote(store, "default", "a", "digits", lambda *a, **k: None)  # type: ignore[arg-type]
+    st = store.objs["a"]["status"]
+    assert st["aliases"] == []
+    assert [(e["alias"], e["action"]) for e in st["promotionHistory"]] == [("champion", "Revoked")]

@@ -330,7 +330,9 @@ def sync(
     keep = retain()
     if keep is not None and "artifact" in changes and conclusion.state is status.State.READY:
         apply_retention(cluster, namespace, spec.model, keep, post, verified=name)
-    if conclusion.state is status.State.READY and current.get("phase") == "Ready":
+    # Grants wait until Ready is written; giving up an alias dropped from the spec never waits.
+    dropped = set(mv.aliases_of(body)) - set(spec.promotion.aliases)
+    if (conclusion.state is status.State.READY and current.get("phase") == "Ready") or dropped:
         try:
             promote(cluster, namespace, name, spec.model, post)
         except kubernetes.client.ApiException as error:
