@@ -1,10 +1,11 @@
 """The kopf registrations of the alerting children of every kind (their own handler ids and module).
 
 For TrainingJob and InferenceService: handler `alerts` writes the object's rule object (a
-PrometheusRule, or a ConfigMap when Prometheus Operator is absent) on create, spec change and operator
-start, and timer `alerts-sync` re-applies it every few minutes, so a rule object deleted by hand comes
-back and Prometheus Operator installed later is picked up. Both write only `status.alerting` (their
-own status key, merged with whatever the kind's reconcile writes in the same patch).
+PrometheusRule, or a ConfigMap when Prometheus Operator is absent) on create and spec change, and
+timer `alerts-sync` re-applies it a few seconds after the operator starts and every few minutes, so a
+rule object deleted by hand comes back and Prometheus Operator installed later is picked up. Both
+write only `status.alerting` (their own status key, merged with whatever the kind's reconcile writes
+in the same patch), and only when it changed.
 
 For every kind: index `<plural>_alerting_state` holds what the per-object gauges of `metrics` read
 (phase, restarts, replicas, last rollback, backup times, unfinished handling), so the alert rules
@@ -13,6 +14,7 @@ always refer to series the operator really exports.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +30,10 @@ from modelops.controllers.metrics import OperatorMetrics, object_state
 
 # How often each object's rule object is re-applied (and Prometheus Operator looked for again).
 SYNC_INTERVAL = 300.0
+# After the operator starts, existing objects are looked at by the timer, not by a resume handler: a
+# second resume handler beside the kind's own makes kopf write progress annotations on every object
+# at every start, and a restarted operator should find nothing to write.
+START_DELAY = 5.0
 # How long discovery's yes is trusted (Prometheus Operator uninstalled is noticed this late).
 DISCOVERY_TTL = 60.0
 RETRY_DELAY = 10.0
@@ -102,6 +108,16 @@ def sync_alerts(
         logger.info(f"{reason}: {message}")
 
 
+class _QuietTimer(logging.Filter):
+    """Drops kopf's "Timer 'alerts-sync' succeeded.": a line per object every 5 minutes says nothing.
+
+    Failures are still logged, and every change of where the rules live is logged with an Event.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Timer 'alerts-sync' succeeded."
+
+
 def register(
     registry: kopf.OperatorRegistry,
     kinds: Sequence[tuple[str, reconcile.KindLogic[Any]]],
@@ -110,6 +126,9 @@ def register(
 ) -> None:
     options = alerts.Options.from_environ()
     discovery = PrometheusOperatorDiscovery(cluster)
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietTimer) for f in objects_logger.filters):
+        objects_logger.addFilter(_QuietTimer())
 
     @kopf.on.startup(registry=registry, id="track-alerting-state")
     def _track(**kwargs: Any) -> None:
@@ -137,7 +156,6 @@ def _register_alerts(
     discovery: PrometheusOperatorDiscovery,
     options: alerts.Options,
 ) -> None:
-    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="alerts")
     @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="alerts", field="spec")
     @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="alerts")
     def _alerts(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
@@ -150,7 +168,7 @@ def _register_alerts(
         registry=registry,
         id="alerts-sync",
         interval=SYNC_INTERVAL,
-        initial_delay=SYNC_INTERVAL,
+        initial_delay=START_DELAY,
     )
     def _alerts_sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         sync_alerts(cluster, discovery, options, kind, body, patch, logger, metrics)
