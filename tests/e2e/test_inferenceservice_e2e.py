@@ -291,6 +291,34 @@ def test_a_good_canary_is_promoted(plane: Plane, held_out: dict[str, list[Any]])
     assert accuracy(address, held_out) >= 0.85
 
 
+def test_a_crash_looping_server_is_not_ready_and_says_why(plane: Plane) -> None:
+    """The artifact changed on its volume after verification: the server refuses it, and the status says so."""
+    (plane.dir / "volumes" / "default" / "uploads" / "broken.pt").write_bytes(b"not the verified file")
+    isvc = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "tampered"},
+        "spec": {
+            "modelRef": {"model": "digits", "version": 50},
+            "resources": {"cpu": "100m", "memory": "512Mi"},
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=json.dumps(isvc))
+
+    def stalled() -> dict[str, Any] | None:
+        conditions = plane.get("inferenceservice", "tampered").get("status", {}).get("conditions") or []
+        ready = next((c for c in conditions if c["type"] == "Ready"), None)
+        return ready if ready and ready["reason"] == "ArtifactDigestMismatch" else None
+
+    ready = wait_for(
+        "the InferenceService to report the server's ArtifactDigestMismatch", stalled, plane, 120
+    )
+    assert ready["status"] == "False" and "sha256" in ready["message"]
+    conditions = plane.get("inferenceservice", "tampered")["status"]["conditions"]
+    assert next(c for c in conditions if c["type"] == "Stalled")["status"] == "True"
+    plane.kubectl("delete", "inferenceservice", "tampered", "--wait=true", timeout=90)
+
+
 def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
     """The audit log of this plane against `permissions.RULES` (which the chart's ClusterRole equals)."""
     from modelops.controllers.permissions import RULES
