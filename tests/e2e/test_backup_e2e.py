@@ -354,3 +354,34 @@ def test_volume_snapshots_need_the_crds_then_are_taken_pruned_and_restored(plane
     plane.kubectl("wait", "trainingjob/from-snap", "--for=condition=Succeeded", "--timeout=240s", timeout=250)
     assert plane.get("pvc", "from-snap-checkpoints")["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
     assert checkpoint_digests(claim_dir(plane, "from-snap-checkpoints")) == original
+
+
+def test_every_call_of_the_backup_controller_is_granted_by_the_rbac_rules(plane: Plane) -> None:
+    """This plane's audit log against `permissions.RULES` (which the chart's ClusterRole equals)."""
+    from modelops.controllers.permissions import RULES
+
+    calls = set()
+    for line in (plane.dir / "audit.log").read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") and event.get("userAgent", "").startswith(("kopf/", "OpenAPI-Generator/")):
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    # The tests above made the operator read and create the CronJobs, create the restore Job, list,
+    # create and prune VolumeSnapshots.
+    assert {
+        ("batch", "cronjobs", "get"),
+        ("batch", "cronjobs", "create"),
+        ("batch", "jobs", "create"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "list"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
+    } <= calls
+    ungranted = [
+        call
+        for call in sorted(calls)
+        if not any(
+            call[0] in r["apiGroups"] and call[1] in r["resources"] and call[2] in r["verbs"] for r in RULES
+        )
+    ]
+    assert ungranted == []
