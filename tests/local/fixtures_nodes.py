@@ -24,7 +24,7 @@ KUBECTL = str(ROOT / ".tools" / "bin" / "kubectl")
 WORKER_IMAGE = "ghcr.io/modelops/worker:test"
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:
     """Poll until `check()` returns something truthy; fail naming `what` otherwise."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -81,21 +81,25 @@ class Plane:
         assert len(dirs) == 1, dirs
         return dirs[0]
 
-    def start_nodes(self) -> None:
-        log = open(self.dir / "logs" / "nodes.log", "ab")  # noqa: SIM115 - the process keeps it
-        self.procs["nodes"] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelops.local.nodes",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--dir",
-                str(self.dir),
-                *self.node_args,
-            ],
+    def start(self, name: str, module: str, *args: str) -> None:
+        """`python -m module args` as `modelops local up` starts it, logging to DIR/logs/<name>.log."""
+        log = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def start_nodes(self) -> None:
+        self.start(
+            "nodes",
+            "modelops.local.nodes",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--dir",
+            str(self.dir),
+            *self.node_args,
         )
 
     def stop(self, name: str) -> None:
@@ -109,6 +113,11 @@ class Plane:
             proc.kill()
             proc.wait()
 
+    def stop_all(self) -> None:
+        """Stop every process, the last started first."""
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
     def logs(self) -> str:
         return (self.dir / "logs" / "nodes.log").read_text(errors="replace")
 
@@ -118,13 +127,7 @@ def start_apiserver(directory: Path, plane: Plane | None = None) -> Plane:
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     plane = plane or Plane(directory, directory / "kubeconfig")
     plane.kubeconfig.unlink(missing_ok=True)
-    api_log = open(directory / "logs" / "apiserver.log", "ab")  # noqa: SIM115 - the process keeps it
-    plane.procs["apiserver"] = subprocess.Popen(
-        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
-        stdout=api_log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    plane.start("apiserver", "modelops.local.apiserver", "--dir", str(directory), "--port", "0")
     try:
         wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
     except BaseException:

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import ssl
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fixtures_nodes import Plane as NodesPlane
+from fixtures_nodes import start_apiserver, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(ROOT / ".tools" / "bin" / "kubectl")
@@ -76,56 +75,13 @@ LOAD = textwrap.dedent(
 )
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 40.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-
-
 @dataclass
-class Plane:
-    dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+class Plane(NodesPlane):
+    """The nodes tests' plane plus the controllers, and plain HTTP reads with the kubeconfig's token."""
+
     server: str = ""
     token: str = ""
     ctx: ssl.SSLContext | None = None
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
-
-    def start(self, name: str, *args: str) -> None:
-        log = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    def stop(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs.pop(name)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
     def start_controllers(self) -> None:
         self.start(
@@ -198,11 +154,8 @@ class Plane:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     directory = tmp_path_factory.mktemp("controllers-plane")
-    (directory / "logs").mkdir()
-    plane = Plane(directory)
+    plane = start_apiserver(directory, Plane(directory, directory / "kubeconfig"))
     try:
-        plane.start("apiserver", "modelops.local.apiserver", "--dir", str(directory), "--port", "0")
-        wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
         plane.connect()
         wait_for("the API server to answer", lambda: plane.get("/api/v1/namespaces") is not None, timeout=30)
         kc = str(plane.kubeconfig)
