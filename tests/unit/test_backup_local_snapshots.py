@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,61 @@ def test_a_claim_waits_for_its_snapshot_to_be_ready(tmp_path: Path) -> None:
     assert src is None and why is not None and "ready to use" in why
     src, why = s.restore_source(restored, [], str(tmp_path))
     assert src is None and why is not None and "CRDs" in why
+
+
+def test_the_store_keeps_supervising_a_kind_that_is_not_served_yet() -> None:
+    """VolumeSnapshots are served only once their CRDs are applied, after `local up`: the supervisor
+    must retry the kind until then (a failed retry used to end it), then watch it."""
+    import asyncio
+
+    from modelops.local.client import ApiError, Client, KubeConfig
+    from modelops.local.controllers.store import Store
+
+    served = {"now": False}
+    attempts: list[bool] = []
+
+    class FakeInformer:
+        def __init__(self) -> None:
+            self.synced = asyncio.Event()
+            self.cache: dict[Any, Any] = {}
+            self.task: asyncio.Task[None] | None = None
+
+        async def run(self) -> None:
+            attempts.append(served["now"])
+            if not served["now"]:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            self.synced.set()
+            await asyncio.sleep(3600)
+
+        def start(self) -> asyncio.Task[None]:
+            if self.task is None:
+                self.task = asyncio.ensure_future(self.run())
+            return self.task
+
+        async def stop(self) -> None:
+            assert self.task is not None
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task  # re-raises the 404 of a failed list, as the real Informer does
+
+    async def go() -> set[Any]:
+        store = Store(Client(KubeConfig(server="http://127.0.0.1:1")))
+        store._informer = lambda kind: FakeInformer()  # type: ignore[method-assign,assignment,return-value]
+        store.watch(s.VOLUMESNAPSHOTS)
+        await store.start()
+        assert s.VOLUMESNAPSHOTS in store.unavailable
+        supervisor = asyncio.ensure_future(store.supervise(every=0.01, sync_timeout=1.0))
+        await asyncio.sleep(0.1)
+        assert not supervisor.done(), supervisor.exception()
+        served["now"] = True
+        for _ in range(100):
+            if s.VOLUMESNAPSHOTS not in store.unavailable:
+                break
+            await asyncio.sleep(0.02)
+        supervisor.cancel()
+        for informer in store.informers.values():
+            await informer.stop()
+        return set(store.unavailable)
+
+    assert asyncio.run(go()) == set()
+    assert attempts[0] is False and attempts[-1] is True and len(attempts) > 2
