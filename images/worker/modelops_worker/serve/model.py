@@ -53,6 +53,8 @@ class LoadedModel:
         return "pytorch_torchscript" if self.format == "torchscript" else "pytorch_state_dict"
 
     def forward(self, batch: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        if not batch.flags.writeable:  # a binary tensor read straight from the request's bytes
+            batch = batch.copy()
         with torch.inference_mode():
             out = self.module(torch.from_numpy(batch))
         return out.float().numpy()  # type: ignore[no-any-return]
