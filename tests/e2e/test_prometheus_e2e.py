@@ -224,7 +224,7 @@ def test_a_failed_job_fires_its_alert_while_a_healthy_running_job_stays_quiet(
     plane: Plane, prometheus: Prometheus
 ) -> None:
     digits = quickstart_job("digits", alerts={"stalledAfter": "10m"})
-    digits["spec"]["hyperparameters"]["epochs"] = 10
+    digits["spec"]["hyperparameters"]["epochs"] = 12
     broken = quickstart_job("too-few-rows", dataValidation={"minRows": 100000})  # digits has 1,797 rows
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([digits, broken]))
 
@@ -238,6 +238,24 @@ def test_a_failed_job_fires_its_alert_while_a_healthy_running_job_stays_quiet(
         assert cm["metadata"]["ownerReferences"][0]["name"] == name
         groups += yaml.safe_load(cm["data"]["rules.yaml"])["groups"]
     prometheus.load_rules("trainingjobs", groups)
+
+    # While it trains, the job is scraped at its pod (its steps advance in Prometheus), its rules evaluate
+    # cleanly, and none of them fires.
+    def steps() -> float:
+        prometheus.refresh_targets()
+        found = prometheus.query(f'modelops_training_step{{namespace="{NS}",pod="digits-0"}}')
+        return float(found[0]["value"][1]) if found else 0.0
+
+    first = prometheus.wait("Prometheus to scrape digits-0's steps", steps, timeout=180)
+    prometheus.wait("digits-0's steps to advance in Prometheus", lambda: steps() > first, timeout=120)
+    rule_groups = {g["name"]: g for g in prometheus.api("rules")["groups"]}
+    ours = rule_groups[f"modelops.trainingjob.{NS}.digits"]["rules"]
+    assert {r["name"] for r in ours} >= {"ModelopsTrainingJobFailed", "ModelopsTrainingStalled"}
+    assert all(r["health"] == "ok" for r in ours), ours
+    assert alerts_for(prometheus, "trainingjob", "digits") == {}
+    # The per-object gauges come from the operator's own /metrics.
+    phase = prometheus.query(f'modelops_trainingjob_phase{{namespace="{NS}",name="digits",phase="Running"}}')
+    assert phase and phase[0]["value"][1] == "1"
 
     def failed_alert() -> dict[str, Any] | None:
         prometheus.refresh_targets()
@@ -257,23 +275,16 @@ def test_a_failed_job_fires_its_alert_while_a_healthy_running_job_stays_quiet(
     assert alert["annotations"]["summary"] == "TrainingJob default/too-few-rows failed"
     assert alert["annotations"]["runbook_url"].endswith("/docs/runbooks/ModelopsTrainingJobFailed.md")
 
-    # The running job is scraped at its pod (its steps advance in Prometheus), its rules evaluate
-    # cleanly, and none of them fires.
-    def steps() -> float:
-        prometheus.refresh_targets()
-        found = prometheus.query(f'modelops_training_step{{namespace="{NS}",pod="digits-0"}}')
-        return float(found[0]["value"][1]) if found else 0.0
-
-    first = prometheus.wait("Prometheus to scrape digits-0's steps", steps, timeout=180)
-    prometheus.wait("digits-0's steps to advance in Prometheus", lambda: steps() > first, timeout=120)
-    rule_groups = {g["name"]: g for g in prometheus.api("rules")["groups"]}
-    ours = rule_groups[f"modelops.trainingjob.{NS}.digits"]["rules"]
-    assert {r["name"] for r in ours} >= {"ModelopsTrainingJobFailed", "ModelopsTrainingStalled"}
-    assert all(r["health"] == "ok" for r in ours), ours
-    assert alerts_for(prometheus, "trainingjob", "digits") == {}
-    # The per-object gauges come from the operator's own /metrics.
-    phase = prometheus.query(f'modelops_trainingjob_phase{{namespace="{NS}",name="digits",phase="Running"}}')
-    assert phase and phase[0]["value"][1] == "1"
+    # A ConfigMap of that name that someone else owns is never taken over: the status says so.
+    theirs = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "squat-trainingjob-alerts"}}
+    theirs["data"] = {"note": "not the operator's"}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(theirs))
+    squat = quickstart_job("squat", runPolicy={"suspend": True})
+    plane.kubectl("apply", "-f", "-", input=json.dumps(squat))
+    st = prometheus.wait("status.alerting of squat", lambda: alerting_status(plane, "tj", "squat"))
+    assert st.get("ruleKind") is None  # null is dropped by the merge patch
+    assert "exists and is not owned by this TrainingJob" in st["message"], st
+    assert plane.get("configmap", "squat-trainingjob-alerts")["data"] == {"note": "not the operator's"}
 
     # The rule object is owned by its job: deleting the job deletes it.
     plane.kubectl("delete", "trainingjob/too-few-rows", "--timeout=60s")

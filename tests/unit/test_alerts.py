@@ -198,7 +198,7 @@ def test_without_prometheus_operator_the_rules_go_to_a_configmap_and_the_status_
     assert plan.manifest["kind"] == "ConfigMap" and plan.delete == ()
     assert plan.status["ruleKind"] == "ConfigMap" and plan.status["rules"] == 4
     assert "Prometheus Operator is not installed" in plan.status["message"]
-    assert plan.event is not None and plan.event[0] == "AlertRulesApplied"
+    assert plan.event is not None and plan.event[:2] == ("Normal", "AlertRulesApplied")
 
 
 def test_prometheus_operator_installed_later_moves_the_rules_and_removes_the_configmap() -> None:
@@ -239,6 +239,24 @@ def test_disabling_alerts_deletes_the_rule_object() -> None:
     )
     assert plan is not None and plan.manifest is None and plan.delete == ("PrometheusRule",)
     assert plan.status["ruleKind"] is None and "spec.alerts.enabled" in plan.status["message"]
+
+
+def test_a_name_taken_by_someone_elses_object_is_never_taken_over() -> None:
+    owner = body("TrainingJob", "j", TJ_SPEC)
+    theirs = {"metadata": {"name": "j-trainingjob-alerts", "ownerReferences": [{"uid": "someone-else"}]}}
+    ours = {"metadata": {"name": "j-trainingjob-alerts", "ownerReferences": [{"uid": "uid-1"}]}}
+    assert alerting.foreign(theirs, owner) and alerting.foreign({"metadata": {}}, owner)
+    assert not alerting.foreign(ours, owner) and not alerting.foreign(None, owner)
+    plan = alerting.conflict("TrainingJob", owner, "ConfigMap")
+    assert plan.manifest is None and plan.delete == ()
+    assert plan.status["ruleKind"] is None and plan.status["name"] == "j-trainingjob-alerts"
+    assert "is not owned by this TrainingJob" in plan.status["message"]
+    assert plan.event is not None and plan.event[:2] == ("Warning", "AlertRulesNameConflict")
+    # Said once: the next look at the same conflict posts nothing new.
+    again = alerting.conflict(
+        "TrainingJob", body("TrainingJob", "j", TJ_SPEC, {"alerting": plan.status}), "ConfigMap"
+    )
+    assert again.event is None
 
 
 def test_an_unusable_spec_is_left_to_the_kinds_reconcile() -> None:

@@ -28,7 +28,7 @@ class Plan:
     manifest: dict[str, Any] | None
     delete: tuple[str, ...]
     status: dict[str, Any]
-    event: tuple[str, str] | None  # (reason, message) when where the rules live changed
+    event: tuple[str, str, str] | None  # (type, reason, message) when where the rules live changed
 
 
 def groups_for(kind: str, body: Mapping[str, Any], options: alerts.Options) -> list[dict[str, Any]] | None:
@@ -66,7 +66,9 @@ def plan(
             "message": "Alerts are disabled (spec.alerts.enabled is false); no rules are generated.",
         }
         delete = (was,) if was else ()
-        event = ("AlertRulesRemoved", f"Removed {was} {name}: alerts are disabled.") if was else None
+        event = (
+            ("Normal", "AlertRulesRemoved", f"Removed {was} {name}: alerts are disabled.") if was else None
+        )
         return Plan(None, delete, status, event)
     count = alerts.count_rules(groups)
     if prometheus_operator:
@@ -83,13 +85,33 @@ def plan(
         rule_kind = CONFIGMAP
     status = {"ruleKind": rule_kind, "name": name, "rules": count, "message": message}
     delete = (was,) if was and was != rule_kind else ()
-    event = None
-    if was != rule_kind:
-        event = ("AlertRulesApplied", message)
-    return Plan(manifest, delete, status, event)
+    applied = ("Normal", "AlertRulesApplied", message) if was != rule_kind else None
+    return Plan(manifest, delete, status, applied)
 
 
 def changed(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """Whether status.alerting differs from what is written (a timer writes only on change)."""
     before = dict((body.get("status") or {}).get("alerting") or {})
     return any(before.get(k) != v for k, v in status.items())
+
+
+def foreign(existing: Mapping[str, Any] | None, owner: Mapping[str, Any]) -> bool:
+    """Whether an object already at the rule object's name belongs to someone else (never taken over)."""
+    if existing is None:
+        return False
+    uid = owner["metadata"]["uid"]
+    refs = (existing.get("metadata") or {}).get("ownerReferences") or []
+    return not any(ref.get("uid") == uid for ref in refs)
+
+
+def conflict(kind: str, body: Mapping[str, Any], rule_kind: str) -> Plan:
+    """The plan when the name is taken: nothing written, the status and a Warning say what to do."""
+    name = alerts.rule_name(kind, body["metadata"]["name"])
+    message = (
+        f"{rule_kind} {name} exists and is not owned by this {kind}; no alert rules were written. Rename or "
+        "delete that object; the operator retries within minutes."
+    )
+    status = {"ruleKind": None, "name": name, "rules": 0, "message": message}
+    before = dict((body.get("status") or {}).get("alerting") or {})
+    event = ("Warning", "AlertRulesNameConflict", message) if before.get("message") != message else None
+    return Plan(None, (), status, event)

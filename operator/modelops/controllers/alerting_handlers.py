@@ -90,8 +90,13 @@ def sync_alerts(
             return
         namespace = str(body.metadata.namespace)
         name = alerts.rule_name(kind, str(body.metadata.name))
-        if decided.manifest is not None:
-            cluster.apply(_rule_path(decided.manifest["kind"], namespace, name), decided.manifest)
+        manifest = decided.manifest
+        if manifest is not None:
+            path = _rule_path(manifest["kind"], namespace, name)
+            if alerting.foreign(cluster.get(path), body):
+                decided = alerting.conflict(kind, body, manifest["kind"])
+            else:
+                cluster.apply(path, manifest)
         for old_kind in decided.delete:
             cluster.delete(_rule_path(old_kind, namespace, name))
     except kubernetes.client.ApiException as error:
@@ -103,8 +108,8 @@ def sync_alerts(
     if alerting.changed(body, decided.status):
         patch.status["alerting"] = decided.status
     if decided.event is not None:
-        reason, message = decided.event
-        kopf.event(body, type="Normal", reason=reason, message=message)
+        type_, reason, message = decided.event
+        kopf.event(body, type=type_, reason=reason, message=message)
         logger.info(f"{reason}: {message}")
 
 

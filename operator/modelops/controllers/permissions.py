@@ -77,17 +77,18 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["persistentvolumeclaims"],
         "verbs": ["create"],
     },
-    # The alerting controller: each TrainingJob's and InferenceService's rule object, server-side
-    # applied (create and patch) and deleted when alerts are disabled or it moves to the other kind.
+    # The alerting controller: each TrainingJob's and InferenceService's rule object, read by name
+    # first (someone else's object of that name is reported, never taken over), server-side applied
+    # (create and patch) and deleted when alerts are disabled or it moves to the other kind.
     {
         "apiGroups": ["monitoring.coreos.com"],
         "resources": ["prometheusrules"],
-        "verbs": ["create", "patch", "delete"],
+        "verbs": ["get", "create", "patch", "delete"],
     },
     {
         "apiGroups": [""],
         "resources": ["configmaps"],
-        "verbs": ["create", "patch", "delete"],
+        "verbs": ["get", "create", "patch", "delete"],
     },
     # The InferenceService controller: its children are listed by label, read by name before one is
     # created (a name taken by someone else's object is reported, never taken over), server-side
