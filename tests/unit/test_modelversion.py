@@ -424,7 +424,9 @@ def test_the_verification_pod_mounts_the_claim_read_only_and_passes_restricted()
     [claim] = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert claim["persistentVolumeClaim"] == {"claimName": "digits-checkpoints", "readOnly": True}
     assert pod["metadata"]["ownerReferences"][0]["name"] == "digits-1"
-    assert pod["metadata"]["labels"][builders.LABEL_MODELVERSION] == "digits-1"
+    assert pod["metadata"]["labels"][builders.LABEL_VERIFIES] == "digits-1"
+    # Serving pods carry modelops.dev/modelversion: a verifier query must never select them.
+    assert "modelops.dev/modelversion" not in pod["metadata"]["labels"]
     assert builders.pod_name("digits-1", "") != builders.pod_name("digits-1", "again")
 
 
@@ -544,3 +546,66 @@ def test_a_failed_version_still_gives_up_an_alias_dropped_from_its_spec() -> Non
     st = store.objs["a"]["status"]
     assert st["aliases"] == []
     assert [(e["alias"], e["action"]) for e in st["promotionHistory"]] == [("champion", "Revoked")]
+
+
+class PodStore:
+    """Pods as the API server lists them by an equality label selector (no server needed)."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+        self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+
+    def list_items(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        key, _, value = (label_selector or "=").partition("=")
+        return [p for p in self.pods if not key or p["metadata"].get("labels", {}).get(key) == value]
+
+    def create_at(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.created.append(body)
+        return body
+
+    def delete(self, path: str, **_: Any) -> bool:
+        self.deleted.append(path.rsplit("/", 1)[1])
+        return True
+
+
+def pod_of(name: str, labels: dict[str, str], owner_uid: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [{"uid": owner_uid}]},
+        "status": {"phase": "Running"},
+    }
+
+
+def test_a_new_verification_never_deletes_serving_pods_or_pods_it_does_not_own() -> None:
+    import kopf
+
+    from modelops.controllers import modelversion_handlers as handlers
+
+    obj = version("digits-1", verification={"request": "", "finishedAt": "2026-11-25T10:00:00Z"})
+    obj["metadata"]["annotations"] = {mv.REVERIFY_ANNOTATION: "again"}
+    obj["status"]["conditions"] = [
+        {"type": "Verified", "status": "True", "reason": "Verified", "message": "ok"}
+    ]
+    store = PodStore(
+        [
+            pod_of("digits-classifier-stable-x", {"modelops.dev/modelversion": "digits-1"}, "uid-isvc"),
+            pod_of(builders.pod_name("digits-1", ""), {builders.LABEL_VERIFIES: "digits-1"}, "uid-digits-1"),
+            pod_of("lookalike", {builders.LABEL_VERIFIES: "digits-1"}, "uid-someone-else"),
+        ]
+    )
+    desired: dict[str, Any] = {}
+    conclusion = handlers._verify(
+        store,  # type: ignore[arg-type]
+        kopf.Body(obj),  # type: ignore[arg-type]
+        spec_of(obj),
+        desired,
+        [],
+        [],
+        NOW,
+        None,  # type: ignore[arg-type]
+    )
+    assert store.deleted == [builders.pod_name("digits-1", "")], "only its own overtaken verifier"
+    [created] = store.created
+    assert created["metadata"]["name"] == builders.pod_name("digits-1", "again")
+    assert desired["verification"]["request"] == "again"
+    assert conclusion.reason == "Reverifying" and conclusion.state is status.State.READY

@@ -15,7 +15,8 @@ from modelops import API_VERSION, GROUP
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
 KIND = "ModelVersion"
-LABEL_MODELVERSION = f"{GROUP}/modelversion"
+# Its own key: serving pods carry `modelops.dev/modelversion`, and must never match a verifier query.
+LABEL_VERIFIES = f"{GROUP}/verifies"
 CONTAINER = "verify"
 ARTIFACT_MOUNT = "/var/run/modelops/artifact"
 # Enough to hash and load a multi-GB artifact on a slow volume; a stuck pod is failed after it.
@@ -96,7 +97,7 @@ def verification_pod(
             "name": pod_name(name, request),
             "namespace": namespace,
             "labels": {
-                LABEL_MODELVERSION: name,
+                LABEL_VERIFIES: name,
                 "app.kubernetes.io/component": "verifier",
                 "app.kubernetes.io/managed-by": "modelops",
             },

@@ -365,7 +365,13 @@ def _verify(
     request = mv.wanted_request(body, now=now, interval=reverify_interval()) or ""
     pod_name = builders.pod_name(name, request)
     pods_path = resource_path("v1", "pods", namespace)
-    pods = cluster.list_items(pods_path, label_selector=f"{builders.LABEL_MODELVERSION}={name}")
+    listed = cluster.list_items(pods_path, label_selector=f"{builders.LABEL_VERIFIES}={name}")
+    # Only pods this version owns: a label is a hint anyone can copy, the owner's uid is not.
+    pods = [
+        p
+        for p in listed
+        if any(ref.get("uid") == uid for ref in (p.get("metadata") or {}).get("ownerReferences") or [])
+    ]
     pod = _find(pods, pod_name)
     for stale in pods:
         # A run of an earlier request, never read (a newer request overtook it): it answers nothing now.
