@@ -116,19 +116,20 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
         plane.kubectl("wait", "-n", NS, ref, "--for=condition=Reconciling", "--timeout=10s")
         got = plane.get("-n", NS, ref)
         c = conditions(got)
-        # The ModelVersion's verification pod waits for a node this plane does not have.
-        expected = {"TrainingJob": "Suspended", "ModelVersion": "Verifying"}.get(kind, "Pending")
+        # The ModelVersion's verification pod waits for a node this plane does not have, and the
+        # InferenceService waits for that ModelVersion to be Ready (creating nothing meanwhile).
+        expected = {"TrainingJob": "Suspended", "ModelVersion": "Verifying"}.get(kind, "ModelVersionNotReady")
         assert (c["Ready"]["status"], c["Reconciling"]["reason"], c["Stalled"]["status"]) == (
             "False",
             expected,
             "False",
         )
-        assert got["status"]["phase"] == expected
+        assert got["status"]["phase"] == ("Pending" if kind == "InferenceService" else expected)
         assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
-        # kopf needs a finalizer to stop the TrainingJob's sync timer before the object goes, and a
-        # ModelVersion's in-use protection holds its deletion while it is served.
+        # kopf needs a finalizer to stop the TrainingJob's and InferenceService's sync timers before
+        # the object goes, and a ModelVersion's in-use protection holds its deletion while it is served.
         has_finalizer = "modelops.dev/finalizer" in got["metadata"].get("finalizers", [])
-        assert has_finalizer == (kind in ("TrainingJob", "ModelVersion"))
+        assert has_finalizer
         # kopf's bookkeeping lives under our own prefix, not kopf.zalando.org.
         annotations = got["metadata"].get("annotations", {})
         assert "modelops.dev/last-handled-configuration" in annotations
