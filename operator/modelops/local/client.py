@@ -48,7 +48,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -57,6 +57,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 Obj: TypeAlias = dict[str, Any]
+T = TypeVar("T")
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
 _PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -513,21 +514,34 @@ class Client:
                 await asyncio.sleep(retry_delay)
             if gone:
                 log.debug("watch %s: resourceVersion %s is gone; re-listing", path, rv)
-                while True:
-                    try:
-                        rv, events = await self._relist(
-                            api_version, plural, namespace, label_selector, field_selector, delivered
-                        )
-                        break
-                    except (TimeoutError, aiohttp.ClientError, ConnectionError):
-                        self.reload_if_changed()
-                        await asyncio.sleep(retry_delay)
-                    except ApiError as e:
-                        if not _retryable(e):
-                            raise
-                        await asyncio.sleep(retry_delay)
+                relisted: tuple[str, builtins.list[tuple[str, Obj]]] = await self.retrying(
+                    f"re-list of {path}",
+                    lambda: self._relist(
+                        api_version, plural, namespace, label_selector, field_selector, delivered
+                    ),
+                    retry_delay,
+                )
+                rv, events = relisted
                 for event in events:
                     yield event
+
+    async def retrying(self, what: str, call: Callable[[], Awaitable[T]], delay: float = 1.0) -> T:
+        """`await call()` until it answers, for the requests a consumer cannot do without (a list).
+
+        Lost connections (following a rewritten kubeconfig) and retryable answers (5xx, 429) are
+        retried every `delay` seconds; any other `ApiError` (403, 404 of an unknown resource) is raised.
+        """
+        while True:
+            try:
+                return await call()
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+                log.warning("%s failed (%s); retrying", what, e)
+                self.reload_if_changed()
+            except ApiError as e:
+                if not _retryable(e):
+                    raise
+                log.warning("%s failed (%s); retrying", what, e)
+            await asyncio.sleep(delay)
 
     async def _relist(
         self,
@@ -688,24 +702,16 @@ class Informer:
     async def run(self) -> None:
         # The initial list is delivered as a batch of ADDED events; `synced` is set after the last of
         # them, which we detect by listing ourselves and then watching from that resourceVersion.
-        while True:
-            try:
-                listed = await self.client.list(
-                    self.api_version,
-                    self.plural,
-                    self.namespace,
-                    label_selector=self.label_selector,
-                    field_selector=self.field_selector,
-                )
-                break
-            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
-                log.warning("informer %s: initial list failed (%s); retrying", self.plural, e)
-                await asyncio.sleep(1.0)
-            except ApiError as e:
-                if not _retryable(e):
-                    raise
-                log.warning("informer %s: initial list failed (%s); retrying", self.plural, e)
-                await asyncio.sleep(1.0)
+        listed = await self.client.retrying(
+            f"informer {self.plural}: initial list",
+            lambda: self.client.list(
+                self.api_version,
+                self.plural,
+                self.namespace,
+                label_selector=self.label_selector,
+                field_selector=self.field_selector,
+            ),
+        )
         for item in listed.get("items") or []:
             await self._deliver("ADDED", item)
         self.synced.set()
