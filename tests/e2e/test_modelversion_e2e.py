@@ -13,6 +13,8 @@ import hashlib
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from localplane import KUBECTL, Plane
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
+
+# The quickstart's InferenceService, serving digits version 1.
+SERVICE = "digits-classifier"
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +65,36 @@ def kubectl_fails(plane: Plane, *args: str) -> str:
     done = subprocess.run([str(KUBECTL), *args], capture_output=True, text=True, timeout=60, env=plane.env)
     assert done.returncode != 0, f"kubectl {' '.join(args)} was accepted: {done.stdout}"
     return done.stderr
+
+
+def serving_pods(plane: Plane) -> dict[str, int]:
+    """The InferenceService's Ready pods and their restart counts."""
+    pods = plane.get("pods")["items"]
+    out: dict[str, int] = {}
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+        )
+        if name.startswith(f"{SERVICE}-") and ready:
+            out[name] = sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
+    return out
+
+
+def prediction(plane: Plane) -> int:
+    """The HTTP status of one V2 inference through the InferenceService's Service."""
+    ip = plane.get("service", SERVICE)["spec"]["clusterIP"]
+    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [[0.0] * 64]}]}
+    request = urllib.request.Request(
+        f"http://{ip}:80/v2/models/{SERVICE}/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def events_of(plane: Plane, name: str) -> list[tuple[str, str, str]]:
@@ -105,7 +140,7 @@ def test_a_trained_version_is_verified_and_a_tampered_file_fails_re_verification
     assert condition(trained, "Verified")["status"] == "True"
     assert "modelops.dev/in-use-protection" in trained["metadata"]["finalizers"]
     # The verification pod is gone once its answer was read; the printer columns show the version.
-    assert not plane.get("pods", "-l", "modelops.dev/modelversion=digits-1")["items"]
+    assert not plane.get("pods", "-l", "modelops.dev/verifies=digits-1")["items"]
     table = plane.kubectl("get", "mv", "digits-1")
     assert all(h in table for h in ("MODEL", "VERSION", "PHASE", "ACCURACY", "ALIASES", "AGE"))
     # Verified, the identity is frozen: the API server refuses a new source, naming the field.
@@ -119,6 +154,16 @@ def test_a_trained_version_is_verified_and_a_tampered_file_fails_re_verification
         '{"spec":{"source":{"trainingJob":{"name":"other"}}}}',
     )
     assert "spec.source" in refused and "immutable" in refused
+
+    # An InferenceService serves the verified file before it is tampered with.
+    isvc = yaml.safe_load((REPO / "examples" / "quickstart" / "30-inferenceservice.yaml").read_text())
+    isvc["spec"]["resources"] = {"cpu": "250m", "memory": "768Mi"}
+    plane.kubectl("apply", "-f", "-", input=json.dumps(isvc))
+    plane.kubectl(
+        "wait", f"inferenceservice/{SERVICE}", "--for=condition=Ready", "--timeout=180s", timeout=190
+    )
+    serving = serving_pods(plane)
+    assert serving and prediction(plane) == 200
 
     original = path.read_bytes()
     path.write_bytes(original + b"tampered")
@@ -138,12 +183,16 @@ def test_a_trained_version_is_verified_and_a_tampered_file_fails_re_verification
         message = condition(failed, "Verified")["message"]
         assert st["artifact"]["sha256"] in message and "modelops.dev/reverify" in message
         assert ("Warning", "ArtifactDigestMismatch") in [(t, r) for t, r, _ in events_of(plane, "digits-1")]
+        # The pods that loaded the verified file keep serving it: same pods, no restart, answering.
+        assert serving_pods(plane) == serving
+        assert prediction(plane) == 200
     finally:
         path.write_bytes(original)
     # The file restored, a new request verifies it again.
     plane.kubectl("annotate", "mv", "digits-1", "modelops.dev/reverify=restored", "--overwrite")
     plane.kubectl("wait", "modelversion/digits-1", "--for=condition=Verified", "--timeout=120s", timeout=130)
     assert plane.get("mv", "digits-1")["status"]["phase"] == "Ready"
+    plane.kubectl("delete", "inferenceservice", SERVICE, "--timeout=120s", timeout=130)
 
 
 def uri_version(name: str, gate: float, *, must_beat: bool = False) -> dict[str, Any]:
