@@ -213,10 +213,13 @@ class Batcher:
                     item.future.set_result(logits[row : row + n])
                 row += n
 
-    async def close(self) -> None:
-        """Refuse new work, finish what is queued, stop the thread."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Refuse new work, finish what is queued (within `timeout`), stop the thread."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                log.warning("%d queued samples not computed before the drain deadline", self._queued)
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -78,6 +78,7 @@ class Server:
         self.batcher: Batcher | None = None
         self.state = "loading"  # loading -> ready -> draining
         self.inflight = 0
+        self._last_full_log = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
         self.app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=[_json_errors])
@@ -121,13 +122,14 @@ class Server:
     async def drain(self, timeout: float) -> bool:
         """Stop taking work; True when every in-flight request was answered within `timeout`."""
         self.state = "draining"
+        deadline = time.monotonic() + timeout
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             done = True
         except TimeoutError:
             done = False
         if self.batcher is not None:
-            await self.batcher.close()
+            await self.batcher.close(max(0.0, deadline - time.monotonic()))
         return done
 
     # --- health and metadata ---------------------------------------------------------------------
@@ -261,6 +263,10 @@ class Server:
         try:
             logits = await self.batcher.submit(req.batch)
         except QueueFull as exc:
+            now = time.monotonic()
+            if now - self._last_full_log > 10:  # a full queue is news, each refusal is not
+                self._last_full_log = now
+                log.warning("refusing requests: %s", exc)
             return _error(503, str(exc), {"Retry-After": "1"})
         except ShuttingDown:
             return _error(
