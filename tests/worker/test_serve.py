@@ -469,6 +469,67 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(start) -> None:
     assert "drained" in s.log.read_text()
 
 
+# --- the wire format of the protocol's spec and of KServe's client, recorded ---------------------------
+
+
+def test_the_protocol_specs_example_shape_works(server: Server) -> None:
+    # The Open Inference Protocol's REST example (request parameters, an outputs selection with
+    # parameters, UINT32 data), with this model's input size.
+    spec_example = {
+        "id": "42",
+        "parameters": {"sequence_id": 1},
+        "inputs": [
+            {
+                "name": "input0",
+                "shape": [1, 64],
+                "datatype": "UINT32",
+                "data": DIGITS.data[3].astype(int).tolist(),
+            }
+        ],
+        "outputs": [{"name": "predicted_class", "parameters": {"classification": 0}}],
+    }
+    r = server.infer(spec_example)
+    assert r.status_code == 200, r.text
+    same_as_fp32 = server.infer(v2(X[3].tolist(), [1, 64])).json()["outputs"][1]["data"]
+    assert r.json() == {
+        "model_name": "digits",
+        "model_version": "3",
+        "id": "42",
+        "outputs": [{"name": "predicted_class", "shape": [1], "datatype": "INT64", "data": same_as_fp32}],
+    }
+
+
+def test_kserve_clients_recorded_requests_work(server: Server) -> None:
+    # What kserve 0.21.0's `InferRequest("digits", [InferInput("input-0", [2, 64], "FP32")],
+    # request_id="k-7").to_rest()` sends, with set_data_from_numpy(x, binary_data=False / True).
+    x = X[:2]
+    as_json = {
+        "id": "k-7",
+        "model_name": "digits",
+        "inputs": [{"name": "input-0", "shape": [2, 64], "datatype": "FP32", "data": x.reshape(-1).tolist()}],
+    }
+    r = server.infer(as_json, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert protocol_header(r) is None and r.json()["id"] == "k-7"
+    head = (
+        b'{"id":"k-7","model_name":"digits","inputs":[{"name":"input-0","shape":[2,64],"datatype":"FP32",'
+        b'"parameters":{"binary_data_size":512}}]}'
+    )
+    assert len(head) == 135
+    r = server.infer(
+        head + x.astype("<f4").tobytes(),
+        headers={"Inference-Header-Content-Length": "135", "content-type": "application/octet-stream"},
+    )
+    assert r.status_code == 200, r.text
+    out = {o["name"]: o for o in r.json()["outputs"]}
+    assert out["predicted_class"]["data"] == Y[:2].tolist()
+    assert len(out["logits"]["data"]) == 20
+
+
+def protocol_header(r: requests.Response) -> str | None:
+    return r.headers.get("Inference-Header-Content-Length")
+
+
 # --- a KServe client, unchanged ------------------------------------------------------------------------
 
 KSERVE_PYTHON = REPO / ".bench-venv" / "bin" / "python"
