@@ -266,3 +266,19 @@ def test_a_destination_with_a_size_is_created_once_and_never_owned() -> None:
     assert pvc["metadata"]["name"] == "backups" and "ownerReferences" not in pvc["metadata"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert c.plan("TrainingJob", tj(policy), c.Observed(cronjob={}), now=NOW).create == []
+
+
+def test_the_sync_interval_comes_from_the_environment_with_a_safe_default() -> None:
+    from modelops.controllers.backup_handlers import sync_interval, wanted
+
+    assert sync_interval({}) == c.SYNC_INTERVAL == 30.0
+    assert sync_interval({c.ENV_SYNC_INTERVAL: "5"}) == 5.0
+    assert sync_interval({c.ENV_SYNC_INTERVAL: "0"}) == 1.0
+    assert sync_interval({c.ENV_SYNC_INTERVAL: "soon"}) == 30.0
+    # Objects without a policy, a restore or a leftover status cost nothing.
+    assert not wanted("TrainingJob", TJ_SPEC, {})
+    assert wanted(
+        "TrainingJob", {**TJ_SPEC, "checkpoint": {"restoreFrom": {"volumeSnapshot": {"name": "s"}}}}, {}
+    )
+    assert wanted("ModelVersion", {"restoreFrom": {"volumeSnapshot": {"name": "s"}}}, {})
+    assert wanted("ModelVersion", {}, {"backup": {"kept": 1}})

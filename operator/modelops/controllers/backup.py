@@ -30,8 +30,11 @@ from modelops.builders import trainingjob as tj_builders
 from modelops.local.controllers import cron
 
 CONDITION = "BackupHealthy"
-# How often the schedule, the runs and the snapshots are looked at.
-SYNC_INTERVAL = 10.0
+# How often each object's schedule, runs and snapshots are looked at (2-3 reads per object), unless
+# MODELOPS_BACKUP_SYNC_SECONDS says otherwise. Cron granularity is a minute, so status lags a run by at
+# most this much.
+SYNC_INTERVAL = 30.0
+ENV_SYNC_INTERVAL = "MODELOPS_BACKUP_SYNC_SECONDS"
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,9 +177,20 @@ def register(
             _register(registry, plural, logic.kind, metrics, cluster)
 
 
+def sync_interval(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds between two looks at one object: MODELOPS_BACKUP_SYNC_SECONDS, else the default."""
+    value = (os.environ if environ is None else environ).get(backup.ENV_SYNC_INTERVAL)
+    try:
+        return max(1.0, float(value)) if value else backup.SYNC_INTERVAL
+    except ValueError:
+        return backup.SYNC_INTERVAL
+
+
 def _register(
     registry: kopf.OperatorRegistry, plural: str, kind: str, metrics: OperatorMetrics, cluster: Cluster
 ) -> None:
+    interval = sync_interval()
+
     def _when(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
         return wanted(kind, spec, status)
 
@@ -188,8 +200,8 @@ def _register(
         plural,
         registry=registry,
         id="backup",
-        interval=backup.SYNC_INTERVAL,
-        initial_delay=backup.SYNC_INTERVAL / 2,
+        interval=interval,
+        initial_delay=min(5.0, interval / 2),
         when=_when,
     )
     def _backup(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
