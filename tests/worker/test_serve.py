@@ -526,6 +526,21 @@ def test_kserve_clients_recorded_requests_work(server: Server) -> None:
     assert len(out["logits"]["data"]) == 20
 
 
+def test_binary_outputs_come_back_after_the_json_header(server: Server) -> None:
+    body = v2(X[:3].reshape(-1).tolist(), [3, 64], parameters={"binary_data_output": True})
+    r = server.infer(body)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/octet-stream"
+    head_len = int(r.headers["Inference-Header-Content-Length"])
+    head = json.loads(r.content[:head_len])
+    sizes = [o["parameters"]["binary_data_size"] for o in head["outputs"]]
+    assert [o["name"] for o in head["outputs"]] == ["logits", "predicted_class"] and sizes == [120, 24]
+    classes = np.frombuffer(r.content[head_len + 120 :], dtype="<i8")
+    assert (
+        classes.tolist()
+        == np.frombuffer(r.content[head_len : head_len + 120], "<f4").reshape(3, 10).argmax(1).tolist()
+    )
+
+
 def protocol_header(r: requests.Response) -> str | None:
     return r.headers.get("Inference-Header-Content-Length")
 

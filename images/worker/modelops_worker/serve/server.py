@@ -276,12 +276,13 @@ class Server:
         body_out, head_len = protocol.encode_response(
             self.cfg.model_name, self.cfg.model_version, req, tensors
         )
-        headers = {protocol.HEADER_LENGTH: str(head_len)} if head_len is not None else None
-        if head_len is not None:
-            return web.Response(
-                body=body_out, headers={**(headers or {}), "Content-Type": "application/octet-stream"}
-            )
-        return _json(200, body_out)
+        if head_len is None:
+            return _json(200, body_out)
+        # Binary outputs follow the JSON header; its length tells the client where they start.
+        return web.Response(
+            body=body_out,
+            headers={protocol.HEADER_LENGTH: str(head_len), "Content-Type": "application/octet-stream"},
+        )
 
 
 async def run(
