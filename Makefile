@@ -29,6 +29,10 @@ bench: bootstrap
 	$(VENV)/python bench/apiserver_bench.py
 	$(VENV)/python bench/train_bench.py
 	$(VENV)/python bench/trainingjob_bench.py
+	$(VENV)/python bench/verify_bench.py
+	$(VENV)/python bench/serve_bench.py
+	$(VENV)/python bench/backup_bench.py
+	$(VENV)/python bench/alerts_bench.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
