@@ -339,7 +339,19 @@ def test_volume_snapshots_need_the_crds_then_are_taken_pruned_and_restored(plane
             and ready[0]
         )
 
-    ready = until("one ready snapshot taken after training", one_ready_after_training, plane, timeout=150)
+    first = until("one ready snapshot taken after training", one_ready_after_training, plane, timeout=150)
+    # The next scheduled one replaces it: keepLast 1 prunes the older one exactly.
+    ready = until(
+        "the next snapshot, and the first one pruned",
+        lambda: (
+            (r := one_ready_after_training()) and r["metadata"]["name"] != first["metadata"]["name"] and r
+        ),
+        plane,
+        timeout=120,
+    )
+    assert first["metadata"]["name"] not in {
+        x["metadata"]["name"] for x in plane.get("volumesnapshots")["items"]
+    }
     assert ready["spec"]["source"]["persistentVolumeClaimName"] == "snap-checkpoints"
     # Older snapshots were pruned, and their copies on disk with them.
     until(

@@ -282,3 +282,11 @@ def test_the_sync_interval_comes_from_the_environment_with_a_safe_default() -> N
     )
     assert wanted("ModelVersion", {"restoreFrom": {"volumeSnapshot": {"name": "s"}}}, {})
     assert wanted("ModelVersion", {}, {"backup": {"kept": 1}})
+
+
+def test_the_status_patch_drops_what_is_no_longer_there_so_a_restore_can_be_asked_again() -> None:
+    current = {"kept": 1, "restore": {"phase": "Succeeded", "source": "backup b/p"}}
+    assert c.backup_patch(current, {"kept": 1}) == {"kept": 1, "restore": None}
+    assert c.backup_patch(current, current) is None
+    assert c.backup_patch(current, None) == {}  # the whole status.backup goes
+    assert c.backup_patch({}, None) is None

@@ -539,6 +539,19 @@ def plan(kind: str, body: Mapping[str, Any], observed: Observed, *, now: dt.date
     return out
 
 
+def backup_patch(current: Mapping[str, Any], desired: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The merge patch of status.backup from `current` to `desired`; None when nothing changes.
+
+    A merge patch leaves out keys alone, so keys that must go (a restore no longer asked for, so the
+    same restore can be asked for again) are sent as null.
+    """
+    if desired is None:
+        return {} if current else None  # {}: the handler sends `backup: null`
+    if dict(current) == dict(desired):
+        return None
+    return {**{k: None for k in current if k not in desired}, **desired}
+
+
 def conditions_with(
     body: Mapping[str, Any], condition: tuple[str, str, str] | None, *, now: dt.datetime
 ) -> list[dict[str, Any]] | None:

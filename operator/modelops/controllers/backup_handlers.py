@@ -142,11 +142,9 @@ def sync(
             f"backup sync: API error {error.status} {error.reason}", delay=30
         ) from error
     current = dict((body.get("status") or {}).get("backup") or {})
-    if plan.backup_status is None:
-        if current:
-            patch.status["backup"] = None
-    elif plan.backup_status != current:
-        patch.status["backup"] = plan.backup_status
+    change = backup.backup_patch(current, plan.backup_status)
+    if change is not None:
+        patch.status["backup"] = change or None
     conditions = backup.conditions_with(body, plan.condition, now=now)
     if conditions is not None:
         patch.status["conditions"] = conditions
