@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from modelops.cron import ScheduleError, missed_runs, parse
 from modelops.local.controllers import common as c
 from modelops.local.controllers import cronjobs
 from modelops.local.controllers.actions import Create, Delete, Status
-from modelops.local.controllers.cron import ScheduleError, missed_runs, parse
 
 Obj = dict[str, Any]
 UTC = dt.UTC

@@ -21,13 +21,11 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modelops import status
+# The cron grammar of CronJobs, shared with the local plane's CronJob controller (pure, no I/O).
+from modelops import cron, status
 from modelops.api.backup import BackupPolicy, RestoreSource
 from modelops.builders import backup as builders
 from modelops.builders import trainingjob as tj_builders
-
-# The cron grammar of CronJobs, shared with the local plane's CronJob controller (pure, no I/O).
-from modelops.local.controllers import cron
 
 CONDITION = "BackupHealthy"
 # How often each object's schedule, runs and snapshots are looked at (2-3 reads per object), unless

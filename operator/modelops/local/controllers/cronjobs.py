@@ -15,9 +15,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from modelops.cron import ScheduleError, missed_runs, parse
+
 from . import common as c
 from .actions import CRONJOBS, JOBS, Create, Delete, Event, Result, Status
-from .cron import ScheduleError, missed_runs, parse
 from .jobs import finish_time, is_finished
 
 Obj = dict[str, Any]
