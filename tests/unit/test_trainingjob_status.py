@@ -158,6 +158,28 @@ def test_permanent_failure_fails_at_once_with_the_workers_reason() -> None:
     assert [e.type for e in failed.events] == ["Warning"]
 
 
+def test_a_restore_that_fails_verification_fails_the_job_at_once_with_its_reason() -> None:
+    # The checkpoint restore runs as rank 0's init container; the trainer never starts.
+    result = {
+        "status": "Failed",
+        "reason": "BackupCorrupt",
+        "message": "ckpt-000040.pt: sha256 differs from the backup's manifest; pick another backup",
+        "exitCode": 65,
+    }
+    obj = apply(job(), plan(job(), [], None, now=T0))
+    failed_pod = pod(0, "Failed")
+    terminated = {"exitCode": 65, "reason": "Error", "message": json.dumps(result)}
+    failed_pod["status"]["initContainerStatuses"] = [{"name": "restore", "state": {"terminated": terminated}}]
+    failed_pod["status"]["containerStatuses"] = [
+        {"name": "trainer", "state": {"waiting": {"reason": "PodInitializing"}}}
+    ]
+    failed = plan(obj, [failed_pod], None, now=T0)
+    st = apply(obj, failed)["status"]
+    assert st["phase"] == "Failed" and st["restarts"] == 0  # a retry cannot mend a corrupt backup
+    assert st["failure"]["reason"] == "BackupCorrupt" and "pick another backup" in st["failure"]["message"]
+    assert not failed.create_pods
+
+
 def test_retryable_failure_restarts_every_rank_then_counts_against_the_backoff_limit() -> None:
     spec = {"distributed": {"nodes": 2}, "runPolicy": {"backoffLimit": 1}}
     obj = apply(job(**spec), plan(job(**spec), [], None, now=T0))

@@ -99,6 +99,14 @@ def view(pod: Mapping[str, Any]) -> PodView:
             exit_code = terminated.get("exitCode")
             reason = terminated.get("reason")
             message = terminated.get("message")
+    for cs in st.get("initContainerStatuses") or ():
+        # A failed init container (the checkpoint restore) is the pod's failure: its exit code says
+        # whether a retry can help (65: the backup failed verification) and its message says why.
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if exit_code is None and terminated.get("exitCode") not in (None, 0):
+            exit_code = terminated.get("exitCode")
+            reason = terminated.get("reason")
+            message = terminated.get("message")
     if st.get("phase") == "Failed" and exit_code is None:
         # Evicted or lost without a container result (reason Evicted, NodeLost...).
         reason, message = st.get("reason") or "PodFailed", st.get("message") or ""
