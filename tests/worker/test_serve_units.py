@@ -206,3 +206,15 @@ def test_both_artifact_formats_load_from_their_verified_bytes_and_quantize(tmp_p
     with pytest.raises(WorkerError) as exc:
         serve_model.load(cfg(sha256="sha256:" + "1" * 64))
     assert exc.value.reason == "ArtifactDigestMismatch" and exc.value.exit_code == 65
+
+
+def test_the_cgroup_cpu_limit_bounds_the_forward_threads(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from modelops_worker.serve.model import cpu_limit
+
+    f = tmp_path / "cpu.max"
+    f.write_text("150000 100000\n")
+    assert cpu_limit(f) == 2  # 1.5 CPUs: two threads may run, neither all the time
+    f.write_text("max 100000\n")
+    assert cpu_limit(f) is None
+    assert cpu_limit(tmp_path / "absent") is None

@@ -71,6 +71,7 @@ class Batcher:
         inflight: Callable[[], int] = lambda: 0,
         on_batch: Callable[[int], None] = lambda n: None,
         on_queue: Callable[[int], None] = lambda n: None,
+        thread_init: Callable[[], object] | None = None,
     ) -> None:
         self._forward = forward
         self.settings = settings
@@ -84,7 +85,7 @@ class Batcher:
         self._running = 0  # requests in the forward pass now
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelops-forward")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelops-forward", initializer=thread_init)
         self._task: asyncio.Task[None] | None = None
         # Observations the adaptive wait is sized from.
         self.forward_seconds = 0.0  # EMA of one pass

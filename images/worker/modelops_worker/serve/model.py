@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -192,17 +193,41 @@ def _warm_up(model: LoadedModel, max_batch: int) -> None:
                 )
 
 
-def configure_threads() -> int:
+def cpu_limit(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """The container's CPU limit in whole CPUs (cgroup v2 `cpu.max`), None when unlimited or unknown.
+
+    A pod limited to 1 CPU on a 64-core node still sees 64 CPUs in its affinity mask; sizing threads
+    from that would only make them fight over the quota.
+    """
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def thread_count() -> int:
     """Intra-op threads for the forward passes: OMP_NUM_THREADS if set, else the CPUs this process may
-    use minus one for the event loop (at least one, at most four: a small model gains nothing more)."""
+    use (affinity and cgroup limit) minus one for the event loop; at least one, at most four (a small
+    model gains nothing more)."""
     env = os.environ.get("OMP_NUM_THREADS")
     if env and env.isdigit() and int(env) > 0:
-        n = int(env)
-    else:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            cpus = os.cpu_count() or 1
-        n = max(1, min(4, cpus - 1))
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    limit = cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, limit)
+    return max(1, min(4, cpus - 1))
+
+
+def configure_threads() -> int:
+    """Set this thread's intra-op thread count (also run in the forward thread itself, since OpenMP
+    keeps the setting per thread)."""
+    n = thread_count()
     torch.set_num_threads(n)
     return n

@@ -29,7 +29,7 @@ from modelops_worker.serve import protocol
 from modelops_worker.serve.auth import TokenFile
 from modelops_worker.serve.batching import Batcher, QueueFull, ShuttingDown
 from modelops_worker.serve.metrics import CONTENT_TYPE, ServeMetrics
-from modelops_worker.serve.model import LoadedModel
+from modelops_worker.serve.model import LoadedModel, configure_threads
 from modelops_worker.serve.protocol import ProtocolError
 
 log = logging.getLogger("modelops_worker.serve")
@@ -114,6 +114,7 @@ class Server:
             inflight=lambda: self.inflight,
             on_batch=self.metrics.batch_size.observe,
             on_queue=self.metrics.queue.set,
+            thread_init=configure_threads,
         )
         self.batcher.start()
         self.metrics.describe(model.sha256, model.format, self.cfg.quantization)
