@@ -40,6 +40,26 @@ def test_the_service_monitor_scrapes_the_metrics_service_by_its_port_name(
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == ("/metrics", "30s", "10s")
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
+    # The per-object gauges' own `namespace` label must survive the scrape: the generated rules match on it.
+    assert endpoint["honorLabels"] is True
+
+
+def test_the_rule_selector_labels_reach_the_per_object_rules_the_operator_writes(
+    render: Callable[..., Manifests],
+) -> None:
+    from modelops.builders.alerts import Options
+
+    values = {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "kps", "team": "ml"}}}}
+    manifests = render(values)
+    (container,) = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    operator_rule = only(manifests, "PrometheusRule")
+    options = Options.from_environ({"MODELOPS_ALERT_RULE_LABELS": env["MODELOPS_ALERT_RULE_LABELS"]})
+    assert dict(options.rule_labels) == {"release": "kps", "team": "ml"}
+    assert options.rule_labels.items() <= operator_rule["metadata"]["labels"].items()
+    assert "MODELOPS_ALERT_RULE_LABELS" not in {
+        e["name"] for e in only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
 
 
 def test_no_service_monitor_by_default_and_none_without_the_service(

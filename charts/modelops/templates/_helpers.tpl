@@ -68,3 +68,12 @@ app.kubernetes.io/component: operator
 {{- define "modelops.workerImage" -}}
 {{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
 {{- end }}
+
+{{/* metrics.prometheusRule.labels as k=v,k2=v2 (sorted), the format of MODELOPS_ALERT_RULE_LABELS. */}}
+{{- define "modelops.ruleLabels" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.metrics.prometheusRule.labels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
