@@ -223,41 +223,13 @@ def kstatus(status: Mapping[str, Any] | None, generation: int | None) -> str:
     return "Current"
 
 
-ARGOCD_HEALTH_LUA = """\
-hs = { status = "Progressing", message = "Waiting for the modelops operator to report status" }
-if obj.status == nil then return hs end
-if obj.metadata.generation ~= nil and obj.status.observedGeneration ~= obj.metadata.generation then
-  hs.message = "The modelops operator has not observed the latest spec yet"
-  return hs
-end
-local ready = nil
-local stalled = nil
-if obj.status.conditions ~= nil then
-  for _, c in ipairs(obj.status.conditions) do
-    if c.type == "Ready" then ready = c end
-    if c.type == "Stalled" then stalled = c end
-  end
-end
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = stalled.reason .. ": " .. (stalled.message or "")
-  return hs
-end
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = ready.message or ""
-  return hs
-end
-if ready ~= nil then hs.message = ready.reason .. ": " .. (ready.message or "") end
-return hs
-"""
-"""Argo CD has no health check for unknown CRDs; this one goes into `argocd-cm` as
-`resource.customizations.health.modelops.dev_<Kind>` for each kind. `argocd_health` is the same
-logic in Python, so the rules are tested here."""
-
-
 def argocd_health(obj: Mapping[str, Any]) -> tuple[str, str]:
-    """(health, message) as ARGOCD_HEALTH_LUA computes it: Healthy, Progressing or Degraded."""
+    """(health, message) as the Lua health checks in docs/argocd.md compute them for a live object.
+
+    Argo CD has no health check for unknown CRDs; users put the docs' Lua into `argocd-cm`. This is the
+    same rule in Python (Healthy, Progressing or Degraded), the oracle tests/unit/test_argocd_health.py
+    runs the docs' Lua against with the real lua5.4.
+    """
     st = obj.get("status")
     if st is None:
         return "Progressing", "Waiting for the modelops operator to report status"

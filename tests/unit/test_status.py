@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
-import shutil
-import subprocess
 
 import pytest
 
@@ -200,32 +197,3 @@ def test_argocd_sees_pending_as_progressing_stalled_as_degraded_ready_as_healthy
     assert status.argocd_health(_obj(1, done)) == ("Healthy", "serving v3")
     # A Ready status written for an older spec is not healthy yet.
     assert status.argocd_health(_obj(2, done))[0] == "Progressing"
-
-
-def _lua_literal(value: object) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"[{_lua_literal(k)}] = {_lua_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "{" + ", ".join(_lua_literal(v) for v in value) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))  # a JSON string literal is a valid Lua string literal for our text
-
-
-@pytest.mark.skipif(shutil.which("lua5.4") is None, reason="needs lua5.4 (apt-get install lua5.4)")
-def test_argocd_lua_script_agrees_with_the_python_rules() -> None:
-    pending = status.summarize(
-        status.progressing("Pending", "accepted"), generation=1, conditions=None, now=T0
-    )
-    broken = status.summarize(
-        status.stalled("InvalidSpec", "spec.x: fix"), generation=1, conditions=None, now=T0
-    )
-    done = status.summarize(status.ready("Serving", "serving v3"), generation=1, conditions=None, now=T0)
-    cases = [_obj(1, None), _obj(1, pending), _obj(1, broken), _obj(1, done), _obj(2, done), _obj(1, {})]
-    for obj in cases:
-        program = f"obj = {_lua_literal(obj)}\nlocal function check()\n{status.ARGOCD_HEALTH_LUA}\nend\n"
-        program += "local hs = check()\nio.write(hs.status, '\\n', hs.message)\n"
-        result = subprocess.run(["lua5.4", "-"], input=program, capture_output=True, text=True, check=True)
-        assert tuple(result.stdout.split("\n", 1)) == status.argocd_health(obj), obj
