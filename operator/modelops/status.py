@@ -119,6 +119,9 @@ class State(enum.Enum):
     READY = "Ready"  # kstatus Current: nothing left to do.
     PROGRESSING = "Progressing"  # kstatus InProgress: work under way or waiting for something.
     STALLED = "Stalled"  # kstatus Failed: stuck until a human changes something.
+    # kstatus Current, but not Ready: at rest because the user asked for it (a suspended job), so
+    # `kubectl wait`, Flux and kstatus-based tools do not wait on it forever.
+    SUSPENDED = "Suspended"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +149,10 @@ def ready(reason: str, message: str, *, phase: str = "Ready") -> Conclusion:
 
 def progressing(reason: str, message: str, *, phase: str = "Pending") -> Conclusion:
     return Conclusion(State.PROGRESSING, reason, message, phase)
+
+
+def suspended(reason: str, message: str, *, phase: str = "Suspended") -> Conclusion:
+    return Conclusion(State.SUSPENDED, reason, message, phase)
 
 
 def stalled(reason: str, message: str, *, phase: str = "Failed") -> Conclusion:

@@ -184,8 +184,10 @@ def test_a_suspended_training_job_is_suspended_once_the_operator_has_acted() -> 
     job = planned(quickstart(suspend=True), [])
     assert job["status"]["phase"] == "Suspended"
     assert argocd("TrainingJob", job) == ("Suspended", "runPolicy.suspend is true: the job has no pods")
-    # kstatus has no Suspended: Reconciling=True keeps it InProgress (docs/argocd.md says so).
-    assert status.kstatus(job["status"], 2) == "InProgress"
+    # kstatus has no Suspended: at rest with no pods it is Current (Reconciling=False), not Ready, so
+    # `kubectl wait`, Flux and kstatus tools do not wait on it forever.
+    assert status.kstatus(job["status"], 2) == "Current"
+    assert status.is_condition_true(job["status"]["conditions"], status.READY) is False
     # Suspending a running job is a new generation: Progressing until the operator has seen it.
     running = planned(quickstart(), [])
     suspended_now = {**running, "spec": {**running["spec"], "runPolicy": {"suspend": True}}}

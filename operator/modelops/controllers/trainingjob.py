@@ -286,7 +286,9 @@ def plan(
     elif builders.is_suspended(spec):
         delete_all()
         phase = SUSPENDED
-        conclusion = status.progressing(
+        # Reconciling while its pods are still going away; at rest (kstatus Current, not Ready) after.
+        conclude = status.progressing if live else status.suspended
+        conclusion = conclude(
             SUSPENDED,
             "runPolicy.suspend is true: the job has no pods; set it to false to resume from the "
             "latest checkpoint.",
