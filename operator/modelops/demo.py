@@ -217,6 +217,16 @@ def _quickstart_name(kind: str) -> str:
     raise SystemExit(f"demo: no {kind} in {QUICKSTART}")
 
 
+def _ready_endpoint(k: Any, name: str) -> str | None:
+    """ip:port of a ready endpoint of the Service, or None."""
+    endpoints = json.loads(k("get", "endpoints", name, "-o", "json", capture=True))
+    for subset in endpoints.get("subsets") or ():
+        for address in subset.get("addresses") or ():
+            for port in subset.get("ports") or ():
+                return f"{address['ip']}:{port['port']}"
+    return None
+
+
 def _predict(k: Any, name: str) -> bool:
     """Send held-out digits to the Service as a V2 infer request; print some and the accuracy of all."""
     isvc = json.loads(k("get", "inferenceservice", name, "-o", "json", capture=True))
@@ -226,7 +236,20 @@ def _predict(k: Any, name: str) -> bool:
     print(f"   status.url {isvc['status']['url']}  (here: {url})")
     try:
         held = _held_out()
-        answer = _infer(url, held["x"], "demo")
+        try:
+            answer = _infer(url, held["x"], "demo")
+        except ConnectionRefusedError:
+            # Service port 80 needs root (or net.ipv4.ip_unprivileged_port_start <= 80) on this machine;
+            # the proxy logged why. Go to a ready endpoint instead, as a port-forward would.
+            endpoint = _ready_endpoint(k, name)
+            if endpoint is None:
+                raise
+            print(
+                f"   the local plane cannot listen on {service['spec']['clusterIP']}:80 without root; "
+                f"sending to the ready endpoint {endpoint} instead"
+            )
+            url = f"http://{endpoint}/v2/models/{name}/infer"
+            answer = _infer(url, held["x"], "demo")
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"demo: the infer request failed: {exc}")
         return False
