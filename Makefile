@@ -12,7 +12,7 @@ demo: bootstrap
 	$(VENV)/modelops demo
 
 test: bootstrap lint typecheck
-	$(VENV)/python -m pytest -q
+	$(VENV)/python -m pytest -q --durations=15
 
 lint: bootstrap
 	$(VENV)/ruff check operator images/worker tests scripts bench
