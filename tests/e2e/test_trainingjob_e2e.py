@@ -68,7 +68,7 @@ def test_quickstart_trains_registers_a_model_version_and_keeps_its_logs(plane: P
     assert log.strip(), "the training pod's log is empty"
     pod = plane.get("pod", "digits-0")
     assert pod["metadata"]["ownerReferences"][0]["name"] == "digits"
-    assert plane.get("service", "digits")["spec"]["clusterIP"] == "None"
+    assert plane.get("service", "digits-workers")["spec"]["clusterIP"] == "None"
     assert plane.get("pvc", "digits-checkpoints")["metadata"]["name"] == "digits-checkpoints"
 
     events = [e["reason"] for e in plane.get("events")["items"] if e["involvedObject"]["name"] == "digits"]
