@@ -96,6 +96,7 @@ def test_run_config_round_trips_and_checkpoints_are_on_the_claim_of_rank_0() -> 
     (p,) = b.pods("job", "ns", "uid-1", s)
     env = env_of(p)
     config = TrainRunConfig.model_validate_json(env["MODELOPS_RUN_CONFIG"])
+    assert env["PYTHONHASHSEED"] == "0"  # the export is byte-reproducible without a child interpreter
     assert (
         config.hyperparameters.epochs == 3 and config.job.uid == "uid-1" and config.output.model_name == "job"
     )

@@ -148,6 +148,9 @@ def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) 
         env.append(
             {"name": ENV_RUN_CONFIG, "value": config.model_dump_json(by_alias=True, exclude_none=True)}
         )
+        # TorchScript orders a module's constants by Python's string hash: a fixed seed makes the
+        # exported artifact byte-reproducible without the export re-running itself in a child.
+        env.append({"name": "PYTHONHASHSEED", "value": "0"})
     env += [
         {"name": ENV_CHECKPOINT_DIR, "value": CHECKPOINT_MOUNT},
         {"name": ENV_OUTPUT_DIR, "value": f"{CHECKPOINT_MOUNT}/output"},
