@@ -27,6 +27,7 @@ from modelops.controllers import (
     modelversion,
     modelversion_handlers,
     reconcile,
+    registration,
     trainingjob,
 )
 from modelops.controllers import settings as operator_settings
@@ -297,10 +298,7 @@ def _register_trainingjob(
     metrics: OperatorMetrics,
     cluster: Cluster,
 ) -> None:
-    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+    def run(*, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int) -> None:
         sync_trainingjob(
             cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event
         )
@@ -308,22 +306,5 @@ def _register_trainingjob(
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietTimer) for f in objects_logger.filters):
         objects_logger.addFilter(_QuietTimer())
-
-    # Pods and progress change without any change to the job, so they are looked at on a timer. A
-    # new generation is the change handler's (it runs first; two writers of one transition would post
-    # its event twice), so the timer waits until that generation has been observed.
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        plural,
-        registry=registry,
-        id="sync",
-        interval=TRAINING_SYNC_INTERVAL,
-        initial_delay=TRAINING_SYNC_INTERVAL,
-    )
-    def _sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int = 0, **_: Any) -> None:
-        if (body.get("status") or {}).get("observedGeneration") != body.metadata.get("generation"):
-            return
-        sync_trainingjob(
-            cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event
-        )
+    # Pods and progress change without any change to the job, so they are looked at on a timer too.
+    registration.reconcile_and_sync(registry, plural, run, interval=TRAINING_SYNC_INTERVAL)

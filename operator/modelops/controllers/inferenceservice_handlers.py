@@ -32,7 +32,7 @@ from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
 from modelops.builders import inferenceservice as builders
 from modelops.controllers import inferenceservice as logic_isvc
-from modelops.controllers import reconcile
+from modelops.controllers import reconcile, registration
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -243,10 +243,7 @@ def register(
 ) -> None:
     state = _State()
 
-    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+    def run(*, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int) -> None:
         sync(
             cluster,
             state,
@@ -259,31 +256,8 @@ def register(
             post=kopf.event,
         )
 
-    # Pods, ModelVersions (aliases) and canary metrics change without any change to the object. A new
-    # generation is the change handler's, so the timer waits until it has been observed.
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        plural,
-        registry=registry,
-        id="sync",
-        interval=SYNC_INTERVAL,
-        initial_delay=SYNC_INTERVAL,
-    )
-    def _sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int = 0, **_: Any) -> None:
-        if (body.get("status") or {}).get("observedGeneration") != body.metadata.get("generation"):
-            return
-        sync(
-            cluster,
-            state,
-            logic,
-            metrics,
-            body=body,
-            patch=patch,
-            logger=logger,
-            retry=retry,
-            post=kopf.event,
-        )
+    # Pods, ModelVersions (aliases) and canary metrics change without any change to the object.
+    registration.reconcile_and_sync(registry, plural, run, interval=SYNC_INTERVAL)
 
     @kopf.on.delete(GROUP, VERSION, plural, registry=registry, id="forget", optional=True)
     def _forget(body: kopf.Body, **_: Any) -> None:

@@ -29,7 +29,7 @@ from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
-from modelops.controllers import handlers, reconcile
+from modelops.controllers import handlers, reconcile, registration
 from modelops.controllers import modelversion as mv
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
@@ -498,28 +498,10 @@ def register(
     metrics: OperatorMetrics,
     cluster: Cluster,
 ) -> None:
-    @kopf.on.resume(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, plural, registry=registry, id="reconcile")
-    def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: Any) -> None:
+    def run(*, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int) -> None:
         sync(cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event)
 
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        plural,
-        registry=registry,
-        id="sync",
-        interval=SYNC_INTERVAL,
-        initial_delay=SYNC_INTERVAL,
-    )
-    def _sync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int = 0, **_: Any) -> None:
-        # A new generation is the change handler's (two writers of one transition would post its
-        # event twice), so the timer waits until that generation has been observed.
-        st = body.get("status") or {}
-        if st.get("observedGeneration") != body.metadata.get("generation") or not has_work(body):
-            return
-        sync(cluster, logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=kopf.event)
+    registration.reconcile_and_sync(registry, plural, run, interval=SYNC_INTERVAL, has_work=has_work)
 
     @kopf.timer(GROUP, VERSION, plural, registry=registry, id="served-by", interval=SERVED_BY_INTERVAL)
     def _served_by(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
