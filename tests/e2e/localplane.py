@@ -81,3 +81,32 @@ class Plane:
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
             for p in sorted((self.dir / "logs").glob("*.log"))
         )
+
+
+# The user agents of the operator's two clients: kopf's own and the kubernetes client's.
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+
+
+def operator_calls(plane_dir: Path) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) of every request the operator made, from the audit log."""
+    calls = set()
+    for line in (plane_dir / "audit.log").read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") and event.get("userAgent", "").startswith(OPERATOR_AGENTS):
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    return calls
+
+
+def ungranted(calls: set[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The calls `permissions.RULES` (which the chart's ClusterRole equals) does not grant."""
+    from modelops.controllers.permissions import RULES
+
+    return [
+        call
+        for call in sorted(calls)
+        if not any(
+            call[0] in r["apiGroups"] and call[1] in r["resources"] and call[2] in r["verbs"] for r in RULES
+        )
+    ]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localplane import Plane
+from localplane import Plane, operator_calls, ungranted
 
 pytestmark = pytest.mark.e2e
 
@@ -372,15 +372,7 @@ def test_volume_snapshots_need_the_crds_then_are_taken_pruned_and_restored(plane
 
 def test_every_call_of_the_backup_controller_is_granted_by_the_rbac_rules(plane: Plane) -> None:
     """This plane's audit log against `permissions.RULES` (which the chart's ClusterRole equals)."""
-    from modelops.controllers.permissions import RULES
-
-    calls = set()
-    for line in (plane.dir / "audit.log").read_text().splitlines():
-        event = json.loads(line)
-        ref = event.get("objectRef") or {}
-        if ref.get("resource") and event.get("userAgent", "").startswith(("kopf/", "OpenAPI-Generator/")):
-            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    calls = operator_calls(plane.dir)
     # The tests above made the operator read and create the CronJobs, create the restore Job, list,
     # create and prune VolumeSnapshots.
     assert {
@@ -391,11 +383,4 @@ def test_every_call_of_the_backup_controller_is_granted_by_the_rbac_rules(plane:
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
     } <= calls
-    ungranted = [
-        call
-        for call in sorted(calls)
-        if not any(
-            call[0] in r["apiGroups"] and call[1] in r["resources"] and call[2] in r["verbs"] for r in RULES
-        )
-    ]
-    assert ungranted == []
+    assert ungranted(calls) == []

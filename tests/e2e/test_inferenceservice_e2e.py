@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from localplane import Plane
+from localplane import Plane, operator_calls, ungranted
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -321,22 +321,7 @@ def test_a_crash_looping_server_is_not_ready_and_says_why(plane: Plane) -> None:
 
 def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
     """The audit log of this plane against `permissions.RULES` (which the chart's ClusterRole equals)."""
-    from modelops.controllers.permissions import RULES
-
-    calls = set()
-    for line in (plane.dir / "audit.log").read_text().splitlines():
-        event = json.loads(line)
-        ref = event.get("objectRef") or {}
-        if ref.get("resource") and event.get("userAgent", "").startswith(("kopf/", "OpenAPI-Generator/")):
-            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    calls = operator_calls(plane.dir)
     # The serving controller's own calls happened above: its children were applied, listed, deleted.
     assert {("apps", "deployments", "list"), ("apps", "deployments", "delete")} <= calls, sorted(calls)
-    ungranted = [
-        call
-        for call in sorted(calls)
-        if not any(
-            call[0] in r["apiGroups"] and call[1] in r["resources"] and call[2] in r["verbs"] for r in RULES
-        )
-    ]
-    assert ungranted == []
+    assert ungranted(calls) == []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from localplane import Plane
+from localplane import Plane, operator_calls, ungranted
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
@@ -103,10 +103,10 @@ def test_deleting_the_job_removes_its_pods_and_service_but_keeps_the_checkpoints
     while time.monotonic() < deadline:
         names = {p["metadata"]["name"] for p in plane.get("pods")["items"]}
         services = {s["metadata"]["name"] for s in plane.get("services")["items"]}
-        if "digits-0" not in names and "digits" not in services:
+        if "digits-0" not in names and "digits-workers" not in services:
             break
         time.sleep(0.5)
-    assert "digits-0" not in names and "digits" not in services, plane.logs()
+    assert "digits-0" not in names and "digits-workers" not in services, plane.logs()
     # retainOnDelete defaults to true: a new job with the same name resumes from these checkpoints.
     assert plane.get("pvc", "digits-checkpoints")["metadata"]["name"] == "digits-checkpoints"
     # The registered model outlives the job that trained it.
@@ -219,26 +219,11 @@ def test_two_nodes_train_together_through_the_headless_service(plane: Plane) -> 
 
 def test_every_call_the_operator_made_is_granted_by_its_rbac_rules(plane: Plane) -> None:
     """The audit log of this plane against `permissions.RULES` (which the chart's ClusterRole equals)."""
-    from modelops.controllers.permissions import RULES
-
-    def granted(group: str, resource: str, verb: str) -> bool:
-        return any(
-            group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
-            for rule in RULES
-        )
-
-    calls = set()
-    for line in (plane.dir / "audit.log").read_text().splitlines():
-        event = json.loads(line)
-        ref = event.get("objectRef") or {}
-        agent = event.get("userAgent", "")
-        if ref.get("resource") and agent.startswith(("kopf/", "OpenAPI-Generator/")):
-            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            calls.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    calls = operator_calls(plane.dir)
     # The tests above made the operator create and delete pods and register a ModelVersion.
     assert {
         ("", "pods", "create"),
         ("", "pods", "delete"),
         ("modelops.dev", "modelversions", "create"),
     } <= calls
-    assert [call for call in sorted(calls) if not granted(*call)] == []
+    assert ungranted(calls) == []
