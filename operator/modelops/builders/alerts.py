@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+import modelops.builders as builders
 from modelops import API_VERSION
 from modelops.api.alerting import duration_seconds
 from modelops.api.inferenceservice import InferenceServiceSpec
@@ -328,19 +329,14 @@ def _metadata(owner: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> 
         "namespace": meta["namespace"],
         "labels": {
             **extra,
-            "app.kubernetes.io/managed-by": "modelops",
+            **builders.MANAGED_BY,
             "app.kubernetes.io/component": "alerts",
             LABEL_ALERTS_FOR: f"{owner['kind'].lower()}.{meta['name']}",
         },
         "ownerReferences": [
-            {
-                "apiVersion": owner.get("apiVersion", API_VERSION),
-                "kind": owner["kind"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
+            builders.owner_reference(
+                owner["kind"], meta["name"], meta["uid"], owner.get("apiVersion", API_VERSION)
+            )
         ],
     }
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelops import API_VERSION
+import modelops.builders as builders
 from modelops.api.backup import BackupPolicy, BackupReference
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
@@ -90,7 +90,7 @@ def labels(owner: Owner, role: str) -> dict[str, str]:
         LABEL_OF: label_value(owner.name),
         LABEL_ROLE: role,
         LABEL_COMPONENT: "backup",
-        "app.kubernetes.io/managed-by": "modelops",
+        **builders.MANAGED_BY,
     }
 
 
@@ -100,14 +100,7 @@ def selector(owner: Owner, role: str) -> str:
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": owner.kind,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return builders.owner_reference(owner.kind, owner.name, owner.uid)
 
 
 def cronjob_name(owner: Owner) -> str:
@@ -230,7 +223,7 @@ def destination_claim(owner: Owner, policy: BackupPolicy) -> dict[str, Any] | No
         "metadata": {
             "name": dest.claim_name,
             "namespace": owner.namespace,
-            "labels": {LABEL_COMPONENT: "backup", "app.kubernetes.io/managed-by": "modelops"},
+            "labels": {LABEL_COMPONENT: "backup", **builders.MANAGED_BY},
         },
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": dest.size}}},
     }

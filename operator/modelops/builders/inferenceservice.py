@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from modelops import API_VERSION
+import modelops.builders as builders
 from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.api.serveconfig import (
     ENV_SERVE_CONFIG,
@@ -89,18 +89,11 @@ def url(name: str, namespace: str) -> str:
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return builders.owner_reference(KIND, name, uid)
 
 
 def labels(name: str) -> dict[str, str]:
-    return {LABEL_ISVC: name, "app.kubernetes.io/managed-by": "modelops"}
+    return {LABEL_ISVC: name, **builders.MANAGED_BY}
 
 
 def digest(obj: Mapping[str, Any]) -> str:

@@ -11,7 +11,8 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from modelops import API_VERSION, GROUP
+import modelops.builders as builders
+from modelops import GROUP
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
 KIND = "ModelVersion"
@@ -42,14 +43,7 @@ def pod_name(name: str, request: str) -> str:
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return builders.owner_reference(KIND, name, uid)
 
 
 def verification_pod(
@@ -99,7 +93,7 @@ def verification_pod(
             "labels": {
                 LABEL_VERIFIES: name,
                 "app.kubernetes.io/component": "verifier",
-                "app.kubernetes.io/managed-by": "modelops",
+                **builders.MANAGED_BY,
             },
             "ownerReferences": [owner_reference(name, uid)],
         },

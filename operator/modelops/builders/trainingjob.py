@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from modelops import API_VERSION, __version__
+import modelops.builders as builders
+from modelops import __version__
 from modelops.api.runconfig import (
     DEFAULT_METRICS_PORT,
     ENV_CHECKPOINT_DIR,
@@ -67,18 +68,11 @@ def master_addr(job: str, namespace: str) -> str:
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return builders.owner_reference(KIND, name, uid)
 
 
 def labels(job: str) -> dict[str, str]:
-    return {LABEL_JOB: job, "app.kubernetes.io/managed-by": "modelops"}
+    return {LABEL_JOB: job, **builders.MANAGED_BY}
 
 
 def is_suspended(spec: TrainingJobSpec) -> bool:
