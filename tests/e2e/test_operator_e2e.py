@@ -113,19 +113,34 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     for kind, obj in OBJECTS.items():
         ref = f"{PLURALS[kind]}/{obj['metadata']['name']}"
         plane.kubectl("wait", "-n", NS, ref, "--for=jsonpath={.status.observedGeneration}=1", "--timeout=60s")
-        plane.kubectl("wait", "-n", NS, ref, "--for=condition=Reconciling", "--timeout=10s")
         got = plane.get("-n", NS, ref)
         c = conditions(got)
-        # The ModelVersion's verification pod waits for a node this plane does not have, and the
-        # InferenceService waits for that ModelVersion to be Ready (creating nothing meanwhile).
-        expected = {"TrainingJob": "Suspended", "ModelVersion": "Verifying"}.get(kind, "ModelVersionNotReady")
-        assert (c["Ready"]["status"], c["Reconciling"]["reason"], c["Stalled"]["status"]) == (
-            "False",
-            expected,
-            "False",
-        )
-        assert got["status"]["phase"] == ("Pending" if kind == "InferenceService" else expected)
-        assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
+        if kind == "TrainingJob":
+            # Suspended with no pods: at rest as the user asked (kstatus Current), and not Ready.
+            plane.kubectl("wait", "-n", NS, ref, "--for=condition=Suspended", "--timeout=10s")
+            got = plane.get("-n", NS, ref)
+            c = conditions(got)
+            assert (c["Ready"]["status"], c["Reconciling"]["status"], c["Stalled"]["status"]) == (
+                "False",
+                "False",
+                "False",
+            )
+            assert got["status"]["phase"] == "Suspended"
+            assert kstatus(got["status"], got["metadata"]["generation"]) == "Current"
+        else:
+            plane.kubectl("wait", "-n", NS, ref, "--for=condition=Reconciling", "--timeout=10s")
+            got = plane.get("-n", NS, ref)
+            c = conditions(got)
+            # The ModelVersion's verification pod waits for a node this plane does not have, and the
+            # InferenceService waits for that ModelVersion to be Ready (creating nothing meanwhile).
+            expected = "Verifying" if kind == "ModelVersion" else "ModelVersionNotReady"
+            assert (c["Ready"]["status"], c["Reconciling"]["reason"], c["Stalled"]["status"]) == (
+                "False",
+                expected,
+                "False",
+            )
+            assert got["status"]["phase"] == ("Pending" if kind == "InferenceService" else expected)
+            assert kstatus(got["status"], got["metadata"]["generation"]) == "InProgress"
         # kopf needs a finalizer to stop the TrainingJob's and InferenceService's sync timers before
         # the object goes, and a ModelVersion's in-use protection holds its deletion while it is served.
         has_finalizer = "modelops.dev/finalizer" in got["metadata"].get("finalizers", [])
