@@ -114,9 +114,12 @@ def test_success_records_final_metrics_checkpoint_and_is_ready() -> None:
         "checkpoint": {"step": 230, "path": "ckpt-0000000230", "sha256": "ab" * 32},
         "epochs": 10,
         "steps": 230,
+        "trainLoss": 0.0004,
     }
     obj = apply(job(), plan(job(), [], None, now=T0))
-    obj = apply(obj, plan(obj, [pod(0, "Running")], {"modelops_training_step": 200.0}, now=T0))
+    scraped = {"modelops_training_step": 20.0, "modelops_training_loss": 1.99}
+    obj = apply(obj, plan(obj, [pod(0, "Running")], scraped, now=T0))
+    assert obj["status"]["progress"]["loss"] == 1.99
     done = plan(
         obj, [pod(0, "Succeeded", exit_code=0, reason="Completed", message=json.dumps(result))], None, now=T0
     )
@@ -125,6 +128,8 @@ def test_success_records_final_metrics_checkpoint_and_is_ready() -> None:
     assert st["metrics"]["accuracy"] == 0.9694
     assert st["checkpoint"]["path"] == "ckpt-0000000230"
     assert st["progress"]["percent"] == 100 and st["progress"]["step"] == 230
+    # The last scrape came early in the run; the status shows the final loss, not that one.
+    assert st["progress"]["loss"] == 0.0004
     assert cond(st, "Succeeded")["status"] == "True" and cond(st, "Ready")["status"] == "True"
     assert cond(st, "Running")["status"] == "False"
     assert "0.9694" in cond(st, "Ready")["message"]

@@ -474,6 +474,7 @@ class Trainer:
             dataset_digest=ds.digest,
             epochs=prog.epoch,
             steps=prog.step,
+            train_loss=float(loss.detach()) if bool(torch.isfinite(loss.detach())) else None,
             resumed_from_step=self.resumed_from,
             world_size=r.world_size,
             rank=r.rank,

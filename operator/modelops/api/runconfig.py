@@ -202,6 +202,7 @@ class TrainResult(ApiModel):
     dataset_digest: str | None = None
     epochs: int | None = Field(default=None, description="Epochs completed.")
     steps: int | None = Field(default=None, description="Optimizer steps completed.")
+    train_loss: float | None = Field(default=None, description="Training loss of the last step.")
     resumed_from_step: int | None = Field(default=None, description="Step of the checkpoint resumed from.")
     world_size: int | None = None
     rank: int | None = Field(default=None, description="Global rank of the process that wrote this.")

@@ -333,6 +333,11 @@ def plan(
                     prog["epoch"] = result.epochs
                 prog["percent"] = 100
                 prog.pop("etaSeconds", None)
+                # The last scrape may have come epochs before the end: the final loss is the result's.
+                if result.train_loss is not None:
+                    prog["loss"] = round(result.train_loss, 6)
+                else:
+                    prog.pop("loss", None)
                 desired["progress"] = prog
             delete.extend(_cleanup(spec, current_pods, desired, now))
         elif permanent is not None:
