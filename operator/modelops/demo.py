@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             f"demo: the TrainingJob ended {outcome}; see `kubectl describe trainingjob` and {directory}/logs/"
         )
         return 1
+    _say("what must not be lost: the job's backup policy became a CronJob, and its alert rules a ConfigMap")
+    k("get", "cronjobs,configmaps", "-l", "app.kubernetes.io/managed-by=modelops", check=False)
 
     _say("serving the model: the InferenceService waits for its ModelVersion to be verified, then Ready")
     name = _quickstart_name("InferenceService")
