@@ -33,6 +33,8 @@ from typing import Any
 
 from modelops.api.runconfig import EXIT_BAD_CONFIG, EXIT_BAD_DATA
 from modelops_worker.errors import WorkerError
+from modelops_worker.files import fsync_dir as _fsync_dir
+from modelops_worker.files import sha256_file
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
@@ -72,22 +74,6 @@ def parse_duration(text: str) -> dt.timedelta:
             EXIT_BAD_CONFIG,
         )
     return dt.timedelta(seconds=sum(int(n) * _UNIT[u] for n, u in parts))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_hashing(src: Path, dst: Path) -> tuple[str, int]:

@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+from modelops_worker.files import fsync_dir as _fsync_dir
+from modelops_worker.files import sha256_file
+
 log = logging.getLogger("modelops_worker.checkpoint")
 
 PREFIX = "ckpt-"
@@ -32,22 +35,6 @@ TMP_PREFIX = ".tmp-ckpt-"
 BAD_PREFIX = ".bad-ckpt-"
 STATE_FILE = "state.pt"
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file_synced(path: Path, data: bytes) -> None:

@@ -10,7 +10,6 @@ registry records; it is trusted only when it names this artifact's digest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,28 +19,15 @@ import torch
 from modelops.api.runconfig import EXIT_BAD_DATA, REASON_SUCCEEDED
 from modelops_worker import export
 from modelops_worker.errors import WorkerError
+from modelops_worker.files import sha256_and_size as sha256_file
 
 REASON_NOT_FOUND = "ArtifactNotFound"
 REASON_DIGEST_MISMATCH = "ArtifactDigestMismatch"
 REASON_LOAD_FAILED = "ArtifactLoadFailed"
 # Formats the worker cannot load (no runtime for them here): their digest is still checked.
 DIGEST_ONLY_FORMATS = frozenset({"safetensors", "onnx"})
-CHUNK = 1 << 20
 # Lineage kept from the model card; the whole result must stay below the 4096-byte termination message.
 _MAX_HYPERPARAMETERS_BYTES = 1200
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """The hex digest and size of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-            size += n
-    return digest.hexdigest(), size
 
 
 def _card(path: Path, digest: str) -> dict[str, Any] | None:
