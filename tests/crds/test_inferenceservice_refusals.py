@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from refusals import check_refused
 
 from modelops.api import INFERENCESERVICE
 from modelops.api.crdgen import crd
@@ -76,13 +77,7 @@ BAD: list[tuple[str, Obj, str, str]] = [
 
 @pytest.mark.parametrize(("what", "obj", "field", "phrase"), BAD, ids=[b[0] for b in BAD])
 def test_bad_specs_are_refused_naming_the_field(what: str, obj: Obj, field: str, phrase: str) -> None:
-    found = errors(obj)
-    assert found, f"{what}: accepted, but the API server must refuse it"
-    assert any(e.startswith((f"{field}:", f"{field}[")) for e in found), (
-        f"{what}: no error names {field}: {found}"
-    )
-    if phrase:
-        assert any(phrase in e for e in found), f"{what}: no error says {phrase!r}: {found}"
+    check_refused(what, errors(obj), field, phrase)
 
 
 def test_a_canary_without_its_own_model_ref_is_accepted() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from refusals import check_refused
 
 from modelops.api import MODELVERSION
 from modelops.api.crdgen import crd
@@ -77,13 +78,7 @@ BAD: list[tuple[str, Obj, str, str]] = [
 
 @pytest.mark.parametrize(("what", "obj", "field", "phrase"), BAD, ids=[b[0] for b in BAD])
 def test_bad_specs_are_refused_naming_the_field(what: str, obj: Obj, field: str, phrase: str) -> None:
-    found = errors(obj)
-    assert found, f"{what}: accepted, but the API server must refuse it"
-    assert any(e.startswith((f"{field}:", f"{field}[")) for e in found), (
-        f"{what}: no error names {field}: {found}"
-    )
-    if phrase:
-        assert any(phrase in e for e in found), f"{what}: no error says {phrase!r}: {found}"
+    check_refused(what, errors(obj), field, phrase)
 
 
 def test_the_example_and_a_minimal_training_job_version_are_accepted() -> None:
