@@ -25,10 +25,12 @@ from pydantic import Field
 
 from modelops.api.common import ApiModel
 from modelops.api.inferenceservice import Batching
+from modelops.api.signature import ModelSignature
 
 ENV_SERVE_CONFIG = "MODELOPS_SERVE_CONFIG"
 
 SERVE_PORT = 8080
+GRPC_PORT = 9000  # OIP v2 over gRPC (KServe grpc_predict_v2.proto), same batcher, auth and metrics
 PATH_LIVE = "/v2/health/live"
 PATH_READY = "/v2/health/ready"
 PATH_METRICS = "/metrics"
@@ -63,8 +65,22 @@ class ServeConfig(ApiModel):
     sha256: str = Field(
         description="The sha256 the ModelVersion verified; the server refuses any other file."
     )
-    format: Literal["torchscript", "state_dict"] = Field(
-        default="torchscript", description="Artifact format."
+    format: Literal["torchscript", "state_dict", "onnx"] = Field(
+        default="torchscript", description="Artifact format; picks the runtime (torch or ONNX Runtime)."
+    )
+    signature: ModelSignature | None = Field(
+        default=None,
+        description="The signature verification recorded; what model metadata answers and requests are "
+        "checked against. Absent: read from the artifact (ONNX graph, or our model card).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the model runs; auto picks cuda when the pod has a GPU."
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        default="fp32", description="Compute precision on the device (fp16/bf16 only take effect on a GPU)."
+    )
+    grpc_port: int | None = Field(
+        default=GRPC_PORT, ge=1, le=65535, description="OIP v2 gRPC port; none: no gRPC server."
     )
     batching: Batching = Field(default_factory=Batching, description="Batching settings.")
     quantization: Literal["none", "int8"] = Field(default="none", description="int8 dynamic quantization.")
