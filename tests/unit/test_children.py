@@ -211,3 +211,13 @@ def test_a_pod_waiting_on_a_missing_secret_stalls_the_job_and_running_clears_it(
     recovered = settle(stalled, tj.plan(stalled, [running], None, now=T0))
     assert recovered["status"]["phase"] == "Running"
     assert condition(recovered, "Stalled").get("status") != "True"
+
+
+def test_pods_gated_by_kueue_say_the_job_is_queued_not_stuck() -> None:
+    obj = job({"phase": "Created", "conditions": [], "restarts": 0})
+    obj["spec"] = {**FILE_SPEC, "queueName": "team-a"}
+    gated = pending_pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}])
+    queued = settle(obj, tj.plan(obj, [gated], None, now=T0))
+    assert condition(queued, "Ready")["reason"] == "Queued"
+    assert "team-a" in condition(queued, "Ready")["message"]
+    assert condition(queued, "Stalled").get("status") != "True"

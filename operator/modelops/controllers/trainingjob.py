@@ -85,6 +85,7 @@ class PodView:
     message: str | None
     unschedulable: str | None
     started: str | None
+    gated: bool = False
 
 
 def view(pod: Mapping[str, Any]) -> PodView:
@@ -113,7 +114,10 @@ def view(pod: Mapping[str, Any]) -> PodView:
         # Evicted or lost without a container result (reason Evicted, NodeLost...).
         reason, message = st.get("reason") or "PodFailed", st.get("message") or ""
     unschedulable = None
+    gated = False
     for c in st.get("conditions") or ():
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            gated = True
         if (
             c.get("type") == "PodScheduled"
             and c.get("status") == "False"
@@ -131,6 +135,8 @@ def view(pod: Mapping[str, Any]) -> PodView:
         message=message,
         unschedulable=unschedulable,
         started=st.get("startTime"),
+        gated=gated
+        or (bool((pod.get("spec") or {}).get("schedulingGates")) and st.get("phase") == "Pending"),
     )
 
 
@@ -452,6 +458,14 @@ def plan(
             elif problem is not None:
                 phase = CREATED if phase_now != RESTARTING else RESTARTING
                 conclusion = problem.conclusion(phase=phase)
+            elif spec.queue_name and any(v.gated for v in current_pods):
+                phase = CREATED if phase_now != RESTARTING else RESTARTING
+                conclusion = status.progressing(
+                    "Queued",
+                    f"Waiting for Kueue to admit the job's {nodes} pod(s) as one group from LocalQueue "
+                    f"{spec.queue_name} (`kubectl get workloads` shows why it waits).",
+                    phase=phase,
+                )
             elif unschedulable is not None:
                 phase = CREATED if phase_now != RESTARTING else RESTARTING
                 conclusion = status.progressing(
