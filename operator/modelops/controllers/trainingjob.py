@@ -20,7 +20,7 @@ from typing import Any
 import pydantic
 
 from modelops import status
-from modelops.api.runconfig import PERMANENT_EXIT_CODES, TrainResult
+from modelops.api.runconfig import MAX_EXTRA_METRICS, PERMANENT_EXIT_CODES, TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as builders
 from modelops.controllers import children
@@ -267,6 +267,7 @@ def plan(
         "checkpoint",
         "failure",
         "modelVersion",
+        "hyperparameters",
     ):
         if current.get(key) is not None:
             desired[key] = current[key]
@@ -281,6 +282,13 @@ def plan(
     skipped_events: list[Event] = []
     if metrics:
         desired["progress"] = {**(current.get("progress") or {}), **progress(metrics, spec)}
+        # The newest checkpoint as training goes, not only after success (rank 0's gauges).
+        ckpt_step = metrics.get("modelops_training_checkpoint_step")
+        known_ckpt = desired.get("checkpoint") or {}
+        if ckpt_step and int(ckpt_step) != known_ckpt.get("step"):
+            stamp = metrics.get("modelops_training_checkpoint_timestamp_seconds")
+            when = datetime.datetime.fromtimestamp(stamp, datetime.UTC) if stamp else now
+            desired["checkpoint"] = {**known_ckpt, "step": int(ckpt_step), "time": status.format_time(when)}
         # A checkpoint that failed verification is never loaded; say so where users look.
         skipped = int(metrics.get("modelops_training_checkpoint_fallbacks_total") or 0)
         known = int((current.get("checkpoint") or {}).get("skippedCorrupt") or 0)
@@ -334,6 +342,18 @@ def plan(
             if result is not None:
                 if result.metrics is not None:
                     desired["metrics"] = result.metrics.model_dump(by_alias=True, exclude_none=True)
+                    if result.metrics.ignored:
+                        skipped_events.append(
+                            Event(
+                                "Warning",
+                                "MetricsIgnored",
+                                f"Result metrics left out: {', '.join(result.metrics.ignored)}. A metric "
+                                "needs a name like a Prometheus series ([a-zA-Z_][a-zA-Z0-9_]*, up to 63 "
+                                f"characters) and a finite number, and at most {MAX_EXTRA_METRICS} extra ones.",
+                            )
+                        )
+                if result.hyperparameters:
+                    desired["hyperparameters"] = result.hyperparameters
                 if result.checkpoint is not None:
                     skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
                     desired["checkpoint"] = {
