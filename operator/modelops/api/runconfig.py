@@ -19,6 +19,10 @@ Environment of a training container (`modelops-worker train`):
 - `PET_NNODES`, `PET_NODE_RANK`, `PET_NPROC_PER_NODE`, `PET_MASTER_ADDR`, `PET_MASTER_PORT`: read by
   torchrun as its flags when the run is distributed (`nodes > 1` or more than one process per node).
 
+The result (`TrainResult`, the termination message) is read leniently, because a custom image writes it
+by hand: unknown keys are ignored, extra metrics are kept when well named and numeric (bounded), and
+`hyperparameters` reports what the run used (docs/trainingjob.md, "Bring your own training code").
+
 Exit codes: `EXIT_SUCCEEDED` (0); `EXIT_BAD_CONFIG` (64) and `EXIT_BAD_DATA` (65) are permanent and must
 not be retried; anything else (crash, OOM kill 137, SIGTERM 143) is retryable and the next attempt
 resumes from the newest checkpoint that verifies.
