@@ -190,15 +190,22 @@ def sync(
                 mv_name, manifest = model_version_for(
                     body, spec, cluster.list_model_versions(namespace), plan
                 )
-                if manifest is not None:
-                    cluster.create(manifest)
-                    post(
-                        body,
-                        type="Normal",
-                        reason="ModelVersionCreated",
-                        message=f"Registered ModelVersion {mv_name}.",
-                    )
-                status_patch["modelVersion"] = mv_name
+                try:
+                    if manifest is not None:
+                        with children.creating("ModelVersion", mv_name):
+                            cluster.create(manifest)
+                        post(
+                            body,
+                            type="Normal",
+                            reason="ModelVersionCreated",
+                            message=f"Registered ModelVersion {mv_name}.",
+                        )
+                    status_patch["modelVersion"] = mv_name
+                except children.ChildRejected as rejected:
+                    # The job did succeed; the registry refused its version (e.g. a rule of the CRD).
+                    message = children.rejected_conclusion(rejected, phase=trainingjob.SUCCEEDED).message
+                    post(body, type="Warning", reason="ModelVersionRejected", message=message)
+                    logger.warning(f"ModelVersionRejected: {message}")
         except Exception as error:
             raise registration.unexpected(
                 error, logic.kind, metrics, logger, retry, what="TrainingJob sync"
