@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localplane import Plane
+from localplane import Plane, operator_calls, ungranted
 
 pytestmark = pytest.mark.e2e
 
@@ -259,6 +259,8 @@ def test_missing_artifact_claim_stalls_the_version_until_the_claim_exists(plane:
     plane.kubectl("apply", "-f", "-", input=json.dumps(_claim("shelf")))
     plane.kubectl("wait", "modelversion/shelved", "--for=condition=Ready", "--timeout=120s", timeout=130)
     assert plane.get("modelversion", "shelved")["status"]["artifact"]["format"] == "torchscript"
+    # The lookups behind all this (claims by name, FailedMount events) are granted by the chart's RBAC.
+    assert ungranted(operator_calls(plane.dir)) == []
 
 
 def _claim(name: str) -> dict[str, Any]:

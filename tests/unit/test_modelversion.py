@@ -642,3 +642,30 @@ def test_a_custom_images_lineage_records_only_the_hyperparameters_its_run_report
     custom["status"]["hyperparameters"] = {"lr": 0.01, "optimizer": "lion"}
     out = mv.verified_status(verdict, loc, spec_of(obj), custom, image="worker:1", now=NOW)
     assert out["lineage"]["hyperparameters"] == {"lr": 0.01, "optimizer": "lion"}
+
+
+def test_a_missing_artifact_claim_stalls_before_any_verification_pod_exists() -> None:
+    import kopf
+
+    from modelops.controllers import modelversion_handlers as handlers
+
+    class NoClaims(PodStore):
+        def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+            return list(claims)
+
+    obj = version("shelved")
+    store = NoClaims([])
+    desired: dict[str, Any] = {}
+    conclusion = handlers._verify(
+        store,  # type: ignore[arg-type]
+        kopf.Body(obj),  # type: ignore[arg-type]
+        spec_of(obj),
+        desired,
+        [],
+        [],
+        NOW,
+        None,  # type: ignore[arg-type]
+    )
+    assert conclusion.state is status.State.STALLED and conclusion.reason == "ClaimNotFound"
+    assert "spec.source.uri" in conclusion.message
+    assert store.created == [] and desired == {}, "no pod to hang in ContainerCreating"
