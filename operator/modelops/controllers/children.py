@@ -4,8 +4,9 @@ Three kinds of blockage, one mechanism for every kind of object:
 
 - **The API server refuses a child** (400 Bad Request, 403 Forbidden, 422 Invalid: a ResourceQuota,
   the namespace's Pod Security level, an admission webhook, a missing ServiceAccount, a field the
-  server validates and we do not). Create and apply calls run inside `creating(kind, name)`, which
-  turns such an `ApiException` into a typed `ChildRejected` carrying the server's own message; the
+  server validates and we do not). `Cluster.create`, `create_at` and `apply` raise such a refusal as a
+  typed `ChildRejected` (still an `ApiException`, with the same status) carrying the child's kind and
+  name and the server's own message; `creating(kind, name)` does the same around any other call. The
   kind's handler catches it and reports `rejected_conclusion(...)`: Stalled=True, reason
   `ChildRejected`. Nothing is retried in a loop with tracebacks: the kind's sync timer tries the
   create again on its next look, so when an admin raises the quota the object proceeds by itself.
@@ -58,12 +59,20 @@ _SECRET_RE = re.compile(r'secrets? "([^"]+)" not found')
 _CLAIM_RE = re.compile(r'persistentvolumeclaims? "([^"]+)" not found')
 
 
-class ChildRejected(Exception):
-    """The API server refused to create or change a child; `message` is the server's own."""
+class ChildRejected(kubernetes.client.ApiException):
+    """The API server refused to create or change a child; `message` is the server's own.
+
+    An `ApiException` still (same `status`), so code that looks at API errors keeps working.
+    """
 
     def __init__(self, kind: str, name: str, code: int, reason: str, message: str) -> None:
-        super().__init__(f"{kind} {name}: {code} {reason}: {message}")
-        self.kind, self.name, self.code, self.reason, self.message = kind, name, code, reason, message
+        super().__init__(status=code, reason=reason)
+        self.kind, self.name, self.code, self.message = kind, name, code, message
+        self.reason = reason
+        self.body = json.dumps({"kind": "Status", "code": code, "reason": reason, "message": message})
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.code} {self.reason}: {self.message}"
 
 
 def server_message(error: kubernetes.client.ApiException) -> tuple[str, str]:
@@ -82,6 +91,8 @@ def server_message(error: kubernetes.client.ApiException) -> tuple[str, str]:
 
 def refusal(error: BaseException, kind: str, name: str) -> ChildRejected | None:
     """The typed refusal of an API error, or None when it is not one (conflict, server error ...)."""
+    if isinstance(error, ChildRejected):
+        return error
     if not isinstance(error, kubernetes.client.ApiException) or error.status not in REFUSALS:
         return None
     reason, message = server_message(error)
