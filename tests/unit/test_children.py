@@ -299,3 +299,18 @@ def test_the_clusters_create_and_apply_raise_the_typed_refusal_with_the_servers_
         )
     finally:
         server.shutdown()
+
+
+def test_a_failing_pull_with_a_missing_pull_secret_is_secret_not_found() -> None:
+    event = {
+        "reason": "FailedToRetrieveImagePullSecret",
+        "type": "Warning",
+        "message": "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.",
+        "involvedObject": {"kind": "Pod", "name": "digits-0", "uid": "uid-digits-0"},
+    }
+    pulling = pending_pod(containerStatuses=waiting("ImagePullBackOff", 'Back-off pulling image "private/x"'))
+    problem = children.pod_problem(pulling, [event])
+    assert problem is not None and problem.reason == "SecretNotFound"
+    assert "regcred" in problem.message and "ImagePullBackOff" in problem.message
+    # A public image pulls fine despite the warning: no problem is claimed.
+    assert children.pod_problem(pending_pod(), [event]) is None

@@ -15,8 +15,9 @@ Three kinds of blockage, one mechanism for every kind of object:
   ContainerCreating) -> `ClaimNotFound`.
 - **The kubelet cannot start a pod**: `pod_problem` reads what the kubelet reports on the pod
   (waiting reasons CreateContainerConfigError, CreateContainerError, ErrImagePull, ImagePullBackOff,
-  InvalidImageName) and in its events (FailedMount), with the kubelet's message. A missing Secret
-  (env `secretKeyRef`, a secret volume) shows as `SecretNotFound`, a missing claim as `ClaimNotFound`.
+  InvalidImageName) and in its events (FailedMount, FailedToRetrieveImagePullSecret), with the
+  kubelet's message. A missing Secret (env `secretKeyRef`, a secret volume, an `imagePullSecrets`
+  entry behind a failing pull) shows as `SecretNotFound`, a missing claim as `ClaimNotFound`.
   Secrets are never read by the operator (no RBAC on Secrets): the kubelet is the one who knows.
 
 Every blockage is `Stalled=True` (only a human can fix it) and clears itself on the next look once
@@ -55,6 +56,9 @@ KUBELET_WAITING = (
     "InvalidImageName",
     "ErrImageNeverPull",
 )
+# Warning events of the kubelet about a pod that say what a human must fix.
+KUBELET_EVENTS = ("FailedMount", "FailedToRetrieveImagePullSecret")
+_IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff")
 _SECRET_RE = re.compile(r'secrets? "([^"]+)" not found')
 _CLAIM_RE = re.compile(r'persistentvolumeclaims? "([^"]+)" not found')
 
@@ -196,31 +200,42 @@ def pod_problem(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
     name = str(meta.get("name"))
     if st.get("phase") not in (None, "Pending") or meta.get("deletionTimestamp"):
         return None
+    uid = meta.get("uid")
+    mine = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("name") == name
+        and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
+    ]
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in st.get(key) or ():
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = str(waiting.get("reason") or "")
             if reason in KUBELET_WAITING:
                 message = str(waiting.get("message") or reason)[:_MAX_MESSAGE]
+                pull_secret = _latest(mine, "FailedToRetrieveImagePullSecret")
+                if reason in _IMAGE_PULL and pull_secret is not None:
+                    # A private image whose imagePullSecrets do not exist: the pull fails for that.
+                    said = str(pull_secret.get("message") or "")[:_MAX_MESSAGE]
+                    return PodProblem(name, REASON_SECRET_NOT_FOUND, f"{reason}: {message}; {said}")
                 return PodProblem(name, _classify(reason, message), f"{reason}: {message}")
     for c in st.get("conditions") or ():
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             message = str(c.get("message") or "")
             if _CLAIM_RE.search(message):
                 return PodProblem(name, REASON_CLAIM_NOT_FOUND, f"Unschedulable: {message}"[:_MAX_MESSAGE])
-    uid = meta.get("uid")
-    mounts = [
-        e
-        for e in events
-        if e.get("reason") == "FailedMount"
-        and (e.get("involvedObject") or {}).get("name") == name
-        and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
-    ]
-    if mounts:
-        latest = max(mounts, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-        message = str(latest.get("message") or "")[:_MAX_MESSAGE]
+    mount = _latest(mine, "FailedMount")
+    if mount is not None:
+        message = str(mount.get("message") or "")[:_MAX_MESSAGE]
         return PodProblem(name, _classify("FailedMount", message), f"FailedMount: {message}")
     return None
+
+
+def _latest(events: Sequence[Mapping[str, Any]], reason: str) -> Mapping[str, Any] | None:
+    found = [e for e in events if e.get("reason") == reason]
+    return (
+        max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")) if found else None
+    )
 
 
 def first_problem(

@@ -168,16 +168,20 @@ class Cluster:
         return missing
 
     def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
-        """The kubelet's FailedMount events about pods of a namespace (a missing claim or Secret)."""
-        try:
-            return self.list_items(
-                resource_path("v1", "events", namespace),
-                field_selector="involvedObject.kind=Pod,reason=FailedMount",
-            )
-        except kubernetes.client.ApiException as error:
-            if error.status == 403:  # an older RBAC without `list` on events: pod status still tells
-                return []
-            raise
+        """The kubelet's Warning events about pods of a namespace that `children.pod_problem` reads:
+        FailedMount (a missing claim or Secret) and FailedToRetrieveImagePullSecret."""
+        events: list[dict[str, Any]] = []
+        for reason in children.KUBELET_EVENTS:
+            try:
+                events += self.list_items(
+                    resource_path("v1", "events", namespace),
+                    field_selector=f"involvedObject.kind=Pod,reason={reason}",
+                )
+            except kubernetes.client.ApiException as error:
+                if error.status == 403:  # an older RBAC without `list` on events: pod status still tells
+                    return events
+                raise
+        return events
 
     def create_at(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create in the collection at `path`; None when it already exists (409).
