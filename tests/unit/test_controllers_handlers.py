@@ -208,6 +208,9 @@ class RefusingCluster:
     def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
         return []
 
+    def snapshot_exists(self, namespace: str, name: str) -> bool:
+        return name not in self.missing
+
     def create(self, obj: dict[str, Any], *, patch_existing: bool = False) -> None:
         if obj["kind"] == "Pod":
             error = kubernetes.client.ApiException(status=403, reason="Forbidden")
@@ -279,3 +282,27 @@ def test_a_missing_claim_creates_nothing() -> None:
     assert stalled is not None and stalled["reason"] == "ClaimNotFound"
     assert "spec.checkpoint.storage.existingClaim" in stalled["message"]
     assert cluster.created == [], "no Service, no claim, no pod while a claim is missing"
+
+
+def test_a_missing_restore_snapshot_creates_nothing_and_says_which() -> None:
+    from modelops.controllers import trainingjob_handlers
+    from modelops.controllers.entrypoint import kind_logics
+
+    logic = dict((lg.kind, lg) for _, lg in kind_logics())["TrainingJob"]
+    spec = {**TJ_BODY["spec"], "checkpoint": {"restoreFrom": {"volumeSnapshot": {"name": "nightly"}}}}
+    raw = {"metadata": {"name": "digits", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    cluster, patch = RefusingCluster(missing=("nightly",)), kopf.Patch()
+    trainingjob_handlers.sync(
+        cluster,  # type: ignore[arg-type]
+        logic,
+        OperatorMetrics(),
+        body=kopf.Body(raw),  # type: ignore[arg-type]
+        patch=patch,
+        logger=logging.getLogger("t"),
+        retry=0,
+        post=Poster(),
+    )
+    stalled = status.get_condition(patch["status"]["conditions"], "Stalled")
+    assert stalled is not None and stalled["reason"] == "SnapshotNotFound"
+    assert '"nightly"' in stalled["message"] and "restoreFrom.volumeSnapshot.name" in stalled["message"]
+    assert cluster.created == []

@@ -41,6 +41,12 @@ from modelops import status
 REASON_CHILD_REJECTED = "ChildRejected"
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
 REASON_SECRET_NOT_FOUND = "SecretNotFound"
+REASON_SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+_MISSING_REASONS = {
+    "PersistentVolumeClaim": REASON_CLAIM_NOT_FOUND,
+    "Secret": REASON_SECRET_NOT_FOUND,
+    "VolumeSnapshot": REASON_SNAPSHOT_NOT_FOUND,
+}
 
 # HTTP statuses of a refusal a retry cannot fix (unlike 409 Conflict, 429 or a 5xx).
 REFUSALS = {400: "BadRequest", 403: "Forbidden", 422: "Invalid"}
@@ -140,11 +146,11 @@ class Missing:
 
 
 def missing_conclusion(missing: Sequence[Missing], *, phase: str) -> status.Conclusion | None:
-    """Stalled/ClaimNotFound (or SecretNotFound) naming every missing object, or None when none is."""
+    """Stalled/ClaimNotFound (SecretNotFound, SnapshotNotFound: by the first) naming every missing object,
+    or None when none is."""
     if not missing:
         return None
-    first = missing[0]
-    reason = REASON_CLAIM_NOT_FOUND if first.kind == "PersistentVolumeClaim" else REASON_SECRET_NOT_FOUND
+    reason = _MISSING_REASONS.get(missing[0].kind, f"{missing[0].kind}NotFound")
     named = "; ".join(f'{m.kind} "{m.name}" ({m.field})' for m in missing)
     return status.stalled(
         reason,

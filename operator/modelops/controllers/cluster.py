@@ -167,6 +167,18 @@ class Cluster:
                 missing.append((claim, where))
         return missing
 
+    def snapshot_exists(self, namespace: str, name: str) -> bool:
+        """Whether the VolumeSnapshot exists (False too when the snapshot CRDs are not installed)."""
+        try:
+            items = self.list_items(resource_path("snapshot.storage.k8s.io/v1", "volumesnapshots", namespace))
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status == 403:  # not allowed to look: the claim's own events will tell
+                return True
+            raise
+        return any((i.get("metadata") or {}).get("name") == name for i in items)
+
     def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
         """The kubelet's Warning events about pods of a namespace that `children.pod_problem` reads:
         FailedMount (a missing claim or Secret) and FailedToRetrieveImagePullSecret."""

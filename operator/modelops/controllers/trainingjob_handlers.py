@@ -102,10 +102,21 @@ def _missing_claims(
         for claim, volume in children.pod_claims(pod):
             if claim != created:
                 wanted.setdefault(claim, tj_builders.claim_field(spec, claim, volume))
-    return [
+    missing = [
         children.Missing("PersistentVolumeClaim", claim, where)
         for claim, where in cluster.missing_claims(namespace, list(wanted.items()))
     ]
+    restore = spec.checkpoint.restore_from
+    if ours is not None and restore is not None and restore.volume_snapshot is not None:
+        # A claim from a snapshot that does not exist would stay Pending with no word to the job.
+        snapshot = restore.volume_snapshot.name
+        if not cluster.snapshot_exists(namespace, snapshot):
+            missing.append(
+                children.Missing(
+                    "VolumeSnapshot", snapshot, "spec.checkpoint.restoreFrom.volumeSnapshot.name"
+                )
+            )
+    return missing
 
 
 def _carry_out(
