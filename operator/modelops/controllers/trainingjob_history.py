@@ -51,6 +51,9 @@ def point(
         for series, short in METRIC_SERIES.items()
         if metrics and series in metrics and metrics[series] == metrics[series]  # NaN: not yet measured
     }
+    if values.get("val_loss") == 0:
+        # The worker's gauges start at 0 before the first validation: a loss of exactly 0 is "not yet".
+        values = {}
     if values:
         out["metrics"] = values
     if attempt:

@@ -1,0 +1,181 @@
+"""The console's only way to the cluster: GET requests, a short cache, and nothing else.
+
+Everything goes through `Cluster.request("GET", ...)` (the operator's own client, so the console logs
+in exactly as the operator does: a kubeconfig, KUBECONFIG, or a pod's service account). No method
+here writes, and none reads Secrets: the console must be safe to leave running as a cluster admin.
+
+Answers are cached for `ttl` seconds so that many open pages (and the event stream of each) share
+one request per object list instead of hammering the API server; concurrent misses of the same path
+wait for one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes
+
+from modelops import GROUP, VERSION
+from modelops.controllers.cluster import Cluster
+
+SCRAPE_TIMEOUT = 1.5
+LOG_LINES = 120
+KNOWN_PLURALS = ("trainingjobs", "modelversions", "inferenceservices", "tuningjobs")
+
+
+class ReadError(Exception):
+    """The API server refused or could not be reached; `status` is the HTTP code (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class _Entry:
+    at: float
+    value: Any
+
+
+class Reader:
+    """Cached, read-only access to the API server, for async callers (calls run in threads)."""
+
+    def __init__(self, kubeconfig: str | None, *, ttl: float = 1.5) -> None:
+        self._cluster = Cluster(kubeconfig)
+        self._ttl = ttl
+        self._cache: dict[str, _Entry] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+
+    def _get_sync(self, path: str, query: Mapping[str, str] | None) -> Any:
+        try:
+            return self._cluster.request("GET", path, query=query)
+        except kubernetes.client.ApiException as error:
+            raise ReadError(int(error.status or 0), f"GET {path}: {error.status} {error.reason}") from error
+        except (OSError, ValueError) as error:
+            raise ReadError(0, f"GET {path}: {error}") from error
+
+    async def get(
+        self, path: str, query: Mapping[str, str] | None = None, *, ttl: float | None = None
+    ) -> Any:
+        """The decoded answer of GET `path` (at most `ttl` seconds old)."""
+        if "/secrets" in path:
+            raise ReadError(403, "the console never reads Secrets")
+        key = path + "?" + urllib.parse.urlencode(sorted((query or {}).items()))
+        entry = self._cache.get(key)
+        if entry is not None and time.monotonic() - entry.at < (self._ttl if ttl is None else ttl):
+            return entry.value
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            value = await asyncio.to_thread(self._get_sync, path, query)
+        except ReadError as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            self._pending.pop(key, None)
+        self._cache[key] = _Entry(time.monotonic(), value)
+        future.set_result(value)
+        return value
+
+    async def items(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        return list(((await self.get(path, query)) or {}).get("items") or [])
+
+    async def object(self, path: str) -> dict[str, Any] | None:
+        try:
+            return dict(await self.get(path))
+        except ReadError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def served_plurals(self) -> list[str]:
+        """The modelops resources this API server serves (a kind being added shows up by itself)."""
+        try:
+            listing = await self.get(f"/apis/{GROUP}/{VERSION}", ttl=30)
+        except ReadError as error:
+            if error.status == 404:
+                return []
+            raise
+        served = [
+            str(r["name"]) for r in (listing or {}).get("resources") or () if "/" not in str(r.get("name"))
+        ]
+        known = [p for p in KNOWN_PLURALS if p in served]
+        return known + sorted(p for p in served if p not in KNOWN_PLURALS)
+
+    async def modelops(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        base = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{namespace}" if namespace else "")
+        try:
+            return await self.items(f"{base}/{plural}")
+        except ReadError as error:
+            if error.status == 404:  # the CRD is not installed (yet)
+                return []
+            raise
+
+    async def events(self, namespace: str, name: str, kind: str) -> list[dict[str, Any]]:
+        query = {"fieldSelector": f"involvedObject.name={name}"}
+        answer = await self.get(f"/api/v1/namespaces/{namespace}/events", query)
+        return [
+            e
+            for e in (answer or {}).get("items") or ()
+            if (e.get("involvedObject") or {}).get("kind") in (kind, None)
+        ]
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return await self.items(f"/api/v1/namespaces/{namespace}/pods", label_selector=selector)
+
+    async def log_tail(self, namespace: str, pod: str, container: str | None) -> str:
+        """The last lines of a container's log ('' when there is none yet)."""
+        query = {"tailLines": str(LOG_LINES)}
+        if container:
+            query["container"] = container
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        try:
+            text = await asyncio.to_thread(self._log_sync, path, query)
+        except ReadError as error:
+            if error.status in (400, 404):  # not started yet, or gone
+                return ""
+            raise
+        return text
+
+    def _log_sync(self, path: str, query: Mapping[str, str]) -> str:
+        api = self._cluster._api()
+        config = api.configuration
+        url = config.host + path + "?" + urllib.parse.urlencode(dict(query))
+        headers = {"Accept": "text/plain", **api.default_headers}
+        token = (config.api_key or {}).get("authorization")
+        if token:
+            headers["Authorization"] = token
+        try:
+            response = api.call_api("GET", url, header_params=headers)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise kubernetes.client.ApiException(http_resp=response)
+            data: bytes = response.data or b""
+        except kubernetes.client.ApiException as error:
+            raise ReadError(int(error.status or 0), f"GET {path}: {error.status}") from error
+        except (OSError, ValueError) as error:
+            raise ReadError(0, f"GET {path}: {error}") from error
+        return data.decode("utf-8", "replace")
+
+    async def scrape(self, ip: str, port: int) -> str | None:
+        """A pod's /metrics text, or None when it does not answer (the console reaches pod IPs directly)."""
+        return await asyncio.to_thread(_scrape, ip, port)
+
+
+def _scrape(ip: str, port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=SCRAPE_TIMEOUT) as response:
+            return str(response.read().decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return None
