@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+import kopf
 import kubernetes
 
 from modelops import GROUP, VERSION
@@ -57,7 +58,7 @@ class Reader:
             return self._cluster.request("GET", path, query=query)
         except kubernetes.client.ApiException as error:
             raise ReadError(int(error.status or 0), f"GET {path}: {error.status} {error.reason}") from error
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, kopf.LoginError) as error:
             raise ReadError(0, f"GET {path}: {error}") from error
 
     async def get(
@@ -149,7 +150,10 @@ class Reader:
         return text
 
     def _log_sync(self, path: str, query: Mapping[str, str]) -> str:
-        api = self._cluster._api()
+        try:
+            api = self._cluster._api()
+        except kopf.LoginError as error:
+            raise ReadError(0, f"GET {path}: {error}") from error
         config = api.configuration
         url = config.host + path + "?" + urllib.parse.urlencode(dict(query))
         headers = {"Accept": "text/plain", **api.default_headers}

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import kopf
 from aiohttp import web
 
 from modelops import GROUP, VERSION
@@ -33,6 +34,7 @@ from modelops.builders import inferenceservice as isvc_builders
 from modelops.builders import trainingjob as tj_builders
 from modelops.console import pages, views
 from modelops.console.reader import Reader, ReadError
+from modelops.controllers import login
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8765
@@ -357,6 +359,11 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("modelops console: --interval must be a positive number of seconds", file=sys.stderr)
         return 2
+    try:
+        login.connection_info(args.kubeconfig)
+    except kopf.LoginError as error:
+        print(f"modelops console: {error}", file=sys.stderr)
+        return 1
     reader = Reader(args.kubeconfig)
     context = f"kubeconfig {args.kubeconfig}" if args.kubeconfig else "current kubeconfig context"
     app = make_app(Console(reader, context=context), interval=args.interval, allowed_hosts=allowed(args))
