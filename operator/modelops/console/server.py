@@ -217,7 +217,12 @@ def make_app(
     async def guard(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if allowed_hosts is not None and _hostname(request.host or "") not in allowed_hosts:
+        # /healthz answers any Host: the kubelet probes by pod IP.
+        if (
+            allowed_hosts is not None
+            and request.path != "/healthz"
+            and _hostname(request.host or "") not in allowed_hosts
+        ):
             return web.Response(
                 status=421,
                 text=f"Host {request.host!r} is not this console; open it by the address it printed.\n",
