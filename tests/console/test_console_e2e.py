@@ -67,7 +67,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     lp.modelops("local", "up", "--dir", str(lp.dir))
     try:
         # Two runs of model digits: a long one to watch, a short one to compare with.
-        lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-long", 45, 0.002)))
+        lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-long", 30, 0.002)))
         lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-short", 3, 0.0005)))
         yield lp
     finally:

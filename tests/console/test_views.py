@@ -273,7 +273,13 @@ def test_tuning_leaderboard_ranks_by_the_objective_direction() -> None:
         {
             "trials": [
                 {"name": "tune-0", "parameters": {"learningRate": 0.1}, "value": 0.5, "state": "Succeeded"},
-                {"name": "tune-1", "parameters": {"learningRate": 0.01}, "value": 0.2, "state": "Succeeded"},
+                {
+                    "name": "tune-1",
+                    "parameters": {"learningRate": 0.01},
+                    "value": 0.2,
+                    "state": "Complete",
+                    "intermediate": [[1, 0.6], [2, 0.3]],
+                },
                 {"name": "tune-2", "parameters": {"learningRate": 0.001}, "state": "Running"},
             ]
         },
@@ -281,7 +287,9 @@ def test_tuning_leaderboard_ranks_by_the_objective_direction() -> None:
     v = views.tuning(job, NOW)
     assert [t["name"] for t in v["leaderboard"]] == ["tune-1", "tune-0", "tune-2"]
     assert v["scatter"] == {"learningRate": [(0.01, 0.2), (0.1, 0.5)]}
-    assert 'id="param-learningRate"' in pages.tuning(v)
+    assert v["curves"] == [("tune-1", [(1.0, 0.6), (2.0, 0.3)])]
+    html = pages.tuning(v)
+    assert 'id="param-learningRate"' in html and 'id="trial-curves"' in html
 
 
 def test_charts_scale_into_the_box_and_say_what_they_show() -> None:

@@ -34,8 +34,10 @@ class Marker:
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
-    if abs(v) >= 1000 or abs(v) < 0.01:
+    if abs(v) >= 1e6 or abs(v) < 0.01:
         return f"{v:.3g}"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
     return f"{v:.3f}".rstrip("0").rstrip(".")
 
 
@@ -57,6 +59,8 @@ def _range(values: Sequence[float]) -> tuple[float, float]:
     lo, hi = min(values), max(values)
     if lo == hi:
         lo, hi = lo - (abs(lo) * 0.1 or 1), hi + (abs(hi) * 0.1 or 1)
+        if min(values) >= 0:
+            lo = max(0.0, lo)  # counts, ratios and losses never go below zero
     return lo, hi
 
 

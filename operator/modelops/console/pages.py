@@ -441,6 +441,27 @@ def serving(v: Mapping[str, Any]) -> str:
                 ),
             )
         )
+        series = v["rate_series"]
+        if any(len(points) >= 2 for points in series.values()):
+            for key, label, chart_id in (
+                ("rps", "requests/s", "rps-chart"),
+                ("p99_ms", "p99 latency ms", "p99-chart"),
+                ("error_ratio", "5xx ratio", "errors-chart"),
+            ):
+                parts.append(
+                    charts.line_chart(
+                        [
+                            charts.Series(
+                                track, [(t, float(x[key])) for t, x in points if x.get(key) is not None]
+                            )
+                            for track, points in sorted(series.items())
+                        ],
+                        title=f"{label} per track, since this console started watching",
+                        x_label="seconds ago",
+                        y_label=label,
+                        chart_id=chart_id,
+                    )
+                )
     else:
         parts.append('<p class="empty">Measuring: a rate needs two looks at the pods\' counters.</p>')
     parts.append("</section>")
@@ -564,7 +585,7 @@ def tuning(v: Mapping[str, Any]) -> str:
     parts.append(
         table(
             "Trials, best first",
-            ("Rank", "Trial", "State", v["metric"], *params),
+            ("Rank", "Trial", "State", v["metric"], *params, "Note"),
             (
                 (
                     e(i + 1),
@@ -574,6 +595,7 @@ def tuning(v: Mapping[str, Any]) -> str:
                     e(t["state"]),
                     fmt(t["value"]),
                     *[fmt(t["params"].get(p)) for p in params],
+                    e(t["reason"]),
                 )
                 for i, t in enumerate(v["leaderboard"])
             ),
@@ -593,6 +615,18 @@ def tuning(v: Mapping[str, Any]) -> str:
                     chart_id=f"param-{p}",
                 )
             )
+        parts.append("</section>")
+    if v["curves"]:
+        parts.append('<section aria-labelledby="h-trialcurves"><h2 id="h-trialcurves">Trial curves</h2>')
+        parts.append(
+            charts.line_chart(
+                [charts.Series(name, pts) for name, pts in v["curves"]],
+                title=f"Intermediate {v['metric']} of the best and the running trials",
+                x_label="step",
+                y_label=v["metric"],
+                chart_id="trial-curves",
+            )
+        )
         parts.append("</section>")
     parts.append(conditions_table(v["conditions"]))
     return "".join(parts)

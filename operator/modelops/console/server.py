@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime
 import json
@@ -40,6 +41,7 @@ STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8765
 MAX_BACKOFF = 30.0
 KEEPALIVE = 15.0
+SERIES_POINTS = 300
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 SECURITY_HEADERS = {
@@ -60,6 +62,8 @@ class Console:
         self.reader = reader
         self.context = context
         self._looks: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        # Per track, the rates of recent looks (monotonic time, rates), for the charts: ~10 minutes.
+        self._series: dict[tuple[str, str, str], collections.deque[tuple[float, dict[str, Any]]]] = {}
         self._routes: list[tuple[re.Pattern[str], Callable[..., Awaitable[Page]]]] = [
             (re.compile(r"^/$"), self.overview),
             (re.compile(r"^/backups$"), self.backups),
@@ -181,9 +185,21 @@ class Console:
             )
             if look_rates is None and previous is not None:
                 look_rates = previous[1].get("rates")
+            fresh = (
+                look_rates is not None and previous is not None and look_rates is not previous[1].get("rates")
+            )
             self._looks[key] = (now, {"counters": total, "rates": look_rates})
+            series = self._series.setdefault(key, collections.deque(maxlen=SERIES_POINTS))
+            if fresh and look_rates is not None:
+                series.append((now, look_rates))
             out[track] = look_rates
-        return {k: v for k, v in out.items() if v}
+        result: dict[str, Any] = {k: v for k, v in out.items() if v}
+        now = time.monotonic()
+        result["series"] = {
+            track: [(round(t - now, 1), r) for t, r in self._series.get((ns, name, track), ())]
+            for track in tracks
+        }
+        return result
 
     async def other(self, query: dict[str, list[str]], ns: str, plural: str, name: str) -> Page:
         if plural == "modelversions":
@@ -283,7 +299,12 @@ def make_app(
                     elif quiet >= KEEPALIVE:
                         await response.write(b": keepalive\n\n")
                         quiet = 0.0
-                await asyncio.sleep(delay)
+                if request.transport is None or request.transport.is_closing():
+                    break  # the browser went away
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                if stopping.is_set():
+                    break
                 quiet += delay
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -292,7 +313,13 @@ def make_app(
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    stopping = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        stopping.set()
+
     app = web.Application(middlewares=[guard])
+    app.on_shutdown.append(stop_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stream", stream)
     app.router.add_static("/static/", STATIC, append_version=False)
@@ -375,5 +402,5 @@ def run(args: argparse.Namespace) -> int:
     host = "localhost" if args.address in ("127.0.0.1", "::1") else args.address
     print(f"modelops console: http://{host}:{args.port}/ (read-only; Ctrl-C stops it)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        web.run_app(app, host=args.address, port=args.port, print=None, access_log=None)
+        web.run_app(app, host=args.address, port=args.port, print=None, access_log=None, shutdown_timeout=5)
     return 0

@@ -536,7 +536,8 @@ def serving(
         "canary": canary,
         "analysis_limits": analysis or {},
         "rollouts": history,
-        "rates": dict(traffic_rates),
+        "rates": {k: v for k, v in traffic_rates.items() if k != "series"},
+        "rate_series": dict(traffic_rates.get("series") or {}),
         "conditions": conditions(isvc, now),
         "pods": pod_rows(pods, now),
         "events": event_rows(events, now),
@@ -634,6 +635,12 @@ def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
                 "value": _trial_value(t),
                 "params": _trial_params(t),
                 "training_job": t.get("trainingJob") or t.get("name") or "",
+                "reason": t.get("reason") or "",
+                "intermediate": [
+                    (float(p[0]), float(p[1]))
+                    for p in t.get("intermediate") or ()
+                    if isinstance(p, list | tuple) and len(p) == 2
+                ],
             }
         )
     ranked = sorted(
@@ -663,6 +670,12 @@ def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
         "param_names": param_names,
         "scatter": {k: v for k, v in scatter.items() if v},
         "best": s.get("bestTrial") or (ranked[0] if ranked else None),
+        # Learning curves of the best trials and of those still running (what the pruner judges).
+        "curves": [
+            (t["name"], t["intermediate"])
+            for t in ranked[:5] + [t for t in trials if t["state"] == "Running"][:3]
+            if t["intermediate"]
+        ],
         "conditions": conditions(job, now),
     }
 
