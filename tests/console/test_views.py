@@ -155,7 +155,7 @@ def test_versions_side_by_side_with_the_best_marked_lineage_and_alias_timeline()
     ]
     assert [g["passed"] for c in v["versions"] for g in c["gates"]] == [False, True]
     html = pages.model(v, "ml", "/ns/ml/models/digits")
-    table = html[html.index('class="compare-table"') :]
+    table = html[html.index('class="compare-table') :]
     assert re.search(r"0\.93.*0\.98 ★", table)
     assert 'href="/ns/ml/trainingjobs/train-1"' in html and "(from digits-1)" in html
     only = views.model("digits", versions, [], NOW, only=["2"])
@@ -199,7 +199,7 @@ def test_each_canary_analysis_is_shown_with_its_numbers_and_verdict() -> None:
     assert [r["outcome"] for r in v["rollouts"]] == ["RolledBack", "Deployed"]  # newest first
     assert v["rollouts"][0]["took"] == "1m00s"
     html = pages.serving(v)
-    analyses = html[html.index('class="analyses"') :]
+    analyses = html[html.index('class="analyses') :]
     assert analyses.count('badge failed">Failed') == 2 and "0.47" in analyses and "38" in analyses
 
 

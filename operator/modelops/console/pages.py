@@ -44,23 +44,32 @@ def table(
     cls: str = "",
     raw_caption: bool = False,
     row_header: bool = True,
+    stack: bool = True,
+    hide_caption: bool = False,
 ) -> str:
-    """A captioned table; cells are HTML already (escape before). The first cell heads its row."""
+    """A captioned table; cells are HTML already (escape before). The first cell heads its row.
+
+    `stack`: on a narrow screen each row becomes a card of label: value lines (CSS reads the
+    labels from `data-label`); without it the table scrolls sideways inside its own box.
+    """
     body = []
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
             tag = "th" if i == 0 and row_header else "td"
             scope = ' scope="row"' if tag == "th" else ""
-            cells.append(f"<{tag}{scope}>{cell}</{tag}>")
+            label = f' data-label="{e(headers[i])}"' if i < len(headers) and headers[i] else ""
+            cells.append(f"<{tag}{scope}{label}>{cell}</{tag}>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     if not body:
         return f'<p class="empty">No {e(caption.lower())}.</p>'
     head = "".join(f'<th scope="col">{e(h)}</th>' for h in headers)
     cap = caption if raw_caption else e(caption)
+    classes = " ".join(x for x in (cls, "stack" if stack else "") if x)
+    cap_class = ' class="sr-only"' if hide_caption else ""
     return (
         f'<div class="scroll" role="region" aria-label="{e(caption)}" tabindex="0">'
-        f'<table class="{e(cls)}"><caption>{cap}</caption><thead><tr>{head}</tr></thead>'
+        f'<table class="{e(classes)}"><caption{cap_class}>{cap}</caption><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -150,6 +159,7 @@ def overview(sections: Sequence[Mapping[str, Any]], errors: Sequence[str] = ()) 
                 ("Name", "Namespace", "Phase", "Status", "Ready reason", "Age"),
                 rows,
                 cls="objects",
+                hide_caption=True,
             )
         )
         parts.append("</section>")
@@ -297,6 +307,7 @@ def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
             head,
             rows,
             cls="compare-table",
+            stack=False,
         )
     )
     if v["metric_names"]:
@@ -600,6 +611,7 @@ def tuning(v: Mapping[str, Any]) -> str:
                 for i, t in enumerate(v["leaderboard"])
             ),
             cls="leaderboard",
+            stack=False,
         )
     )
     parts.append("</section>")
