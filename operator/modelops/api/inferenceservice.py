@@ -260,6 +260,7 @@ class AnalysisRecord(ApiModel):
 
     last_check_time: Timestamp | None = Field(default=None, description="When it was analysed.")
     result: Literal["Passed", "Failed", "Inconclusive"] | None = Field(default=None, description="Verdict.")
+    reason: str | None = Field(default=None, description="CamelCase reason of the verdict, when given.")
     message: str = Field(default="", description="Why, for humans.")
     requests: int | None = Field(default=None, description="Canary requests in the interval.")
     success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")

@@ -41,13 +41,12 @@ from modelops.api.serveconfig import (
 )
 from modelops.builders import inferenceservice as builders
 from modelops.builders.inferenceservice import CANARY, STABLE, Served
+from modelops.controllers import inferenceservice_analyses
 from modelops.controllers.reconcile import Event
 
 KIND = "InferenceService"
 CANARY_CONDITION = "CanaryProgressing"
 HISTORY_LIMIT = 20
-ANALYSES_LIMIT = 30  # per rollout record: the intervals of its canary, oldest first
-_INTERVAL_KEYS = ("lastCheckTime", "result", "message", "requests", "successRate", "p99LatencyMs")
 DEFAULT_CANARY_PERCENT = 10
 
 # Reasons a serving pod gives for not starting that no restart can cure.
@@ -660,10 +659,7 @@ def plan(
                 p99LatencyMs=verdict.p99_ms,
             )
             analysis = {k: v for k, v in analysis.items() if v is not None}
-            # Each interval's numbers stay on the rollout's record, so a rolled-back canary shows why.
-            interval = {k: analysis[k] for k in _INTERVAL_KEYS if k in analysis}
-            interval["trafficPercent"] = plan_steps[min(int(analysis.get("step", 0)), len(plan_steps) - 1)]
-            running["analyses"] = [*(running.get("analyses") or []), interval][-ANALYSES_LIMIT:]
+            inferenceservice_analyses.record(history, analysis, plan_steps)
             if verdict.result == "Passed":
                 analysis["step"] = int(analysis.get("step", 0)) + 1
                 if analysis["step"] >= len(plan_steps):

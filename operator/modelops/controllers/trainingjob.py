@@ -23,8 +23,8 @@ from modelops import status
 from modelops.api.runconfig import PERMANENT_EXIT_CODES, TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as builders
-from modelops.controllers import trainingjob_history
 from modelops.controllers.reconcile import Event
+from modelops.controllers.trainingjob_history import update as update_history
 
 KIND = "TrainingJob"
 
@@ -455,7 +455,7 @@ def plan(
     )
     if generation is not None:
         desired["observedGeneration"] = generation
-    desired.update(trainingjob_history.update(current, desired, metrics, now=now))
+    desired.update(update_history(current, desired, metrics, now=now))
     events = list(skipped_events)
     if (phase_now, _ready_reason(current)) != (phase, conclusion.reason):
         kind = (
