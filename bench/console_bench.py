@@ -12,8 +12,9 @@ times in Debian's Chromium (Playwright). From the browser's own Navigation Timin
 - FCP: first-contentful-paint since navigation start (what "first render" means to a user);
 - DOM ready: domContentLoadedEventEnd.
 
-Each run waits out the console's cache (1.5 s), so every load makes its API calls afresh. Medians
-and [min, max] are printed as Markdown table rows for docs/benchmarks.md.
+The modelops objects come from the console's informers (list once, then watch), as in use; pods,
+events and logs are fetched per view, and each run waits out their 1.5 s cache so those calls are
+made afresh. Medians and [min, max] are printed as Markdown table rows for docs/benchmarks.md.
 """
 
 from __future__ import annotations

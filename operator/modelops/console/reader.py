@@ -4,15 +4,17 @@ Everything goes through `Cluster.request("GET", ...)` (the operator's own client
 in exactly as the operator does: a kubeconfig, KUBECONFIG, or a pod's service account). No method
 here writes, and none reads Secrets: the console must be safe to leave running as a cluster admin.
 
-Answers are cached for `ttl` seconds so that many open pages (and the event stream of each) share
-one request per object list instead of hammering the API server; concurrent misses of the same path
-wait for one request.
+The modelops kinds are kept by informers (`Informer`: list once, then watch), so a page never waits
+for a list of them. Everything else (pods, events, logs, discovery) is cached for `ttl` seconds, so
+many open pages (and the event stream of each) share one request instead of hammering the API
+server; concurrent misses of the same path wait for one request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -21,11 +23,14 @@ from typing import Any
 
 import kopf
 import kubernetes
+import kubernetes.watch
 
 from modelops import GROUP, VERSION
 from modelops.controllers.cluster import Cluster
 
 SCRAPE_TIMEOUT = 1.5
+WATCH_SECONDS = 240  # each watch request ends after this; the informer watches again from where it was
+MAX_BACKOFF = 30.0
 LOG_LINES = 120
 KNOWN_PLURALS = ("trainingjobs", "modelversions", "inferenceservices", "tuningjobs")
 
@@ -44,6 +49,87 @@ class _Entry:
     value: Any
 
 
+class Informer:
+    """All objects of one modelops kind, in every namespace: listed once, then kept by a watch.
+
+    What Kubernetes controllers call an informer. Pages read from it without waiting on the API
+    server (200 TrainingJobs with full histories are megabytes; listing them on every page view
+    would make each view as slow as the list). A thread runs list-then-watch; an expired watch
+    (410 Gone) lists again; a failure backs off, doubling up to 30 s, and says so in `error`.
+    """
+
+    def __init__(self, cluster: Cluster, plural: str) -> None:
+        self._cluster, self.plural = cluster, plural
+        self._items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+        self.error: ReadError | None = None
+        self.last_used = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"informer-{plural}", daemon=True)
+        self._thread.start()
+
+    def items(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.last_used = time.monotonic()
+        with self._lock:
+            return [o for (ns, _), o in self._items.items() if namespace is None or ns == namespace]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.last_used = time.monotonic()
+        with self._lock:
+            return self._items.get((namespace, name))
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+        meta = obj.get("metadata") or {}
+        return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+    def _run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                path = f"/apis/{GROUP}/{VERSION}/{self.plural}"
+                listed = self._cluster.request("GET", path) or {}
+                with self._lock:
+                    self._items = {self._key(o): o for o in listed.get("items") or ()}
+                self.error, delay = None, 1.0
+                self.synced.set()
+                self._watch(str((listed.get("metadata") or {}).get("resourceVersion") or ""))
+            except kubernetes.client.ApiException as error:
+                if error.status == 410:
+                    continue  # the watch expired: list again
+                self.error = ReadError(
+                    int(error.status or 0), f"watch {self.plural}: {error.status} {error.reason}"
+                )
+            except Exception as error:  # a dropped connection, a login that failed: say it, back off
+                self.error = ReadError(0, f"watch {self.plural}: {type(error).__name__}: {error}")
+            self.synced.set()
+            time.sleep(delay)
+            delay = min(MAX_BACKOFF, delay * 2)
+
+    def _watch(self, resource_version: str) -> None:
+        custom = kubernetes.client.CustomObjectsApi(self._cluster._api())
+        while True:
+            stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+                custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                self.plural,
+                resource_version=resource_version,
+                timeout_seconds=WATCH_SECONDS,
+                allow_watch_bookmarks=True,
+                deserialize=False,
+            )
+            for event in stream:
+                obj = event.get("object") or {}
+                resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
+                kind = event.get("type")
+                with self._lock:
+                    if kind in ("ADDED", "MODIFIED"):
+                        self._items[self._key(obj)] = obj
+                    elif kind == "DELETED":
+                        self._items.pop(self._key(obj), None)
+
+
 class Reader:
     """Cached, read-only access to the API server, for async callers (calls run in threads)."""
 
@@ -52,6 +138,7 @@ class Reader:
         self._ttl = ttl
         self._cache: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._informers: dict[str, Informer] = {}
 
     def _get_sync(self, path: str, query: Mapping[str, str] | None) -> Any:
         try:
@@ -114,14 +201,31 @@ class Reader:
         known = [p for p in KNOWN_PLURALS if p in served]
         return known + sorted(p for p in served if p not in KNOWN_PLURALS)
 
+    async def _informer(self, plural: str) -> Informer | None:
+        """The synced informer of a served kind (None: the kind is not served)."""
+        if plural not in await self.served_plurals():
+            return None
+        informer = self._informers.get(plural)
+        if informer is None:
+            informer = self._informers[plural] = Informer(self._cluster, plural)
+        if not informer.synced.is_set():
+            await asyncio.to_thread(informer.synced.wait, 30)
+        if informer.error is not None and not informer.items():
+            raise informer.error
+        return informer
+
     async def modelops(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        base = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{namespace}" if namespace else "")
-        try:
-            return await self.items(f"{base}/{plural}")
-        except ReadError as error:
-            if error.status == 404:  # the CRD is not installed (yet)
-                return []
-            raise
+        informer = await self._informer(plural)
+        return [] if informer is None else informer.items(namespace)
+
+    async def modelops_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        informer = await self._informer(plural)
+        return None if informer is None else informer.get(namespace, name)
+
+    def stale(self) -> str | None:
+        """Why what the pages show may be old (a watch that failed), or None."""
+        errors = [str(i.error) for i in self._informers.values() if i.error is not None]
+        return "; ".join(errors) or None
 
     async def events(self, namespace: str, name: str, kind: str) -> list[dict[str, Any]]:
         query = {"fieldSelector": f"involvedObject.name={name}"}

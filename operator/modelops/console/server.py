@@ -30,7 +30,6 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from modelops import GROUP, VERSION
 from modelops.builders import inferenceservice as isvc_builders
 from modelops.builders import trainingjob as tj_builders
 from modelops.console import pages, views
@@ -92,18 +91,17 @@ class Console:
         plurals = await self.reader.served_plurals()
         lists = await asyncio.gather(*(self.reader.modelops(p) for p in plurals))
         sections = views.overview(dict(zip(plurals, lists, strict=True)), _now())
-        return "Overview", pages.overview(sections), 200
+        stale = self.reader.stale()
+        errors = [f"Showing the last state seen; the watch failed: {stale}"] if stale else []
+        return "Overview", pages.overview(sections, errors), 200
 
     async def backups(self, query: dict[str, list[str]]) -> Page:
         plurals = [p for p in await self.reader.served_plurals() if p in ("trainingjobs", "modelversions")]
         lists = await asyncio.gather(*(self.reader.modelops(p) for p in plurals))
         return "Backups", pages.backups(views.backups(dict(zip(plurals, lists, strict=True)), _now())), 200
 
-    def _path(self, ns: str, plural: str, name: str | None = None) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}" + (f"/{name}" if name else "")
-
     async def training(self, query: dict[str, list[str]], ns: str, name: str) -> Page:
-        job = await self.reader.object(self._path(ns, "trainingjobs", name))
+        job = await self.reader.modelops_object("trainingjobs", ns, name)
         if job is None:
             return name, pages.not_found(f"TrainingJob {ns}/{name}"), 404
         pods, events = await asyncio.gather(
@@ -133,7 +131,7 @@ class Console:
         return f"Model {name}", pages.model(v, ns, f"/ns/{ns}/models/{name}"), 200
 
     async def serving(self, query: dict[str, list[str]], ns: str, name: str) -> Page:
-        isvc = await self.reader.object(self._path(ns, "inferenceservices", name))
+        isvc = await self.reader.modelops_object("inferenceservices", ns, name)
         if isvc is None:
             return name, pages.not_found(f"InferenceService {ns}/{name}"), 404
         pods, events = await asyncio.gather(
@@ -203,13 +201,13 @@ class Console:
 
     async def other(self, query: dict[str, list[str]], ns: str, plural: str, name: str) -> Page:
         if plural == "modelversions":
-            mv = await self.reader.object(self._path(ns, plural, name))
+            mv = await self.reader.modelops_object(plural, ns, name)
             if mv is None:
                 return name, pages.not_found(f"ModelVersion {ns}/{name}"), 404
             raise web.HTTPFound(views.href(plural, mv))
         if plural not in await self.reader.served_plurals():
             return name, pages.not_found(f"The resource type {plural}"), 404
-        obj = await self.reader.object(self._path(ns, plural, name))
+        obj = await self.reader.modelops_object(plural, ns, name)
         if obj is None:
             return name, pages.not_found(f"{views.KINDS.get(plural, plural)} {ns}/{name}"), 404
         if plural == "tuningjobs":
