@@ -67,7 +67,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     lp.modelops("local", "up", "--dir", str(lp.dir))
     try:
         # Two runs of model digits: a long one to watch, a short one to compare with.
-        lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-long", 30, 0.002)))
+        lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-long", 20, 0.002)))
         lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-short", 3, 0.0005)))
         yield lp
     finally:
@@ -164,7 +164,7 @@ def test_the_loss_curve_gains_points_while_the_job_trains(plane: Plane, console:
 def test_two_versions_compare_side_by_side(plane: Plane, console: str, browser: Any) -> None:
     for name in ("digits-long", "digits-short"):
         plane.kubectl(
-            "wait", f"trainingjob/{name}", "--for=condition=Succeeded", "--timeout=200s", timeout=210
+            "wait", f"trainingjob/{name}", "--for=condition=Succeeded", "--timeout=300s", timeout=310
         )
     plane.wait_for(
         "two Ready versions of digits",
