@@ -58,8 +58,8 @@ class Informer:
     (410 Gone) lists again; a failure backs off, doubling up to 30 s, and says so in `error`.
     """
 
-    def __init__(self, cluster: Cluster, plural: str) -> None:
-        self._cluster, self.plural = cluster, plural
+    def __init__(self, cluster: Cluster, plural: str, namespace: str | None = None) -> None:
+        self._cluster, self.plural, self.namespace = cluster, plural, namespace
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()
@@ -87,7 +87,8 @@ class Informer:
         delay = 1.0
         while True:
             try:
-                path = f"/apis/{GROUP}/{VERSION}/{self.plural}"
+                where = f"/namespaces/{self.namespace}" if self.namespace else ""
+                path = f"/apis/{GROUP}/{VERSION}{where}/{self.plural}"
                 listed = self._cluster.request("GET", path) or {}
                 with self._lock:
                     self._items = {self._key(o): o for o in listed.get("items") or ()}
@@ -109,11 +110,13 @@ class Informer:
     def _watch(self, resource_version: str) -> None:
         custom = kubernetes.client.CustomObjectsApi(self._cluster._api())
         while True:
+            scope: tuple[Any, ...] = (
+                (custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, self.plural)
+                if self.namespace
+                else (custom.list_cluster_custom_object, GROUP, VERSION, self.plural)
+            )
             stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
-                custom.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                self.plural,
+                *scope,
                 resource_version=resource_version,
                 timeout_seconds=WATCH_SECONDS,
                 allow_watch_bookmarks=True,
@@ -133,7 +136,8 @@ class Informer:
 class Reader:
     """Cached, read-only access to the API server, for async callers (calls run in threads)."""
 
-    def __init__(self, kubeconfig: str | None, *, ttl: float = 1.5) -> None:
+    def __init__(self, kubeconfig: str | None, *, ttl: float = 1.5, namespace: str | None = None) -> None:
+        self.namespace = namespace
         self._cluster = Cluster(kubeconfig)
         self._ttl = ttl
         self._cache: dict[str, _Entry] = {}
@@ -171,6 +175,9 @@ class Reader:
             raise
         finally:
             self._pending.pop(key, None)
+        if len(self._cache) > 1000:  # pages of deleted objects: forget what nobody asked for lately
+            cutoff = time.monotonic() - 60
+            self._cache = {k: v for k, v in self._cache.items() if v.at > cutoff}
         self._cache[key] = _Entry(time.monotonic(), value)
         future.set_result(value)
         return value
@@ -207,7 +214,7 @@ class Reader:
             return None
         informer = self._informers.get(plural)
         if informer is None:
-            informer = self._informers[plural] = Informer(self._cluster, plural)
+            informer = self._informers[plural] = Informer(self._cluster, plural, self.namespace)
         if not informer.synced.is_set():
             await asyncio.to_thread(informer.synced.wait, 30)
         if informer.error is not None and not informer.items():

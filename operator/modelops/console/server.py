@@ -368,6 +368,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="kubeconfig to read the cluster with (default: KUBECONFIG, ~/.kube/config or in-cluster)",
     )
     parser.add_argument(
+        "--namespace",
+        default=None,
+        help="show only this namespace (for users who may list the modelops kinds in one namespace only)",
+    )
+    parser.add_argument(
         "--interval", type=float, default=2.0, help="seconds between live updates of a page (default 2)"
     )
     parser.add_argument(
@@ -394,8 +399,10 @@ def run(args: argparse.Namespace) -> int:
     except kopf.LoginError as error:
         print(f"modelops console: {error}", file=sys.stderr)
         return 1
-    reader = Reader(args.kubeconfig)
+    reader = Reader(args.kubeconfig, namespace=args.namespace)
     context = f"kubeconfig {args.kubeconfig}" if args.kubeconfig else "current kubeconfig context"
+    if args.namespace:
+        context += f", namespace {args.namespace}"
     app = make_app(Console(reader, context=context), interval=args.interval, allowed_hosts=allowed(args))
     host = "localhost" if args.address in ("127.0.0.1", "::1") else args.address
     print(f"modelops console: http://{host}:{args.port}/ (read-only; Ctrl-C stops it)", flush=True)
