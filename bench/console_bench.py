@@ -196,14 +196,19 @@ def populate(env: dict[str, str], items: list[dict[str, Any]]) -> None:
 
 def measure(page: Any, url: str) -> dict[str, float]:
     page.goto(url, wait_until="load")
-    page.wait_for_timeout(100)
+    # The paint entry can arrive after "load" on a busy machine: wait for it (at most 5 s).
     timing = page.evaluate(
-        """() => {
-          const n = performance.getEntriesByType('navigation')[0];
-          const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-          return {server: n.responseStart - n.requestStart, dom: n.domContentLoadedEventEnd,
-                  fcp: fcp ? fcp.startTime : NaN};
-        }"""
+        """() => new Promise(resolve => {
+          const done = () => {
+            const n = performance.getEntriesByType('navigation')[0];
+            const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+            resolve({server: n.responseStart - n.requestStart, dom: n.domContentLoadedEventEnd,
+                     fcp: fcp ? fcp.startTime : -1});
+          };
+          if (performance.getEntriesByName('first-contentful-paint').length) return done();
+          new PerformanceObserver(done).observe({type: 'paint', buffered: true});
+          setTimeout(done, 5000);
+        })"""
     )
     return {k: float(v) for k, v in timing.items()}
 
@@ -258,7 +263,8 @@ def main() -> int:
             pages = {
                 "overview (all 200 objects)": "/",
                 "TrainingJob (200-point history)": f"/ns/{NS}/trainingjobs/job-0",
-                f"model ({int(args.objects * 0.4)} versions side by side)": f"/ns/{NS}/models/bench",
+                f"model ({int(args.objects * 0.4)} versions, newest 10 side by side)": f"/ns/{NS}/models/bench",
+                f"model (all {int(args.objects * 0.4)} versions side by side)": f"/ns/{NS}/models/bench?v=all",
                 "InferenceService (20 rollouts)": f"/ns/{NS}/inferenceservices/svc-0",
                 "backups": "/backups",
             }
@@ -276,8 +282,15 @@ def main() -> int:
                         runs.append(measure(page, base + path))
 
                     def cell(key: str, runs: list[dict[str, float]] = runs) -> str:
-                        values = [r[key] for r in runs]
-                        return f"{statistics.median(values):.0f} [{min(values):.0f}, {max(values):.0f}]"
+                        values = [r[key] for r in runs if r[key] >= 0]
+                        if not values:
+                            return "not reported"
+                        missing = (
+                            f" ({len(runs) - len(values)} not reported)" if len(values) < len(runs) else ""
+                        )
+                        return (
+                            f"{statistics.median(values):.0f} [{min(values):.0f}, {max(values):.0f}]{missing}"
+                        )
 
                     print(f"| {label} | {cell('server')} | {cell('fcp')} | {cell('dom')} |", flush=True)
                 browser.close()

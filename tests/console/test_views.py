@@ -159,7 +159,14 @@ def test_versions_side_by_side_with_the_best_marked_lineage_and_alias_timeline()
     assert re.search(r"0\.93.*0\.98 ★", table)
     assert 'href="/ns/ml/trainingjobs/train-1"' in html and "(from digits-1)" in html
     only = views.model("digits", versions, [], NOW, only=["2"])
-    assert [c["name"] for c in only["versions"]] == ["digits-2"]
+    assert [c["name"] for c in only["versions"]] == ["digits-2"] and only["hidden"] == 1
+    # Many versions: the newest and the alias holders, unless all are asked for.
+    many = [mv(n, {"accuracy": n / 100}) for n in range(1, 31)]
+    many[2]["status"]["aliases"] = ["champion"]
+    shown = views.model("digits", many, [], NOW, limit=5)
+    assert [c["version"] for c in shown["versions"]] == [3, 26, 27, 28, 29, 30] and shown["hidden"] == 24
+    assert len(views.model("digits", many, [], NOW, only=["all"], limit=5)["versions"]) == 30
+    assert "show all" in pages.model(shown, "ml", "/ns/ml/models/digits")
 
 
 def test_each_canary_analysis_is_shown_with_its_numbers_and_verdict() -> None:

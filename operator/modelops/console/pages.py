@@ -268,8 +268,14 @@ def training(v: Mapping[str, Any], log: str, log_pod: str) -> str:
 def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
     versions = v["versions"]
     parts = [
-        f'<h1>Model {e(v["name"])}</h1><p class="where">in namespace <b>{e(namespace)}</b>, {len(versions)} version(s)</p>'
+        f'<h1>Model {e(v["name"])}</h1><p class="where">in namespace <b>{e(namespace)}</b>, '
+        f"{len(v['all_names'])} version(s)</p>"
     ]
+    if v["hidden"]:
+        parts.append(
+            f'<p class="note">Showing {len(versions)} of {len(v["all_names"])} versions: the newest and those '
+            f"holding an alias. Choose others below, or {link(compare_href + '?v=all', 'show all')}.</p>"
+        )
     if not versions:
         parts.append('<p class="empty">No ModelVersion of this model.</p>')
         return "".join(parts)
@@ -297,7 +303,8 @@ def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
     parts.append(
         f'<form class="compare" method="get" action="{e(compare_href)}"><fieldset><legend>Compare</legend>'
         + "".join(
-            f'<label><input type="checkbox" name="v" value="{e(n)}" checked> {e(n)}</label>' for n in names
+            f'<label><input type="checkbox" name="v" value="{e(n)}"{" checked" if n in names else ""}> {e(n)}</label>'
+            for n in v["all_names"]
         )
         + '<button type="submit">Show selected</button></fieldset></form>'
     )

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelops.api.serveconfig import METRIC_LATENCY, METRIC_REQUESTS
 
+DEFAULT_COMPARE = 10  # versions side by side before the page asks which ones
+
 KINDS = {
     "trainingjobs": "TrainingJob",
     "modelversions": "ModelVersion",
@@ -310,11 +312,23 @@ def model(
     now: datetime.datetime,
     *,
     only: Sequence[str] = (),
+    limit: int = DEFAULT_COMPARE,
 ) -> dict[str, Any]:
-    """All versions of one model (or those in `only`), their metrics side by side, lineage, aliases."""
-    mine = sorted((v for v in versions if (v.get("spec") or {}).get("model") == name), key=_version_number)
-    if only:
-        mine = [v for v in mine if meta(v).get("name") in only or str(_version_number(v)) in only]
+    """The versions of one model side by side, lineage, aliases.
+
+    `only` (names or version numbers, or "all") picks the versions; without it, a model with more
+    than `limit` versions shows the newest `limit` and every version holding an alias.
+    """
+    every = sorted((v for v in versions if (v.get("spec") or {}).get("model") == name), key=_version_number)
+    if "all" in only:
+        mine = every
+    elif only:
+        mine = [v for v in every if meta(v).get("name") in only or str(_version_number(v)) in only]
+    elif len(every) > limit:
+        newest = {id(v) for v in every[-limit:]}
+        mine = [v for v in every if id(v) in newest or st(v).get("aliases")]
+    else:
+        mine = every
     metric_names = sorted({k for v in mine for k in (st(v).get("metrics") or {})})
     served: dict[str, list[dict[str, str]]] = {}
     for isvc in services:
@@ -397,6 +411,8 @@ def model(
     return {
         "name": name,
         "versions": columns,
+        "all_names": [str(meta(v).get("name")) for v in every],
+        "hidden": len(every) - len(columns),
         "metric_names": metric_names,
         "best": best,
         "timeline": timeline,
