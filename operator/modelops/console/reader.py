@@ -252,12 +252,17 @@ class Reader:
         if container:
             query["container"] = container
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        key = f"log:{path}?{urllib.parse.urlencode(sorted(query.items()))}"
+        entry = self._cache.get(key)
+        if entry is not None and time.monotonic() - entry.at < self._ttl:
+            return str(entry.value)
         try:
             text = await asyncio.to_thread(self._log_sync, path, query)
         except ReadError as error:
             if error.status in (400, 404):  # not started yet, or gone
                 return ""
             raise
+        self._cache[key] = _Entry(time.monotonic(), text)
         return text
 
     def _log_sync(self, path: str, query: Mapping[str, str]) -> str:
