@@ -145,14 +145,24 @@ def test_the_loss_curve_gains_points_while_the_job_trains(plane: Plane, console:
     )
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(f"{console}/ns/default/trainingjobs/digits-long")
-    points = page.locator("#loss-chart circle.pt")
-    first = points.count()
+
+    def points() -> int:
+        """Vertices of the training-loss line in the SVG, as the browser has it now."""
+        count = page.evaluate(
+            """() => {
+              const line = document.querySelector('#loss-chart g[data-series="loss"] polyline');
+              return line ? line.points.numberOfItems : 0;
+            }"""
+        )
+        return int(count)
+
+    first = points()
     assert first >= 2
     page.evaluate("window.__notReloaded = true")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and points.count() <= first:
+    while time.monotonic() < deadline and points() <= first:
         page.wait_for_timeout(500)
-    second = points.count()
+    second = points()
     assert second > first, f"the curve stayed at {first} points"
     assert page.evaluate("window.__notReloaded === true")  # updated in place, no reload
     assert "Live updates: on" in page.locator("#live").inner_text()

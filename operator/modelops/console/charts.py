@@ -1,8 +1,8 @@
 """Inline SVG charts, drawn on the server: no JavaScript library, nothing fetched, readable by anyone.
 
 Each chart is an `<svg role="img">` with a label saying what it shows, scales to its container's
-width (viewBox), and marks every data point (`<circle class="pt">` with a `<title>` tooltip) so a
-reader can hover or a test can count them. Colours come from CSS classes (`s0`..`s5`), chosen with
+width (viewBox), draws each series as a polyline (one vertex per value; `data-points` says how
+many) and marks the points (`<circle class="pt">` with a `<title>` tooltip) while there are few. Colours come from CSS classes (`s0`..`s5`), chosen with
 enough contrast on the page's background in both colour schemes.
 """
 
@@ -15,6 +15,7 @@ from html import escape
 
 WIDTH, HEIGHT = 640, 240
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 14, 38
+MARKED_POINTS = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +128,12 @@ def line_chart(
     for i, s in enumerate(drawn):
         cls = f"s{i % 6}"
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s.points)
-        parts.append(f'<g class="series {cls}" data-series="{escape(s.name)}">')
+        parts.append(f'<g class="series {cls}" data-series="{escape(s.name)}" data-points="{len(s.points)}">')
         parts.append(f'<polyline points="{coords}"/>')
-        for x, y in s.points:
+        # A marked point (with its tooltip) per value while there are few; with many, only the
+        # latest: hundreds of titled circles cost the browser more than the line they sit on.
+        marked = s.points if len(s.points) <= MARKED_POINTS else s.points[-1:]
+        for x, y in marked:
             parts.append(
                 f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5">'
                 f"<title>{escape(s.name)} {_fmt(y)} at {escape(x_label)} {_fmt(x)}</title></circle>"
