@@ -268,6 +268,7 @@ def main() -> int:
                 "InferenceService (20 rollouts)": f"/ns/{NS}/inferenceservices/svc-0",
                 "backups": "/backups",
             }
+            print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
             print("| page | server ms | first contentful paint ms | DOM ready ms |")
             print("|---|---|---|---|")
             with sync_playwright() as p:
@@ -294,6 +295,7 @@ def main() -> int:
 
                     print(f"| {label} | {cell('server')} | {cell('fcp')} | {cell('dom')} |", flush=True)
                 browser.close()
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
         finally:
             if console is not None:
                 console.terminate()
