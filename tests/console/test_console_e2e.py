@@ -37,7 +37,7 @@ from chromium import CHROMIUM, chromium_args  # noqa: E402
 from localplane import Plane  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
 
