@@ -167,7 +167,6 @@ def test_the_loss_curve_gains_points_while_the_job_trains(plane: Plane, console:
     assert page.evaluate("window.__notReloaded === true")  # updated in place, no reload
     assert "Live updates: on" in page.locator("#live").inner_text()
     assert page.locator("progress#progress").count() == 1
-    shot(page, "trainingjob")
     page.close()
 
 
@@ -199,6 +198,8 @@ def test_two_versions_compare_side_by_side(plane: Plane, console: str, browser: 
     assert page.locator("#compare-chart rect.bar").count() >= 2 * 2
     assert page.locator("ol.lineage li").count() == 2
     shot(page, "model")
+    page.goto(f"{console}/ns/default/trainingjobs/digits-long")  # the whole curve, for the docs
+    shot(page, "trainingjob")
     # Pick one version: a URL one can share.
     page.goto(f"{console}/ns/default/models/digits?v=digits-2")
     assert page.locator("table.compare-table thead th").all_inner_texts()[1:] == ["v2"]

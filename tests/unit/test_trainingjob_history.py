@@ -56,6 +56,7 @@ def test_a_second_look_at_the_same_step_replaces_the_point() -> None:
 
 def test_no_step_no_point_and_nan_metrics_are_left_out() -> None:
     assert point({"loss": 1.0}, None, attempt=0, time="t") is None
+    assert point({"step": 0, "loss": 0.0}, None, attempt=0, time="t") is None  # before the first step
     p = point({"step": 1}, {"modelops_training_val_loss": float("nan")}, attempt=2, time="t")
     assert p == {"step": 1, "time": "t", "attempt": 2}
 

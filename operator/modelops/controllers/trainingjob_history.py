@@ -36,10 +36,10 @@ def point(
     attempt: int,
     time: str,
 ) -> dict[str, Any] | None:
-    """One point from the progress just computed and the scraped series; None without a step."""
+    """One point from the progress just computed and the scraped series; None before the first step."""
     progress = progress or {}
     step = progress.get("step")
-    if step is None:
+    if not step:  # no optimizer step yet: the worker's gauges still hold their zeros
         return None
     out: dict[str, Any] = {"step": int(step), "time": time}
     if progress.get("epoch") is not None:
