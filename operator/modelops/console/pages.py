@@ -682,6 +682,7 @@ def frame(title: str, main: str, *, context: str, live: bool = True) -> str:
         '<a href="/">Overview</a><a href="/backups">Backups</a></nav>'
         f'<p class="context">{e(context)} · read-only</p></header>'
         f'<main id="main" tabindex="-1" data-live="{"1" if live else "0"}" data-digest="{digest(main)}">{main}</main>'
-        '<footer><p id="live" role="status" aria-live="polite">Live updates: connecting…</p></footer>'
+        '<footer><p><span id="live" role="status" aria-live="polite">Live updates: connecting…</span> '
+        '<span id="updated"></span></p></footer>'
         "</body></html>"
     )

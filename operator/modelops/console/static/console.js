@@ -4,6 +4,7 @@
 (function () {
   var main = document.getElementById("main");
   var live = document.getElementById("live");
+  var updated = document.getElementById("updated");
   if (!main || !window.EventSource || main.dataset.live !== "1") {
     if (live) live.textContent = "Live updates: off (reload to refresh)";
     return;
@@ -54,7 +55,9 @@
       document.title = data.title + " · modelops console";
       refocus(key);
       lastUpdate = new Date();
-      say("Live updates: on, updated " + lastUpdate.toLocaleTimeString());
+      // The time is shown, not announced: a screen reader hears only when the state changes.
+      if (updated) updated.textContent = "(updated " + lastUpdate.toLocaleTimeString() + ")";
+      say("Live updates: on");
     });
     source.addEventListener("status", function (ev) {
       var data = JSON.parse(ev.data);
