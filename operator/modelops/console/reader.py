@@ -63,6 +63,7 @@ class Informer:
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()
+        self.stopped = threading.Event()
         self.error: ReadError | None = None
         self.last_used = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"informer-{plural}", daemon=True)
@@ -85,7 +86,7 @@ class Informer:
 
     def _run(self) -> None:
         delay = 1.0
-        while True:
+        while not self.stopped.is_set():
             try:
                 where = f"/namespaces/{self.namespace}" if self.namespace else ""
                 path = f"/apis/{GROUP}/{VERSION}{where}/{self.plural}"
@@ -104,12 +105,12 @@ class Informer:
             except Exception as error:  # a dropped connection, a login that failed: say it, back off
                 self.error = ReadError(0, f"watch {self.plural}: {type(error).__name__}: {error}")
             self.synced.set()
-            time.sleep(delay)
+            self.stopped.wait(delay)
             delay = min(MAX_BACKOFF, delay * 2)
 
     def _watch(self, resource_version: str) -> None:
         custom = kubernetes.client.CustomObjectsApi(self._cluster._api())
-        while True:
+        while not self.stopped.is_set():
             scope: tuple[Any, ...] = (
                 (custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, self.plural)
                 if self.namespace
@@ -228,6 +229,11 @@ class Reader:
     async def modelops_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         informer = await self._informer(plural)
         return None if informer is None else informer.get(namespace, name)
+
+    def close(self) -> None:
+        """Stop the informers (each ends when its current watch request does)."""
+        for informer in self._informers.values():
+            informer.stopped.set()
 
     def stale(self) -> str | None:
         """Why what the pages show may be old (a watch that failed), or None."""
