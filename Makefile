@@ -33,6 +33,7 @@ bench: bootstrap
 	$(VENV)/python bench/serve_bench.py
 	$(VENV)/python bench/backup_bench.py
 	$(VENV)/python bench/alerts_bench.py
+	$(VENV)/python bench/console_bench.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -25,8 +25,10 @@ fi
 
 # Debian packages the demo and tests use: openssl makes the local API server's certificates,
 # lua5.4 runs the Argo CD health checks, wrk is the HTTP client of bench/apiserver_bench.py,
-# prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test.
-APT_PACKAGES=(openssl lua5.4 wrk prometheus)
+# prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test,
+# chromium is the browser tests/console and bench/console_bench.py drive with Playwright (their tests
+# fail, never skip, without it).
+APT_PACKAGES=(openssl lua5.4 wrk prometheus chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

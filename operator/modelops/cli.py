@@ -39,6 +39,14 @@ def _demo(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
+def _console(parser: argparse.ArgumentParser) -> Runner:
+    from modelops.console import server
+
+    server.add_arguments(parser)
+    run: Runner = server.run
+    return run
+
+
 def _crds(parser: argparse.ArgumentParser) -> Runner:
     def run(args: argparse.Namespace) -> int:
         from modelops.api import KINDS
@@ -54,6 +62,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
     "operator": ("run the operator (in a cluster, with a kubeconfig, or on the local plane)", _operator),
     "local": ("run the whole platform on this machine, no cluster needed", _local),
     "demo": ("train, register and serve a model on the local plane, end to end", _demo),
+    "console": ("a read-only web console: training curves, versions side by side, rollouts", _console),
     "crds": ("print the CustomResourceDefinitions (pipe into kubectl apply -f -)", _crds),
 }
 

@@ -10,9 +10,11 @@ InferenceService's Service and their accuracy on held-out digits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--down", action="store_true", help="stop the local plane when the demo ends")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the quickstart")
+    parser.add_argument(
+        "--console-port", type=int, default=8765, help="port of the web console it starts (0: no console)"
+    )
 
 
 def _kubectl() -> str:
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     k("get", "nodes", "-o", "wide")
+    console = _start_console(directory, args.console_port)
 
     _say(f"applying {QUICKSTART.relative_to(REPO)}/ with kubectl, as a user would")
     for manifest in sorted(QUICKSTART.glob("*.yaml")):
@@ -113,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     _say("done")
+    if console:
+        print(f"the web console shows all of it: {console}")
     if args.down:
+        _stop_console(directory)
         cluster.down(directory)
         print("local plane stopped")
     else:
@@ -121,7 +130,59 @@ def run(args: argparse.Namespace) -> int:
             f"the plane keeps running: export KUBECONFIG={directory / 'kubeconfig'} and explore with kubectl;"
         )
         print(f"stop it with `modelops local down --dir {directory}`")
+        if console:
+            print(f"and the console with `kill $(cat {directory / 'console.pid'})`")
     return 0
+
+
+def _start_console(directory: Path, port: int) -> str | None:
+    """`modelops console` on the plane, in the background (it outlives the demo, as the plane does)."""
+    if port <= 0:
+        return None
+    url = f"http://localhost:{port}/"
+    try:
+        with urllib.request.urlopen(url + "healthz", timeout=2):
+            print(f"the web console already runs at {url}")
+            return url
+    except OSError:
+        pass
+    (directory / "logs").mkdir(parents=True, exist_ok=True)
+    with (directory / "logs" / "console.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelops",
+                "console",
+                "--kubeconfig",
+                str(directory / "kubeconfig"),
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (directory / "console.pid").write_text(str(process.pid))
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2):
+                _say(f"the web console (read-only) follows along at {url}")
+                return url
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    print(f"demo: the web console did not start; see {directory}/logs/console.log")
+    return None
+
+
+def _stop_console(directory: Path) -> None:
+    pid_file = directory / "console.pid"
+    if pid_file.exists():
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
 
 
 def _follow_training(k: Any, deadline: float) -> str:

@@ -255,6 +255,19 @@ class Traffic(ApiModel):
     canary: int = Field(default=0, ge=0, le=100, description="Percent to the canary.")
 
 
+class AnalysisRecord(ApiModel):
+    """One analysis interval of a canary: its numbers and verdict."""
+
+    last_check_time: Timestamp | None = Field(default=None, description="When it was analysed.")
+    result: Literal["Passed", "Failed", "Inconclusive"] | None = Field(default=None, description="Verdict.")
+    reason: str | None = Field(default=None, description="CamelCase reason of the verdict, when given.")
+    message: str = Field(default="", description="Why, for humans.")
+    requests: int | None = Field(default=None, description="Canary requests in the interval.")
+    success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
+    p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
+    traffic_percent: int | None = Field(default=None, description="The canary's traffic step then.")
+
+
 class RolloutRecord(ApiModel):
     """One rollout in the history."""
 
@@ -278,6 +291,11 @@ class RolloutRecord(ApiModel):
         default=None,
         description="Digest of spec.canary when the canary started: a rolled-back canary stays rolled "
         "back until spec.canary changes.",
+    )
+    analyses: list[AnalysisRecord] = Field(
+        default_factory=list,
+        max_length=30,
+        description="A canary's analysis intervals with their numbers and verdicts, oldest first (the last 30).",
     )
 
 

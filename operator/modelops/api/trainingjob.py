@@ -647,6 +647,21 @@ class Failure(ApiModel):
     pod: str | None = Field(default=None, description="The pod that failed.")
 
 
+class HistoryPoint(ApiModel):
+    """One look at the run's progress (see status.history)."""
+
+    step: int = Field(description="Optimizer steps done.")
+    epoch: int | None = Field(default=None, description="Epoch at that step (1-based).")
+    loss: float | None = Field(default=None, description="Training loss at that step.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Validation metrics known then, e.g. val_loss, val_accuracy."
+    )
+    time: Timestamp = Field(description="When the operator looked.")
+    attempt: int | None = Field(
+        default=None, description="The restart this point belongs to (absent: the first attempt)."
+    )
+
+
 class TrainingJobStatus(ApiModel):
     """The observed state of the training run."""
 
@@ -679,6 +694,13 @@ class TrainingJobStatus(ApiModel):
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
     backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
     alerting: AlertingStatus | None = Field(default=None, description="Where the alert rules live.")
+    history: list[HistoryPoint] = Field(
+        default_factory=list,
+        max_length=200,
+        description="The training curve: a point per look at the worker's progress, oldest first, at most "
+        "200 (older points are thinned to every other one when it overflows; the first point of each "
+        "restart is kept).",
+    )
 
 
 class TrainingJob(ApiModel):

@@ -41,6 +41,7 @@ from modelops.api.serveconfig import (
 )
 from modelops.builders import inferenceservice as builders
 from modelops.builders.inferenceservice import CANARY, STABLE, Served
+from modelops.controllers import inferenceservice_analyses
 from modelops.controllers.reconcile import Event
 
 KIND = "InferenceService"
@@ -658,6 +659,7 @@ def plan(
                 p99LatencyMs=verdict.p99_ms,
             )
             analysis = {k: v for k, v in analysis.items() if v is not None}
+            inferenceservice_analyses.record(history, analysis, plan_steps)
             if verdict.result == "Passed":
                 analysis["step"] = int(analysis.get("step", 0)) + 1
                 if analysis["step"] >= len(plan_steps):

@@ -25,6 +25,7 @@ from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as builders
 from modelops.controllers import children
 from modelops.controllers.reconcile import Event
+from modelops.controllers.trainingjob_history import update as update_history
 
 KIND = "TrainingJob"
 
@@ -309,6 +310,7 @@ def plan(
         phase, conclusion = _suspend(work)
     else:
         phase, conclusion = _active(work, mounts, absent, rejected)
+    work.desired.update(update_history(current, {**work.desired, "phase": phase}, metrics, now=now))
     return _conclude(work, phase, conclusion, meta.get("generation"))
 
 
