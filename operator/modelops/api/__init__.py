@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelops import API_VERSION, GROUP, VERSION
+from modelops.api.common import NAME_LIMITS
 from modelops.api.inferenceservice import InferenceService, InferenceServiceSpec, InferenceServiceStatus
 from modelops.api.modelversion import ROOT_RULES as MODELVERSION_ROOT_RULES
 from modelops.api.modelversion import ModelVersion, ModelVersionSpec, ModelVersionStatus
@@ -77,6 +78,7 @@ TRAININGJOB = KindInfo(
         _col("Model", ".status.modelVersion", priority=1, description="ModelVersion created"),
         _AGE,
     ),
+    root_rules=NAME_LIMITS["TrainingJob"].rules(),
 )
 
 MODELVERSION = KindInfo(
@@ -98,7 +100,7 @@ MODELVERSION = KindInfo(
         _col("SHA256", ".status.artifact.sha256", priority=1),
         _AGE,
     ),
-    root_rules=tuple(MODELVERSION_ROOT_RULES),
+    root_rules=(*NAME_LIMITS["ModelVersion"].rules(), *MODELVERSION_ROOT_RULES),
 )
 
 INFERENCESERVICE = KindInfo(
@@ -121,6 +123,7 @@ INFERENCESERVICE = KindInfo(
         _col("URL", ".status.url"),
         _AGE,
     ),
+    root_rules=NAME_LIMITS["InferenceService"].rules(),
 )
 
 KINDS: tuple[KindInfo, ...] = (TRAININGJOB, MODELVERSION, INFERENCESERVICE)

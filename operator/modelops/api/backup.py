@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.common import ApiModel, DnsLabel, Quantity, Timestamp, rules
+from modelops import cron
+from modelops.api.common import ApiModel, DnsLabel, PositiveQuantity, Timestamp, rules
 
 BackupMethod = Literal["copy", "volumeSnapshot"]
 
@@ -38,7 +39,7 @@ class BackupDestination(ApiModel):
         description="Directory inside the claim, relative; defaults to modelops-backups/<kind>/<name>. "
         "Each backup is a timestamped subdirectory with a manifest.json.",
     )
-    size: Quantity | None = Field(
+    size: PositiveQuantity | None = Field(
         default=None,
         description="When set, the operator creates the claim with this size if it does not exist (and "
         "never deletes it: backups outlive the object). Without it the claim must exist.",
@@ -76,7 +77,10 @@ class BackupPolicy(ApiModel):
     schedule: str = Field(
         min_length=1,
         max_length=128,
-        description="Cron schedule (5 fields, e.g. '0 */6 * * *', or @hourly/@daily), in UTC.",
+        description="Cron schedule in UTC, as a CronJob reads it: five fields (minute hour day-of-month "
+        "month day-of-week, e.g. '0 */6 * * *'), or @hourly/@daily/@weekly/@monthly/@yearly, or "
+        "'@every 6h'. Day-of-week is 0-6 (SUN-SAT); no TZ= prefix.",
+        json_schema_extra=rules((cron.SCHEDULE_RULE, f"spec.backup.schedule: {cron.SCHEDULE_MESSAGE}")),
     )
     methods: list[BackupMethod] = Field(
         default_factory=_copy_only,

@@ -20,6 +20,7 @@ from modelops.api.common import (
     ApiModel,
     Condition,
     DnsLabel,
+    PositiveQuantity,
     Quantity,
     Timestamp,
     Toleration,
@@ -193,7 +194,7 @@ class CheckpointStorage(ApiModel):
         )
     )
 
-    size: Quantity = Field(default="1Gi", description="Size of the claim the operator creates.")
+    size: PositiveQuantity = Field(default="1Gi", description="Size of the claim the operator creates.")
     storage_class_name: str | None = Field(default=None, description="StorageClass of the created claim.")
     existing_claim: DnsLabel | None = Field(default=None, description="Use this existing claim instead.")
     retain_on_delete: bool = Field(
@@ -276,7 +277,15 @@ class Output(ApiModel):
     """What a successful job produces."""
 
     model_name: DnsLabel | None = Field(
-        default=None, description="Registered model name of the ModelVersion; defaults to the job's name."
+        default=None,
+        description="Registered model name of the ModelVersion; defaults to the job's name.",
+        json_schema_extra=rules(
+            (
+                "size(self) <= 57",
+                "spec.output.modelName: at most 57 characters, because the ModelVersion it creates is "
+                "named <modelName>-<version> and must fit in 63",
+            )
+        ),
     )
     create_model_version: bool = Field(default=True, description="Create a ModelVersion on success.")
     format: Literal["torchscript", "state_dict"] = Field(
