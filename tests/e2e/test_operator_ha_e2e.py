@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from modelops.controllers import leader
 from modelops.controllers.entrypoint import LOST_LEADERSHIP_EXIT
 from modelops.controllers.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 
@@ -159,3 +160,24 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
     assert third.process.returncode == LOST_LEADERSHIP_EXIT
     assert "stopping at once" in third.log.read_text()
     assert time.monotonic() - taken >= RENEW_DEADLINE - 1, "it must keep trying for the renew deadline"
+
+    # Every Lease call the operators made is granted by the chart's leader election Role.
+    calls = lease_calls(plane.dir / "audit.log")
+    assert {verb for verb, _ in calls} == {"get", "create", "update"}
+    granted = leader.rules(LEASE)
+    for verb, name in calls:
+        assert any(
+            verb in rule["verbs"] and (not rule.get("resourceNames") or name in rule["resourceNames"])
+            for rule in granted
+        ), (verb, name)
+
+
+def lease_calls(audit: Path) -> set[tuple[str, str | None]]:
+    """(verb, name) of the operators' requests on Leases, from the API server's audit log."""
+    calls = set()
+    for line in audit.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") == "leases" and event.get("userAgent", "").startswith("OpenAPI-Generator/"):
+            calls.add((event["verb"], ref.get("name")))
+    return calls

@@ -56,6 +56,22 @@ ENV_RENEW_DEADLINE = "MODELOPS_LEADER_ELECTION_RENEW_DEADLINE"
 ENV_RETRY_PERIOD = "MODELOPS_LEADER_ELECTION_RETRY_PERIOD"
 
 
+def rules(lease_name: str) -> list[dict[str, Any]]:
+    """The RBAC rules of an election, for a Role in the Lease's namespace (the chart's, tested equal).
+
+    create cannot name its object (it does not exist yet); get and update are limited to the Lease.
+    """
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease_name],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
 class ElectionConfigError(ValueError):
     """Settings that cannot make a safe election; the message names the setting."""
 
