@@ -181,3 +181,49 @@ def lease_calls(audit: Path) -> set[tuple[str, str | None]]:
         if ref.get("resource") == "leases" and event.get("userAgent", "").startswith("OpenAPI-Generator/"):
             calls.add((event["verb"], ref.get("name")))
     return calls
+
+
+def test_the_lease_protocol_on_a_real_api_server(plane: Any) -> None:
+    """Acquire, renew, expiry by the observer's clock, transitions, release: the Lease as it is stored."""
+    from modelops.controllers.cluster import Cluster
+
+    cluster = Cluster(str(plane.kubeconfig))
+
+    def elector(identity: str) -> leader.LeaderElector:
+        config = leader.ElectionConfig(
+            NS, "protocol", identity, lease_duration=2, renew_deadline=1.5, retry_period=0.5
+        )
+        return leader.LeaderElector(config, leader.ClusterLeases(cluster, NS, "protocol"))
+
+    def stored() -> dict[str, Any]:
+        spec: dict[str, Any] = plane.get("lease", "protocol", "-n", NS)["spec"]
+        return spec
+
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew() and a.leading
+    assert not b.try_acquire_or_renew() and b.holder == "a" and not b.leading
+    first = stored()
+    assert (first["holderIdentity"], first["leaseDurationSeconds"], first["leaseTransitions"]) == ("a", 2, 0)
+
+    time.sleep(0.05)
+    assert a.try_acquire_or_renew()
+    renewed = stored()
+    assert renewed["acquireTime"] == first["acquireTime"] and renewed["renewTime"] > first["renewTime"]
+    assert renewed["leaseTransitions"] == 0
+
+    # a stops renewing. b saw the last renewal now, and may take over only a lease duration later.
+    assert not b.try_acquire_or_renew()
+    observed = time.monotonic()
+    while not b.try_acquire_or_renew():
+        assert time.monotonic() - observed < 10, "b never took over an expired Lease"
+        time.sleep(0.1)
+    assert time.monotonic() - observed >= 2 - 0.05
+    taken = stored()
+    assert (taken["holderIdentity"], taken["leaseTransitions"]) == ("b", 1)
+    assert not a.try_acquire_or_renew() and a.holder == "b"
+
+    # A released Lease is free at once.
+    assert b.release() and not b.leading
+    assert "holderIdentity" not in stored() or not stored()["holderIdentity"]
+    assert a.try_acquire_or_renew()
+    assert (stored()["holderIdentity"], stored()["leaseTransitions"]) == ("a", 2)
