@@ -254,7 +254,7 @@ SCHEDULE_MESSAGE = (
 
 
 def admits(expr: str) -> bool:
-    """What `SCHEDULE_RULE` answers, in Python (for tests and for objects admitted before the rule)."""
+    """What `SCHEDULE_RULE` answers, with Python's re instead of CEL (the tests compare the two)."""
     if expr.startswith("@"):
         return re.search(DESCRIPTOR_PATTERN, expr) is not None
     return re.search(FIELDS_PATTERN, expr.lower()) is not None

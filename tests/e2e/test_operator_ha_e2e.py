@@ -227,3 +227,37 @@ def test_the_lease_protocol_on_a_real_api_server(plane: Any) -> None:
     assert "holderIdentity" not in stored() or not stored()["holderIdentity"]
     assert a.try_acquire_or_renew()
     assert (stored()["holderIdentity"], stored()["leaseTransitions"]) == ("a", 2)
+
+
+def test_a_leader_cut_off_from_the_api_server_gives_up_after_the_renew_deadline(
+    plane: Any, tmp_path: Path
+) -> None:
+    """No answer at all (connection refused): failed attempts, never a crash, until the deadline."""
+    import asyncio
+    import socket
+
+    import yaml
+
+    from modelops.controllers.cluster import Cluster
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    config = yaml.safe_load(plane.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{dead}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    settings = leader.ElectionConfig(
+        NS, "cut-off", "a", lease_duration=2, renew_deadline=1.5, retry_period=0.5
+    )
+    elector = leader.LeaderElector(settings, leader.ClusterLeases(Cluster(str(kubeconfig)), NS, "cut-off"))
+
+    async def scenario() -> float:
+        assert not await elector._attempt(1.0), "an unreachable API server is a failed attempt"
+        started = time.monotonic()
+        await asyncio.wait_for(elector.hold(), timeout=10)
+        return time.monotonic() - started
+
+    gave_up = asyncio.run(scenario())
+    assert 1.5 <= gave_up < 10
+    assert not elector.leading

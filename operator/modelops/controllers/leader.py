@@ -260,7 +260,9 @@ class LeaderElector:
     async def _attempt(self, timeout: float) -> bool:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self.try_acquire_or_renew), timeout)
-        except (TimeoutError, OSError, kubernetes.client.ApiException) as error:
+        except Exception as error:
+            # Timeouts, refused connections (urllib3's MaxRetryError is no OSError), 5xx, 403: one
+            # failed attempt. Only the renew deadline decides that leadership is lost.
             logger.warning("Leader election: cannot reach the Lease %s: %s", self._where(), _brief(error))
             return False
 
