@@ -93,10 +93,14 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
     first = elect("op-a")
     wait("op-a to acquire the Lease", lambda: holder(plane) == "op-a", log=first.log)
     second = elect("op-b")
+    wait(
+        "op-b to stand by",
+        lambda: "standing by, op-a holds the Lease" in second.log.read_text(),
+        log=second.log,
+    )
     wait("op-b to be ready as a standby", lambda: second.http("/readyz")[0] == 200, log=second.log)
     wait("op-a to be ready", lambda: first.http("/readyz")[0] == 200, log=first.log)
     assert leader_gauge(first) == "1.0" and leader_gauge(second) == "0.0"
-    assert "standing by, op-a holds the Lease" in second.log.read_text()
 
     plane.kubectl("apply", "-f", "-", input=trainingjob("before"))
     wait("op-a to create the children", lambda: children(plane, "before") == EXPECTED, log=first.log)
@@ -159,7 +163,8 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
     print(f"a leader that lost its Lease stopped {time.monotonic() - taken:.1f}s later")
     assert third.process.returncode == LOST_LEADERSHIP_EXIT
     assert "stopping at once" in third.log.read_text()
-    assert time.monotonic() - taken >= RENEW_DEADLINE - 1, "it must keep trying for the renew deadline"
+    # It keeps trying for the renew deadline from its last renewal (up to a retry period before `taken`).
+    assert time.monotonic() - taken >= RENEW_DEADLINE - 2 * RETRY_PERIOD, "it gave up before the deadline"
 
     # Every Lease call the operators made is granted by the chart's leader election Role.
     calls = lease_calls(plane.dir / "audit.log")
