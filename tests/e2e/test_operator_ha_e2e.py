@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from modelops.api.common import NAME_LIMITS
 from modelops.controllers import leader
 from modelops.controllers.entrypoint import LOST_LEADERSHIP_EXIT
 from modelops.controllers.leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
@@ -115,8 +116,11 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
         log=second.log,
     )
     took_over = time.monotonic() - killed
-    plane.kubectl("apply", "-f", "-", input=trainingjob("after"))
-    wait("op-b to reconcile a new TrainingJob", lambda: children(plane, "after") == EXPECTED, log=second.log)
+    # The longest name a TrainingJob may have: its children (pods, Service, claim, alert rules with
+    # the label alerts-for=trainingjob.<name>) are all created.
+    after = "after-" + "x" * (NAME_LIMITS["TrainingJob"].longest - len("after-"))
+    plane.kubectl("apply", "-f", "-", input=trainingjob(after))
+    wait("op-b to reconcile a new TrainingJob", lambda: children(plane, after) == EXPECTED, log=second.log)
     reconciled = time.monotonic() - killed
     print(
         f"\nfailover after kill -9: Lease taken over in {took_over:.1f}s, new object reconciled in {reconciled:.1f}s"
@@ -125,12 +129,19 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
     # op-b re-reconciled "before" on taking over (kopf lists everything): no second set of children.
     time.sleep(2 * RETRY_PERIOD)
     assert children(plane, "before") == EXPECTED
-    assert children(plane, "after") == EXPECTED
+    assert children(plane, after) == EXPECTED
     statuses = plane.get("trainingjobs", "-n", NS)["items"]
     assert {tj["metadata"]["name"]: tj.get("status", {}).get("phase") for tj in statuses} == {
         "before": "Created",
-        "after": "Created",
+        after: "Created",
     }
+    wait(
+        "the alert rules of the longest name",
+        lambda: plane.get("configmaps", "-n", NS, "-l", f"modelops.dev/alerts-for=trainingjob.{after}")[
+            "items"
+        ],
+        log=second.log,
+    )
 
     # A clean stop releases the Lease: the next replica need not wait out the lease duration.
     third = elect("op-c")
