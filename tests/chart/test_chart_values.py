@@ -41,6 +41,9 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("namespaces-not-a-list", {"watchNamespaces": "team-a"}, "/watchNamespaces"),
     ("bad-log-format", {"logFormat": "xml"}, "/logFormat"),
     ("bad-cpu-quantity", {"resources": {"requests": {"cpu": "lots"}}}, "/resources/requests/cpu"),
+    ("negative-cpu-string", {"resources": {"requests": {"cpu": "-1"}}}, "/resources/requests/cpu"),
+    ("negative-memory-number", {"resources": {"limits": {"memory": -2}}}, "/resources/limits/memory"),
+    ("negative-tmp-size", {"tmpSizeLimit": -1}, "/tmpSizeLimit"),
     ("unknown-resource", {"resources": {"limits": {"gpu": 1}}}, "'gpu' not allowed"),
     (
         "bad-toleration-effect",
