@@ -90,6 +90,20 @@ def test_helm_installs_the_chart_and_the_operator_pod_reconciles(plane: Plane) -
         "containers"
     ][0]
     assert "--log-format=text" in args["args"]
+    # The rolling update replaced both pods one at a time; a new one leads.
+    plane.wait_for(
+        "a pod of the new version to hold the Lease",
+        lambda: (
+            plane.get("lease", "modelops", "-n", "modelops-system")["spec"].get("holderIdentity")
+            in {
+                p["metadata"]["name"]
+                for p in plane.get("pods", "-n", "modelops-system", "-l", "app.kubernetes.io/name=modelops")[
+                    "items"
+                ]
+                if "--log-format=text" in p["spec"]["containers"][0]["args"]
+            }
+        ),
+    )
 
     plane.helm("uninstall", "modelops", "-n", "modelops-system", "--wait", "--timeout", "120s", timeout=200)
     plane.wait_for(
