@@ -83,8 +83,8 @@ def _quantity_schema(pattern: str, minimum: int, rule: str, message: str) -> dic
     return {
         "anyOf": [{"type": "integer"}, {"type": "string"}],
         "pattern": pattern,
-        # Bounds what the API server estimates a CEL rule on the value may cost (and no real
-        # quantity is longer).
+        # No real quantity is longer. (kube-apiserver sizes an int-or-string at the request limit
+        # whatever maxLength says, so the rules below are kept cheap: a prefix test, a short regex.)
         "maxLength": 64,
         "minimum": minimum,
         "x-kubernetes-int-or-string": True,
