@@ -16,6 +16,7 @@ from modelops.api.common import NAME_LIMITS
 from modelops.api.inferenceservice import InferenceService, InferenceServiceSpec, InferenceServiceStatus
 from modelops.api.modelversion import ROOT_RULES as MODELVERSION_ROOT_RULES
 from modelops.api.modelversion import ModelVersion, ModelVersionSpec, ModelVersionStatus
+from modelops.api.trainingjob import ROOT_RULES as TRAININGJOB_ROOT_RULES
 from modelops.api.trainingjob import TrainingJob, TrainingJobSpec, TrainingJobStatus
 
 
@@ -78,7 +79,7 @@ TRAININGJOB = KindInfo(
         _col("Model", ".status.modelVersion", priority=1, description="ModelVersion created"),
         _AGE,
     ),
-    root_rules=NAME_LIMITS["TrainingJob"].rules(),
+    root_rules=(*NAME_LIMITS["TrainingJob"].rules(), *TRAININGJOB_ROOT_RULES),
 )
 
 MODELVERSION = KindInfo(

@@ -14,12 +14,23 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from modelops import cron
-from modelops.api.common import ApiModel, DnsLabel, PositiveQuantity, Timestamp, rules
+from modelops.api.common import (
+    DNS_SUBDOMAIN_PATTERN,
+    RELATIVE_PATH_PATTERN,
+    ApiModel,
+    DnsLabel,
+    PositiveQuantity,
+    Timestamp,
+    inside_claim,
+    rules,
+)
 
 BackupMethod = Literal["copy", "volumeSnapshot"]
 
 DURATION_PATTERN = r"^([0-9]+[smhd])+$"
-RELATIVE_PATH_PATTERN = r"^[^/](.*[^/])?$"
+# A duration with a non-zero amount somewhere: a maxAge of 0 would make every backup too old at once.
+POSITIVE_DURATION_PATTERN = r"^([0-9]+[smhd])*[0-9]*[1-9][0-9]*[smhd]([0-9]+[smhd])*$"
+__all__ = ["RELATIVE_PATH_PATTERN"]  # re-exported: it used to be defined here
 
 
 def _copy_only() -> list[BackupMethod]:
@@ -36,6 +47,7 @@ class BackupDestination(ApiModel):
         default=None,
         max_length=1024,
         pattern=RELATIVE_PATH_PATTERN,
+        json_schema_extra=inside_claim("spec.backup.destination.path"),
         description="Directory inside the claim, relative; defaults to modelops-backups/<kind>/<name>. "
         "Each backup is a timestamped subdirectory with a manifest.json.",
     )
@@ -53,7 +65,7 @@ class BackupRetention(ApiModel):
     max_age: str | None = Field(
         default=None,
         max_length=32,
-        pattern=DURATION_PATTERN,
+        pattern=POSITIVE_DURATION_PATTERN,
         description="Delete backups older than this (e.g. 36h, 7d, 1h30m); empty keeps them by count only.",
     )
 
@@ -97,6 +109,7 @@ class BackupPolicy(ApiModel):
         default=None,
         min_length=1,
         max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
         description="VolumeSnapshotClass of the snapshots; empty uses the cluster's default class.",
     )
     retention: BackupRetention = Field(
@@ -166,6 +179,7 @@ class BackupReference(ApiModel):
         min_length=1,
         max_length=2048,
         pattern=RELATIVE_PATH_PATTERN,
+        json_schema_extra=inside_claim("restoreFrom.backup.path"),
         description="The backup directory inside the claim, as listed in status.backup.backups[].path.",
     )
 

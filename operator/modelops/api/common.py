@@ -20,6 +20,28 @@ QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkM
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A label value (and so a node label a nodeSelector can match): at most 63 characters, or empty.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A label key or taint key: an optional DNS-subdomain prefix and a name of at most 63 characters.
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# A container image reference (the distribution/reference grammar, simplified): an optional registry
+# host[:port], lowercase path components, an optional tag and digest. The kubelet refuses anything else
+# with InvalidImageName only after the pod exists, so it is refused here, at apply.
+IMAGE_PATTERN = (
+    r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[a-z0-9]+([+._-][a-z0-9]+)*:[a-fA-F0-9]{32,})?$"
+)
+# Free text that ends up in a file name, a column name or a metric name: no control characters and no
+# leading or trailing whitespace (both are invisible in `kubectl get -o yaml` and never what was meant).
+PRINTABLE_PATTERN = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+# A relative path inside a claim: not absolute, printable, no surrounding whitespace, not ending in '/'
+# (`..` segments are refused by the rule `inside_claim` adds).
+RELATIVE_PATH_PATTERN = r"^[^/\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?$"
 
 
 class ApiModel(BaseModel):
@@ -46,6 +68,16 @@ def rules(*items: tuple[str, str] | dict[str, str]) -> dict[str, Any]:
     """`x-kubernetes-validations` from (rule, message) pairs or full rule dicts."""
     out = [{"rule": item[0], "message": item[1]} if isinstance(item, tuple) else dict(item) for item in items]
     return {"x-kubernetes-validations": out}
+
+
+def inside_claim(field: str) -> dict[str, Any]:
+    """A rule refusing `..` segments in a path, so that it cannot leave the claim it is a path of."""
+    return rules(
+        (
+            "!self.matches('(^|/)[.][.](/|$)')",
+            f"{field} must not contain '..' segments: give a path inside the claim, e.g. data/train.csv",
+        )
+    )
 
 
 def immutable(field: str, hint: str) -> dict[str, Any]:
@@ -215,13 +247,40 @@ CONDITIONS_FIELD: dict[str, Any] = {
 class Toleration(ApiModel):
     """Lets the pods schedule onto nodes with a matching taint (same fields as a Pod's toleration)."""
 
+    # The checks the API server applies to a Pod's tolerations, here so they fail at apply and not
+    # when the operator creates the pods.
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                "tolerations: value must be empty with operator Exists (it matches any value)",
+            ),
+            (
+                "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                "tolerations: a toleration without a key must use operator Exists (it matches every taint)",
+            ),
+            (
+                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                "tolerations: tolerationSeconds applies only to effect NoExecute",
+            ),
+        )
+    )
+
     key: str | None = Field(
-        default=None, description="The taint key to match; empty with Exists matches all."
+        default=None,
+        max_length=316,
+        pattern=r"^(" + QUALIFIED_NAME_PATTERN[1:-1] + r")?$",
+        description="The taint key to match; empty with Exists matches all.",
     )
     operator: Literal["Exists", "Equal"] = Field(
         default="Equal", description="Equal compares the value; Exists matches any value."
     )
-    value: str | None = Field(default=None, description="The taint value to match with operator Equal.")
+    value: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        description="The taint value to match with operator Equal.",
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="The taint effect to match; empty matches all effects."
     )
