@@ -38,7 +38,7 @@ class ModelRef(ApiModel):
     )
 
     model: DnsLabel = Field(description="The registered model (ModelVersion spec.model).")
-    version: int | None = Field(default=None, ge=1, description="A fixed version number.")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A fixed version number.")
     alias: DnsLabel | None = Field(
         default=None,
         description="An alias to follow (e.g. champion); when it moves, a new rollout starts.",
@@ -212,7 +212,18 @@ class TrafficRouting(ApiModel):
         "gatewayAPI: an HTTPRoute with weighted backends (exact percentages).",
     )
     parent_refs: list[ParentReference] | None = Field(
-        default=None, max_length=32, description="Gateways (gatewayAPI)."
+        default=None,
+        max_length=32,
+        description="Gateways (gatewayAPI).",
+        # The HTTPRoute's own CRD refuses two references to the same parent and listener.
+        json_schema_extra=rules(
+            (
+                "self.all(a, size(self.filter(b, b.name == a.name && "
+                "(has(b.__namespace__) ? b.__namespace__ : '') == (has(a.__namespace__) ? a.__namespace__ : '') && "
+                "(has(b.sectionName) ? b.sectionName : '') == (has(a.sectionName) ? a.sectionName : ''))) == 1)",
+                "spec.trafficRouting.parentRefs: each Gateway (and listener) at most once",
+            )
+        ),
     )
     hostnames: list[Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]] | None = (
         Field(default=None, max_length=16, description="Hostnames of the HTTPRoute (gatewayAPI).")

@@ -139,6 +139,7 @@ class ModelVersionSpec(ApiModel):
     version: int | None = Field(
         default=None,
         ge=1,
+        le=2**31 - 1,
         description="Version number; when left out, the operator assigns the next number for the model "
         "(see status.version).",
     )
