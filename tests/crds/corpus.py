@@ -354,6 +354,17 @@ INVALID: list[tuple[str, Obj, str]] = [
     ("tj procsPerNode '2'", tj("distributed", {"procsPerNode": "2"}), "spec.distributed.procsPerNode"),
     ("tj backend mpi", tj("distributed", {"backend": "mpi"}), "spec.distributed.backend"),
     ("tj nccl on CPU", tj("distributed", {"backend": "nccl"}), "spec.distributed.backend"),
+    (
+        "tj more NCCL processes than GPUs",
+        tj("distributed", {"procsPerNode": 4})
+        | {"spec": {**TJ_SPEC, "distributed": {"procsPerNode": 4}, "resources": {"gpus": 2}}},
+        "spec.distributed.procsPerNode",
+    ),
+    (
+        "tj backup destination without copy",
+        tj("backup", {**BACKUP, "methods": ["volumeSnapshot"]}),
+        "spec.backup.destination",
+    ),
     # ---------------------------------------------------------------- TrainingJob: checkpoints
     (
         "tj checkpoint interval 1s",
@@ -922,6 +933,29 @@ VALID: list[tuple[str, Obj]] = [
     ),
     ("tj distributed procs auto", tj("distributed", {"nodes": 4, "procsPerNode": "auto", "backend": "gloo"})),
     ("tj distributed procs 64", tj("distributed", {"nodes": 1, "procsPerNode": 64})),
+    (
+        "tj one NCCL process per GPU, or gloo with more",
+        tj("distributed", {"procsPerNode": 4})
+        | {
+            "spec": {
+                **TJ_SPEC,
+                "distributed": {"procsPerNode": 4, "backend": "gloo"},
+                "resources": {"gpus": 1},
+            }
+        },
+    ),
+    (
+        "tj procs equal gpus with nccl",
+        tj("distributed", {"procsPerNode": 2})
+        | {
+            "spec": {
+                **TJ_SPEC,
+                "distributed": {"procsPerNode": 2, "backend": "nccl"},
+                "resources": {"gpus": 2},
+            }
+        },
+    ),
+    ("tj snapshots only", tj("backup", {"schedule": "@daily", "methods": ["volumeSnapshot"]})),
     (
         "tj checkpoint storage class with dots",
         tj("checkpoint", {"storage": {"storageClassName": "ebs.csi.aws.com", "size": "10Gi"}}),

@@ -73,15 +73,21 @@ class BackupRetention(ApiModel):
 class BackupPolicy(ApiModel):
     """Scheduled backups of the data this object must not lose."""
 
+    # `methods` has no schema default (only the model's), so the rules read an absent list as [copy].
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "!('copy' in self.methods) || has(self.destination)",
+                "(has(self.methods) && !('copy' in self.methods)) || has(self.destination)",
                 "spec.backup.destination is required with method copy: name the claim backups go to",
             ),
             (
-                "!has(self.volumeSnapshotClassName) || 'volumeSnapshot' in self.methods",
+                "!has(self.volumeSnapshotClassName) || (has(self.methods) && 'volumeSnapshot' in self.methods)",
                 "spec.backup.volumeSnapshotClassName applies only with method volumeSnapshot",
+            ),
+            (
+                "!has(self.destination) || !has(self.methods) || 'copy' in self.methods",
+                "spec.backup.destination applies only with method copy: add copy to spec.backup.methods "
+                "or drop the destination",
             ),
         )
     )

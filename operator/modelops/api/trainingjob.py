@@ -530,4 +530,15 @@ ROOT_RULES: list[dict[str, str]] = [
     _presence_is_immutable("spec.command", "create a new TrainingJob to run other code"),
     _presence_is_immutable("spec.args", "create a new TrainingJob to run other code"),
     _presence_is_immutable("spec.checkpoint.restoreFrom", "the checkpoint claim already exists"),
+    {
+        # NCCL runs one process per GPU: a second process on the same GPU fails at init ("Duplicate GPU
+        # detected"), after the pods were scheduled and the GPUs held.
+        "rule": "!has(self.spec.resources) || !has(self.spec.distributed) || self.spec.resources.gpus == 0 || "
+        "type(self.spec.distributed.procsPerNode) != int || self.spec.distributed.backend == 'gloo' || "
+        "self.spec.distributed.procsPerNode <= self.spec.resources.gpus",
+        "message": "spec.distributed.procsPerNode: NCCL needs a GPU per process; use at most "
+        "spec.resources.gpus processes per node, auto, or backend gloo",
+        "fieldPath": ".spec.distributed.procsPerNode",
+        "reason": "FieldValueInvalid",
+    },
 ]
