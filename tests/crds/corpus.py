@@ -890,6 +890,10 @@ VALID: list[tuple[str, Obj]] = [
         tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "class label"}}),
     ),
     (
+        "tj dataset label column ending in a non-breaking space (not whitespace to RE2)",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "Klasse\u00a0"}}),
+    ),
+    (
         "tj hyperparameters at the bounds",
         tj(
             "hyperparameters",

@@ -24,6 +24,8 @@ import pytest
 from corpus import INVALID, MV_SPEC, TJ_IMAGE_SPEC, TJ_SPEC, VALID, Obj, mv, timg, tj
 from test_admission_kubectl import Plane, plane  # noqa: F401  (the module's one local API server)
 
+from modelops.api import KINDS
+
 _ERROR = re.compile(r'^(?:Error from server \([A-Za-z]+\): )?error when [a-z ]+"([^"]+\.json)": ', re.M)
 
 
@@ -63,6 +65,14 @@ def test_valid_edge_cases_are_accepted(plane: Plane, tmp_path: Path) -> None:  #
     found = apply_each(plane, tmp_path / "valid", [obj for _, obj in VALID])
     refused = {VALID[int(stem)][0]: error for stem, error in found.items() if error is not None}
     assert refused == {}, "edge cases that must be accepted were refused"
+
+
+@pytest.mark.parametrize(("what", "obj"), VALID, ids=[c[0] for c in VALID])
+def test_the_operator_parses_what_the_server_accepts(what: str, obj: Obj) -> None:
+    """The models' own checks (pydantic's regex engine, not RE2) must not refuse an accepted object,
+    or the operator would stall a valid object as InvalidSpec."""
+    model = {info.kind: info.model for info in KINDS}[obj["kind"]]
+    model.model_validate(obj)
 
 
 def test_the_corpus_is_large_and_covers_every_kind() -> None:

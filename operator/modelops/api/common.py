@@ -38,10 +38,12 @@ IMAGE_PATTERN = (
 )
 # Free text that ends up in a file name, a column name or a metric name: no control characters and no
 # leading or trailing whitespace (both are invisible in `kubectl get -o yaml` and never what was meant).
-PRINTABLE_PATTERN = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+# (A space and \x00-\x1f spell out RE2's ASCII-only \s: pydantic's regex engine reads \s as Unicode
+# whitespace, and the operator must accept everything the API server accepts.)
+PRINTABLE_PATTERN = r"^[^ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?$"
 # A relative path inside a claim: not absolute, printable, no surrounding whitespace, not ending in '/'
 # (`..` segments are refused by the rule `inside_claim` adds).
-RELATIVE_PATH_PATTERN = r"^[^/\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?$"
+RELATIVE_PATH_PATTERN = r"^[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/ \x00-\x1f\x7f])?$"
 
 
 class ApiModel(BaseModel):

@@ -27,7 +27,7 @@ from modelops.api.common import (
 )
 
 # The path or key: not absolute, no control characters, no surrounding whitespace.
-_URI_PATH = r"[^/\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?"
+_URI_PATH = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
 URI_PATTERN = rf"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/{_URI_PATH}|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{_URI_PATH})$"
 _URI_RULES = rules(
     (
@@ -42,7 +42,7 @@ _URI_RULES = rules(
 )
 # A metric name as the training result reports it (accuracy, val_loss, top-5/accuracy): printable, no
 # whitespace at all, so that a gate cannot silently name a metric nobody reports.
-METRIC_NAME_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+METRIC_NAME_PATTERN = r"^[^ \x00-\x1f\x7f]+$"
 
 
 class TrainingJobReference(ApiModel):
