@@ -130,7 +130,7 @@ def test_a_network_policy_without_the_api_server_address_is_refused(helm: Callab
 def test_the_disruption_budget_lets_a_drain_evict_the_single_operator(
     render: Callable[..., Manifests],
 ) -> None:
-    manifests = render()
+    manifests = render({"replicaCount": 1})
     budget = only(manifests, "PodDisruptionBudget")["spec"]
     deployment = only(manifests, "Deployment")
     assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
@@ -142,8 +142,30 @@ def test_the_disruption_budget_lets_a_drain_evict_the_single_operator(
     assert "minAvailable" not in budget
 
 
+def test_with_two_replicas_the_budget_keeps_the_standby_through_a_drain(
+    render: Callable[..., Manifests], helm: Callable[..., Any]
+) -> None:
+    budget = only(render(), "PodDisruptionBudget")["spec"]
+    assert budget == {
+        "minAvailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": budget["selector"],
+    }
+    # minAvailable equal to the replicas would block every drain: refused, saying why.
+    result = helm("template", "mo", str(CHART), values={"podDisruptionBudget": {"minAvailable": 2}})
+    assert result.returncode != 0 and "must be less than replicaCount" in result.stderr
+
+
+def test_unsafe_leader_election_timings_are_refused(helm: Callable[..., Any]) -> None:
+    result = helm("template", "mo", str(CHART), values={"leaderElection": {"renewDeadlineSeconds": 15}})
+    assert result.returncode != 0 and "leaderElection.renewDeadlineSeconds (15)" in result.stderr
+    result = helm("template", "mo", str(CHART), values={"leaderElection": {"retryPeriodSeconds": 9}})
+    assert result.returncode != 0 and "leaderElection.retryPeriodSeconds" in result.stderr
+
+
 def test_the_disruption_budget_can_refuse_evictions_or_be_left_out(render: Callable[..., Manifests]) -> None:
-    assert only(render(PRODUCTION), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 0
+    single = {**PRODUCTION, "replicaCount": 1}
+    assert only(render(single), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 0
     assert of_kind(render({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget") == []
 
 

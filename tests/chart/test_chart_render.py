@@ -148,13 +148,19 @@ def test_defaults_install_an_all_namespaces_operator(render: Callable[..., Manif
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
     deployment = only(manifests, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas, one active (leader election), rolled one at a time.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
 
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mo-modelops"
@@ -164,7 +170,25 @@ def test_defaults_install_an_all_namespaces_operator(render: Callable[..., Manif
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/modelops/operator:0.1.0"
     assert container["command"] == ["modelops"]
-    assert container["args"] == ["operator", "--health-port=8081", "--metrics-port=8080", "--log-format=json"]
+    assert container["args"] == [
+        "operator",
+        "--health-port=8081",
+        "--metrics-port=8080",
+        "--log-format=json",
+        "--leader-elect",
+        "--leader-election-id=mo-modelops",
+        "--leader-election-lease-duration=15",
+        "--leader-election-renew-deadline=10",
+        "--leader-election-retry-period=2",
+    ]
+    # The standby on another node when the cluster has one (preferred, so one node still works).
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
@@ -193,6 +217,15 @@ def test_defaults_install_an_all_namespaces_operator(render: Callable[..., Manif
     assert only(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
 
 
+def test_without_leader_election_one_replica_is_recreated(render: Callable[..., Manifests]) -> None:
+    deployment = only(render({"leaderElection": {"enabled": False}, "replicaCount": 1}), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert not any(a.startswith("--leader") for a in pod["containers"][0]["args"])
+    assert "affinity" not in pod
+
+
 def test_watch_namespaces_become_flags_and_roles(render: Callable[..., Manifests]) -> None:
     manifests = render(VALUE_SETS["watch-namespaces"])
     container = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -200,10 +233,15 @@ def test_watch_namespaces_become_flags_and_roles(render: Callable[..., Manifests
         "--namespace=team-a",
         "--namespace=team-b",
     ]
-    # A Role and a RoleBinding in each watched namespace and nowhere else.
+
+    # A Role and a RoleBinding in each watched namespace and nowhere else (besides the leader
+    # election's own, in the release namespace).
+    def watched(kind: str) -> list[dict[str, Any]]:
+        return [r for r in of_kind(manifests, kind) if not r["metadata"]["name"].endswith("-leader-election")]
+
     for kind in ("Role", "RoleBinding"):
-        assert sorted(r["metadata"]["namespace"] for r in of_kind(manifests, kind)) == ["team-a", "team-b"]
-    for binding in of_kind(manifests, "RoleBinding"):
+        assert sorted(r["metadata"]["namespace"] for r in watched(kind)) == ["team-a", "team-b"]
+    for binding in watched("RoleBinding"):
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "Role",
@@ -258,7 +296,7 @@ def test_minimal_uses_an_existing_service_account(render: Callable[..., Manifest
 def test_rbac_can_be_left_to_the_cluster_admin(render: Callable[..., Manifests]) -> None:
     values = {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "provisioned"}}
     kinds = sorted(m["kind"] for m in render(values))
-    assert kinds == ["Deployment", "PodDisruptionBudget", "Service"]
+    assert kinds == ["Deployment", "PodDisruptionBudget", "Service"], "no Role for the Lease either"
 
 
 def test_an_existing_service_account_must_be_named(helm: Callable[..., Any]) -> None:

@@ -20,8 +20,18 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("negative-replicas", {"replicaCount": -1}, "/replicaCount"),
     ("replicas-as-string", {"replicaCount": "two"}, "/replicaCount"),
-    # Standalone operator, no leader election: a second replica would reconcile everything twice.
-    ("two-replicas", {"replicaCount": 2}, "/replicaCount"),
+    # Without leader election a second replica would reconcile everything twice.
+    (
+        "two-replicas-without-leader-election",
+        {"replicaCount": 2, "leaderElection": {"enabled": False}},
+        "/replicaCount",
+    ),
+    (
+        "lease-duration-zero",
+        {"leaderElection": {"leaseDurationSeconds": 0}},
+        "/leaderElection/leaseDurationSeconds",
+    ),
+    ("lease-name-not-a-name", {"leaderElection": {"leaseName": "Op_Lease"}}, "/leaderElection/leaseName"),
     ("unknown-top-level-key", {"replicas": 2}, "'replicas' not allowed"),
     ("unknown-nested-key", {"image": {"name": "x"}}, "'name' not allowed"),
     ("bad-pull-policy", {"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
@@ -31,6 +41,9 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("namespaces-not-a-list", {"watchNamespaces": "team-a"}, "/watchNamespaces"),
     ("bad-log-format", {"logFormat": "xml"}, "/logFormat"),
     ("bad-cpu-quantity", {"resources": {"requests": {"cpu": "lots"}}}, "/resources/requests/cpu"),
+    ("negative-cpu-string", {"resources": {"requests": {"cpu": "-1"}}}, "/resources/requests/cpu"),
+    ("negative-memory-number", {"resources": {"limits": {"memory": -2}}}, "/resources/limits/memory"),
+    ("negative-tmp-size", {"tmpSizeLimit": -1}, "/tmpSizeLimit"),
     ("unknown-resource", {"resources": {"limits": {"gpu": 1}}}, "'gpu' not allowed"),
     (
         "bad-toleration-effect",

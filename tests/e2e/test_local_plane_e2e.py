@@ -70,9 +70,13 @@ def test_helm_installs_the_chart_and_the_operator_pod_reconciles(plane: Plane) -
         "--wait", "--timeout", "120s", timeout=200,
     )  # fmt: skip
     pods = plane.get("pods", "-n", "modelops-system", "-l", "app.kubernetes.io/name=modelops")["items"]
-    assert len(pods) == 1
-    conditions = {c["type"]: c["status"] for c in pods[0]["status"]["conditions"]}
-    assert conditions.get("Ready") == "True"
+    # Two replicas with leader election (the chart's default): both Ready, one holds the Lease.
+    assert len(pods) == 2
+    for pod in pods:
+        conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+        assert conditions.get("Ready") == "True"
+    lease = plane.get("lease", "modelops", "-n", "modelops-system")
+    assert lease["spec"]["holderIdentity"] in {p["metadata"]["name"] for p in pods}
 
     # The operator in the pod logs in with its service account and reconciles like the one `up` starts.
     plane.kubectl("apply", "-f", str(REPO / "examples" / "quickstart" / "10-trainingjob.yaml"))
@@ -86,6 +90,20 @@ def test_helm_installs_the_chart_and_the_operator_pod_reconciles(plane: Plane) -
         "containers"
     ][0]
     assert "--log-format=text" in args["args"]
+    # The rolling update replaced both pods one at a time; a new one leads.
+    plane.wait_for(
+        "a pod of the new version to hold the Lease",
+        lambda: (
+            plane.get("lease", "modelops", "-n", "modelops-system")["spec"].get("holderIdentity")
+            in {
+                p["metadata"]["name"]
+                for p in plane.get("pods", "-n", "modelops-system", "-l", "app.kubernetes.io/name=modelops")[
+                    "items"
+                ]
+                if "--log-format=text" in p["spec"]["containers"][0]["args"]
+            }
+        ),
+    )
 
     plane.helm("uninstall", "modelops", "-n", "modelops-system", "--wait", "--timeout", "120s", timeout=200)
     plane.wait_for(

@@ -17,6 +17,15 @@ from modelops.schema.regex import compile_re2
         (r"^\p{L}+$", "äbc", True),
         (r"^\p{L}+$", "a1", False),
         (r"^\pLu", "Abc", False),
+        # RE2's $ is the end of the text: a trailing newline does not match (Python's $ would).
+        (r"^[a-z]+$", "abc\n", False),
+        (r"^[a-z]+$", "abc", True),
+        (r"^(a|b)$|^c$", "c\n", False),
+        (r"^[$]+$", "$$", True),
+        (r"^[^$]+$", "a$", False),
+        (r"^[[:alpha:]$]+$", "a$", True),
+        (r"^a\$$", "a$", True),
+        (r"(?m)^a$", "a\nb", True),
     ],
 )
 def test_re2_spellings(pattern: str, text: str, matches: bool) -> None:

@@ -731,3 +731,17 @@ def test_several_errors_come_in_the_servers_order() -> None:
         "spec.queue.depth: Invalid value: 500: spec.queue.depth in body should be less than or equal to 100",
         "spec.release: Invalid value: \"1\": spec.release in body should match '^v[0-9]+$'",
     ]
+
+
+def test_a_number_beyond_int64_is_a_float_to_the_server_so_not_an_integer() -> None:
+    """The server decodes it as a float64, which kube-openapi does not count as an integer (and CEL
+    must not crash on it)."""
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 1}},
+        "x-kubernetes-validations": [{"rule": "!has(self.n) || self.n > 0"}],
+    }
+    for value in (2**63, 2**64, -(2**63) - 1, 9007199254740994.0):
+        errors = [str(e) for e in validate_custom_resource(schema, {"n": value}).errors]
+        assert any(e.startswith('n: Invalid value: "number": n in body must be of type') for e in errors)
+    assert not [e for e in validate_custom_resource(schema, {"n": 2**63 - 1}).errors if e.field == "n"]

@@ -77,3 +77,18 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+The leader election Lease's name (in the release namespace), checked for timings that could let two
+operators reconcile at once: the same checks as the operator's own (and client-go's).
+*/}}
+{{- define "modelops.leaseName" -}}
+{{- $e := .Values.leaderElection -}}
+{{- if le (int $e.leaseDurationSeconds) (int $e.renewDeadlineSeconds) -}}
+{{- fail (printf "leaderElection.renewDeadlineSeconds (%d) must be less than leaderElection.leaseDurationSeconds (%d): the leader must stop before a standby may take over" (int $e.renewDeadlineSeconds) (int $e.leaseDurationSeconds)) -}}
+{{- end -}}
+{{- if le (mulf (float64 $e.retryPeriodSeconds) 1.2) (float64 $e.renewDeadlineSeconds) | not -}}
+{{- fail (printf "leaderElection.retryPeriodSeconds (%v) x 1.2 must be less than leaderElection.renewDeadlineSeconds (%v): the leader needs more than one attempt to renew" $e.retryPeriodSeconds $e.renewDeadlineSeconds) -}}
+{{- end -}}
+{{- default (include "modelops.fullname" .) $e.leaseName -}}
+{{- end }}

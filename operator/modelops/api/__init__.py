@@ -12,9 +12,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelops import API_VERSION, GROUP, VERSION
+from modelops.api.common import NAME_LIMITS
 from modelops.api.inferenceservice import InferenceService, InferenceServiceSpec, InferenceServiceStatus
 from modelops.api.modelversion import ROOT_RULES as MODELVERSION_ROOT_RULES
 from modelops.api.modelversion import ModelVersion, ModelVersionSpec, ModelVersionStatus
+from modelops.api.trainingjob import ROOT_RULES as TRAININGJOB_ROOT_RULES
 from modelops.api.trainingjob import TrainingJob, TrainingJobSpec, TrainingJobStatus
 
 
@@ -84,6 +86,7 @@ TRAININGJOB = KindInfo(
         _col("Model", ".status.modelVersion", priority=1, description="ModelVersion created"),
         _AGE,
     ),
+    root_rules=(*NAME_LIMITS["TrainingJob"].rules(), *TRAININGJOB_ROOT_RULES),
 )
 
 MODELVERSION = KindInfo(
@@ -105,7 +108,7 @@ MODELVERSION = KindInfo(
         _col("SHA256", ".status.artifact.sha256", priority=1),
         _AGE,
     ),
-    root_rules=tuple(MODELVERSION_ROOT_RULES),
+    root_rules=(*NAME_LIMITS["ModelVersion"].rules(), *MODELVERSION_ROOT_RULES),
 )
 
 INFERENCESERVICE = KindInfo(
@@ -128,6 +131,7 @@ INFERENCESERVICE = KindInfo(
         _col("URL", ".status.url"),
         _AGE,
     ),
+    root_rules=NAME_LIMITS["InferenceService"].rules(),
 )
 
 KINDS: tuple[KindInfo, ...] = (TRAININGJOB, MODELVERSION, INFERENCESERVICE)

@@ -12,23 +12,36 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelops.api.common import ApiModel
+from modelops.api.common import ApiModel, rules
 
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+# Prometheus's own grammar (model.ParseDuration): each unit at most once, largest first ("1h30m", not
+# "30m1h"); a rule with any other spelling would be refused by Prometheus when it loads the rules.
+DURATION_PATTERN = r"^([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def duration_seconds(duration: str) -> float:
     """Seconds in a Prometheus duration ("1h30m" -> 5400.0); ValueError names the accepted form."""
-    if not re.fullmatch(DURATION_PATTERN, duration):
+    if not duration or not re.fullmatch(DURATION_PATTERN, duration):
         raise ValueError(
             f"{duration!r} is not a duration: use digits and units ms, s, m, h, d, w, y, e.g. 15m"
         )
     return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", duration)))
 
 
-def _duration(default: str, description: str) -> str:
-    return Field(default=default, max_length=32, pattern=DURATION_PATTERN, description=description)
+def _duration(default: str, description: str, *, positive: str = "") -> str:
+    # `positive` names the field when zero cannot work (a rate over a window of 0s is a PromQL error).
+    extra = (
+        rules(("self.matches('[1-9]')", f"{positive} must be longer than 0s, e.g. 5m")) if positive else {}
+    )
+    return Field(
+        default=default,
+        min_length=2,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description=description,
+        json_schema_extra=extra or None,
+    )
 
 
 class TrainingAlerts(ApiModel):
@@ -81,7 +94,9 @@ class ServingAlerts(ApiModel):
         description="InferenceLatencyHigh: the p99 latency SLO in milliseconds; empty uses "
         "spec.canary.analysis.maxP99LatencyMs, else 1000.",
     )
-    window: str = _duration("5m", "Rate window of the error-rate and latency rules.")
+    window: str = _duration(
+        "5m", "Rate window of the error-rate and latency rules.", positive="spec.alerts.window"
+    )
     pending_for: str = _duration("5m", "How long error rate or latency must stay bad before the alert fires.")
     replicas_at_max_after: str = _duration(
         "30m", "InferenceReplicasAtMax: replicas at spec.maxReplicas for this long (only when max > min)."

@@ -13,12 +13,24 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelops.api.common import ApiModel, DnsLabel, Quantity, Timestamp, rules
+from modelops import cron
+from modelops.api.common import (
+    DNS_SUBDOMAIN_PATTERN,
+    RELATIVE_PATH_PATTERN,
+    ApiModel,
+    DnsLabel,
+    PositiveQuantity,
+    Timestamp,
+    inside_claim,
+    rules,
+)
 
 BackupMethod = Literal["copy", "volumeSnapshot"]
 
 DURATION_PATTERN = r"^([0-9]+[smhd])+$"
-RELATIVE_PATH_PATTERN = r"^[^/](.*[^/])?$"
+# A duration with a non-zero amount somewhere: a maxAge of 0 would make every backup too old at once.
+POSITIVE_DURATION_PATTERN = r"^([0-9]+[smhd])*[0-9]*[1-9][0-9]*[smhd]([0-9]+[smhd])*$"
+__all__ = ["RELATIVE_PATH_PATTERN"]  # re-exported: it used to be defined here
 
 
 def _copy_only() -> list[BackupMethod]:
@@ -35,10 +47,11 @@ class BackupDestination(ApiModel):
         default=None,
         max_length=1024,
         pattern=RELATIVE_PATH_PATTERN,
+        json_schema_extra=inside_claim("spec.backup.destination.path"),
         description="Directory inside the claim, relative; defaults to modelops-backups/<kind>/<name>. "
         "Each backup is a timestamped subdirectory with a manifest.json.",
     )
-    size: Quantity | None = Field(
+    size: PositiveQuantity | None = Field(
         default=None,
         description="When set, the operator creates the claim with this size if it does not exist (and "
         "never deletes it: backups outlive the object). Without it the claim must exist.",
@@ -52,7 +65,7 @@ class BackupRetention(ApiModel):
     max_age: str | None = Field(
         default=None,
         max_length=32,
-        pattern=DURATION_PATTERN,
+        pattern=POSITIVE_DURATION_PATTERN,
         description="Delete backups older than this (e.g. 36h, 7d, 1h30m); empty keeps them by count only.",
     )
 
@@ -60,15 +73,21 @@ class BackupRetention(ApiModel):
 class BackupPolicy(ApiModel):
     """Scheduled backups of the data this object must not lose."""
 
+    # `methods` has no schema default (only the model's), so the rules read an absent list as [copy].
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "!('copy' in self.methods) || has(self.destination)",
+                "(has(self.methods) && !('copy' in self.methods)) || has(self.destination)",
                 "spec.backup.destination is required with method copy: name the claim backups go to",
             ),
             (
-                "!has(self.volumeSnapshotClassName) || 'volumeSnapshot' in self.methods",
+                "!has(self.volumeSnapshotClassName) || (has(self.methods) && 'volumeSnapshot' in self.methods)",
                 "spec.backup.volumeSnapshotClassName applies only with method volumeSnapshot",
+            ),
+            (
+                "!has(self.destination) || !has(self.methods) || 'copy' in self.methods",
+                "spec.backup.destination applies only with method copy: add copy to spec.backup.methods "
+                "or drop the destination",
             ),
         )
     )
@@ -76,7 +95,10 @@ class BackupPolicy(ApiModel):
     schedule: str = Field(
         min_length=1,
         max_length=128,
-        description="Cron schedule (5 fields, e.g. '0 */6 * * *', or @hourly/@daily), in UTC.",
+        description="Cron schedule in UTC, as a CronJob reads it: five fields (minute hour day-of-month "
+        "month day-of-week, e.g. '0 */6 * * *'), or @hourly/@daily/@weekly/@monthly/@yearly, or "
+        "'@every 6h'. Day-of-week is 0-6 (SUN-SAT); no TZ= prefix.",
+        json_schema_extra=rules((cron.SCHEDULE_RULE, f"spec.backup.schedule: {cron.SCHEDULE_MESSAGE}")),
     )
     methods: list[BackupMethod] = Field(
         default_factory=_copy_only,
@@ -93,6 +115,7 @@ class BackupPolicy(ApiModel):
         default=None,
         min_length=1,
         max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
         description="VolumeSnapshotClass of the snapshots; empty uses the cluster's default class.",
     )
     retention: BackupRetention = Field(
@@ -162,6 +185,7 @@ class BackupReference(ApiModel):
         min_length=1,
         max_length=2048,
         pattern=RELATIVE_PATH_PATTERN,
+        json_schema_extra=inside_claim("restoreFrom.backup.path"),
         description="The backup directory inside the claim, as listed in status.backup.backups[].path.",
     )
 

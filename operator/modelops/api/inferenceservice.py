@@ -7,13 +7,15 @@ analysed every interval, and it is promoted or rolled back without a human editi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
 from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
+    DNS_SUBDOMAIN_PATTERN,
+    LABEL_VALUE_PATTERN,
     ApiModel,
     Condition,
     DnsLabel,
@@ -21,6 +23,9 @@ from modelops.api.common import (
     Timestamp,
     rules,
 )
+
+# A Gateway API hostname (HTTPRoute spec.hostnames): a DNS name, optionally a leading wildcard label.
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class ModelRef(ApiModel):
@@ -33,7 +38,7 @@ class ModelRef(ApiModel):
     )
 
     model: DnsLabel = Field(description="The registered model (ModelVersion spec.model).")
-    version: int | None = Field(default=None, ge=1, description="A fixed version number.")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A fixed version number.")
     alias: DnsLabel | None = Field(
         default=None,
         description="An alias to follow (e.g. champion); when it moves, a new rollout starts.",
@@ -59,7 +64,7 @@ class ServingResources(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=rules(
-            ("!has(self.gpuType) || self.gpus > 0", "resources.gpuType needs resources.gpus > 0"),
+            ("!has(self.gpuType) || self.gpus > 0", "spec.resources.gpuType needs spec.resources.gpus > 0"),
         )
     )
 
@@ -67,7 +72,11 @@ class ServingResources(ApiModel):
     memory: Quantity = Field(default="1Gi", description="Memory request and limit per pod.")
     gpus: int = Field(default=0, ge=0, le=8, description="GPUs per pod (nvidia.com/gpu).")
     gpu_type: str | None = Field(
-        default=None, max_length=253, description="GPU product (node label nvidia.com/gpu.product)."
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        description="GPU product (node label nvidia.com/gpu.product).",
     )
 
 
@@ -96,7 +105,7 @@ class Analysis(ApiModel):
         default=0.99, ge=0, le=1, description="Lowest fraction of non-5xx responses accepted."
     )
     max_p99_latency_ms: int | None = Field(
-        default=None, ge=1, description="Highest p99 latency accepted, in milliseconds."
+        default=None, ge=1, le=3600000, description="Highest p99 latency accepted, in milliseconds."
     )
     failure_limit: int = Field(
         default=2, ge=1, le=100, description="Failed analyses before the canary is rolled back."
@@ -113,16 +122,16 @@ class Canary(ApiModel):
         json_schema_extra=rules(
             (
                 "!(has(self.trafficPercent) && has(self.steps))",
-                "canary: set trafficPercent or steps, not both",
+                "spec.canary: set spec.canary.trafficPercent or spec.canary.steps, not both",
             ),
             (
                 "!has(self.steps) || self.steps.all(s, s >= 1 && s <= 100)",
-                "canary.steps: every step is a traffic percent from 1 to 100",
+                "spec.canary.steps: every step is a traffic percent from 1 to 100",
             ),
             (
                 "!has(self.steps) || size(self.steps) < 2 || "
                 "self.steps.all(s, self.steps.exists_one(t, t == s)) && self.steps.isSorted()",
-                "canary.steps must increase strictly, e.g. [10, 25, 50]",
+                "spec.canary.steps must increase strictly, e.g. [10, 25, 50]",
             ),
         )
     )
@@ -134,7 +143,11 @@ class Canary(ApiModel):
         "update.",
     )
     traffic_percent: int | None = Field(
-        default=None, ge=0, le=100, description="A fixed share of traffic for the canary (default 10)."
+        # 0 would leave the canary without replicas or requests: its analysis could never conclude.
+        default=None,
+        ge=1,
+        le=100,
+        description="A fixed share of traffic for the canary (default 10).",
     )
     steps: list[int] | None = Field(
         default=None,
@@ -149,15 +162,31 @@ class Auth(ApiModel):
     """Bearer-token authentication of inference requests."""
 
     secret_name: DnsLabel = Field(description="Secret holding accepted tokens, one per line.")
-    key: str = Field(default="tokens", min_length=1, description="Key in the Secret.")
+    key: str = Field(
+        default="tokens",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret.",
+    )
 
 
 class ParentReference(ApiModel):
     """A Gateway API parent (a Gateway) the HTTPRoute attaches to."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
-    namespace: str | None = Field(default=None, description="Namespace of the Gateway (default: this one).")
-    section_name: str | None = Field(default=None, description="Listener of the Gateway.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Gateway."
+    )
+    namespace: DnsLabel | None = Field(
+        default=None, description="Namespace of the Gateway (default: this one)."
+    )
+    section_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Listener of the Gateway.",
+    )
 
 
 class TrafficRouting(ApiModel):
@@ -167,7 +196,12 @@ class TrafficRouting(ApiModel):
         json_schema_extra=rules(
             (
                 "!has(self.mode) || self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
-                "trafficRouting.parentRefs is required with mode gatewayAPI",
+                "spec.trafficRouting.parentRefs is required with mode gatewayAPI",
+            ),
+            (
+                "self.mode == 'gatewayAPI' || (!has(self.parentRefs) && !has(self.hostnames))",
+                "spec.trafficRouting.parentRefs and spec.trafficRouting.hostnames apply only with mode "
+                "gatewayAPI: set mode gatewayAPI or drop them",
             ),
         )
     )
@@ -177,8 +211,23 @@ class TrafficRouting(ApiModel):
         description="replicas: one Service over both Deployments, split by their replica ratio; "
         "gatewayAPI: an HTTPRoute with weighted backends (exact percentages).",
     )
-    parent_refs: list[ParentReference] | None = Field(default=None, description="Gateways (gatewayAPI).")
-    hostnames: list[str] | None = Field(default=None, description="Hostnames of the HTTPRoute (gatewayAPI).")
+    parent_refs: list[ParentReference] | None = Field(
+        default=None,
+        max_length=32,
+        description="Gateways (gatewayAPI).",
+        # The HTTPRoute's own CRD refuses two references to the same parent and listener.
+        json_schema_extra=rules(
+            (
+                "self.all(a, size(self.filter(b, b.name == a.name && "
+                "(has(b.__namespace__) ? b.__namespace__ : '') == (has(a.__namespace__) ? a.__namespace__ : '') && "
+                "(has(b.sectionName) ? b.sectionName : '') == (has(a.sectionName) ? a.sectionName : ''))) == 1)",
+                "spec.trafficRouting.parentRefs: each Gateway (and listener) at most once",
+            )
+        ),
+    )
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]] | None = (
+        Field(default=None, max_length=16, description="Hostnames of the HTTPRoute (gatewayAPI).")
+    )
 
 
 class InferenceServiceSpec(ApiModel):
@@ -193,6 +242,11 @@ class InferenceServiceSpec(ApiModel):
             (
                 "!has(self.canary) || !has(self.canary.modelRef) || self.canary.modelRef != self.modelRef",
                 "spec.canary.modelRef must differ from spec.modelRef",
+            ),
+            (
+                "self.quantization != 'int8' || self.resources.gpus == 0",
+                "spec.quantization: int8 is dynamic quantization for CPU serving; set "
+                "spec.resources.gpus to 0 or spec.quantization to none",
             ),
         )
     )

@@ -8,7 +8,7 @@ the operator never rewrites a user's spec, so GitOps tools see no drift.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -26,7 +26,23 @@ from modelops.api.common import (
     rules,
 )
 
-URI_PATTERN = r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[^/].*|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^/].*)$"
+# The path or key: not absolute, no control characters, no surrounding whitespace.
+_URI_PATH = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
+URI_PATTERN = rf"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/{_URI_PATH}|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{_URI_PATH})$"
+_URI_RULES = rules(
+    (
+        "!self.matches('^[a-z0-9]+://[^/]*/(.*/)?[.][.](/|$)')",
+        "spec.source.uri must not contain '..' segments: give the artifact's own path, e.g. "
+        "pvc://models/digits/model.pt",
+    ),
+    (
+        "!self.matches('^s3://[^/]*[.][.]')",
+        "spec.source.uri: an S3 bucket name has no two adjacent periods",
+    ),
+)
+# A metric name as the training result reports it (accuracy, val_loss, top-5/accuracy): printable, no
+# whitespace at all, so that a gate cannot silently name a metric nobody reports.
+METRIC_NAME_PATTERN = r"^[^ \x00-\x1f\x7f]+$"
 
 
 class TrainingJobReference(ApiModel):
@@ -58,6 +74,7 @@ class Source(ApiModel):
         default=None,
         max_length=4096,
         pattern=URI_PATTERN,
+        json_schema_extra=_URI_RULES,
         description="pvc://<claim>/<path> for a file on a PersistentVolumeClaim in this namespace, or "
         "s3://<bucket>/<key> for an S3-compatible store.",
     )
@@ -72,7 +89,10 @@ class MetricGate(ApiModel):
     """A threshold a metric must meet before an alias is granted."""
 
     metric: str = Field(
-        min_length=1, max_length=63, description="Metric name in status.metrics, e.g. accuracy."
+        min_length=1,
+        max_length=63,
+        pattern=METRIC_NAME_PATTERN,
+        description="Metric name in status.metrics, e.g. accuracy.",
     )
     op: Literal[">=", ">", "<=", "<"] = Field(default=">=", description="Comparison: >=, >, <= or <.")
     value: float = Field(description="The threshold.")
@@ -89,13 +109,22 @@ class Promotion(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     gates: list[MetricGate] = Field(
-        default_factory=list, max_length=32, description="All must pass before an alias is granted."
+        default_factory=list,
+        max_length=32,
+        description="All must pass before an alias is granted.",
+        # Keyed by (metric, op): a second gate of the same metric and comparison is refused, as two
+        # thresholds of which only the stricter could matter.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["metric", "op"]},
     )
     must_beat_current: bool = Field(
         default=False, description="Also require a better compareMetric than the alias's current holder."
     )
     compare_metric: str = Field(
-        default="accuracy", min_length=1, description="Metric compared with the current holder."
+        default="accuracy",
+        min_length=1,
+        max_length=63,
+        pattern=METRIC_NAME_PATTERN,
+        description="Metric compared with the current holder.",
     )
     higher_is_better: bool = Field(default=True, description="Direction of compareMetric (false for loss).")
 
@@ -110,6 +139,7 @@ class ModelVersionSpec(ApiModel):
     version: int | None = Field(
         default=None,
         ge=1,
+        le=2**31 - 1,
         description="Version number; when left out, the operator assigns the next number for the model "
         "(see status.version).",
     )
@@ -119,7 +149,14 @@ class ModelVersionSpec(ApiModel):
     )
     framework: Literal["pytorch", "onnx"] = Field(default="pytorch", description="Framework that loads it.")
     description: str = Field(default="", max_length=4096, description="Free text for humans.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Free-form key/value tags.")
+    tags: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Free-form key/value tags (at most 64; keys up to 253 characters, values up to 1024).",
+        json_schema_extra=rules(
+            ("self.all(k, size(k) <= 253)", "spec.tags: a key is at most 253 characters"),
+        ),
+    )
     sha256: str | None = Field(
         default=None,
         pattern=SHA256_PATTERN,

@@ -8,7 +8,7 @@ checkpoints on disk meaningless, so the API server refuses it and names the fiel
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -16,14 +16,21 @@ from modelops.api.alerting import AlertingStatus, TrainingAlerts
 from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
+    DNS_SUBDOMAIN_PATTERN,
     FREE_FORM_OBJECT,
+    IMAGE_PATTERN,
+    LABEL_VALUE_PATTERN,
+    PRINTABLE_PATTERN,
+    RELATIVE_PATH_PATTERN,
     ApiModel,
     Condition,
     DnsLabel,
+    PositiveQuantity,
     Quantity,
     Timestamp,
     Toleration,
     immutable,
+    inside_claim,
     rules,
 )
 
@@ -60,8 +67,9 @@ class DatasetFile(ApiModel):
     path: str = Field(
         min_length=1,
         max_length=4096,
-        pattern=r"^[^/].*$",
+        pattern=RELATIVE_PATH_PATTERN,
         description="Path of the file inside the claim, relative (e.g. data/train.csv).",
+        json_schema_extra=inside_claim("spec.dataset.file.path"),
     )
     format: Literal["csv", "parquet", "npz"] = Field(
         default="csv", description="File format: csv, parquet, or npz (arrays X and y)."
@@ -69,6 +77,8 @@ class DatasetFile(ApiModel):
     label_column: str = Field(
         default="label",
         min_length=1,
+        max_length=1024,
+        pattern=PRINTABLE_PATTERN,
         description="Column holding the class label (csv/parquet); every other column is a feature.",
     )
 
@@ -136,7 +146,9 @@ class Resources(ApiModel):
     gpus: int = Field(default=0, ge=0, le=16, description="GPUs per node, requested as nvidia.com/gpu.")
     gpu_type: str | None = Field(
         default=None,
-        max_length=253,
+        min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
         description="GPU product to run on (the node label nvidia.com/gpu.product set by GPU feature "
         "discovery, e.g. NVIDIA-A100-SXM4-80GB).",
     )
@@ -148,14 +160,24 @@ class Resources(ApiModel):
 class Scheduling(ApiModel):
     """Where the training pods may run."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
+    node_selector: dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = Field(
+        default_factory=dict, max_length=64, description="Node labels the pods require."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=64, description="Taints the pods tolerate."
+    )
     affinity: dict[str, Any] | None = Field(
         default=None,
         description="A core/v1 Affinity for the pods, passed through unchanged.",
         json_schema_extra=FREE_FORM_OBJECT,
     )
-    priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
+    priority_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="PriorityClass of the pods.",
+    )
 
 
 class Distributed(ApiModel):
@@ -193,8 +215,14 @@ class CheckpointStorage(ApiModel):
         )
     )
 
-    size: Quantity = Field(default="1Gi", description="Size of the claim the operator creates.")
-    storage_class_name: str | None = Field(default=None, description="StorageClass of the created claim.")
+    size: PositiveQuantity = Field(default="1Gi", description="Size of the claim the operator creates.")
+    storage_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="StorageClass of the created claim.",
+    )
     existing_claim: DnsLabel | None = Field(default=None, description="Use this existing claim instead.")
     retain_on_delete: bool = Field(
         default=True, description="Keep the created claim when the TrainingJob is deleted."
@@ -276,7 +304,15 @@ class Output(ApiModel):
     """What a successful job produces."""
 
     model_name: DnsLabel | None = Field(
-        default=None, description="Registered model name of the ModelVersion; defaults to the job's name."
+        default=None,
+        description="Registered model name of the ModelVersion; defaults to the job's name.",
+        json_schema_extra=rules(
+            (
+                "size(self) <= 57",
+                "spec.output.modelName: at most 57 characters, because the ModelVersion it creates is "
+                "named <modelName>-<version> and must fit in 63",
+            )
+        ),
     )
     create_model_version: bool = Field(default=True, description="Create a ModelVersion on success.")
     format: Literal["torchscript", "state_dict"] = Field(
@@ -508,6 +544,8 @@ class TrainingJobSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=4096,
+        pattern=IMAGE_PATTERN,
         description="A custom training image instead of a recipe. It gets the same wiring: torchrun "
         "variables, MODELOPS_CHECKPOINT_DIR, MODELOPS_OUTPUT_DIR and the result file.",
         json_schema_extra=immutable("spec.image", "create a new TrainingJob to run other code"),
@@ -526,6 +564,8 @@ class TrainingJobSpec(ApiModel):
         default_factory=list,
         max_length=128,
         description="Extra environment variables (value, or valueFrom a Secret/ConfigMap key or pod field).",
+        # Keyed by name: a second entry of the same name is refused, not silently the winner.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     volumes: list[Volume] = Field(
         default_factory=list,
@@ -710,3 +750,38 @@ class TrainingJob(ApiModel):
 
     spec: TrainingJobSpec
     status: TrainingJobStatus | None = None
+
+
+# An optional field's own `self == oldSelf` rule runs only when it is set both before and after, so
+# adding or removing it would slip through; these root rules (oldSelf always exists on update) close that.
+def _presence_is_immutable(path: str, hint: str) -> dict[str, str]:
+    parent = path.rpartition(".")[0]
+    return {
+        "rule": f"has(self.{parent}) != has(oldSelf.{parent}) || has(self.{path}) == has(oldSelf.{path})"
+        if parent != "spec"
+        else f"has(self.{path}) == has(oldSelf.{path})",
+        "message": f"{path} is immutable (it can be neither added nor removed): {hint}",
+        "fieldPath": f".{path}",
+        "reason": "FieldValueForbidden",
+    }
+
+
+ROOT_RULES: list[dict[str, str]] = [
+    _presence_is_immutable("spec.model", "create a new TrainingJob to train another model"),
+    _presence_is_immutable("spec.dataset", "create a new TrainingJob to train on other data"),
+    _presence_is_immutable("spec.image", "create a new TrainingJob to run other code"),
+    _presence_is_immutable("spec.command", "create a new TrainingJob to run other code"),
+    _presence_is_immutable("spec.args", "create a new TrainingJob to run other code"),
+    _presence_is_immutable("spec.checkpoint.restoreFrom", "the checkpoint claim already exists"),
+    {
+        # NCCL runs one process per GPU: a second process on the same GPU fails at init ("Duplicate GPU
+        # detected"), after the pods were scheduled and the GPUs held.
+        "rule": "!has(self.spec.resources) || !has(self.spec.distributed) || self.spec.resources.gpus == 0 || "
+        "type(self.spec.distributed.procsPerNode) != int || self.spec.distributed.backend == 'gloo' || "
+        "self.spec.distributed.procsPerNode <= self.spec.resources.gpus",
+        "message": "spec.distributed.procsPerNode: NCCL needs a GPU per process; use at most "
+        "spec.resources.gpus processes per node, auto, or backend gloo",
+        "fieldPath": ".spec.distributed.procsPerNode",
+        "reason": "FieldValueInvalid",
+    },
+]

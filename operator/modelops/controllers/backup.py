@@ -387,7 +387,7 @@ def plan(kind: str, body: Mapping[str, Any], observed: Observed, *, now: dt.date
         return out
 
     try:
-        schedule = cron.parse(policy.schedule, "Etc/UTC")
+        schedule = cron.parse(policy.schedule, "Etc/UTC", strict=True)
     except cron.ScheduleError as error:
         desired.update(kept=0)
         out.backup_status = desired

@@ -415,7 +415,10 @@ def _to_cel(value: Any, schema: Mapping[str, Any] | None, memo: Memo | None) -> 
         return celtypes.BoolType(value)
     stype = _schema_type(schema)
     if isinstance(value, int):
-        return celtypes.DoubleType(value) if stype == "number" else celtypes.IntType(value)
+        if stype == "number" or not -(2**63) <= value < 2**63:
+            # Beyond int64 the server has decoded a float64 (and the schema refused it as an integer).
+            return celtypes.DoubleType(float(value))
+        return celtypes.IntType(value)
     if isinstance(value, float):
         if stype == "integer" and value.is_integer():
             return celtypes.IntType(int(value))

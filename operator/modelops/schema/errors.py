@@ -162,16 +162,23 @@ def too_many(path: str, actual: int, maximum: int) -> FieldError:
     return _make(path, "FieldValueTooMany", actual, f"must have at most {maximum} items")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def json_type(value: Any) -> str:
-    """The JSON type name the server reports for a decoded value (a whole float decodes as an integer)."""
+    """The JSON type name the server reports for a decoded value (a whole float decodes as an integer).
+
+    The server decodes a JSON number that does not fit an int64 as a float64, and kube-openapi calls a
+    float an integer only when it is whole and within +-2^53 (swag.IsFloat64AJSONInteger).
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if INT64_MIN <= value <= INT64_MAX else "number"
     if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
+        return "integer" if value.is_integer() and abs(value) <= 2**53 else "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):

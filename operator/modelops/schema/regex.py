@@ -31,8 +31,46 @@ _POSIX = {
 _UNICODE = {"L": "^\\W\\d_", "Lu": "A-Z", "Ll": "a-z", "N": "\\d", "Nd": "\\d"}
 
 
+def _end_anchors(pattern: str) -> str:
+    """RE2's `$` (without the m flag) matches at the very end only; Python's also before a final newline.
+
+    So `^[a-z]+$` would accept "abc\\n" here and refuse it on the API server: every `$` outside a
+    character class becomes `\\Z`, Python's spelling of RE2's.
+    """
+    if pattern.startswith("(?") and "m" in pattern[2 : pattern.find(")")]:
+        return pattern
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", i) and ":]" in pattern[i:]:
+                end = pattern.index(":]", i) + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if char == "]" and out[-1] not in ("[", "[^"):
+                in_class = False
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "^":
+                out.append("[^")
+                i += 2
+                continue
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _translate(pattern: str) -> str:
-    out = pattern.replace("\\z", "\\Z")
+    out = _end_anchors(pattern).replace("\\z", "\\Z")
     for name, chars in _POSIX.items():
         out = out.replace(f"[:{name}:]", chars)
     for name, chars in _UNICODE.items():

@@ -1,0 +1,1088 @@
+"""A corpus of manifests a new user or an attacker might apply, and the field each refusal must name.
+
+Shared by the kubectl test (`test_invalid_corpus.py`, the real kubectl against the local API server)
+and usable on its own with `modelops.schema` for quick probing. Every entry is one mistake on an
+otherwise valid object; the field path is the one a user must be pointed at (it appears in the error's
+path or, for a rule over several fields, in its message).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modelops.api.common import NAME_LIMITS
+
+Obj = dict[str, Any]
+
+
+def _obj(kind: str, name: str, spec: Obj, **meta: Any) -> Obj:
+    return {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default", **meta},
+        "spec": spec,
+    }
+
+
+def _set(base: Obj, path: str, value: Any) -> Obj:
+    """`base` with the dotted `path` (under spec) set to `value`; None deletes the key."""
+    out = copy.deepcopy(base)
+    node = out
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return out
+
+
+TJ_SPEC: Obj = {"model": {"architecture": "mlp"}, "dataset": {"builtin": "digits"}}
+TJ_IMAGE_SPEC: Obj = {"image": "ghcr.io/example/train:1.0", "command": ["python", "train.py"]}
+MV_SPEC: Obj = {"model": "digits", "source": {"uri": "pvc://models/digits/model.pt"}}
+ISVC_SPEC: Obj = {"modelRef": {"model": "digits", "version": 1}}
+V2: Obj = {"model": "digits", "version": 2}
+BACKUP: Obj = {"schedule": "0 * * * *", "destination": {"claimName": "backups"}}
+
+
+def tj(path: str = "", value: Any = None, *, base: Obj = TJ_SPEC, name: str = "train", **meta: Any) -> Obj:
+    spec = _set(base, path, value) if path else copy.deepcopy(base)
+    return _obj("TrainingJob", name, spec, **meta)
+
+
+def timg(path: str = "", value: Any = None, **meta: Any) -> Obj:
+    return tj(path, value, base=TJ_IMAGE_SPEC, **meta)
+
+
+def mv(path: str = "", value: Any = None, *, name: str = "digits-1", **meta: Any) -> Obj:
+    spec = _set(MV_SPEC, path, value) if path else copy.deepcopy(MV_SPEC)
+    return _obj("ModelVersion", name, spec, **meta)
+
+
+def isvc(path: str = "", value: Any = None, *, name: str = "serve", **meta: Any) -> Obj:
+    spec = _set(ISVC_SPEC, path, value) if path else copy.deepcopy(ISVC_SPEC)
+    return _obj("InferenceService", name, spec, **meta)
+
+
+def canary(**fields: Any) -> Obj:
+    return isvc("canary", {"modelRef": V2, **fields})
+
+
+def analysis(**fields: Any) -> Obj:
+    return canary(analysis=fields)
+
+
+TJ_LONGEST = NAME_LIMITS["TrainingJob"].longest
+MV_LONGEST = NAME_LIMITS["ModelVersion"].longest
+ISVC_LONGEST = NAME_LIMITS["InferenceService"].longest
+
+# (id, object, the field path the error must name)
+INVALID: list[tuple[str, Obj, str]] = [
+    # ---------------------------------------------------------------- TrainingJob: the recipe
+    ("tj model missing architecture", tj("model", {}), "spec.model.architecture"),
+    ("tj architecture resnet", tj("model.architecture", "resnet"), "spec.model.architecture"),
+    ("tj architecture empty", tj("model.architecture", ""), "spec.model.architecture"),
+    ("tj hiddenSize string", tj("model.hiddenSize", "128"), "spec.model.hiddenSize"),
+    ("tj hiddenSize 0", tj("model.hiddenSize", 0), "spec.model.hiddenSize"),
+    ("tj hiddenSize fractional", tj("model.hiddenSize", 64.5), "spec.model.hiddenSize"),
+    ("tj layers negative", tj("model.layers", -1), "spec.model.layers"),
+    ("tj heads 0", tj("model.heads", 0), "spec.model.heads"),
+    ("tj dropout 1", tj("model.dropout", 1.0), "spec.model.dropout"),
+    ("tj dropout negative", tj("model.dropout", -0.1), "spec.model.dropout"),
+    (
+        "tj transformer heads do not divide",
+        tj("model", {"architecture": "transformer", "hiddenSize": 100, "heads": 3}),
+        "spec.model.hiddenSize",
+    ),
+    ("tj model as a string", tj("model", "mlp"), "spec.model"),
+    # ---------------------------------------------------------------- TrainingJob: the data
+    ("tj dataset empty", tj("dataset", {}), "spec.dataset"),
+    ("tj dataset builtin mnist", tj("dataset.builtin", "mnist"), "spec.dataset.builtin"),
+    ("tj dataset builtin empty", tj("dataset.builtin", ""), "spec.dataset.builtin"),
+    (
+        "tj dataset builtin and file",
+        tj("dataset.file", {"claimName": "data", "path": "train.csv"}),
+        "spec.dataset",
+    ),
+    (
+        "tj dataset file claim empty",
+        tj("dataset", {"file": {"claimName": "", "path": "train.csv"}}),
+        "spec.dataset.file.claimName",
+    ),
+    (
+        "tj dataset file claim uppercase",
+        tj("dataset", {"file": {"claimName": "Data", "path": "train.csv"}}),
+        "spec.dataset.file.claimName",
+    ),
+    (
+        "tj dataset file path missing",
+        tj("dataset", {"file": {"claimName": "data"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path empty",
+        tj("dataset", {"file": {"claimName": "data", "path": ""}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path absolute",
+        tj("dataset", {"file": {"claimName": "data", "path": "/etc/shadow"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path traversal",
+        tj("dataset", {"file": {"claimName": "data", "path": "../../etc/shadow"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path traversal inside",
+        tj("dataset", {"file": {"claimName": "data", "path": "data/../../secret.csv"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path dotdot alone",
+        tj("dataset", {"file": {"claimName": "data", "path": ".."}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path leading space",
+        tj("dataset", {"file": {"claimName": "data", "path": " train.csv"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path trailing newline",
+        tj("dataset", {"file": {"claimName": "data", "path": "train.csv\n"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path NUL",
+        tj("dataset", {"file": {"claimName": "data", "path": "train\u0000.csv"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file path a directory",
+        tj("dataset", {"file": {"claimName": "data", "path": "data/"}}),
+        "spec.dataset.file.path",
+    ),
+    (
+        "tj dataset file format xlsx",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.xlsx", "format": "xlsx"}}),
+        "spec.dataset.file.format",
+    ),
+    (
+        "tj dataset labelColumn empty",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": ""}}),
+        "spec.dataset.file.labelColumn",
+    ),
+    (
+        "tj dataset labelColumn control character",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "la\u0007bel"}}),
+        "spec.dataset.file.labelColumn",
+    ),
+    (
+        "tj dataset labelColumn oversize",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "l" * 5000}}),
+        "spec.dataset.file.labelColumn",
+    ),
+    ("tj dataset missing with model", tj("dataset", None), "spec.dataset"),
+    # ---------------------------------------------------------------- TrainingJob: hyperparameters
+    ("tj epochs string", tj("hyperparameters.epochs", "ten"), "spec.hyperparameters.epochs"),
+    ("tj epochs 0", tj("hyperparameters.epochs", 0), "spec.hyperparameters.epochs"),
+    ("tj epochs fractional", tj("hyperparameters.epochs", 2.5), "spec.hyperparameters.epochs"),
+    ("tj batchSize negative", tj("hyperparameters.batchSize", -32), "spec.hyperparameters.batchSize"),
+    ("tj learningRate 0", tj("hyperparameters.learningRate", 0), "spec.hyperparameters.learningRate"),
+    (
+        "tj learningRate string",
+        tj("hyperparameters.learningRate", "1e-3"),
+        "spec.hyperparameters.learningRate",
+    ),
+    ("tj optimizer lion", tj("hyperparameters.optimizer", "lion"), "spec.hyperparameters.optimizer"),
+    ("tj optimizer Adam capital", tj("hyperparameters.optimizer", "Adam"), "spec.hyperparameters.optimizer"),
+    ("tj momentum 1", tj("hyperparameters.momentum", 1), "spec.hyperparameters.momentum"),
+    ("tj weightDecay 2", tj("hyperparameters.weightDecay", 2), "spec.hyperparameters.weightDecay"),
+    ("tj seed negative", tj("hyperparameters.seed", -1), "spec.hyperparameters.seed"),
+    ("tj seed over int32", tj("hyperparameters.seed", 2**31), "spec.hyperparameters.seed"),
+    (
+        "tj validationSplit 0",
+        tj("hyperparameters.validationSplit", 0),
+        "spec.hyperparameters.validationSplit",
+    ),
+    (
+        "tj validationSplit 0.9",
+        tj("hyperparameters.validationSplit", 0.9),
+        "spec.hyperparameters.validationSplit",
+    ),
+    (
+        "tj gradientAccumulationSteps 0",
+        tj("hyperparameters.gradientAccumulationSteps", 0),
+        "spec.hyperparameters.gradientAccumulationSteps",
+    ),
+    (
+        "tj earlyStopping patience 0",
+        tj("hyperparameters.earlyStopping", {"patience": 0}),
+        "spec.hyperparameters.earlyStopping.patience",
+    ),
+    (
+        "tj earlyStopping metric",
+        tj("hyperparameters.earlyStopping", {"metric": "accuracy"}),
+        "spec.hyperparameters.earlyStopping.metric",
+    ),
+    (
+        "tj earlyStopping minDelta negative",
+        tj("hyperparameters.earlyStopping", {"minDelta": -1}),
+        "spec.hyperparameters.earlyStopping.minDelta",
+    ),
+    ("tj hyperparameters typo", tj("hyperparameters.epoch", 3), "spec.hyperparameters.epoch"),
+    # ---------------------------------------------------------------- TrainingJob: custom image
+    ("tj model and image", tj("image", "ghcr.io/example/train:1"), "spec.model"),
+    ("tj command without image", tj("command", ["python"]), "spec.command"),
+    ("tj args without image", tj("args", ["--epochs", "3"]), "spec.args"),
+    ("tj neither model nor image", tj("model", None, base={}), "spec.model"),
+    ("tj image empty", timg("image", ""), "spec.image"),
+    ("tj image whitespace", timg("image", " ghcr.io/example/train:1"), "spec.image"),
+    ("tj image with a space", timg("image", "ghcr.io/example/train: 1"), "spec.image"),
+    ("tj image newline", timg("image", "ghcr.io/example/train:1\n"), "spec.image"),
+    ("tj image uppercase repository", timg("image", "GHCR.io/Example/Train:1"), "spec.image"),
+    ("tj command a string", timg("command", "python train.py"), "spec.command"),
+    ("tj command item a number", timg("command", ["python", 3]), "spec.command[1]"),
+    ("tj env not a list", timg("env", {"A": "1"}), "spec.env"),
+    ("tj env name empty", timg("env", [{"name": "", "value": "1"}]), "spec.env[0].name"),
+    ("tj env name with a space", timg("env", [{"name": "MY VAR", "value": "1"}]), "spec.env[0].name"),
+    ("tj env name with =", timg("env", [{"name": "A=B", "value": "1"}]), "spec.env[0].name"),
+    (
+        "tj env duplicate names",
+        timg("env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+    ),
+    ("tj env value a number", timg("env", [{"name": "A", "value": 1}]), "spec.env[0].value"),
+    # ---------------------------------------------------------------- TrainingJob: resources
+    ("tj cpu negative", tj("resources", {"cpu": "-1"}), "spec.resources.cpu"),
+    ("tj cpu word", tj("resources", {"cpu": "two"}), "spec.resources.cpu"),
+    ("tj cpu empty", tj("resources", {"cpu": ""}), "spec.resources.cpu"),
+    ("tj cpu fractional number", tj("resources", {"cpu": 0.5}), "spec.resources.cpu"),
+    ("tj memory negative", tj("resources", {"memory": "-2Gi"}), "spec.resources.memory"),
+    ("tj memory unit lowercase gi", tj("resources", {"memory": "2gi"}), "spec.resources.memory"),
+    ("tj memory with a space", tj("resources", {"memory": "2 Gi"}), "spec.resources.memory"),
+    ("tj shmSize negative", tj("resources", {"shmSize": "-1Gi"}), "spec.resources.shmSize"),
+    ("tj gpus negative", tj("resources", {"gpus": -1}), "spec.resources.gpus"),
+    ("tj gpus fractional", tj("resources", {"gpus": 0.5}), "spec.resources.gpus"),
+    ("tj gpus string", tj("resources", {"gpus": "1"}), "spec.resources.gpus"),
+    ("tj gpus 99", tj("resources", {"gpus": 99}), "spec.resources.gpus"),
+    ("tj gpuType without gpus", tj("resources", {"gpuType": "NVIDIA-A100"}), "spec.resources.gpuType"),
+    ("tj gpuType empty", tj("resources", {"gpus": 1, "gpuType": ""}), "spec.resources.gpuType"),
+    (
+        "tj gpuType not a label value",
+        tj("resources", {"gpus": 1, "gpuType": "NVIDIA A100 80GB"}),
+        "spec.resources.gpuType",
+    ),
+    (
+        "tj gpuType longer than a label value",
+        tj("resources", {"gpus": 1, "gpuType": "A" * 64}),
+        "spec.resources.gpuType",
+    ),
+    ("tj fp16 on CPU", tj("precision", "fp16"), "spec.precision"),
+    ("tj precision fp8", tj("precision", "fp8"), "spec.precision"),
+    # ---------------------------------------------------------------- TrainingJob: scheduling
+    (
+        "tj nodeSelector value not a string",
+        tj("scheduling", {"nodeSelector": {"zone": 1}}),
+        "spec.scheduling.nodeSelector.zone",
+    ),
+    (
+        "tj nodeSelector value not a label value",
+        tj("scheduling", {"nodeSelector": {"zone": "eu west"}}),
+        "spec.scheduling.nodeSelector",
+    ),
+    (
+        "tj nodeSelector oversize map",
+        tj("scheduling", {"nodeSelector": {f"k{i}": "v" for i in range(200)}}),
+        "spec.scheduling.nodeSelector",
+    ),
+    (
+        "tj toleration operator In",
+        tj("scheduling", {"tolerations": [{"key": "gpu", "operator": "In"}]}),
+        "spec.scheduling.tolerations[0].operator",
+    ),
+    (
+        "tj toleration effect unknown",
+        tj("scheduling", {"tolerations": [{"key": "gpu", "effect": "NoRun"}]}),
+        "spec.scheduling.tolerations[0].effect",
+    ),
+    (
+        "tj toleration Exists with a value",
+        tj("scheduling", {"tolerations": [{"key": "gpu", "operator": "Exists", "value": "x"}]}),
+        "spec.scheduling.tolerations[0]",
+    ),
+    (
+        "tj toleration no key with Equal",
+        tj("scheduling", {"tolerations": [{"value": "x"}]}),
+        "spec.scheduling.tolerations[0]",
+    ),
+    (
+        "tj toleration seconds without NoExecute",
+        tj("scheduling", {"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}),
+        "spec.scheduling.tolerations[0]",
+    ),
+    (
+        "tj toleration seconds negative",
+        tj("scheduling", {"tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": -5}]}),
+        "spec.scheduling.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "tj toleration key not a qualified name",
+        tj("scheduling", {"tolerations": [{"key": "bad key", "operator": "Exists"}]}),
+        "spec.scheduling.tolerations[0].key",
+    ),
+    (
+        "tj priorityClassName uppercase",
+        tj("scheduling", {"priorityClassName": "High_Priority"}),
+        "spec.scheduling.priorityClassName",
+    ),
+    (
+        "tj priorityClassName empty",
+        tj("scheduling", {"priorityClassName": ""}),
+        "spec.scheduling.priorityClassName",
+    ),
+    ("tj affinity a list", tj("scheduling", {"affinity": ["zone"]}), "spec.scheduling.affinity"),
+    # ---------------------------------------------------------------- TrainingJob: distributed
+    ("tj nodes 0", tj("distributed", {"nodes": 0}), "spec.distributed.nodes"),
+    ("tj nodes 1000", tj("distributed", {"nodes": 1000}), "spec.distributed.nodes"),
+    ("tj procsPerNode 0", tj("distributed", {"procsPerNode": 0}), "spec.distributed.procsPerNode"),
+    ("tj procsPerNode many", tj("distributed", {"procsPerNode": "many"}), "spec.distributed.procsPerNode"),
+    ("tj procsPerNode '2'", tj("distributed", {"procsPerNode": "2"}), "spec.distributed.procsPerNode"),
+    ("tj backend mpi", tj("distributed", {"backend": "mpi"}), "spec.distributed.backend"),
+    ("tj nccl on CPU", tj("distributed", {"backend": "nccl"}), "spec.distributed.backend"),
+    (
+        "tj more NCCL processes than GPUs",
+        tj("distributed", {"procsPerNode": 4})
+        | {"spec": {**TJ_SPEC, "distributed": {"procsPerNode": 4}, "resources": {"gpus": 2}}},
+        "spec.distributed.procsPerNode",
+    ),
+    (
+        "tj backup destination without copy",
+        tj("backup", {**BACKUP, "methods": ["volumeSnapshot"]}),
+        "spec.backup.destination",
+    ),
+    # ---------------------------------------------------------------- TrainingJob: checkpoints
+    (
+        "tj checkpoint interval 1s",
+        tj("checkpoint", {"intervalSeconds": 1}),
+        "spec.checkpoint.intervalSeconds",
+    ),
+    (
+        "tj checkpoint interval 0 steps",
+        tj("checkpoint", {"intervalSteps": 0}),
+        "spec.checkpoint.intervalSteps",
+    ),
+    ("tj checkpoint keep 0", tj("checkpoint", {"keep": 0}), "spec.checkpoint.keep"),
+    ("tj checkpoint size 0", tj("checkpoint", {"storage": {"size": "0"}}), "spec.checkpoint.storage.size"),
+    (
+        "tj checkpoint existingClaim uppercase",
+        tj("checkpoint", {"storage": {"existingClaim": "Ckpt"}}),
+        "spec.checkpoint.storage.existingClaim",
+    ),
+    (
+        "tj checkpoint storageClassName invalid",
+        tj("checkpoint", {"storage": {"storageClassName": "Fast SSD"}}),
+        "spec.checkpoint.storage.storageClassName",
+    ),
+    (
+        "tj checkpoint existingClaim and storageClassName",
+        tj("checkpoint", {"storage": {"existingClaim": "ckpt", "storageClassName": "fast"}}),
+        "spec.checkpoint.storage",
+    ),
+    (
+        "tj restoreFrom both",
+        tj(
+            "checkpoint",
+            {"restoreFrom": {"backup": {"claimName": "b", "path": "x"}, "volumeSnapshot": {"name": "s"}}},
+        ),
+        "restoreFrom",
+    ),
+    ("tj restoreFrom neither", tj("checkpoint", {"restoreFrom": {}}), "restoreFrom"),
+    (
+        "tj restoreFrom backup path traversal",
+        tj("checkpoint", {"restoreFrom": {"backup": {"claimName": "b", "path": "../other-team"}}}),
+        "spec.checkpoint.restoreFrom.backup.path",
+    ),
+    (
+        "tj restoreFrom snapshot with existing claim",
+        tj(
+            "checkpoint",
+            {"restoreFrom": {"volumeSnapshot": {"name": "s"}}, "storage": {"existingClaim": "c"}},
+        ),
+        "spec.checkpoint.restoreFrom.volumeSnapshot",
+    ),
+    # ---------------------------------------------------------------- TrainingJob: backup
+    ("tj backup schedule empty", tj("backup", {**BACKUP, "schedule": ""}), "spec.backup.schedule"),
+    ("tj backup schedule bad", tj("backup", {**BACKUP, "schedule": "every hour"}), "spec.backup.schedule"),
+    ("tj backup no destination", tj("backup", {"schedule": "@daily"}), "spec.backup.destination"),
+    ("tj backup method rsync", tj("backup", {**BACKUP, "methods": ["rsync"]}), "spec.backup.methods[0]"),
+    ("tj backup methods empty", tj("backup", {**BACKUP, "methods": []}), "spec.backup.methods"),
+    (
+        "tj backup methods duplicate",
+        tj("backup", {**BACKUP, "methods": ["copy", "copy"]}),
+        "spec.backup.methods[1]",
+    ),
+    (
+        "tj backup snapshot class without snapshots",
+        tj("backup", {**BACKUP, "volumeSnapshotClassName": "csi"}),
+        "spec.backup.volumeSnapshotClassName",
+    ),
+    (
+        "tj backup destination path absolute",
+        tj("backup", {**BACKUP, "destination": {"claimName": "b", "path": "/root"}}),
+        "spec.backup.destination.path",
+    ),
+    (
+        "tj backup destination path traversal",
+        tj("backup", {**BACKUP, "destination": {"claimName": "b", "path": "x/../../y"}}),
+        "spec.backup.destination.path",
+    ),
+    (
+        "tj backup keepLast 0",
+        tj("backup", {**BACKUP, "retention": {"keepLast": 0}}),
+        "spec.backup.retention.keepLast",
+    ),
+    (
+        "tj backup maxAge week word",
+        tj("backup", {**BACKUP, "retention": {"maxAge": "1 week"}}),
+        "spec.backup.retention.maxAge",
+    ),
+    (
+        "tj backup maxAge zero",
+        tj("backup", {**BACKUP, "retention": {"maxAge": "0d"}}),
+        "spec.backup.retention.maxAge",
+    ),
+    # ---------------------------------------------------------------- TrainingJob: alerts, policies, output
+    ("tj alerts stalledAfter 15", tj("alerts", {"stalledAfter": "15"}), "spec.alerts.stalledAfter"),
+    (
+        "tj alerts stalledAfter units reversed",
+        tj("alerts", {"stalledAfter": "30m1h"}),
+        "spec.alerts.stalledAfter",
+    ),
+    ("tj alerts maxRestarts 0", tj("alerts", {"maxRestarts": 0}), "spec.alerts.maxRestarts"),
+    ("tj alerts gpuIdlePercent 101", tj("alerts", {"gpuIdlePercent": 101}), "spec.alerts.gpuIdlePercent"),
+    ("tj alerts gpuMemoryPercent 0", tj("alerts", {"gpuMemoryPercent": 0}), "spec.alerts.gpuMemoryPercent"),
+    ("tj alerts pendingFor negative", tj("alerts", {"pendingFor": "-5m"}), "spec.alerts.pendingFor"),
+    (
+        "tj runPolicy backoffLimit negative",
+        tj("runPolicy", {"backoffLimit": -1}),
+        "spec.runPolicy.backoffLimit",
+    ),
+    (
+        "tj runPolicy activeDeadlineSeconds 0",
+        tj("runPolicy", {"activeDeadlineSeconds": 0}),
+        "spec.runPolicy.activeDeadlineSeconds",
+    ),
+    (
+        "tj runPolicy ttl negative",
+        tj("runPolicy", {"ttlSecondsAfterFinished": -1}),
+        "spec.runPolicy.ttlSecondsAfterFinished",
+    ),
+    ("tj runPolicy suspend yes", tj("runPolicy", {"suspend": "yes"}), "spec.runPolicy.suspend"),
+    ("tj dataValidation minRows 0", tj("dataValidation", {"minRows": 0}), "spec.dataValidation.minRows"),
+    (
+        "tj dataValidation duplicate ratio 2",
+        tj("dataValidation", {"maxDuplicateRatio": 2}),
+        "spec.dataValidation.maxDuplicateRatio",
+    ),
+    (
+        "tj dataValidation imbalance 0.5",
+        tj("dataValidation", {"maxClassImbalance": 0.5}),
+        "spec.dataValidation.maxClassImbalance",
+    ),
+    ("tj output modelName uppercase", tj("output", {"modelName": "Digits"}), "spec.output.modelName"),
+    ("tj output modelName too long", tj("output", {"modelName": "m" * 58}), "spec.output.modelName"),
+    ("tj output format onnx", tj("output", {"format": "pickle"}), "spec.output.format"),
+    # ---------------------------------------------------------------- TrainingJob: names and metadata
+    ("tj name too long", tj(name="t" * (TJ_LONGEST + 1)), "metadata.name"),
+    ("tj name starts with a digit", tj(name="9train"), "metadata.name"),
+    ("tj name with a dot", tj(name="train.v1"), "metadata.name"),
+    ("tj name uppercase", tj(name="Train"), "metadata.name"),
+    ("tj name unicode", tj(name="tr\u00e4in"), "metadata.name"),
+    ("tj name control character", tj(name="train\u0007"), "metadata.name"),
+    ("tj label key invalid", tj(labels={"bad key": "x"}), "metadata.labels"),
+    ("tj label value too long", tj(labels={"team": "x" * 64}), "metadata.labels"),
+    ("tj annotation key invalid", tj(annotations={"-bad": "x"}), "metadata.annotations"),
+    ("tj spec typo", tj("epochs", 3), "spec.epochs"),
+    # ---------------------------------------------------------------- ModelVersion
+    ("mv model missing", mv("model", None), "spec.model"),
+    ("mv model empty", mv("model", ""), "spec.model"),
+    ("mv model underscore", mv("model", "digits_model"), "spec.model"),
+    ("mv model unicode", mv("model", "d\u00efgits"), "spec.model"),
+    ("mv model too long", mv("model", "m" * 64), "spec.model"),
+    ("mv version 0", mv("version", 0), "spec.version"),
+    ("mv version beyond int32", mv("version", 2**31), "spec.version"),
+    ("mv version beyond int64", mv("version", 2**64), "spec.version"),
+    ("mv version string", mv("version", "1"), "spec.version"),
+    ("mv version fractional", mv("version", 1.5), "spec.version"),
+    ("mv source missing", mv("source", None), "spec.source"),
+    ("mv source empty", mv("source", {}), "spec.source"),
+    (
+        "mv source both",
+        mv("source", {"uri": "pvc://models/m.pt", "trainingJob": {"name": "train"}}),
+        "spec.source",
+    ),
+    (
+        "mv source trainingJob empty name",
+        mv("source", {"trainingJob": {"name": ""}}),
+        "spec.source.trainingJob.name",
+    ),
+    (
+        "mv source trainingJob name with a dot",
+        mv("source", {"trainingJob": {"name": "train.v1"}}),
+        "spec.source.trainingJob.name",
+    ),
+    ("mv uri empty", mv("source", {"uri": ""}), "spec.source.uri"),
+    ("mv uri http", mv("source", {"uri": "http://example.com/m.pt"}), "spec.source.uri"),
+    ("mv uri file", mv("source", {"uri": "file:///models/m.pt"}), "spec.source.uri"),
+    ("mv uri no scheme", mv("source", {"uri": "models/m.pt"}), "spec.source.uri"),
+    ("mv uri PVC uppercase scheme", mv("source", {"uri": "PVC://models/m.pt"}), "spec.source.uri"),
+    ("mv uri empty claim", mv("source", {"uri": "pvc:///m.pt"}), "spec.source.uri"),
+    ("mv uri claim only", mv("source", {"uri": "pvc://models"}), "spec.source.uri"),
+    ("mv uri claim uppercase", mv("source", {"uri": "pvc://Models/m.pt"}), "spec.source.uri"),
+    ("mv uri absolute path", mv("source", {"uri": "pvc://models//etc/passwd"}), "spec.source.uri"),
+    ("mv uri traversal", mv("source", {"uri": "pvc://models/../../etc/passwd"}), "spec.source.uri"),
+    ("mv uri traversal inside", mv("source", {"uri": "pvc://models/a/../../b.pt"}), "spec.source.uri"),
+    ("mv uri traversal at the end", mv("source", {"uri": "pvc://models/a/.."}), "spec.source.uri"),
+    ("mv uri s3 traversal", mv("source", {"uri": "s3://bucket/../other/m.pt"}), "spec.source.uri"),
+    ("mv uri leading space", mv("source", {"uri": " pvc://models/m.pt"}), "spec.source.uri"),
+    ("mv uri trailing newline", mv("source", {"uri": "pvc://models/m.pt\n"}), "spec.source.uri"),
+    ("mv uri tab inside", mv("source", {"uri": "pvc://models/m\t.pt"}), "spec.source.uri"),
+    ("mv uri s3 no key", mv("source", {"uri": "s3://bucket"}), "spec.source.uri"),
+    ("mv uri s3 bucket short", mv("source", {"uri": "s3://ab/m.pt"}), "spec.source.uri"),
+    ("mv uri s3 bucket underscore", mv("source", {"uri": "s3://my_bucket/m.pt"}), "spec.source.uri"),
+    ("mv uri s3 bucket double dot", mv("source", {"uri": "s3://my..bucket/m.pt"}), "spec.source.uri"),
+    ("mv uri oversize", mv("source", {"uri": "pvc://models/" + "a" * 5000}), "spec.source.uri"),
+    (
+        "mv credentials for pvc",
+        mv("source", {"uri": "pvc://models/m.pt", "credentialsSecret": {"name": "aws"}}),
+        "spec.source.credentialsSecret",
+    ),
+    (
+        "mv credentials secret name invalid",
+        mv("source", {"uri": "s3://bucket/m.pt", "credentialsSecret": {"name": "AWS_Creds"}}),
+        "spec.source.credentialsSecret.name",
+    ),
+    ("mv format pickle", mv("format", "pickle"), "spec.format"),
+    ("mv format empty", mv("format", ""), "spec.format"),
+    ("mv framework tensorflow", mv("framework", "tensorflow"), "spec.framework"),
+    ("mv sha256 short", mv("sha256", "abc"), "spec.sha256"),
+    ("mv sha256 uppercase", mv("sha256", "A" * 64), "spec.sha256"),
+    ("mv sha256 prefixed", mv("sha256", "sha256:" + "a" * 64), "spec.sha256"),
+    ("mv description oversize", mv("description", "d" * 5000), "spec.description"),
+    ("mv tags value not a string", mv("tags", {"team": 7}), "spec.tags.team"),
+    ("mv tags oversize map", mv("tags", {f"t{i}": "v" for i in range(100)}), "spec.tags"),
+    ("mv tags value oversize", mv("tags", {"notes": "n" * 5000}), "spec.tags.notes"),
+    ("mv tags key oversize", mv("tags", {"k" * 300: "v"}), "spec.tags"),
+    (
+        "mv aliases duplicate",
+        mv("promotion", {"aliases": ["champion", "champion"]}),
+        "spec.promotion.aliases[1]",
+    ),
+    ("mv aliases uppercase", mv("promotion", {"aliases": ["Champion"]}), "spec.promotion.aliases[0]"),
+    ("mv aliases empty string", mv("promotion", {"aliases": [""]}), "spec.promotion.aliases[0]"),
+    (
+        "mv aliases too many",
+        mv("promotion", {"aliases": [f"a{i}" for i in range(17)]}),
+        "spec.promotion.aliases",
+    ),
+    ("mv aliases a string", mv("promotion", {"aliases": "champion"}), "spec.promotion.aliases"),
+    (
+        "mv gate op =>",
+        mv("promotion", {"gates": [{"metric": "accuracy", "op": "=>", "value": 0.9}]}),
+        "spec.promotion.gates[0].op",
+    ),
+    (
+        "mv gate value string",
+        mv("promotion", {"gates": [{"metric": "accuracy", "value": "0.9"}]}),
+        "spec.promotion.gates[0].value",
+    ),
+    (
+        "mv gate metric empty",
+        mv("promotion", {"gates": [{"metric": "", "value": 0.9}]}),
+        "spec.promotion.gates[0].metric",
+    ),
+    (
+        "mv gate metric with a space",
+        mv("promotion", {"gates": [{"metric": "val accuracy", "value": 0.9}]}),
+        "spec.promotion.gates[0].metric",
+    ),
+    (
+        "mv gates too many",
+        mv("promotion", {"gates": [{"metric": f"m{i}", "value": 1} for i in range(33)]}),
+        "spec.promotion.gates",
+    ),
+    (
+        "mv gates duplicate",
+        mv(
+            "promotion",
+            {"gates": [{"metric": "accuracy", "value": 0.9}, {"metric": "accuracy", "value": 0.8}]},
+        ),
+        "spec.promotion.gates[1]",
+    ),
+    ("mv compareMetric empty", mv("promotion", {"compareMetric": ""}), "spec.promotion.compareMetric"),
+    (
+        "mv compareMetric with a newline",
+        mv("promotion", {"compareMetric": "accuracy\n"}),
+        "spec.promotion.compareMetric",
+    ),
+    (
+        "mv mustBeatCurrent string",
+        mv("promotion", {"mustBeatCurrent": "true"}),
+        "spec.promotion.mustBeatCurrent",
+    ),
+    (
+        "mv backup schedule 61 minutes",
+        mv("backup", {**BACKUP, "schedule": "61 * * * *"}),
+        "spec.backup.schedule",
+    ),
+    (
+        "mv backup destination size 0",
+        mv("backup", {**BACKUP, "destination": {"claimName": "b", "size": "0"}}),
+        "spec.backup.destination.size",
+    ),
+    (
+        "mv backup snapshot class invalid",
+        mv("backup", {**BACKUP, "methods": ["volumeSnapshot"], "volumeSnapshotClassName": "CSI Class"}),
+        "spec.backup.volumeSnapshotClassName",
+    ),
+    (
+        "mv restoreFrom snapshot name invalid",
+        mv("restoreFrom", {"volumeSnapshot": {"name": "Snap_1"}}),
+        "spec.restoreFrom.volumeSnapshot.name",
+    ),
+    (
+        "mv restoreFrom backup path absolute",
+        mv("restoreFrom", {"backup": {"claimName": "b", "path": "/etc"}}),
+        "spec.restoreFrom.backup.path",
+    ),
+    ("mv name too long", mv(name="v" * (MV_LONGEST + 1)), "metadata.name"),
+    ("mv name with a dot", mv(name="digits.1"), "metadata.name"),
+    ("mv name unicode", mv(name="d\u00efgits-1"), "metadata.name"),
+    ("mv name trailing dash", mv(name="digits-"), "metadata.name"),
+    ("mv label value with a space", mv(labels={"team": "ml ops"}), "metadata.labels"),
+    ("mv spec typo", mv("aliases", ["champion"]), "spec.aliases"),
+    # ---------------------------------------------------------------- InferenceService: what to serve
+    ("isvc modelRef missing", isvc("modelRef", None), "spec.modelRef"),
+    ("isvc modelRef neither", isvc("modelRef", {"model": "digits"}), "spec.modelRef"),
+    (
+        "isvc modelRef both",
+        isvc("modelRef", {"model": "digits", "version": 1, "alias": "champion"}),
+        "spec.modelRef",
+    ),
+    ("isvc modelRef model empty", isvc("modelRef", {"model": "", "version": 1}), "spec.modelRef.model"),
+    (
+        "isvc modelRef model dot",
+        isvc("modelRef", {"model": "digits.v1", "version": 1}),
+        "spec.modelRef.model",
+    ),
+    ("isvc modelRef version 0", isvc("modelRef", {"model": "digits", "version": 0}), "spec.modelRef.version"),
+    (
+        "isvc modelRef version -1",
+        isvc("modelRef", {"model": "digits", "version": -1}),
+        "spec.modelRef.version",
+    ),
+    (
+        "isvc modelRef version string",
+        isvc("modelRef", {"model": "digits", "version": "v1"}),
+        "spec.modelRef.version",
+    ),
+    (
+        "isvc modelRef version beyond int64",
+        isvc("modelRef", {"model": "digits", "version": 2**70}),
+        "spec.modelRef.version",
+    ),
+    (
+        "isvc routing parent twice",
+        isvc("trafficRouting", {"mode": "gatewayAPI", "parentRefs": [{"name": "gw"}, {"name": "gw"}]}),
+        "spec.trafficRouting.parentRefs",
+    ),
+    ("isvc modelRef alias empty", isvc("modelRef", {"model": "digits", "alias": ""}), "spec.modelRef.alias"),
+    (
+        "isvc modelRef alias uppercase",
+        isvc("modelRef", {"model": "digits", "alias": "Champion"}),
+        "spec.modelRef.alias",
+    ),
+    # ---------------------------------------------------------------- InferenceService: replicas, resources
+    ("isvc minReplicas 0", isvc("minReplicas", 0), "spec.minReplicas"),
+    ("isvc minReplicas negative", isvc("minReplicas", -1), "spec.minReplicas"),
+    ("isvc maxReplicas negative", isvc("maxReplicas", -3), "spec.maxReplicas"),
+    ("isvc maxReplicas huge", isvc("maxReplicas", 100000), "spec.maxReplicas"),
+    ("isvc minReplicas above maxReplicas", isvc("minReplicas", 3), "spec.minReplicas"),
+    ("isvc replicas as string", isvc("maxReplicas", "2"), "spec.maxReplicas"),
+    ("isvc cpu negative", isvc("resources", {"cpu": "-500m"}), "spec.resources.cpu"),
+    ("isvc memory negative number", isvc("resources", {"memory": -1}), "spec.resources.memory"),
+    ("isvc memory bogus unit", isvc("resources", {"memory": "1GB"}), "spec.resources.memory"),
+    ("isvc gpus negative", isvc("resources", {"gpus": -1}), "spec.resources.gpus"),
+    ("isvc gpus fractional", isvc("resources", {"gpus": 0.5}), "spec.resources.gpus"),
+    ("isvc gpuType without gpus", isvc("resources", {"gpuType": "NVIDIA-A100"}), "resources.gpuType"),
+    (
+        "isvc gpuType with a slash",
+        isvc("resources", {"gpus": 1, "gpuType": "nvidia/a100"}),
+        "spec.resources.gpuType",
+    ),
+    ("isvc int8 on GPU", isvc("quantization", "int8") | {}, "spec.quantization"),
+    ("isvc quantization int4", isvc("quantization", "int4"), "spec.quantization"),
+    # ---------------------------------------------------------------- InferenceService: autoscaling, batching
+    ("isvc autoscaling metric gpu", isvc("autoscaling", {"metric": "gpu"}), "spec.autoscaling.metric"),
+    ("isvc autoscaling target 0", isvc("autoscaling", {"target": 0}), "spec.autoscaling.target"),
+    ("isvc autoscaling target negative", isvc("autoscaling", {"target": -80}), "spec.autoscaling.target"),
+    (
+        "isvc autoscaling window negative",
+        isvc("autoscaling", {"scaleDownStabilizationSeconds": -1}),
+        "spec.autoscaling.scaleDownStabilizationSeconds",
+    ),
+    ("isvc batching maxBatchSize 0", isvc("batching", {"maxBatchSize": 0}), "spec.batching.maxBatchSize"),
+    (
+        "isvc batching maxLatencyMs negative",
+        isvc("batching", {"maxLatencyMs": -1}),
+        "spec.batching.maxLatencyMs",
+    ),
+    ("isvc batching maxQueueSize 0", isvc("batching", {"maxQueueSize": 0}), "spec.batching.maxQueueSize"),
+    ("isvc batching enabled string", isvc("batching", {"enabled": "true"}), "spec.batching.enabled"),
+    # ---------------------------------------------------------------- InferenceService: canary
+    (
+        "isvc canary same as stable",
+        isvc("canary", {"modelRef": ISVC_SPEC["modelRef"]}),
+        "spec.canary.modelRef",
+    ),
+    (
+        "isvc canary modelRef both",
+        isvc("canary", {"modelRef": {"model": "digits", "version": 2, "alias": "x"}}),
+        "spec.canary.modelRef",
+    ),
+    ("isvc canary weight 0", canary(trafficPercent=0), "spec.canary.trafficPercent"),
+    ("isvc canary weight 101", canary(trafficPercent=101), "spec.canary.trafficPercent"),
+    ("isvc canary weight negative", canary(trafficPercent=-10), "spec.canary.trafficPercent"),
+    ("isvc canary weight and steps", canary(trafficPercent=10, steps=[10, 50]), "spec.canary"),
+    ("isvc canary steps empty", canary(steps=[]), "spec.canary.steps"),
+    ("isvc canary step 0", canary(steps=[0, 50]), "spec.canary.steps"),
+    ("isvc canary step 150", canary(steps=[50, 150]), "spec.canary.steps"),
+    ("isvc canary steps decreasing", canary(steps=[50, 10]), "spec.canary.steps"),
+    ("isvc canary steps duplicate", canary(steps=[10, 10, 50]), "spec.canary.steps"),
+    ("isvc canary steps too many", canary(steps=list(range(1, 30))), "spec.canary.steps"),
+    ("isvc canary steps fractional", canary(steps=[10.5, 50]), "spec.canary.steps[0]"),
+    ("isvc analysis interval 0", analysis(intervalSeconds=0), "spec.canary.analysis.intervalSeconds"),
+    ("isvc analysis interval 2h", analysis(intervalSeconds=7200), "spec.canary.analysis.intervalSeconds"),
+    ("isvc analysis success rate 1.5", analysis(minSuccessRate=1.5), "spec.canary.analysis.minSuccessRate"),
+    (
+        "isvc analysis success rate 99 percent",
+        analysis(minSuccessRate=99),
+        "spec.canary.analysis.minSuccessRate",
+    ),
+    (
+        "isvc analysis success rate negative",
+        analysis(minSuccessRate=-0.1),
+        "spec.canary.analysis.minSuccessRate",
+    ),
+    ("isvc analysis p99 0", analysis(maxP99LatencyMs=0), "spec.canary.analysis.maxP99LatencyMs"),
+    ("isvc analysis p99 a day", analysis(maxP99LatencyMs=86_400_000), "spec.canary.analysis.maxP99LatencyMs"),
+    ("isvc analysis failureLimit 0", analysis(failureLimit=0), "spec.canary.analysis.failureLimit"),
+    ("isvc analysis minRequests negative", analysis(minRequests=-1), "spec.canary.analysis.minRequests"),
+    # ---------------------------------------------------------------- InferenceService: auth, routing, alerts
+    ("isvc auth no secret", isvc("auth", {}), "spec.auth.secretName"),
+    ("isvc auth secret uppercase", isvc("auth", {"secretName": "Tokens"}), "spec.auth.secretName"),
+    ("isvc auth key empty", isvc("auth", {"secretName": "tokens", "key": ""}), "spec.auth.key"),
+    (
+        "isvc auth key with a slash",
+        isvc("auth", {"secretName": "tokens", "key": "../tokens"}),
+        "spec.auth.key",
+    ),
+    ("isvc routing mode istio", isvc("trafficRouting", {"mode": "istio"}), "spec.trafficRouting.mode"),
+    (
+        "isvc routing gateway without parents",
+        isvc("trafficRouting", {"mode": "gatewayAPI"}),
+        "spec.trafficRouting.parentRefs",
+    ),
+    (
+        "isvc routing gateway parents empty",
+        isvc("trafficRouting", {"mode": "gatewayAPI", "parentRefs": []}),
+        "spec.trafficRouting.parentRefs",
+    ),
+    (
+        "isvc routing parents with replicas mode",
+        isvc("trafficRouting", {"mode": "replicas", "parentRefs": [{"name": "gw"}]}),
+        "spec.trafficRouting.parentRefs",
+    ),
+    (
+        "isvc routing parent name empty",
+        isvc("trafficRouting", {"mode": "gatewayAPI", "parentRefs": [{"name": ""}]}),
+        "spec.trafficRouting.parentRefs[0].name",
+    ),
+    (
+        "isvc routing parent name invalid",
+        isvc("trafficRouting", {"mode": "gatewayAPI", "parentRefs": [{"name": "My Gateway"}]}),
+        "spec.trafficRouting.parentRefs[0].name",
+    ),
+    (
+        "isvc routing parent namespace invalid",
+        isvc(
+            "trafficRouting", {"mode": "gatewayAPI", "parentRefs": [{"name": "gw", "namespace": "Infra_NS"}]}
+        ),
+        "spec.trafficRouting.parentRefs[0].namespace",
+    ),
+    (
+        "isvc routing hostname with a scheme",
+        isvc(
+            "trafficRouting",
+            {
+                "mode": "gatewayAPI",
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": ["https://serve.example.com"],
+            },
+        ),
+        "spec.trafficRouting.hostnames[0]",
+    ),
+    (
+        "isvc routing hostnames too many",
+        isvc(
+            "trafficRouting",
+            {
+                "mode": "gatewayAPI",
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": [f"h{i}.example.com" for i in range(17)],
+            },
+        ),
+        "spec.trafficRouting.hostnames",
+    ),
+    ("isvc alerts errorRate 0", isvc("alerts", {"errorRatePercent": 0}), "spec.alerts.errorRatePercent"),
+    ("isvc alerts errorRate 150", isvc("alerts", {"errorRatePercent": 150}), "spec.alerts.errorRatePercent"),
+    ("isvc alerts p99 0", isvc("alerts", {"p99LatencyMs": 0}), "spec.alerts.p99LatencyMs"),
+    ("isvc alerts window 0s", isvc("alerts", {"window": "0s"}), "spec.alerts.window"),
+    ("isvc alerts window 5 minutes", isvc("alerts", {"window": "5 minutes"}), "spec.alerts.window"),
+    ("isvc alerts window units reversed", isvc("alerts", {"window": "30s5m"}), "spec.alerts.window"),
+    ("isvc name too long", isvc(name="s" * (ISVC_LONGEST + 1)), "metadata.name"),
+    ("isvc name starts with a digit", isvc(name="1serve"), "metadata.name"),
+    ("isvc name with an underscore", isvc(name="my_serve"), "metadata.name"),
+    ("isvc name emoji", isvc(name="serve-\U0001f680"), "metadata.name"),
+    ("isvc annotation value oversize", isvc(annotations={"note": "x" * 300_000}), "metadata.annotations"),
+    ("isvc spec typo replicas", isvc("replicas", 2), "spec.replicas"),
+]
+
+# The int8 case needs GPUs: the dict merge above cannot express it, so build it here.
+INVALID = [
+    (what, _set(obj, "spec.resources", {"gpus": 1}) if what == "isvc int8 on GPU" else obj, field)
+    for what, obj, field in INVALID
+]
+
+VALID: list[tuple[str, Obj]] = [
+    ("tj minimal", tj()),
+    ("tj name at the limit", tj(name="t" * TJ_LONGEST)),
+    ("tj name with digits and dashes", tj(name="t-1-2-x")),
+    (
+        "tj transformer heads divide",
+        tj("model", {"architecture": "transformer", "hiddenSize": 96, "heads": 3}),
+    ),
+    ("tj every builtin dataset", tj("dataset.builtin", "breast_cancer")),
+    (
+        "tj dataset file nested path with dots in names",
+        tj(
+            "dataset",
+            {"file": {"claimName": "data", "path": "v1.2/..hidden/train..csv", "format": "parquet"}},
+        ),
+    ),
+    (
+        "tj dataset file label column with a space",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "class label"}}),
+    ),
+    (
+        "tj dataset label column ending in a non-breaking space (not whitespace to RE2)",
+        tj("dataset", {"file": {"claimName": "data", "path": "t.csv", "labelColumn": "Klasse\u00a0"}}),
+    ),
+    (
+        "tj hyperparameters at the bounds",
+        tj(
+            "hyperparameters",
+            {"epochs": 1, "learningRate": 10, "momentum": 0, "validationSplit": 0.5, "seed": 2**31 - 1},
+        ),
+    ),
+    ("tj image with digest", timg("image", "ghcr.io/example/train@sha256:" + "a" * 64)),
+    ("tj image localhost registry with port", timg("image", "localhost:5000/train:dev")),
+    (
+        "tj env names of all shapes",
+        timg("env", [{"name": "A", "value": ""}, {"name": "my.var-1", "value": "x"}, {"name": "_B"}]),
+    ),
+    (
+        "tj gpus with a type",
+        tj("resources", {"gpus": 2, "gpuType": "NVIDIA-A100-SXM4-80GB", "cpu": "500m", "memory": "1.5Gi"}),
+    ),
+    (
+        "tj fp16 with gpus",
+        tj("precision", "fp16") | {"spec": {**TJ_SPEC, "precision": "fp16", "resources": {"gpus": 1}}},
+    ),
+    ("tj zero resources", tj("resources", {"cpu": 0, "memory": "0", "shmSize": "0"})),
+    (
+        "tj scheduling full",
+        tj(
+            "scheduling",
+            {
+                "nodeSelector": {
+                    "kubernetes.io/arch": "amd64",
+                    "nvidia.com/gpu.present": "true",
+                    "empty": "",
+                },
+                "tolerations": [
+                    {"operator": "Exists"},
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 0},
+                ],
+                "priorityClassName": "system-cluster-critical",
+                "affinity": {"nodeAffinity": {}},
+            },
+        ),
+    ),
+    ("tj distributed procs auto", tj("distributed", {"nodes": 4, "procsPerNode": "auto", "backend": "gloo"})),
+    ("tj distributed procs 64", tj("distributed", {"nodes": 1, "procsPerNode": 64})),
+    (
+        "tj one NCCL process per GPU, or gloo with more",
+        tj("distributed", {"procsPerNode": 4})
+        | {
+            "spec": {
+                **TJ_SPEC,
+                "distributed": {"procsPerNode": 4, "backend": "gloo"},
+                "resources": {"gpus": 1},
+            }
+        },
+    ),
+    (
+        "tj procs equal gpus with nccl",
+        tj("distributed", {"procsPerNode": 2})
+        | {
+            "spec": {
+                **TJ_SPEC,
+                "distributed": {"procsPerNode": 2, "backend": "nccl"},
+                "resources": {"gpus": 2},
+            }
+        },
+    ),
+    ("tj snapshots only", tj("backup", {"schedule": "@daily", "methods": ["volumeSnapshot"]})),
+    (
+        "tj checkpoint storage class with dots",
+        tj("checkpoint", {"storage": {"storageClassName": "ebs.csi.aws.com", "size": "10Gi"}}),
+    ),
+    (
+        "tj backup maxAge combined",
+        tj(
+            "backup",
+            {
+                **BACKUP,
+                "retention": {"maxAge": "1d12h"},
+                "destination": {"claimName": "b", "path": "team-a/ckpt"},
+            },
+        ),
+    ),
+    (
+        "tj alerts durations in order",
+        tj("alerts", {"stalledAfter": "1h30m", "pendingFor": "0s", "gpuIdlePercent": 0}),
+    ),
+    (
+        "tj labels and annotations",
+        tj(labels={"app.kubernetes.io/name": "train", "empty": ""}, annotations={"note": "ünïcödé ok"}),
+    ),
+    ("mv minimal", mv()),
+    ("mv name all digits at the limit", mv(name="1" * MV_LONGEST)),
+    ("mv training job source", mv("source", {"trainingJob": {"name": "train"}})),
+    (
+        "mv s3 with credentials",
+        mv(
+            "source",
+            {"uri": "s3://my.bucket-1/models/digits v1/m.onnx", "credentialsSecret": {"name": "aws"}},
+        ),
+    ),
+    ("mv pvc path with dots in names", mv("source", {"uri": "pvc://models/v1.0/..m/m..pt"})),
+    (
+        "mv sha256 and format onnx",
+        mv("sha256", "0" * 64)
+        | {"spec": {**MV_SPEC, "sha256": "0" * 64, "format": "onnx", "framework": "onnx"}},
+    ),
+    ("mv tags at the limit", mv("tags", {f"t{i}": "v" * 256 for i in range(64)})),
+    (
+        "mv tags with label-style keys",
+        mv("tags", {"team.example.com/owner": "ml ops", "": "empty key is a tag too"}),
+    ),
+    (
+        "mv aliases and gates",
+        mv(
+            "promotion",
+            {
+                "aliases": ["champion", "prod"],
+                "gates": [
+                    {"metric": "accuracy", "value": 0.9},
+                    {"metric": "accuracy", "op": "<", "value": 1.0},
+                    {"metric": "val_loss", "op": "<=", "value": 0.5},
+                ],
+                "compareMetric": "f1",
+                "higherIsBetter": True,
+            },
+        ),
+    ),
+    (
+        "mv gate metric with slash and dash",
+        mv("promotion", {"gates": [{"metric": "top-5/accuracy", "value": 0.5}]}),
+    ),
+    ("mv version largest", mv("version", 2**31 - 1)),
+    ("isvc minimal", isvc()),
+    ("isvc name at the limit", isvc(name="s" * ISVC_LONGEST)),
+    ("isvc alias", isvc("modelRef", {"model": "digits", "alias": "champion"})),
+    (
+        "isvc min equals max",
+        isvc("minReplicas", 3) | {"spec": {**ISVC_SPEC, "minReplicas": 3, "maxReplicas": 3}},
+    ),
+    (
+        "isvc autoscaling cpu above 100 percent",
+        isvc("autoscaling", {"metric": "cpu", "target": 150})
+        | {"spec": {**ISVC_SPEC, "maxReplicas": 5, "autoscaling": {"metric": "cpu", "target": 150}}},
+    ),
+    ("isvc canary full traffic", canary(trafficPercent=100)),
+    ("isvc canary one step of 100", canary(steps=[100])),
+    ("isvc canary steps 1 to 100", canary(steps=[1, 2, 50, 100])),
+    (
+        "isvc canary without its own modelRef",
+        isvc("modelRef", {"model": "digits", "alias": "champion"})
+        | {"spec": {"modelRef": {"model": "digits", "alias": "champion"}, "canary": {"steps": [10, 50]}}},
+    ),
+    (
+        "isvc canary of an alias",
+        isvc(
+            "canary",
+            {
+                "modelRef": {"model": "digits", "alias": "challenger"},
+                "analysis": {
+                    "intervalSeconds": 5,
+                    "minSuccessRate": 0,
+                    "minRequests": 0,
+                    "maxP99LatencyMs": 3_600_000,
+                    "failureLimit": 100,
+                },
+            },
+        ),
+    ),
+    (
+        "isvc batching off, no wait",
+        isvc("batching", {"enabled": False, "maxLatencyMs": 0, "maxBatchSize": 1, "maxQueueSize": 1}),
+    ),
+    ("isvc gpu with type", isvc("resources", {"gpus": 1, "gpuType": "Tesla-T4"})),
+    ("isvc int8 on CPU", isvc("quantization", "int8")),
+    ("isvc auth key with dots", isvc("auth", {"secretName": "tokens", "key": "tokens.txt"})),
+    (
+        "isvc gateway with hostnames",
+        isvc(
+            "trafficRouting",
+            {
+                "mode": "gatewayAPI",
+                "parentRefs": [{"name": "gw.example", "namespace": "infra", "sectionName": "https"}],
+                "hostnames": ["serve.example.com", "*.models.example.com"],
+            },
+        ),
+    ),
+    (
+        "isvc alerts windows",
+        isvc(
+            "alerts", {"window": "90s", "pendingFor": "0s", "errorRatePercent": 100, "rollbackAlertFor": "1d"}
+        ),
+    ),
+]
