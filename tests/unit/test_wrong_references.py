@@ -152,7 +152,7 @@ def _after_ten_minutes(p: dict[str, Any]) -> tjc.Plan:
     return tjc.plan(created, [p], None, now=T0 + datetime.timedelta(minutes=10))
 
 
-def test_a_training_pod_no_node_can_take_says_why() -> None:
+def test_a_training_pod_whose_claim_is_missing_is_stalled_naming_it() -> None:
     unschedulable = {
         "type": "PodScheduled",
         "status": "False",
@@ -160,7 +160,8 @@ def test_a_training_pod_no_node_can_take_says_why() -> None:
         "message": '0/1 nodes are available: persistentvolumeclaim "data" not found.',
     }
     conclusion = _after_ten_minutes(pod(0, "Pending", conditions=[unschedulable])).conclusion
-    assert conclusion.reason == "Unschedulable" and 'persistentvolumeclaim "data"' in conclusion.message
+    # The scheduler's message names the claim: the job is Stalled with ClaimNotFound, not left waiting.
+    assert conclusion.reason == "ClaimNotFound" and "data" in conclusion.message
 
 
 def test_a_dataset_file_that_does_not_exist_stalls_the_job() -> None:
