@@ -32,6 +32,10 @@ from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
 from modelops.builders import inferenceservice as builders
 from modelops.controllers import inferenceservice as logic_isvc
+from modelops.controllers import inferenceservice_analysis as isvc_analysis
+from modelops.controllers import inferenceservice_pods as isvc_pods
+from modelops.controllers import inferenceservice_resolve as isvc_resolve
+from modelops.controllers import inferenceservice_rollout as isvc_rollout
 from modelops.controllers import reconcile, registration
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
@@ -58,7 +62,7 @@ class _State:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.baselines: dict[str, dict[str, logic_isvc.Counters]] = {}
+        self.baselines: dict[str, dict[str, isvc_analysis.Counters]] = {}
         self.gateway: tuple[float, bool] | None = None
 
 
@@ -85,19 +89,19 @@ def scrape_text(ip: str) -> str | None:
 
 
 def prometheus_verdict(
-    url: str, analysis: Analysis, namespace: str, name: str, seconds: int, pods: list[logic_isvc.PodView]
-) -> logic_isvc.Verdict:
+    url: str, analysis: Analysis, namespace: str, name: str, seconds: int, pods: list[isvc_pods.PodView]
+) -> isvc_analysis.Verdict:
     """The analysis from Prometheus instead of the pods (their series over the last interval)."""
     answers = []
     try:
-        for query in logic_isvc.prometheus_queries(namespace, name, seconds):
+        for query in isvc_analysis.prometheus_queries(namespace, name, seconds):
             target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
             with urllib.request.urlopen(target, timeout=SCRAPE_TIMEOUT * 2) as resp:
                 answers.append(json.loads(resp.read()))
-        total = logic_isvc.counters_from_prometheus(answers[0], answers[1])
+        total = isvc_analysis.counters_from_prometheus(answers[0], answers[1])
     except (OSError, ValueError, KeyError, IndexError) as error:
-        return logic_isvc.Verdict("Inconclusive", f"Prometheus at {url} could not be queried: {error}")
-    return logic_isvc.judge(analysis, pods, total)
+        return isvc_analysis.Verdict("Inconclusive", f"Prometheus at {url} could not be queried: {error}")
+    return isvc_analysis.judge(analysis, pods, total)
 
 
 def sync(
@@ -127,7 +131,7 @@ def sync(
     with metrics.timed(logic.kind):
         try:
             mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
-            tg = logic_isvc.targets(spec, current, mvs)
+            tg = isvc_resolve.targets(spec, current, mvs)
             observed: dict[str, list[dict[str, Any]]] = {}
             for kind, (api_version, plural) in CHILDREN.items():
                 if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
@@ -141,20 +145,20 @@ def sync(
                 # Our children only: a user's object that happens to carry the label is left alone.
                 observed[kind] = [i for i in items if _owned_by(i, uid)]
             pods = [
-                logic_isvc.view(p)
+                isvc_pods.view(p)
                 for p in cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
             ]
             verdict = None
             prometheus = os.environ.get(ENV_PROMETHEUS_URL)
-            if spec.canary is not None and prometheus and logic_isvc.analysis_due(spec, current, tg, now):
+            if spec.canary is not None and prometheus and isvc_analysis.analysis_due(spec, current, tg, now):
                 seconds = spec.canary.analysis.interval_seconds
                 verdict = prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods)
-            elif spec.canary is not None and logic_isvc.analysis_due(spec, current, tg, now):
+            elif spec.canary is not None and isvc_analysis.analysis_due(spec, current, tg, now):
                 scraped = {
                     p.name: scrape_text(p.ip) for p in pods if p.track == builders.CANARY and p.ip and p.ready
                 }
                 with state.lock:
-                    verdict, baseline = logic_isvc.analyse(
+                    verdict, baseline = isvc_analysis.analyse(
                         spec.canary.analysis, pods, scraped, state.baselines.get(uid)
                     )
                     state.baselines[uid] = baseline
@@ -184,12 +188,12 @@ def sync(
                 )
             for manifest in the_plan.manifests:
                 kind, child = manifest["kind"], manifest["metadata"]["name"]
-                if logic_isvc.needs_apply(by_key.get((kind, child)), manifest):
+                if isvc_rollout.needs_apply(by_key.get((kind, child)), manifest):
                     api_version, plural = CHILDREN[kind]
                     cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
                     logger.info(f"Applied {kind}/{child}.")
             everything = [o for objs in observed.values() for o in objs]
-            for obj in logic_isvc.stale(everything, the_plan.manifests, the_plan.keep):
+            for obj in isvc_rollout.stale(everything, the_plan.manifests, the_plan.keep):
                 api_version, plural = CHILDREN[str(obj["kind"])]
                 cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
                 logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")

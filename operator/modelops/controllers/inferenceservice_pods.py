@@ -1,0 +1,91 @@
+"""Serving pods as the InferenceService controller sees them: track, version, readiness, why not running.
+
+A pod that cannot run says why in several places: the server's own JSON termination message (e.g.
+`ArtifactDigestMismatch`), the container's waiting reason (CrashLoopBackOff, CreateContainerConfigError
+for a missing Secret key), the pod's phase, or the scheduler's Unschedulable condition. `view` reads
+them all into one (reason, message), which the status and the canary analysis report as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modelops.api.serveconfig import (
+    REASON_ARTIFACT_DIGEST_MISMATCH,
+    REASON_ARTIFACT_LOAD_FAILED,
+    REASON_ARTIFACT_NOT_FOUND,
+)
+from modelops.builders import inferenceservice as builders
+
+# Reasons a serving pod gives for not starting that no restart can cure.
+PERMANENT_REASONS = (REASON_ARTIFACT_DIGEST_MISMATCH, REASON_ARTIFACT_NOT_FOUND, REASON_ARTIFACT_LOAD_FAILED)
+_CRASH_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
+
+
+@dataclasses.dataclass(frozen=True)
+class PodView:
+    name: str
+    track: str
+    model_version: str
+    ready: bool
+    terminating: bool
+    ip: str | None
+    crash: tuple[str, str] | None  # (reason, message) of a pod that cannot run
+
+
+def _termination(terminated: Mapping[str, Any]) -> tuple[str, str]:
+    """The server's own reason from its termination message (JSON), else the container's."""
+    text = str(terminated.get("message") or "")
+    try:
+        parsed = json.loads(text) if text.strip().startswith("{") else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("reason"):
+        return str(parsed["reason"]), str(parsed.get("message") or "")[:1024]
+    reason = str(terminated.get("reason") or "Error")
+    code = terminated.get("exitCode")
+    tail = text.strip().splitlines()[-1][:512] if text.strip() else ""
+    return reason, f"exited with code {code}" + (f": {tail}" if tail else "")
+
+
+def view(pod: Mapping[str, Any]) -> PodView:
+    meta = pod.get("metadata") or {}
+    st = pod.get("status") or {}
+    lbl = meta.get("labels") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or ())
+    crash: tuple[str, str] | None = None
+    for cs in st.get("containerStatuses") or ():
+        if cs.get("name") != builders.CONTAINER:
+            continue
+        state = cs.get("state") or {}
+        last = (cs.get("lastState") or {}).get("terminated")
+        waiting = state.get("waiting") or {}
+        if state.get("terminated") and (state["terminated"].get("exitCode") or 0) != 0:
+            crash = _termination(state["terminated"])
+        elif waiting.get("reason") in _CRASH_WAITING:
+            crash = (
+                _termination(last) if last else (str(waiting["reason"]), str(waiting.get("message") or ""))
+            )
+        elif last and int(cs.get("restartCount") or 0) > 0 and not cs.get("ready"):
+            crash = _termination(last)
+    if st.get("phase") == "Failed" and crash is None:
+        crash = (str(st.get("reason") or "PodFailed"), str(st.get("message") or ""))
+    for c in st.get("conditions") or ():
+        if (
+            c.get("type") == "PodScheduled"
+            and c.get("status") == "False"
+            and c.get("reason") == "Unschedulable"
+        ):
+            crash = ("Unschedulable", str(c.get("message") or "no node fits the pod"))
+    return PodView(
+        name=str(meta.get("name")),
+        track=str(lbl.get(builders.LABEL_TRACK) or ""),
+        model_version=str(lbl.get(builders.LABEL_MODELVERSION) or ""),
+        ready=ready and not meta.get("deletionTimestamp"),
+        terminating=bool(meta.get("deletionTimestamp")),
+        ip=st.get("podIP"),
+        crash=crash,
+    )
