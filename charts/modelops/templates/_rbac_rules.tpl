@@ -31,7 +31,7 @@ call in the operator needs a new rule here too.
   verbs: ["create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "create", "delete"]

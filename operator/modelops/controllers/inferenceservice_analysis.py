@@ -39,19 +39,50 @@ class Counters:
         return sum(v for code, v in self.by_code.items() if code.startswith("5"))
 
 
-def parse_counters(text: str) -> Counters:
-    """The request counter and the latency histogram of one pod's /metrics (summed over labels)."""
+REASON_NO_DATA = "AnalysisNoData"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricNames:
+    """The series analysis reads: ours by default, a custom predictor's from spec.predictor.metrics."""
+
+    requests: str = METRIC_REQUESTS
+    latency: str = METRIC_LATENCY
+    code_label: str = "code"
+
+
+OUR_METRICS = MetricNames()
+
+
+def metric_names(spec: InferenceServiceSpec) -> MetricNames:
+    if spec.predictor is None:
+        return MetricNames()
+    m = spec.predictor.metrics
+    return MetricNames(m.requests_total, m.latency_histogram, m.code_label)
+
+
+def _family_of(counter: str) -> str:
+    # The text parser names a counter's family without its _total suffix.
+    return counter[: -len("_total")] if counter.endswith("_total") else counter
+
+
+def parse_counters(text: str, names: MetricNames = OUR_METRICS) -> Counters | None:
+    """The request counter and the latency histogram of one pod's /metrics (summed over labels);
+    None when the pod exposes no request counter of that name at all (nothing to analyse)."""
     by_code: dict[str, float] = {}
     buckets: dict[float, float] = {}
+    found = False
     for family in text_string_to_metric_families(text):
+        if family.name in (names.requests, _family_of(names.requests)):
+            found = True
         for sample in family.samples:
-            if sample.name == METRIC_REQUESTS:
-                code = str(sample.labels.get("code", ""))
+            if sample.name == names.requests:
+                code = str(sample.labels.get(names.code_label, ""))
                 by_code[code] = by_code.get(code, 0.0) + float(sample.value)
-            elif sample.name == f"{METRIC_LATENCY}_bucket":
+            elif sample.name == f"{names.latency}_bucket":
                 le = float(sample.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + float(sample.value)
-    return Counters(by_code, buckets)
+    return Counters(by_code, buckets) if found else None
 
 
 def delta(previous: Counters | None, current: Counters) -> Counters:
@@ -110,6 +141,7 @@ class Verdict:
     requests: int | None = None
     success_rate: float | None = None
     p99_ms: float | None = None
+    reason: str | None = None  # AnalysisNoData when nothing could be measured
 
 
 def analyse(
@@ -117,10 +149,13 @@ def analyse(
     pods: Sequence[PodView],
     scraped: Mapping[str, str | None],
     baseline: Mapping[str, Counters] | None,
+    names: MetricNames = OUR_METRICS,
 ) -> tuple[Verdict, dict[str, Counters]]:
     """The verdict on the canary's pods since the last look, and the counters to compare with next time.
 
     A pod seen for the first time counts from zero: its counters started with it, inside this canary.
+    When no ready canary pod's metrics could be read, or none has the request counter, the verdict says
+    so (AnalysisNoData): the canary neither advances nor fails on nothing.
     """
     canary = [p for p in pods if p.track == CANARY and not p.terminating]
     new_baseline: dict[str, Counters] = {}
@@ -130,12 +165,35 @@ def analyse(
         if text is None:
             continue
         try:
-            current = parse_counters(text)
+            current = parse_counters(text, names)
         except ValueError:
+            continue
+        if current is None:
             continue
         new_baseline[pod.name] = current
         total = add(total, delta((baseline or {}).get(pod.name), current))
-    return judge(analysis, canary, total), new_baseline
+    verdict = judge(analysis, canary, total)
+    measured = verdict.result == "Passed" or (
+        verdict.result == "Inconclusive" and verdict.requests is not None
+    )
+    if measured and not new_baseline:
+        return no_data(scraped, names), new_baseline
+    return verdict, new_baseline
+
+
+def no_data(scraped: Mapping[str, str | None], names: MetricNames) -> Verdict:
+    unread = sorted(p for p, text in scraped.items() if text is None)
+    why = (
+        f"the metrics of canary pod(s) {', '.join(unread)} could not be read"
+        if unread
+        else f"no canary pod exposes the counter {names.requests!r}"
+    )
+    return Verdict(
+        "Inconclusive",
+        f"no data: {why} (spec.predictor.metrics names the series and their port and path); the canary "
+        "does not advance without data",
+        reason=REASON_NO_DATA,
+    )
 
 
 def judge(analysis: Analysis, pods: Sequence[PodView], total: Counters) -> Verdict:
@@ -175,7 +233,9 @@ def judge(analysis: Analysis, pods: Sequence[PodView], total: Counters) -> Verdi
     return Verdict("Passed", measured, requests, success, p99_ms)
 
 
-def prometheus_queries(namespace: str, name: str, seconds: int) -> tuple[str, str]:
+def prometheus_queries(
+    namespace: str, name: str, seconds: int, names: MetricNames = OUR_METRICS
+) -> tuple[str, str]:
     """PromQL for the canary's last interval: requests by code, and latency buckets by `le`.
 
     The series must carry the `namespace` and `pod` labels (a PodMonitor or the usual kubernetes_sd
@@ -184,12 +244,14 @@ def prometheus_queries(namespace: str, name: str, seconds: int) -> tuple[str, st
     selector = f'namespace="{namespace}",pod=~"{builders.deployment_name(name, CANARY)}-.*"'
     window = f"[{max(seconds, 1)}s]"
     return (
-        f"sum by (code) (increase({METRIC_REQUESTS}{{{selector}}}{window}))",
-        f"sum by (le) (increase({METRIC_LATENCY}_bucket{{{selector}}}{window}))",
+        f"sum by ({names.code_label}) (increase({names.requests}{{{selector}}}{window}))",
+        f"sum by (le) (increase({names.latency}_bucket{{{selector}}}{window}))",
     )
 
 
-def counters_from_prometheus(requests: Mapping[str, Any], buckets: Mapping[str, Any]) -> Counters:
+def counters_from_prometheus(
+    requests: Mapping[str, Any], buckets: Mapping[str, Any], code_label: str = "code"
+) -> Counters | None:
     """Counters from two instant-query answers (`/api/v1/query` JSON) of `prometheus_queries`."""
 
     def vector(answer: Mapping[str, Any]) -> list[tuple[dict[str, str], float]]:
@@ -201,7 +263,10 @@ def counters_from_prometheus(requests: Mapping[str, Any], buckets: Mapping[str, 
             out.append((dict(item.get("metric") or {}), 0.0 if math.isnan(value) else value))
         return out
 
-    by_code = {labels.get("code", ""): value for labels, value in vector(requests)}
+    series = vector(requests)
+    if not series:
+        return None  # Prometheus has no such series for the canary's pods: nothing to analyse
+    by_code = {labels.get(code_label, ""): value for labels, value in series}
     les = {float(labels["le"]): value for labels, value in vector(buckets) if "le" in labels}
     return Counters(by_code, les)
 

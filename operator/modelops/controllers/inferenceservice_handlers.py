@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+import kubernetes
 
 from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
@@ -78,29 +79,44 @@ def gateway_api_installed(cluster: Cluster, state: _State) -> bool:
     return installed
 
 
-def scrape_text(ip: str) -> str | None:
+def scrape_text(ip: str, port: int = SERVE_PORT, path: str = PATH_METRICS) -> str | None:
     try:
-        with urllib.request.urlopen(
-            f"http://{ip}:{SERVE_PORT}{PATH_METRICS}", timeout=SCRAPE_TIMEOUT
-        ) as resp:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=SCRAPE_TIMEOUT) as resp:
             return str(resp.read().decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None
 
 
 def prometheus_verdict(
-    url: str, analysis: Analysis, namespace: str, name: str, seconds: int, pods: list[isvc_pods.PodView]
+    url: str,
+    analysis: Analysis,
+    namespace: str,
+    name: str,
+    seconds: int,
+    pods: list[isvc_pods.PodView],
+    names: isvc_analysis.MetricNames = isvc_analysis.OUR_METRICS,
 ) -> isvc_analysis.Verdict:
     """The analysis from Prometheus instead of the pods (their series over the last interval)."""
     answers = []
     try:
-        for query in isvc_analysis.prometheus_queries(namespace, name, seconds):
+        for query in isvc_analysis.prometheus_queries(namespace, name, seconds, names):
             target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
             with urllib.request.urlopen(target, timeout=SCRAPE_TIMEOUT * 2) as resp:
                 answers.append(json.loads(resp.read()))
-        total = isvc_analysis.counters_from_prometheus(answers[0], answers[1])
+        total = isvc_analysis.counters_from_prometheus(answers[0], answers[1], names.code_label)
     except (OSError, ValueError, KeyError, IndexError) as error:
-        return isvc_analysis.Verdict("Inconclusive", f"Prometheus at {url} could not be queried: {error}")
+        return isvc_analysis.Verdict(
+            "Inconclusive",
+            f"no data: Prometheus at {url} could not be queried: {error}",
+            reason=isvc_analysis.REASON_NO_DATA,
+        )
+    if total is None:
+        return isvc_analysis.Verdict(
+            "Inconclusive",
+            f"no data: Prometheus at {url} has no series {names.requests} for the canary's pods; the canary "
+            "does not advance without data",
+            reason=isvc_analysis.REASON_NO_DATA,
+        )
     return isvc_analysis.judge(analysis, pods, total)
 
 
@@ -144,24 +160,8 @@ def sync(
                     item["kind"] = kind
                 # Our children only: a user's object that happens to carry the label is left alone.
                 observed[kind] = [i for i in items if _owned_by(i, uid)]
-            pods = [
-                isvc_pods.view(p)
-                for p in cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
-            ]
-            verdict = None
-            prometheus = os.environ.get(ENV_PROMETHEUS_URL)
-            if spec.canary is not None and prometheus and isvc_analysis.analysis_due(spec, current, tg, now):
-                seconds = spec.canary.analysis.interval_seconds
-                verdict = prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods)
-            elif spec.canary is not None and isvc_analysis.analysis_due(spec, current, tg, now):
-                scraped = {
-                    p.name: scrape_text(p.ip) for p in pods if p.track == builders.CANARY and p.ip and p.ready
-                }
-                with state.lock:
-                    verdict, baseline = isvc_analysis.analyse(
-                        spec.canary.analysis, pods, scraped, state.baselines.get(uid)
-                    )
-                    state.baselines[uid] = baseline
+            pods = observe_pods(cluster, namespace, selector)
+            verdict = analyse(spec, current, tg, pods, state, (name, namespace, uid), now)
             the_plan = logic_isvc.plan(
                 body,
                 spec,
@@ -186,12 +186,20 @@ def sync(
                     now=now,
                     conflicts=conflicts,
                 )
-            for manifest in the_plan.manifests:
-                kind, child = manifest["kind"], manifest["metadata"]["name"]
-                if isvc_rollout.needs_apply(by_key.get((kind, child)), manifest):
-                    api_version, plural = CHILDREN[kind]
-                    cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
-                    logger.info(f"Applied {kind}/{child}.")
+            rejected = apply_children(cluster, namespace, the_plan.manifests, by_key, logger)
+            if rejected:
+                the_plan = logic_isvc.plan(
+                    body,
+                    spec,
+                    tg,
+                    observed["Deployment"],
+                    pods,
+                    gateway_api=gateway_api_installed(cluster, state),
+                    verdict=verdict,
+                    now=now,
+                    conflicts=conflicts,
+                    rejected=rejected,
+                )
             everything = [o for objs in observed.values() for o in objs]
             for obj in isvc_rollout.stale(everything, the_plan.manifests, the_plan.keep):
                 api_version, plural = CHILDREN[str(obj["kind"])]
@@ -211,6 +219,89 @@ def sync(
         post(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     metrics.reconciled(logic.kind, the_plan.conclusion.state.value.lower())
+
+
+def observe_pods(cluster: Cluster, namespace: str, selector: str) -> list[isvc_pods.PodView]:
+    """The serving pods, with the kubelet's FailedMount events of those that cannot start."""
+    items = cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
+    mounts: dict[str, str] = {}
+    if any(not (p.get("status") or {}).get("containerStatuses") for p in items):
+        try:
+            events = cluster.request(
+                "GET",
+                resource_path("v1", "events", namespace),
+                query={"fieldSelector": "involvedObject.kind=Pod,reason=FailedMount"},
+            )
+            mounts = isvc_pods.mount_failures((events or {}).get("items") or [])
+        except kubernetes.client.ApiException:
+            mounts = {}  # events are a hint only: without them a missing Secret shows as PodsStarting
+    return [isvc_pods.view(p, mounts) for p in items]
+
+
+def analyse(
+    spec: InferenceServiceSpec,
+    current: Mapping[str, Any],
+    tg: Any,
+    pods: list[isvc_pods.PodView],
+    state: _State,
+    meta: tuple[str, str, str],
+    now: datetime.datetime,
+) -> isvc_analysis.Verdict | None:
+    """The canary's analysis when one is due: from Prometheus when configured, else from its pods."""
+    if spec.canary is None or not isvc_analysis.analysis_due(spec, current, tg, now):
+        return None
+    name, namespace, uid = meta
+    names = isvc_analysis.metric_names(spec)
+    prometheus = os.environ.get(ENV_PROMETHEUS_URL)
+    if prometheus:
+        seconds = spec.canary.analysis.interval_seconds
+        return prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods, names)
+    port, path = builders.metrics_endpoint(spec)
+    scraped = {
+        p.name: scrape_text(p.ip, port, path) for p in pods if p.track == builders.CANARY and p.ip and p.ready
+    }
+    with state.lock:
+        verdict, baseline = isvc_analysis.analyse(
+            spec.canary.analysis, pods, scraped, state.baselines.get(uid), names
+        )
+        state.baselines[uid] = baseline
+    return verdict
+
+
+def apply_children(
+    cluster: Cluster,
+    namespace: str,
+    manifests: list[dict[str, Any]],
+    observed: Mapping[tuple[str, str], Any],
+    logger: kopf.Logger,
+) -> list[tuple[str, str]]:
+    """Apply the children whose desired form changed; those the API server refuses, with its message."""
+    rejected = []
+    for manifest in manifests:
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        if not isvc_rollout.needs_apply(observed.get((kind, child)), manifest):
+            continue
+        api_version, plural = CHILDREN[kind]
+        try:
+            cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
+        except kubernetes.client.ApiException as error:
+            if error.status not in (400, 403, 409, 422):
+                raise
+            # The server's own words, not a traceback: it is the spec (or RBAC) a human must fix.
+            message = _server_message(error)
+            logger.warning(f"The API server refused {kind}/{child} ({error.status}): {message}")
+            rejected.append((f"{kind}/{child}", message))
+            continue
+        logger.info(f"Applied {kind}/{child}.")
+    return rejected
+
+
+def _server_message(error: kubernetes.client.ApiException) -> str:
+    try:
+        body = json.loads(error.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    return str(body.get("message") or error.reason or f"HTTP {error.status}")[:1024]
 
 
 def _conflicts(

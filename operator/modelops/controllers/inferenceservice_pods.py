@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelops.api.serveconfig import (
@@ -23,6 +24,32 @@ from modelops.builders import inferenceservice as builders
 # Reasons a serving pod gives for not starting that no restart can cure.
 PERMANENT_REASONS = (REASON_ARTIFACT_DIGEST_MISMATCH, REASON_ARTIFACT_NOT_FOUND, REASON_ARTIFACT_LOAD_FAILED)
 _CRASH_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
+# Reasons only a human can fix (a Secret or ConfigMap to create, a key to add): Stalled while no pod
+# serves, and the object recovers by itself once the kubelet can start the pod.
+REASON_SECRET_NOT_FOUND = "SecretNotFound"
+REASON_FAILED_MOUNT = "FailedMount"
+HUMAN_REASONS = (REASON_SECRET_NOT_FOUND, REASON_FAILED_MOUNT, "CreateContainerConfigError")
+_SECRET_MISSING = re.compile(r'secrets? "([^"]+)" not found')
+
+
+def refine(reason: str, message: str) -> tuple[str, str]:
+    """A missing Secret, whatever the kubelet's wording (a volume or an env key), is SecretNotFound."""
+    if _SECRET_MISSING.search(message):
+        return REASON_SECRET_NOT_FOUND, message
+    return reason, message
+
+
+def mount_failures(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The latest FailedMount message of each pod, from the namespace's Events (kubelet's own words)."""
+    latest: dict[str, tuple[str, str]] = {}
+    for event in events:
+        if event.get("reason") != REASON_FAILED_MOUNT:
+            continue
+        pod = str((event.get("involvedObject") or {}).get("name") or "")
+        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
+        if pod and (pod not in latest or stamp >= latest[pod][0]):
+            latest[pod] = (stamp, str(event.get("message") or ""))
+    return {pod: message for pod, (_, message) in latest.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +78,8 @@ def _termination(terminated: Mapping[str, Any]) -> tuple[str, str]:
     return reason, f"exited with code {code}" + (f": {tail}" if tail else "")
 
 
-def view(pod: Mapping[str, Any]) -> PodView:
+def view(pod: Mapping[str, Any], mounts: Mapping[str, str] | None = None) -> PodView:
+    """The pod as the controller needs it; `mounts` are FailedMount messages by pod name."""
     meta = pod.get("metadata") or {}
     st = pod.get("status") or {}
     lbl = meta.get("labels") or {}
@@ -80,8 +108,14 @@ def view(pod: Mapping[str, Any]) -> PodView:
             and c.get("reason") == "Unschedulable"
         ):
             crash = ("Unschedulable", str(c.get("message") or "no node fits the pod"))
+    name = str(meta.get("name"))
+    started = any((cs.get("state") or {}).get("running") for cs in st.get("containerStatuses") or ())
+    if crash is None and not ready and not started and name in (mounts or {}):
+        crash = (REASON_FAILED_MOUNT, (mounts or {})[name])
+    if crash is not None:
+        crash = refine(*crash)
     return PodView(
-        name=str(meta.get("name")),
+        name=name,
         track=str(lbl.get(builders.LABEL_TRACK) or ""),
         model_version=str(lbl.get(builders.LABEL_MODELVERSION) or ""),
         ready=ready and not meta.get("deletionTimestamp"),

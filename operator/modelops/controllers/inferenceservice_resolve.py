@@ -22,6 +22,10 @@ from modelops.api.inferenceservice import InferenceServiceSpec, ModelRef
 from modelops.builders import inferenceservice as builders
 from modelops.builders.inferenceservice import Served
 
+# No runtime serves the version's format: only a human can fix it (Stalled).
+REASON_NO_RUNTIME = "NoRuntimeForFormat"
+STALLING_PROBLEMS = (REASON_NO_RUNTIME,)
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -51,13 +55,23 @@ def _served(mv: Mapping[str, Any]) -> Served | Problem:
         )
     version = st.get("version") or (mv.get("spec") or {}).get("version")
     fmt = str(artifact.get("format") or (mv.get("spec") or {}).get("format") or "torchscript")
-    return Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt)
+    signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
+    return Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt, signature)
+
+
+def no_runtime(served: Served, field: str) -> Problem:
+    return Problem(
+        REASON_NO_RUNTIME,
+        f"{field}: ModelVersion {served.model_version} has format {served.format!r}, which no runtime serves "
+        f"(modelops-worker serves {', '.join(builders.WORKER_FORMATS)}). Register the model in one of those "
+        "formats, or serve it with your own container (spec.predictor).",
+    )
 
 
 def resolve(
-    ref: ModelRef, mvs: Sequence[Mapping[str, Any]], field: str = "spec.modelRef"
+    ref: ModelRef, mvs: Sequence[Mapping[str, Any]], field: str = "spec.modelRef", *, custom: bool = False
 ) -> Served | Problem:
-    """The Ready ModelVersion a reference names, or why there is none."""
+    """The Ready ModelVersion a reference names, or why there is none (a custom predictor serves any format)."""
     of_model = [mv for mv in mvs if (mv.get("spec") or {}).get("model") == ref.model]
     if ref.version is not None:
         matches = [
@@ -86,6 +100,8 @@ def resolve(
     served = _served(ready[0])
     if isinstance(served, Problem):
         return Problem(served.reason, f"{field}: {served.message}")
+    if not custom and served.format not in builders.WORKER_FORMATS:
+        return no_runtime(served, field)
     return served
 
 
@@ -125,9 +141,14 @@ class Targets:
 
 def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]]) -> Targets:
     """Decide the stable and canary versions from the spec, the ModelVersions and our own status."""
+    if spec.model_ref is None:
+        # A custom predictor with its model inside: rolled out as itself (canaries need a modelRef).
+        assert spec.predictor is not None
+        return Targets(builders.predictor_revision(spec.predictor), trigger="predictor")
     history: list[Mapping[str, Any]] = list(st.get("rolloutHistory") or [])
     current = _by_name((st.get("stable") or {}).get("modelVersion"), mvs)
-    wanted = resolve(spec.model_ref, mvs)
+    custom = spec.predictor is not None
+    wanted = resolve(spec.model_ref, mvs, custom=custom)
     trigger = "alias" if spec.model_ref.alias else "modelRef"
     problem = wanted if isinstance(wanted, Problem) else None
     fallback = current if problem is not None else None
@@ -174,7 +195,7 @@ def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Map
     if promoted is not None:
         stable = _by_name(str(promoted.get("modelVersion")), mvs) or stable
         note = ("Promoted", f"The canary {promoted.get('modelVersion')} was promoted to stable.")
-    candidate = resolve(spec.canary.model_ref, mvs, "spec.canary.modelRef")
+    candidate = resolve(spec.canary.model_ref, mvs, "spec.canary.modelRef", custom=custom)
     if isinstance(candidate, Problem):
         return Targets(stable, trigger="canary", digest=h, problem=problem or candidate, note=note)
     if stable is not None and candidate.model_version == stable.model_version:

@@ -200,7 +200,9 @@ def _judged(
     rollout: Rollout, analysis: dict[str, Any], verdict: Verdict, failure_limit: int
 ) -> dict[str, Any]:
     """The canary's analysis state after a verdict; a pass advances (or promotes), a failure counts."""
+    analysis.pop("reason", None)
     analysis.update(
+        reason=verdict.reason,
         result=verdict.result,
         message=verdict.message[:1024],
         lastCheckTime=rollout.stamp,
@@ -333,13 +335,14 @@ def children(
         # The promoted version keeps its canary pods until the stable track has rolled out to it.
         keep.add(f"Deployment/{builders.deployment_name(name, CANARY)}")
     tracks = (STABLE,) if gateway else builders.TRACKS
-    manifests.append(builders.service(name, namespace, uid, tracks=tracks))
+    grpc = spec.predictor is None  # the worker serves OIP v2 over gRPC too; a custom predictor HTTP only
+    manifests.append(builders.service(name, namespace, uid, tracks=tracks, grpc=grpc))
     manifests.append(builders.hpa(name, namespace, uid, spec))
     manifests.append(builders.pdb(name, namespace, uid))
     if gateway:
-        manifests.append(builders.service(name, namespace, uid, track=STABLE))
+        manifests.append(builders.service(name, namespace, uid, track=STABLE, grpc=grpc))
         if candidate is not None:
-            manifests.append(builders.service(name, namespace, uid, track=CANARY))
+            manifests.append(builders.service(name, namespace, uid, track=CANARY, grpc=grpc))
         if gateway_api:
             weight = rollout.canary_percent if candidate else 0
             manifests.append(builders.http_route(name, namespace, uid, spec, weight))

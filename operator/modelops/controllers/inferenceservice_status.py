@@ -17,8 +17,8 @@ from modelops import status
 from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.builders import inferenceservice as builders
 from modelops.builders.inferenceservice import CANARY, STABLE, Served
-from modelops.controllers.inferenceservice_pods import PERMANENT_REASONS, PodView
-from modelops.controllers.inferenceservice_resolve import Problem, Targets
+from modelops.controllers.inferenceservice_pods import HUMAN_REASONS, PERMANENT_REASONS, PodView
+from modelops.controllers.inferenceservice_resolve import STALLING_PROBLEMS, Problem, Targets
 from modelops.controllers.inferenceservice_rollout import Rollout, version_text
 
 CANARY_CONDITION = "CanaryProgressing"
@@ -97,6 +97,8 @@ def conclude(
     """The Ready/Reconciling/Stalled verdict from what the pods of the stable track show."""
     if stable is None:
         problem = tg.problem or Problem("ModelVersionNotFound", "spec.modelRef resolves to no ModelVersion.")
+        if problem.reason in STALLING_PROBLEMS:
+            return status.stalled(problem.reason, problem.message, phase="Failed")
         return status.progressing(problem.reason, problem.message, phase="Pending")
     what = version_text(stable)
     crashing = [p for p in stable_pods if p.crash and p.model_version == stable.model_version]
@@ -107,6 +109,13 @@ def conclude(
             return status.stalled(
                 reason,
                 text + ". The artifact does not match its ModelVersion; re-verify or re-register it.",
+                phase="Failed",
+            )
+        if not ready_target and reason in HUMAN_REASONS:
+            return status.stalled(
+                reason,
+                text + ". Create what is missing (spec.auth.secretName, spec.predictor.env valueFrom); the "
+                "pods start by themselves once it exists.",
                 phase="Failed",
             )
         return status.progressing(reason, text, phase="Degraded" if ready_target else "Progressing")

@@ -390,6 +390,7 @@ def _verify(
             sha256=mv.expected_digest(spec, body),
             fmt=spec.format,
             request=request,
+            signature=spec.signature.model_dump_json(by_alias=True) if spec.signature else None,
         )
         cluster.create_at(pods_path, manifest)
         # Nulls clear the previous run's outcome (the status is merge-patched).

@@ -57,10 +57,12 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["modelversions"],
         "verbs": ["create", "delete"],
     },
+    # Events: created by kopf; listed (FailedMount only) by the InferenceService controller to say why a
+    # serving pod cannot start (a missing auth Secret) instead of waiting with no reason.
     {
         "apiGroups": [""],
         "resources": ["events"],
-        "verbs": ["create"],
+        "verbs": ["create", "list"],
     },
     {
         "apiGroups": [""],
