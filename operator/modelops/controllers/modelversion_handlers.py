@@ -29,8 +29,8 @@ from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
-from modelops.controllers import handlers, reconcile, registration
 from modelops.controllers import modelversion as mv
+from modelops.controllers import reconcile, registration
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -152,7 +152,7 @@ def assign_version(cluster: Cluster, body: Mapping[str, Any]) -> tuple[int, list
     return number, versions
 
 
-def promote(cluster: Cluster, namespace: str, name: str, model: str, post: handlers.EventPoster) -> None:
+def promote(cluster: Cluster, namespace: str, name: str, model: str, post: registration.EventPoster) -> None:
     """Carry out the alias decisions of one version: revoke from the old holder, then grant."""
     with model_lock(namespace, model):
         versions = _versions(cluster, namespace)
@@ -226,7 +226,7 @@ def retain(environ: Mapping[str, str] | None = None) -> int | None:
 
 
 def apply_retention(
-    cluster: Cluster, namespace: str, model: str, keep: int, post: handlers.EventPoster, *, verified: str
+    cluster: Cluster, namespace: str, model: str, keep: int, post: registration.EventPoster, *, verified: str
 ) -> None:
     """Delete the model's versions beyond the newest `keep` unaliased ones (the finalizer still guards).
 
@@ -268,11 +268,11 @@ def sync(
     patch: kopf.Patch,
     logger: kopf.Logger,
     retry: int,
-    post: handlers.EventPoster,
+    post: registration.EventPoster,
 ) -> None:
     """Look at one version and move it along: finalizer, number, verification, aliases, servedBy."""
     if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
-        handlers.reconcile_object(
+        registration.reconcile_object(
             logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post
         )
         return
@@ -311,10 +311,9 @@ def sync(
                 raise kopf.TemporaryError(
                     "a newer version of the object exists; looking again", delay=1
                 ) from error
-            delay = handlers.retry_delay(retry)
-            metrics.failed(logic.kind, type(error).__name__)
-            logger.exception(f"ModelVersion sync failed ({type(error).__name__}); retry in {delay:.0f}s")
-            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+            raise registration.unexpected(
+                error, logic.kind, metrics, logger, retry, what="ModelVersion sync"
+            ) from error
     summary = status.summarize(conclusion, generation=generation, conditions=conditions, now=now)
     desired.update(summary)
     changes = status.status_changes(current, desired)
@@ -453,7 +452,7 @@ def refresh_served_by(cluster: Cluster, body: kopf.Body, patch: kopf.Patch) -> N
         patch.status["servedBy"] = users
 
 
-def release_or_hold(cluster: Cluster, body: kopf.Body, retry: int, post: handlers.EventPoster) -> None:
+def release_or_hold(cluster: Cluster, body: kopf.Body, retry: int, post: registration.EventPoster) -> None:
     """On delete: keep the finalizer while an InferenceService serves the version, else drop it."""
     namespace, name = str(body.metadata.namespace), str(body.metadata.name)
     users = mv.served_by(body, _isvcs(cluster, namespace))

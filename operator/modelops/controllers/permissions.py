@@ -18,7 +18,7 @@ What kopf calls, for the record (kopf/_cogs/clients, kopf/_core/reactor):
   without the permission it warns and uses the names as given). Cluster-wide it never asks.
 - peering (kopfpeerings, clusterkopfpeerings): never, the operator runs standalone.
 
-What the TrainingJob controller calls (`handlers.Cluster`): list of pods by label, create and
+What the TrainingJob controller calls (`trainingjob_handlers`, through `Cluster`): list of pods by label, create and
 delete of pods; create of the headless Service (and merge-patch when it already exists); create of
 the checkpoint PVC; list and create of ModelVersions. Deleting a job removes its pods and Service
 through owner references (the garbage collector's job, not ours), so no delete of Services or PVCs.

@@ -1,6 +1,6 @@
 """Decisions for TrainingJob: from the job, its pods and the rank-0 metrics to a status and actions.
 
-Pure functions only. The kopf glue (`handlers`) lists the pods, scrapes the metrics, calls `plan`
+Pure functions only. The kopf glue (`trainingjob_handlers`) lists the pods, scrapes the metrics, calls `plan`
 and carries out what it returns: create or delete pods, write the status, post the events, register
 the ModelVersion. Everything the operator decides about a training run is tested here with dicts.
 
