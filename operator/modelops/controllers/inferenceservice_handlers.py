@@ -16,6 +16,7 @@ canary anyway).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import threading
@@ -132,93 +133,83 @@ def sync(
     retry: int,
     post: Any,
 ) -> None:
-    from modelops.controllers import handlers
-
     if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
-        handlers.reconcile_object(
+        registration.reconcile_object(
             logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post
         )
         return
-    spec = InferenceServiceSpec.model_validate(dict(body.get("spec") or {}))
-    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
-    current: Mapping[str, Any] = body.get("status") or {}
-    selector = f"{builders.LABEL_ISVC}={name}"
-    now = datetime.datetime.now(datetime.UTC)
     with metrics.timed(logic.kind):
         try:
-            mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
-            tg = isvc_resolve.targets(spec, current, mvs)
-            observed: dict[str, list[dict[str, Any]]] = {}
-            for kind, (api_version, plural) in CHILDREN.items():
-                if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
-                    observed[kind] = []
-                    continue
-                items = cluster.list_items(
-                    resource_path(api_version, plural, namespace), label_selector=selector
-                )
-                for item in items:
-                    item["kind"] = kind
-                # Our children only: a user's object that happens to carry the label is left alone.
-                observed[kind] = [i for i in items if _owned_by(i, uid)]
-            pods = observe_pods(cluster, namespace, selector)
-            verdict = analyse(spec, current, tg, pods, state, (name, namespace, uid), now)
-            the_plan = logic_isvc.plan(
-                body,
-                spec,
-                tg,
-                observed["Deployment"],
-                pods,
-                gateway_api=gateway_api_installed(cluster, state),
-                verdict=verdict,
-                now=now,
-            )
-            by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
-            conflicts = _conflicts(cluster, namespace, uid, the_plan.manifests, by_key)
-            if conflicts:
-                the_plan = logic_isvc.plan(
-                    body,
-                    spec,
-                    tg,
-                    observed["Deployment"],
-                    pods,
-                    gateway_api=gateway_api_installed(cluster, state),
-                    verdict=verdict,
-                    now=now,
-                    conflicts=conflicts,
-                )
-            rejected = apply_children(cluster, namespace, the_plan.manifests, by_key, logger)
-            if rejected:
-                the_plan = logic_isvc.plan(
-                    body,
-                    spec,
-                    tg,
-                    observed["Deployment"],
-                    pods,
-                    gateway_api=gateway_api_installed(cluster, state),
-                    verdict=verdict,
-                    now=now,
-                    conflicts=conflicts,
-                    rejected=rejected,
-                )
-            everything = [o for objs in observed.values() for o in objs]
-            for obj in isvc_rollout.stale(everything, the_plan.manifests, the_plan.keep):
-                api_version, plural = CHILDREN[str(obj["kind"])]
-                cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
-                logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")
-            if tg.candidate is None:
-                with state.lock:
-                    state.baselines.pop(uid, None)
+            the_plan = _sync(cluster, state, body, logger)
         except Exception as error:
-            delay = handlers.retry_delay(retry)
-            metrics.failed(logic.kind, type(error).__name__)
-            logger.exception(f"InferenceService sync failed ({type(error).__name__}); retry in {delay:.0f}s")
-            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+            raise registration.unexpected(
+                error, logic.kind, metrics, logger, retry, what="InferenceService sync"
+            ) from error
     for key, value in the_plan.status_patch.items():
         patch.status[key] = value
     for event in the_plan.events:
         post(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     metrics.reconciled(logic.kind, the_plan.conclusion.state.value.lower())
+
+
+def _sync(cluster: Cluster, state: _State, body: kopf.Body, logger: kopf.Logger) -> logic_isvc.Plan:
+    """Observe, decide, apply, delete: one sync of one object; the plan whose status is to be written."""
+    spec = InferenceServiceSpec.model_validate(dict(body.get("spec") or {}))
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    current: Mapping[str, Any] = body.get("status") or {}
+    selector = f"{builders.LABEL_ISVC}={name}"
+    now = datetime.datetime.now(datetime.UTC)
+    mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
+    tg = isvc_resolve.targets(spec, current, mvs)
+    observed = observe_children(cluster, state, namespace, selector, uid)
+    pods = observe_pods(cluster, namespace, selector)
+    verdict = analyse(spec, current, tg, pods, state, (name, namespace, uid), now)
+    decide = functools.partial(
+        logic_isvc.plan,
+        body,
+        spec,
+        tg,
+        observed["Deployment"],
+        pods,
+        gateway_api=gateway_api_installed(cluster, state),
+        verdict=verdict,
+        now=now,
+    )
+    the_plan = decide()
+    by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
+    conflicts = _conflicts(cluster, namespace, uid, the_plan.manifests, by_key)
+    if conflicts:
+        the_plan = decide(conflicts=conflicts)
+    rejected = apply_children(cluster, namespace, the_plan.manifests, by_key, logger)
+    if rejected:
+        the_plan = decide(conflicts=conflicts, rejected=rejected)
+    everything = [o for objs in observed.values() for o in objs]
+    for obj in isvc_rollout.stale(everything, the_plan.manifests, the_plan.keep):
+        api_version, plural = CHILDREN[str(obj["kind"])]
+        cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
+        logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")
+    if tg.candidate is None:
+        with state.lock:
+            state.baselines.pop(uid, None)
+    return the_plan
+
+
+def observe_children(
+    cluster: Cluster, state: _State, namespace: str, selector: str, uid: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Our children by kind (listed by label, kept when their owner reference is this object)."""
+    observed: dict[str, list[dict[str, Any]]] = {}
+    for kind, (api_version, plural) in CHILDREN.items():
+        if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
+            observed[kind] = []
+            continue
+        items = cluster.list_items(resource_path(api_version, plural, namespace), label_selector=selector)
+        for item in items:
+            item["kind"] = kind
+        # Our children only: a user's object that happens to carry the label is left alone.
+        observed[kind] = [i for i in items if _owned_by(i, uid)]
+    return observed
 
 
 def observe_pods(cluster: Cluster, namespace: str, selector: str) -> list[isvc_pods.PodView]:

@@ -165,11 +165,13 @@ def canary_condition(
         )
         if canary_state.get("message"):
             message += f" Last analysis {canary_state.get('result')}: {canary_state['message']}"
+        # No data is said plainly: the canary waits at its step until its metrics can be read.
+        reason = str(canary_state.get("reason") or "Analysing")
         return status.set_condition(
             conditions,
             CANARY_CONDITION,
             "True",
-            "Analysing",
+            reason,
             message,
             observed_generation=generation,
             now=now,
