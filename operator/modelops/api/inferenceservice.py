@@ -166,7 +166,7 @@ class PredictorMetrics(ApiModel):
         min_length=1,
         max_length=253,
         description="Histogram of request latency in seconds, without the _bucket suffix (MLServer: "
-        "rest_server_request_duration_seconds).",
+        "rest_server_requests_duration_seconds).",
     )
     code_label: str = Field(
         default="code",
