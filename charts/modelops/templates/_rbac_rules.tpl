@@ -40,7 +40,7 @@ call in the operator needs a new rule here too.
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["create"]
+  verbs: ["get", "create"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["prometheusrules"]
   verbs: ["get", "create", "patch", "delete"]

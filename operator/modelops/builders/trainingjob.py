@@ -63,6 +63,17 @@ def pvc_name(job: str, spec: TrainingJobSpec) -> str:
     return spec.checkpoint.storage.existing_claim or f"{job}-checkpoints"
 
 
+def claim_field(spec: TrainingJobSpec, claim: str, volume: str) -> str:
+    """Where the spec names a claim the pods mount (for messages about a claim that does not exist)."""
+    if spec.dataset is not None and spec.dataset.file is not None and claim == spec.dataset.file.claim_name:
+        return "spec.dataset.file.claimName"
+    if claim == spec.checkpoint.storage.existing_claim:
+        return "spec.checkpoint.storage.existingClaim"
+    if volume == "restore-source":
+        return "spec.checkpoint.restoreFrom.backup.claimName"
+    return f"spec.volumes[{volume}]"
+
+
 def master_addr(job: str, namespace: str) -> str:
     return f"{pod_name(job, 0)}.{service_name(job)}.{namespace}.svc.cluster.local"
 
@@ -75,10 +86,37 @@ def labels(job: str) -> dict[str, str]:
     return {LABEL_JOB: job, **builders.MANAGED_BY}
 
 
+# Kueue's plain-Pod integration with pod groups, as documented in "Run Plain Pods"
+# (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/, kubernetes-sigs/kueue
+# site/content/en/docs/tasks/run/plain_pods.md): the LocalQueue in the label
+# `kueue.x-k8s.io/queue-name`, and on every member of a group, consistently, the label
+# `kueue.x-k8s.io/pod-group-name` and the annotation `kueue.x-k8s.io/pod-group-total-count`. Kueue's
+# webhook then gates the pods (scheduling gate `kueue.x-k8s.io/admission`) until the whole group fits
+# the ClusterQueue's quota: all ranks start together or none does. Kueue never re-creates pods; the
+# operator does (a restart re-creates the group under the same name, which Kueue takes as the
+# replacement pods of the admitted Workload). `kueue.x-k8s.io/retriable-in-group: "false"` on the pods
+# of the last attempt the backoff limit allows tells Kueue no replacement will come, so it finishes
+# the Workload (and frees the quota) once those pods have terminated.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_GROUP_COUNT_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
+KUEUE_RETRIABLE_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
+
+
 def is_suspended(spec: TrainingJobSpec) -> bool:
-    """Suspended by the spec. Kueue queues a job (label `kueue.x-k8s.io/queue-name`) by setting
-    `runPolicy.suspend` and admits it by clearing it, so honouring the field is the whole integration."""
+    """Suspended by the spec (`runPolicy.suspend`): the job has no pods until it is cleared."""
     return spec.run_policy.suspend
+
+
+def kueue_metadata(name: str, spec: TrainingJobSpec, attempt: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) that make the job's pods one Kueue pod group; empty without spec.queueName."""
+    if not spec.queue_name:
+        return {}, {}
+    labels_ = {KUEUE_QUEUE_LABEL: spec.queue_name, KUEUE_GROUP_LABEL: name}
+    annotations = {KUEUE_GROUP_COUNT_ANNOTATION: str(spec.distributed.nodes)}
+    if attempt >= spec.run_policy.backoff_limit:
+        annotations[KUEUE_RETRIABLE_ANNOTATION] = "false"
+    return labels_, annotations
 
 
 def headless_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
@@ -157,7 +195,7 @@ def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) 
     if nodes > 1:
         env.append({"name": "PET_MASTER_ADDR", "value": master_addr(name, namespace)})
     # The user's variables come last so they may override ours, as in a Kubernetes env list.
-    env += [{"name": e.name, "value": e.value} for e in spec.env]
+    env += [e.to_pod() for e in spec.env]
     return env
 
 
@@ -225,6 +263,9 @@ def pod(
             init = backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)
             pod_init = [init]
             volumes.append(backup_builders.restore_source_volume(restore.backup))
+    # The user's volumes and mounts (code from a ConfigMap, credentials from a Secret...), after ours.
+    volumes += [v.to_wire() for v in spec.volumes]
+    container["volumeMounts"] += [m.to_wire() for m in spec.volume_mounts]
     if spec.dataset is not None and spec.dataset.file is not None:
         container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
         volumes.append(
@@ -244,7 +285,12 @@ def pod(
         "restartPolicy": "Never",
         "hostname": pod_name(name, rank),
         "subdomain": service_name(name),
-        "automountServiceAccountToken": False,
+        # No API token unless asked: training code rarely talks to Kubernetes.
+        "automountServiceAccountToken": (
+            spec.automount_service_account_token
+            if spec.automount_service_account_token is not None
+            else spec.service_account_name is not None
+        ),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
@@ -257,6 +303,10 @@ def pod(
     }
     if rank == 0 and pod_init:
         pod_spec["initContainers"] = pod_init
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [r.to_wire() for r in spec.image_pull_secrets]
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:
@@ -265,14 +315,15 @@ def pod(
         pod_spec["affinity"] = sched.affinity
     if sched.priority_class_name:
         pod_spec["priorityClassName"] = sched.priority_class_name
+    queue_labels, queue_annotations = kueue_metadata(name, spec, attempt)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod_name(name, rank),
             "namespace": namespace,
-            "labels": {**labels(name), LABEL_RANK: str(rank), LABEL_COMPONENT: "trainer"},
-            "annotations": {ANNOTATION_ATTEMPT: str(attempt)},
+            "labels": {**labels(name), LABEL_RANK: str(rank), LABEL_COMPONENT: "trainer", **queue_labels},
+            "annotations": {ANNOTATION_ATTEMPT: str(attempt), **queue_annotations},
             "ownerReferences": [owner_reference(name, uid)],
         },
         "spec": pod_spec,

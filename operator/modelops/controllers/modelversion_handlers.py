@@ -29,8 +29,8 @@ from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
+from modelops.controllers import children, reconcile, registration
 from modelops.controllers import modelversion as mv
-from modelops.controllers import reconcile, registration
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -378,6 +378,19 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
+        absent = cluster.missing_claims(namespace, [(location.claim, "spec.source")])
+        if absent:
+            # Checked before the pod exists, so the answer is here now, not after a mount times out.
+            where = (
+                "spec.source.uri"
+                if spec.source.uri
+                else f"the checkpoint claim of TrainingJob {job_name(spec)}"
+            )
+            found = children.missing_conclusion(
+                [children.Missing("PersistentVolumeClaim", location.claim, where)], phase="Pending"
+            )
+            assert found is not None
+            return found
         if started.get("pod") == pod_name and started.get("request") == request and started.get("startedAt"):
             # The pod of this run is gone before its answer was read (deleted by someone): run it again.
             logger.info(f"verification pod {pod_name} disappeared; starting it again")
@@ -391,7 +404,12 @@ def _verify(
             request=request,
             signature=spec.signature.model_dump_json(by_alias=True) if spec.signature else None,
         )
-        cluster.create_at(pods_path, manifest)
+        try:
+            with children.creating("Pod", pod_name):
+                cluster.create_at(pods_path, manifest)
+        except children.ChildRejected as rejected:
+            # Reported, and tried again on the next look (the timer keeps looking until verified).
+            return children.rejected_conclusion(rejected, phase="Pending")
         # Nulls clear the previous run's outcome (the status is merge-patched).
         desired["verification"] = {
             "request": request,
@@ -403,6 +421,10 @@ def _verify(
         return _running(body, location, pod_name)
     verdict = mv.pod_verdict(pod)
     if verdict is None:
+        mounts = cluster.failed_mounts(namespace) if children.has_pending([pod]) else []
+        problem = children.pod_problem(pod, mounts)
+        if problem is not None and not mv.was_verified(body):
+            return problem.conclusion(phase="Pending")
         return _running(body, location, pod_name)
     finished = {
         "request": request,
@@ -433,6 +455,10 @@ def _verify(
         conclusion = status.stalled(verdict.reason, message)
     cluster.delete(resource_path("v1", "pods", namespace, pod_name))
     return conclusion
+
+
+def job_name(spec: ModelVersionSpec) -> str:
+    return spec.source.training_job.name if spec.source.training_job is not None else ""
 
 
 def _running(body: Mapping[str, Any], location: builders.Location, pod_name: str) -> status.Conclusion:

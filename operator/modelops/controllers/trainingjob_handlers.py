@@ -18,7 +18,7 @@ import kopf
 from modelops import API_VERSION, status
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as tj_builders
-from modelops.controllers import reconcile, registration, trainingjob
+from modelops.controllers import children, reconcile, registration, trainingjob
 from modelops.controllers.cluster import Cluster
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -85,6 +85,56 @@ def _needs_no_look(spec: TrainingJobSpec, st: Mapping[str, Any]) -> bool:
     )
 
 
+def _missing_claims(
+    cluster: Cluster, body: kopf.Body, spec: TrainingJobSpec, pods: Sequence[Mapping[str, Any]]
+) -> list[children.Missing]:
+    """The claims the job's pods would mount that do not exist (only looked up while pods are missing)."""
+    st = body.get("status") or {}
+    if st.get("phase") in trainingjob.TERMINAL or tj_builders.is_suspended(spec):
+        return []
+    if len(pods) >= spec.distributed.nodes:
+        return []
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    ours = tj_builders.checkpoint_pvc(name, namespace, uid, spec)
+    created = None if ours is None else ours["metadata"]["name"]
+    wanted: dict[str, str] = {}
+    for pod in tj_builders.pods(name, namespace, uid, spec):
+        for claim, volume in children.pod_claims(pod):
+            if claim != created:
+                wanted.setdefault(claim, tj_builders.claim_field(spec, claim, volume))
+    return [
+        children.Missing("PersistentVolumeClaim", claim, where)
+        for claim, where in cluster.missing_claims(namespace, list(wanted.items()))
+    ]
+
+
+def _carry_out(
+    cluster: Cluster,
+    body: kopf.Body,
+    spec: TrainingJobSpec,
+    pods: Sequence[Mapping[str, Any]],
+    plan: trainingjob.Plan,
+) -> None:
+    """Delete and create what the plan says; a child the API server refuses raises `ChildRejected`."""
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    for pod_name in plan.delete_pods:
+        cluster.delete_pod(namespace, pod_name)
+    if not plan.create_pods:
+        return
+    service = tj_builders.headless_service(name, namespace, uid)
+    with children.creating("Service", service["metadata"]["name"]):
+        cluster.create(service, patch_existing=True)
+    pvc = tj_builders.checkpoint_pvc(name, namespace, uid, spec)
+    if pvc is not None:
+        with children.creating("PersistentVolumeClaim", pvc["metadata"]["name"]):
+            cluster.create(pvc)
+    existing = {str(p["metadata"]["name"]) for p in pods}
+    for pod in tj_builders.pods(name, namespace, uid, spec, attempt=plan.attempt):
+        if pod["metadata"]["name"] not in existing:
+            with children.creating("Pod", pod["metadata"]["name"]):
+                cluster.create(pod)
+
+
 def sync(
     cluster: Cluster,
     logic: reconcile.KindLogic[Any],
@@ -106,7 +156,7 @@ def sync(
     spec = TrainingJobSpec.model_validate(dict(body.get("spec") or {}))
     if _needs_no_look(spec, body.get("status") or {}):
         return
-    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     with metrics.timed(logic.kind):
         try:
             pods = cluster.list_pods(namespace, name)
@@ -124,18 +174,17 @@ def sync(
                 if ip and (rank0 or {}).get("status", {}).get("phase") == "Running"
                 else None
             )
-            plan = trainingjob.plan(body, pods, scraped, now=datetime.datetime.now(datetime.UTC))
-            for pod_name in plan.delete_pods:
-                cluster.delete_pod(namespace, pod_name)
-            if plan.create_pods:
-                cluster.create(tj_builders.headless_service(name, namespace, uid), patch_existing=True)
-                pvc = tj_builders.checkpoint_pvc(name, namespace, uid, spec)
-                if pvc is not None:
-                    cluster.create(pvc)
-                existing = {str(p["metadata"]["name"]) for p in pods}
-                for pod in tj_builders.pods(name, namespace, uid, spec, attempt=plan.attempt):
-                    if pod["metadata"]["name"] not in existing:
-                        cluster.create(pod)
+            now = datetime.datetime.now(datetime.UTC)
+            missing = _missing_claims(cluster, body, spec, pods)
+            mounts = cluster.failed_mounts(namespace) if children.has_pending(pods) else []
+            plan = trainingjob.plan(body, pods, scraped, now=now, mounts=mounts, absent=missing)
+            try:
+                _carry_out(cluster, body, spec, pods, plan)
+            except children.ChildRejected as rejected:
+                # The server's refusal is the job's state now: reported, and tried again on the next look.
+                plan = trainingjob.plan(
+                    body, pods, scraped, now=now, mounts=mounts, absent=missing, rejected=rejected
+                )
             status_patch = dict(plan.status_patch)
             if plan.register_model_version:
                 mv_name, manifest = model_version_for(
