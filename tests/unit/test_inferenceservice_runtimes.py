@@ -19,6 +19,7 @@ from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.serveconfig import ENV_SERVE_CONFIG, METRIC_LATENCY, METRIC_REQUESTS, ServeConfig
 from modelops.builders import inferenceservice as b
 from modelops.builders import modelversion as mvb
+from modelops.controllers import children
 from modelops.controllers import inferenceservice as c
 from modelops.controllers import inferenceservice_analysis as isvc_analysis
 from modelops.controllers import inferenceservice_pods as isvc_pods
@@ -307,7 +308,7 @@ def test_a_missing_auth_secret_stalls_as_secret_not_found_and_recovers() -> None
             "message": 'MountVolume.SetUp failed for volume "auth" : secret "t" not found',
         }
     ]
-    pod = isvc_pods.view(_pending_pod("m-stable-a"), isvc_pods.mount_failures(events))
+    pod = isvc_pods.view(_pending_pod("m-stable-a"), events)
     ready = next(x for x in _sync([pod]).status_patch["conditions"] if x["type"] == "Ready")
     assert ready["reason"] == "SecretNotFound" and 'secret "t" not found' in ready["message"]
     assert _sync([pod]).conclusion.state.value == "Stalled"
@@ -318,7 +319,7 @@ def test_a_missing_auth_secret_stalls_as_secret_not_found_and_recovers() -> None
         "conditions": [{"type": "Ready", "status": "True"}],
         "containerStatuses": [{"name": "server", "ready": True, "state": {"running": {}}}],
     }
-    healed = isvc_pods.view(running, isvc_pods.mount_failures(events))
+    healed = isvc_pods.view(running, events)
     assert _sync([healed]).conclusion.reason == "Serving"
 
 
@@ -340,7 +341,8 @@ def test_a_child_the_api_server_refuses_stalls_with_its_message() -> None:
     refusal = (
         'Deployment.apps "m-stable" is invalid: spec.template.spec.containers[0].image: Required value',
     )
-    p = _sync([], rejected=[("Deployment/m-stable", refusal[0])])
+    refused = children.ChildRejected("Deployment", "m-stable", 422, "Invalid", refusal[0])
+    p = _sync([], rejected=[refused])
     assert p.conclusion.reason == "ChildRejected" and p.conclusion.state.value == "Stalled"
     assert "containers[0].image: Required value" in p.conclusion.message
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from modelops import status
 from modelops.api.inferenceservice import InferenceServiceSpec
+from modelops.controllers import children
 from modelops.controllers import inferenceservice_rollout as rollouts
 from modelops.controllers import inferenceservice_status as statuses
 from modelops.controllers.inferenceservice_analysis import Verdict
@@ -31,7 +32,6 @@ from modelops.controllers.inferenceservice_resolve import Targets
 from modelops.controllers.reconcile import Event
 
 KIND = "InferenceService"
-REASON_CHILD_REJECTED = "ChildRejected"
 
 
 def decide(spec: InferenceServiceSpec) -> status.Conclusion:
@@ -62,11 +62,11 @@ def plan(
     now: datetime.datetime,
     image: str | None = None,
     conflicts: Sequence[str] = (),
-    rejected: Sequence[tuple[str, str]] = (),
+    rejected: Sequence[children.ChildRejected] = (),
 ) -> Plan:
     """Everything for one sync. `conflicts` ("Kind/name") are children whose names are taken by objects
-    that are not ours: they are left alone and the object stalls saying so. `rejected` ("Kind/name",
-    the API server's message) are children the API server refused: the object stalls with its words."""
+    that are not ours: they are left alone and the object stalls saying so. `rejected` are children the
+    API server refused: the object stalls with the server's words (ChildRejected)."""
     meta = body.get("metadata") or {}
     name, namespace, uid = str(meta["name"]), str(meta["namespace"]), str(meta["uid"])
     generation = meta.get("generation")
@@ -86,12 +86,7 @@ def plan(
         manifests = [m for m in manifests if f"{m['kind']}/{m['metadata']['name']}" not in taken]
         conclusion = _name_conflict(sorted(taken), namespace)
     elif rejected:
-        conclusion = status.stalled(
-            REASON_CHILD_REJECTED,
-            "; ".join(f"the API server refused {child}: {message}" for child, message in rejected)[:2048]
-            + ". Fix the spec field it names; the children are applied again on the next sync.",
-            phase="Failed",
-        )
+        conclusion = children.rejected_conclusion(rejected[0], phase="Failed")
 
     desired = status.summarize(conclusion, generation=generation, conditions=st.get("conditions"), now=now)
     desired["conditions"] = statuses.canary_condition(

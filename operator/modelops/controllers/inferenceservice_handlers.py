@@ -27,18 +27,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-import kubernetes
 
 from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
 from modelops.builders import inferenceservice as builders
+from modelops.controllers import children, reconcile, registration
 from modelops.controllers import inferenceservice as logic_isvc
 from modelops.controllers import inferenceservice_analysis as isvc_analysis
 from modelops.controllers import inferenceservice_pods as isvc_pods
 from modelops.controllers import inferenceservice_resolve as isvc_resolve
 from modelops.controllers import inferenceservice_rollout as isvc_rollout
-from modelops.controllers import reconcile, registration
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -213,20 +212,10 @@ def observe_children(
 
 
 def observe_pods(cluster: Cluster, namespace: str, selector: str) -> list[isvc_pods.PodView]:
-    """The serving pods, with the kubelet's FailedMount events of those that cannot start."""
+    """The serving pods, with the kubelet's FailedMount events while one of them waits to start."""
     items = cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
-    mounts: dict[str, str] = {}
-    if any(not (p.get("status") or {}).get("containerStatuses") for p in items):
-        try:
-            events = cluster.request(
-                "GET",
-                resource_path("v1", "events", namespace),
-                query={"fieldSelector": "involvedObject.kind=Pod,reason=FailedMount"},
-            )
-            mounts = isvc_pods.mount_failures((events or {}).get("items") or [])
-        except kubernetes.client.ApiException:
-            mounts = {}  # events are a hint only: without them a missing Secret shows as PodsStarting
-    return [isvc_pods.view(p, mounts) for p in items]
+    events = cluster.failed_mounts(namespace) if children.has_pending(items) else []
+    return [isvc_pods.view(p, events) for p in items]
 
 
 def analyse(
@@ -265,8 +254,8 @@ def apply_children(
     manifests: list[dict[str, Any]],
     observed: Mapping[tuple[str, str], Any],
     logger: kopf.Logger,
-) -> list[tuple[str, str]]:
-    """Apply the children whose desired form changed; those the API server refuses, with its message."""
+) -> list[children.ChildRejected]:
+    """Apply the children whose desired form changed; those the API server refused, with its words."""
     rejected = []
     for manifest in manifests:
         kind, child = manifest["kind"], manifest["metadata"]["name"]
@@ -274,25 +263,15 @@ def apply_children(
             continue
         api_version, plural = CHILDREN[kind]
         try:
-            cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
-        except kubernetes.client.ApiException as error:
-            if error.status not in (400, 403, 409, 422):
-                raise
-            # The server's own words, not a traceback: it is the spec (or RBAC) a human must fix.
-            message = _server_message(error)
-            logger.warning(f"The API server refused {kind}/{child} ({error.status}): {message}")
-            rejected.append((f"{kind}/{child}", message))
+            with children.creating(kind, child):
+                cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
+        except children.ChildRejected as refused:
+            # One line, not a traceback: it is the spec (or a quota, or RBAC) a human must fix.
+            logger.warning(f"The API server refused {kind}/{child}: {refused.message}")
+            rejected.append(refused)
             continue
         logger.info(f"Applied {kind}/{child}.")
     return rejected
-
-
-def _server_message(error: kubernetes.client.ApiException) -> str:
-    try:
-        body = json.loads(error.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    return str(body.get("message") or error.reason or f"HTTP {error.status}")[:1024]
 
 
 def _conflicts(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,36 +19,19 @@ from modelops.api.serveconfig import (
     REASON_ARTIFACT_NOT_FOUND,
 )
 from modelops.builders import inferenceservice as builders
+from modelops.controllers import children
 
 # Reasons a serving pod gives for not starting that no restart can cure.
 PERMANENT_REASONS = (REASON_ARTIFACT_DIGEST_MISMATCH, REASON_ARTIFACT_NOT_FOUND, REASON_ARTIFACT_LOAD_FAILED)
 _CRASH_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
-# Reasons only a human can fix (a Secret or ConfigMap to create, a key to add): Stalled while no pod
-# serves, and the object recovers by itself once the kubelet can start the pod.
-REASON_SECRET_NOT_FOUND = "SecretNotFound"
-REASON_FAILED_MOUNT = "FailedMount"
-HUMAN_REASONS = (REASON_SECRET_NOT_FOUND, REASON_FAILED_MOUNT, "CreateContainerConfigError")
-_SECRET_MISSING = re.compile(r'secrets? "([^"]+)" not found')
-
-
-def refine(reason: str, message: str) -> tuple[str, str]:
-    """A missing Secret, whatever the kubelet's wording (a volume or an env key), is SecretNotFound."""
-    if _SECRET_MISSING.search(message):
-        return REASON_SECRET_NOT_FOUND, message
-    return reason, message
-
-
-def mount_failures(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The latest FailedMount message of each pod, from the namespace's Events (kubelet's own words)."""
-    latest: dict[str, tuple[str, str]] = {}
-    for event in events:
-        if event.get("reason") != REASON_FAILED_MOUNT:
-            continue
-        pod = str((event.get("involvedObject") or {}).get("name") or "")
-        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
-        if pod and (pod not in latest or stamp >= latest[pod][0]):
-            latest[pod] = (stamp, str(event.get("message") or ""))
-    return {pod: message for pod, (_, message) in latest.items()}
+# Reasons only a human can fix (a Secret or claim to create, a key to add, an image): Stalled while no
+# pod serves; the object recovers by itself once the kubelet can start the pod (controllers/children).
+HUMAN_REASONS = (
+    children.REASON_SECRET_NOT_FOUND,
+    children.REASON_CLAIM_NOT_FOUND,
+    "FailedMount",
+    *children.KUBELET_WAITING,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +60,8 @@ def _termination(terminated: Mapping[str, Any]) -> tuple[str, str]:
     return reason, f"exited with code {code}" + (f": {tail}" if tail else "")
 
 
-def view(pod: Mapping[str, Any], mounts: Mapping[str, str] | None = None) -> PodView:
-    """The pod as the controller needs it; `mounts` are FailedMount messages by pod name."""
+def view(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> PodView:
+    """The pod as the controller needs it; `events` are the namespace's FailedMount events."""
     meta = pod.get("metadata") or {}
     st = pod.get("status") or {}
     lbl = meta.get("labels") or {}
@@ -108,12 +90,11 @@ def view(pod: Mapping[str, Any], mounts: Mapping[str, str] | None = None) -> Pod
             and c.get("reason") == "Unschedulable"
         ):
             crash = ("Unschedulable", str(c.get("message") or "no node fits the pod"))
+    problem = children.pod_problem(pod, events)
+    if problem is not None and (crash is None or crash[0] in children.KUBELET_WAITING):
+        # The kubelet's own words: a missing Secret is SecretNotFound, a missing claim ClaimNotFound.
+        crash = (problem.reason, problem.message)
     name = str(meta.get("name"))
-    started = any((cs.get("state") or {}).get("running") for cs in st.get("containerStatuses") or ())
-    if crash is None and not ready and not started and name in (mounts or {}):
-        crash = (REASON_FAILED_MOUNT, (mounts or {})[name])
-    if crash is not None:
-        crash = refine(*crash)
     return PodView(
         name=name,
         track=str(lbl.get(builders.LABEL_TRACK) or ""),
