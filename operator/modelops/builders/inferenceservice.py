@@ -29,6 +29,7 @@ from modelops.api.serveconfig import (
     PATH_LIVE,
     PATH_METRICS,
     PATH_READY,
+    SERVABLE_FORMATS,
     SERVE_PORT,
     ServeConfig,
 )
@@ -57,7 +58,7 @@ GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
 # Runtimes: which formats `modelops-worker serve` loads; anything else needs spec.predictor (custom).
 RUNTIME_WORKER = "modelops-worker"
 RUNTIME_CUSTOM = "custom"
-WORKER_FORMATS = ("torchscript", "state_dict", "onnx")
+WORKER_FORMATS = SERVABLE_FORMATS
 # Where a custom predictor finds the version's artifact (KServe mounts models at /mnt/models too).
 CUSTOM_MODEL_MOUNT = "/mnt/models"
 ENV_MODEL_PATH = "MODELOPS_MODEL_PATH"

@@ -17,12 +17,22 @@ from modelops.api.serveconfig import (
     REASON_ARTIFACT_DIGEST_MISMATCH,
     REASON_ARTIFACT_LOAD_FAILED,
     REASON_ARTIFACT_NOT_FOUND,
+    REASON_DEVICE_UNAVAILABLE,
+    REASON_INVALID_SERVE_CONFIG,
 )
 from modelops.builders import inferenceservice as builders
 from modelops.controllers import children
 
-# Reasons a serving pod gives for not starting that no restart can cure.
-PERMANENT_REASONS = (REASON_ARTIFACT_DIGEST_MISMATCH, REASON_ARTIFACT_NOT_FOUND, REASON_ARTIFACT_LOAD_FAILED)
+# Reasons a serving pod gives for not starting that no restart can cure, with what to do.
+PERMANENT_REASONS = {
+    REASON_ARTIFACT_DIGEST_MISMATCH: "The artifact does not match its ModelVersion; re-verify or re-register it.",
+    REASON_ARTIFACT_NOT_FOUND: "The artifact is gone from its claim; restore it or re-register it.",
+    REASON_ARTIFACT_LOAD_FAILED: "The artifact does not load as its format; re-verify or re-register it.",
+    REASON_DEVICE_UNAVAILABLE: "The pod has no usable GPU: check the node's device plugin and the image's "
+    "CUDA build, or set resources.gpus to 0.",
+    REASON_INVALID_SERVE_CONFIG: "The server refused its configuration (e.g. the auth tokens file is "
+    "empty): fix spec.auth's Secret or report the message.",
+}
 _CRASH_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
 # Reasons only a human can fix (a Secret or claim to create, a key to add, an image): Stalled while no
 # pod serves; the object recovers by itself once the kubelet can start the pod (controllers/children).

@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelops.api.inferenceservice import InferenceServiceSpec, ModelRef
+from modelops.api.serveconfig import REASON_NO_RUNTIME_FOR_FORMAT
 from modelops.builders import inferenceservice as builders
 from modelops.builders.inferenceservice import Served
 
 # No runtime serves the version's format: only a human can fix it (Stalled).
-REASON_NO_RUNTIME = "NoRuntimeForFormat"
+REASON_NO_RUNTIME = REASON_NO_RUNTIME_FOR_FORMAT
 STALLING_PROBLEMS = (REASON_NO_RUNTIME,)
 
 

@@ -106,11 +106,7 @@ def conclude(
         reason, message = crashing[0].crash
         text = f"Serving pod {crashing[0].name} of {what} cannot run: {reason}: {message}"
         if not ready_target and reason in PERMANENT_REASONS:
-            return status.stalled(
-                reason,
-                text + ". The artifact does not match its ModelVersion; re-verify or re-register it.",
-                phase="Failed",
-            )
+            return status.stalled(reason, f"{text}. {PERMANENT_REASONS[reason]}", phase="Failed")
         if not ready_target and reason in HUMAN_REASONS:
             return status.stalled(
                 reason,
