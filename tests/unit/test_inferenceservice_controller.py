@@ -158,7 +158,13 @@ def test_ready_only_when_a_pod_serves_the_intended_version() -> None:
 
     p, st = run(s, [mv(1)], [pod("a", ready=False), pod("b")], st)
     assert cond(st, "Ready")["status"] == "True", st
-    assert st["stable"] == {"modelVersion": "digits-1", "version": 1, "sha256": SHA[1], "readyReplicas": 1}
+    assert st["stable"] == {
+        "modelVersion": "digits-1",
+        "version": 1,
+        "sha256": SHA[1],
+        "readyReplicas": 1,
+        "runtime": "modelops-worker",
+    }
     assert (st["replicas"], st["readyReplicas"], st["trafficSummary"]) == (2, 1, "100/0")
     assert st["url"] == "http://digits.ns.svc.cluster.local/v2/models/digits"
     assert st["rolloutHistory"][-1]["endTime"] == c.status.format_time(T0)

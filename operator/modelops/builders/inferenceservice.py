@@ -466,7 +466,8 @@ def hpa(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict
             },
         }
     else:
-        series = METRIC_INFLIGHT if scaling.metric == "concurrency" else METRIC_REQUESTS
+        requests = spec.predictor.metrics.requests_total if spec.predictor else METRIC_REQUESTS
+        series = METRIC_INFLIGHT if scaling.metric == "concurrency" else requests
         metric = {
             "type": "Pods",
             "pods": {

@@ -62,11 +62,11 @@ def observe(
         "replicas": len(live),
         "readyReplicas": len([p for p in live if p.ready]),
         "rolloutHistory": rollout.history,
-        "stable": _served(stable, len(ready_target)) if stable is not None else None,
+        "stable": _served(spec, stable, len(ready_target)) if stable is not None else None,
         "canary": None,
     }
     if candidate is not None and rollout.canary_state is not None:
-        fields["canary"] = {**_served(candidate, len(ready_canary)), "analysis": rollout.canary_state}
+        fields["canary"] = {**_served(spec, candidate, len(ready_canary)), "analysis": rollout.canary_state}
     share = 0
     if candidate is not None:
         if spec.traffic_routing.mode == "gatewayAPI":
@@ -78,12 +78,13 @@ def observe(
     return Observed(fields, stable_pods, ready_target, share)
 
 
-def _served(served: Served, ready: int) -> dict[str, Any]:
+def _served(spec: InferenceServiceSpec, served: Served, ready: int) -> dict[str, Any]:
     return {
         "modelVersion": served.model_version,
         "version": served.version,
-        "sha256": served.sha256,
+        "sha256": served.sha256 or None,
         "readyReplicas": ready,
+        "runtime": builders.runtime(spec, served),
     }
 
 
