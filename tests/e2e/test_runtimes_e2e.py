@@ -87,8 +87,8 @@ def models(plane: Plane) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(plane: Plane, models: Path) -> dict[str, str]:
-    """Every runtime's example applied at once and Ready: InferenceService name -> Service address."""
+def applied(plane: Plane, models: Path) -> list[str]:
+    """Every runtime's example applied at once, as a user would: the InferenceService names."""
     for name, prefix in SERVED.items():
         docs = example(prefix)
         for doc in docs:
@@ -99,11 +99,27 @@ def served(plane: Plane, models: Path) -> dict[str, str]:
                 doc["spec"]["maxReplicas"] = 1
         apply(plane, *docs)
         assert name in {d["metadata"]["name"] for d in docs}
-    for name in SERVED:
+    return list(SERVED)
+
+
+@pytest.fixture(scope="module")
+def served(plane: Plane, applied: list[str]) -> dict[str, str]:
+    """Every example Ready: InferenceService name -> its Service's address."""
+    for name in applied:
         plane.kubectl(
             "wait", f"inferenceservice/{name}", "--for=condition=Ready", "--timeout=300s", timeout=310
         )
-    return {name: plane.get("service", name)["spec"]["clusterIP"] for name in SERVED}
+    return {name: plane.get("service", name)["spec"]["clusterIP"] for name in applied}
+
+
+@pytest.fixture(scope="module")
+def onnx_version(plane: Plane, applied: list[str]) -> dict[str, Any]:
+    """The ONNX example's ModelVersion, verified (what the custom predictor and the auth test serve)."""
+    plane.kubectl(
+        "wait", "modelversion/two-inputs-onnx-1", "--for=condition=Ready", "--timeout=180s", timeout=190
+    )
+    version: dict[str, Any] = plane.get("modelversion", "two-inputs-onnx-1")
+    return version
 
 
 def http(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -324,7 +340,7 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
         "kind": "InferenceService",
         "metadata": {"name": "echo"},
         "spec": {
-            "modelRef": {"model": "regression", "version": 1},
+            "modelRef": {"model": "two-inputs-onnx", "version": 1},
             "predictor": {
                 # On a cluster this is your image; the local plane runs the worker image's Python.
                 "image": worker_image(),
@@ -338,8 +354,7 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
     plane.kubectl("wait", "inferenceservice/echo", "--for=condition=Ready", "--timeout=120s", timeout=130)
     address = plane.get("service", "echo")["spec"]["clusterIP"]
     code, meta = http(f"http://{address}/v2/models/echo")
-    version = plane.get("modelversion", "regression-1")
-    assert code == 200 and meta["sha256"] == version["status"]["artifact"]["sha256"]
+    assert code == 200 and meta["sha256"] == onnx_version["status"]["artifact"]["sha256"]
     code, answer = http(
         f"http://{address}/v2/models/echo/infer",
         {"inputs": [{"name": "a", "datatype": "FP64", "shape": [2], "data": [1, 2]}]},
@@ -353,8 +368,10 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
     plane.kubectl("delete", "inferenceservice", "echo", "--wait=true", timeout=90)
 
 
-def test_a_missing_auth_secret_stalls_and_recovers_when_created(plane: Plane, served: dict[str, str]) -> None:
-    docs = example("20")
+def test_a_missing_auth_secret_stalls_and_recovers_when_created(
+    plane: Plane, onnx_version: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    docs = example("40")
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     isvc["metadata"]["name"] = "guarded"
     isvc["spec"].update(
@@ -379,7 +396,7 @@ def test_a_missing_auth_secret_stalls_and_recovers_when_created(plane: Plane, se
     apply(plane, secret)
     plane.kubectl("wait", "inferenceservice/guarded", "--for=condition=Ready", "--timeout=150s", timeout=160)
     address = plane.get("service", "guarded")["spec"]["clusterIP"]
-    x = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
+    x = two_input_request(expected)
     assert http(f"http://{address}/v2/models/guarded/infer", x)[0] == 401
     code, _ = http(f"http://{address}/v2/models/guarded/infer", x, {"Authorization": f"Bearer {token}"})
     assert code == 200
