@@ -131,6 +131,7 @@ def test_a_plain_http_predictor_is_probed_by_tcp_and_its_own_probes_win() -> Non
     plain = spec(predictor={**PREDICTOR, "protocol": "http"})
     ctr = container(b.deployment("reg", "ns", "u", plain, ONNX, b.STABLE))
     assert ctr["readinessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in ctr["livenessProbe"]
+    assert b.url("reg", "ns", "http") == "http://reg.ns.svc.cluster.local"  # no OIP path to promise
     own = {"httpGet": {"path": "/healthz", "port": 8000}, "periodSeconds": 5}
     mine = spec(predictor={**PREDICTOR, "readinessProbe": own, "livenessProbe": own})
     dep = b.deployment("reg", "ns", "u", mine, ONNX, b.STABLE)

@@ -119,8 +119,10 @@ def track_service_name(name: str, track: str) -> str:
     return f"{name}-{track}"
 
 
-def url(name: str, namespace: str) -> str:
-    return f"http://{name}.{namespace}.svc.cluster.local/v2/models/{name}"
+def url(name: str, namespace: str, protocol: str = "v2") -> str:
+    """The in-cluster URL: the OIP v2 model path, or the Service's root for a plain-http predictor."""
+    root = f"http://{name}.{namespace}.svc.cluster.local"
+    return f"{root}/v2/models/{name}" if protocol == "v2" else root
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:

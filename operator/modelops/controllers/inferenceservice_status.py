@@ -58,7 +58,7 @@ def observe(
         and p.model_version == candidate.model_version
     ]
     fields: dict[str, Any] = {
-        "url": builders.url(name, namespace),
+        "url": builders.url(name, namespace, spec.predictor.protocol if spec.predictor else "v2"),
         "replicas": len(live),
         "readyReplicas": len([p for p in live if p.ready]),
         "rolloutHistory": rollout.history,
