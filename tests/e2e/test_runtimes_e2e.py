@@ -329,7 +329,7 @@ http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
 
 
 def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
-    plane: Plane, served: dict[str, str]
+    plane: Plane, onnx_version: dict[str, Any]
 ) -> None:
     from modelops.builders.trainingjob import worker_image
 
