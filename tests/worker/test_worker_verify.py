@@ -96,10 +96,10 @@ def test_a_missing_artifact_and_a_wrong_format_say_which(
     assert verdict(capsys)["reason"] == "ArtifactNotFound"
     assert cli.main(["verify", "--artifact", str(trained), "--format", "state_dict"]) == 65
     assert verdict(capsys)["reason"] == "ArtifactLoadFailed"
-    # Formats the worker cannot load still get their digest checked.
-    assert cli.main(["verify", "--artifact", str(trained), "--format", "onnx"]) == 0
+    # A TorchScript file registered as onnx does not load in ONNX Runtime.
+    assert cli.main(["verify", "--artifact", str(trained), "--format", "onnx"]) == 65
     out = verdict(capsys)
-    assert out["artifact"]["format"] == "onnx" and "no smoke inference" in out["message"]
+    assert out["reason"] == "ArtifactLoadFailed" and "does not load as onnx" in out["message"]
 
 
 def test_the_digest_is_streamed_and_equals_hashlib(tmp_path: Path) -> None:
