@@ -187,9 +187,9 @@ def test_health_and_metadata(server: Server) -> None:
     stub = server.stub
     assert stub.ServerLive(pb.ServerLiveRequest()).live
     assert stub.ServerReady(pb.ServerReadyRequest()).ready
-    assert stub.ModelReady(pb.ModelReadyRequest(name="digits")).ready
-    assert stub.ModelReady(pb.ModelReadyRequest(name="digits", version="3")).ready
-    code, msg = status_of(lambda: stub.ModelReady(pb.ModelReadyRequest(name="nope")))
+    assert stub.ModelReady(pb.ModelReadyRequest(name="digits"), metadata=AUTH).ready
+    assert stub.ModelReady(pb.ModelReadyRequest(name="digits", version="3"), metadata=AUTH).ready
+    code, msg = status_of(lambda: stub.ModelReady(pb.ModelReadyRequest(name="nope"), metadata=AUTH))
     assert code == SC.NOT_FOUND and "'digits'" in msg
     meta = stub.ServerMetadata(pb.ServerMetadataRequest(), metadata=AUTH)
     assert meta.name == "modelops" and meta.version
@@ -496,7 +496,7 @@ async def main():
     client = InferenceGRPCClient(target, timeout=30)
     out["live"] = await client.is_server_live()
     out["ready"] = await client.is_server_ready()
-    out["model_ready"] = await client.is_model_ready("digits")
+    out["model_ready"] = await client.is_model_ready("digits", headers=auth)
     # The client has no metadata call; KServe's own generated stub does.
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
     async with grpc.aio.insecure_channel(target) as channel:
@@ -537,7 +537,7 @@ client = grpcclient.InferenceServerClient(url=target)
 out = {
     "live": client.is_server_live(),
     "ready": client.is_server_ready(),
-    "model_ready": client.is_model_ready("digits"),
+    "model_ready": client.is_model_ready("digits", headers=auth),
 }
 meta = client.get_model_metadata("digits", headers=auth, as_json=True)
 out["inputs"] = [[i["name"], i["datatype"], [int(d) for d in i["shape"]]] for i in meta["inputs"]]

@@ -249,7 +249,13 @@ BAD_REQUESTS = [
     ("malformed JSON", b'{"inputs": [', 400, "not valid JSON"),
     ("not an object", b"[1, 2]", 400, "JSON object"),
     ("no inputs", {"id": "x"}, 400, "inputs is missing"),
-    ("two inputs", {"inputs": [v2([0] * 64, [1, 64])["inputs"][0]] * 2}, 400, "exactly one"),
+    (
+        "two inputs",
+        {"inputs": [{**v2([0] * 64, [1, 64])["inputs"][0], "name": n} for n in ("a", "b")]},
+        400,
+        "exactly one",
+    ),
+    ("one input twice", {"inputs": [v2([0] * 64, [1, 64])["inputs"][0]] * 2}, 400, "given twice"),
     (
         "missing shape",
         {"inputs": [{"name": "x", "datatype": "FP32", "data": [0] * 64}]},

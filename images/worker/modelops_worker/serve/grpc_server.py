@@ -5,13 +5,14 @@ and serves the same `Server` object, so both fronts share its batcher (requests 
 share forward passes), its bearer tokens, its metrics and its lifecycle (loading, ready, draining).
 KServe's `InferenceGRPCClient` and Triton's `tritonclient.grpc` call this service unchanged.
 
-Statuses a client meets, in the order they are checked for ModelMetadata and ModelInfer:
-UNAUTHENTICATED (no or a wrong `authorization: Bearer <token>` metadata entry; checked first, so a
-caller without a token learns nothing about which models exist), NOT_FOUND (another model or
-version), UNAVAILABLE (loading, draining or a full queue: retry, another replica may answer),
-INVALID_ARGUMENT (a tensor the model cannot take, named with the fix), RESOURCE_EXHAUSTED (a
-message over `maxBodyBytes`, refused by gRPC itself before it reaches this code), INTERNAL (a bug or
-a failed forward pass).
+Statuses a client meets, in the order they are checked: UNAUTHENTICATED (with auth on, every call but
+ServerLive and ServerReady needs the metadata entry `authorization: Bearer <token>`, checked first, as
+REST does, so a caller without a token learns nothing about which models exist), NOT_FOUND (another
+model or version), UNAVAILABLE (loading, draining or a full queue: retry, another replica may
+answer), INVALID_ARGUMENT (a tensor the protocol or the model cannot take, named with the fix: the
+checks are the serving core's, shared with REST), RESOURCE_EXHAUSTED (more samples than
+`batching.maxQueueSize`, or a message over `maxBodyBytes`, which gRPC itself refuses before this code
+sees it, so it is not counted), INTERNAL (a bug or a failed forward pass).
 
 Metrics: every ModelInfer is counted in the same request counter and latency histogram as REST, with
 `protocol="grpc"` and the gRPC status's HTTP equivalent as `code` (`HTTP_CODE`, Google's mapping,
@@ -36,23 +37,21 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
 
 from modelops import __version__
 from modelops.api.runconfig import EXIT_BAD_CONFIG
 from modelops.api.serveconfig import REASON_INVALID_SERVE_CONFIG
 from modelops_worker.errors import WorkerError
-from modelops_worker.serve import protocol
 from modelops_worker.serve.batching import QueueFull, ShuttingDown
 from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2 as pb
 from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelops_worker.serve.grpc_tensors import (
-    Input,
     TensorError,
     decode_inputs,
     encode_response,
     requested_outputs,
 )
+from modelops_worker.serve.protocol import ProtocolError
 
 if TYPE_CHECKING:
     from modelops_worker.serve.server import Server
@@ -81,17 +80,19 @@ HTTP_CODE: dict[grpc.StatusCode, int] = {
     SC.UNAVAILABLE: 503,
     SC.DATA_LOSS: 500,
 }
-# The HTTP statuses REST answers that gRPC says otherwise.
-_FROM_HTTP = {400: SC.INVALID_ARGUMENT, 404: SC.NOT_FOUND, 413: SC.INVALID_ARGUMENT, 503: SC.UNAVAILABLE}
+# The core's refusals (`ProtocolError.status`) as gRPC statuses.
+_FROM_HTTP = {400: SC.INVALID_ARGUMENT, 413: SC.RESOURCE_EXHAUSTED}
 
 
 class Refusal(Exception):
-    """End the call with this status and message."""
+    """End the call with this status and message; `http` is the code the metrics count it under when
+    REST would answer the same refusal otherwise than `HTTP_CODE` says (a 413 is RESOURCE_EXHAUSTED)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, http: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http = http if http is not None else HTTP_CODE[code]
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -143,6 +144,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
         try:
+            self._authenticate(context)
             self._model(request.name, request.version)
         except Refusal as r:
             await context.abort(r.code, r.message)
@@ -161,12 +163,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             self._authenticate(context)
             self._model(request.name, request.version)
-            model = self.server.model
-            if model is None:
+            core = self.server.core
+            if core is None:
                 raise Refusal(SC.UNAVAILABLE, "the model is loading; retry when ServerReady says ready")
         except Refusal as r:
             await context.abort(r.code, r.message)
-        meta = model.signature.metadata(self.cfg.model_name, self.cfg.model_version, model.platform)
+        meta = core.metadata(self.cfg.model_name, self.cfg.model_version)
         resp = pb.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"]
         )
@@ -179,40 +181,40 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # --- inference -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _counted(self) -> AsyncIterator[list[grpc.StatusCode]]:
-        """Track one ModelInfer as in flight (the drain waits for it) and count its final status."""
+    async def _counted(self) -> AsyncIterator[list[int]]:
+        """Track one ModelInfer as in flight (the drain waits for it) and count it under the HTTP
+        equivalent of its final status (the caller sets `[code]` for a refusal)."""
         s = self.server
         started = time.perf_counter()
-        status = [SC.OK]
+        code = [HTTP_CODE[SC.OK]]
         s.inflight += 1
         s._idle.clear()
         s.metrics.inflight.inc()
         try:
-            yield status
+            yield code
         except asyncio.CancelledError:
-            status[0] = SC.CANCELLED
+            code[0] = HTTP_CODE[SC.CANCELLED]
             raise
         except Exception:
-            status[0] = SC.INTERNAL
+            code[0] = HTTP_CODE[SC.INTERNAL]
             raise
         finally:
             s.inflight -= 1
             s.metrics.inflight.dec()
             if s.inflight == 0:
                 s._idle.set()
-            s.metrics.observe(HTTP_CODE[status[0]], time.perf_counter() - started, "grpc")
+            s.metrics.observe(code[0], time.perf_counter() - started, "grpc")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        async with self._counted() as status:
+        async with self._counted() as code:
             try:
                 return await self._infer(request, context)
             except Refusal as r:
-                status[0] = r.code
                 refusal = r
             except Exception:
                 log.exception("gRPC inference request failed")
-                status[0] = SC.INTERNAL
                 refusal = Refusal(SC.INTERNAL, "internal error while serving the request; see the server log")
+            code[0] = refusal.http
         await context.abort(refusal.code, refusal.message)
         raise AssertionError("unreachable")  # abort raises
 
@@ -220,74 +222,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         s = self.server
         self._authenticate(context)
         self._model(request.model_name, request.model_version)
-        if s.batcher is None or s.model is None:
+        core = s.core
+        if core is None:
             raise Refusal(SC.UNAVAILABLE, "the model is loading; retry when ServerReady says ready")
         if s.state == "draining":
             raise Refusal(SC.UNAVAILABLE, "the server is shutting down; retry (another replica will answer)")
         try:
-            inputs = decode_inputs(request)
-            names = requested_outputs(request)
-            batch = _as_batch(inputs, s.model.signature)
-            unknown = [n for n in names if n not in protocol.OUTPUT_DATATYPES]
-            if unknown:
-                raise TensorError(
-                    f"output {unknown[0]!r} is not an output of this model; ask for "
-                    f"{', '.join(protocol.OUTPUT_DATATYPES)} (or none, for the defaults)"
-                )
+            prepared = core.check(decode_inputs(request))
+            names = core.outputs(requested_outputs(request) or None)
+            outputs = await core.infer(prepared, names)
         except TensorError as exc:
             raise Refusal(SC.INVALID_ARGUMENT, str(exc)) from None
-        except protocol.ProtocolError as exc:
-            raise Refusal(_FROM_HTTP.get(exc.status, SC.INVALID_ARGUMENT), exc.message) from None
-        if len(batch) > self.cfg.batching.max_queue_size:
-            raise Refusal(
-                SC.INVALID_ARGUMENT,
-                f"the request has {len(batch)} samples, more than this server queues "
-                f"({self.cfg.batching.max_queue_size}, batching.maxQueueSize); split it",
-            )
-        try:
-            logits = await s.batcher.submit(batch)
+        except ProtocolError as exc:
+            raise Refusal(_FROM_HTTP.get(exc.status, SC.INVALID_ARGUMENT), exc.message, exc.status) from None
         except QueueFull as exc:
             raise Refusal(SC.UNAVAILABLE, str(exc)) from None
         except ShuttingDown:
             raise Refusal(
                 SC.UNAVAILABLE, "the server is shutting down; retry (another replica will answer)"
             ) from None
-        tensors = protocol.output_tensors(logits, names or protocol.DEFAULT_OUTPUTS)
         return encode_response(
             self.cfg.model_name,
             self.cfg.model_version,
             request.id,
-            tensors,
+            outputs,
+            core.output_types,
             raw=bool(request.raw_input_contents),
-            datatypes=protocol.OUTPUT_DATATYPES,
         )
-
-
-def _as_batch(
-    inputs: list[Input], signature: protocol.ModelSignature
-) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The model's float32 (n, features) batch from the one input it takes (as REST reads it)."""
-    if len(inputs) != 1:
-        raise TensorError(f"inputs has {len(inputs)} tensors; this model takes exactly one")
-    t = inputs[0]
-    if t.datatype == "BOOL":
-        raise TensorError("inputs[0].datatype BOOL is not a datatype this model takes; send FP32")
-    shape = t.array.shape
-    per_sample = shape[0] if len(shape) == 1 else int(np.prod(shape[1:]))
-    if per_sample != signature.features:
-        raise TensorError(
-            f"inputs[0].shape {list(shape)} does not fit this model: it takes [n, {signature.features}] "
-            f"({signature.features} features per sample)"
-        )
-    n = 1 if len(shape) == 1 else shape[0]
-    if n == 0:
-        raise TensorError(f"inputs[0].shape {list(shape)} has no samples")
-    out = t.array.reshape(n, signature.features)
-    if out.dtype != np.float32:
-        out = out.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise TensorError("inputs[0] holds NaN, infinite or values beyond float32's range")
-    return out
 
 
 def bind_address(host: str, port: int) -> str:

@@ -13,56 +13,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2 as pb
+from modelops_worker.serve.protocol import NUMPY_DTYPES, WIRE_ITEMSIZE, Tensor
 
-# OIP datatype -> (numpy dtype of the raw bytes, InferTensorContents field of the typed form or None).
-DATATYPES: dict[str, tuple[np.dtype[Any], str | None]] = {
-    "BOOL": (np.dtype("?"), "bool_contents"),
-    "UINT8": (np.dtype("u1"), "uint_contents"),
-    "UINT16": (np.dtype("<u2"), "uint_contents"),
-    "UINT32": (np.dtype("<u4"), "uint_contents"),
-    "UINT64": (np.dtype("<u8"), "uint64_contents"),
-    "INT8": (np.dtype("i1"), "int_contents"),
-    "INT16": (np.dtype("<i2"), "int_contents"),
-    "INT32": (np.dtype("<i4"), "int_contents"),
-    "INT64": (np.dtype("<i8"), "int64_contents"),
-    "FP16": (np.dtype("<f2"), None),
-    "FP32": (np.dtype("<f4"), "fp32_contents"),
-    "FP64": (np.dtype("<f8"), "fp64_contents"),
+# The typed-contents field of each datatype; FP16 and BF16 have none (raw only), BYTES is not a
+# numeric tensor and no model here takes it.
+CONTENTS_FIELD: dict[str, str | None] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP16": None,
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BF16": None,
 }
-# Known to the protocol, not numeric tensors a model here takes.
-OTHER_DATATYPES = frozenset({"BYTES", "BF16"})
-
-_BY_NUMPY = {
-    np.dtype(dt).newbyteorder("=") if dt.itemsize > 1 else dt: name for name, (dt, _) in DATATYPES.items()
-}
+assert set(CONTENTS_FIELD) == set(NUMPY_DTYPES)
 
 
 class TensorError(Exception):
-    """A tensor the protocol or the model cannot take; the message names the field and the fix."""
-
-
-@dataclass(frozen=True)
-class Input:
-    """One decoded input tensor: `array` has `shape` and the numpy type of `datatype`."""
-
-    name: str
-    datatype: str
-    array: np.ndarray[Any, Any]
-
-
-def datatype_of(arr: np.ndarray[Any, Any]) -> str:
-    """The OIP datatype name of a numpy array's element type."""
-    dt = arr.dtype.newbyteorder("=") if arr.dtype.itemsize > 1 else arr.dtype
-    try:
-        return _BY_NUMPY[dt]
-    except KeyError:
-        raise TypeError(f"no OIP datatype for numpy {arr.dtype}") from None
+    """A tensor the protocol cannot carry; the message names the field and the fix."""
 
 
 def _shape(raw: Sequence[int], where: str) -> tuple[int, ...]:
@@ -74,8 +53,9 @@ def _shape(raw: Sequence[int], where: str) -> tuple[int, ...]:
     return shape
 
 
-def decode_inputs(req: pb.ModelInferRequest, max_elements: int | None = None) -> list[Input]:
-    """The request's input tensors as numpy arrays; raises TensorError."""
+def decode_inputs(req: pb.ModelInferRequest) -> list[Tensor]:
+    """The request's input tensors as numpy arrays (`protocol.Tensor`, as REST decodes them: BF16 as
+    float32, float values finite); raises TensorError."""
     if not req.inputs:
         raise TensorError("inputs is empty: send at least one tensor (name, datatype, shape, and contents)")
     raw = req.raw_input_contents
@@ -84,50 +64,57 @@ def decode_inputs(req: pb.ModelInferRequest, max_elements: int | None = None) ->
             f"raw_input_contents has {len(raw)} entries for {len(req.inputs)} inputs; send one per input, "
             "in the order of inputs"
         )
-    out: list[Input] = []
+    out: list[Tensor] = []
     seen: set[str] = set()
     for i, t in enumerate(req.inputs):
         where = f"inputs[{i}]"
         if not t.name:
             raise TensorError(f"{where}.name is empty; name the tensor as the model metadata does")
         if t.name in seen:
-            raise TensorError(f"{where}.name {t.name!r} appears twice; send each input once")
+            raise TensorError(f"{where}.name {t.name!r:.100} is given twice; send each input once")
         seen.add(t.name)
         shape = _shape(t.shape, where)
-        if t.datatype not in DATATYPES:
+        if t.datatype not in NUMPY_DTYPES:
             what = (
-                "not a tensor datatype this server takes"
-                if t.datatype in OTHER_DATATYPES
-                else "not an OIP datatype"
+                "a protocol datatype no model here takes" if t.datatype == "BYTES" else "not an OIP datatype"
             )
             raise TensorError(
-                f"{where}.datatype {t.datatype!r} is {what}; send one of {', '.join(DATATYPES)}"
+                f"{where}.datatype {t.datatype!r:.50} is {what}; send one of {', '.join(NUMPY_DTYPES)}"
             )
-        dtype, field = DATATYPES[t.datatype]
         count = math.prod(shape)
-        if max_elements is not None and count > max_elements:
-            raise TensorError(f"{where}.shape {list(shape)} has {count} elements, more than {max_elements}")
         if raw:
             if t.HasField("contents"):
                 raise TensorError(
                     f"{where} has contents while the request uses raw_input_contents; use one or the other"
                 )
-            blob = raw[i]
-            if len(blob) != count * dtype.itemsize:
-                raise TensorError(
-                    f"raw_input_contents[{i}] has {len(blob)} bytes, but {where} ({t.datatype}, shape "
-                    f"{list(shape)}) needs {count * dtype.itemsize}"
-                )
-            arr: np.ndarray[Any, Any] = np.frombuffer(blob, dtype=dtype)
+            arr = _from_raw(raw[i], t.datatype, count, where, i)
         else:
-            arr = _typed(t, where, dtype, field, count)
-        out.append(Input(t.name, t.datatype, arr.reshape(shape)))
+            arr = _typed(t, where, count)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise TensorError(f"{where} holds NaN or infinite values; {t.datatype} inputs must be finite")
+        out.append(Tensor(t.name, t.datatype, arr.reshape(shape)))
     return out
 
 
-def _typed(
-    t: pb.ModelInferRequest.InferInputTensor, where: str, dtype: np.dtype[Any], field: str | None, count: int
-) -> np.ndarray[Any, Any]:
+def _from_raw(blob: bytes, dt: str, count: int, where: str, i: int) -> np.ndarray[Any, Any]:
+    size = WIRE_ITEMSIZE[dt]
+    if len(blob) != count * size:
+        raise TensorError(
+            f"raw_input_contents[{i}] has {len(blob)} bytes, but {where} ({dt}, {count} values) needs "
+            f"{count * size}"
+        )
+    if dt == "BF16":  # the upper half of a float32
+        return (np.frombuffer(blob, dtype="<u2").astype("<u4") << 16).view("<f4")
+    if dt == "BOOL":
+        arr = np.frombuffer(blob, dtype="u1")
+        if arr.size and arr.max() > 1:
+            raise TensorError(f"raw_input_contents[{i}]: BOOL values must be bytes 0 or 1")
+        return arr.view("?")
+    return np.frombuffer(blob, dtype=NUMPY_DTYPES[dt])
+
+
+def _typed(t: pb.ModelInferRequest.InferInputTensor, where: str, count: int) -> np.ndarray[Any, Any]:
+    dtype, field = NUMPY_DTYPES[t.datatype], CONTENTS_FIELD[t.datatype]
     if field is None:
         raise TensorError(
             f"{where} is {t.datatype}, which has no typed contents field; send it in raw_input_contents"
@@ -141,7 +128,7 @@ def _typed(
             f"{where}.contents.{field} has {len(values)} values but shape {list(t.shape)} needs {count}"
         )
     if dtype.kind in "iu" and dtype.itemsize < 4 and count:
-        wide = np.fromiter(values, dtype=np.int64 if dtype.kind == "i" else np.uint64, count=count)
+        wide = np.fromiter(values, dtype=np.int64, count=count)
         info = np.iinfo(dtype)
         if wide.min() < info.min or wide.max() > info.max:
             raise TensorError(f"{where}.contents.{field} has values outside the range of {t.datatype}")
@@ -164,23 +151,29 @@ def encode_response(
     model_version: str,
     request_id: str,
     outputs: Mapping[str, np.ndarray[Any, Any]],
+    datatypes: Mapping[str, str],
     raw: bool,
-    datatypes: Mapping[str, str] | None = None,
 ) -> pb.ModelInferResponse:
-    """The response message: raw outputs when `raw` (or when a datatype has no typed field)."""
+    """The response message: raw outputs when `raw` or when an output's datatype has no typed field
+    (the protocol puts all outputs one way or the other)."""
     resp = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id)
-    arrays = list(outputs.items())
-    raw = raw or any(DATATYPES[(datatypes or {}).get(n) or datatype_of(a)][1] is None for n, a in arrays)
-    for name, arr in arrays:
-        dt = (datatypes or {}).get(name) or datatype_of(arr)
-        dtype, field = DATATYPES[dt]
+    raw = raw or any(CONTENTS_FIELD[datatypes[n]] is None for n in outputs)
+    for name, arr in outputs.items():
+        dt = datatypes[name]
         tensor = resp.outputs.add(name=name, datatype=dt, shape=arr.shape)
-        flat = np.ascontiguousarray(arr, dtype=dtype)
         if raw:
-            resp.raw_output_contents.append(flat.tobytes())
+            resp.raw_output_contents.append(_raw_bytes(arr, dt))
         else:
-            getattr(tensor.contents, field).extend(flat.reshape(-1).tolist())  # type: ignore[arg-type]
+            flat = np.ascontiguousarray(arr, dtype=NUMPY_DTYPES[dt]).reshape(-1)
+            getattr(tensor.contents, CONTENTS_FIELD[dt]).extend(flat.tolist())  # type: ignore[arg-type]
     return resp
+
+
+def _raw_bytes(arr: np.ndarray[Any, Any], dt: str) -> bytes:
+    if dt == "BF16":  # round to nearest even, as torch casts float32 to bfloat16
+        bits = np.ascontiguousarray(arr, dtype="<f4").view("<u4").astype(np.uint64)
+        return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
+    return np.ascontiguousarray(arr, dtype=NUMPY_DTYPES[dt]).tobytes()
 
 
 def parameter_value(p: pb.InferParameter) -> Any:
