@@ -97,6 +97,7 @@ class Server:
             "artifactPath": str(art.path),
             "sha256": art.sha256,
             "port": self.port,
+            "grpcPort": None,  # REST only here; tests/worker/test_grpc.py covers gRPC
             **cfg,
         }
         run_env = clean_env(

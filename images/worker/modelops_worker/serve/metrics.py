@@ -40,17 +40,18 @@ class ServeMetrics:
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         self.labels = {"model": model, "version": version}
-        self._by_code: dict[int, tuple[Any, Any]] = {}
+        self._by_code: dict[tuple[int, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             _strip_total(METRIC_REQUESTS),
-            "Inference requests answered, by HTTP status code.",
-            ["model", "version", "code"],
+            "Inference requests answered, by protocol (rest, grpc) and HTTP status code (a gRPC status as "
+            "its HTTP equivalent: modelops_worker.serve.grpc_server.HTTP_CODE).",
+            ["model", "version", "protocol", "code"],
             registry=r,
         )
         self.latency = Histogram(
             METRIC_LATENCY,
-            "Seconds from receiving an inference request to answering it, by HTTP status code.",
-            ["model", "version", "code"],
+            "Seconds from receiving an inference request to answering it, by protocol and HTTP status code.",
+            ["model", "version", "protocol", "code"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -75,15 +76,15 @@ class ServeMetrics:
         )
         # Children created up front so a scrape before the first request shows the series at zero.
         for code in ("200", "400", "503"):
-            self.requests.labels(code=code, **self.labels)
+            self.requests.labels(code=code, protocol="rest", **self.labels)
 
-    def observe(self, code: int, seconds: float) -> None:
-        children = self._by_code.get(code)
+    def observe(self, code: int, seconds: float, protocol: str = "rest") -> None:
+        children = self._by_code.get((code, protocol))
         if children is None:
             c = str(code)
-            children = self._by_code[code] = (
-                self.requests.labels(code=c, **self.labels),
-                self.latency.labels(code=c, **self.labels),
+            children = self._by_code[code, protocol] = (
+                self.requests.labels(code=c, protocol=protocol, **self.labels),
+                self.latency.labels(code=c, protocol=protocol, **self.labels),
             )
         children[0].inc()
         children[1].observe(seconds)

@@ -378,6 +378,13 @@ async def run(
     site = web.TCPSite(runner, host, cfg.port, reuse_address=True, backlog=1024)
     await site.start()
     log.info("listening on %s:%d for model %s version %s", host, cfg.port, cfg.model_name, cfg.model_version)
+    from modelops_worker.serve import grpc_server  # OIP v2 over gRPC on cfg.grpc_port, same Server
+
+    try:
+        grpc_front = await grpc_server.start(server, host)
+    except BaseException:
+        await runner.cleanup()
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -402,6 +409,8 @@ async def run(
             "SIGTERM: draining up to %.0fs (%d request(s) in flight)", cfg.drain_seconds, server.inflight
         )
         server.state = "draining"
+        if grpc_front is not None:
+            grpc_front.begin_drain(cfg.drain_seconds)
         await site.stop()
         drained = await server.drain(cfg.drain_seconds)
         if drained:
@@ -414,4 +423,6 @@ async def run(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if grpc_front is not None:
+            await grpc_front.stop()
         await runner.cleanup()
