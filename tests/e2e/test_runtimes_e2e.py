@@ -300,7 +300,7 @@ _PREDICTOR = """
 import hashlib, http.server, json, os
 path = os.environ["MODELOPS_MODEL_PATH"]
 sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
-name = os.environ["MODELOPS_MODEL_NAME"]
+name = "echo"  # MODELOPS_MODEL_NAME says so too, but the local plane rewrites env values naming a Service
 counts = {}
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self, code, body, kind="application/json"):
@@ -333,8 +333,6 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
 ) -> None:
     from modelops.builders.trainingjob import worker_image
 
-    script = plane.dir / "echo_predictor.py"
-    script.write_text(textwrap.dedent(_PREDICTOR))
     isvc = {
         "apiVersion": "modelops.dev/v1alpha1",
         "kind": "InferenceService",
@@ -344,7 +342,8 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
             "predictor": {
                 # On a cluster this is your image; the local plane runs the worker image's Python.
                 "image": worker_image(),
-                "command": ["python", str(script)],
+                # Inline: a file path under /tmp would be taken for the pod's /tmp volume.
+                "command": ["python", "-c", textwrap.dedent(_PREDICTOR)],
                 "metrics": {"path": "/stats", "requestsTotal": "echo_requests_total", "codeLabel": "status"},
             },
             "resources": {"cpu": "100m", "memory": "256Mi"},
