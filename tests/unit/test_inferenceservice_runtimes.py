@@ -401,3 +401,61 @@ def _finished(phase: str, message: str) -> dict[str, Any]:
             "containerStatuses": [{"state": {"terminated": {"exitCode": code, "message": message}}}],
         }
     }
+
+
+# -- what the API server refuses ---------------------------------------------------------------------
+
+
+def _errors(spec_: dict[str, Any]) -> list[str]:
+    from modelops.api import INFERENCESERVICE
+    from modelops.api.crdgen import crd
+    from modelops.schema import validate_custom_resource
+
+    schema = crd(INFERENCESERVICE)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    obj = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "s", "namespace": "default"},
+        "spec": spec_,
+    }
+    return [str(e) for e in validate_custom_resource(schema, obj).errors]
+
+
+@pytest.mark.parametrize(
+    ("spec_", "field", "phrase"),
+    [
+        ({}, "spec.modelRef", "custom spec.predictor may leave it out"),
+        (
+            {"predictor": {"image": "x"}, "canary": {"trafficPercent": 10}},
+            "spec",
+            "spec.canary needs spec.modelRef",
+        ),
+        ({"modelRef": {"model": "m", "version": 1}, "precision": "fp8"}, "spec.precision", ""),
+        ({"predictor": {"image": "x", "protocol": "grpc"}}, "spec.predictor.protocol", ""),
+        (
+            {
+                "predictor": {
+                    "image": "x",
+                    "env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+                }
+            },
+            "spec.predictor.env[0]",
+            "not both",
+        ),
+        (
+            {"predictor": {"image": "x", "env": [{"name": "A", "valueFrom": {}}]}},
+            "spec.predictor.env[0].valueFrom",
+            "exactly one",
+        ),
+    ],
+)
+def test_specs_no_runtime_can_honour_are_refused_naming_the_field(
+    spec_: dict[str, Any], field: str, phrase: str
+) -> None:
+    found = _errors(spec_)
+    assert any(e.startswith((f"{field}:", f"{field}[")) for e in found), found
+    assert not phrase or any(phrase in e for e in found), found
+
+
+def test_a_custom_predictor_without_a_model_is_accepted() -> None:
+    assert _errors({"predictor": {"image": "ghcr.io/acme/echo:1"}}) == []
