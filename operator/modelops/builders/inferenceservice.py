@@ -19,6 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 import modelops.builders as builders
 from modelops.api.inferenceservice import InferenceServiceSpec, Predictor, ServingResources
 from modelops.api.serveconfig import (
@@ -161,7 +163,7 @@ def serve_config(name: str, spec: InferenceServiceSpec, served: Served) -> Serve
         artifact_path=f"{MODEL_MOUNT}/{served.path}",
         sha256=served.sha256,
         format=served.format if served.format in WORKER_FORMATS else "torchscript",
-        signature=ModelSignature.model_validate(served.signature) if served.signature else None,
+        signature=_signature(served.signature),
         # A GPU pod runs the model on its GPU; without one the server decides (a CPU).
         device="cuda" if spec.resources.gpus else "auto",
         precision=spec.precision,
@@ -170,6 +172,16 @@ def serve_config(name: str, spec: InferenceServiceSpec, served: Served) -> Serve
         quantization=spec.quantization,
         auth_tokens_file=f"{AUTH_MOUNT}/{AUTH_FILE}" if spec.auth else None,
     )
+
+
+def _signature(recorded: Mapping[str, Any] | None) -> ModelSignature | None:
+    """The version's recorded signature; one this operator cannot read is left to the server to find."""
+    if not recorded:
+        return None
+    try:
+        return ModelSignature.model_validate(recorded)
+    except pydantic.ValidationError:
+        return None
 
 
 def _resources(res: ServingResources) -> dict[str, Any]:
