@@ -221,7 +221,7 @@ def observe_pods(cluster: Cluster, namespace: str, selector: str) -> list[isvc_p
 def analyse(
     spec: InferenceServiceSpec,
     current: Mapping[str, Any],
-    tg: Any,
+    tg: isvc_resolve.Targets,
     pods: list[isvc_pods.PodView],
     state: _State,
     meta: tuple[str, str, str],

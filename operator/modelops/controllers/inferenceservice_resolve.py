@@ -148,25 +148,13 @@ def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Map
         return Targets(builders.predictor_revision(spec.predictor), trigger="predictor")
     history: list[Mapping[str, Any]] = list(st.get("rolloutHistory") or [])
     current = _by_name((st.get("stable") or {}).get("modelVersion"), mvs)
-    custom = spec.predictor is not None
-    wanted = resolve(spec.model_ref, mvs, custom=custom)
+    wanted = resolve(spec.model_ref, mvs, custom=spec.predictor is not None)
     trigger = "alias" if spec.model_ref.alias else "modelRef"
     problem = wanted if isinstance(wanted, Problem) else None
-    fallback = current if problem is not None else None
     h = canary_digest(spec)
 
-    def rolled_back(name: str) -> tuple[str, str] | None:
-        record = _last_record(history, name)
-        if record and record.get("outcome") == "RolledBack" and record.get("canaryDigest") == h:
-            return (
-                "RolledBack",
-                f"The canary {name} was rolled back ({record.get('reason', '')}); it stays rolled back "
-                "until spec.canary changes.",
-            )
-        return None
-
     if spec.canary is None:
-        stable = wanted if isinstance(wanted, Served) else fallback
+        stable = wanted if isinstance(wanted, Served) else (current if problem else None)
         return Targets(stable, trigger=trigger, problem=problem)
 
     if spec.canary.model_ref is None:
@@ -174,13 +162,37 @@ def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Map
         if current is None or isinstance(wanted, Problem) or wanted.model_version == current.model_version:
             stable = current or (wanted if isinstance(wanted, Served) else None)
             return Targets(stable, trigger=trigger, digest=h, problem=problem)
-        note = rolled_back(wanted.model_version)
+        note = _rolled_back(history, wanted.model_version, h)
         if note:
             return Targets(current, trigger=trigger, digest=h, note=note)
         return Targets(current, wanted, trigger=trigger, digest=h)
+    return _explicit_canary(spec, history, mvs, wanted, current, h)
 
-    # An explicit canary version next to spec.modelRef.
-    stable = wanted if isinstance(wanted, Served) else fallback
+
+def _rolled_back(history: Sequence[Mapping[str, Any]], name: str, h: str | None) -> tuple[str, str] | None:
+    """Why `name` runs no canary: it was rolled back under this very spec.canary."""
+    record = _last_record(history, name)
+    if record and record.get("outcome") == "RolledBack" and record.get("canaryDigest") == h:
+        return (
+            "RolledBack",
+            f"The canary {name} was rolled back ({record.get('reason', '')}); it stays rolled back "
+            "until spec.canary changes.",
+        )
+    return None
+
+
+def _explicit_canary(
+    spec: InferenceServiceSpec,
+    history: Sequence[Mapping[str, Any]],
+    mvs: Sequence[Mapping[str, Any]],
+    wanted: Served | Problem,
+    current: Served | None,
+    h: str | None,
+) -> Targets:
+    """spec.canary.modelRef next to spec.modelRef; a promoted canary stays stable until either changes."""
+    assert spec.canary is not None and spec.canary.model_ref is not None
+    problem = wanted if isinstance(wanted, Problem) else None
+    stable = wanted if isinstance(wanted, Served) else (current if problem else None)
     promoted = next(
         (
             r
@@ -196,12 +208,13 @@ def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Map
     if promoted is not None:
         stable = _by_name(str(promoted.get("modelVersion")), mvs) or stable
         note = ("Promoted", f"The canary {promoted.get('modelVersion')} was promoted to stable.")
+    custom = spec.predictor is not None
     candidate = resolve(spec.canary.model_ref, mvs, "spec.canary.modelRef", custom=custom)
     if isinstance(candidate, Problem):
         return Targets(stable, trigger="canary", digest=h, problem=problem or candidate, note=note)
     if stable is not None and candidate.model_version == stable.model_version:
         return Targets(stable, trigger="canary", digest=h, problem=problem, note=note)
-    note = rolled_back(candidate.model_version)
+    note = _rolled_back(history, candidate.model_version, h)
     if note:
         return Targets(stable, trigger="canary", digest=h, problem=problem, note=note)
     return Targets(stable, candidate, trigger="canary", digest=h, problem=problem)
