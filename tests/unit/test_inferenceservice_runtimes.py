@@ -263,6 +263,20 @@ def test_no_data_is_said_plainly_and_the_canary_does_not_advance(
     assert progressing["reason"] == "AnalysisNoData" and "no data" in progressing["message"]
 
 
+def test_a_rolled_back_canarys_lingering_pods_are_not_judged_as_the_next_canary() -> None:
+    broken = isvc_pods.PodView("m-canary-old", b.CANARY, "m-broken", True, False, "10.0.0.8", None)
+    failing = {"m-canary-old": 'modelops_serving_requests_total{code="500"} 90\n'}
+    good = isvc_pods.PodView("m-canary-new", b.CANARY, "m-2", True, False, "10.0.0.9", None)
+    passing = {"m-canary-new": 'modelops_serving_requests_total{code="200"} 40\n'}
+    pods = [broken, good, isvc_pods.PodView("m-stable-a", b.STABLE, "m-1", True, False, "10.0.0.7", None)]
+    kept = isvc_analysis.of_candidate(pods, "m-2")
+    assert [p.name for p in kept] == ["m-canary-new", "m-stable-a"]
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, kept, {**failing, **passing}, None)
+    assert verdict.result == "Passed" and verdict.requests == 40
+    mixed, _ = isvc_analysis.analyse(ANALYSIS, pods, {**failing, **passing}, None)
+    assert mixed.result == "Failed"  # what judging every canary-labelled pod would have said
+
+
 def _mv(version: int) -> dict[str, Any]:
     return {
         "metadata": {"name": f"m-{version}"},

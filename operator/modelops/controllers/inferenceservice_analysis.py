@@ -144,6 +144,12 @@ class Verdict:
     reason: str | None = None  # AnalysisNoData when nothing could be measured
 
 
+def of_candidate(pods: Sequence[PodView], model_version: str) -> list[PodView]:
+    """The pods an analysis of the canary `model_version` may look at: a rolled-back canary's pods
+    that linger (their counters full of its 5xx) must never be judged as the next canary's."""
+    return [p for p in pods if p.track != CANARY or p.model_version == model_version]
+
+
 def analyse(
     analysis: Analysis,
     pods: Sequence[PodView],

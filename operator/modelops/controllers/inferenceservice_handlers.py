@@ -231,6 +231,8 @@ def analyse(
     if spec.canary is None or not isvc_analysis.analysis_due(spec, current, tg, now):
         return None
     name, namespace, uid = meta
+    assert tg.candidate is not None  # analysis_due says so
+    pods = isvc_analysis.of_candidate(pods, tg.candidate.model_version)
     names = isvc_analysis.metric_names(spec)
     prometheus = os.environ.get(ENV_PROMETHEUS_URL)
     if prometheus:
