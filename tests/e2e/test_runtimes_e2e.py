@@ -400,3 +400,42 @@ def test_a_missing_auth_secret_stalls_and_recovers_when_created(
     code, _ = http(f"http://{address}/v2/models/guarded/infer", x, {"Authorization": f"Bearer {token}"})
     assert code == 200
     plane.kubectl("delete", "inferenceservice", "guarded", "--wait=true", timeout=90)
+
+
+def test_a_child_the_api_server_refuses_stalls_with_its_message_and_recovers(plane: Plane) -> None:
+    from modelops.builders.trainingjob import worker_image
+
+    predictor = {
+        "image": worker_image(),
+        "command": ["python", "-c", "import time; time.sleep(3600)"],
+        "readinessProbe": {"httpGet": {"path": "/ready"}},  # no port: the API server refuses the Deployment
+    }
+    isvc = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "refused"},
+        "spec": {"predictor": predictor, "resources": {"cpu": "50m", "memory": "64Mi"}},
+    }
+    apply(plane, isvc)
+
+    def rejected() -> dict[str, Any] | None:
+        ready = condition(plane.get("inferenceservice", "refused"), "Ready")
+        return ready if ready.get("reason") == "ChildRejected" else None
+
+    ready = wait_for("the InferenceService to say ChildRejected", rejected, plane, timeout=60)
+    assert "readinessProbe.httpGet.port" in ready["message"], ready
+    assert condition(plane.get("inferenceservice", "refused"), "Stalled")["status"] == "True"
+    fixed = [
+        {"op": "replace", "path": "/spec/predictor/readinessProbe", "value": {"tcpSocket": {"port": 8080}}}
+    ]
+    plane.kubectl("patch", "misvc", "refused", "--type=json", "-p", json.dumps(fixed))
+    wait_for(
+        "the refusal to clear once the spec is fixed",
+        lambda: (
+            condition(plane.get("inferenceservice", "refused"), "Ready").get("reason") != "ChildRejected"
+            and "refused-stable" in plane.kubectl("get", "deployments", "-o", "name")
+        ),
+        plane,
+        timeout=60,
+    )
+    plane.kubectl("delete", "inferenceservice", "refused", "--wait=true", timeout=90)
