@@ -613,7 +613,9 @@ class Progress(ApiModel):
 
 
 class Metrics(ApiModel):
-    """Final validation metrics."""
+    """Final validation metrics: the built-in ones below, and any a custom image reports (numbers)."""
+
+    model_config = ConfigDict(extra="allow")
 
     loss: float | None = Field(default=None, description="Validation loss.")
     accuracy: float | None = Field(default=None, description="Validation accuracy (0-1).")
@@ -662,7 +664,16 @@ class TrainingJobStatus(ApiModel):
     completion_time: Timestamp | None = Field(default=None, description="When the job finished.")
     restarts: int = Field(default=0, ge=0, description="Times all pods were recreated after a failure.")
     progress: Progress | None = Field(default=None, description="Live progress.")
-    metrics: Metrics | None = Field(default=None, description="Final validation metrics.")
+    metrics: Metrics | None = Field(
+        default=None,
+        description="Final validation metrics, including a custom image's own (e.g. bleu): numbers by name.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    hyperparameters: dict[str, Any] | None = Field(
+        default=None,
+        description="The hyperparameters the run reported it used (its result's hyperparameters).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )
     checkpoint: CheckpointStatus | None = Field(default=None, description="Latest valid checkpoint.")
     model_version: str | None = Field(default=None, description="Name of the ModelVersion created.")
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")

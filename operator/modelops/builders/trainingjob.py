@@ -211,17 +211,10 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def pod(
-    name: str,
-    namespace: str,
-    uid: str,
-    spec: TrainingJobSpec,
-    rank: int,
-    *,
-    attempt: int = 0,
-    image: str | None = None,
+def _container(
+    name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int, image: str | None
 ) -> dict[str, Any]:
-    """The pod of one rank (one node)."""
+    """The training container: the worker (or the user's image), its wiring and restricted context."""
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or image or worker_image(),
@@ -248,7 +241,14 @@ def pod(
             container["args"] = list(spec.args)
     else:
         container["command"] = ["modelops-worker", "train"]
-    pod_init: list[dict[str, Any]] = []
+    return container
+
+
+def _storage(
+    name: str, spec: TrainingJobSpec, rank: int, container: dict[str, Any], image: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, init containers) of a rank; the mounts go into `container`."""
+    init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
     ]
@@ -260,20 +260,20 @@ def pod(
         if restore is not None and restore.backup is not None:
             from modelops.builders import backup as backup_builders  # it imports this module
 
-            init = backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)
-            pod_init = [init]
+            init = [backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)]
             volumes.append(backup_builders.restore_source_volume(restore.backup))
     # The user's volumes and mounts (code from a ConfigMap, credentials from a Secret...), after ours.
     volumes += [v.to_wire() for v in spec.volumes]
     container["volumeMounts"] += [m.to_wire() for m in spec.volume_mounts]
     if spec.dataset is not None and spec.dataset.file is not None:
         container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
-        volumes.append(
-            {
-                "name": "data",
-                "persistentVolumeClaim": {"claimName": spec.dataset.file.claim_name, "readOnly": True},
-            }
-        )
+        claim = {"claimName": spec.dataset.file.claim_name, "readOnly": True}
+        volumes.append({"name": "data", "persistentVolumeClaim": claim})
+    return volumes, init
+
+
+def _placement(spec: TrainingJobSpec) -> dict[str, Any]:
+    """nodeSelector, tolerations, affinity and priority of the pods (GPU product and taint included)."""
     sched = spec.scheduling
     node_selector = dict(sched.node_selector)
     tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in sched.tolerations]
@@ -281,6 +281,31 @@ def pod(
         if spec.resources.gpu_type:
             node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_type
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    out: dict[str, Any] = {}
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    if tolerations:
+        out["tolerations"] = tolerations
+    if sched.affinity:
+        out["affinity"] = sched.affinity
+    if sched.priority_class_name:
+        out["priorityClassName"] = sched.priority_class_name
+    return out
+
+
+def pod(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    rank: int,
+    *,
+    attempt: int = 0,
+    image: str | None = None,
+) -> dict[str, Any]:
+    """The pod of one rank (one node)."""
+    container = _container(name, namespace, uid, spec, rank, image)
+    volumes, init = _storage(name, spec, rank, container, image)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "hostname": pod_name(name, rank),
@@ -301,20 +326,13 @@ def pod(
         "containers": [container],
         "volumes": volumes,
     }
-    if rank == 0 and pod_init:
-        pod_spec["initContainers"] = pod_init
+    if init:
+        pod_spec["initContainers"] = init
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [r.to_wire() for r in spec.image_pull_secrets]
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    if sched.affinity:
-        pod_spec["affinity"] = sched.affinity
-    if sched.priority_class_name:
-        pod_spec["priorityClassName"] = sched.priority_class_name
+    pod_spec.update(_placement(spec))
     queue_labels, queue_annotations = kueue_metadata(name, spec, attempt)
     return {
         "apiVersion": "v1",
