@@ -64,6 +64,11 @@ def test_a_good_artifact_verifies_with_its_digest_size_and_model_card(
         "sizeBytes": trained.stat().st_size,
         "format": "torchscript",
     }
+    # Our export records the classifier's signature, so verification reports it.
+    assert out["signature"]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert [o["name"] for o in out["signature"]["outputs"]] == ["logits", "probabilities", "predicted_class"]
+    card = json.loads(trained.with_name(export.MODEL_CARD).read_text())
+    assert card["signature"] == out["signature"]
     # The card names this digest, so its metrics and lineage are reported for the registry.
     assert 0 < out["card"]["metrics"]["accuracy"] <= 1
     assert len(out["card"]["datasetDigest"]) == 64 and out["card"]["trainingJob"] == "digits"

@@ -298,8 +298,11 @@ class LoadedModel:
 
     @property
     def batchable(self) -> bool:
-        """Requests can share a pass: every input's first dim is dynamic (the batch)."""
-        return all(t.shape[:1] == [-1] for t in self.signature.inputs)
+        """Requests can share a pass: every input's first dim is dynamic (the batch), and so is every
+        output's (else a pass's outputs could not be split back into the requests)."""
+        return all(t.shape[:1] == [-1] for t in self.signature.inputs) and all(
+            t.shape[:1] == [-1] for t in self.signature.outputs if t.name not in self.derived
+        )
 
     def run(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         out: Arrays = self.runtime.run(inputs)

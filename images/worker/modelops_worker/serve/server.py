@@ -157,7 +157,13 @@ class Server:
             forward_delay=float(os.environ.get(ENV_FAULT_FORWARD_DELAY) or 0),
         )
         self.core.start()
-        self.metrics.describe(model.sha256, model.format, self.cfg.quantization)
+        self.metrics.describe(
+            model.sha256,
+            model.format,
+            self.cfg.quantization,
+            model.placement.device,
+            model.placement.precision,
+        )
         self.state = "ready"
 
     async def drain(self, timeout: float) -> bool:
