@@ -613,3 +613,63 @@ def test_triton_grpc_client_works_unchanged(server: Server, tmp_path: Path) -> N
     assert out["no_token"] == out["wrong_token"] == "StatusCode.UNAUTHENTICATED"
     assert out["unknown_model"] == "StatusCode.NOT_FOUND"
     assert out["bad_datatype"] == out["bad_shape"] == "StatusCode.INVALID_ARGUMENT"
+
+
+# --- several serving processes sharing the ports (supervisor.py) ---------------------------------
+
+
+def _wait_for_log(s: Server, text: str, count: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert s.proc.poll() is None, s.log.read_text()
+        if s.log.read_text().count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count}x {text!r} not logged in {timeout}s: {s.log.read_text()}")
+
+
+def test_several_processes_share_both_ports_and_one_set_of_metrics(
+    tmp_path: Path, artifact: Artifact
+) -> None:
+    s = Server(tmp_path, artifact, env={"MODELOPS_SERVE_PROCESSES": "2"})
+    try:
+        _wait_for_log(s, "ready: POST", 2)
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        for i in range(12):  # a new connection each time: the kernel spreads them over the processes
+            with requests.Session() as http:
+                r = http.post(
+                    s.base + "/v2/models/digits/infer",
+                    json={
+                        "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": X[i].tolist()}]
+                    },
+                    timeout=30,
+                )
+            assert r.status_code == 200, r.text
+            channel = grpc.insecure_channel(s.target)
+            resp = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(X[i : i + 1], raw=True))
+            channel.close()
+            rest = {o["name"]: o["data"] for o in r.json()["outputs"]}
+            assert np.frombuffer(resp.raw_output_contents[1], "<i8").tolist() == rest["predicted_class"]
+        # Every scrape, whichever process answers it, shows the whole pod's counts.
+        for _ in range(6):
+            with requests.Session() as http:
+                text = http.get(s.base + "/metrics", timeout=10).text
+            got = {
+                smp.labels["protocol"]: smp.value
+                for fam in text_string_to_metric_families(text)
+                for smp in fam.samples
+                if smp.name == "modelops_serving_requests_total" and smp.labels.get("code") == "200"
+            }
+            assert got == {"rest": 12, "grpc": 12}, got
+    finally:
+        assert s.stop() == 0, s.log.read_text()
+
+
+def test_several_processes_exit_with_the_reason_a_bad_artifact_gives(
+    tmp_path: Path, artifact: Artifact
+) -> None:
+    wrong = Artifact(artifact.path, "0" * 64)
+    s = Server(tmp_path, wrong, env={"MODELOPS_SERVE_PROCESSES": "2"})
+    assert s.proc.wait(timeout=180) == 65, s.log.read_text()
+    assert json.loads(s.termination_log.read_text())["reason"] == "ArtifactDigestMismatch"
