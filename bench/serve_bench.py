@@ -203,6 +203,17 @@ def export_onnx(art: Path, work: Path) -> tuple[Path, str]:
     return out, hashlib.sha256(out.read_bytes()).hexdigest()
 
 
+def _wait_logged(log_file: Path, text: str, count: int, timeout: float = 180) -> None:
+    """Until every serving process of a supervised server has said it is ready (readiness is per
+    process, and a probe answered by one says nothing of the others)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_file.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"not all {count} processes ready: see {log_file}")
+
+
 def start_ours(
     art: Path, sha: str, port: int, grpc_port: int, work: Path, fmt: str = "torchscript", **env: str
 ) -> subprocess.Popen[bytes]:
@@ -472,6 +483,9 @@ def main() -> None:
     ap.add_argument("--artifact", type=Path)
     ap.add_argument("--sha256")
     ap.add_argument("--skip-kserve", action="store_true")
+    ap.add_argument(
+        "--processes", type=int, default=1, help="serving processes of ours (MODELOPS_SERVE_PROCESSES)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     for tool, why in (("wrk", "the REST load"), ("h2load", "the gRPC load (Debian nghttp2-client)")):
@@ -494,7 +508,11 @@ def main() -> None:
     artifacts = {"torchscript": (art, sha)}
     if "onnx" in formats:
         artifacts["onnx"] = export_onnx(art, work)
-    results: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "load_before": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "processes": args.processes,
+    }
     one = v2_json(x_all[:1])
     one_grpc = grpc_frame(x_all[:1], ("logits", "predicted_class"))
     warm = 1.0
@@ -514,11 +532,16 @@ def main() -> None:
             else:
                 fmt = name.removeprefix("modelops-") if name != "modelops" else "torchscript"
                 gport = _free_port()
-                procs[name] = start_ours(*artifacts[fmt], port, gport, work, fmt)
+                procs[name] = start_ours(
+                    *artifacts[fmt], port, gport, work, fmt, MODELOPS_SERVE_PROCESSES=str(args.processes)
+                )
                 grpc_targets[name] = f"127.0.0.1:{gport}"
             urls[name] = f"http://127.0.0.1:{port}"
         for name, base in urls.items():
             _wait_ready(base, procs[name])
+            if name != "kserve" and args.processes > 1:
+                port = int(base.rsplit(":", 1)[1])
+                _wait_logged(next(work.glob(f"ours-*-{port}.log")), "ready: POST", args.processes)
             acc = check_answer(f"{base}/v2/models/{MODEL}/infer", x_all[:500], y_all[:500])
             results[name] = {"accuracy": acc, "single_sample": {}, "grpc_single_sample": {}}
             log(f"{name}: ready, accuracy on 500 digits {acc:.3f}")
@@ -634,7 +657,7 @@ def _loads(runs: list[dict[str, Any]]) -> str:
 def report(r: dict[str, Any], levels: list[int], samples: int) -> str:
     lines = [
         f"load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} on {r['cpus']} CPUs; "
-        f"{r['seconds']} s in all",
+        f"{r['seconds']} s in all; modelops with {r['processes']} serving process(es)",
         "",
         "| concurrency | modelops REST req/s | p50 ms | p99 ms | KServe REST req/s | p50 ms | p99 ms | "
         "ratio (median of pairs) [range] | pairs with our p99 <= KServe's | modelops gRPC req/s | p50 ms | p99 ms | load avg |",
