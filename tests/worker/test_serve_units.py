@@ -258,3 +258,111 @@ def test_the_cgroup_cpu_limit_bounds_the_forward_threads(tmp_path) -> None:
     f.write_text("max 100000\n")
     assert cpu_limit(f) is None
     assert cpu_limit(tmp_path / "absent") is None
+
+
+# --- device and precision (CUDA availability faked: this machine has no GPU) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "cuda", "want_device", "want_precision", "note"),
+    [
+        ("auto", "fp32", False, "cpu", "fp32", "on cpu"),
+        ("auto", "fp32", True, "cuda", "fp32", "on cuda"),
+        ("auto", "fp16", True, "cuda", "fp16", "on cuda in fp16"),
+        ("cuda", "bf16", True, "cuda", "bf16", "on cuda in bf16"),
+        ("auto", "fp16", False, "cpu", "fp32", "precision fp16 was asked for, but the model runs on the CPU"),
+        ("cpu", "bf16", True, "cpu", "fp32", "only take effect on a GPU"),
+    ],
+)
+def test_device_and_precision_follow_the_config_and_what_the_pod_has(
+    device: str, precision: str, cuda: bool, want_device: str, want_precision: str, note: str
+) -> None:
+    pytest.importorskip("torch")
+    from modelops_worker.serve.model import select_placement
+
+    p = select_placement(device, precision, cuda)
+    assert (p.device, p.precision) == (want_device, want_precision) and note in p.note
+
+
+def test_asking_for_cuda_without_a_gpu_fails_instead_of_serving_on_the_cpu() -> None:
+    pytest.importorskip("torch")
+    from modelops_worker.errors import WorkerError
+    from modelops_worker.serve.model import Placement, onnx_providers, select_placement
+
+    with pytest.raises(WorkerError) as exc:
+        select_placement("cuda", "fp32", False)
+    assert exc.value.reason == "DeviceUnavailable" and exc.value.exit_code == 64
+    assert onnx_providers(Placement("cpu", "fp32"), ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CPUExecutionProvider"
+    ]
+    assert onnx_providers(Placement("cuda", "fp16"), ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    with pytest.raises(WorkerError, match="no CUDAExecutionProvider"):
+        onnx_providers(Placement("cuda", "fp32"), ["CPUExecutionProvider"])
+
+
+def _classifier_artifact(tmp_path: Any) -> Any:
+    torch = pytest.importorskip("torch")
+    from modelops.api.serveconfig import ServeConfig
+    from modelops.api.trainingjob import ModelSpec
+    from modelops_worker import export, models
+
+    spec = ModelSpec.model_validate({"architecture": "mlp", "hiddenSize": 16, "layers": 2, "dropout": 0.0})
+    torch.manual_seed(0)
+    net = models.build(spec, 6, 3, torch.zeros(6), torch.ones(6), None).eval()
+    desc = {"spec": spec.model_dump(by_alias=True), "numFeatures": 6, "numClasses": 3}
+    art = export.export(net, "torchscript", desc, {}, tmp_path)
+
+    def cfg(**kw: Any) -> ServeConfig:
+        return ServeConfig.model_validate(
+            {
+                "modelName": "m",
+                "modelVersion": "1",
+                "artifactPath": str(tmp_path / art["path"]),
+                "sha256": art["sha256"],
+                **kw,
+            }
+        )
+
+    return net, cfg
+
+
+def test_with_a_gpu_visible_the_model_is_moved_to_cuda(tmp_path, monkeypatch) -> None:
+    _, cfg = _classifier_artifact(tmp_path)
+    from modelops_worker.errors import WorkerError
+    from modelops_worker.serve import model as serve_model
+
+    # Fault injection: this process "sees" a GPU. The CPU-only torch here then fails the move to
+    # cuda, which shows the move is attempted; on a GPU node it succeeds.
+    monkeypatch.setattr(serve_model, "cuda_available", lambda: True)
+    with pytest.raises(WorkerError) as exc:
+        serve_model.load(cfg(device="auto", precision="fp16"))
+    assert exc.value.reason == "ArtifactLoadFailed" and "CUDA" in exc.value.message
+
+
+def test_on_the_cpu_fp16_is_not_applied_and_the_log_says_so(tmp_path, caplog) -> None:
+    _net, cfg = _classifier_artifact(tmp_path)
+    from modelops_worker.serve import model as serve_model
+
+    with caplog.at_level("INFO", logger="modelops_worker.serve"):
+        loaded = serve_model.load(cfg(precision="fp16"))
+    assert loaded.placement.device == "cpu" and loaded.placement.precision == "fp32"
+    assert "precision fp16 was asked for, but the model runs on the CPU" in caplog.text
+
+
+def test_the_reduced_precision_cast_path_keeps_outputs_in_their_declared_type(tmp_path) -> None:
+    # What a GPU placement in bf16 does to a model and its inputs, exercised on the CPU.
+    torch = pytest.importorskip("torch")
+    net, _cfg = _classifier_artifact(tmp_path)
+    from modelops_worker.serve import model as serve_model
+    from modelops_worker.serve.model import Placement
+
+    data = (tmp_path / "model.pt").read_bytes()
+    loaded = serve_model.build(data, "torchscript", None, Placement("cpu", "bf16"))
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    got = loaded.run({"input": x})["logits"]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert got.dtype == np.float32 and np.abs(got - want).max() < 0.1

@@ -41,7 +41,7 @@ METRIC_LATENCY = "modelops_serving_request_duration_seconds"  # histogram, infer
 METRIC_BATCH_SIZE = "modelops_serving_batch_size"  # histogram, samples per forward pass
 METRIC_INFLIGHT = "modelops_serving_inflight_requests"  # gauge, infer requests in progress
 METRIC_QUEUE = "modelops_serving_queue_samples"  # gauge, samples waiting for a batch
-METRIC_MODEL_INFO = "modelops_serving_model_info"  # gauge 1, labels: sha256, format
+METRIC_MODEL_INFO = "modelops_serving_model_info"  # gauge 1, labels: sha256, format, device, precision
 
 REASON_ARTIFACT_NOT_FOUND = "ArtifactNotFound"
 REASON_ARTIFACT_DIGEST_MISMATCH = "ArtifactDigestMismatch"

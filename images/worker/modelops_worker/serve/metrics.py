@@ -82,7 +82,7 @@ class ServeMetrics:
         self.model_info = Gauge(
             METRIC_MODEL_INFO,
             "Always 1; the labels say which artifact this process serves.",
-            ["model", "version", "sha256", "format", "quantization"],
+            ["model", "version", "sha256", "format", "quantization", "device", "precision"],
             registry=r,
             multiprocess_mode="max",
         )
@@ -101,8 +101,18 @@ class ServeMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def describe(self, sha256: str, fmt: str, quantization: str) -> None:
-        self.model_info.labels(sha256=sha256, format=fmt, quantization=quantization, **self.labels).set(1)
+    def describe(
+        self, sha256: str, fmt: str, quantization: str, device: str = "cpu", precision: str = "fp32"
+    ) -> None:
+        """Which artifact this process serves, where, and in which precision (the one actually used)."""
+        self.model_info.labels(
+            sha256=sha256,
+            format=fmt,
+            quantization=quantization,
+            device=device,
+            precision=precision,
+            **self.labels,
+        ).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self._scraped)

@@ -217,17 +217,7 @@ class OnnxRuntime:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only; its warnings about providers are ours to report
-        available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if placement.device == "cuda":
-            if "CUDAExecutionProvider" not in available:
-                raise WorkerError(
-                    REASON_DEVICE_UNAVAILABLE,
-                    "the model is placed on cuda but this onnxruntime has no CUDAExecutionProvider "
-                    f"(it has {', '.join(available)}): install onnxruntime-gpu in the CUDA image",
-                    EXIT_BAD_CONFIG,
-                )
-            providers.insert(0, "CUDAExecutionProvider")
+        providers = onnx_providers(placement, ort.get_available_providers())
         self.session = ort.InferenceSession(data, sess_options=opts, providers=providers)
         self.providers = self.session.get_providers()
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -237,6 +227,20 @@ class OnnxRuntime:
         feed = {t.name: inputs[t.name] for t in self.signature.inputs}
         outs = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, outs, strict=True))
+
+
+def onnx_providers(placement: Placement, available: list[str]) -> list[str]:
+    """ONNX Runtime's execution providers for a placement: CUDA first on a GPU, the CPU always."""
+    if placement.device != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise WorkerError(
+            REASON_DEVICE_UNAVAILABLE,
+            "the model is placed on cuda but this onnxruntime has no CUDAExecutionProvider "
+            f"(it has {', '.join(available)}): install onnxruntime-gpu in the CUDA image",
+            EXIT_BAD_CONFIG,
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _dims(shape: Any) -> list[int]:
@@ -294,8 +298,11 @@ class LoadedModel:
 
     @property
     def batchable(self) -> bool:
-        """Requests can share a pass: every input's first dim is dynamic (the batch)."""
-        return all(t.shape[:1] == [-1] for t in self.signature.inputs)
+        """Requests can share a pass: every input's first dim is dynamic (the batch), and so is every
+        output's (else a pass's outputs could not be split back into the requests)."""
+        return all(t.shape[:1] == [-1] for t in self.signature.inputs) and all(
+            t.shape[:1] == [-1] for t in self.signature.outputs if t.name not in self.derived
+        )
 
     def run(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         out: Arrays = self.runtime.run(inputs)
@@ -370,16 +377,7 @@ def quantize_int8(module: nn.Module, desc: dict[str, Any]) -> nn.Module:
 
 def classifier_signature(features: int, classes: int) -> ModelSignature:
     """The signature of our classifiers: one FP32 input, logits and the two conveniences."""
-    return ModelSignature.model_validate(
-        {
-            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, features]}],
-            "outputs": [
-                {"name": OUTPUT_LOGITS, "datatype": "FP32", "shape": [-1, classes]},
-                {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, classes]},
-                {"name": OUTPUT_CLASS, "datatype": "INT64", "shape": [-1]},
-            ],
-        }
-    )
+    return ModelSignature.model_validate(export.classifier_signature(features, classes))
 
 
 def described_signature(desc: Mapping[str, Any]) -> ModelSignature | None:

@@ -319,6 +319,10 @@ def _from_json(data: Any, where: str, dt: str, shape: tuple[int, ...], count: in
             )
         return arr.astype(target).reshape(shape)
     if float in kinds:
+        # orjson reads integers beyond 64 bits as floats: those are out of range, not fractional.
+        if any(type(v) is float and v.is_integer() and abs(v) >= 2**63 for v in flat):
+            info = np.iinfo(target)
+            raise ProtocolError(f"{where}.data has values outside the range of {dt} ({info.min}..{info.max})")
         raise ProtocolError(
             f"{where}.data holds fractional numbers (or numbers written with a decimal point) but datatype "
             f"is {dt}; send integers, or use FP32"

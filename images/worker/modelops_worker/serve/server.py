@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from modelops import __version__
 from modelops.api.serveconfig import CODE_CLIENT_CLOSED, PATH_LIVE, PATH_METRICS, PATH_READY, ServeConfig
@@ -66,9 +67,12 @@ class _QuietParserErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+        if isinstance(exc, RequestPayloadError) or (
+            isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500
+        ):
+            what = " ".join(str(exc).split())[:200]
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg = f"{record.msg}: refused with {exc.code or 400}: {str(exc).strip()[:200]}"
+            record.msg = f"{record.msg}: a malformed request, refused with 400: {what}"
             record.exc_info = record.exc_text = None
         elif isinstance(exc, ConnectionResetError | ClientClosed):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -153,7 +157,13 @@ class Server:
             forward_delay=float(os.environ.get(ENV_FAULT_FORWARD_DELAY) or 0),
         )
         self.core.start()
-        self.metrics.describe(model.sha256, model.format, self.cfg.quantization)
+        self.metrics.describe(
+            model.sha256,
+            model.format,
+            self.cfg.quantization,
+            model.placement.device,
+            model.placement.precision,
+        )
         self.state = "ready"
 
     async def drain(self, timeout: float) -> bool:
@@ -294,10 +304,11 @@ class Server:
                 + (" once inflated" if encoding not in ("", "identity") else "")
                 + "; send fewer samples per request",
             )
-        except BadHttpMessage as exc:  # a body that does not decode as its Content-Encoding says
-            return _error(
+        except (BadHttpMessage, RequestPayloadError) as exc:  # a body that does not decode as it says
+            cause = exc.__cause__ or exc
+            resp = _error(
                 400,
-                f"the request body cannot be read: {str(exc).strip()[:200]}"
+                f"the request body cannot be read: {' '.join(str(cause).split())[:200]}"
                 + (
                     f"; it is sent with Content-Encoding {encoding}, so it must be {encoding}-compressed "
                     "(or drop the header)"
@@ -305,6 +316,8 @@ class Server:
                     else ""
                 ),
             )
+            resp.force_close()  # the rest of the body cannot be read either: no keep-alive after it
+            return resp
         except (ConnectionResetError, asyncio.IncompleteReadError, EOFError) as exc:
             raise ClientClosed() from exc
         except Exception as exc:
