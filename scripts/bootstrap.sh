@@ -25,8 +25,9 @@ fi
 
 # Debian packages the demo and tests use: openssl makes the local API server's certificates,
 # lua5.4 runs the Argo CD health checks, wrk is the HTTP client of bench/apiserver_bench.py,
-# prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test.
-APT_PACKAGES=(openssl lua5.4 wrk prometheus)
+# prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test,
+# nghttp2-client gives h2load, the HTTP/2 (gRPC) load generator of bench/serve_bench.py.
+APT_PACKAGES=(openssl lua5.4 wrk prometheus nghttp2-client)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

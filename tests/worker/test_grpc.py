@@ -613,3 +613,197 @@ def test_triton_grpc_client_works_unchanged(server: Server, tmp_path: Path) -> N
     assert out["no_token"] == out["wrong_token"] == "StatusCode.UNAUTHENTICATED"
     assert out["unknown_model"] == "StatusCode.NOT_FOUND"
     assert out["bad_datatype"] == out["bad_shape"] == "StatusCode.INVALID_ARGUMENT"
+
+
+# --- several serving processes sharing the ports (supervisor.py) ---------------------------------
+
+
+def _wait_for_log(s: Server, text: str, count: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert s.proc.poll() is None, s.log.read_text()
+        if s.log.read_text().count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count}x {text!r} not logged in {timeout}s: {s.log.read_text()}")
+
+
+def test_several_processes_share_both_ports_and_one_set_of_metrics(
+    tmp_path: Path, artifact: Artifact
+) -> None:
+    s = Server(tmp_path, artifact, env={"MODELOPS_SERVE_PROCESSES": "2"})
+    try:
+        _wait_for_log(s, "ready: POST", 2)
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        for i in range(12):  # a new connection each time: the kernel spreads them over the processes
+            with requests.Session() as http:
+                r = http.post(
+                    s.base + "/v2/models/digits/infer",
+                    json={
+                        "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": X[i].tolist()}]
+                    },
+                    timeout=30,
+                )
+            assert r.status_code == 200, r.text
+            channel = grpc.insecure_channel(s.target)
+            resp = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(X[i : i + 1], raw=True))
+            channel.close()
+            rest = {o["name"]: o["data"] for o in r.json()["outputs"]}
+            assert np.frombuffer(resp.raw_output_contents[1], "<i8").tolist() == rest["predicted_class"]
+        # Every scrape, whichever process answers it, shows the whole pod's counts.
+        for _ in range(6):
+            with requests.Session() as http:
+                text = http.get(s.base + "/metrics", timeout=10).text
+            got = {
+                smp.labels["protocol"]: smp.value
+                for fam in text_string_to_metric_families(text)
+                for smp in fam.samples
+                if smp.name == "modelops_serving_requests_total" and smp.labels.get("code") == "200"
+            }
+            assert got == {"rest": 12, "grpc": 12}, got
+    finally:
+        assert s.stop() == 0, s.log.read_text()
+
+
+def test_several_processes_exit_with_the_reason_a_bad_artifact_gives(
+    tmp_path: Path, artifact: Artifact
+) -> None:
+    wrong = Artifact(artifact.path, "0" * 64)
+    s = Server(tmp_path, wrong, env={"MODELOPS_SERVE_PROCESSES": "2"})
+    assert s.proc.wait(timeout=180) == 65, s.log.read_text()
+    assert json.loads(s.termination_log.read_text())["reason"] == "ArtifactDigestMismatch"
+
+
+# --- a model with two inputs of different datatypes ----------------------------------------------
+
+MULTI_CLIENTS = r"""
+import json, sys
+import numpy as np
+
+which, target, npz = sys.argv[1], sys.argv[2], sys.argv[3]
+data = dict(np.load(npz))
+dts = {"features": "FP32", "tokens": "INT64"}
+if which == "triton":
+    import tritonclient.grpc as grpcclient
+    client = grpcclient.InferenceServerClient(url=target)
+    meta = client.get_model_metadata("pair", as_json=True)
+    inputs = []
+    for name, arr in data.items():
+        inp = grpcclient.InferInput(name, list(arr.shape), dts[name])
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    res = client.infer("pair", inputs)
+    out = {n: res.as_numpy(n).tolist() for n in ("score", "count")}
+else:
+    import asyncio
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    async def main():
+        client = InferenceGRPCClient(target, timeout=30)
+        inputs = []
+        for name, arr in data.items():
+            inp = InferInput(name=name, shape=list(arr.shape), datatype=dts[name])
+            inp.set_data_from_numpy(arr, binary_data=False)  # typed contents
+            inputs.append(inp)
+        res = await client.infer(InferRequest(model_name="pair", infer_inputs=inputs))
+        await client.close()
+        return {o.name: o.as_numpy().tolist() for o in res.outputs}
+
+    out = asyncio.run(main())
+    meta = {"inputs": []}
+print(json.dumps({"meta": [[i["name"], i["datatype"]] for i in meta["inputs"]], "out": out}))
+"""
+
+
+def test_a_two_input_model_over_grpc_with_every_client(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    import torch
+    from test_serve_signatures import TwoInputs
+
+    torch.manual_seed(0)
+    net = TwoInputs().eval()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buf)
+    art = Artifact(tmp_path / "pair.pt", hashlib.sha256(buf.getvalue()).hexdigest())
+    art.path.write_bytes(buf.getvalue())
+    signature = {
+        "inputs": [
+            {"name": "features", "datatype": "FP32", "shape": [-1, 4]},
+            {"name": "tokens", "datatype": "INT64", "shape": [-1, 3]},
+        ],
+        "outputs": [
+            {"name": "score", "datatype": "FP32", "shape": [-1, 2]},
+            {"name": "count", "datatype": "INT64", "shape": [-1]},
+        ],
+    }
+    rng = np.random.default_rng(3)
+    data = {
+        "features": rng.normal(size=(5, 4)).astype(np.float32),
+        "tokens": rng.integers(0, 10, size=(5, 3)).astype(np.int64),
+    }
+    with torch.no_grad():
+        want = {k: v.numpy() for k, v in net(*(torch.from_numpy(a) for a in data.values())).items()}
+    s = Server(tmp_path, art, modelName="pair", signature=signature)
+    try:
+        s.wait_ready()
+        meta = s.stub.ModelMetadata(pb.ModelMetadataRequest(name="pair"))
+        assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
+            ("features", "FP32", [-1, 4]),
+            ("tokens", "INT64", [-1, 3]),
+        ]
+        for raw in (False, True):
+            req = pb.ModelInferRequest(model_name="pair")
+            for name, dt in (("tokens", "INT64"), ("features", "FP32")):  # any order: matched by name
+                t = req.inputs.add(name=name, datatype=dt, shape=data[name].shape)
+                if raw:
+                    req.raw_input_contents.append(data[name].tobytes())
+                elif dt == "FP32":
+                    t.contents.fp32_contents.extend(data[name].reshape(-1).tolist())
+                else:
+                    t.contents.int64_contents.extend(data[name].reshape(-1).tolist())
+            resp = s.stub.ModelInfer(req)
+            got = {}
+            for i, o in enumerate(resp.outputs):
+                np_dt = {"FP32": "<f4", "INT64": "<i8"}[o.datatype]
+                if raw:
+                    got[o.name] = np.frombuffer(resp.raw_output_contents[i], np_dt).reshape(list(o.shape))
+                else:
+                    vals = o.contents.fp32_contents if o.datatype == "FP32" else o.contents.int64_contents
+                    got[o.name] = np.array(vals, np_dt).reshape(list(o.shape))
+            assert np.allclose(got["score"], want["score"], atol=1e-5)
+            assert got["count"].tolist() == want["count"].tolist()
+        # A missing input and a wrong datatype are the client's mistakes, named.
+        req = pb.ModelInferRequest(model_name="pair", raw_input_contents=[data["features"].tobytes()])
+        req.inputs.add(name="features", datatype="FP32", shape=[5, 4])
+        code, msg = status_of(lambda: s.stub.ModelInfer(req))
+        assert code == SC.INVALID_ARGUMENT and "'tokens' is missing" in msg
+        req = pb.ModelInferRequest(
+            model_name="pair",
+            raw_input_contents=[data["features"].tobytes(), data["tokens"].astype("<i4").tobytes()],
+        )
+        req.inputs.add(name="features", datatype="FP32", shape=[5, 4])
+        req.inputs.add(name="tokens", datatype="INT32", shape=[5, 3])
+        code, msg = status_of(lambda: s.stub.ModelInfer(req))
+        assert code == SC.INVALID_ARGUMENT and "INT64" in msg
+        # KServe's (typed contents) and Triton's (raw contents) clients.
+        np.savez(tmp_path / "pair.npz", **data)
+        py = side_python()
+        for which in ("kserve", "triton"):
+            out = subprocess.run(
+                [str(py), "-c", MULTI_CLIENTS, which, s.target, str(tmp_path / "pair.npz")],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=clean_env(),
+            )
+            assert out.returncode == 0, out.stderr[-4000:]
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            assert np.allclose(np.array(res["out"]["score"]), want["score"], atol=1e-5), which
+            assert res["out"]["count"] == want["count"].tolist(), which
+            if which == "triton":
+                assert res["meta"] == [["features", "FP32"], ["tokens", "INT64"]]
+    finally:
+        assert s.stop() == 0, s.log.read_text()

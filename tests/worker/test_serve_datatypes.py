@@ -170,6 +170,7 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
         "signature": signature,
         "port": port,
+        "grpcPort": None,  # a taken gRPC port fails the start; REST is what is tested here
     }
     log = tmp / "serve.log"
     proc = subprocess.Popen(

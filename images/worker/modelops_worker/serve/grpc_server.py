@@ -52,6 +52,7 @@ from modelops_worker.serve.grpc_tensors import (
     requested_outputs,
 )
 from modelops_worker.serve.protocol import ProtocolError
+from modelops_worker.serve.supervisor import is_child
 
 if TYPE_CHECKING:
     from modelops_worker.serve.server import Server
@@ -274,8 +275,9 @@ class GrpcFront:
             options=[
                 ("grpc.max_receive_message_length", cfg.max_body_bytes),
                 ("grpc.max_send_message_length", -1),
-                # Two processes on one port would split the calls silently; a clash must be an error.
-                ("grpc.so_reuseport", 0),
+                # Two servers on one port would split the calls silently; a clash must be an error,
+                # unless this is one of the supervisor's processes, which share the port on purpose.
+                ("grpc.so_reuseport", 1 if is_child() else 0),
             ]
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(server), self.server)

@@ -7,6 +7,7 @@ series and the process collector.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,6 +39,7 @@ class ServeMetrics:
 
     def __init__(self, model: str, version: str) -> None:
         r = self.registry = CollectorRegistry()
+        self._multi: CollectorRegistry | None = None
         ProcessCollector(registry=r)
         self.labels = {"model": model, "version": version}
         self._by_code: dict[tuple[int, str], tuple[Any, Any]] = {}
@@ -62,17 +64,27 @@ class ServeMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         ).labels(**self.labels)
+        # multiprocess_mode: how the supervisor's processes add up (supervisor.py); ignored otherwise.
         self.inflight = Gauge(
-            METRIC_INFLIGHT, "Inference requests in progress.", ["model", "version"], registry=r
+            METRIC_INFLIGHT,
+            "Inference requests in progress.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
         ).labels(**self.labels)
         self.queue = Gauge(
-            METRIC_QUEUE, "Samples waiting for a forward pass.", ["model", "version"], registry=r
+            METRIC_QUEUE,
+            "Samples waiting for a forward pass.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
         ).labels(**self.labels)
         self.model_info = Gauge(
             METRIC_MODEL_INFO,
             "Always 1; the labels say which artifact this process serves.",
             ["model", "version", "sha256", "format", "quantization", "device", "precision"],
             registry=r,
+            multiprocess_mode="max",
         )
         # Children created up front so a scrape before the first request shows the series at zero.
         for code in ("200", "400", "503"):
@@ -103,4 +115,19 @@ class ServeMetrics:
         ).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)
+
+    @property
+    def _scraped(self) -> CollectorRegistry:
+        # Under the supervisor every process's series, summed (prometheus_client multiprocess mode),
+        # plus this process's CPU and memory; otherwise this process's registry.
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return self.registry
+        if self._multi is None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self._multi = CollectorRegistry()
+            MultiProcessCollector(self._multi, path)
+            ProcessCollector(registry=self._multi)
+        return self._multi

@@ -381,7 +381,11 @@ async def run(
     server = Server(cfg, tokens)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False, logger=http_log)
     await runner.setup()
-    site = web.TCPSite(runner, host, cfg.port, reuse_address=True, backlog=1024)
+    from modelops_worker.serve.supervisor import is_child  # one of several processes sharing the port
+
+    site = web.TCPSite(
+        runner, host, cfg.port, reuse_address=True, reuse_port=is_child() or None, backlog=1024
+    )
     await site.start()
     log.info("listening on %s:%d for model %s version %s", host, cfg.port, cfg.model_name, cfg.model_version)
     from modelops_worker.serve import grpc_server  # OIP v2 over gRPC on cfg.grpc_port, same Server
