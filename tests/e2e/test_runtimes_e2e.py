@@ -14,11 +14,13 @@ stalls an InferenceService as SecretNotFound until the Secret exists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -349,7 +351,13 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
             "resources": {"cpu": "100m", "memory": "256Mi"},
         },
     }
-    apply(plane, isvc)
+    second = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "two-inputs-onnx-2"},
+        "spec": {**onnx_version["spec"], "version": 2},
+    }
+    apply(plane, isvc, second)
     plane.kubectl("wait", "inferenceservice/echo", "--for=condition=Ready", "--timeout=120s", timeout=130)
     address = plane.get("service", "echo")["spec"]["clusterIP"]
     code, meta = http(f"http://{address}/v2/models/echo")
@@ -364,6 +372,59 @@ def test_a_custom_predictor_serves_a_mounted_version_with_its_own_metrics(
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/stats"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert [p["name"] for p in plane.get("service", "echo")["spec"]["ports"]] == ["http"]
+    plane.kubectl(
+        "wait", "modelversion/two-inputs-onnx-2", "--for=condition=Ready", "--timeout=120s", timeout=130
+    )
+
+    # A canary of version 2 whose analysis is told the wrong series: it says so and does not move.
+    canary = {
+        "modelRef": {"model": "two-inputs-onnx", "version": 2},
+        "steps": [50],
+        "analysis": {"intervalSeconds": 5, "minRequests": 3, "failureLimit": 2},
+    }
+    wrong = {"spec": {"canary": canary, "predictor": {"metrics": {"requestsTotal": "absent_requests_total"}}}}
+    plane.kubectl("patch", "misvc", "echo", "--type=merge", "-p", json.dumps(wrong))
+    body = {"inputs": [{"name": "a", "datatype": "FP64", "shape": [1], "data": [1]}]}
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                http(f"http://{address}/v2/models/echo/infer", body)
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    try:
+
+        def no_data() -> dict[str, Any] | None:
+            found = condition(plane.get("inferenceservice", "echo"), "CanaryProgressing")
+            return found if found.get("reason") == "AnalysisNoData" else None
+
+        said = wait_for("the canary to say AnalysisNoData", no_data, plane, timeout=90)
+        assert "absent_requests_total" in said["message"], said
+        analysis = plane.get("inferenceservice", "echo")["status"]["canary"]["analysis"]
+        assert analysis["step"] == 0 and analysis["failures"] == 0  # no data never passes nor fails
+        # The right series: the same canary is analysed from the predictor's own counter and promoted.
+        right = {"spec": {"predictor": {"metrics": {"requestsTotal": "echo_requests_total"}}}}
+        plane.kubectl("patch", "misvc", "echo", "--type=merge", "-p", json.dumps(right))
+        record = wait_for(
+            "the custom predictor's canary to be promoted",
+            lambda: next(
+                (
+                    r
+                    for r in plane.get("inferenceservice", "echo")["status"]["rolloutHistory"]
+                    if r["outcome"] == "Promoted"
+                ),
+                None,
+            ),
+            plane,
+            timeout=90,
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert record["modelVersion"] == "two-inputs-onnx-2" and "requests" in record["reason"], record
     plane.kubectl("delete", "inferenceservice", "echo", "--wait=true", timeout=90)
 
 
