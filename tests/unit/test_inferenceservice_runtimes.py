@@ -473,3 +473,18 @@ def test_specs_no_runtime_can_honour_are_refused_naming_the_field(
 
 def test_a_custom_predictor_without_a_model_is_accepted() -> None:
     assert _errors({"predictor": {"image": "ghcr.io/acme/echo:1"}}) == []
+
+
+@pytest.mark.parametrize(
+    ("spec_", "named"),
+    [
+        ({}, "spec.modelRef: required field is missing"),
+        ({"predictor": {"image": "x"}, "canary": {}}, "spec.canary"),
+    ],
+)
+def test_a_spec_past_an_older_crd_stalls_naming_the_field_instead_of_crashing(
+    spec_: dict[str, Any], named: str
+) -> None:
+    conclusion = c.decide(InferenceServiceSpec.model_validate(spec_))
+    assert conclusion.state.value == "Stalled" and conclusion.reason == "InvalidSpec"
+    assert named in conclusion.message

@@ -23,7 +23,7 @@ from typing import Any
 
 from modelops import status
 from modelops.api.inferenceservice import InferenceServiceSpec
-from modelops.controllers import children
+from modelops.controllers import children, reconcile
 from modelops.controllers import inferenceservice_rollout as rollouts
 from modelops.controllers import inferenceservice_status as statuses
 from modelops.controllers.inferenceservice_analysis import Verdict
@@ -35,7 +35,24 @@ KIND = "InferenceService"
 
 
 def decide(spec: InferenceServiceSpec) -> status.Conclusion:
-    """The verdict on a spec alone, before anything is looked up."""
+    """The verdict on a spec alone, before anything is looked up.
+
+    The CRD's CEL rules refuse a spec with neither modelRef nor predictor, and a canary without a
+    modelRef; a spec that got past an older CRD stalls here, naming the field, instead of failing later.
+    """
+    problem = None
+    if spec.model_ref is None and spec.predictor is None:
+        problem = (
+            "spec.modelRef: required field is missing: add it (a custom spec.predictor may leave it out)"
+        )
+    elif spec.model_ref is None and spec.canary is not None:
+        problem = "spec.canary needs spec.modelRef: canaries compare two ModelVersions"
+    if problem:
+        return status.stalled(
+            reconcile.INVALID_SPEC,
+            f"The InferenceService spec cannot be used: {problem}. Fix the spec and apply it again.",
+            phase="Failed",
+        )
     return status.progressing("Pending", "InferenceService accepted; resolving its ModelVersion.")
 
 
