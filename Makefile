@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: demo test bootstrap lint typecheck unit crds bench clean
+.PHONY: demo test bootstrap lint typecheck unit crds grpc-stubs bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,6 +23,10 @@ typecheck: bootstrap
 
 crds: bootstrap
 	$(VENV)/python -m modelops.api.crdgen --write
+
+# The OIP v2 gRPC modules, from images/worker/modelops_worker/serve/grpc_gen/grpc_predict_v2.proto.
+grpc-stubs: bootstrap
+	$(VENV)/python scripts/gen_grpc_stubs.py
 
 # Benchmarks are not tests: they print numbers for docs/benchmarks.md (several minutes each).
 bench: bootstrap

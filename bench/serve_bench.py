@@ -3,27 +3,31 @@ docs/benchmarks.md, section Serving).
 
     .venv/bin/python bench/serve_bench.py [--duration 3] [--rounds 5] [--concurrency 1,8,32,128] [--json out.json]
 
-One run, one machine, one load generator for both servers:
+One run, one machine, one load generator per protocol for every server:
 
 1. Train the quickstart's digits MLP (2x128) with `modelops-worker train`, or take `--artifact` and
-   `--sha256`.
+   `--sha256`; export the same network to ONNX (`torch.onnx.export`) for the ONNX Runtime runs.
 2. Our server: `modelops-worker serve` with the InferenceService defaults (maxBatchSize 32,
-   maxLatencyMs 5, adaptive). KServe: `kserve.ModelServer` (PyPI `kserve`, in its own venv
-   `.bench-venv`, created here on first use with the CPU torch pin) with the smallest custom
+   maxLatencyMs 5, adaptive), REST and gRPC on. KServe: `kserve.ModelServer` (PyPI `kserve`, in its
+   own venv `.bench-venv`, created here on first use with the CPU torch pin) with the smallest custom
    `kserve.Model` that serves the same TorchScript file over the same V2 REST API and returns the same
    two outputs; its per-request logging (latency traces, access log) and gRPC are off, so it is
-   measured at its best. Both use one intra-op thread (OMP_NUM_THREADS=1).
-3. `wrk` (C, one thread, HTTP/1.1 keep-alive) posts the same V2 JSON request (one digits sample) at
-   each concurrency, after a warm-up, and reports requests/s and the latency percentiles; a run whose
-   responses are not all 2xx is marked.
-4. Raw batched forward throughput of the same TorchScript model on one thread, in this process, and
-   the samples/s our server serves when each request carries `--samples` rows (JSON, and the binary
-   tensor extension), for the "served >= 50% of raw" goal.
+   measured at its best. Every process uses one intra-op thread (OMP_NUM_THREADS=1).
+3. REST: `wrk` (C, one thread, HTTP/1.1 keep-alive) posts the same V2 JSON request (one digits
+   sample) at each concurrency, after a warm-up, and reports requests/s and the latency percentiles;
+   a run whose responses are not all 2xx is marked. gRPC: `h2load` (C, nghttp2; one HTTP/2
+   connection per concurrent call, as wrk) sends the same sample as a framed `ModelInferRequest`
+   (raw contents) to `inference.GRPCInferenceService/ModelInfer`; its per-request log gives the
+   percentiles, and the server's own counter (`protocol="grpc"` by code) says whether every call
+   succeeded (gRPC errors travel in HTTP/2 trailers, which h2load does not read).
+4. Samples/s when each request carries `--samples` rows (JSON, the binary tensor extension, and
+   gRPC raw contents), for TorchScript and for ONNX Runtime, each next to the raw batched forward of
+   the same model in this process on one thread (the "served >= 50 % of raw" goal).
 
 Both servers are up for the whole run but only one is loaded at a time; runs alternate between them
 (`--rounds` pairs per concurrency, the median run reported, the throughput ratio as the median of the
 pairs' ratios), so the load of whatever else shares the machine falls on both alike. The load average
-is printed with the results.
+is printed with every table: on a shared machine it says how far to trust the numbers.
 """
 
 from __future__ import annotations
@@ -179,13 +183,58 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 180) 
     raise RuntimeError(f"{base} not ready after {timeout}s")
 
 
-def start_ours(art: Path, sha: str, port: int, work: Path) -> subprocess.Popen[bytes]:
-    cfg = {"modelName": MODEL, "modelVersion": "1", "artifactPath": str(art), "sha256": sha, "port": port}
-    env = _env(MODELOPS_SERVE_CONFIG=json.dumps(cfg), MODELOPS_TERMINATION_LOG=str(work / "serve-result"))
+def export_onnx(art: Path, work: Path) -> tuple[Path, str]:
+    """The same network as ONNX (TorchScript-based exporter), for the ONNX Runtime runs."""
+    import hashlib
+
+    import torch
+
+    net = torch.jit.load(str(art)).eval()  # type: ignore[no-untyped-call]
+    out = work / "digits.onnx"
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 64),),
+        str(out),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+        dynamo=False,
+    )
+    return out, hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def _wait_logged(log_file: Path, text: str, count: int, timeout: float = 180) -> None:
+    """Until every serving process of a supervised server has said it is ready (readiness is per
+    process, and a probe answered by one says nothing of the others)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_file.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"not all {count} processes ready: see {log_file}")
+
+
+def start_ours(
+    art: Path, sha: str, port: int, grpc_port: int, work: Path, fmt: str = "torchscript", **env: str
+) -> subprocess.Popen[bytes]:
+    cfg = {
+        "modelName": MODEL,
+        "modelVersion": "1",
+        "artifactPath": str(art),
+        "sha256": sha,
+        "format": fmt,
+        "port": port,
+        "grpcPort": grpc_port,
+    }
+    run_env = _env(
+        MODELOPS_SERVE_CONFIG=json.dumps(cfg),
+        MODELOPS_TERMINATION_LOG=str(work / f"serve-result-{port}"),
+        **env,
+    )
     return subprocess.Popen(
         [_worker(), "serve", "--host", "127.0.0.1"],
-        env=env,
-        stdout=(work / "ours.log").open("wb"),
+        env=run_env,
+        stdout=(work / f"ours-{fmt}-{port}.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
 
@@ -286,7 +335,7 @@ def v2_json(x: np.ndarray[Any, Any]) -> bytes:
     ).encode()
 
 
-def v2_binary(x: np.ndarray[Any, Any]) -> tuple[bytes, int]:
+def v2_binary(x: np.ndarray[Any, Any], output: str = "predicted_class") -> tuple[bytes, int]:
     blob = x.astype("<f4").tobytes()
     head = json.dumps(
         {
@@ -299,57 +348,155 @@ def v2_binary(x: np.ndarray[Any, Any]) -> tuple[bytes, int]:
                     "parameters": {"binary_data_size": len(blob)},
                 }
             ],
-            "outputs": [{"name": "predicted_class", "parameters": {"binary_data": True}}],
+            "outputs": [{"name": output, "parameters": {"binary_data": True}}],
         }
     ).encode()
     return head + blob, len(head)
+
+
+def grpc_frame(x: np.ndarray[Any, Any], outputs: tuple[str, ...] = ()) -> bytes:
+    """One length-prefixed gRPC message: a ModelInferRequest with `x` as raw contents."""
+    from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name=MODEL, id="bench", raw_input_contents=[x.astype("<f4").tobytes()])
+    req.inputs.add(name="input", datatype="FP32", shape=x.shape)
+    for name in outputs:
+        req.outputs.add(name=name)
+    msg = req.SerializeToString()
+    return b"\0" + len(msg).to_bytes(4, "big") + msg
+
+
+def h2load(target: str, work: Path, frame: bytes, concurrency: int, duration: float) -> dict[str, Any]:
+    """`h2load` posting one gRPC ModelInfer call per request; rps and the latency percentiles."""
+    body = work / "grpc-body.bin"
+    body.write_bytes(frame)
+    log_file = work / "h2load.log"
+    log_file.unlink(missing_ok=True)
+    out = subprocess.run(
+        [
+            "h2load",
+            f"-c{concurrency}",
+            "-m1",
+            "-t1",
+            f"-D{max(1, round(duration))}",
+            "--warm-up-time=1",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-d",
+            str(body),
+            "--log-file",
+            str(log_file),
+            f"http://{target}/inference.GRPCInferenceService/ModelInfer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"finished in \S+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    m = re.search(
+        r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out
+    )
+    assert m, out
+    ms = (
+        np.array([int(line.split("\t")[2]) for line in log_file.read_text().splitlines() if line.strip()])
+        / 1e3
+    )
+    return {
+        "rps": rps,
+        "p50_ms": float(np.percentile(ms, 50)) if ms.size else float("nan"),
+        "p99_ms": float(np.percentile(ms, 99)) if ms.size else float("nan"),
+        "non2xx": int(m.group(3)) + int(m.group(4)),
+        "socket_errors": "",
+    }
+
+
+def grpc_codes(base: str) -> dict[str, float]:
+    """The server's gRPC calls by code so far (from its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "modelops_serving_requests_total" and smp.labels.get("protocol") == "grpc":
+                out[smp.labels["code"]] = out.get(smp.labels["code"], 0.0) + smp.value
+    return out
 
 
 def check_answer(url: str, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
     req = urllib.request.Request(url, data=v2_json(x), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         body = json.loads(r.read())
-    out = {o["name"]: o for o in body["outputs"]}
-    return float((np.array(out["predicted_class"]["data"]) == y).mean())
+    out = {o["name"]: np.array(o["data"]) for o in body["outputs"]}
+    pred = out["predicted_class"] if "predicted_class" in out else out["logits"].reshape(len(x), -1).argmax(1)
+    return float((pred == y).mean())
 
 
-def raw_forward(art: Path, batches: list[int], seconds: float = 2.0) -> dict[int, float]:
-    import torch
+def raw_forward(fmt: str, art: Path, batch: int, seconds: float = 1.0) -> float:
+    """Samples/s of the bare forward pass of the same model, in this process, one thread."""
+    x = np.random.default_rng(0).standard_normal((batch, 64)).astype(np.float32)
+    if fmt == "onnx":
+        import onnxruntime as ort
 
-    torch.set_num_threads(1)
-    net = torch.jit.load(str(art)).eval()  # type: ignore[no-untyped-call]
-    out: dict[int, float] = {}
-    for bs in batches:
-        x = torch.randn(bs, 64)
-        with torch.inference_mode():
-            for _ in range(20):
-                net(x)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                net(x)
-                n += 1
-            out[bs] = n * bs / (time.perf_counter() - t0)
-    return out
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(art), sess_options=opts, providers=["CPUExecutionProvider"])
+
+        def step() -> None:
+            sess.run(None, {"input": x})
+
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        net = torch.jit.load(str(art)).eval()  # type: ignore[no-untyped-call]
+        xt = torch.from_numpy(x)
+
+        def step() -> None:
+            with torch.inference_mode():
+                net(xt)
+
+    for _ in range(20):
+        step()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        n += 1
+    return n * batch / (time.perf_counter() - t0)
+
+
+def _median(runs: list[dict[str, Any]], key: str = "rps") -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
     ap.add_argument("--rounds", type=int, default=5, help="alternating runs per server and concurrency")
     ap.add_argument("--concurrency", default="1,8,32,128")
     ap.add_argument("--samples", type=int, default=256, help="rows per request in the samples/s runs")
+    ap.add_argument("--formats", default="torchscript,onnx", help="runtimes of the samples/s runs")
     ap.add_argument("--artifact", type=Path)
     ap.add_argument("--sha256")
     ap.add_argument("--skip-kserve", action="store_true")
+    ap.add_argument(
+        "--processes", type=int, default=1, help="serving processes of ours (MODELOPS_SERVE_PROCESSES)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed (scripts/bootstrap.sh installs it)")
+    for tool, why in (("wrk", "the REST load"), ("h2load", "the gRPC load (Debian nghttp2-client)")):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed ({why}; scripts/bootstrap.sh installs it)")
     from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
     digits = load_digits()
     x_all, y_all = digits.data.astype(np.float32), digits.target
     levels = [int(c) for c in args.concurrency.split(",")]
+    formats = args.formats.split(",")
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     started = time.monotonic()
     kserve_py = None if args.skip_kserve else ensure_bench_venv()
@@ -358,79 +505,136 @@ def main() -> None:
     else:
         log("training the digits MLP")
         art, sha = train(work)
-    results: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    artifacts = {"torchscript": (art, sha)}
+    if "onnx" in formats:
+        artifacts["onnx"] = export_onnx(art, work)
+    results: dict[str, Any] = {
+        "load_before": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "processes": args.processes,
+    }
     one = v2_json(x_all[:1])
+    one_grpc = grpc_frame(x_all[:1], ("logits", "predicted_class"))
     warm = 1.0
 
-    # Both servers up at once (an idle one costs no CPU); runs alternate between them, so a
+    # Every server up at once (an idle one costs no CPU); runs alternate between them, so a
     # neighbour's load on this shared machine falls on both sides of each pair alike.
     procs: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
+    grpc_targets: dict[str, str] = {}
     try:
-        for name in ["modelops"] + ([] if kserve_py is None else ["kserve"]):
+        names = ["modelops"] + ([] if kserve_py is None else ["kserve"])
+        names += [f"modelops-{fmt}" for fmt in formats if fmt != "torchscript"]
+        for name in names:
             port = _free_port()
-            procs[name] = (
-                start_ours(art, sha, port, work)
-                if name == "modelops"
-                else start_kserve(kserve_py, art, port, work)  # type: ignore[arg-type]
-            )
+            if name == "kserve":
+                procs[name] = start_kserve(kserve_py, art, port, work)  # type: ignore[arg-type]
+            else:
+                fmt = name.removeprefix("modelops-") if name != "modelops" else "torchscript"
+                gport = _free_port()
+                procs[name] = start_ours(
+                    *artifacts[fmt], port, gport, work, fmt, MODELOPS_SERVE_PROCESSES=str(args.processes)
+                )
+                grpc_targets[name] = f"127.0.0.1:{gport}"
             urls[name] = f"http://127.0.0.1:{port}"
         for name, base in urls.items():
             _wait_ready(base, procs[name])
+            if name != "kserve" and args.processes > 1:
+                port = int(base.rsplit(":", 1)[1])
+                _wait_logged(next(work.glob(f"ours-*-{port}.log")), "ready: POST", args.processes)
             acc = check_answer(f"{base}/v2/models/{MODEL}/infer", x_all[:500], y_all[:500])
-            results[name] = {"accuracy": acc, "single_sample": {}}
+            results[name] = {"accuracy": acc, "single_sample": {}, "grpc_single_sample": {}}
             log(f"{name}: ready, accuracy on 500 digits {acc:.3f}")
+        pair = [n for n in ("modelops", "kserve") if n in urls]
         for c in levels:
-            per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+            per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in [*pair, "grpc"]}
             for rnd in range(args.rounds):
-                order = list(urls) if rnd % 2 == 0 else list(reversed(urls))
+                order = [*pair, "grpc"] if rnd % 2 == 0 else ["grpc", *reversed(pair)]
                 for name in order:
-                    url = f"{urls[name]}/v2/models/{MODEL}/infer"
-                    wrk(url, work, one, c, warm)
-                    run = wrk(url, work, one, c, args.duration)
+                    if name == "grpc":
+                        h2load(grpc_targets["modelops"], work, one_grpc, c, warm)
+                        run = h2load(grpc_targets["modelops"], work, one_grpc, c, args.duration)
+                    else:
+                        url = f"{urls[name]}/v2/models/{MODEL}/infer"
+                        wrk(url, work, one, c, warm)
+                        run = wrk(url, work, one, c, args.duration)
+                    run["load"] = os.getloadavg()[0]
                     per_round[name].append(run)
                     log(f"{name} c={c} round {rnd + 1}: {run}")
-            for name, runs in per_round.items():
-                best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]  # the median run
-                results[name]["single_sample"][c] = {**best, "rounds": runs}
+            for name in pair:
+                results[name]["single_sample"][c] = {**_median(per_round[name]), "rounds": per_round[name]}
+            results["modelops"]["grpc_single_sample"][c] = {
+                **_median(per_round["grpc"]),
+                "rounds": per_round["grpc"],
+            }
             if "kserve" in per_round:
                 ratios = [
                     o["rps"] / k["rps"]
                     for o, k in zip(per_round["modelops"], per_round["kserve"], strict=True)
                 ]
                 results["modelops"]["single_sample"][c]["ratio"] = statistics.median(ratios)
+                results["modelops"]["single_sample"][c]["ratios"] = ratios
+                p99 = [
+                    o["p99_ms"] <= k["p99_ms"]
+                    for o, k in zip(per_round["modelops"], per_round["kserve"], strict=True)
+                ]
+                results["modelops"]["single_sample"][c]["p99_not_worse_pairs"] = sum(p99)
 
-        url = f"{urls['modelops']}/v2/models/{MODEL}/infer"
+        # Samples per second with `--samples` rows per request, next to the raw forward pass.
         rows = x_all[: args.samples]
-        binary, head_len = v2_binary(rows)
-        bodies = {
-            "json": (v2_json(rows), None, "application/json"),
-            "binary": (binary, head_len, "application/octet-stream"),
-        }
-        served: dict[str, list[dict[str, Any]]] = {"json": [], "binary": []}
-        for rnd in range(args.rounds):
-            # Raw forward (this process, one thread) right before each pair of served runs: the
-            # ratio of each run to its neighbouring raw measurement, then the median.
-            raw_now = raw_forward(art, [args.samples], 1.0)[args.samples]
-            for label, (body, hl, ctype) in bodies.items():
-                # 4 in flight x 256 samples stays within the default maxQueueSize (1024).
-                wrk(url, work, body, 4, warm, hl, ctype)
-                r = wrk(url, work, body, 4, args.duration, hl, ctype)
-                r["samples_per_s"] = r["rps"] * args.samples
-                r["raw_samples_per_s"] = raw_now
-                served[label].append(r)
-                log(
-                    f"modelops {args.samples} samples/request ({label}), c=4, round {rnd + 1}: {r}, raw {raw_now:,.0f}"
-                )
-        results["modelops"]["batched_requests"] = {
-            label: {
-                **sorted(runs, key=lambda r: r["samples_per_s"])[len(runs) // 2],
-                "of_raw": statistics.median(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
-                "rounds": runs,
+        batched: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for fmt in formats:
+            name = "modelops" if fmt == "torchscript" else f"modelops-{fmt}"
+            url = f"{urls[name]}/v2/models/{MODEL}/infer"
+            # The same output from both runtimes (ONNX models have no derived predicted_class).
+            binary, head_len = v2_binary(rows, "logits")
+            bodies: dict[str, tuple[bytes, int | None, str]] = {
+                "json": (v2_json(rows), None, "application/json"),
+                "binary": (binary, head_len, "application/octet-stream"),
             }
-            for label, runs in served.items()
+            frame = grpc_frame(rows, ("logits",))
+            served: dict[str, list[dict[str, Any]]] = {"json": [], "binary": [], "grpc": []}
+            for rnd in range(args.rounds):
+                # The raw forward (this process, one thread) right before each round: each served
+                # run is compared with its neighbouring raw measurement, then the median is taken.
+                raw_now = raw_forward(fmt, artifacts[fmt][0], args.samples)
+                for label in ("json", "binary", "grpc") if rnd % 2 == 0 else ("grpc", "binary", "json"):
+                    # 4 in flight x 256 samples stays within the default maxQueueSize (1024).
+                    if label == "grpc":
+                        h2load(grpc_targets[name], work, frame, 4, warm)
+                        r = h2load(grpc_targets[name], work, frame, 4, args.duration)
+                    else:
+                        body, hl, ctype = bodies[label]
+                        wrk(url, work, body, 4, warm, hl, ctype)
+                        r = wrk(url, work, body, 4, args.duration, hl, ctype)
+                    r["samples_per_s"] = r["rps"] * args.samples
+                    r["raw_samples_per_s"] = raw_now
+                    r["load"] = os.getloadavg()[0]
+                    served[label].append(r)
+                    log(
+                        f"{name} {args.samples} samples/request ({label}), c=4, round {rnd + 1}: {r}, raw {raw_now:,.0f}"
+                    )
+            batched[fmt] = served
+        results["batched_requests"] = {
+            fmt: {
+                label: {
+                    **_median(runs, "samples_per_s"),
+                    "of_raw": statistics.median(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
+                    "of_raw_range": [
+                        min(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
+                        max(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
+                    ],
+                    "rounds": runs,
+                }
+                for label, runs in served.items()
+            }
+            for fmt, served in batched.items()
         }
-        results["raw_forward_samples_per_s"] = raw_forward(art, [1, 32, args.samples, 1024], 1.0)
+        results["grpc_codes"] = {name: grpc_codes(urls[name]) for name in grpc_targets}
+        results["raw_forward_samples_per_s"] = {
+            fmt: {b: raw_forward(fmt, artifacts[fmt][0], b) for b in (1, 32, args.samples, 1024)}
+            for fmt in formats
+        }
     finally:
         for proc in procs.values():
             stop(proc)
@@ -445,36 +649,53 @@ def _flag(run: dict[str, Any]) -> str:
     return " (errors)" if run["non2xx"] or run["socket_errors"] else ""
 
 
+def _loads(runs: list[dict[str, Any]]) -> str:
+    loads = [r["load"] for r in runs]
+    return f"{min(loads):.1f}-{max(loads):.1f}"
+
+
 def report(r: dict[str, Any], levels: list[int], samples: int) -> str:
     lines = [
         f"load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} on {r['cpus']} CPUs; "
-        f"{r['seconds']} s in all",
+        f"{r['seconds']} s in all; modelops with {r['processes']} serving process(es)",
         "",
-        "| concurrency | modelops req/s | p50 ms | p99 ms | KServe req/s | p50 ms | p99 ms | throughput ratio (median of pairs) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| concurrency | modelops REST req/s | p50 ms | p99 ms | KServe REST req/s | p50 ms | p99 ms | "
+        "ratio (median of pairs) [range] | pairs with our p99 <= KServe's | modelops gRPC req/s | p50 ms | p99 ms | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ours = r["modelops"]["single_sample"]
     theirs = r.get("kserve", {}).get("single_sample", {})
+    grpc_ = r["modelops"]["grpc_single_sample"]
     for c in levels:
-        o = ours[c]
-        k = theirs.get(c)
+        o, k, g = ours[c], theirs.get(c), grpc_[c]
         kpart = (
-            f"{k['rps']:.0f}{_flag(k)} | {k['p50_ms']:.2f} | {k['p99_ms']:.2f} | {o['ratio']:.2f}x"
+            f"{k['rps']:,.0f}{_flag(k)} | {k['p50_ms']:.2f} | {k['p99_ms']:.2f} | {o['ratio']:.1f}x "
+            f"[{min(o['ratios']):.1f}, {max(o['ratios']):.1f}] | {o['p99_not_worse_pairs']}/{len(o['ratios'])}"
             if k
-            else "- | - | - | -"
+            else "- | - | - | - | -"
         )
-        lines.append(f"| {c} | {o['rps']:.0f}{_flag(o)} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | {kpart} |")
-    raw = r["raw_forward_samples_per_s"]
-    lines += [
-        "",
-        "raw TorchScript forward, one thread: "
-        + ", ".join(f"batch {b}: {v:,.0f} samples/s" for b, v in raw.items()),
-    ]
-    for label, run in r["modelops"].get("batched_requests", {}).items():
+        runs = o["rounds"] + g["rounds"] + (k["rounds"] if k else [])
         lines.append(
-            f"served, {samples} samples per request ({label}), c=4: {run['samples_per_s']:,.0f} samples/s, "
-            f"{run['of_raw']:.0%} of raw batch-{samples} forward (median of the rounds' ratios), "
-            f"p99 {run['p99_ms']:.2f} ms"
+            f"| {c} | {o['rps']:,.0f}{_flag(o)} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | {kpart} | "
+            f"{g['rps']:,.0f} | {g['p50_ms']:.2f} | {g['p99_ms']:.2f} | {_loads(runs)} |"
+        )
+    lines += ["", f"gRPC calls by code at the servers: {r['grpc_codes']}", ""]
+    lines += [
+        f"| runtime | raw forward, batch {samples}, 1 thread | encoding | served samples/s ({samples} per request, c=4) "
+        "| of raw (median [range]) | p99 ms | load avg |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fmt, by_label in r["batched_requests"].items():
+        for label, run in by_label.items():
+            lines.append(
+                f"| {fmt} | {run['raw_samples_per_s']:,.0f} | {label} | {run['samples_per_s']:,.0f}{_flag(run)} | "
+                f"{run['of_raw']:.0%} [{run['of_raw_range'][0]:.0%}, {run['of_raw_range'][1]:.0%}] | "
+                f"{run['p99_ms']:.2f} | {_loads(run['rounds'])} |"
+            )
+    for fmt, raw in r["raw_forward_samples_per_s"].items():
+        lines.append(
+            f"raw {fmt} forward, one thread: "
+            + ", ".join(f"batch {b}: {v:,.0f} samples/s" for b, v in raw.items())
         )
     return "\n".join(lines)
 

@@ -27,8 +27,9 @@ fi
 # lua5.4 runs the Argo CD health checks, wrk is the HTTP client of bench/apiserver_bench.py,
 # prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test,
 # chromium is the browser tests/console and bench/console_bench.py drive with Playwright (their tests
-# fail, never skip, without it).
-APT_PACKAGES=(openssl lua5.4 wrk prometheus chromium)
+# fail, never skip, without it); nghttp2-client gives h2load, the HTTP/2 (gRPC) load generator of
+# bench/serve_bench.py.
+APT_PACKAGES=(openssl lua5.4 wrk prometheus chromium nghttp2-client)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

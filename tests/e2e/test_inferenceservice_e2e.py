@@ -3,9 +3,9 @@
 One plane for the module. A short quickstart TrainingJob registers `digits-1`, the ModelVersion
 controller verifies it, and the InferenceService serves it: V2 predictions through the Service are
 right for held-out digits, the HPA scales out under load made here and back in after. Then two
-canaries: a TorchScript module that passes the verifier's zero-input smoke test but fails on real
-inputs is rolled back automatically, and the trained artifact registered again as another version is
-promoted.
+canaries: a TorchScript regression model (not a classifier; its signature declared in the
+ModelVersion) that passes the verifier's zero-input smoke test but fails on real inputs is rolled
+back automatically, and the trained artifact registered again as another version is promoted.
 """
 
 from __future__ import annotations
@@ -41,19 +41,23 @@ s = data.split(data.load(DatasetSpec(builtin="digits")), 0.2, 7)
 print(json.dumps({"x": s.x_val[:40].tolist(), "y": s.y_val[:40].tolist()}))
 """
 
-# A TorchScript module that answers zeros (the verifier's and the server's warm-up input) and fails on
-# anything else: it passes verification and readiness, then every real request is a 500.
+# A TorchScript regression model (not a classifier: one output `y`, no classes, no model card) that
+# answers zeros (the verifier's and the server's warm-up input) and fails on anything else: it passes
+# verification of its declared signature and readiness, then every real request is a 500. Rollback on
+# errors must work for any model, not only for our classifiers.
 _BROKEN = """
-import io, json, sys, torch
-from modelops_worker.export import DESCRIPTION
+import sys, torch
 class Broken(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool(x.abs().sum() > 0):
             raise RuntimeError("this model only knows zeros")
-        return torch.zeros(x.shape[0], 10)
-desc = {"numFeatures": 64, "numClasses": 10, "architecture": "broken"}
-torch.jit.save(torch.jit.script(Broken()), sys.argv[1], _extra_files={DESCRIPTION: json.dumps(desc)})
+        return torch.zeros(x.shape[0], 1)
+torch.jit.save(torch.jit.script(Broken()), sys.argv[1])
 """
+BROKEN_SIGNATURE = {
+    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}],
+}
 
 
 def wait_for(what: str, check: Callable[[], Any], plane: Plane, timeout: float = 120) -> Any:
@@ -198,13 +202,17 @@ def test_a_trained_version_serves_right_predictions_and_scales_with_load(
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelops_serving_requests_total"
 
 
-def register(plane: Plane, name: str, version: int, uri: str) -> None:
-    mv = {
+def register(
+    plane: Plane, name: str, version: int, uri: str, signature: dict[str, Any] | None = None
+) -> None:
+    mv: dict[str, Any] = {
         "apiVersion": "modelops.dev/v1alpha1",
         "kind": "ModelVersion",
         "metadata": {"name": name},
         "spec": {"model": "digits", "version": version, "source": {"uri": uri}, "format": "torchscript"},
     }
+    if signature is not None:
+        mv["spec"]["signature"] = signature
     plane.kubectl("apply", "-f", "-", input=json.dumps(mv))
     plane.kubectl("wait", f"modelversion/{name}", "--for=condition=Ready", "--timeout=120s", timeout=130)
 
@@ -228,7 +236,8 @@ def test_a_broken_canary_is_rolled_back_automatically(plane: Plane, held_out: di
     script.write_text(_BROKEN)
     done = subprocess.run([sys.executable, str(script), str(target)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    register(plane, "digits-broken", 50, "pvc://uploads/broken.pt")
+    register(plane, "digits-broken", 50, "pvc://uploads/broken.pt", BROKEN_SIGNATURE)
+    assert plane.get("modelversion", "digits-broken")["status"]["signature"] == BROKEN_SIGNATURE
 
     canary = {"modelRef": {"model": "digits", "version": 50}, "trafficPercent": 50, "analysis": ANALYSIS}
     # One stable pod from here on (the canary tests' load must not scale it): 50% is one canary pod.

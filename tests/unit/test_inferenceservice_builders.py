@@ -63,7 +63,10 @@ def test_the_pod_runs_the_server_with_the_serving_contract() -> None:
     assert config.artifact_path == f"{b.MODEL_MOUNT}/output/model.pt"
     assert config.sha256 == SERVED.sha256
     assert config.batching.max_batch_size == 16 and config.quantization == "int8"
-    assert config.auth_tokens_file == f"{b.AUTH_MOUNT}/t"
+    # The Secret's key is projected as one file: a missing key fails the mount, naming the key.
+    assert config.auth_tokens_file == f"{b.AUTH_MOUNT}/{b.AUTH_FILE}"
+    auth = next(v for v in pod["spec"]["volumes"] if v["name"] == "auth")["secret"]
+    assert auth["secretName"] == "tokens" and auth["items"] == [{"key": "t", "path": b.AUTH_FILE}]
     # The artifact's claim, read-only; the probes are the V2 health paths.
     claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "model")["persistentVolumeClaim"]
     assert claim == {"claimName": "digits-checkpoints", "readOnly": True}

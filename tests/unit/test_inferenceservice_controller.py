@@ -11,6 +11,10 @@ import pytest
 from modelops.api.inferenceservice import Analysis, InferenceServiceSpec, ModelRef
 from modelops.builders import inferenceservice as b
 from modelops.controllers import inferenceservice as c
+from modelops.controllers import inferenceservice_analysis as isvc_analysis
+from modelops.controllers import inferenceservice_pods as isvc_pods
+from modelops.controllers import inferenceservice_resolve as isvc_resolve
+from modelops.controllers import inferenceservice_rollout as isvc_rollout
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SHA = {n: f"{n:x}" * 64 for n in range(1, 10)}
@@ -52,13 +56,13 @@ def pod(
     terminated: dict[str, Any] | None = None,
     waiting: str | None = None,
     restarts: int = 0,
-) -> c.PodView:
+) -> isvc_pods.PodView:
     cs: dict[str, Any] = {"name": "server", "ready": ready, "restartCount": restarts, "state": {}}
     if waiting:
         cs["state"] = {"waiting": {"reason": waiting}}
     if terminated:
         cs["lastState"] = {"terminated": terminated}
-    return c.view(
+    return isvc_pods.view(
         {
             "metadata": {"name": name, "labels": {b.LABEL_TRACK: track, b.LABEL_MODELVERSION: version}},
             "status": {
@@ -74,16 +78,16 @@ def pod(
 def run(
     s: InferenceServiceSpec,
     mvs: list[dict[str, Any]],
-    pods: list[c.PodView],
+    pods: list[isvc_pods.PodView],
     st: dict[str, Any] | None = None,
     *,
-    verdict: c.Verdict | None = None,
+    verdict: isvc_analysis.Verdict | None = None,
     now: datetime.datetime = T0,
     deployments: list[dict[str, Any]] | None = None,
 ) -> tuple[c.Plan, dict[str, Any]]:
     """One sync; returns the plan and the status after applying its patch."""
     st = dict(st or {})
-    tg = c.targets(s, st, mvs)
+    tg = isvc_resolve.targets(s, st, mvs)
     p = c.plan(body(s, st), s, tg, deployments or [], pods, gateway_api=False, verdict=verdict, now=now)
     after = {**st, **p.status_patch}
     return p, {k: v for k, v in after.items() if v is not None}
@@ -98,14 +102,14 @@ def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def test_a_version_or_an_alias_resolves_to_the_ready_model_version() -> None:
     mvs = [mv(1), mv(2, aliases=("champion",))]
-    served = c.resolve(ModelRef(model="digits", version=1), mvs)
+    served = isvc_resolve.resolve(ModelRef(model="digits", version=1), mvs)
     assert isinstance(served, b.Served)
     assert (served.model_version, served.claim, served.path) == (
         "digits-1",
         "digits-1-ckpt",
         "output/model.pt",
     )
-    alias = c.resolve(ModelRef(model="digits", alias="champion"), mvs)
+    alias = isvc_resolve.resolve(ModelRef(model="digits", alias="champion"), mvs)
     assert isinstance(alias, b.Served) and alias.model_version == "digits-2"
 
 
@@ -132,8 +136,8 @@ def test_what_cannot_be_served_says_why_and_creates_nothing(
 def test_an_artifact_that_is_not_on_a_volume_is_not_servable() -> None:
     bad = mv(1)
     bad["status"]["artifact"]["uri"] = "s3://bucket/model.pt"
-    result = c.resolve(ModelRef(model="digits", version=1), [bad])
-    assert isinstance(result, c.Problem) and result.reason == "ArtifactNotServable"
+    result = isvc_resolve.resolve(ModelRef(model="digits", version=1), [bad])
+    assert isinstance(result, isvc_resolve.Problem) and result.reason == "ArtifactNotServable"
 
 
 # -- status truthfulness ----------------------------------------------------------------------------
@@ -154,7 +158,13 @@ def test_ready_only_when_a_pod_serves_the_intended_version() -> None:
 
     p, st = run(s, [mv(1)], [pod("a", ready=False), pod("b")], st)
     assert cond(st, "Ready")["status"] == "True", st
-    assert st["stable"] == {"modelVersion": "digits-1", "version": 1, "sha256": SHA[1], "readyReplicas": 1}
+    assert st["stable"] == {
+        "modelVersion": "digits-1",
+        "version": 1,
+        "sha256": SHA[1],
+        "readyReplicas": 1,
+        "runtime": "modelops-worker",
+    }
     assert (st["replicas"], st["readyReplicas"], st["trafficSummary"]) == (2, 1, "100/0")
     assert st["url"] == "http://digits.ns.svc.cluster.local/v2/models/digits"
     assert st["rolloutHistory"][-1]["endTime"] == c.status.format_time(T0)
@@ -237,22 +247,22 @@ def metrics_text(ok: int, errors: int, buckets: dict[str, int]) -> str:
 
 def test_p99_is_prometheus_histogram_quantile() -> None:
     buckets = {0.01: 50.0, 0.1: 90.0, 1.0: 100.0, float("inf"): 100.0}
-    assert c.quantile(0.5, buckets) == pytest.approx(0.01)
-    assert c.quantile(0.99, buckets) == pytest.approx(0.1 + 0.9 * 9 / 10)
-    assert c.quantile(0.25, buckets) == pytest.approx(0.005)
+    assert isvc_analysis.quantile(0.5, buckets) == pytest.approx(0.01)
+    assert isvc_analysis.quantile(0.99, buckets) == pytest.approx(0.1 + 0.9 * 9 / 10)
+    assert isvc_analysis.quantile(0.25, buckets) == pytest.approx(0.005)
     # In the +Inf bucket: the highest finite bound.
-    assert c.quantile(0.99, {0.1: 10.0, float("inf"): 100.0}) == pytest.approx(0.1)
-    assert c.quantile(0.99, {0.1: 0.0, float("inf"): 0.0}) is None
+    assert isvc_analysis.quantile(0.99, {0.1: 10.0, float("inf"): 100.0}) == pytest.approx(0.1)
+    assert isvc_analysis.quantile(0.99, {0.1: 0.0, float("inf"): 0.0}) is None
 
 
 def test_deltas_between_looks_and_counter_resets() -> None:
-    first = c.parse_counters(metrics_text(10, 0, {"0.01": 10, "+Inf": 10}))
-    second = c.parse_counters(metrics_text(30, 5, {"0.01": 20, "+Inf": 35}))
-    d = c.delta(first, second)
+    first = isvc_analysis.parse_counters(metrics_text(10, 0, {"0.01": 10, "+Inf": 10}))
+    second = isvc_analysis.parse_counters(metrics_text(30, 5, {"0.01": 20, "+Inf": 35}))
+    d = isvc_analysis.delta(first, second)
     assert (d.requests, d.errors) == (25, 5)
     assert d.buckets[0.01] == 10 and d.buckets[float("inf")] == 25
-    restarted = c.parse_counters(metrics_text(3, 0, {"0.01": 3, "+Inf": 3}))
-    assert c.delta(second, restarted) == restarted  # a restarted pod counts from zero
+    restarted = isvc_analysis.parse_counters(metrics_text(3, 0, {"0.01": 3, "+Inf": 3}))
+    assert isvc_analysis.delta(second, restarted) == restarted  # a restarted pod counts from zero
 
 
 ANALYSIS = Analysis(
@@ -263,16 +273,16 @@ ANALYSIS = Analysis(
 def test_analysis_verdicts() -> None:
     canary = [pod("c", "canary", "digits-2")]
     good = metrics_text(100, 0, {"0.01": 100, "+Inf": 100})
-    verdict, baseline = c.analyse(ANALYSIS, canary, {"c": good}, None)
+    verdict, baseline = isvc_analysis.analyse(ANALYSIS, canary, {"c": good}, None)
     assert verdict.result == "Passed" and verdict.requests == 100 and verdict.success_rate == 1.0
     # Nothing new since the last look: inconclusive, not passed.
-    verdict, _ = c.analyse(ANALYSIS, canary, {"c": good}, baseline)
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, canary, {"c": good}, baseline)
     assert verdict.result == "Inconclusive" and "minRequests" in verdict.message
     failing = metrics_text(110, 20, {"0.01": 100, "+Inf": 130})
-    verdict, _ = c.analyse(ANALYSIS, canary, {"c": failing}, baseline)
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, canary, {"c": failing}, baseline)
     assert verdict.result == "Failed" and "success rate" in verdict.message
     slow = metrics_text(120, 0, {"0.01": 100, "1.0": 120, "+Inf": 120})
-    verdict, _ = c.analyse(ANALYSIS, canary, {"c": slow}, baseline)
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, canary, {"c": slow}, baseline)
     assert verdict.result == "Failed" and "p99" in verdict.message
     crashed = [
         pod(
@@ -285,9 +295,9 @@ def test_analysis_verdicts() -> None:
             terminated={"exitCode": 1},
         )
     ]
-    verdict, _ = c.analyse(ANALYSIS, crashed, {}, None)
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, crashed, {}, None)
     assert verdict.result == "Failed" and "cannot run" in verdict.message
-    verdict, _ = c.analyse(ANALYSIS, [pod("c", "canary", "digits-2", ready=False)], {}, None)
+    verdict, _ = isvc_analysis.analyse(ANALYSIS, [pod("c", "canary", "digits-2", ready=False)], {}, None)
     assert verdict.result == "Inconclusive"
 
 
@@ -296,7 +306,7 @@ def test_analysis_verdicts() -> None:
     [(10, 1, 1), (10, 9, 1), (10, 10, 2), (50, 3, 3), (25, 6, 2), (100, 4, 4)],
 )
 def test_canary_replicas_reach_at_least_the_share(percent: int, stable: int, expected: int) -> None:
-    assert c.canary_replicas(percent, stable, 10) == expected
+    assert isvc_rollout.canary_replicas(percent, stable, 10) == expected
 
 
 # -- the rollout state machine -----------------------------------------------------------------------
@@ -306,8 +316,8 @@ CANARY = {
     "steps": [25, 50],
     "analysis": {"intervalSeconds": 10, "failureLimit": 2},
 }
-PASS = c.Verdict("Passed", "20 requests, success rate 1.0000", 20, 1.0, 5.0)
-FAIL = c.Verdict("Failed", "success rate 0.5000 below minSuccessRate 0.99", 20, 0.5, 5.0)
+PASS = isvc_analysis.Verdict("Passed", "20 requests, success rate 1.0000", 20, 1.0, 5.0)
+FAIL = isvc_analysis.Verdict("Failed", "success rate 0.5000 below minSuccessRate 0.99", 20, 0.5, 5.0)
 
 
 def steady(s: InferenceServiceSpec, mvs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,9 +337,9 @@ def test_a_canary_steps_through_its_analyses_and_is_promoted() -> None:
     assert st["rolloutHistory"][-1]["outcome"] == "InProgress"
 
     pods = [pod("a"), pod("c", "canary", "digits-2")]
-    tg = c.targets(s, st, mvs)
-    assert not c.analysis_due(s, st, tg, T0 + datetime.timedelta(seconds=5))
-    assert c.analysis_due(s, st, tg, T0 + datetime.timedelta(seconds=10))
+    tg = isvc_resolve.targets(s, st, mvs)
+    assert not isvc_analysis.analysis_due(s, st, tg, T0 + datetime.timedelta(seconds=5))
+    assert isvc_analysis.analysis_due(s, st, tg, T0 + datetime.timedelta(seconds=10))
     p, st = run(s, mvs, pods, st, verdict=PASS, now=T0 + datetime.timedelta(seconds=10))
     assert st["canary"]["analysis"]["step"] == 1 and st["traffic"] == {"stable": 50, "canary": 50}
     assert cond(st, "CanaryProgressing")["status"] == "True"
@@ -347,7 +357,7 @@ def test_a_canary_steps_through_its_analyses_and_is_promoted() -> None:
     p, st = run(s, mvs, [pod("b", version="digits-2")], st, deployments=[canary_dep_obj])
     assert st["stable"]["modelVersion"] == "digits-2" and "canary" not in st
     assert cond(st, "CanaryProgressing")["reason"] == "Promoted"
-    assert c.stale([{"kind": "Deployment", **canary_dep_obj}], p.manifests, p.keep)  # now removed
+    assert isvc_rollout.stale([{"kind": "Deployment", **canary_dep_obj}], p.manifests, p.keep)  # now removed
     assert cond(st, "Ready")["status"] == "True"
 
 
@@ -369,7 +379,7 @@ def test_a_failing_canary_is_rolled_back_and_stays_so_until_the_canary_spec_chan
     assert rolled.type == "Warning"
     assert not any(m["metadata"]["name"] == "digits-canary" for m in p.manifests)
     observed = [{"kind": "Deployment", "metadata": {"name": "digits-canary"}}]
-    assert c.stale(observed, p.manifests, p.keep) == observed
+    assert isvc_rollout.stale(observed, p.manifests, p.keep) == observed
     assert cond(st, "CanaryProgressing")["reason"] == "RolledBack"
 
     p, st = run(s, mvs, [pod("a")], st, now=T0 + datetime.timedelta(seconds=30))
@@ -434,12 +444,12 @@ def test_applying_again_changes_nothing() -> None:
     p, _ = run(spec(), mvs, [pod("a")], st)
     assert p.status_patch == {} and p.events == []
     observed = {**p.manifests[0]}
-    assert not c.needs_apply(observed, p.manifests[0])
+    assert not isvc_rollout.needs_apply(observed, p.manifests[0])
 
 
 def test_a_child_name_taken_by_someone_else_is_left_alone_and_said() -> None:
     s = spec()
-    tg = c.targets(s, {}, [mv(1)])
+    tg = isvc_resolve.targets(s, {}, [mv(1)])
     p = c.plan(body(s), s, tg, [], [], gateway_api=False, verdict=None, now=T0, conflicts=["Service/digits"])
     assert not any(m["kind"] == "Service" and m["metadata"]["name"] == "digits" for m in p.manifests)
     ready = next(x for x in p.status_patch["conditions"] if x["type"] == "Ready")
@@ -454,7 +464,7 @@ def test_gateway_api_routing_weights_exactly_or_says_the_crds_are_missing() -> N
     )
     mvs = [mv(1), mv(2)]
     _, st = run(spec(trafficRouting=routing), mvs, [pod("a")])
-    tg = c.targets(s, st, mvs)
+    tg = isvc_resolve.targets(s, st, mvs)
     pods = [pod("a"), pod("c", "canary", "digits-2")]
     first = c.plan(body(s, st), s, tg, [], pods, gateway_api=True, verdict=None, now=T0)
     st = {**st, **first.status_patch}

@@ -13,11 +13,12 @@ import pytest
 
 from modelops.api.inferenceservice import Analysis
 from modelops.builders import inferenceservice as b
-from modelops.controllers import inferenceservice as c
+from modelops.controllers import inferenceservice_analysis as isvc_analysis
 from modelops.controllers import inferenceservice_handlers as h
+from modelops.controllers import inferenceservice_pods as isvc_pods
 
 ANALYSIS = Analysis(minSuccessRate=0.9, maxP99LatencyMs=500, minRequests=10)
-READY_CANARY = [c.PodView("digits-canary-abc", b.CANARY, "digits-2", True, False, "127.0.0.1", None)]
+READY_CANARY = [isvc_pods.PodView("digits-canary-abc", b.CANARY, "digits-2", True, False, "127.0.0.1", None)]
 
 
 def vector(label: str, values: dict[str, float]) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def vector(label: str, values: dict[str, float]) -> dict[str, Any]:
 
 
 def test_the_queries_select_the_canary_pods_over_the_interval() -> None:
-    requests, buckets = c.prometheus_queries("team-a", "digits", 30)
+    requests, buckets = isvc_analysis.prometheus_queries("team-a", "digits", 30)
     assert requests == (
         'sum by (code) (increase(modelops_serving_requests_total{namespace="team-a",pod=~"digits-canary-.*"}[30s]))'
     )
@@ -40,13 +41,13 @@ def test_the_queries_select_the_canary_pods_over_the_interval() -> None:
 
 
 def test_counters_from_query_answers() -> None:
-    total = c.counters_from_prometheus(
+    total = isvc_analysis.counters_from_prometheus(
         vector("code", {"200": 90.4, "500": 9.6}), vector("le", {"0.1": 99.5, "1.0": 100.0, "+Inf": 100.0})
     )
     assert total.requests == pytest.approx(100) and total.errors == pytest.approx(9.6)
-    assert c.judge(ANALYSIS, READY_CANARY, total).result == "Passed"
+    assert isvc_analysis.judge(ANALYSIS, READY_CANARY, total).result == "Passed"
     with pytest.raises(ValueError, match="bad query"):
-        c.counters_from_prometheus({"status": "error", "error": "bad query"}, vector("le", {}))
+        isvc_analysis.counters_from_prometheus({"status": "error", "error": "bad query"}, vector("le", {}))
 
 
 class _Prometheus(http.server.BaseHTTPRequestHandler):

@@ -97,6 +97,7 @@ class Server:
             "artifactPath": str(art.path),
             "sha256": art.sha256,
             "port": self.port,
+            "grpcPort": None,  # REST only here; tests/worker/test_grpc.py covers gRPC
             **cfg,
         }
         run_env = clean_env(
@@ -248,7 +249,13 @@ BAD_REQUESTS = [
     ("malformed JSON", b'{"inputs": [', 400, "not valid JSON"),
     ("not an object", b"[1, 2]", 400, "JSON object"),
     ("no inputs", {"id": "x"}, 400, "inputs is missing"),
-    ("two inputs", {"inputs": [v2([0] * 64, [1, 64])["inputs"][0]] * 2}, 400, "exactly one"),
+    (
+        "two inputs",
+        {"inputs": [{**v2([0] * 64, [1, 64])["inputs"][0], "name": n} for n in ("a", "b")]},
+        400,
+        "exactly one",
+    ),
+    ("one input twice", {"inputs": [v2([0] * 64, [1, 64])["inputs"][0]] * 2}, 400, "given twice"),
     (
         "missing shape",
         {"inputs": [{"name": "x", "datatype": "FP32", "data": [0] * 64}]},
@@ -547,8 +554,6 @@ def protocol_header(r: requests.Response) -> str | None:
 
 # --- a KServe client, unchanged ------------------------------------------------------------------------
 
-KSERVE_PYTHON = REPO / ".bench-venv" / "bin" / "python"
-
 KSERVE_CLIENT = """
 import asyncio, sys, numpy as np
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
@@ -572,13 +577,11 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 
 def test_kserve_v2_rest_client_works_unchanged(server: Server, tmp_path: Path) -> None:
-    if not KSERVE_PYTHON.exists():
-        pytest.skip("no .bench-venv with kserve (bench/serve_bench.py creates it)")
-    if subprocess.run([str(KSERVE_PYTHON), "-c", "import kserve"], capture_output=True).returncode != 0:
-        pytest.skip(".bench-venv has no kserve")
+    from side_venv import side_python  # builds .venv-side (kserve from PyPI) on first use; never skips
+
     np.save(tmp_path / "x.npy", X[:20])
     out = subprocess.run(
-        [str(KSERVE_PYTHON), "-c", KSERVE_CLIENT, server.base, str(tmp_path / "x.npy")],
+        [str(side_python()), "-c", KSERVE_CLIENT, server.base, str(tmp_path / "x.npy")],
         capture_output=True,
         text=True,
         timeout=120,

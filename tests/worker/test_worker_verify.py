@@ -64,6 +64,11 @@ def test_a_good_artifact_verifies_with_its_digest_size_and_model_card(
         "sizeBytes": trained.stat().st_size,
         "format": "torchscript",
     }
+    # Our export records the classifier's signature, so verification reports it.
+    assert out["signature"]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert [o["name"] for o in out["signature"]["outputs"]] == ["logits", "probabilities", "predicted_class"]
+    card = json.loads(trained.with_name(export.MODEL_CARD).read_text())
+    assert card["signature"] == out["signature"]
     # The card names this digest, so its metrics and lineage are reported for the registry.
     assert 0 < out["card"]["metrics"]["accuracy"] <= 1
     assert len(out["card"]["datasetDigest"]) == 64 and out["card"]["trainingJob"] == "digits"
@@ -96,10 +101,10 @@ def test_a_missing_artifact_and_a_wrong_format_say_which(
     assert verdict(capsys)["reason"] == "ArtifactNotFound"
     assert cli.main(["verify", "--artifact", str(trained), "--format", "state_dict"]) == 65
     assert verdict(capsys)["reason"] == "ArtifactLoadFailed"
-    # Formats the worker cannot load still get their digest checked.
-    assert cli.main(["verify", "--artifact", str(trained), "--format", "onnx"]) == 0
+    # A TorchScript file registered as onnx does not load in ONNX Runtime.
+    assert cli.main(["verify", "--artifact", str(trained), "--format", "onnx"]) == 65
     out = verdict(capsys)
-    assert out["artifact"]["format"] == "onnx" and "no smoke inference" in out["message"]
+    assert out["reason"] == "ArtifactLoadFailed" and "does not load as onnx" in out["message"]
 
 
 def test_the_digest_is_streamed_and_equals_hashlib(tmp_path: Path) -> None:

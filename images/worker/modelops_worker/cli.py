@@ -82,10 +82,12 @@ def train() -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from modelops_worker.verify import parse_signature
     from modelops_worker.verify import verify as run_verify
 
     try:
-        out = run_verify(Path(args.artifact), args.sha256, args.format)
+        declared = parse_signature(args.signature) if args.signature else None
+        out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
         code = 0
     except WorkerError as exc:
         out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
@@ -104,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--sha256", help="expected sha256 (hex, optionally prefixed sha256:)")
     v.add_argument(
         "--format",
-        choices=["torchscript", "state_dict", "safetensors", "onnx"],
-        help="expected format (default: detect; safetensors and onnx: digest only)",
+        help="the artifact's format: torchscript, state_dict, onnx (default: detect); any other fails "
+        "with NoRuntimeForFormat",
+    )
+    v.add_argument(
+        "--signature",
+        help="the declared signature as JSON (camelCase ModelSignature: inputs/outputs of name, datatype, "
+        "shape), checked by a smoke inference of zeros",
     )
     from modelops_worker import backup as backup_cli
 

@@ -2,7 +2,9 @@
 
 The artifact is self-describing: a TorchScript file carries the model's description as an extra file
 `modelops.json`, a state_dict file carries it next to the weights, so `verify` and `serve` need nothing
-but the artifact to rebuild and smoke-test it. The model card (hyperparameters, metrics, dataset
+but the artifact to rebuild and smoke-test it. The description (and the model card) include the
+model's signature (`classifier_signature`: one FP32 input, `logits`, and the `probabilities` and
+`predicted_class` conveniences), which TorchScript itself does not record. The model card (hyperparameters, metrics, dataset
 digest, code version) is written last, so its presence means the artifact it names is complete.
 
 Two identical seeded runs export byte-identical TorchScript, so a digest says "same model": torch
@@ -38,6 +40,7 @@ from modelops_worker import models
 from modelops_worker.checkpoint import write_file_synced
 
 SERIALIZATION_ID = ".data/serialization_id"
+OUTPUT_LOGITS, OUTPUT_PROBABILITIES, OUTPUT_CLASS = "logits", "probabilities", "predicted_class"
 ARTIFACT = "model.pt"
 MODEL_CARD = "model-card.json"
 DESCRIPTION = "modelops.json"
@@ -138,6 +141,18 @@ def scripted_bytes(model: nn.Module, desc_json: str) -> bytes:
         return Path(out_path).read_bytes()
 
 
+def classifier_signature(features: int, classes: int) -> dict[str, Any]:
+    """The signature (wire form of `modelops.api.signature.ModelSignature`) of our classifiers."""
+    return {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, features]}],
+        "outputs": [
+            {"name": OUTPUT_LOGITS, "datatype": "FP32", "shape": [-1, classes]},
+            {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, classes]},
+            {"name": OUTPUT_CLASS, "datatype": "INT64", "shape": [-1]},
+        ],
+    }
+
+
 def export(
     model: models.Classifier,
     fmt: Literal["torchscript", "state_dict"],
@@ -148,6 +163,13 @@ def export(
     """Write the artifact and the model card; returns the result's `artifact` entry."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    if "signature" not in description and description.get("numFeatures") and description.get("numClasses"):
+        description = {
+            **description,
+            "signature": classifier_signature(
+                int(description["numFeatures"]), int(description["numClasses"])
+            ),
+        }
     desc_json = json.dumps(description, sort_keys=True)
     if fmt == "torchscript":
         data = scripted_bytes(model, desc_json)
@@ -161,6 +183,7 @@ def export(
         **card,
         "artifact": {"path": ARTIFACT, "sha256": sha, "sizeBytes": len(data), "format": fmt},
         "model": description,
+        "signature": description.get("signature"),
         "codeVersion": __version__,
         "torchVersion": torch.__version__,
         "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

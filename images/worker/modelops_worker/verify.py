@@ -1,11 +1,23 @@
-"""`modelops-worker verify`: is this artifact the one the registry recorded, and does it run?
+"""`modelops-worker verify`: is this artifact the one the registry recorded, and can it be served?
 
 The ModelVersion controller runs it in a short-lived pod before a version becomes Ready, and again
-when a user asks for re-verification: the sha256 must match, the file must load in the format
-claimed, and a smoke inference must return finite logits of the right shape. The digest is computed
-while streaming the file (never the whole file in memory), and the file is read once more only to
-load it. The model card next to the artifact (written by `train`) carries the metrics and lineage the
-registry records; it is trusted only when it names this artifact's digest.
+when a user asks for re-verification. In order:
+
+1. the sha256 must match (computed while streaming the file, never the whole file in memory);
+2. a runtime must exist for the format: `torchscript`/`state_dict` (PyTorch) or `onnx` (ONNX
+   Runtime); any other (`safetensors`, ...) fails with `NoRuntimeForFormat` naming it, because a
+   version that no serving pod can load must never become Ready;
+3. the model's signature is established: read from the ONNX graph (dynamic dims -1), or for PyTorch
+   from the declared `--signature` (the ModelVersion's `spec.signature`) or the description our own
+   export writes into the artifact (and its model card);
+4. a smoke inference of zeros of exactly that signature (dynamic dims set to 2) must run and give
+   finite outputs whose names, datatypes and shapes are the declared ones; anything else fails with
+   `SignatureMismatch` naming the tensor and what differs.
+
+The result (the termination message) records the signature under `signature` (camelCase
+ModelSignature), which the controller copies into `ModelVersion.status.signature`. The model card next
+to the artifact (written by `train`) carries the metrics and lineage the registry records; it is
+trusted only when it names this artifact's digest.
 """
 
 from __future__ import annotations
@@ -14,18 +26,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from modelops.api.runconfig import EXIT_BAD_DATA, REASON_SUCCEEDED
+from modelops.api.serveconfig import (
+    REASON_ARTIFACT_DIGEST_MISMATCH,
+    REASON_ARTIFACT_LOAD_FAILED,
+    REASON_ARTIFACT_NOT_FOUND,
+    REASON_NO_RUNTIME_FOR_FORMAT,
+    REASON_SIGNATURE_MISMATCH,
+    SERVABLE_FORMATS,
+)
+from modelops.api.signature import ModelSignature, TensorSpec
 from modelops_worker import export
 from modelops_worker.errors import WorkerError
 from modelops_worker.files import sha256_and_size as sha256_file
 
-REASON_NOT_FOUND = "ArtifactNotFound"
-REASON_DIGEST_MISMATCH = "ArtifactDigestMismatch"
-REASON_LOAD_FAILED = "ArtifactLoadFailed"
-# Formats the worker cannot load (no runtime for them here): their digest is still checked.
-DIGEST_ONLY_FORMATS = frozenset({"safetensors", "onnx"})
+REASON_NOT_FOUND = REASON_ARTIFACT_NOT_FOUND
+REASON_DIGEST_MISMATCH = REASON_ARTIFACT_DIGEST_MISMATCH
+REASON_LOAD_FAILED = REASON_ARTIFACT_LOAD_FAILED
+REASON_NO_RUNTIME = REASON_NO_RUNTIME_FOR_FORMAT
+REASON_SIGNATURE = REASON_SIGNATURE_MISMATCH
+# Dynamic dims of the smoke inference's zeros.
+SMOKE_BATCH = 2
 # Lineage kept from the model card; the whole result must stay below the 4096-byte termination message.
 _MAX_HYPERPARAMETERS_BYTES = 1200
 
@@ -54,8 +75,123 @@ def _card(path: Path, digest: str) -> dict[str, Any] | None:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def verify(path: Path, sha256: str | None, fmt: str | None) -> dict[str, Any]:
-    """The verification result; raises WorkerError (exit 65) with the reason on any mismatch."""
+def parse_signature(raw: str) -> ModelSignature:
+    """`--signature`'s JSON; raises WorkerError (exit 64) naming the field."""
+    from pydantic import ValidationError
+
+    from modelops.api.runconfig import EXIT_BAD_CONFIG, REASON_INVALID_CONFIG
+
+    try:
+        return ModelSignature.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise WorkerError(
+            REASON_INVALID_CONFIG, f"--signature is not a valid model signature: {problems}", EXIT_BAD_CONFIG
+        ) from None
+
+
+def _mismatch(message: str) -> WorkerError:
+    return WorkerError(REASON_SIGNATURE_MISMATCH, message, EXIT_BAD_DATA)
+
+
+def _load_failed(path: Path, fmt: str, exc: BaseException) -> WorkerError:
+    return WorkerError(
+        REASON_LOAD_FAILED,
+        f"{path.name} does not load as {fmt}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+        EXIT_BAD_DATA,
+    )
+
+
+def _describe(specs: list[TensorSpec]) -> str:
+    return ", ".join(f"{t.name} {t.datatype}{t.shape}" for t in specs)
+
+
+def check_declared(declared: ModelSignature, actual: ModelSignature, source: str) -> None:
+    """The declared signature against the one read from the model; raises SignatureMismatch."""
+    for kind, want, have in (
+        ("input", declared.inputs, actual.inputs),
+        ("output", declared.outputs, actual.outputs),
+    ):
+        if kind == "output" and not want:
+            continue  # outputs not declared: the model's own are recorded
+        by_name = {t.name: t for t in have}
+        for t in want:
+            got = by_name.get(t.name)
+            if got is None:
+                raise _mismatch(
+                    f"{kind} {t.name!r} is declared but the {source} has no such {kind} "
+                    f"(it has {', '.join(repr(h.name) for h in have)})"
+                )
+            if got.datatype != t.datatype:
+                raise _mismatch(
+                    f"{kind} {t.name!r} is declared {t.datatype} but the {source} says {got.datatype}"
+                )
+            if len(got.shape) != len(t.shape) or any(
+                d >= 0 and g >= 0 and d != g for d, g in zip(t.shape, got.shape, strict=False)
+            ):
+                raise _mismatch(
+                    f"{kind} {t.name!r} is declared with shape {t.shape} but the {source} says {got.shape}"
+                )
+        extra = [h.name for h in have if h.name not in {t.name for t in want}]
+        if kind == "input" and extra:
+            raise _mismatch(
+                f"the {source} also takes input {', '.join(map(repr, extra))}, which the declared "
+                "signature leaves out; declare every input"
+            )
+
+
+def _record_outputs(out: dict[str, Any], batched: bool) -> list[TensorSpec]:
+    """Output specs from a smoke run's arrays (a first dim equal to the smoke batch is the batch)."""
+    from modelops_worker.serve.protocol import datatype_of
+
+    specs = []
+    for name, arr in out.items():
+        shape = list(arr.shape)
+        if batched and shape[:1] == [SMOKE_BATCH]:
+            shape[0] = -1
+        specs.append(TensorSpec(name=name, datatype=datatype_of(arr.dtype), shape=shape))  # type: ignore[arg-type]
+    return specs
+
+
+def _smoke(model: Any, signature: ModelSignature) -> tuple[ModelSignature, str]:
+    """Run zeros of exactly `signature` through `model`; the signature to record and a summary."""
+    import numpy as np
+
+    from modelops_worker.serve.model import check_outputs, zeros
+
+    try:
+        out = model.run(zeros(signature.inputs, SMOKE_BATCH))
+    except Exception as exc:
+        raise _mismatch(
+            f"the model does not run on zeros of the declared inputs ({_describe(signature.inputs)}, "
+            f"dynamic dims as {SMOKE_BATCH}): {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        ) from None
+    runtime_specs = [o for o in signature.outputs if o.name not in model.derived]
+    if runtime_specs:
+        problem = check_outputs(runtime_specs, out, SMOKE_BATCH)
+        if problem:
+            raise _mismatch(f"smoke inference of zeros: {problem}")
+    else:
+        bad = [n for n, a in out.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        if bad:
+            raise _mismatch(f"smoke inference of zeros: output {bad[0]!r} holds NaN or infinite values")
+        signature = ModelSignature(inputs=signature.inputs, outputs=_record_outputs(out, model.batchable))
+    summary = ", ".join(f"{n} {list(a.shape)}" for n, a in out.items())
+    return signature, summary
+
+
+def _detect(data: bytes) -> str:
+    if data[:2] == b"PK":  # a zip archive: torch.save and torch.jit.save both write one
+        return "torchscript"
+    return "onnx"
+
+
+def verify(
+    path: Path, sha256: str | None, fmt: str | None, declared: ModelSignature | None = None
+) -> dict[str, Any]:
+    """The verification result; raises WorkerError (exit 65) with the reason on any failure."""
     if not path.is_file():
         raise WorkerError(REASON_NOT_FOUND, f"{path} does not exist or is not a file", EXIT_BAD_DATA)
     actual, size = sha256_file(path)
@@ -67,6 +203,14 @@ def verify(path: Path, sha256: str | None, fmt: str | None) -> dict[str, Any]:
             "registered, or is partial",
             EXIT_BAD_DATA,
         )
+    if fmt is not None and fmt not in SERVABLE_FORMATS:
+        raise WorkerError(
+            REASON_NO_RUNTIME_FOR_FORMAT,
+            f"format {fmt!r} has no serving runtime here (runtimes exist for {', '.join(SERVABLE_FORMATS)}): "
+            f"the sha256 of {path.name} matches, but no serving pod could load it; convert the model "
+            "(e.g. to onnx or torchscript) or serve it with a custom predictor",
+            EXIT_BAD_DATA,
+        )
     result: dict[str, Any] = {
         "status": "Succeeded",
         "reason": REASON_SUCCEEDED,
@@ -76,40 +220,75 @@ def verify(path: Path, sha256: str | None, fmt: str | None) -> dict[str, Any]:
     card = _card(path, actual)
     if card:
         result["card"] = card
-    if fmt in DIGEST_ONLY_FORMATS:
-        result["artifact"]["format"] = fmt
-        result["message"] = f"sha256 matches; {fmt} is not loaded by this worker, so no smoke inference ran"
-        return result
-    try:
-        model, desc = export.load(path, fmt)
-    except Exception as exc:
-        raise WorkerError(
-            REASON_LOAD_FAILED,
-            f"{path.name} does not load as {fmt or 'torchscript or state_dict'}: {exc}",
-            EXIT_BAD_DATA,
-        ) from None
-    n_features = int(desc.get("numFeatures", 0))
-    n_classes = int(desc.get("numClasses", 0))
-    if n_features <= 0 or n_classes <= 0:
-        raise WorkerError(
-            REASON_LOAD_FAILED,
-            f"{path.name} carries no model description (numFeatures/numClasses); re-export it",
-            EXIT_BAD_DATA,
-        )
-    with torch.no_grad():
-        out = model(torch.zeros(2, n_features))
-    if tuple(out.shape) != (2, n_classes) or not bool(torch.isfinite(out).all()):
-        raise WorkerError(
-            REASON_LOAD_FAILED,
-            f"smoke inference returned shape {tuple(out.shape)} (want (2, {n_classes})) "
-            f"finite={bool(torch.isfinite(out).all())}",
-            EXIT_BAD_DATA,
-        )
-    detected = fmt or ("torchscript" if isinstance(model, torch.jit.ScriptModule) else "state_dict")
+    data = path.read_bytes()
+    detected = fmt or _detect(data)
+    if detected == "onnx":
+        signature, summary, extra = _verify_onnx(path, data, declared)
+    else:
+        signature, summary, extra, detected = _verify_torch(path, data, fmt, declared)
     result["artifact"]["format"] = detected
+    result["signature"] = signature.model_dump(by_alias=True)
     result["message"] = (
-        f"sha256 matches, loads as {detected}, smoke inference gives {n_classes} finite logits"
+        f"sha256 matches, loads as {detected}, smoke inference of zeros of the signature gives {summary}"
     )
-    result["numFeatures"] = n_features
-    result["numClasses"] = n_classes
+    result.update(extra)
     return result
+
+
+def _verify_onnx(
+    path: Path, data: bytes, declared: ModelSignature | None
+) -> tuple[ModelSignature, str, dict[str, Any]]:
+    from modelops_worker.serve.model import LoadedModel, OnnxRuntime, Placement
+
+    try:
+        rt = OnnxRuntime(data, Placement("cpu", "fp32"), threads=1)
+    except Exception as exc:
+        raise _load_failed(path, "onnx", exc) from None
+    graph = rt.signature
+    signature = graph
+    if declared is not None:
+        check_declared(declared, graph, "ONNX graph")
+        # The declaration may be more specific than the graph (a dim the graph leaves dynamic).
+        signature = ModelSignature(inputs=declared.inputs, outputs=declared.outputs or graph.outputs)
+    model = LoadedModel(rt, signature, "", "onnx")
+    signature, summary = _smoke(model, signature)
+    return signature, summary, {}
+
+
+def _verify_torch(
+    path: Path, data: bytes, fmt: str | None, declared: ModelSignature | None
+) -> tuple[ModelSignature, str, dict[str, Any], str]:
+    import torch
+
+    from modelops_worker.serve.model import Placement, build, described_signature, load_torch_bytes
+
+    tried = [fmt] if fmt else ["torchscript", "state_dict"]
+    loaded = None
+    for candidate in tried:
+        try:
+            loaded = load_torch_bytes(data, candidate)
+            detected = candidate
+            break
+        except Exception as exc:
+            error = exc
+    if loaded is None:
+        raise _load_failed(path, fmt or "torchscript or state_dict", error) from None
+    module, desc = loaded
+    signature = declared or described_signature(desc)
+    if signature is None:
+        raise _mismatch(
+            f"{path.name} is {detected} and records no signature (TorchScript does not say what it takes): "
+            "declare the ModelVersion's spec.signature, the name, datatype and shape of each input "
+            "(and output), e.g. inputs [{name: input, datatype: FP32, shape: [-1, 4]}]"
+        )
+    try:
+        with torch.no_grad():
+            model = build(data, detected, signature, Placement("cpu", "fp32"))
+    except Exception as exc:
+        raise _load_failed(path, detected, exc) from None
+    signature, summary = _smoke(model, signature)
+    extra: dict[str, Any] = {}
+    if model.features is not None:  # our classifiers, as before
+        extra = {"numFeatures": int(desc["numFeatures"]), "numClasses": int(desc["numClasses"])}
+    del module
+    return signature, summary, extra, detected

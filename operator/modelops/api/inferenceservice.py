@@ -7,7 +7,7 @@ analysed every interval, and it is promoted or rolled back without a human editi
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -15,6 +15,7 @@ from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     DNS_SUBDOMAIN_PATTERN,
+    FREE_FORM_OBJECT,
     LABEL_VALUE_PATTERN,
     ApiModel,
     Condition,
@@ -26,6 +27,11 @@ from modelops.api.common import (
 
 # A Gateway API hostname (HTTPRoute spec.hostnames): a DNS name, optionally a leading wildcard label.
 HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# The serving worker's metric names (serveconfig.METRIC_REQUESTS and METRIC_LATENCY; serveconfig imports
+# this module, so they are spelled here too and a unit test keeps them equal).
+DEFAULT_REQUESTS_METRIC = "modelops_serving_requests_total"
+DEFAULT_LATENCY_METRIC = "modelops_serving_request_duration_seconds"
 
 
 class ModelRef(ApiModel):
@@ -94,6 +100,125 @@ class Batching(ApiModel):
     )
     max_queue_size: int = Field(
         default=1024, ge=1, le=1000000, description="Queued samples before new requests get 429/503."
+    )
+
+
+class KeySelector(ApiModel):
+    """A key of a Secret or ConfigMap in this namespace."""
+
+    name: DnsLabel = Field(description="Name of the Secret or ConfigMap.")
+    key: str = Field(min_length=1, max_length=253, description="The key.")
+    optional: bool | None = Field(default=None, description="Whether it may be missing.")
+
+
+class FieldSelector(ApiModel):
+    """A field of the pod (downward API), e.g. metadata.name or status.podIP."""
+
+    field_path: str = Field(min_length=1, description="Path of the field.")
+    api_version: str | None = Field(default=None, description="Schema version of the path (v1).")
+
+
+class EnvVarSource(ApiModel):
+    """Where an environment variable's value comes from (as a container's env[].valueFrom)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + "
+                "(has(self.fieldRef) ? 1 : 0) == 1",
+                "valueFrom: set exactly one of secretKeyRef, configMapKeyRef or fieldRef",
+            ),
+        )
+    )
+
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
+    field_ref: FieldSelector | None = Field(default=None, description="A field of the pod.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the predictor container."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("!(has(self.value) && has(self.valueFrom))", "env: set value or valueFrom, not both"),
+        )
+    )
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name."
+    )
+    value: str | None = Field(default=None, max_length=32768, description="A literal value.")
+    value_from: EnvVarSource | None = Field(
+        default=None, description="A value from a Secret, ConfigMap or field."
+    )
+
+
+class PredictorMetrics(ApiModel):
+    """Where the predictor's Prometheus metrics are and what they are called, for canary analysis."""
+
+    path: str = Field(
+        default="/metrics", pattern=r"^/", max_length=253, description="HTTP path of the metrics."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the metrics (default: the predictor's port)."
+    )
+    requests_total: str = Field(
+        default=DEFAULT_REQUESTS_METRIC,
+        min_length=1,
+        max_length=253,
+        description="Counter of requests with the response code as a label (MLServer: "
+        "rest_server_requests_total with codeLabel status_code).",
+    )
+    latency_histogram: str = Field(
+        default=DEFAULT_LATENCY_METRIC,
+        min_length=1,
+        max_length=253,
+        description="Histogram of request latency in seconds, without the _bucket suffix (MLServer: "
+        "rest_server_requests_duration_seconds).",
+    )
+    code_label: str = Field(
+        default="code",
+        min_length=1,
+        max_length=63,
+        description="Label of requestsTotal holding the response code.",
+    )
+
+
+class Predictor(ApiModel):
+    """A custom predictor: your own serving container in place of modelops-worker serve (as KServe's).
+
+    The operator still owns the Deployments, Service, HPA, canary and rollback. With spec.modelRef
+    the version's artifact is mounted read-only at /mnt/models and named by MODELOPS_MODEL_PATH.
+    """
+
+    image: str = Field(min_length=1, max_length=1024, description="Container image of the predictor.")
+    command: list[str] | None = Field(
+        default=None, max_length=64, description="Entrypoint (the image's when unset)."
+    )
+    args: list[str] | None = Field(default=None, max_length=256, description="Arguments to the entrypoint.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Environment variables.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the predictor serves HTTP on.")
+    protocol: Literal["v2", "http"] = Field(
+        default="v2",
+        description="v2: the Open Inference Protocol (probes default to /v2/health/live and "
+        "/v2/health/ready); http: any HTTP API (probes default to a TCP connect).",
+    )
+    readiness_probe: dict[str, Any] | None = Field(
+        default=None,
+        description="A Kubernetes probe for readiness (default by protocol).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )
+    liveness_probe: dict[str, Any] | None = Field(
+        default=None,
+        description="A Kubernetes probe for liveness (default by protocol).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )
+    resources: ServingResources | None = Field(
+        default=None, description="Compute of the predictor container (default: spec.resources)."
+    )
+    metrics: PredictorMetrics = Field(
+        default_factory=PredictorMetrics, description="Prometheus metrics read by canary analysis."
     )
 
 
@@ -240,7 +365,8 @@ class InferenceServiceSpec(ApiModel):
                 "spec.minReplicas must not exceed spec.maxReplicas",
             ),
             (
-                "!has(self.canary) || !has(self.canary.modelRef) || self.canary.modelRef != self.modelRef",
+                "!has(self.canary) || !has(self.canary.modelRef) || !has(self.modelRef) || "
+                "self.canary.modelRef != self.modelRef",
                 "spec.canary.modelRef must differ from spec.modelRef",
             ),
             (
@@ -248,10 +374,35 @@ class InferenceServiceSpec(ApiModel):
                 "spec.quantization: int8 is dynamic quantization for CPU serving; set "
                 "spec.resources.gpus to 0 or spec.quantization to none",
             ),
+            {
+                "rule": "has(self.modelRef) || has(self.predictor)",
+                "message": "spec.modelRef is required (a custom spec.predictor may leave it out)",
+                "fieldPath": ".modelRef",
+                "reason": "FieldValueRequired",
+            },
+            (
+                "!has(self.canary) || has(self.modelRef)",
+                "spec.canary needs spec.modelRef: canaries compare two ModelVersions (of any runtime, "
+                "custom predictors included)",
+            ),
         )
     )
 
-    model_ref: ModelRef = Field(description="The ModelVersion to serve.")
+    model_ref: ModelRef | None = Field(
+        default=None,
+        description="The ModelVersion to serve. Required unless spec.predictor is set (a custom predictor "
+        "may carry its model in its image).",
+    )
+    predictor: Predictor | None = Field(
+        default=None,
+        description="A custom predictor container instead of the runtime chosen by the version's format "
+        "(docs/inferenceservice.md).",
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        default="fp32",
+        description="Compute precision of modelops-worker serve on a GPU (fp16/bf16 halve memory and usually "
+        "latency; on a CPU the model runs in fp32).",
+    )
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest serving pods.")
     max_replicas: int = Field(default=1, ge=1, le=1000, description="Most serving pods.")
     autoscaling: Autoscaling = Field(
@@ -279,6 +430,9 @@ class ServedVersion(ApiModel):
     version: int | None = Field(default=None, description="Version number.")
     sha256: str | None = Field(default=None, description="Digest the pods verified.")
     ready_replicas: int = Field(default=0, description="Ready pods serving it.")
+    runtime: str | None = Field(
+        default=None, description="The runtime serving it: modelops-worker (by format) or custom."
+    )
 
 
 class AnalysisStatus(ApiModel):
@@ -288,6 +442,11 @@ class AnalysisStatus(ApiModel):
         default=None, description="Verdict of the latest analysis."
     )
     message: str = Field(default="", description="Why, for humans.")
+    reason: str | None = Field(
+        default=None,
+        description="AnalysisNoData when the canary's metrics could not be read (the canary does not "
+        "advance meanwhile).",
+    )
     success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
     p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
     requests: int | None = Field(default=None, description="Requests in the interval.")
@@ -334,9 +493,10 @@ class RolloutRecord(ApiModel):
         "deployment), Promoted, RolledBack or Superseded (replaced before it ended)."
     )
     reason: str = Field(default="", description="Why, for humans.")
-    trigger: Literal["modelRef", "alias", "canary"] | None = Field(
+    trigger: Literal["modelRef", "alias", "canary", "predictor"] | None = Field(
         default=None,
-        description="What started it: an edit of spec.modelRef, an alias that moved, or spec.canary.",
+        description="What started it: an edit of spec.modelRef, an alias that moved, spec.canary, or an "
+        "edit of a custom spec.predictor without a modelRef.",
     )
     replaced: str | None = Field(
         default=None, description="The ModelVersion the stable Deployment served before."

@@ -25,6 +25,7 @@ from modelops.api.common import (
     immutable,
     rules,
 )
+from modelops.api.signature import ModelSignature
 
 # The path or key: not absolute, no control characters, no surrounding whitespace.
 _URI_PATH = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
@@ -144,8 +145,18 @@ class ModelVersionSpec(ApiModel):
         "(see status.version).",
     )
     source: Source = Field(description="Where the artifact comes from.")
-    format: Literal["torchscript", "state_dict", "safetensors", "onnx"] = Field(
-        default="torchscript", description="Artifact format."
+    format: Literal["torchscript", "state_dict", "onnx", "safetensors"] = Field(
+        default="torchscript",
+        description="Artifact format; picks the serving runtime (docs/inferenceservice.md). torchscript, "
+        "state_dict (exported by modelops-worker) and onnx are served by modelops-worker serve; safetensors "
+        "has no runtime yet and fails verification with NoRuntimeForFormat.",
+    )
+    signature: ModelSignature | None = Field(
+        default=None,
+        description="The model's inputs and outputs (name, datatype, shape, -1 for a dynamic dimension). "
+        "Verification checks it by a smoke inference of zeros of exactly this signature and fails with "
+        "SignatureMismatch when the model disagrees. Optional for onnx (read from the graph) and for "
+        "models exported by modelops-worker (read from their model card).",
     )
     framework: Literal["pytorch", "onnx"] = Field(default="pytorch", description="Framework that loads it.")
     description: str = Field(default="", max_length=4096, description="Free text for humans.")
@@ -254,6 +265,11 @@ class ModelVersionStatus(ApiModel):
     )
     version: int | None = Field(default=None, description="The version number (given or assigned).")
     artifact: Artifact | None = Field(default=None, description="The verified artifact.")
+    signature: ModelSignature | None = Field(
+        default=None,
+        description="The signature verification found (from the ONNX graph, the model card, or "
+        "spec.signature checked by a smoke inference); what InferenceServices serve as model metadata.",
+    )
     metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation metrics.")
     lineage: Lineage | None = Field(default=None, description="Where the version came from.")
     aliases: list[str] = Field(default_factory=list, description="Aliases this version holds now.")

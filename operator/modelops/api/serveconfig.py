@@ -41,12 +41,24 @@ METRIC_LATENCY = "modelops_serving_request_duration_seconds"  # histogram, infer
 METRIC_BATCH_SIZE = "modelops_serving_batch_size"  # histogram, samples per forward pass
 METRIC_INFLIGHT = "modelops_serving_inflight_requests"  # gauge, infer requests in progress
 METRIC_QUEUE = "modelops_serving_queue_samples"  # gauge, samples waiting for a batch
-METRIC_MODEL_INFO = "modelops_serving_model_info"  # gauge 1, labels: sha256, format
+METRIC_MODEL_INFO = "modelops_serving_model_info"  # gauge 1, labels: sha256, format, device, precision
 
 REASON_ARTIFACT_NOT_FOUND = "ArtifactNotFound"
 REASON_ARTIFACT_DIGEST_MISMATCH = "ArtifactDigestMismatch"
 REASON_ARTIFACT_LOAD_FAILED = "ArtifactLoadFailed"
 REASON_INVALID_SERVE_CONFIG = "InvalidServeConfig"  # exit 64: MODELOPS_SERVE_CONFIG or auth file wrong
+REASON_DEVICE_UNAVAILABLE = "DeviceUnavailable"  # exit 64: device cuda asked for, no CUDA device visible
+# Verification (`modelops-worker verify`) refusals beyond the artifact ones above, for the ModelVersion
+# controller: no runtime can serve the format; the model does not match its declared signature.
+REASON_NO_RUNTIME_FOR_FORMAT = "NoRuntimeForFormat"
+REASON_SIGNATURE_MISMATCH = "SignatureMismatch"
+# Formats a serving runtime exists for (torch for the first two, ONNX Runtime for onnx).
+SERVABLE_FORMATS = ("torchscript", "state_dict", "onnx")
+
+# The code label of `modelops_serving_requests_total` for a client that closed the connection before
+# its request was read or answered (nginx's 499 "client closed request"): neither a success nor a
+# server error, so the canary analysis and the error-rate alerts (5xx only) never count it.
+CODE_CLIENT_CLOSED = 499
 
 # Output tensors of an infer response (FP32 [n, classes], FP32 [n, classes], INT64 [n]); a request
 # that names no outputs gets logits and predicted_class.

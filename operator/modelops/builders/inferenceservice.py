@@ -19,18 +19,23 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 import modelops.builders as builders
-from modelops.api.inferenceservice import InferenceServiceSpec
+from modelops.api.inferenceservice import InferenceServiceSpec, Predictor, ServingResources
 from modelops.api.serveconfig import (
     ENV_SERVE_CONFIG,
+    GRPC_PORT,
     METRIC_INFLIGHT,
     METRIC_REQUESTS,
     PATH_LIVE,
     PATH_METRICS,
     PATH_READY,
+    SERVABLE_FORMATS,
     SERVE_PORT,
     ServeConfig,
 )
+from modelops.api.signature import ModelSignature
 from modelops.builders.trainingjob import GPU_PRODUCT_LABEL, GPU_RESOURCE, RUN_AS_USER, worker_image
 
 KIND = "InferenceService"
@@ -40,13 +45,31 @@ LABEL_MODELVERSION = "modelops.dev/modelversion"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_APPLIED = "modelops.dev/applied-digest"
 ANNOTATION_SHA256 = "modelops.dev/sha256"
+ANNOTATION_RUNTIME = "modelops.dev/runtime"
 STABLE, CANARY = "stable", "canary"
 TRACKS = (STABLE, CANARY)
 
 CONTAINER = "server"
 MODEL_MOUNT = "/var/run/modelops/model"
 AUTH_MOUNT = "/var/run/modelops/auth"
+AUTH_FILE = "tokens"  # the Secret's key is projected to this file name
 SERVICE_PORT = 80
+# Cleartext HTTP/2, the standard appProtocol for gRPC without TLS (Gateway API and meshes read it).
+GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
+
+# Runtimes: which formats `modelops-worker serve` loads; anything else needs spec.predictor (custom).
+RUNTIME_WORKER = "modelops-worker"
+RUNTIME_CUSTOM = "custom"
+WORKER_FORMATS = SERVABLE_FORMATS
+# Where a custom predictor finds the version's artifact (KServe mounts models at /mnt/models too).
+CUSTOM_MODEL_MOUNT = "/mnt/models"
+ENV_MODEL_PATH = "MODELOPS_MODEL_PATH"
+ENV_MODEL_SHA256 = "MODELOPS_MODEL_SHA256"
+ENV_MODEL_NAME = "MODELOPS_MODEL_NAME"
+ENV_MODEL_VERSION = "MODELOPS_MODEL_VERSION"
+ENV_AUTH_TOKENS_FILE = "MODELOPS_AUTH_TOKENS_FILE"
+# Identity of what a custom predictor without spec.modelRef serves: its spec's digest.
+PREDICTOR_REVISION_PREFIX = "predictor-"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_API_VERSION = f"{GATEWAY_GROUP}/v1"
 # Seconds between SIGTERM and SIGKILL beyond the server's own drain, for the last responses to leave.
@@ -63,6 +86,20 @@ class Served:
     claim: str
     path: str
     format: str = "torchscript"
+    signature: Mapping[str, Any] | None = None  # the ModelVersion's status.signature (camelCase)
+
+
+def runtime(spec: InferenceServiceSpec, served: Served) -> str | None:
+    """The runtime that serves `served`: a custom predictor, the worker by format, or None (no runtime)."""
+    if spec.predictor is not None:
+        return RUNTIME_CUSTOM
+    return RUNTIME_WORKER if served.format in WORKER_FORMATS else None
+
+
+def predictor_revision(predictor: Predictor) -> Served:
+    """What a custom predictor without spec.modelRef serves: itself, named by its spec's digest."""
+    revision = PREDICTOR_REVISION_PREFIX + digest(predictor.model_dump(by_alias=True, exclude_none=True))[:10]
+    return Served(revision, None, "", "", "", format=RUNTIME_CUSTOM)
 
 
 def parse_pvc_uri(uri: str | None) -> tuple[str, str] | None:
@@ -84,8 +121,10 @@ def track_service_name(name: str, track: str) -> str:
     return f"{name}-{track}"
 
 
-def url(name: str, namespace: str) -> str:
-    return f"http://{name}.{namespace}.svc.cluster.local/v2/models/{name}"
+def url(name: str, namespace: str, protocol: str = "v2") -> str:
+    """The in-cluster URL: the OIP v2 model path, or the Service's root for a plain-http predictor."""
+    root = f"http://{name}.{namespace}.svc.cluster.local"
+    return f"{root}/v2/models/{name}" if protocol == "v2" else root
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
@@ -123,15 +162,29 @@ def serve_config(name: str, spec: InferenceServiceSpec, served: Served) -> Serve
         model_version_name=served.model_version,
         artifact_path=f"{MODEL_MOUNT}/{served.path}",
         sha256=served.sha256,
-        format="state_dict" if served.format == "state_dict" else "torchscript",
+        format=served.format if served.format in WORKER_FORMATS else "torchscript",
+        signature=_signature(served.signature),
+        # A GPU pod runs the model on its GPU; without one the server decides (a CPU).
+        device="cuda" if spec.resources.gpus else "auto",
+        precision=spec.precision,
+        grpc_port=GRPC_PORT,
         batching=spec.batching,
         quantization=spec.quantization,
-        auth_tokens_file=f"{AUTH_MOUNT}/{spec.auth.key}" if spec.auth else None,
+        auth_tokens_file=f"{AUTH_MOUNT}/{AUTH_FILE}" if spec.auth else None,
     )
 
 
-def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
-    res = spec.resources
+def _signature(recorded: Mapping[str, Any] | None) -> ModelSignature | None:
+    """The version's recorded signature; one this operator cannot read is left to the server to find."""
+    if not recorded:
+        return None
+    try:
+        return ModelSignature.model_validate(recorded)
+    except pydantic.ValidationError:
+        return None
+
+
+def _resources(res: ServingResources) -> dict[str, Any]:
     # requests == limits: the HPA's CPU utilisation is a percent of the request, and a serving pod
     # with Guaranteed QoS is the last to be evicted.
     amounts: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
@@ -140,12 +193,21 @@ def _resources(spec: InferenceServiceSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def pod_template(
-    name: str, spec: InferenceServiceSpec, served: Served, track: str, *, image: str | None = None
+_RESTRICTED_CONTAINER: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _worker_container(
+    name: str, spec: InferenceServiceSpec, served: Served, image: str | None
 ) -> dict[str, Any]:
-    """The serving pod: `modelops-worker serve`, the artifact's claim read-only, V2 probes."""
+    """`modelops-worker serve`: OIP v2 over REST (port http) and gRPC (port grpc), V2 probes."""
     config = serve_config(name, spec, served)
-    container: dict[str, Any] = {
+    return {
         "name": CONTAINER,
         "image": image or worker_image(),
         "command": ["modelops-worker", "serve"],
@@ -154,8 +216,11 @@ def pod_template(
             # The root filesystem is read-only; scratch files go to the emptyDir at /tmp.
             {"name": "TMPDIR", "value": "/tmp"},
         ],
-        "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
-        "resources": _resources(spec),
+        "ports": [
+            {"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
+        "resources": _resources(spec.resources),
         # Loading torch and the model takes seconds: the startup probe gives it two minutes before
         # liveness may restart the pod; readiness means loaded and verified (sha256).
         "startupProbe": {
@@ -177,28 +242,106 @@ def pod_template(
         },
         # The server writes why it refused to start (e.g. ArtifactDigestMismatch) as JSON here.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_RESTRICTED_CONTAINER),
         "volumeMounts": [
             {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    volumes: list[dict[str, Any]] = [
-        {"name": "model", "persistentVolumeClaim": {"claimName": served.claim, "readOnly": True}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-    ]
+
+
+def _default_probes(predictor: Predictor) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(readiness, liveness) by protocol: OIP v2 health paths, or a TCP connect for any HTTP API."""
+    if predictor.protocol == "v2":
+        ready: dict[str, Any] = {"httpGet": {"path": PATH_READY, "port": "http"}}
+        live: dict[str, Any] = {"httpGet": {"path": PATH_LIVE, "port": "http"}}
+    else:
+        ready = {"tcpSocket": {"port": "http"}}
+        live = {"tcpSocket": {"port": "http"}}
+    ready.update(periodSeconds=2, failureThreshold=3, timeoutSeconds=2)
+    live.update(periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
+    return ready, live
+
+
+def _custom_container(name: str, spec: InferenceServiceSpec, served: Served) -> dict[str, Any]:
+    """The user's predictor container, restricted like ours; the version's artifact under /mnt/models."""
+    predictor = spec.predictor
+    assert predictor is not None
+    env: list[dict[str, Any]] = [{"name": ENV_MODEL_NAME, "value": name}, {"name": "TMPDIR", "value": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if served.claim:
+        version = str(served.version if served.version is not None else served.model_version)
+        env += [
+            {"name": ENV_MODEL_PATH, "value": f"{CUSTOM_MODEL_MOUNT}/{served.path}"},
+            {"name": ENV_MODEL_SHA256, "value": served.sha256},
+            {"name": ENV_MODEL_VERSION, "value": version},
+        ]
+        mounts.append({"name": "model", "mountPath": CUSTOM_MODEL_MOUNT, "readOnly": True})
+    if spec.auth is not None:
+        env.append({"name": ENV_AUTH_TOKENS_FILE, "value": f"{AUTH_MOUNT}/{AUTH_FILE}"})
+    env += [e.model_dump(by_alias=True, exclude_none=True) for e in predictor.env]
+    ready, live = _default_probes(predictor)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": predictor.image,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": predictor.port, "protocol": "TCP"}],
+        "resources": _resources(predictor.resources or spec.resources),
+        "readinessProbe": predictor.readiness_probe or ready,
+        "livenessProbe": predictor.liveness_probe or live,
+        # A slow-loading predictor gets two minutes before liveness counts.
+        "startupProbe": {**(predictor.liveness_probe or live), "periodSeconds": 2, "failureThreshold": 60},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": dict(_RESTRICTED_CONTAINER),
+        "volumeMounts": mounts,
+    }
+    if predictor.metrics.port and predictor.metrics.port != predictor.port:
+        container["ports"].append(
+            {"name": "metrics", "containerPort": predictor.metrics.port, "protocol": "TCP"}
+        )
+    if predictor.command:
+        container["command"] = list(predictor.command)
+    if predictor.args:
+        container["args"] = list(predictor.args)
+    return container
+
+
+def metrics_endpoint(spec: InferenceServiceSpec) -> tuple[int, str]:
+    """(port, path) of the serving pods' Prometheus metrics."""
+    if spec.predictor is None:
+        return SERVE_PORT, PATH_METRICS
+    metrics = spec.predictor.metrics
+    return metrics.port or spec.predictor.port, metrics.path
+
+
+def pod_template(
+    name: str, spec: InferenceServiceSpec, served: Served, track: str, *, image: str | None = None
+) -> dict[str, Any]:
+    """The serving pod of the runtime `runtime` picks, the artifact's claim read-only, restricted."""
+    custom = spec.predictor is not None
+    container = (
+        _custom_container(name, spec, served) if custom else _worker_container(name, spec, served, image)
+    )
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    if served.claim:
+        volumes.insert(
+            0, {"name": "model", "persistentVolumeClaim": {"claimName": served.claim, "readOnly": True}}
+        )
     if spec.auth is not None:
         container["volumeMounts"].append({"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": True})
-        volumes.append({"name": "auth", "secret": {"secretName": spec.auth.secret_name}})
+        # The key projected as one file: a missing key fails the mount (FailedMount), naming it.
+        items = [{"key": spec.auth.key, "path": AUTH_FILE}]
+        volumes.append(
+            {
+                "name": "auth",
+                "secret": {"secretName": spec.auth.secret_name, "items": items, "defaultMode": 0o440},
+            }
+        )
+    drain = ServeConfig.model_fields["drain_seconds"].default
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": int(config.drain_seconds) + _SHUTDOWN_MARGIN,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": int(drain) + _SHUTDOWN_MARGIN,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
@@ -209,10 +352,12 @@ def pod_template(
         "containers": [container],
         "volumes": volumes,
     }
-    if spec.resources.gpus:
-        if spec.resources.gpu_type:
-            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.resources.gpu_type}
+    res = (spec.predictor.resources if spec.predictor else None) or spec.resources
+    if res.gpus:
+        if res.gpu_type:
+            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: res.gpu_type}
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    port, path = metrics_endpoint(spec)
     return {
         "metadata": {
             "labels": {
@@ -223,9 +368,10 @@ def pod_template(
             },
             "annotations": {
                 "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(SERVE_PORT),
-                "prometheus.io/path": PATH_METRICS,
+                "prometheus.io/port": str(port),
+                "prometheus.io/path": path,
                 ANNOTATION_SHA256: served.sha256,
+                ANNOTATION_RUNTIME: RUNTIME_CUSTOM if custom else RUNTIME_WORKER,
             },
         },
         "spec": pod_spec,
@@ -272,7 +418,13 @@ def deployment(
 
 
 def service(
-    name: str, namespace: str, uid: str, *, track: str | None = None, tracks: tuple[str, ...] = TRACKS
+    name: str,
+    namespace: str,
+    uid: str,
+    *,
+    track: str | None = None,
+    tracks: tuple[str, ...] = TRACKS,
+    grpc: bool = True,
 ) -> dict[str, Any]:
     """The Service clients call (`track` None: over `tracks`), or a track's own Service."""
     selector: dict[str, str] = {LABEL_ISVC: name, LABEL_COMPONENT: "predictor"}
@@ -282,6 +434,20 @@ def service(
         selector[LABEL_TRACK] = tracks[0]
     svc_name = name if track is None else track_service_name(name, track)
     extra = {LABEL_TRACK: track} if track else {}
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
+    if grpc:
+        # OIP v2 over gRPC on its own port (9000 as in the pod), for KServe's and Triton's gRPC clients.
+        ports.append(
+            {
+                "name": "grpc",
+                "port": GRPC_PORT,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": GRPC_APP_PROTOCOL,
+            }
+        )
     return _stamp(
         {
             "apiVersion": "v1",
@@ -290,7 +456,7 @@ def service(
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": ports,
             },
         }
     )
@@ -314,7 +480,8 @@ def hpa(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict
             },
         }
     else:
-        series = METRIC_INFLIGHT if scaling.metric == "concurrency" else METRIC_REQUESTS
+        requests = spec.predictor.metrics.requests_total if spec.predictor else METRIC_REQUESTS
+        series = METRIC_INFLIGHT if scaling.metric == "concurrency" else requests
         metric = {
             "type": "Pods",
             "pods": {

@@ -56,11 +56,15 @@ def verification_pod(
     fmt: str,
     request: str,
     image: str | None = None,
+    signature: str | None = None,
 ) -> dict[str, Any]:
     """The pod that verifies `location` (digest, load, smoke inference) and reports in its termination log."""
     args = ["verify", "--artifact", f"{ARTIFACT_MOUNT}/{location.path}", "--format", fmt]
     if sha256:
         args += ["--sha256", sha256]
+    if signature:
+        # spec.signature as JSON: the verifier smoke-runs zeros of exactly this signature.
+        args += ["--signature", signature]
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image or worker_image(),

@@ -16,6 +16,7 @@ canary anyway).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import threading
@@ -31,8 +32,12 @@ from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import PATH_METRICS, SERVE_PORT
 from modelops.builders import inferenceservice as builders
+from modelops.controllers import children, reconcile, registration
 from modelops.controllers import inferenceservice as logic_isvc
-from modelops.controllers import reconcile, registration
+from modelops.controllers import inferenceservice_analysis as isvc_analysis
+from modelops.controllers import inferenceservice_pods as isvc_pods
+from modelops.controllers import inferenceservice_resolve as isvc_resolve
+from modelops.controllers import inferenceservice_rollout as isvc_rollout
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -58,7 +63,7 @@ class _State:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.baselines: dict[str, dict[str, logic_isvc.Counters]] = {}
+        self.baselines: dict[str, dict[str, isvc_analysis.Counters]] = {}
         self.gateway: tuple[float, bool] | None = None
 
 
@@ -74,30 +79,45 @@ def gateway_api_installed(cluster: Cluster, state: _State) -> bool:
     return installed
 
 
-def scrape_text(ip: str) -> str | None:
+def scrape_text(ip: str, port: int = SERVE_PORT, path: str = PATH_METRICS) -> str | None:
     try:
-        with urllib.request.urlopen(
-            f"http://{ip}:{SERVE_PORT}{PATH_METRICS}", timeout=SCRAPE_TIMEOUT
-        ) as resp:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=SCRAPE_TIMEOUT) as resp:
             return str(resp.read().decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None
 
 
 def prometheus_verdict(
-    url: str, analysis: Analysis, namespace: str, name: str, seconds: int, pods: list[logic_isvc.PodView]
-) -> logic_isvc.Verdict:
+    url: str,
+    analysis: Analysis,
+    namespace: str,
+    name: str,
+    seconds: int,
+    pods: list[isvc_pods.PodView],
+    names: isvc_analysis.MetricNames = isvc_analysis.OUR_METRICS,
+) -> isvc_analysis.Verdict:
     """The analysis from Prometheus instead of the pods (their series over the last interval)."""
     answers = []
     try:
-        for query in logic_isvc.prometheus_queries(namespace, name, seconds):
+        for query in isvc_analysis.prometheus_queries(namespace, name, seconds, names):
             target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
             with urllib.request.urlopen(target, timeout=SCRAPE_TIMEOUT * 2) as resp:
                 answers.append(json.loads(resp.read()))
-        total = logic_isvc.counters_from_prometheus(answers[0], answers[1])
+        total = isvc_analysis.counters_from_prometheus(answers[0], answers[1], names.code_label)
     except (OSError, ValueError, KeyError, IndexError) as error:
-        return logic_isvc.Verdict("Inconclusive", f"Prometheus at {url} could not be queried: {error}")
-    return logic_isvc.judge(analysis, pods, total)
+        return isvc_analysis.Verdict(
+            "Inconclusive",
+            f"no data: Prometheus at {url} could not be queried: {error}",
+            reason=isvc_analysis.REASON_NO_DATA,
+        )
+    if total is None:
+        return isvc_analysis.Verdict(
+            "Inconclusive",
+            f"no data: Prometheus at {url} has no series {names.requests} for the canary's pods; the canary "
+            "does not advance without data",
+            reason=isvc_analysis.REASON_NO_DATA,
+        )
+    return isvc_analysis.judge(analysis, pods, total)
 
 
 def sync(
@@ -112,101 +132,148 @@ def sync(
     retry: int,
     post: Any,
 ) -> None:
-    from modelops.controllers import handlers
-
     if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
-        handlers.reconcile_object(
+        registration.reconcile_object(
             logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post
         )
         return
-    spec = InferenceServiceSpec.model_validate(dict(body.get("spec") or {}))
-    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
-    current: Mapping[str, Any] = body.get("status") or {}
-    selector = f"{builders.LABEL_ISVC}={name}"
-    now = datetime.datetime.now(datetime.UTC)
     with metrics.timed(logic.kind):
         try:
-            mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
-            tg = logic_isvc.targets(spec, current, mvs)
-            observed: dict[str, list[dict[str, Any]]] = {}
-            for kind, (api_version, plural) in CHILDREN.items():
-                if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
-                    observed[kind] = []
-                    continue
-                items = cluster.list_items(
-                    resource_path(api_version, plural, namespace), label_selector=selector
-                )
-                for item in items:
-                    item["kind"] = kind
-                # Our children only: a user's object that happens to carry the label is left alone.
-                observed[kind] = [i for i in items if _owned_by(i, uid)]
-            pods = [
-                logic_isvc.view(p)
-                for p in cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
-            ]
-            verdict = None
-            prometheus = os.environ.get(ENV_PROMETHEUS_URL)
-            if spec.canary is not None and prometheus and logic_isvc.analysis_due(spec, current, tg, now):
-                seconds = spec.canary.analysis.interval_seconds
-                verdict = prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods)
-            elif spec.canary is not None and logic_isvc.analysis_due(spec, current, tg, now):
-                scraped = {
-                    p.name: scrape_text(p.ip) for p in pods if p.track == builders.CANARY and p.ip and p.ready
-                }
-                with state.lock:
-                    verdict, baseline = logic_isvc.analyse(
-                        spec.canary.analysis, pods, scraped, state.baselines.get(uid)
-                    )
-                    state.baselines[uid] = baseline
-            the_plan = logic_isvc.plan(
-                body,
-                spec,
-                tg,
-                observed["Deployment"],
-                pods,
-                gateway_api=gateway_api_installed(cluster, state),
-                verdict=verdict,
-                now=now,
-            )
-            by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
-            conflicts = _conflicts(cluster, namespace, uid, the_plan.manifests, by_key)
-            if conflicts:
-                the_plan = logic_isvc.plan(
-                    body,
-                    spec,
-                    tg,
-                    observed["Deployment"],
-                    pods,
-                    gateway_api=gateway_api_installed(cluster, state),
-                    verdict=verdict,
-                    now=now,
-                    conflicts=conflicts,
-                )
-            for manifest in the_plan.manifests:
-                kind, child = manifest["kind"], manifest["metadata"]["name"]
-                if logic_isvc.needs_apply(by_key.get((kind, child)), manifest):
-                    api_version, plural = CHILDREN[kind]
-                    cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
-                    logger.info(f"Applied {kind}/{child}.")
-            everything = [o for objs in observed.values() for o in objs]
-            for obj in logic_isvc.stale(everything, the_plan.manifests, the_plan.keep):
-                api_version, plural = CHILDREN[str(obj["kind"])]
-                cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
-                logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")
-            if tg.candidate is None:
-                with state.lock:
-                    state.baselines.pop(uid, None)
+            the_plan = _sync(cluster, state, body, logger)
         except Exception as error:
-            delay = handlers.retry_delay(retry)
-            metrics.failed(logic.kind, type(error).__name__)
-            logger.exception(f"InferenceService sync failed ({type(error).__name__}); retry in {delay:.0f}s")
-            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+            raise registration.unexpected(
+                error, logic.kind, metrics, logger, retry, what="InferenceService sync"
+            ) from error
     for key, value in the_plan.status_patch.items():
         patch.status[key] = value
     for event in the_plan.events:
         post(body, type=event.type, reason=event.reason, message=event.message)
         logger.info(f"{event.reason}: {event.message}")
     metrics.reconciled(logic.kind, the_plan.conclusion.state.value.lower())
+
+
+def _sync(cluster: Cluster, state: _State, body: kopf.Body, logger: kopf.Logger) -> logic_isvc.Plan:
+    """Observe, decide, apply, delete: one sync of one object; the plan whose status is to be written."""
+    spec = InferenceServiceSpec.model_validate(dict(body.get("spec") or {}))
+    name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
+    current: Mapping[str, Any] = body.get("status") or {}
+    selector = f"{builders.LABEL_ISVC}={name}"
+    now = datetime.datetime.now(datetime.UTC)
+    mvs = cluster.list_items(resource_path(API_VERSION, "modelversions", namespace))
+    tg = isvc_resolve.targets(spec, current, mvs)
+    observed = observe_children(cluster, state, namespace, selector, uid)
+    pods = observe_pods(cluster, namespace, selector)
+    verdict = analyse(spec, current, tg, pods, state, (name, namespace, uid), now)
+    decide = functools.partial(
+        logic_isvc.plan,
+        body,
+        spec,
+        tg,
+        observed["Deployment"],
+        pods,
+        gateway_api=gateway_api_installed(cluster, state),
+        verdict=verdict,
+        now=now,
+    )
+    the_plan = decide()
+    by_key = {(k, o["metadata"]["name"]): o for k, objs in observed.items() for o in objs}
+    conflicts = _conflicts(cluster, namespace, uid, the_plan.manifests, by_key)
+    if conflicts:
+        the_plan = decide(conflicts=conflicts)
+    rejected = apply_children(cluster, namespace, the_plan.manifests, by_key, logger)
+    if rejected:
+        the_plan = decide(conflicts=conflicts, rejected=rejected)
+    everything = [o for objs in observed.values() for o in objs]
+    for obj in isvc_rollout.stale(everything, the_plan.manifests, the_plan.keep):
+        api_version, plural = CHILDREN[str(obj["kind"])]
+        cluster.delete(resource_path(api_version, plural, namespace, obj["metadata"]["name"]))
+        logger.info(f"Deleted {obj['kind']}/{obj['metadata']['name']}: no longer wanted.")
+    if tg.candidate is None:
+        with state.lock:
+            state.baselines.pop(uid, None)
+    return the_plan
+
+
+def observe_children(
+    cluster: Cluster, state: _State, namespace: str, selector: str, uid: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Our children by kind (listed by label, kept when their owner reference is this object)."""
+    observed: dict[str, list[dict[str, Any]]] = {}
+    for kind, (api_version, plural) in CHILDREN.items():
+        if kind == "HTTPRoute" and not gateway_api_installed(cluster, state):
+            observed[kind] = []
+            continue
+        items = cluster.list_items(resource_path(api_version, plural, namespace), label_selector=selector)
+        for item in items:
+            item["kind"] = kind
+        # Our children only: a user's object that happens to carry the label is left alone.
+        observed[kind] = [i for i in items if _owned_by(i, uid)]
+    return observed
+
+
+def observe_pods(cluster: Cluster, namespace: str, selector: str) -> list[isvc_pods.PodView]:
+    """The serving pods, with the kubelet's FailedMount events while one of them waits to start."""
+    items = cluster.list_items(resource_path("v1", "pods", namespace), label_selector=selector)
+    events = cluster.failed_mounts(namespace) if children.has_pending(items) else []
+    return [isvc_pods.view(p, events) for p in items]
+
+
+def analyse(
+    spec: InferenceServiceSpec,
+    current: Mapping[str, Any],
+    tg: isvc_resolve.Targets,
+    pods: list[isvc_pods.PodView],
+    state: _State,
+    meta: tuple[str, str, str],
+    now: datetime.datetime,
+) -> isvc_analysis.Verdict | None:
+    """The canary's analysis when one is due: from Prometheus when configured, else from its pods."""
+    if spec.canary is None or not isvc_analysis.analysis_due(spec, current, tg, now):
+        return None
+    name, namespace, uid = meta
+    assert tg.candidate is not None  # analysis_due says so
+    pods = isvc_analysis.of_candidate(pods, tg.candidate.model_version)
+    names = isvc_analysis.metric_names(spec)
+    prometheus = os.environ.get(ENV_PROMETHEUS_URL)
+    if prometheus:
+        seconds = spec.canary.analysis.interval_seconds
+        return prometheus_verdict(prometheus, spec.canary.analysis, namespace, name, seconds, pods, names)
+    port, path = builders.metrics_endpoint(spec)
+    scraped = {
+        p.name: scrape_text(p.ip, port, path) for p in pods if p.track == builders.CANARY and p.ip and p.ready
+    }
+    with state.lock:
+        verdict, baseline = isvc_analysis.analyse(
+            spec.canary.analysis, pods, scraped, state.baselines.get(uid), names
+        )
+        state.baselines[uid] = baseline
+    return verdict
+
+
+def apply_children(
+    cluster: Cluster,
+    namespace: str,
+    manifests: list[dict[str, Any]],
+    observed: Mapping[tuple[str, str], Any],
+    logger: kopf.Logger,
+) -> list[children.ChildRejected]:
+    """Apply the children whose desired form changed; those the API server refused, with its words."""
+    rejected = []
+    for manifest in manifests:
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        if not isvc_rollout.needs_apply(observed.get((kind, child)), manifest):
+            continue
+        api_version, plural = CHILDREN[kind]
+        try:
+            with children.creating(kind, child):
+                cluster.apply(resource_path(api_version, plural, namespace, child), manifest)
+        except children.ChildRejected as refused:
+            # One line, not a traceback: it is the spec (or a quota, or RBAC) a human must fix.
+            logger.warning(f"The API server refused {kind}/{child}: {refused.message}")
+            rejected.append(refused)
+            continue
+        logger.info(f"Applied {kind}/{child}.")
+    return rejected
 
 
 def _conflicts(

@@ -40,6 +40,9 @@ REASON_NOT_FOUND = "ArtifactNotFound"
 REASON_DIGEST_MISMATCH = "ArtifactDigestMismatch"
 REASON_LOAD_FAILED = "ArtifactLoadFailed"
 REASON_VERIFIER_FAILED = "VerificationFailed"
+# The worker's reasons for a model no runtime can serve as registered (verify's termination message).
+REASON_NO_RUNTIME = "NoRuntimeForFormat"
+REASON_SIGNATURE_MISMATCH = "SignatureMismatch"
 REASON_DUPLICATE = "DuplicateVersion"
 REASON_UNSUPPORTED_SOURCE = "UnsupportedSource"
 REASON_IN_USE = "InUse"
@@ -51,6 +54,11 @@ _WHAT_TO_DO = {
     "new file as a new ModelVersion; then set the annotation modelops.dev/reverify to a new value.",
     REASON_LOAD_FAILED: "Check spec.format against the file (torchscript or state_dict exported by "
     "modelops-worker), or re-export it; then set the annotation modelops.dev/reverify to a new value.",
+    REASON_NO_RUNTIME: "No serving runtime loads this spec.format (docs/inferenceservice.md lists them): "
+    "export the model as torchscript or onnx and register it as a new ModelVersion.",
+    REASON_SIGNATURE_MISMATCH: "spec.signature does not match the model: fix the names, datatypes or shapes "
+    "it declares (the message says which), or leave it out for onnx; then set the annotation "
+    "modelops.dev/reverify to a new value.",
     REASON_VERIFIER_FAILED: "Read the verification pod's log (it is kept on failure), then set the annotation "
     "modelops.dev/reverify to a new value to verify again.",
 }
@@ -248,6 +256,7 @@ class Verdict:
     message: str
     artifact: dict[str, Any]
     card: dict[str, Any]
+    signature: dict[str, Any] | None = None  # what the verifier found, camelCase as in status
 
 
 def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
@@ -286,6 +295,7 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
         str(result.get("message") or ""),
         dict(result.get("artifact") or {}),
         dict(result.get("card") or {}),
+        dict(result["signature"]) if isinstance(result.get("signature"), dict) else None,
     )
 
 
@@ -343,6 +353,7 @@ def verified_status(
         lineage["created"] = card["created"]
     return {
         "artifact": {k: v for k, v in artifact.items() if v is not None},
+        "signature": verdict.signature,
         "metrics": metrics,
         "lineage": lineage,
     }

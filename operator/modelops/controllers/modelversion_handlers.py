@@ -402,6 +402,7 @@ def _verify(
             sha256=mv.expected_digest(spec, body),
             fmt=spec.format,
             request=request,
+            signature=spec.signature.model_dump_json(by_alias=True) if spec.signature else None,
         )
         try:
             with children.creating("Pod", pod_name):

@@ -59,7 +59,7 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "verbs": ["create", "delete"],
     },
     # Events are also listed (reason FailedMount only): the kubelet reports a missing claim or
-    # Secret of a pod there, and the job's conditions repeat it (controllers/children.py).
+    # Secret of a pod there, and the job's conditions repeat it (controllers/children.py); so do serving pods' (InferenceService).
     {
         "apiGroups": [""],
         "resources": ["events"],

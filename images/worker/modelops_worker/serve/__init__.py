@@ -49,6 +49,15 @@ def main(host: str = "0.0.0.0", port: int | None = None) -> int:
         cfg = load_serve_config()
         if port is not None:
             cfg = cfg.model_copy(update={"port": port})
+        from modelops_worker.serve import supervisor  # several processes sharing the ports, opt-in
+
+        try:
+            count = supervisor.process_count(cfg.device)
+        except ValueError as exc:
+            raise _config_error(str(exc)) from None
+        if count > 1:
+            argv = ["--host", host] + ([] if port is None else ["--port", str(port)])
+            return supervisor.run(count, argv, supervisor.usable_cpus())
         from modelops_worker.serve import model, server
         from modelops_worker.serve.auth import TokenFile
 

@@ -1,6 +1,7 @@
 """Adaptive batching: concurrent requests share one forward pass, and memory stays bounded.
 
-Requests queue their samples; one task takes them in arrival order, up to `maxBatchSize` samples, and
+Requests queue their samples (a dict of named input arrays whose first dim is the batch); one task
+takes them in arrival order, up to `maxBatchSize` samples, concatenates each input along dim 0, and
 runs the forward pass on a dedicated thread so the event loop keeps parsing and answering while the
 model computes. While a pass runs, the next batch fills by itself.
 
@@ -37,8 +38,8 @@ from modelops.api.inferenceservice import Batching
 
 log = logging.getLogger("modelops_worker.serve")
 
-Array = np.ndarray[Any, np.dtype[np.float32]]
-Forward = Callable[[Array], Array]
+Arrays = dict[str, np.ndarray[Any, Any]]
+Forward = Callable[[Arrays], Arrays]
 
 # Below this a wait is not worth a timer: the event loop's own latency is of that order.
 _MIN_WAIT_S = 0.0002
@@ -57,8 +58,15 @@ class ShuttingDown(Exception):
 
 @dataclass
 class _Item:
-    batch: Array
-    future: asyncio.Future[Array]
+    inputs: Arrays
+    n: int  # samples (the first dim of every input)
+    future: asyncio.Future[Arrays]
+
+
+def _concat(items: list[_Item]) -> Arrays:
+    if len(items) == 1:
+        return items[0].inputs
+    return {k: np.concatenate([i.inputs[k] for i in items]) for k in items[0].inputs}
 
 
 class Batcher:
@@ -72,10 +80,12 @@ class Batcher:
         on_batch: Callable[[int], None] = lambda n: None,
         on_queue: Callable[[int], None] = lambda n: None,
         thread_init: Callable[[], object] | None = None,
+        batchable: bool = True,
     ) -> None:
         self._forward = forward
         self.settings = settings
-        self._max_batch = settings.max_batch_size if settings.enabled else 1
+        # A model whose first dim is fixed runs one request per pass.
+        self._max_batch = settings.max_batch_size if settings.enabled and batchable else 1
         self._max_wait = settings.max_latency_ms / 1000 if settings.enabled else 0.0
         self._inflight = inflight
         self._on_batch = on_batch
@@ -100,11 +110,11 @@ class Batcher:
     def queued_samples(self) -> int:
         return self._queued
 
-    async def submit(self, batch: Array) -> Array:
-        """The logits of `batch`, computed in some forward pass; raises QueueFull or ShuttingDown."""
+    async def submit(self, inputs: Arrays, n: int) -> Arrays:
+        """The outputs of `inputs` (`n` samples), computed in some forward pass; raises QueueFull or
+        ShuttingDown, or what the forward pass raised."""
         if self._closing:
             raise ShuttingDown("the server is shutting down")
-        n = len(batch)
         limit = self.settings.max_queue_size
         if self._queued + n > limit:
             raise QueueFull(
@@ -115,8 +125,8 @@ class Batcher:
         gap = (now - self._last_arrival) / n
         self._last_arrival = now
         self._per_sample_gap += _EMA * (min(gap, 1.0) - self._per_sample_gap)
-        fut: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Item(batch, fut))
+        fut: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(inputs, n, fut))
         self._queued += n
         self._on_queue(self._queued)
         self._wakeup.set()
@@ -171,11 +181,11 @@ class Batcher:
 
     def _take(self) -> list[_Item]:
         items = [self._pending.popleft()]
-        total = len(items[0].batch)
-        while self._pending and total + len(self._pending[0].batch) <= self._max_batch:
+        total = items[0].n
+        while self._pending and total + self._pending[0].n <= self._max_batch:
             item = self._pending.popleft()
             items.append(item)
-            total += len(item.batch)
+            total += item.n
         self._queued -= total
         self._on_queue(self._queued)
         return items
@@ -191,13 +201,22 @@ class Batcher:
                 continue
             await self._collect()
             items = self._take()
-            batch = items[0].batch if len(items) == 1 else np.concatenate([i.batch for i in items])
+            total = sum(i.n for i in items)
             self._running = len(items)
             started = time.monotonic()
             try:
-                logits = await loop.run_in_executor(self._executor, self._forward, batch)
+                batch = _concat(items)
+                outputs = await loop.run_in_executor(self._executor, self._forward, batch)
+                if len(items) > 1:
+                    for name, arr in outputs.items():
+                        if arr.shape[:1] != (total,):
+                            raise ValueError(
+                                f"output {name!r} has shape {list(arr.shape)}: its first dim is not the "
+                                f"batch ({total}), so batched requests cannot be told apart; declare the "
+                                "batch dim of the inputs fixed to run requests one by one"
+                            )
             except Exception as exc:
-                log.exception("forward pass of %d samples failed", len(batch))
+                log.exception("forward pass of %d samples failed", total)
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(exc)
@@ -206,12 +225,16 @@ class Batcher:
                 self._running = 0
             took = time.monotonic() - started
             self.forward_seconds += _EMA * (took - self.forward_seconds) if self.forward_seconds else took
-            self._on_batch(len(batch))
+            self._on_batch(total)
+            if len(items) == 1:
+                if not items[0].future.done():
+                    items[0].future.set_result(outputs)
+                continue
             row = 0
             for item in items:
-                n = len(item.batch)
+                n = item.n
                 if not item.future.done():
-                    item.future.set_result(logits[row : row + n])
+                    item.future.set_result({k: v[row : row + n] for k, v in outputs.items()})
                 row += n
 
     async def close(self, timeout: float | None = None) -> None:

@@ -7,6 +7,7 @@ series and the process collector.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,19 +39,21 @@ class ServeMetrics:
 
     def __init__(self, model: str, version: str) -> None:
         r = self.registry = CollectorRegistry()
+        self._multi: CollectorRegistry | None = None
         ProcessCollector(registry=r)
         self.labels = {"model": model, "version": version}
-        self._by_code: dict[int, tuple[Any, Any]] = {}
+        self._by_code: dict[tuple[int, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             _strip_total(METRIC_REQUESTS),
-            "Inference requests answered, by HTTP status code.",
-            ["model", "version", "code"],
+            "Inference requests answered, by protocol (rest, grpc) and HTTP status code (a gRPC status as "
+            "its HTTP equivalent: modelops_worker.serve.grpc_server.HTTP_CODE).",
+            ["model", "version", "protocol", "code"],
             registry=r,
         )
         self.latency = Histogram(
             METRIC_LATENCY,
-            "Seconds from receiving an inference request to answering it, by HTTP status code.",
-            ["model", "version", "code"],
+            "Seconds from receiving an inference request to answering it, by protocol and HTTP status code.",
+            ["model", "version", "protocol", "code"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -61,35 +64,70 @@ class ServeMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         ).labels(**self.labels)
+        # multiprocess_mode: how the supervisor's processes add up (supervisor.py); ignored otherwise.
         self.inflight = Gauge(
-            METRIC_INFLIGHT, "Inference requests in progress.", ["model", "version"], registry=r
+            METRIC_INFLIGHT,
+            "Inference requests in progress.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
         ).labels(**self.labels)
         self.queue = Gauge(
-            METRIC_QUEUE, "Samples waiting for a forward pass.", ["model", "version"], registry=r
+            METRIC_QUEUE,
+            "Samples waiting for a forward pass.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
         ).labels(**self.labels)
         self.model_info = Gauge(
             METRIC_MODEL_INFO,
             "Always 1; the labels say which artifact this process serves.",
-            ["model", "version", "sha256", "format", "quantization"],
+            ["model", "version", "sha256", "format", "quantization", "device", "precision"],
             registry=r,
+            multiprocess_mode="max",
         )
         # Children created up front so a scrape before the first request shows the series at zero.
         for code in ("200", "400", "503"):
-            self.requests.labels(code=code, **self.labels)
+            self.requests.labels(code=code, protocol="rest", **self.labels)
 
-    def observe(self, code: int, seconds: float) -> None:
-        children = self._by_code.get(code)
+    def observe(self, code: int, seconds: float, protocol: str = "rest") -> None:
+        children = self._by_code.get((code, protocol))
         if children is None:
             c = str(code)
-            children = self._by_code[code] = (
-                self.requests.labels(code=c, **self.labels),
-                self.latency.labels(code=c, **self.labels),
+            children = self._by_code[code, protocol] = (
+                self.requests.labels(code=c, protocol=protocol, **self.labels),
+                self.latency.labels(code=c, protocol=protocol, **self.labels),
             )
         children[0].inc()
         children[1].observe(seconds)
 
-    def describe(self, sha256: str, fmt: str, quantization: str) -> None:
-        self.model_info.labels(sha256=sha256, format=fmt, quantization=quantization, **self.labels).set(1)
+    def describe(
+        self, sha256: str, fmt: str, quantization: str, device: str = "cpu", precision: str = "fp32"
+    ) -> None:
+        """Which artifact this process serves, where, and in which precision (the one actually used)."""
+        self.model_info.labels(
+            sha256=sha256,
+            format=fmt,
+            quantization=quantization,
+            device=device,
+            precision=precision,
+            **self.labels,
+        ).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)
+
+    @property
+    def _scraped(self) -> CollectorRegistry:
+        # Under the supervisor every process's series, summed (prometheus_client multiprocess mode),
+        # plus this process's CPU and memory; otherwise this process's registry.
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return self.registry
+        if self._multi is None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self._multi = CollectorRegistry()
+            MultiProcessCollector(self._multi, path)
+            ProcessCollector(registry=self._multi)
+        return self._multi
