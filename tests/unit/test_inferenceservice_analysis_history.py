@@ -12,6 +12,9 @@ from typing import Any
 from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.builders import inferenceservice as b
 from modelops.controllers import inferenceservice as c
+from modelops.controllers import inferenceservice_analysis as isvc_analysis
+from modelops.controllers import inferenceservice_pods as isvc_pods
+from modelops.controllers import inferenceservice_resolve as isvc_resolve
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 CANARY = {
@@ -19,8 +22,8 @@ CANARY = {
     "steps": [10, 50],
     "analysis": {"intervalSeconds": 10},
 }
-PASS = c.Verdict("Passed", "20 requests, success rate 1.0000", 20, 1.0, 5.0)
-FAIL = c.Verdict("Failed", "success rate 0.5000 below minSuccessRate 0.99", 20, 0.5, 5.0)
+PASS = isvc_analysis.Verdict("Passed", "20 requests, success rate 1.0000", 20, 1.0, 5.0)
+FAIL = isvc_analysis.Verdict("Failed", "success rate 0.5000 below minSuccessRate 0.99", 20, 0.5, 5.0)
 
 
 def mv(version: int) -> dict[str, Any]:
@@ -35,8 +38,8 @@ def mv(version: int) -> dict[str, Any]:
     }
 
 
-def pod(name: str, track: str = "stable", version: str = "digits-1") -> c.PodView:
-    return c.view(
+def pod(name: str, track: str = "stable", version: str = "digits-1") -> isvc_pods.PodView:
+    return isvc_pods.view(
         {
             "metadata": {"name": name, "labels": {b.LABEL_TRACK: track, b.LABEL_MODELVERSION: version}},
             "status": {
@@ -52,7 +55,7 @@ def pod(name: str, track: str = "stable", version: str = "digits-1") -> c.PodVie
 def run(
     s: InferenceServiceSpec,
     mvs: list[dict[str, Any]],
-    pods: list[c.PodView],
+    pods: list[isvc_pods.PodView],
     st: dict[str, Any],
     *,
     verdict: c.Verdict | None = None,
@@ -64,7 +67,7 @@ def run(
         "spec": s.model_dump(by_alias=True, exclude_none=True),
         "status": st,
     }
-    p = c.plan(body, s, c.targets(s, st, mvs), [], pods, gateway_api=False, verdict=verdict, now=now)
+    p = c.plan(body, s, isvc_resolve.targets(s, st, mvs), [], pods, gateway_api=False, verdict=verdict, now=now)
     return {k: v for k, v in {**st, **p.status_patch}.items() if v is not None}
 
 
