@@ -613,8 +613,11 @@ class PodWorker:
             "HOME": str(self.dir / "home"),
             "HOSTNAME": str((self.pod.get("spec") or {}).get("hostname") or self.name),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
-            # Both images set this in their Dockerfiles, so logs stream as they are written.
+            # Both images set these in their Dockerfiles: logs stream as they are written, and the
+            # user 65532 has a name without an /etc/passwd entry (getpass.getuser(), e.g. in kopf).
             "PYTHONUNBUFFERED": "1",
+            "LOGNAME": "nonroot",
+            "USER": "nonroot",
             "CUDA_VISIBLE_DEVICES": "",
             # With hostNetwork the pod has the host's addresses: binds are left as written.
             "MODELOPS_POD_IP": "" if self.host_network else self.pod_ip,
