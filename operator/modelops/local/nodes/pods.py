@@ -397,7 +397,8 @@ class PodWorker:
         if deadline is not None:
             self._deadline = asyncio.create_task(self._enforce_deadline(float(deadline)))
         self.dir.mkdir(parents=True, exist_ok=True)
-        statedir.traversable(self.dir, self.k.root)
+        if self.k.switch_users:  # other users pass through ROOT/pods/<ns>/<name> to their pod's directory
+            statedir.traversable(self.dir, self.k.root)
         self.access.enterable(str(self.dir))
         (self.dir / "gpus").write_text(",".join(map(str, gpus)))
         self._set_condition("PodScheduled", True)
@@ -409,7 +410,7 @@ class PodWorker:
                     self.k.api, self.pod, self.dir, self.k.allocatable, access=self.access
                 )
                 for path in self.volumes.values():
-                    if self.dir not in path.parents:  # claims live in ROOT/volumes/<ns>/
+                    if self.k.switch_users and self.dir not in path.parents:  # claims: ROOT/volumes/<ns>/
                         statedir.traversable(path, self.k.root)
                 break
             except containers.MountError as e:
