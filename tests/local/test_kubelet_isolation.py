@@ -132,6 +132,21 @@ def test_secret_and_configmap_volumes_carry_the_exact_bytes_and_env_the_raw_valu
     assert bytes.fromhex(seen["env"]) == files["latin1.txt"]
 
 
+def test_a_secret_value_with_a_nul_byte_cannot_be_an_env_var(plane: Plane, tmp_path: Path) -> None:
+    (tmp_path / "nul").write_bytes(b"before\0after")
+    plane.kubectl("create", "secret", "generic", "with-nul", f"--from-file=v={tmp_path / 'nul'}")
+    manifest = pod(
+        "nul-env",
+        "print('started')",
+        container={"env": [{"name": "V", "valueFrom": {"secretKeyRef": {"name": "with-nul", "key": "v"}}}]},
+    )
+    plane.apply(manifest)
+    p = plane.wait_phase("nul-env", "Failed")
+    terminated = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("StartError", 128)
+    assert "setenv: invalid argument" in terminated["message"] and "'V'" in terminated["message"]
+
+
 @needs_root
 def test_restricted_pod_runs_as_its_user_and_its_secrets_are_closed_to_others(plane: Plane) -> None:
     # The claim's directory where the plane's provisioner puts it (the controllers are not running

@@ -54,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop every component (state stays for the next up)")
-    status_ = sub.add_parser("status", help="show which components run and how many nodes are Ready")
+    status_ = sub.add_parser(
+        "status",
+        help="show which components run, their restarts and last exits, and how many nodes are Ready",
+    )
     for action in (up, down, status_):
         action.add_argument(
             "--dir", type=Path, default=DEFAULT_DIR, help=f"state directory (default {DEFAULT_DIR})"

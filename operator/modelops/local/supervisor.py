@@ -187,7 +187,19 @@ class Supervisor:
                 self.adopted.pop(name, None)
                 adopted, returncode = None, None
             else:
-                proc = await self._spawn(name)
+                try:
+                    proc = await self._spawn(name)
+                except OSError as e:  # a missing or broken executable: report it and keep trying
+                    log.error("cannot start %s: %s", name, e)
+                    record = self.records[name]
+                    record.restarts += 1
+                    record.pid, record.state = None, "backoff"
+                    record.last_exit, record.last_exit_at = f"failed to start: {e}", _now()
+                    self.save()
+                    backoff = next_backoff(backoff, 0.0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), backoff)
+                    continue
                 self.procs[name] = proc
                 waiter = asyncio.create_task(proc.wait())
                 stop = asyncio.create_task(self.stopping.wait())
