@@ -6,6 +6,7 @@ No processes are started here; `test_kubelet_isolation.py` checks the same behav
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,44 @@ def test_supervisor_backoff_doubles_caps_and_resets_after_a_stable_run() -> None
 def test_exit_descriptions() -> None:
     assert describe_exit(-signal.SIGKILL) == "killed by signal 9 (SIGKILL)"
     assert describe_exit(3) == "exit code 3"
+
+
+def test_secure_tightens_what_an_older_plane_left_readable(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from modelops.local import statedir
+
+    plane = tmp_path / "plane"
+    (plane / "logs").mkdir(parents=True)
+    plane.chmod(0o755)
+    for path in (plane / "state.db", plane / "state.db-wal", plane / "logs" / "nodes.log"):
+        path.write_text("x")
+        path.chmod(0o644)
+    (plane / "pods").mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        statedir.secure(plane)
+        assert os.umask(0o022) == statedir.UMASK  # and whatever it writes next is private
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [plane, *plane.rglob("*")]}
+    assert modes == {"plane": 0o700, "logs": 0o700, "state.db": 0o600, "state.db-wal": 0o600,
+                     "nodes.log": 0o600, "pods": 0o700}  # fmt: skip
+
+
+def test_traversable_opens_only_the_way_down_from_the_top(tmp_path: Path) -> None:
+    import stat
+
+    from modelops.local import statedir
+
+    top = tmp_path / "root"
+    leaf = top / "pods" / "ns" / "name" / "uid"
+    leaf.mkdir(parents=True, mode=0o700)
+    above = stat.S_IMODE(tmp_path.stat().st_mode)
+    for p in (top, top / "pods", top / "pods" / "ns", top / "pods" / "ns" / "name", leaf):
+        p.chmod(0o700)
+    statedir.traversable(leaf, top)
+    assert stat.S_IMODE((top / "pods" / "ns" / "name").stat().st_mode) == 0o711
+    assert stat.S_IMODE(leaf.stat().st_mode) == 0o700  # the pod's own directory stays closed
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == above  # nothing above the top changes
