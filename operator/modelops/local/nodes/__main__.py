@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -44,7 +45,7 @@ async def serve(args: argparse.Namespace) -> None:
             "and %s must be reachable by other users or mount namespaces must work)",
             ", ".join(statedir.unreachable_image_paths()) or "the Python environment",
         )
-    cgroups = proctree.cgroup_base()
+    cgroups = proctree.cgroup_base(hashlib.sha256(str(directory).encode()).hexdigest()[:16])
     log.info(
         "pod files in %s; pods run as %s; container processes tracked by %s",
         root,
@@ -96,6 +97,10 @@ async def serve(args: argparse.Namespace) -> None:
     tasks = [services.start()]
     await services.synced.wait()
     tasks += [nodes.start(), pods.start()]
+    await pods.synced.wait()
+    swept = proctree.sweep(cgroups, {str((p.get("metadata") or {}).get("uid")) for p in pods.cache.values()})
+    if swept:
+        log.info("killed what the containers of %d deleted pods left behind", len(swept))
     tasks.append(asyncio.create_task(cluster.run_hosts_writer(), name="hosts"))
     tasks.append(asyncio.create_task(cluster.memory.run(), name="memory"))
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))

@@ -95,17 +95,20 @@ def _own_cgroup(path: str = "/proc/self/cgroup") -> str | None:
     return None
 
 
-def cgroup_base() -> Path | None:
-    """`<mount>/<own cgroup>/modelops-local` when this process may make cgroups there, else None."""
+def cgroup_base(plane: str) -> Path | None:
+    """`<mount>/<own cgroup>/modelops-local/<plane>` when this process may make cgroups there, else None.
+
+    `plane` tells planes on one machine apart, so one plane's sweep never touches another's pods.
+    """
     if os.environ.get("MODELOPS_LOCAL_NO_CGROUPS"):
         return None
     mount, own = _cgroup2_mount(), _own_cgroup()
     if mount is None or own is None:
         return None
-    base = mount / own.lstrip("/") / CGROUP_DIR
+    base = mount / own.lstrip("/") / CGROUP_DIR / plane
     probe = base / f"probe-{os.getpid()}"
     try:
-        base.mkdir(exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
         probe.mkdir()
         ok = (probe / "cgroup.procs").exists() and os.access(probe / "cgroup.procs", os.W_OK)
         probe.rmdir()
@@ -164,6 +167,18 @@ class CgroupTracker:
             self.path.rmdir()
         with contextlib.suppress(OSError):
             self.path.parent.rmdir()  # the pod's directory, once its last container is gone
+
+
+def sweep(base: Path | None, known_pods: set[str]) -> list[str]:
+    """Kill and remove the cgroups of pods this plane no longer has (deleted while the kubelet was
+    down): what their containers started would otherwise run on unseen. Returns their uids."""
+    if base is None:
+        return []
+    gone = [p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("probe-")]
+    gone = [uid for uid in gone if uid not in known_pods]
+    for uid in gone:
+        kill_pod_cgroups(base, uid)
+    return gone
 
 
 def kill_pod_cgroups(base: Path | None, pod_uid: str) -> int:
