@@ -318,6 +318,16 @@ def test_a_grandchilds_memory_counts_against_the_containers_limit(plane: Plane) 
     _the_grandchilds_memory_counts(plane, "hog")
 
 
+def test_a_pod_deleted_while_the_kubelet_was_down_leaves_nothing_running(plane: Plane) -> None:
+    plane.apply(escaper("orphaned", hog_mib=1))
+    grandchild = _grandchild(plane, "orphaned")
+    plane.procs.pop("nodes").kill()  # no chance to clean up
+    plane.kubectl("delete", "pod", "orphaned", "--grace-period=0", "--force")
+    assert alive(grandchild)
+    plane.start_nodes()
+    wait_for("the new kubelet to kill what the deleted pod left", lambda: not alive(grandchild), timeout=60)
+
+
 def test_without_cgroups_the_proc_fallback_finds_the_grandchild(plane: Plane) -> None:
     """Where no cgroup v2 can be made (an ordinary user without delegation), /proc tracking does it."""
     plane.stop("nodes")
