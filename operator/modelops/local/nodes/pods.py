@@ -4,11 +4,14 @@ A `PodWorker` is the kubelet's pod worker: it sets up the pod's "sandbox" (IP, G
 init containers in order and then the app containers, restarts them per restartPolicy with the
 kubelet's CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min of running), and reports
 containerStatuses, conditions and phase through the status subresource. Each container is its own
-process group, so one pod's crash never touches another pod or the kubelet; a process also dies
-with the kubelet (PR_SET_PDEATHSIG), so a restarted kubelet never finds unknown processes running.
+process group and its own process tree (`proctree.py`: a cgroup, or /proc tracking), so one pod's
+crash never touches another pod or the kubelet, and every process it started ends with it; the main
+process also dies with the kubelet (PR_SET_PDEATHSIG), and a restarted kubelet kills what is left.
+On a root plane each container runs as its securityContext's user (`identity.py`).
 
 On deletion (deletionTimestamp) it sends SIGTERM to every container's process group, waits the
-grace period, sends SIGKILL, and then deletes the Pod object with gracePeriodSeconds=0.
+grace period, sends SIGKILL to every process of the container, and then deletes the Pod object with
+gracePeriodSeconds=0.
 """
 
 from __future__ import annotations
