@@ -146,3 +146,14 @@ def test_traversable_opens_only_the_way_down_from_the_top(tmp_path: Path) -> Non
     assert stat.S_IMODE((top / "pods" / "ns" / "name").stat().st_mode) == 0o711
     assert stat.S_IMODE(leaf.stat().st_mode) == 0o700  # the pod's own directory stays closed
     assert stat.S_IMODE(tmp_path.stat().st_mode) == above  # nothing above the top changes
+
+
+def test_the_pods_trees_of_removed_planes_are_pruned(tmp_path: Path) -> None:
+    from modelops.local import statedir
+
+    base = tmp_path / "runtime"
+    for name, owner in (("gone", tmp_path / "deleted-plane"), ("kept", tmp_path)):
+        (base / name / "pods").mkdir(parents=True)
+        (base / name / "plane").write_text(str(owner))
+    statedir._prune(base)
+    assert sorted(p.name for p in base.iterdir()) == ["kept"]

@@ -161,8 +161,10 @@ def runtime_root(directory: Path) -> Path:
     root = base / hashlib.sha256(str(directory).encode()).hexdigest()[:16]
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o711)
+    _prune(base)
     root.mkdir(exist_ok=True)
     os.chmod(root, 0o711)
+    (root / "plane").write_text(str(directory))  # whose it is, for _prune
     (directory / "run").mkdir(exist_ok=True)
     with open(directory / "run" / "layout.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -187,6 +189,15 @@ def runtime_root(directory: Path) -> Path:
         if not pointer.is_symlink():
             pointer.symlink_to(root)
     return root
+
+
+def _prune(base: Path) -> None:
+    """Remove the pods' trees of planes whose directory is gone (a deleted test plane, `rm -rf DIR`)."""
+    for root in base.iterdir():
+        with contextlib.suppress(OSError):
+            owner = Path((root / "plane").read_text())
+            if not owner.exists():
+                shutil.rmtree(root, ignore_errors=True)
 
 
 def traversable(path: Path, top: Path) -> None:
