@@ -6,6 +6,9 @@ against the local plane's processes. They are the few slow tests that prove the 
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +25,9 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     lp = Plane(tmp_path / "plane")
     yield lp
     lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
+    runtime = lp.dir / "runtime"  # a root plane's pod files (modelops/local/statedir.py)
+    if runtime.is_symlink():
+        shutil.rmtree(os.readlink(runtime), ignore_errors=True)
 
 
 def _observed(plane: Plane, kind: str, name: str) -> bool:
@@ -111,3 +117,26 @@ def test_helm_installs_the_chart_and_the_operator_pod_reconciles(plane: Plane) -
         lambda: not plane.get("pods", "-n", "modelops-system")["items"],
     )
     assert "modelops" not in plane.kubectl("get", "deployments", "-n", "modelops-system", "-o", "name")
+
+
+def test_a_killed_operator_is_restarted_by_the_supervisor_and_reconciles(plane: Plane) -> None:
+    plane.modelops("local", "up", "--dir", str(plane.dir))
+    first = int((plane.dir / "run" / "operator.pid").read_text())
+    os.kill(first, signal.SIGKILL)
+
+    def restarted() -> bool:
+        status = plane.modelops("local", "status", "--dir", str(plane.dir), check=False)
+        line = next((x for x in status.splitlines() if x.startswith("operator")), "")
+        return line.startswith("operator     running") and "1 restart," in line and "SIGKILL" in line
+
+    plane.wait_for("the supervisor to start the operator again", restarted, timeout=60)
+    assert int((plane.dir / "run" / "operator.pid").read_text()) != first
+
+    # The new operator reconciles what is applied after the crash.
+    plane.kubectl("apply", "-f", str(REPO / "examples" / "quickstart" / "10-trainingjob.yaml"))
+    plane.wait_for(
+        "the restarted operator to observe the TrainingJob", lambda: _observed(plane, "trainingjob", "digits")
+    )
+    status = plane.modelops("local", "status", "--dir", str(plane.dir))
+    assert "last exit: killed by signal 9 (SIGKILL)" in status
+    assert "apiserver    running" in status and "0 restarts" in status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,3 +152,11 @@ def start_plane(directory: Path, *node_args: str) -> Iterator[Plane]:
     finally:
         plane.stop("nodes")
         plane.stop("apiserver")
+        remove_runtime_root(directory)
+
+
+def remove_runtime_root(directory: Path) -> None:
+    """A root plane keeps its pods' files outside DIR (statedir.py); a test plane removes them."""
+    link = directory / "runtime"
+    if link.is_symlink():
+        shutil.rmtree(os.readlink(link), ignore_errors=True)

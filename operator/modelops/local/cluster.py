@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops.local import statedir
 from modelops.local.client import ApiError, Client
 
 DEFAULT_DIR = Path(os.environ.get("MODELOPS_LOCAL_DIR", ".modelops/local"))
@@ -53,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop every component (state stays for the next up)")
-    status_ = sub.add_parser("status", help="show which components run and how many nodes are Ready")
+    status_ = sub.add_parser(
+        "status",
+        help="show which components run, their restarts and last exits, and how many nodes are Ready",
+    )
     for action in (up, down, status_):
         action.add_argument(
             "--dir", type=Path, default=DEFAULT_DIR, help=f"state directory (default {DEFAULT_DIR})"
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     report = status(directory)
     for name, state in report.items():
         print(f"{name:12} {state}")
-    return 0 if all(s.startswith("running") for n, s in report.items() if n in _wanted(directory)) else 1
+    wanted = ("supervisor", *_wanted(directory))
+    return 0 if all(s.startswith("running") for n, s in report.items() if n in wanted) else 1
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -146,18 +151,6 @@ def _tail(directory: Path, name: str, lines: int = 15) -> str:
     return f"last lines of {path}:\n" + "\n".join(f"  {line}" for line in text)
 
 
-def _wait(directory: Path, name: str, check: Any, deadline: float, what: str) -> None:
-    """Poll `check()` until it returns true, failing early (with the log) if the component died."""
-    while time.monotonic() < deadline:
-        if _running_pid(directory, name) is None:
-            raise PlaneError(f"{name} exited while {what}; {_tail(directory, name)}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    raise PlaneError(f"timed out {what}; {_tail(directory, name)}")
-
-
 # --- up / down / status ------------------------------------------------------------------------------
 
 
@@ -173,17 +166,69 @@ def _load_config(directory: Path) -> PlaneConfig:
         return PlaneConfig()
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _restarts(directory: Path, name: str) -> int:
+    from modelops.local.supervisor import read_status
+
+    record = read_status(directory).get(name)
+    return record.restarts if record else 0
+
+
+def _wait_supervised(directory: Path, name: str, check: Any, deadline: float, what: str) -> None:
+    """Poll `check()`; fail early (with the log) when the supervisor died or the component crash-loops."""
+    before = _restarts(directory, name)
+    while time.monotonic() < deadline:
+        if _running_pid(directory, "supervisor") is None:
+            raise PlaneError(f"the supervisor exited while {what}; {_tail(directory, 'supervisor')}")
+        if _restarts(directory, name) - before >= 3:
+            raise PlaneError(f"{name} keeps exiting while {what}; {_tail(directory, name)}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise PlaneError(f"timed out {what}; {_tail(directory, name)}")
+
+
 def up(directory: Path, config: PlaneConfig, *, timeout: float = 60.0) -> None:
-    """Bring the plane up (idempotent: running components are left alone)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Bring the plane up under its supervisor (idempotent: a running plane is left as it is).
+
+    The supervisor (`supervisor.py`) starts the components and restarts them when they exit; this
+    waits until they are ready.
+    """
+    statedir.secure(directory)
+    for sub in ("logs", "run"):
+        (directory / sub).mkdir(exist_ok=True)
     deadline = time.monotonic() + timeout
     kubeconfig = directory / "kubeconfig"
-    python = sys.executable
-
-    if _running_pid(directory, "apiserver") is None:
-        kubeconfig.unlink(missing_ok=True)
-        _spawn(directory, "apiserver", [python, "-m", "modelops.local.apiserver", "--dir", str(directory)])
-    _wait(
+    previous = _load_config(directory)
+    if _running_pid(directory, "supervisor") is None:
+        if _running_pid(directory, "apiserver") is None:
+            kubeconfig.unlink(missing_ok=True)
+        if config.operator:
+            # Stable ports across down/up when they are still free (or held by a running operator).
+            keep = previous.operator_health_port and (
+                _running_pid(directory, "operator") is not None
+                or (_port_free(previous.operator_health_port) and _port_free(previous.operator_metrics_port))
+            )
+            config.operator_health_port = previous.operator_health_port if keep else _free_port()
+            config.operator_metrics_port = previous.operator_metrics_port if keep else _free_port()
+        (directory / "plane.json").write_text(json.dumps(asdict(config), indent=2))
+        _spawn(
+            directory,
+            "supervisor",
+            [sys.executable, "-m", "modelops.local.supervisor", "--dir", str(directory)],
+        )
+    else:
+        config = previous
+    _wait_supervised(
         directory,
         "apiserver",
         lambda: kubeconfig.exists() and _get(kubeconfig, "/readyz"),
@@ -191,85 +236,38 @@ def up(directory: Path, config: PlaneConfig, *, timeout: float = 60.0) -> None:
         "waiting for the API server",
     )
     install_crds(kubeconfig)
-
-    if _running_pid(directory, "nodes") is None:
-        _spawn(
-            directory,
-            "nodes",
-            [
-                python,
-                "-m",
-                "modelops.local.nodes",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--dir",
-                str(directory),
-                "--nodes",
-                str(config.nodes),
-                "--gpus",
-                str(config.gpus),
-            ],
-        )
-    if _running_pid(directory, "controllers") is None:
-        _spawn(
-            directory,
-            "controllers",
-            [
-                python,
-                "-m",
-                "modelops.local.controllers",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--dir",
-                str(directory),
-            ],
-        )
-    _wait(
+    _wait_supervised(
         directory,
         "nodes",
         lambda: _nodes_ready(kubeconfig) >= config.nodes,
         deadline,
         "waiting for the nodes",
     )
-
     if config.operator:
-        previous = _load_config(directory)
-        if _running_pid(directory, "operator") is None or not previous.operator_health_port:
-            config.operator_health_port = _free_port()
-            config.operator_metrics_port = _free_port()
-            bin_dir = Path(python).parent
-            _spawn(
-                directory,
-                "operator",
-                [
-                    str(bin_dir / "modelops"),
-                    "operator",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--health-port",
-                    str(config.operator_health_port),
-                    "--metrics-port",
-                    str(config.operator_metrics_port),
-                ],
-            )
-        else:
-            config.operator_health_port = previous.operator_health_port
-            config.operator_metrics_port = previous.operator_metrics_port
         port = config.operator_health_port
-        _wait(
+        _wait_supervised(
             directory,
             "operator",
             lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"),
             deadline,
             "waiting for the operator to become ready",
         )
-    (directory / "plane.json").write_text(json.dumps(asdict(config), indent=2))
 
 
 def down(directory: Path, *, grace: float = 10.0) -> None:
-    """Stop every component: SIGTERM to its process group, SIGKILL after `grace` seconds."""
+    """Stop the supervisor (which stops every component, the operator first), then anything left over:
+    SIGTERM to each process group, SIGKILL after `grace` seconds."""
+    supervisor = _running_pid(directory, "supervisor")
+    if supervisor is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGTERM)
+        deadline = time.monotonic() + grace * len(COMPONENTS) + 5
+        while time.monotonic() < deadline and _alive(supervisor):
+            time.sleep(0.1)
+        if _alive(supervisor):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGKILL)
+        _pid_file(directory, "supervisor").unlink(missing_ok=True)
     pids = {name: pid for name in reversed(COMPONENTS) if (pid := _running_pid(directory, name))}
     for pid in pids.values():
         with contextlib.suppress(ProcessLookupError):
@@ -281,19 +279,43 @@ def down(directory: Path, *, grace: float = 10.0) -> None:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-    for name in pids:
+    for name in COMPONENTS:
         _pid_file(directory, name).unlink(missing_ok=True)
+    from modelops.local.supervisor import status_path
+
+    status_path(directory).unlink(missing_ok=True)  # restart counts start again with the next `up`
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def status(directory: Path) -> dict[str, str]:
-    report = {}
+    from modelops.local.supervisor import read_status
+
+    records = read_status(directory)
+    sup = _running_pid(directory, "supervisor")
+    report = {"supervisor": f"running (pid {sup})" if sup else "stopped"}
     for name in COMPONENTS:
         pid = _running_pid(directory, name)
-        report[name] = f"running (pid {pid})" if pid else "stopped"
+        record = records.get(name)
+        if pid:
+            state = f"running (pid {pid})"
+        elif sup and record is not None and record.state == "backoff":
+            state = f"restarting (back-off until {record.next_start_at})"
+        else:
+            state = "stopped"
+        if sup and record is not None:
+            state += f", {_plural(record.restarts, 'restart')}"
+            if record.last_exit:
+                state += f", last exit: {record.last_exit} at {record.last_exit_at}"
+        report[name] = state
     kubeconfig = directory / "kubeconfig"
     if report["apiserver"].startswith("running") and kubeconfig.exists():
         with contextlib.suppress(Exception):
-            report["nodes"] += f", {_nodes_ready(kubeconfig)} Ready"
+            ready = _nodes_ready(kubeconfig)
+            head, sep, tail = report["nodes"].partition(",")
+            report["nodes"] = f"{head}, {ready} Ready{sep}{tail}"
     return report
 
 

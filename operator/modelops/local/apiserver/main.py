@@ -154,7 +154,10 @@ def _listen(data_dir: Path, port: int) -> socket.socket:
 
 
 async def serve(data_dir: Path, port: int, history: int, plain_http: bool = False) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from modelops.local import statedir
+
+    # state.db and its WAL/SHM hold every Secret: 0600 in a 0700 directory, also an older plane's.
+    statedir.secure(data_dir)
     token = _token(data_dir)
     server = Server(data_dir, token, history=history)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)

@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, opts.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    Path(opts.dir).mkdir(parents=True, exist_ok=True)
+    from modelops.local import statedir
+
+    statedir.secure(Path(opts.dir))
+    statedir.runtime_root(Path(opts.dir))  # claims' directories go where their pods can reach them
     asyncio.run(run(opts))
     return 0

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
+from modelops.local import statedir
 from modelops.local.client import Client, Informer
+from modelops.local.nodes import proctree
 from modelops.local.nodes.clusterview import ClusterView
 from modelops.local.nodes.kubelet import Kubelet
 from modelops.local.nodes.podgc import collect_orphans, remove_stale_nodes
+from modelops.local.nodes.pods import setpriv_path
 from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduler import Scheduler
 
@@ -26,12 +31,32 @@ def node_names(count: int) -> list[str]:
 
 async def serve(args: argparse.Namespace) -> None:
     directory = Path(args.dir).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    statedir.secure(directory)
+    root = statedir.runtime_root(directory)
+    switch_users = statedir.switches_users() and setpriv_path() is not None
+    expose = ""
+    if switch_users and statedir.unreachable_image_paths():
+        expose = statedir.expose_image(root / "stage")
+        log.info("other users cannot reach %s: containers see it through a private mount namespace",
+                 ", ".join(statedir.unreachable_image_paths()))  # fmt: skip
+    elif os.geteuid() == 0 and not switch_users:
+        log.warning(
+            "pods run as root: runAsUser cannot be applied (util-linux setpriv and unshare are needed, "
+            "and %s must be reachable by other users or mount namespaces must work)",
+            ", ".join(statedir.unreachable_image_paths()) or "the Python environment",
+        )
+    cgroups = proctree.cgroup_base(hashlib.sha256(str(directory).encode()).hexdigest()[:16])
+    log.info(
+        "pod files in %s; pods run as %s; container processes tracked by %s",
+        root,
+        "their runAsUser" if switch_users else "this process's user",
+        f"cgroup v2 ({cgroups})" if cgroups else "/proc (no writable cgroup v2)",
+    )
     api = Client.from_kubeconfig(args.kubeconfig)
     pods = Informer(api, "v1", "pods")
     nodes = Informer(api, "v1", "nodes")
     services = Informer(api, "v1", "services")
-    cluster = ClusterView(pods, services, directory / "hosts")
+    cluster = ClusterView(pods, services, root / "hosts", seed=str(directory))
     kubelets = [
         Kubelet(
             api,
@@ -43,6 +68,10 @@ async def serve(args: argparse.Namespace) -> None:
             cpus=args.cpus,
             memory=args.memory,
             config_resync=args.config_resync_seconds,
+            root=root,
+            switch_users=switch_users,
+            cgroups=cgroups,
+            expose=expose,
         )
         for name in node_names(args.nodes)
     ]
@@ -68,6 +97,10 @@ async def serve(args: argparse.Namespace) -> None:
     tasks = [services.start()]
     await services.synced.wait()
     tasks += [nodes.start(), pods.start()]
+    await pods.synced.wait()
+    swept = proctree.sweep(cgroups, {str((p.get("metadata") or {}).get("uid")) for p in pods.cache.values()})
+    if swept:
+        log.info("killed what the containers of %d deleted pods left behind", len(swept))
     tasks.append(asyncio.create_task(cluster.run_hosts_writer(), name="hosts"))
     tasks.append(asyncio.create_task(cluster.memory.run(), name="memory"))
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))

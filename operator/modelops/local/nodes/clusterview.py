@@ -18,11 +18,11 @@ Obj = dict[str, Any]
 
 
 class ClusterView:
-    def __init__(self, pods: Informer, services: Informer, hosts_path: Path) -> None:
+    def __init__(self, pods: Informer, services: Informer, hosts_path: Path, seed: str | None = None) -> None:
         self.pods = pods
         self.services = services
         self.hosts_path = hosts_path
-        self.ips = network.IPAllocator(seed=str(hosts_path.parent))
+        self.ips = network.IPAllocator(seed=seed or str(hosts_path.parent))
         self.memory = MemoryMonitor()
         self._records: list[tuple[str, str]] | None = None
         self._changed = asyncio.Event()

@@ -30,6 +30,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from modelops.local.nodes import identity
+from modelops.local.nodes.identity import Access
 from modelops.local.nodes.quantity import parse_quantity, to_int_ceil
 
 Obj = dict[str, Any]
@@ -156,7 +158,8 @@ def resource_ref(
 
 async def _config_data(
     api: Getter, plural: str, namespace: str, name: str, optional: bool
-) -> dict[str, str] | None:
+) -> dict[str, bytes] | None:
+    """The exact bytes of a ConfigMap's or Secret's keys (`data`, `binaryData`), as the kubelet has them."""
     from modelops.local.client import ApiError
 
     try:
@@ -169,13 +172,18 @@ async def _config_data(
         kind = "configmap" if plural == "configmaps" else "secret"
         raise ConfigError(f'{kind} "{name}" not found') from None
     if plural == "secrets":
-        return {
-            k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()
-        } | {k: str(v) for k, v in (obj.get("stringData") or {}).items()}
-    data = {k: str(v) for k, v in (obj.get("data") or {}).items()}
-    for k, v in (obj.get("binaryData") or {}).items():
-        data[k] = base64.b64decode(v).decode("utf-8", "replace")
+        data = {k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()}
+        data.update({k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()})
+        return data
+    data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
     return data
+
+
+def env_value(raw: bytes) -> str:
+    """An env value of exactly these bytes: the kubelet (v1.33) passes a key's bytes unchanged, so bytes
+    that are not UTF-8 are kept (surrogateescape, which `os.fsencode` turns back into the same bytes)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 async def container_env(
@@ -202,7 +210,7 @@ async def container_env(
             if ref:
                 data = await _config_data(api, plural, ns, str(ref.get("name")), bool(ref.get("optional")))
                 for k, v in (data or {}).items():
-                    env[prefix + k] = v
+                    env[prefix + k] = env_value(v)
     for var in container.get("env") or []:
         name = str(var.get("name"))
         if "value" in var or "valueFrom" not in var:
@@ -229,29 +237,68 @@ async def container_env(
                         break
                     kind = "ConfigMap" if plural == "configmaps" else "Secret"
                     raise ConfigError(f"couldn't find key {ref.get('key')} in {kind} {ns}/{ref.get('name')}")
-                env[name] = data[str(ref.get("key"))]
+                env[name] = env_value(data[str(ref.get("key"))])
     return env
 
 
-def _write_files(directory: Path, files: Mapping[str, str | bytes]) -> None:
+Files = dict[str, tuple[bytes, int]]  # relative path -> (exact bytes, mode)
+
+
+def _write_files(directory: Path, files: Files, access: Access) -> None:
+    """Write projected files with their modes; the volume's directories are enterable by the pod only."""
     directory.mkdir(parents=True, exist_ok=True)
-    for rel, content in files.items():
+    access.enterable(str(directory))
+    for rel, (data, mode) in files.items():
         target = directory / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = content.encode() if isinstance(content, str) else content
+        if target.parent != directory:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            access.enterable(str(target.parent))
+        current = None
         with contextlib.suppress(OSError):
-            if target.read_bytes() == data:
-                continue  # unchanged: keep the mtime, programs that watch it reload only on change
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+            current = target.read_bytes()
+        if current != data:  # unchanged: keep the mtime, programs that watch it reload only on change
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            access.projected(str(tmp), mode)
+            os.replace(tmp, target)
+        else:
+            access.projected(str(target), mode)
+
+
+def _item_path(path: Any, what: str) -> str:
+    text = str(path or "")
+    if not text or text.startswith("/") or ".." in text.split("/"):
+        raise MountError(f"MountVolume.SetUp failed: {what} path {text!r} must be relative without '..'")
+    return text
+
+
+def _mode(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise MountError(f"MountVolume.SetUp failed: {what} {value!r} must be an octal mode 0000-0777")
+    return value
 
 
 async def _projection(
-    api: Getter, pod: Mapping[str, Any], source: Mapping[str, Any], kind: str, node_alloc: Mapping[str, str]
-) -> dict[str, str | bytes]:
+    api: Getter,
+    pod: Mapping[str, Any],
+    source: Mapping[str, Any],
+    kind: str,
+    node_alloc: Mapping[str, str],
+    access: Access,
+    default_mode: int | None,
+) -> Files:
     ns = str((pod.get("metadata") or {}).get("namespace") or "default")
-    files: dict[str, str | bytes] = {}
+    files: Files = {}
+
+    def put(path: Any, data: bytes, item_mode: Any = None) -> None:
+        mode = identity.projected_mode(_mode(item_mode, "items[].mode"), default_mode, access.has_fs_group)
+        files[_item_path(path, kind)] = (data, mode)
+
     if kind in {"configMap", "secret"}:
         name = str(source.get("name") or source.get("secretName") or "")
         plural = "configmaps" if kind == "configMap" else "secrets"
@@ -262,7 +309,7 @@ async def _projection(
         items = source.get("items")
         for key, value in (data or {}).items():
             if items is None:
-                files[key] = value
+                put(key, value)
         for item in items or []:
             if (data or {}).get(item.get("key")) is None:
                 if source.get("optional"):
@@ -270,18 +317,19 @@ async def _projection(
                 raise MountError(
                     f"MountVolume.SetUp failed: key {item.get('key')} not found in {kind} {name}"
                 )
-            files[str(item.get("path"))] = (data or {})[str(item.get("key"))]
+            put(item.get("path"), (data or {})[str(item.get("key"))], item.get("mode"))
     elif kind == "serviceAccountToken":
-        files[str(source.get("path") or "token")] = await _service_account_token(api, pod, source)
+        put(source.get("path") or "token", (await _service_account_token(api, pod, source)).encode())
     elif kind == "downwardAPI":
         for item in source.get("items") or []:
             if item.get("fieldRef"):
-                files[str(item["path"])] = field_ref(pod, str(item["fieldRef"].get("fieldPath")))
+                text = field_ref(pod, str(item["fieldRef"].get("fieldPath")))
             elif item.get("resourceFieldRef"):
                 ref = item["resourceFieldRef"]
-                files[str(item["path"])] = resource_ref(
-                    pod, ref, str(ref.get("containerName") or ""), node_alloc
-                )
+                text = resource_ref(pod, ref, str(ref.get("containerName") or ""), node_alloc)
+            else:
+                continue
+            put(item.get("path"), text.encode(), item.get("mode"))
     return files
 
 
@@ -350,11 +398,18 @@ async def prepare_volumes(
     pod_dir: Path,
     node_alloc: Mapping[str, str],
     select: Callable[[Mapping[str, Any]], bool] | None = None,
+    access: Access | None = None,
 ) -> dict[str, Path]:
-    """Create every volume of the pod (or those `select` picks) on the host; volume name -> directory."""
+    """Create every volume of the pod (or those `select` picks) on the host; volume name -> directory.
+
+    `access` says who owns what (see `identity.Access`); the default is the plane's user only.
+    """
+    access = access or Access()
     ns = str((pod.get("metadata") or {}).get("namespace") or "default")
     uid = str((pod.get("metadata") or {}).get("uid") or "")
     result: dict[str, Path] = {}
+    (pod_dir / "volumes").mkdir(parents=True, exist_ok=True)
+    access.enterable(str(pod_dir / "volumes"))
     for vol in (pod.get("spec") or {}).get("volumes") or []:
         if select is not None and not select(vol):
             continue
@@ -363,27 +418,47 @@ async def prepare_volumes(
         if "emptyDir" in vol:
             medium = (vol.get("emptyDir") or {}).get("medium")
             if medium == "Memory" and os.access("/dev/shm", os.W_OK):
-                local = Path("/dev/shm") / "modelops-local" / uid / name
+                shm = Path("/dev/shm") / "modelops-local"
+                shm.mkdir(exist_ok=True)
+                if shm.stat().st_uid == os.geteuid():
+                    os.chmod(shm, 0o711 if access.group is not None else 0o700)
+                (shm / uid).mkdir(exist_ok=True)
+                access.enterable(str(shm / uid))
+                local = shm / uid / name
             local.mkdir(parents=True, exist_ok=True)
+            access.writable(str(local))
         elif "hostPath" in vol:
             local = Path(str(vol["hostPath"].get("path")))
             if (vol["hostPath"].get("type") or "") == "DirectoryOrCreate":
                 local.mkdir(parents=True, exist_ok=True)
         elif "persistentVolumeClaim" in vol:
             local = await _claim_dir(api, ns, str(vol["persistentVolumeClaim"].get("claimName")))
+            if access.group is not None:
+                access.claim(str(local))
         elif "configMap" in vol or "secret" in vol or "downwardAPI" in vol:
             kind = next(k for k in ("configMap", "secret", "downwardAPI") if k in vol)
-            _write_files(local, await _projection(api, pod, vol[kind] or {}, kind, node_alloc))
+            source = vol[kind] or {}
+            default_mode = _mode(source.get("defaultMode"), f"volumes[{name}].{kind}.defaultMode")
+            _write_files(
+                local, await _projection(api, pod, source, kind, node_alloc, access, default_mode), access
+            )
         elif "projected" in vol:
-            files: dict[str, str | bytes] = {}
-            for source in (vol["projected"] or {}).get("sources") or []:
+            files: Files = {}
+            projected = vol["projected"] or {}
+            default_mode = _mode(projected.get("defaultMode"), f"volumes[{name}].projected.defaultMode")
+            for source in projected.get("sources") or []:
                 for kind in ("configMap", "secret", "downwardAPI", "serviceAccountToken"):
                     if kind in source:
-                        files.update(await _projection(api, pod, source[kind] or {}, kind, node_alloc))
-            _write_files(local, files)
+                        files.update(
+                            await _projection(
+                                api, pod, source[kind] or {}, kind, node_alloc, access, default_mode
+                            )
+                        )
+            _write_files(local, files, access)
         else:
             # Unknown volume types (csi, nfs, ...) get an empty directory rather than a stuck pod.
             local.mkdir(parents=True, exist_ok=True)
+            access.writable(str(local))
         result[name] = local
     return result
 
@@ -408,7 +483,8 @@ async def _claim_dir(api: Getter, namespace: str, claim: str) -> Path:
         )
     local = Path(str(path))
     local.mkdir(parents=True, exist_ok=True)
-    return local
+    # Resolved: the plane's directory may be a link the pod's user cannot follow (statedir.py).
+    return local.resolve()
 
 
 def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> dict[str, Path]:

@@ -75,10 +75,20 @@ class Kubelet:
         cpus: str | None = None,
         memory: str | None = None,
         config_resync: float = 30.0,
+        root: Path | None = None,
+        switch_users: bool = False,
+        cgroups: Path | None = None,
+        expose: str = "",
     ) -> None:
         self.api = api
         self.name = node_name
         self.dir = directory
+        # Where the pods' files go (statedir.runtime_root), whether pods run as their runAsUser, and
+        # the cgroup v2 directory for containers (None: tracked through /proc; see proctree.py).
+        self.root = root or directory
+        self.switch_users = switch_users
+        self.cgroups = cgroups
+        self.expose = expose  # shell run in a private mount namespace first (statedir.expose_image)
         self.cluster = cluster
         self.gpus = gpus
         self.backoff_base = backoff_base

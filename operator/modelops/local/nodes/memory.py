@@ -1,12 +1,13 @@
 """Memory limits for local containers: kill a container whose processes use more than its limit.
 
-There are no cgroups here, so usage is measured the closest cheap way: the proportional set size
-(PSS, from /proc/<pid>/smaps_rollup) summed over the container's processes. PSS charges a shared
-page once across its sharers, so forked workers (DataLoader, torchrun ranks) are not counted
-twice, unlike RSS. The container's processes are its session (each container starts with setsid).
-One scan of /proc serves every limited container, every `interval` seconds, and only while some
-container has a limit. Like the kernel's OOM killer, it kills at once (SIGKILL); the kubelet then
-reports `OOMKilled` with exit code 137.
+Usage is measured the closest cheap way that needs no memory controller: the proportional set size
+(PSS, from /proc/<pid>/smaps_rollup) summed over every process of the container, as `proctree.py`
+finds them (its cgroup, or its descendants and marked processes), so a grandchild in a new session
+counts as much as the main process. PSS charges a shared page once across its sharers, so forked
+workers (DataLoader, torchrun ranks) are not counted twice, unlike RSS. One pass every `interval`
+seconds serves every limited container, and runs only while some container has a limit. Like the
+kernel's OOM killer it kills at once (SIGKILL, the whole container); the kubelet then reports
+`OOMKilled` with exit code 137.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,13 @@ def pss_bytes(pid: int, proc: str = "/proc") -> int:
     return 0
 
 
+class Members(Protocol):
+    def pids(self) -> set[int]: ...
+
+
 @dataclass
 class _Watch:
+    members: Members
     limit: int
     on_exceed: Callable[[int], None]
 
@@ -57,39 +64,34 @@ class MemoryMonitor:
     def __init__(self, interval: float = 2.0, proc: str = "/proc") -> None:
         self.interval = interval
         self.proc = proc
-        self._watches: dict[int, _Watch] = {}
+        self._watches: dict[object, _Watch] = {}
         self._wake = asyncio.Event()
 
-    def watch(self, session: int, limit: int, on_exceed: Callable[[int], None]) -> None:
-        self._watches[session] = _Watch(limit, on_exceed)
+    def watch(self, key: object, members: Members, limit: int, on_exceed: Callable[[int], None]) -> None:
+        self._watches[key] = _Watch(members, limit, on_exceed)
         self._wake.set()
 
-    def unwatch(self, session: int) -> None:
-        self._watches.pop(session, None)
+    def unwatch(self, key: object) -> None:
+        self._watches.pop(key, None)
 
-    def usage(self) -> dict[int, int]:
-        """Bytes used per watched session."""
-        used = dict.fromkeys(self._watches, 0)
-        for entry in os.listdir(self.proc):
-            if not entry.isdigit():
-                continue
-            pid = int(entry)
-            sid = session_of(pid, self.proc)
-            if sid in used:
-                used[sid] += pss_bytes(pid, self.proc)
-        return used
+    def usage(self) -> dict[object, int]:
+        """Bytes used per watched container."""
+        return {
+            key: sum(pss_bytes(pid, self.proc) for pid in watch.members.pids())
+            for key, watch in list(self._watches.items())
+        }
 
     def check(self) -> None:
         self._enforce(self.usage())
 
-    def _enforce(self, used: dict[int, int]) -> None:
-        for sid, nbytes in used.items():
-            watch = self._watches.get(sid)
+    def _enforce(self, used: dict[object, int]) -> None:
+        for key, nbytes in used.items():
+            watch = self._watches.get(key)
             if watch is not None and nbytes > watch.limit:
                 log.info(
-                    "session %d uses %d bytes, over its limit of %d: killing it", sid, nbytes, watch.limit
+                    "container %s uses %d bytes, over its limit of %d: killing it", key, nbytes, watch.limit
                 )
-                self._watches.pop(sid, None)
+                self._watches.pop(key, None)
                 watch.on_exceed(nbytes)
 
     async def run(self) -> None:

@@ -180,6 +180,7 @@ def write_atomic(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hosts.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # every pod reads it, whatever user it runs as (names and IPs only)
     os.replace(tmp, path)
 
 

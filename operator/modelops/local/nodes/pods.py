@@ -4,11 +4,14 @@ A `PodWorker` is the kubelet's pod worker: it sets up the pod's "sandbox" (IP, G
 init containers in order and then the app containers, restarts them per restartPolicy with the
 kubelet's CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min of running), and reports
 containerStatuses, conditions and phase through the status subresource. Each container is its own
-process group, so one pod's crash never touches another pod or the kubelet; a process also dies
-with the kubelet (PR_SET_PDEATHSIG), so a restarted kubelet never finds unknown processes running.
+process group and its own process tree (`proctree.py`: a cgroup, or /proc tracking), so one pod's
+crash never touches another pod or the kubelet, and every process it started ends with it; the main
+process also dies with the kubelet (PR_SET_PDEATHSIG), and a restarted kubelet kills what is left.
+On a root plane each container runs as its securityContext's user (`identity.py`).
 
 On deletion (deletionTimestamp) it sends SIGTERM to every container's process group, waits the
-grace period, sends SIGKILL, and then deletes the Pod object with gracePeriodSeconds=0.
+grace period, sends SIGKILL to every process of the container, and then deletes the Pod object with
+gracePeriodSeconds=0.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from modelops.local import statedir
 from modelops.local.client import ApiError
-from modelops.local.nodes import containers, network
+from modelops.local.nodes import containers, identity, network, proctree
 from modelops.local.nodes.events import now_iso
-from modelops.local.nodes.memory import kill_session, session_of
+from modelops.local.nodes.memory import session_of
 from modelops.local.nodes.probes import run_probe
 from modelops.local.nodes.quantity import parse_quantity
 from modelops.local.nodes.scheduling import pod_requests
@@ -104,6 +108,10 @@ def _setpriv() -> str | None:
 
 
 _SETPRIV = _setpriv()
+
+
+def setpriv_path() -> str | None:
+    return _SETPRIV
 
 
 @dataclass
@@ -211,7 +219,10 @@ class PodWorker:
         self.ns = str(meta.get("namespace") or "default")
         self.name = str(meta.get("name"))
         self.uid = str(meta.get("uid"))
-        self.dir = kubelet.dir / "pods" / self.ns / self.name / self.uid
+        self.dir = kubelet.root / "pods" / self.ns / self.name / self.uid
+        self.access = identity.Access.for_pod(
+            pod, root=kubelet.switch_users, plane_uid=os.geteuid(), plane_gid=os.getegid()
+        )
         spec = pod.get("spec") or {}
         self.policy = str(spec.get("restartPolicy") or "Always")
         self.init_specs: list[Obj] = list(spec.get("initContainers") or [])
@@ -237,6 +248,7 @@ class PodWorker:
         self._dirty = asyncio.Event()
         self._sent: Obj | None = None
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._trackers: dict[str, proctree.Tracker] = {}
         self._sidecars: list[asyncio.Task[int | None]] = []
         self._sidecar_stop = asyncio.Event()
         self._deadline: asyncio.Task[None] | None = None
@@ -322,6 +334,8 @@ class PodWorker:
         Only processes whose environment names this pod are killed: after a reboot a recorded
         process group id may belong to anything.
         """
+        if proctree.kill_pod_cgroups(self.k.cgroups, self.uid):
+            log.info("pod %s/%s: killed what an earlier kubelet left in its cgroups", self.ns, self.name)
         sessions: set[int] = set()
         for pid_file in self.dir.glob("*/pid"):
             with contextlib.suppress(OSError, ValueError):
@@ -386,6 +400,9 @@ class PodWorker:
         if deadline is not None:
             self._deadline = asyncio.create_task(self._enforce_deadline(float(deadline)))
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.k.switch_users:  # other users pass through ROOT/pods/<ns>/<name> to their pod's directory
+            statedir.traversable(self.dir, self.k.root)
+        self.access.enterable(str(self.dir))
         (self.dir / "gpus").write_text(",".join(map(str, gpus)))
         self._set_condition("PodScheduled", True)
         self._set_condition("PodReadyToStartContainers", True)
@@ -393,8 +410,11 @@ class PodWorker:
         while not self.stopping.is_set():
             try:
                 self.volumes = await containers.prepare_volumes(
-                    self.k.api, self.pod, self.dir, self.k.allocatable
+                    self.k.api, self.pod, self.dir, self.k.allocatable, access=self.access
                 )
+                for path in self.volumes.values():
+                    if self.k.switch_users and self.dir not in path.parents:  # claims: ROOT/volumes/<ns>/
+                        statedir.traversable(path, self.k.root)
                 break
             except containers.MountError as e:
                 await self.k.events.emit(self.pod, "FailedMount", str(e), type_="Warning")
@@ -440,7 +460,9 @@ class PodWorker:
             if self.stopping.is_set():
                 return
             try:
-                await containers.prepare_volumes(self.k.api, self.pod, self.dir, self.k.allocatable, select)
+                await containers.prepare_volumes(
+                    self.k.api, self.pod, self.dir, self.k.allocatable, select, access=self.access
+                )
             except _MOUNT_RETRY as e:
                 log.warning("pod %s/%s: token refresh failed (%s); retrying", self.ns, self.name, e)
                 await self._sleep(10.0)
@@ -504,6 +526,9 @@ class PodWorker:
                 await self._sleep_until(stop, pull_backoff)
                 continue
             try:
+                refused = identity.verify_run_as_non_root(self.pod, spec, image_uid=os.geteuid())
+                if refused:
+                    raise containers.ConfigError(refused)
                 env = await self._env(spec)
                 mounts = containers.container_mounts(spec, self.volumes)
             except _CONFIG_RETRY as e:
@@ -592,8 +617,11 @@ class PodWorker:
             "HOME": str(self.dir / "home"),
             "HOSTNAME": str((self.pod.get("spec") or {}).get("hostname") or self.name),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
-            # Both images set this in their Dockerfiles, so logs stream as they are written.
+            # Both images set these in their Dockerfiles: logs stream as they are written, and the
+            # user 65532 has a name without an /etc/passwd entry (getpass.getuser(), e.g. in kopf).
             "PYTHONUNBUFFERED": "1",
+            "LOGNAME": "nonroot",
+            "USER": "nonroot",
             "CUDA_VISIBLE_DEVICES": "",
             # With hostNetwork the pod has the host's addresses: binds are left as written.
             "MODELOPS_POD_IP": "" if self.host_network else self.pod_ip,
@@ -629,14 +657,24 @@ class PodWorker:
         mounts: dict[str, Path],
         halt: asyncio.Event,
     ) -> int:
+        ident = (
+            identity.container_identity(self.pod, spec, os.geteuid(), os.getegid())
+            if self.k.switch_users
+            else None
+        )
         cdir = self.dir / c.name
         cdir.mkdir(parents=True, exist_ok=True)
+        self.access.enterable(str(cdir))
         (self.dir / "home").mkdir(exist_ok=True)
+        self.access.writable(str(self.dir / "home"))
         term_file = cdir / "termination-log"
         term_file.write_bytes(b"")
+        self.access.owned_file(str(term_file), ident.uid if ident else None)
         term_path = str(spec.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
         rootfs = self.dir / "rootfs"
         containers.link_rootfs(rootfs, mounts)
+        for here, _dirs, _files in os.walk(rootfs):  # links are not followed: volumes keep their modes
+            self.access.writable(here)
         rewrite = {**mounts, term_path: term_file}
         if spec.get("command"):
             argv = [containers.expand(str(a), env) for a in spec["command"]]
@@ -650,7 +688,10 @@ class PodWorker:
         if workdir:
             mapped = containers.rewrite_paths(workdir, mounts)
             cwd = Path(mapped) if mapped != workdir else rootfs / workdir.lstrip("/")
-            cwd.mkdir(parents=True, exist_ok=True)
+            if not cwd.exists():
+                cwd.mkdir(parents=True)
+                for here, _dirs, _files in os.walk(rootfs):
+                    self.access.writable(here)
         log_path = cdir / f"{c.restart_count}.log"
         c.container_id = f"local://{self.uid}/{c.name}/{c.restart_count}"
         exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=penv["PATH"])
@@ -661,11 +702,23 @@ class PodWorker:
             )
             log_path.write_text(message + "\n")
             return self._terminated(c, spec, 128, "StartError", started_at, message, log_path)
+        bad = next((k for k, v in penv.items() if "\0" in k or "\0" in v or "=" in k), None)
+        if bad is not None:
+            # What runc answers for a variable it cannot set (a Secret value with a NUL byte).
+            message = (
+                "failed to create containerd task: OCI runtime create failed: unable to start container "
+                f"process: setenv: invalid argument (environment variable {bad.split(chr(0))[0]!r})"
+            )
+            log_path.write_text(message + "\n")
+            return self._terminated(c, spec, 128, "StartError", started_at, message, log_path)
+        tracker = self._tracker(c)
+        penv[proctree.MARKER] = c.container_id
+        prefix = self._launcher(tracker, ident)
         with open(log_path, "ab") as log_file:
-            launch = [_SETPRIV, "--pdeathsig", "KILL", "--", exe] if _SETPRIV else [exe]
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *launch,
+                    *prefix,
+                    exe,
                     *argv[1:],
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file,
@@ -676,10 +729,14 @@ class PodWorker:
                     preexec_fn=None if _SETPRIV else _die_with_parent,
                 )
             except OSError as e:
+                tracker.release()
                 return self._terminated(
                     c, spec, 128, "StartError", started_at, f"failed to start: {e}", log_path
                 )
+        if isinstance(tracker, proctree.ProcTracker):
+            tracker.main = proc.pid
         self._procs[c.name] = proc
+        self._trackers[c.name] = tracker
         await self._event("Pulled", f'Container image "{spec.get("image")}" already present on machine', spec)
         await self._event("Created", f"Created container: {c.name}", spec)
         (cdir / "pid").write_text(f"{proc.pid}\n")
@@ -693,12 +750,12 @@ class PodWorker:
         oom: list[int] = []
         if limit is not None:
 
-            def exceeded(used: int, pid: int = proc.pid) -> None:
+            def exceeded(used: int) -> None:
                 oom.append(used)
-                kill_session(pid)
+                tracker.kill()
 
-            self.k.cluster.memory.watch(proc.pid, int(parse_quantity(limit)), exceeded)
-        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, killed))
+            self.k.cluster.memory.watch(c.container_id, tracker, int(parse_quantity(limit)), exceeded)
+        probes = asyncio.create_task(self._probe(spec, c, penv, str(cwd), rewrite, killed, prefix))
         waiter = asyncio.create_task(proc.wait())
         stop = asyncio.create_task(halt.wait())
         kill = asyncio.create_task(killed.wait())
@@ -708,18 +765,19 @@ class PodWorker:
                 grace = self.grace_seconds() if halt.is_set() else self._probe_grace(spec)
                 if halt.is_set():
                     await self._event("Killing", f"Stopping container {c.name}", spec)
-                grace -= await self._pre_stop(spec, penv, str(cwd), rewrite, grace, waiter)
+                grace -= await self._pre_stop(spec, penv, str(cwd), rewrite, grace, waiter, prefix)
                 await self._terminate(proc, grace)
             await waiter
         finally:
             for t in (probes, stop, kill, waiter):
                 t.cancel()
-            self.k.cluster.memory.unwatch(proc.pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the container's other processes end with it
+            self.k.cluster.memory.unwatch(c.container_id)
+            # Every other process the container started ends with it, whatever session it made.
+            await self._end_all(tracker)
             with contextlib.suppress(OSError):
                 (cdir / "pid").unlink()
             self._procs.pop(c.name, None)
+            self._trackers.pop(c.name, None)
         code = _exit_code(proc.returncode if proc.returncode is not None else -9)
         reason = "Completed" if code == 0 else ("OOMKilled" if oom else "Error")
         if oom:
@@ -773,6 +831,7 @@ class PodWorker:
         rewrite: Mapping[str, Path],
         grace: float,
         waiter: asyncio.Task[int],
+        prefix: list[str],
     ) -> float:
         """Run the preStop hook within the grace period; returns the seconds it used."""
         hook = ((spec.get("lifecycle") or {}).get("preStop")) or {}
@@ -785,7 +844,7 @@ class PodWorker:
         else:
             probe = _rewrite_exec({**hook, "timeoutSeconds": grace}, rewrite, env) or {}
             ok, message = await run_probe(
-                probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=self.k.http()
+                probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=self.k.http(), prefix=prefix
             )
             if not ok:
                 await self._event("FailedPreStopHook", f"PreStopHook failed: {message}", spec, warning=True)
@@ -797,8 +856,39 @@ class PodWorker:
         try:
             await asyncio.wait_for(proc.wait(), max(grace, 0.0))
         except TimeoutError:
+            tracker = next((t for n, t in self._trackers.items() if self._procs.get(n) is proc), None)
+            if tracker is not None:
+                await asyncio.to_thread(tracker.kill)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    def _tracker(self, c: ContainerState) -> proctree.Tracker:
+        if self.k.cgroups is not None:
+            return proctree.CgroupTracker(self.k.cgroups / self.uid / f"{c.name}-{c.restart_count}")
+        return proctree.ProcTracker(c.container_id)
+
+    def _launcher(self, tracker: proctree.Tracker, ident: identity.Identity | None) -> list[str]:
+        """What execs a container's command: a shell that sets the runtime's umask and joins the
+        container's cgroup (in a private mount namespace that exposes the image when its user could
+        not reach it otherwise), then setpriv (user, groups, no_new_privs, death with the kubelet)."""
+        expose = self.k.expose if ident is not None else ""
+        script = "umask 022; " + tracker.join_script() + expose + 'exec "$@"'
+        prefix = ["/bin/sh", "-c", script, "modelops-container"]
+        if expose:
+            prefix = ["unshare", "--mount", "--propagation", "private", "--", *prefix]
+        if _SETPRIV:
+            prefix += [_SETPRIV, *(ident.setpriv_args() if ident else []), "--pdeathsig", "KILL", "--"]
+        return prefix
+
+    async def _end_all(self, tracker: proctree.Tracker) -> None:
+        await asyncio.to_thread(tracker.kill)
+        for _ in range(250):
+            if await asyncio.to_thread(tracker.empty):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            log.warning("pod %s/%s: container processes survived SIGKILL", self.ns, self.name)
+        tracker.release()
 
     def _probe_grace(self, spec: Obj) -> float:
         for kind in ("livenessProbe", "startupProbe"):
@@ -816,6 +906,7 @@ class PodWorker:
         cwd: str,
         rewrite: Mapping[str, Path],
         killed: asyncio.Event,
+        prefix: list[str],
     ) -> None:
         # Exec probes see the same paths as the container's command: mountPaths rewritten.
         startup, liveness, readiness = (
@@ -842,7 +933,7 @@ class PodWorker:
                     continue
                 next_run[kind] = now + float(probe.get("periodSeconds") or 10)
                 ok, message = await run_probe(
-                    probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=session
+                    probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=session, prefix=prefix
                 )
                 succ, fail = counters.get(kind, (0, 0))
                 succ, fail = (succ + 1, 0) if ok else (0, fail + 1)

@@ -33,8 +33,12 @@ async def run_probe(
     env: Mapping[str, str],
     cwd: str,
     session: aiohttp.ClientSession,
+    prefix: list[str] | None = None,
 ) -> tuple[bool, str]:
-    """(success, failure message in the kubelet's words)."""
+    """(success, failure message in the kubelet's words).
+
+    `prefix` is what execs a command in the container (its user, groups and cgroup; see pods.py).
+    """
     timeout = float(probe.get("timeoutSeconds") or 1)
     try:
         if "httpGet" in probe:
@@ -69,6 +73,7 @@ async def run_probe(
         if "exec" in probe:
             command = [str(c) for c in (probe["exec"] or {}).get("command") or []]
             proc = await asyncio.create_subprocess_exec(
+                *(prefix or []),
                 *command,
                 cwd=cwd,
                 env=dict(env),
