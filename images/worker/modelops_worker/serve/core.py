@@ -220,8 +220,8 @@ class InferenceCore:
         if t.datatype == "BOOL":
             raise ProtocolError(f"{where}.datatype BOOL: this model takes numbers; send FP32")
         shape = arr.shape
-        per_sample = shape[0] if len(shape) == 1 else math.prod(shape[1:])
-        if per_sample != features or not shape:
+        per_sample = 0 if not shape else shape[0] if len(shape) == 1 else math.prod(shape[1:])
+        if per_sample != features:
             raise ProtocolError(
                 f"{where}.shape {list(shape)} does not fit this model: it takes [n, {features}] "
                 f"({features} features per sample)"
