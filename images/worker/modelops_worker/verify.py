@@ -232,6 +232,27 @@ def verify(
         f"sha256 matches, loads as {detected}, smoke inference of zeros of the signature gives {summary}"
     )
     result.update(extra)
+    return _fit_termination_message(result)
+
+
+# Kubernetes keeps at most 4096 bytes of a termination message.
+_MAX_RESULT_BYTES = 4000
+
+
+def _fit_termination_message(result: dict[str, Any]) -> dict[str, Any]:
+    """The result within the termination message's limit: a model with very many tensors first loses
+    the card's hyperparameters, then the recorded signature (its declaration or its graph still holds
+    it), saying so, rather than the whole result being cut off mid-JSON."""
+    if len(json.dumps(result, separators=(",", ":"))) <= _MAX_RESULT_BYTES:
+        return result
+    if "card" in result:
+        result["card"].pop("hyperparameters", None)
+    if len(json.dumps(result, separators=(",", ":"))) > _MAX_RESULT_BYTES:
+        sig = result.pop("signature", None) or {}
+        result["message"] = (
+            f"{result['message']}; the signature ({len(sig.get('inputs', []))} inputs, "
+            f"{len(sig.get('outputs', []))} outputs) is too large for the termination message and is not recorded"
+        )[:1000]
     return result
 
 
@@ -263,17 +284,16 @@ def _verify_torch(
     from modelops_worker.serve.model import Placement, build, described_signature, load_torch_bytes
 
     tried = [fmt] if fmt else ["torchscript", "state_dict"]
-    loaded = None
+    desc: dict[str, Any] | None = None
     for candidate in tried:
         try:
-            loaded = load_torch_bytes(data, candidate)
+            _, desc = load_torch_bytes(data, candidate)
             detected = candidate
             break
         except Exception as exc:
             error = exc
-    if loaded is None:
+    if desc is None:
         raise _load_failed(path, fmt or "torchscript or state_dict", error) from None
-    module, desc = loaded
     signature = declared or described_signature(desc)
     if signature is None:
         raise _mismatch(
@@ -290,5 +310,4 @@ def _verify_torch(
     extra: dict[str, Any] = {}
     if model.features is not None:  # our classifiers, as before
         extra = {"numFeatures": int(desc["numFeatures"]), "numClasses": int(desc["numClasses"])}
-    del module
     return signature, summary, extra, detected

@@ -53,6 +53,7 @@ from modelops.api.signature import ModelSignature, TensorSpec
 from modelops.api.trainingjob import ModelSpec
 from modelops_worker import export, models
 from modelops_worker.errors import WorkerError
+from modelops_worker.serve.protocol import NUMPY_DTYPES, datatype_of
 
 log = logging.getLogger("modelops_worker.serve")
 
@@ -97,8 +98,6 @@ ONNX_DATATYPES = {
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    from modelops_worker.serve.protocol import NUMPY_DTYPES
-
     return NUMPY_DTYPES[datatype]
 
 
@@ -459,7 +458,9 @@ def load(cfg: ServeConfig) -> LoadedModel:
     path = Path(cfg.artifact_path)
     started = time.monotonic()
     data = read_verified(path, cfg.sha256)
-    placement = select_placement(cfg.device, cfg.precision, cuda_available())
+    # int8 dynamic quantization is a CPU technique: with device auto it keeps the model on the CPU.
+    device = "cpu" if cfg.quantization == "int8" and cfg.device == "auto" else cfg.device
+    placement = select_placement(device, cfg.precision, cuda_available())
     if placement.note and placement.precision != cfg.precision:
         log.warning("%s", placement.note)
     try:
@@ -499,8 +500,6 @@ def zeros(specs: list[TensorSpec], batch: int) -> Arrays:
 
 def check_outputs(specs: list[TensorSpec], out: Mapping[str, np.ndarray[Any, Any]], batch: int) -> str | None:
     """What differs between the outputs a run gave and the declared ones, or None when they agree."""
-    from modelops_worker.serve.protocol import datatype_of
-
     for t in specs:
         if t.name not in out:
             return f"output {t.name!r} is declared but the model returned {', '.join(out) or 'nothing'}"
