@@ -17,7 +17,8 @@ from test_trainingjob_status import T0, apply, job, pod
 from modelops import status
 from modelops.api.inferenceservice import ModelRef
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controllers import inferenceservice as isc
+from modelops.controllers import inferenceservice_pods as isc_pods
+from modelops.controllers import inferenceservice_resolve as isc
 from modelops.controllers import modelversion as mvc
 from modelops.controllers import trainingjob as tjc
 
@@ -181,7 +182,7 @@ def test_a_serving_pod_whose_claim_is_missing_is_reported() -> None:
         "reason": "Unschedulable",
         "message": 'persistentvolumeclaim "models" not found',
     }
-    viewed = isc.view(
+    viewed = isc_pods.view(
         {"metadata": {"name": "s-1"}, "status": {"phase": "Pending", "conditions": [unschedulable]}}
     )
     assert viewed.crash is not None and viewed.crash[0] == "Unschedulable"
