@@ -186,3 +186,26 @@ def test_a_serving_pod_whose_claim_is_missing_is_reported() -> None:
         {"metadata": {"name": "s-1"}, "status": {"phase": "Pending", "conditions": [unschedulable]}}
     )
     assert viewed.crash is not None and viewed.crash[0] == "Unschedulable"
+
+
+def test_a_version_that_failed_verification_stalls_the_service_naming_why() -> None:
+    failed = {
+        "metadata": {"name": "digits-5"},
+        "spec": {"model": "digits", "version": 5},
+        "status": {
+            "phase": "Failed",
+            "version": 5,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ArtifactDigestMismatch",
+                    "message": "sha256 differs",
+                }
+            ],
+        },
+    }
+    problem = isc.resolve(ModelRef(model="digits", version=5), [failed], "spec.modelRef")
+    assert isinstance(problem, isc.Problem) and problem.reason == "ModelVersionFailed"
+    assert "ArtifactDigestMismatch" in problem.message and problem.message.startswith("spec.modelRef:")
+    assert problem.reason in isc.STALLING_PROBLEMS

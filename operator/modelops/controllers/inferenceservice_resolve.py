@@ -25,7 +25,8 @@ from modelops.builders.inferenceservice import Served
 
 # No runtime serves the version's format: only a human can fix it (Stalled).
 REASON_NO_RUNTIME = REASON_NO_RUNTIME_FOR_FORMAT
-STALLING_PROBLEMS = (REASON_NO_RUNTIME,)
+# Problems only a human fixes (re-register, re-verify, another format): Stalled, not Reconciling forever.
+STALLING_PROBLEMS = (REASON_NO_RUNTIME, "ModelVersionFailed", "ArtifactNotServable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,20 @@ def resolve(
     if not ready:
         mv = matches[0]
         phase = (mv.get("status") or {}).get("phase") or "Pending"
+        if phase == "Failed":
+            why = next(
+                (
+                    f" ({c.get('reason')}: {c.get('message')})"
+                    for c in (mv.get("status") or {}).get("conditions") or ()
+                    if c.get("type") == "Ready" and c.get("message")
+                ),
+                "",
+            )
+            return Problem(
+                "ModelVersionFailed",
+                f"{field}: ModelVersion {mv['metadata']['name']} failed verification{why}; fix the artifact "
+                "and re-verify it (annotation modelops.dev/reverify), or point the reference at another version.",
+            )
         return Problem(
             "ModelVersionNotReady",
             f"{field}: ModelVersion {mv['metadata']['name']} is {phase}, not Ready; it is served once "
