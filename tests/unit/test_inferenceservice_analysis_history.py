@@ -67,7 +67,9 @@ def run(
         "spec": s.model_dump(by_alias=True, exclude_none=True),
         "status": st,
     }
-    p = c.plan(body, s, isvc_resolve.targets(s, st, mvs), [], pods, gateway_api=False, verdict=verdict, now=now)
+    p = c.plan(
+        body, s, isvc_resolve.targets(s, st, mvs), [], pods, gateway_api=False, verdict=verdict, now=now
+    )
     return {k: v for k, v in {**st, **p.status_patch}.items() if v is not None}
 
 
