@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from modelops.controllers.handlers import MAX_RETRY_DELAY, retry_delay
 from modelops.controllers.health import Readiness, start_servers
 from modelops.controllers.metrics import OperatorMetrics
+from modelops.controllers.registration import MAX_RETRY_DELAY, retry_delay
 
 
 def free_port() -> int:

@@ -16,9 +16,10 @@ from modelops.api.runconfig import TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.controllers import reconcile
 from modelops.controllers.cluster import Cluster
-from modelops.controllers.handlers import model_version_for, reconcile_object
 from modelops.controllers.metrics import OperatorMetrics
+from modelops.controllers.registration import reconcile_object
 from modelops.controllers.trainingjob import Plan
+from modelops.controllers.trainingjob_handlers import model_version_for
 
 
 class Spec(pydantic.BaseModel):

@@ -564,6 +564,12 @@ class PodStore:
         self.created.append(body)
         return body
 
+    def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return []  # every claim exists here
+
+    def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
     def delete(self, path: str, **_: Any) -> bool:
         self.deleted.append(path.rsplit("/", 1)[1])
         return True

@@ -63,6 +63,17 @@ def pvc_name(job: str, spec: TrainingJobSpec) -> str:
     return spec.checkpoint.storage.existing_claim or f"{job}-checkpoints"
 
 
+def claim_field(spec: TrainingJobSpec, claim: str, volume: str) -> str:
+    """Where the spec names a claim the pods mount (for messages about a claim that does not exist)."""
+    if spec.dataset is not None and spec.dataset.file is not None and claim == spec.dataset.file.claim_name:
+        return "spec.dataset.file.claimName"
+    if claim == spec.checkpoint.storage.existing_claim:
+        return "spec.checkpoint.storage.existingClaim"
+    if volume == "restore-source":
+        return "spec.checkpoint.restoreFrom.backup.claimName"
+    return f"spec.volumes[{volume}]"
+
+
 def master_addr(job: str, namespace: str) -> str:
     return f"{pod_name(job, 0)}.{service_name(job)}.{namespace}.svc.cluster.local"
 

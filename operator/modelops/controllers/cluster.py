@@ -132,10 +132,31 @@ class Cluster:
                 return None
             raise
 
-    def list_items(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list_items(
+        self, path: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """The items of a collection (an absent resource type, e.g. a CRD not installed, raises 404)."""
-        query = {"labelSelector": label_selector} if label_selector else None
-        return list((self.request("GET", path, query=query) or {}).get("items") or [])
+        query = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        return list((self.request("GET", path, query=query or None) or {}).get("items") or [])
+
+    def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of (claim, where) whose PersistentVolumeClaim does not exist in `namespace`."""
+        return [
+            (claim, where)
+            for claim, where in claims
+            if self.get(resource_path("v1", "persistentvolumeclaims", namespace, claim)) is None
+        ]
+
+    def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
+        """The kubelet's FailedMount events about pods of a namespace (a missing claim or Secret)."""
+        return self.list_items(
+            resource_path("v1", "events", namespace),
+            field_selector="involvedObject.kind=Pod,reason=FailedMount",
+        )
 
     def create_at(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create in the collection at `path`; None when it already exists (409)."""

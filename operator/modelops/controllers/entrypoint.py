@@ -18,7 +18,7 @@ import kopf
 from kopf._cogs.structs.references import Insights  # kopf keeps this private; pinned kopf<2
 
 from modelops import GROUP
-from modelops.controllers import handlers, reconcile
+from modelops.controllers import handlers, kinds, reconcile
 from modelops.controllers.health import Readiness, start_servers
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -60,22 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def kind_logics() -> list[tuple[str, reconcile.KindLogic[Any]]]:
-    """Each CRD plural with the logic that reconciles it, from the API models."""
-    from modelops.api import KINDS
-    from modelops.controllers import inferenceservice, modelversion, trainingjob
-
-    deciders: dict[str, Any] = {
-        trainingjob.KIND: trainingjob.decide,
-        modelversion.KIND: modelversion.decide,
-        inferenceservice.KIND: inferenceservice.decide,
-    }
-    return [
-        (
-            info.plural,
-            reconcile.KindLogic(kind=info.kind, spec_model=info.spec_model, decide=deciders[info.kind]),
-        )
-        for info in KINDS
-    ]
+    """Each CRD plural with the logic that reconciles it (the table is `kinds.CONTROLLERS`)."""
+    return kinds.kind_logics()
 
 
 def configure_logging(*, log_format: str, verbose: bool) -> None:

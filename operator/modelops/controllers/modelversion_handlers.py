@@ -29,7 +29,7 @@ from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
-from modelops.controllers import handlers, reconcile, registration
+from modelops.controllers import children, reconcile, registration
 from modelops.controllers import modelversion as mv
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
@@ -152,7 +152,7 @@ def assign_version(cluster: Cluster, body: Mapping[str, Any]) -> tuple[int, list
     return number, versions
 
 
-def promote(cluster: Cluster, namespace: str, name: str, model: str, post: handlers.EventPoster) -> None:
+def promote(cluster: Cluster, namespace: str, name: str, model: str, post: registration.EventPoster) -> None:
     """Carry out the alias decisions of one version: revoke from the old holder, then grant."""
     with model_lock(namespace, model):
         versions = _versions(cluster, namespace)
@@ -226,7 +226,7 @@ def retain(environ: Mapping[str, str] | None = None) -> int | None:
 
 
 def apply_retention(
-    cluster: Cluster, namespace: str, model: str, keep: int, post: handlers.EventPoster, *, verified: str
+    cluster: Cluster, namespace: str, model: str, keep: int, post: registration.EventPoster, *, verified: str
 ) -> None:
     """Delete the model's versions beyond the newest `keep` unaliased ones (the finalizer still guards).
 
@@ -268,11 +268,11 @@ def sync(
     patch: kopf.Patch,
     logger: kopf.Logger,
     retry: int,
-    post: handlers.EventPoster,
+    post: registration.EventPoster,
 ) -> None:
     """Look at one version and move it along: finalizer, number, verification, aliases, servedBy."""
     if reconcile.conclude(logic, body.get("spec")).state is status.State.STALLED:
-        handlers.reconcile_object(
+        registration.reconcile_object(
             logic, metrics, body=body, patch=patch, logger=logger, retry=retry, post=post
         )
         return
@@ -311,10 +311,9 @@ def sync(
                 raise kopf.TemporaryError(
                     "a newer version of the object exists; looking again", delay=1
                 ) from error
-            delay = handlers.retry_delay(retry)
-            metrics.failed(logic.kind, type(error).__name__)
-            logger.exception(f"ModelVersion sync failed ({type(error).__name__}); retry in {delay:.0f}s")
-            raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
+            raise registration.unexpected(
+                error, logic.kind, metrics, logger, retry, what="ModelVersion sync"
+            ) from error
     summary = status.summarize(conclusion, generation=generation, conditions=conditions, now=now)
     desired.update(summary)
     changes = status.status_changes(current, desired)
@@ -379,6 +378,19 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
+        absent = cluster.missing_claims(namespace, [(location.claim, "spec.source")])
+        if absent:
+            # Checked before the pod exists, so the answer is here now, not after a mount times out.
+            where = (
+                "spec.source.uri"
+                if spec.source.uri
+                else f"the checkpoint claim of TrainingJob {job_name(spec)}"
+            )
+            found = children.missing_conclusion(
+                [children.Missing("PersistentVolumeClaim", location.claim, where)], phase="Pending"
+            )
+            assert found is not None
+            return found
         if started.get("pod") == pod_name and started.get("request") == request and started.get("startedAt"):
             # The pod of this run is gone before its answer was read (deleted by someone): run it again.
             logger.info(f"verification pod {pod_name} disappeared; starting it again")
@@ -391,7 +403,12 @@ def _verify(
             fmt=spec.format,
             request=request,
         )
-        cluster.create_at(pods_path, manifest)
+        try:
+            with children.creating("Pod", pod_name):
+                cluster.create_at(pods_path, manifest)
+        except children.ChildRejected as rejected:
+            # Reported, and tried again on the next look (the timer keeps looking until verified).
+            return children.rejected_conclusion(rejected, phase="Pending")
         # Nulls clear the previous run's outcome (the status is merge-patched).
         desired["verification"] = {
             "request": request,
@@ -403,6 +420,10 @@ def _verify(
         return _running(body, location, pod_name)
     verdict = mv.pod_verdict(pod)
     if verdict is None:
+        mounts = cluster.failed_mounts(namespace) if children.has_pending([pod]) else []
+        problem = children.pod_problem(pod, mounts)
+        if problem is not None and not mv.was_verified(body):
+            return problem.conclusion(phase="Pending")
         return _running(body, location, pod_name)
     finished = {
         "request": request,
@@ -435,6 +456,10 @@ def _verify(
     return conclusion
 
 
+def job_name(spec: ModelVersionSpec) -> str:
+    return spec.source.training_job.name if spec.source.training_job is not None else ""
+
+
 def _running(body: Mapping[str, Any], location: builders.Location, pod_name: str) -> status.Conclusion:
     """A first verification is progress; a re-verification keeps a verified version Ready meanwhile
     (InferenceServices resolve Ready versions, and nothing has been found wrong yet)."""
@@ -452,7 +477,7 @@ def refresh_served_by(cluster: Cluster, body: kopf.Body, patch: kopf.Patch) -> N
         patch.status["servedBy"] = users
 
 
-def release_or_hold(cluster: Cluster, body: kopf.Body, retry: int, post: handlers.EventPoster) -> None:
+def release_or_hold(cluster: Cluster, body: kopf.Body, retry: int, post: registration.EventPoster) -> None:
     """On delete: keep the finalizer while an InferenceService serves the version, else drop it."""
     namespace, name = str(body.metadata.namespace), str(body.metadata.name)
     users = mv.served_by(body, _isvcs(cluster, namespace))

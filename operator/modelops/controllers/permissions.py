@@ -18,9 +18,10 @@ What kopf calls, for the record (kopf/_cogs/clients, kopf/_core/reactor):
   without the permission it warns and uses the names as given). Cluster-wide it never asks.
 - peering (kopfpeerings, clusterkopfpeerings): never, the operator runs standalone.
 
-What the TrainingJob controller calls (`handlers.Cluster`): list of pods by label, create and
+What the TrainingJob controller calls (`trainingjob_handlers`, through `Cluster`): list of pods by label, create and
 delete of pods; create of the headless Service (and merge-patch when it already exists); create of
-the checkpoint PVC; list and create of ModelVersions. Deleting a job removes its pods and Service
+the checkpoint PVC; get of the claims its pods mount (a missing one is reported, not waited on);
+list of FailedMount events while a pod is pending; list and create of ModelVersions. Deleting a job removes its pods and Service
 through owner references (the garbage collector's job, not ours), so no delete of Services or PVCs.
 
 What the ModelVersion controller calls (`modelversion_handlers`): list of ModelVersions,
@@ -57,10 +58,12 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["modelversions"],
         "verbs": ["create", "delete"],
     },
+    # Events are also listed (reason FailedMount only): the kubelet reports a missing claim or
+    # Secret of a pod there, and the job's conditions repeat it (controllers/children.py).
     {
         "apiGroups": [""],
         "resources": ["events"],
-        "verbs": ["create"],
+        "verbs": ["create", "list"],
     },
     {
         "apiGroups": [""],
@@ -72,10 +75,11 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["services"],
         "verbs": ["create", "patch"],
     },
+    # Claims the pods mount are read by name before the pods are created (ClaimNotFound).
     {
         "apiGroups": [""],
         "resources": ["persistentvolumeclaims"],
-        "verbs": ["create"],
+        "verbs": ["get", "create"],
     },
     # The alerting controller: each TrainingJob's and InferenceService's rule object, read by name
     # first (someone else's object of that name is reported, never taken over), server-side applied

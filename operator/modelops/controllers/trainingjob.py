@@ -1,6 +1,6 @@
 """Decisions for TrainingJob: from the job, its pods and the rank-0 metrics to a status and actions.
 
-Pure functions only. The kopf glue (`handlers`) lists the pods, scrapes the metrics, calls `plan`
+Pure functions only. The kopf glue (`trainingjob_handlers`) lists the pods, scrapes the metrics, calls `plan`
 and carries out what it returns: create or delete pods, write the status, post the events, register
 the ModelVersion. Everything the operator decides about a training run is tested here with dicts.
 
@@ -23,10 +23,12 @@ from modelops import status
 from modelops.api.runconfig import PERMANENT_EXIT_CODES, TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as builders
+from modelops.controllers import children
 from modelops.controllers.reconcile import Event
 
 KIND = "TrainingJob"
 
+PENDING = "Pending"
 CREATED, RUNNING, RESTARTING, SUCCEEDED, FAILED, SUSPENDED = (
     "Created",
     "Running",
@@ -230,8 +232,16 @@ def plan(
     metrics: Mapping[str, float] | None,
     *,
     now: datetime.datetime,
+    mounts: Sequence[Mapping[str, Any]] = (),
+    absent: Sequence[children.Missing] = (),
+    rejected: children.ChildRejected | None = None,
 ) -> Plan:
-    """Status and actions for a job with a valid spec, from what is observed now."""
+    """Status and actions for a job with a valid spec, from what is observed now.
+
+    `mounts` are the kubelet's FailedMount events of the namespace, `absent` the claims the pods
+    would mount that do not exist (checked before creating them), `rejected` the API server's refusal
+    of a child the previous try of this plan created: each stalls the job with its reason until fixed.
+    """
     meta = job.get("metadata") or {}
     name = str(meta.get("name"))
     spec = TrainingJobSpec.model_validate(job.get("spec") or {})
@@ -411,8 +421,20 @@ def plan(
             if len(current_pods) < nodes and not terminating:
                 create = True
             unschedulable = next((v for v in current_pods if v.unschedulable), None)
+            mine = {v.name for v in current_pods}
+            problem = children.first_problem(
+                [p for p in pods if (p.get("metadata") or {}).get("name") in mine], mounts
+            )
+            waiting = CREATED if current_pods else (RESTARTING if phase_now == RESTARTING else PENDING)
+            blocked = (
+                children.rejected_conclusion(rejected, phase=waiting) if rejected is not None else None
+            ) or (children.missing_conclusion(absent, phase=waiting) if create else None)
             # A rank may finish a moment before rank 0: the job runs until rank 0 says how it ended.
-            if (
+            if blocked is not None:
+                # Nothing more is created until a human fixes it; the next look tries again.
+                create = False
+                phase, conclusion = blocked.phase, blocked
+            elif (
                 len(current_pods) == nodes
                 and all(v.phase in ("Running", "Succeeded") for v in current_pods)
                 and any(v.phase == "Running" for v in current_pods)
@@ -427,6 +449,9 @@ def plan(
                     f"{nodes} pod(s) training" + (f", {pct}% done." if pct is not None else "."),
                     phase=RUNNING,
                 )
+            elif problem is not None:
+                phase = CREATED if phase_now != RESTARTING else RESTARTING
+                conclusion = problem.conclusion(phase=phase)
             elif unschedulable is not None:
                 phase = CREATED if phase_now != RESTARTING else RESTARTING
                 conclusion = status.progressing(
