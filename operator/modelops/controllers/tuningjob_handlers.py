@@ -35,7 +35,6 @@ SYNC_INTERVAL = 3.0
 TRIAL_FINISHED = ("Succeeded", "Failed")
 # How long after a search ended the timer still looks for finished trials to delete.
 CLEANUP_WINDOW = 60.0
-MAX_RETRY_DELAY = 300.0
 
 _locks_guard = threading.Lock()
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -201,7 +200,7 @@ def _guarded(run: Any, metrics: OperatorMetrics, kind: str, logger: kopf.Logger,
     try:
         run()
     except Exception as error:
-        delay = min(MAX_RETRY_DELAY, 2.0 ** min(retry, 16))
+        delay = registration.retry_delay(retry)
         metrics.failed(kind, type(error).__name__)
         logger.exception(f"TuningJob sync failed ({type(error).__name__}); retry in {delay:.0f}s")
         raise kopf.TemporaryError(f"unexpected {type(error).__name__}: {error}", delay=delay) from error
@@ -233,9 +232,9 @@ def register(
         id="tuning-trial-finished",
         labels={builders.LABEL_TUNINGJOB: kopf.PRESENT},
     )
-    def _trial_event(body: kopf.Body, event: str, logger: kopf.Logger, **_: Any) -> None:
+    def _trial_event(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
         phase = (body.get("status") or {}).get("phase")
-        if event == "DELETED" or phase not in TRIAL_FINISHED:
+        if kwargs.get("type") == "DELETED" or phase not in TRIAL_FINISHED:
             return
         owner = str((body.metadata.get("labels") or {}).get(builders.LABEL_TUNINGJOB))
         namespace = str(body.metadata.namespace)
