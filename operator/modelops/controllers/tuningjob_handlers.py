@@ -33,6 +33,8 @@ from modelops.controllers.metrics import OperatorMetrics
 # How often a running search looks at its trials when nothing told it to.
 SYNC_INTERVAL = 3.0
 TRIAL_FINISHED = ("Succeeded", "Failed")
+# A trial that finished this recently (seconds) triggers a plan of its search.
+RECENT = 30.0
 # How long after a search ended the timer still looks for finished trials to delete.
 CLEANUP_WINDOW = 60.0
 
@@ -235,6 +237,12 @@ def register(
     def _trial_event(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
         phase = (body.get("status") or {}).get("phase")
         if kwargs.get("type") == "DELETED" or phase not in TRIAL_FINISHED:
+            return
+        # Only a trial that has just finished: the watch's first listing (every finished trial of
+        # every search, after a restart) must not plan each search once per trial.
+        finished = tuning._parse_time((body.get("status") or {}).get("completionTime"))
+        now = datetime.datetime.now(datetime.UTC)
+        if finished is None or (now - finished).total_seconds() > RECENT:
             return
         owner = str((body.metadata.get("labels") or {}).get(builders.LABEL_TUNINGJOB))
         namespace = str(body.metadata.namespace)
