@@ -185,7 +185,8 @@ def sampler(spec: TuningJobSpec, seed: int, number: int) -> optuna.samplers.Base
     if algorithm.name == "random":
         return optuna.samplers.RandomSampler(seed=s)
     if algorithm.name == "grid":
-        return optuna.samplers.GridSampler(grid(spec), seed=s)
+        # The grid's order is shuffled by the seed and trial n takes grid point n: one seed for all.
+        return optuna.samplers.GridSampler(grid(spec), seed=seed % (2**31 - 1))
     if algorithm.name == "cmaes":
         return optuna.samplers.CmaEsSampler(
             seed=s, n_startup_trials=algorithm.startup_trials, warn_independent_sampling=False
