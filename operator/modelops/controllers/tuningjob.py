@@ -219,6 +219,12 @@ def _frozen(
     state = _OPTUNA_STATE[str(record["state"])]
     params = {k: v for k, v in (record.get("parameters") or {}).items() if k in distributions}
     intermediate = {int(s): float(v) for s, v in record.get("intermediate") or ()}
+    if state in (TrialState.COMPLETE, TrialState.PRUNED) and intermediate:
+        # Epochs are observed by scraping, so a finished trial's values are sparse; pruners compare
+        # at equal epochs, so each epoch between two observations holds the value seen before it.
+        held = intermediate[min(intermediate)]
+        for epoch in range(min(intermediate), max(intermediate) + 1):
+            held = intermediate.setdefault(epoch, held)
     value = record.get("value") if state is TrialState.COMPLETE else None
     try:
         return create_trial(

@@ -31,7 +31,7 @@ from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
 # How often a running search looks at its trials when nothing told it to.
-SYNC_INTERVAL = 3.0
+SYNC_INTERVAL = 2.0
 TRIAL_FINISHED = ("Succeeded", "Failed")
 # A trial that finished this recently (seconds) triggers a plan of its search.
 RECENT = 30.0
