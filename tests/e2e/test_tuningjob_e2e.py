@@ -27,8 +27,9 @@ from modelops.status import kstatus
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-EPOCHS = 25
-BATCH = 8
+EPOCHS = 6
+BATCH = 64
+TRIALS = 4
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,10 @@ def search() -> dict[str, Any]:
     template = doc["spec"]["trialTemplate"]["spec"]
     template["hyperparameters"].update(epochs=EPOCHS, batchSize=BATCH)
     template["resources"] = {"cpu": "500m", "memory": "1Gi"}
-    doc["spec"]["searchSpace"][0].update(low=0.00003, high=0.03)
+    doc["spec"]["searchSpace"][0].update(low=0.00001, high=0.03)
     doc["spec"]["pruner"] = {"name": "median", "startupTrials": 2, "warmupSteps": 1}
     doc["spec"]["cleanupPolicy"] = "keepAll"
+    doc["spec"]["maxTrials"] = TRIALS
     return doc
 
 
@@ -74,7 +76,7 @@ def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: P
         return dict(plane.get("tuningjob", "digits-search"))
 
     plane.wait_for(
-        "three trials created", lambda: (tuning().get("status") or {}).get("trialsCreated", 0) >= 3, 180
+        "a third trial created", lambda: (tuning().get("status") or {}).get("trialsCreated", 0) >= 3, 240
     )
     # SIGKILL the operator mid-search, then start it again the way `local up` does.
     pid = int((plane.dir / "run" / "operator.pid").read_text())
@@ -83,16 +85,16 @@ def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: P
     plane.modelops("local", "up", "--dir", str(plane.dir), "--nodes", "2")
 
     plane.kubectl(
-        "wait", "tuningjob/digits-search", "--for=condition=Succeeded", "--timeout=400s", timeout=410
+        "wait", "tuningjob/digits-search", "--for=condition=Succeeded", "--timeout=420s", timeout=430
     )
     took = time.monotonic() - started
     st = tuning()["status"]
     trials = plane.get("trainingjobs", "-l", "modelops.dev/tuningjob=digits-search")["items"]
     names = sorted(t["metadata"]["name"] for t in trials)
     # Every trial number once, none lost, all owned by the search.
-    assert names == sorted(f"digits-search-trial-{n}" for n in range(8)), names
-    assert [r["number"] for r in st["trials"]] == list(range(8))
-    assert st["trialsCreated"] == 8 and st["trialsRunning"] == 0
+    assert names == sorted(f"digits-search-trial-{n}" for n in range(TRIALS)), names
+    assert [r["number"] for r in st["trials"]] == list(range(TRIALS))
+    assert st["trialsCreated"] == TRIALS and st["trialsRunning"] == 0
     assert all(t["metadata"]["ownerReferences"][0]["kind"] == "TuningJob" for t in trials)
 
     # Pruning observed: a trial recorded pruned, its TrainingJob suspended by the operator.
@@ -118,6 +120,6 @@ def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: P
     assert "hyperparameter.learningRate" in mv["spec"]["tags"]
 
     printed = plane.kubectl("get", "tune", "digits-search")
-    assert "Succeeded" in printed and "8" not in printed.split("\n")[0]
+    assert "Succeeded" in printed and "BEST" in printed
     assert ungranted(operator_calls(plane.dir)) == []
     print(f"search took {took:.0f}s; best {st['bestValue']:.4f} vs default {default_accuracy:.4f}")
