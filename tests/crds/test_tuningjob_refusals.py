@@ -19,7 +19,13 @@ from modelops.schema import validate_custom_resource
 Obj = dict[str, Any]
 SCHEMA: Obj = crd(TUNINGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
-LR: Obj = {"name": "lr", "path": "spec.hyperparameters.learningRate", "type": "float", "low": 1e-4, "high": 0.1}
+LR: Obj = {
+    "name": "lr",
+    "path": "spec.hyperparameters.learningRate",
+    "type": "float",
+    "low": 1e-4,
+    "high": 0.1,
+}
 
 
 def tune(space: list[Obj] | None = None, name: str = "search", **spec: Any) -> Obj:

@@ -27,9 +27,9 @@ from modelops.status import kstatus
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-EPOCHS = 6
+EPOCHS = 8
 BATCH = 64
-TRIALS = 4
+TRIALS = 6
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def search() -> dict[str, Any]:
     template["hyperparameters"].update(epochs=EPOCHS, batchSize=BATCH)
     template["resources"] = {"cpu": "500m", "memory": "1Gi"}
     doc["spec"]["searchSpace"][0].update(low=0.00001, high=0.03)
-    doc["spec"]["pruner"] = {"name": "median", "startupTrials": 2, "warmupSteps": 1}
+    doc["spec"]["pruner"] = {"name": "median", "startupTrials": 1, "warmupSteps": 0}
     doc["spec"]["cleanupPolicy"] = "keepAll"
     doc["spec"]["maxTrials"] = TRIALS
     return doc
