@@ -90,7 +90,7 @@ def main() -> None:
         runs = []
         for _ in range(3):
             t0 = time.perf_counter()
-            plan = tuning.plan(body, trials, {"b-trial-%d" % n: (2, 0.35)}, now=NOW)
+            plan = tuning.plan(body, trials, {f"b-trial-{n}": (2, 0.35)}, now=NOW)
             runs.append(time.perf_counter() - t0)
         assert plan.create, "no next trial proposed"
         size = len(json.dumps(plan.status_patch.get("trials") or body["status"]["trials"]))
