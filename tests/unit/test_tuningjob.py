@@ -341,3 +341,16 @@ def test_epoch_value_reads_completed_epochs_from_the_workers_series() -> None:
     assert tuning.epoch_value(series, "accuracy") == (3, 0.91)
     assert tuning.epoch_value({**series, "modelops_training_step": 5.0}, "accuracy") is None
     assert tuning.epoch_value(series, "f1") is None
+
+
+def test_a_seeded_search_proposes_the_same_trials_again_and_another_seed_others() -> None:
+    def proposals(seed: int) -> list[Obj]:
+        plane = Plane(search(algorithm={"name": "tpe", "seed": seed, "startupTrials": 2}, parallelTrials=1))
+        for value in (0.9, 0.8, 0.95):
+            plane.step()
+            plane.finish(plane.running()[0], value)
+        plane.step()
+        return [plane.params(name) for name in sorted(plane.trials)]
+
+    assert proposals(1) == proposals(1)
+    assert proposals(1) != proposals(2)
