@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 EPOCHS = 8
 BATCH = 64
-TRIALS = 5
+TRIALS = 6
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +47,14 @@ def search() -> dict[str, Any]:
     template = doc["spec"]["trialTemplate"]["spec"]
     template["hyperparameters"].update(epochs=EPOCHS, batchSize=BATCH)
     template["resources"] = {"cpu": "500m", "memory": "1Gi"}
-    # A space with a region too slow to learn in 8 epochs (learning rates down to 1e-5), for the pruner
-    # to stop, and widths from the quickstart's 128 up. A seeded search proposes the same trials again
-    # (tests/unit/test_tuningjob.py); with seed 57 Optuna's three random startup trials have learning
-    # rates 0.0085, 0.0049 and 0.00004, so a slow trial starts once another has finished and can be
+    # Learning rates from 1e-4 (too slow to learn much in 8 epochs: what the pruner must stop) to 4e-3,
+    # widths from the quickstart's 128 up. A seeded search proposes the same trials again
+    # (tests/unit/test_tuningjob.py); with seed 86 Optuna's three random startup trials have learning
+    # rates 0.0026, 0.0018 and 0.0002, so a slow trial starts once another has finished and can be
     # compared with it, and the run takes the same course on a loaded machine as on an idle one.
-    doc["spec"]["searchSpace"][0].update(low=0.00001, high=0.01)
+    doc["spec"]["searchSpace"][0].update(low=0.0001, high=0.004)
     doc["spec"]["searchSpace"][1].update(low=128, high=256)
-    doc["spec"]["algorithm"].update(seed=57, startupTrials=3)
+    doc["spec"]["algorithm"].update(seed=86, startupTrials=3)
     doc["spec"]["pruner"] = {"name": "median", "startupTrials": 1, "warmupSteps": 0}
     doc["spec"]["cleanupPolicy"] = "keepAll"
     doc["spec"]["maxTrials"] = TRIALS
@@ -74,6 +74,9 @@ def baseline() -> dict[str, Any]:
     return job
 
 
+# About 2.5 minutes on an idle machine (six trials two at a time, plus the baseline); several times
+# that when the machine is shared, so the suite's 300 s limit is raised for this one test.
+@pytest.mark.timeout(900)
 def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: Plane) -> None:
     plane.kubectl("apply", "-f", "-", input=json.dumps(baseline()))
     plane.kubectl("apply", "-f", "-", input=json.dumps(search()))
@@ -92,7 +95,7 @@ def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: P
     plane.modelops("local", "up", "--dir", str(plane.dir), "--nodes", "2")
 
     plane.kubectl(
-        "wait", "tuningjob/digits-search", "--for=condition=Succeeded", "--timeout=420s", timeout=430
+        "wait", "tuningjob/digits-search", "--for=condition=Succeeded", "--timeout=720s", timeout=730
     )
     took = time.monotonic() - started
     st = tuning()["status"]
