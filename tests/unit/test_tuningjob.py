@@ -354,3 +354,19 @@ def test_a_seeded_search_proposes_the_same_trials_again_and_another_seed_others(
 
     assert proposals(1) == proposals(1)
     assert proposals(1) != proposals(2)
+
+
+def test_a_trial_the_api_server_refuses_is_a_failed_trial_counted_against_the_limit() -> None:
+    plane = Plane(search(maxFailedTrials=0))
+    plan = tuning.plan(plane.job, [], {}, now=NOW)
+    patch = tuning.reject(plan.status_patch, 0, "spec.precision: fp16 needs GPUs")
+    assert patch["trials"][0]["state"] == "Failed"
+    assert patch["trials"][0]["reason"] == "TrialRejected: spec.precision: fp16 needs GPUs"
+    assert (patch["trialsFailed"], patch["trialsRunning"]) == (1, 1)
+    # Written, it stays failed though no TrainingJob exists, and the limit ends the search with it.
+    plane.job["status"] = patch
+    plane.trials = {}
+    plane.step()
+    st = plane.job["status"]
+    assert st["phase"] == "Failed"
+    assert status.get_condition(st["conditions"], "Stalled")["reason"] == "MaxFailedTrialsReached"

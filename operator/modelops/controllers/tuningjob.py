@@ -637,6 +637,26 @@ def plan(
     )
 
 
+def reject(status_patch: Mapping[str, Any], number: int, reason: str) -> dict[str, Any]:
+    """The status patch with trial `number` recorded failed: the API server refused to create it.
+
+    The number stays used (it was asked of the study); the refusal counts against maxFailedTrials,
+    so a template the cluster refuses ends the search with its reason instead of a retry loop.
+    """
+    patch = dict(status_patch)
+    records = [dict(r) for r in patch.get("trials") or ()]
+    for record in records:
+        if record.get("number") == number:
+            record.update(state=T_FAILED, reason=f"TrialRejected: {reason}"[:1024])
+    counts = _counts(records)
+    patch.update(
+        trials=records,
+        trialsRunning=counts["running"],
+        trialsFailed=counts["failed"],
+    )
+    return patch
+
+
 def _progress_message(
     spec: TuningJobSpec, counts: Mapping[str, int], created: int, best: Sequence[Mapping[str, Any]]
 ) -> str:

@@ -14,6 +14,7 @@ One search is planned by one thread at a time.
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,8 @@ from modelops.controllers.metrics import OperatorMetrics
 # How often a running search looks at its trials when nothing told it to.
 SYNC_INTERVAL = 2.0
 TRIAL_FINISHED = ("Succeeded", "Failed")
+# A create the API server refuses for good (invalid, forbidden, e.g. a quota): the trial fails.
+REFUSED = (400, 403, 422)
 # A trial that finished this recently (seconds) triggers a plan of its search.
 RECENT = 30.0
 # How long after a search ended the timer still looks for finished trials to delete.
@@ -164,16 +167,23 @@ def sync(cluster: Cluster, metrics: OperatorMetrics, kind: str, namespace: str, 
         ]
         observed = observe(cluster, namespace, trials, spec.objective.metric)
         plan = tuning.plan(job, trials, observed, now=now)
+        patch = dict(plan.status_patch)
         for new in plan.create:
             manifest = builders.trial(job, spec, new.number, new.parameters, new.system_attrs)
-            cluster.create_at(_trials_path(namespace), manifest)
+            try:
+                cluster.create_at(_trials_path(namespace), manifest)
+            except kubernetes.client.ApiException as error:
+                if error.status not in REFUSED:
+                    raise
+                reason = _refusal(error)
+                patch = tuning.reject(patch, new.number, reason)
+                post(job, type="Warning", reason="TrialRejected", message=f"Trial {new.name}: {reason}")
         for trial, epoch in plan.prune.items():
             _stop(cluster, namespace, trial, builders.stop_patch(builders.ANNOTATION_PRUNED, str(epoch)))
         for trial, reason in plan.stop.items():
             _stop(cluster, namespace, trial, builders.stop_patch(builders.ANNOTATION_STOPPED, reason))
         for trial in plan.delete:
             cluster.delete(_trials_path(namespace, trial))
-        patch = dict(plan.status_patch)
         if plan.register is not None:
             mv_name = _register(cluster, job, spec, plan.register)
             patch["modelVersion"] = mv_name
@@ -188,6 +198,15 @@ def sync(cluster: Cluster, metrics: OperatorMetrics, kind: str, namespace: str, 
         for event in plan.events:
             post(job, type=event.type, reason=event.reason, message=event.message)
         metrics.reconciled(kind, plan.conclusion.state.value.lower())
+
+
+def _refusal(error: kubernetes.client.ApiException) -> str:
+    """The API server's message of a refused create (a CEL rule, a quota), without the request body."""
+    try:
+        body = json.loads(error.body or "{}")
+    except ValueError:
+        body = {}
+    return str(body.get("message") or error.reason or f"HTTP {error.status}")
 
 
 def _stop(cluster: Cluster, namespace: str, trial: str, patch: Mapping[str, Any]) -> None:
