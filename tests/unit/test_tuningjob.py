@@ -297,6 +297,8 @@ def test_keep_best_deletes_the_others_only_once_their_result_is_in_the_status() 
     assert sorted(second.delete) == ["s-trial-0", "s-trial-2"]
     assert list(plane.trials) == ["s-trial-1"]
     assert [r["state"] for r in plane.job["status"]["trials"]] == ["Complete"] * 3
+    assert [r.get("deleted") for r in plane.job["status"]["trials"]] == [True, None, True]
+    assert plane.step().delete == []  # deleted once
 
 
 def test_a_path_naming_no_field_stalls_the_search_naming_the_parameter() -> None:

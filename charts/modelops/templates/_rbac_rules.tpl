@@ -72,7 +72,7 @@ call in the operator needs a new rule here too.
   resources: ["volumesnapshots"]
   verbs: ["list", "create", "delete"]
 - apiGroups: ["modelops.dev"]
-  resources: ["tuningjobs"]
+  resources: ["tuningjobs", "trainingjobs"]
   verbs: ["get"]
 - apiGroups: ["modelops.dev"]
   resources: ["trainingjobs"]

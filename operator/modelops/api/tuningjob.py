@@ -365,6 +365,9 @@ class TrialRecord(ApiModel):
     reason: str | None = Field(default=None, description="Why a trial failed or was pruned.")
     start_time: Timestamp | None = Field(default=None, description="When the trial was created.")
     completion_time: Timestamp | None = Field(default=None, description="When it finished.")
+    deleted: bool | None = Field(
+        default=None, description="True once spec.cleanupPolicy deleted the trial's TrainingJob."
+    )
     system_attrs: dict[str, Any] | None = Field(
         default=None,
         description="Bookkeeping of the pruner (rungs reached), kept so an operator restart resumes it.",

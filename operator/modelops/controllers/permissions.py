@@ -144,11 +144,12 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
     },
     # The TuningJob controller (controllers/tuningjob_handlers.py): the search is read fresh by name
     # before each plan (two triggers, the timer and a trial finishing, must not plan from a stale
-    # copy); its trials are TrainingJobs it creates, suspends (a patch, granted above) and deletes by
+    # copy); its unfinished trials are read by name (a list of every trial would grow with the
+    # search); trials are TrainingJobs it creates, suspends (a patch, granted above) and deletes by
     # the cleanup policy. The best trial's ModelVersion is created with the rule above.
     {
         "apiGroups": [GROUP],
-        "resources": ["tuningjobs"],
+        "resources": ["tuningjobs", "trainingjobs"],
         "verbs": ["get"],
     },
     {

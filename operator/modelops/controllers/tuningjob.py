@@ -625,6 +625,10 @@ def plan(
         register = Registration(
             str(top["name"]), int(top["number"]), dict(top.get("parameters") or {}), float(top["value"])
         )
+    delete = cleanup(spec, current.get("trials") or [])
+    if delete:
+        gone = set(delete)
+        desired["trials"] = [{**r, "deleted": True} if r["name"] in gone else r for r in desired["trials"]]
     return Plan(
         conclusion,
         status.status_changes(current, desired),
@@ -632,7 +636,7 @@ def plan(
         create=create,
         prune=prune,
         stop=stop,
-        delete=cleanup(spec, current.get("trials") or [], existing, phase=phase),
+        delete=delete,
         register=register,
     )
 
@@ -723,9 +727,7 @@ def _ask(
     return out
 
 
-def cleanup(
-    spec: TuningJobSpec, recorded: Sequence[Mapping[str, Any]], existing: set[str], *, phase: str
-) -> list[str]:
+def cleanup(spec: TuningJobSpec, recorded: Sequence[Mapping[str, Any]]) -> list[str]:
     """Finished trials to delete by spec.cleanupPolicy, judged from the status already written.
 
     Only a result already in the status is deleted, so a restart between the delete and the status
@@ -742,7 +744,7 @@ def cleanup(
     return [
         str(r["name"])
         for r in recorded
-        if r.get("state") in FINISHED and r.get("name") in existing and r.get("name") not in keep
+        if r.get("state") in FINISHED and not r.get("deleted") and r.get("name") not in keep
     ]
 
 

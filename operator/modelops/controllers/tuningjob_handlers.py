@@ -73,6 +73,34 @@ def has_work(body: Mapping[str, Any]) -> bool:
     return ended is None or (datetime.datetime.now(datetime.UTC) - ended).total_seconds() < CLEANUP_WINDOW
 
 
+def _owned(job: Mapping[str, Any], trial: Mapping[str, Any] | None) -> bool:
+    uid = job["metadata"]["uid"]
+    return trial is not None and any(
+        o.get("uid") == uid for o in (trial.get("metadata") or {}).get("ownerReferences") or ()
+    )
+
+
+def fetch_trials(cluster: Cluster, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The trials whose state can still change: the running ones, and any created after the last one
+    the status records (the operator stopped before recording it). A GET each, so a plan costs the
+    same API calls after 500 trials as after 5; finished results are the status's own."""
+    namespace, name = str(job["metadata"]["namespace"]), str(job["metadata"]["name"])
+    records = (job.get("status") or {}).get("trials") or []
+    out = []
+    for record in records:
+        if record.get("state") == tuning.T_RUNNING:
+            trial = cluster.get(_trials_path(namespace, str(record.get("name"))))
+            if _owned(job, trial):
+                out.append(trial)
+    number = len(records)
+    while True:
+        trial = cluster.get(_trials_path(namespace, builders.trial_name(name, number)))
+        if trial is None or not _owned(job, trial):
+            return [t for t in out if t is not None]
+        out.append(trial)
+        number += 1
+
+
 def observe(
     cluster: Cluster, namespace: str, trials: list[dict[str, Any]], metric: str
 ) -> dict[str, tuple[int, float]]:
@@ -159,12 +187,7 @@ def sync(cluster: Cluster, metrics: OperatorMetrics, kind: str, namespace: str, 
             metrics.reconciled(kind, outcome.result)
             return
         spec = TuningJobSpec.model_validate(job.get("spec") or {})
-        trials = cluster.list_items(_trials_path(namespace), label_selector=builders.selector(name))
-        trials = [
-            t
-            for t in trials
-            if any(o.get("uid") == job["metadata"]["uid"] for o in t["metadata"].get("ownerReferences") or ())
-        ]
+        trials = fetch_trials(cluster, job)
         observed = observe(cluster, namespace, trials, spec.objective.metric)
         plan = tuning.plan(job, trials, observed, now=now)
         patch = dict(plan.status_patch)
