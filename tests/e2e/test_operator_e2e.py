@@ -92,6 +92,14 @@ def test_operator_acknowledges_objects_and_stalls_what_it_cannot_read(
     assert operator.process.poll() is None, operator.log.read_text()[-4000:]
     assert operator.http("/healthz") == (200, "ok\n")
 
+    # The ModelVersion's claim exists (a missing one is Stalled/ClaimNotFound, tests/e2e/test_stalled_and_byo_e2e.py).
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "models"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(claim))
     for kind, obj in OBJECTS.items():
         plane.kubectl("apply", "-n", NS, "-f", "-", input=manifest(kind, obj))
     plane.kubectl(

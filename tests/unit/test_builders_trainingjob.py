@@ -58,6 +58,30 @@ SPECS = {
         }
     ),
     "file-dataset": spec(dataset={"file": {"claimName": "data", "path": "train.csv"}}),
+    "bring-your-own": TrainingJobSpec.model_validate(
+        {
+            "image": "ghcr.io/modelops/worker:0.1.0",
+            "command": ["python", "/code/train.py"],
+            "env": [
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            ],
+            "volumes": [
+                {"name": "code", "configMap": {"name": "train-script", "defaultMode": 0o444}},
+                {"name": "creds", "secret": {"secretName": "s3", "defaultMode": 0o400}},
+                {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+            ],
+            "volumeMounts": [
+                {"name": "code", "mountPath": "/code", "readOnly": True},
+                {"name": "creds", "mountPath": "/etc/s3", "readOnly": True},
+                {"name": "scratch", "mountPath": "/scratch"},
+            ],
+            "imagePullSecrets": [{"name": "registry"}],
+            "serviceAccountName": "trainer",
+            "queueName": "team-a",
+            "distributed": {"nodes": 2},
+        }
+    ),
 }
 
 
@@ -155,3 +179,65 @@ def test_checkpoint_claim_is_owned_only_when_not_retained() -> None:
     assert dropped is not None and dropped["metadata"]["ownerReferences"][0]["uid"] == "u"
     assert dropped["spec"]["storageClassName"] == "fast"
     assert dropped["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+
+def test_bring_your_own_fields_reach_every_pod_as_kubernetes_spells_them() -> None:
+    for pod in b.pods("byo", "ns", "uid-1", SPECS["bring-your-own"]):
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HF_TOKEN"] == {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}},
+        }
+        assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["code"] == {
+            "name": "code",
+            "configMap": {"name": "train-script", "defaultMode": 0o444},
+        }
+        assert volumes["creds"]["secret"] == {"secretName": "s3", "defaultMode": 0o400}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["code"] == {"name": "code", "mountPath": "/code", "readOnly": True}
+        assert {"dshm", "code", "creds", "scratch"} <= set(mounts), "ours and the user's, side by side"
+        assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+        assert pod["spec"]["serviceAccountName"] == "trainer"
+        assert pod["spec"]["automountServiceAccountToken"] is True, "a named account is asked for"
+
+
+def test_the_default_service_account_gets_no_token_unless_asked() -> None:
+    [pod] = b.pods("job", "ns", "u", spec())
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod["spec"]
+    [asked] = b.pods("job", "ns", "u", spec(automountServiceAccountToken=True))
+    assert asked["spec"]["automountServiceAccountToken"] is True
+    [refused] = b.pods("job", "ns", "u", spec(serviceAccountName="sa", automountServiceAccountToken=False))
+    assert refused["spec"]["automountServiceAccountToken"] is False
+
+
+# Kueue's documented names ("Run Plain Pods", https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/),
+# written out here rather than imported, so a typo in the builder cannot pass its own test.
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP = "kueue.x-k8s.io/pod-group-name"
+KUEUE_COUNT = "kueue.x-k8s.io/pod-group-total-count"
+KUEUE_RETRIABLE = "kueue.x-k8s.io/retriable-in-group"
+
+
+def test_a_queued_job_is_one_kueue_pod_group_on_every_pod() -> None:
+    pods = b.pods("byo", "ns", "uid-1", SPECS["bring-your-own"])
+    assert len(pods) == 2
+    for pod in pods:
+        meta = pod["metadata"]
+        assert meta["labels"][KUEUE_QUEUE] == "team-a"
+        assert meta["labels"][KUEUE_GROUP] == "byo", "one group name for all ranks, consistently"
+        assert meta["annotations"][KUEUE_COUNT] == "2", "the group is complete with every rank"
+        assert KUEUE_RETRIABLE not in meta["annotations"], "restarts are still allowed: Kueue waits for them"
+    # The last attempt the backoff limit allows: no replacement will come, Kueue may finish the Workload.
+    last = b.pods("byo", "ns", "uid-1", SPECS["bring-your-own"], attempt=3)
+    assert all(p["metadata"]["annotations"][KUEUE_RETRIABLE] == "false" for p in last)
+
+
+def test_without_a_queue_no_kueue_label_is_set() -> None:
+    for pod in b.pods("job", "ns", "u", SPECS["distributed-gpu"]):
+        assert not [
+            k for k in {**pod["metadata"]["labels"], **pod["metadata"]["annotations"]} if "kueue" in k
+        ]

@@ -211,3 +211,106 @@ def test_a_pod_waiting_on_a_missing_secret_stalls_the_job_and_running_clears_it(
     recovered = settle(stalled, tj.plan(stalled, [running], None, now=T0))
     assert recovered["status"]["phase"] == "Running"
     assert condition(recovered, "Stalled").get("status") != "True"
+
+
+def test_pods_gated_by_kueue_say_the_job_is_queued_not_stuck() -> None:
+    obj = job({"phase": "Created", "conditions": [], "restarts": 0})
+    obj["spec"] = {**FILE_SPEC, "queueName": "team-a"}
+    gated = pending_pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}])
+    queued = settle(obj, tj.plan(obj, [gated], None, now=T0))
+    assert condition(queued, "Ready")["reason"] == "Queued"
+    assert "team-a" in condition(queued, "Ready")["message"]
+    assert condition(queued, "Stalled").get("status") != "True"
+
+
+# -- the API client raises the typed refusal itself, over real HTTP -----------------------------------
+
+
+def test_the_clusters_create_and_apply_raise_the_typed_refusal_with_the_servers_message(
+    tmp_path: Any,
+) -> None:
+    import http.server
+    import threading
+
+    from modelops.controllers.cluster import Cluster, resource_path
+
+    refusal = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+               "message": 'pods "p" is forbidden: violates PodSecurity "restricted:latest": hostPath volumes'}  # fmt: skip
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            code = 403 if "/pods" in self.path else 409
+            body = json.dumps(
+                refusal if code == 403 else {"kind": "Status", "reason": "AlreadyExists", "code": 409}
+            )
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_POST = do_PATCH = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    try:
+        cluster = Cluster(str(kubeconfig))
+        container = {"name": "c", "image": "i"}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [container]},
+        }
+        for attempt in (
+            lambda: cluster.create_at(resource_path("v1", "pods", "ns"), pod),
+            lambda: cluster.apply(resource_path("v1", "pods", "ns", "p"), pod),
+            lambda: cluster.create(pod),
+        ):
+            with pytest.raises(children.ChildRejected) as raised:
+                attempt()
+            assert (raised.value.kind, raised.value.name, raised.value.status) == ("Pod", "p", 403)
+            assert "violates PodSecurity" in raised.value.message
+            assert isinstance(raised.value, kubernetes.client.ApiException), "old handlers keep working"
+        # A conflict is not a refusal: it stays what it was (here: already exists, so None).
+        assert (
+            cluster.create_at(
+                resource_path("v1", "services", "ns"), {"kind": "Service", "metadata": {"name": "s"}}
+            )
+            is None
+        )
+    finally:
+        server.shutdown()
+
+
+def test_a_failing_pull_with_a_missing_pull_secret_is_secret_not_found() -> None:
+    event = {
+        "reason": "FailedToRetrieveImagePullSecret",
+        "type": "Warning",
+        "message": "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.",
+        "involvedObject": {"kind": "Pod", "name": "digits-0", "uid": "uid-digits-0"},
+    }
+    pulling = pending_pod(containerStatuses=waiting("ImagePullBackOff", 'Back-off pulling image "private/x"'))
+    problem = children.pod_problem(pulling, [event])
+    assert problem is not None and problem.reason == "SecretNotFound"
+    assert "regcred" in problem.message and "ImagePullBackOff" in problem.message
+    # A public image pulls fine despite the warning: no problem is claimed.
+    assert children.pod_problem(pending_pod(), [event]) is None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import kopf
+import kubernetes
 import prometheus_client
 import pydantic
 import pytest
@@ -185,3 +187,122 @@ def test_scrape_reads_the_workers_series_over_http_and_none_when_nobody_answers(
         thread.join()
     assert values == {"modelops_training_step": 40.0, "modelops_training_total_steps": 80.0}
     assert Cluster(None).scrape("127.0.0.1", port) is None
+
+
+# --- An API refusal of a child is a condition, not a retried traceback (fault injection) -------------
+
+
+class RefusingCluster:
+    """The API calls of a TrainingJob sync; pod creation is refused as a ResourceQuota refuses it."""
+
+    def __init__(self, missing: tuple[str, ...] = ()) -> None:
+        self.missing = missing
+        self.created: list[str] = []
+
+    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return []
+
+    def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [c for c in claims if c[0] in self.missing]
+
+    def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    def snapshot_exists(self, namespace: str, name: str) -> bool:
+        return name not in self.missing
+
+    def create(self, obj: dict[str, Any], *, patch_existing: bool = False) -> None:
+        if obj["kind"] == "Pod":
+            error = kubernetes.client.ApiException(status=403, reason="Forbidden")
+            error.body = json.dumps(
+                {"kind": "Status", "reason": "Forbidden", "message": f'pods "{obj["metadata"]["name"]}" is '
+                 "forbidden: exceeded quota: compute, requested: cpu=1, used: cpu=2, limited: cpu=2"}
+            )  # fmt: skip
+            raise error
+        self.created.append(obj["kind"])
+
+
+def tj_body() -> kopf.Body:
+    raw = {
+        "metadata": {"name": "digits", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": TJ_BODY["spec"],
+    }
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+def test_a_refused_pod_becomes_stalled_child_rejected_with_one_event_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from modelops.controllers import trainingjob_handlers
+    from modelops.controllers.entrypoint import kind_logics
+
+    logic = dict((lg.kind, lg) for _, lg in kind_logics())["TrainingJob"]
+    metrics, poster, patch = OperatorMetrics(), Poster(), kopf.Patch()
+    cluster = RefusingCluster()
+    trainingjob_handlers.sync(
+        cluster,  # type: ignore[arg-type]
+        logic,
+        metrics,
+        body=tj_body(),
+        patch=patch,
+        logger=logging.getLogger("t"),
+        retry=0,
+        post=poster,
+    )
+    stalled = status.get_condition(patch["status"]["conditions"], "Stalled")
+    assert stalled is not None and stalled["status"] == "True" and stalled["reason"] == "ChildRejected"
+    assert "exceeded quota: compute" in stalled["message"]
+    assert patch["status"]["phase"] == "Pending"
+    assert poster.events == [("Warning", "ChildRejected")]
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+    assert (
+        sample(metrics, "modelops_reconcile_errors_total", kind="TrainingJob", reason="ChildRejected") is None
+    )
+
+
+def test_a_missing_claim_creates_nothing() -> None:
+    from modelops.controllers import trainingjob_handlers
+    from modelops.controllers.entrypoint import kind_logics
+
+    logic = dict((lg.kind, lg) for _, lg in kind_logics())["TrainingJob"]
+    spec = {**TJ_BODY["spec"], "checkpoint": {"storage": {"existingClaim": "ckpts"}}}
+    raw = {"metadata": {"name": "digits", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    cluster, patch, poster = RefusingCluster(missing=("ckpts",)), kopf.Patch(), Poster()
+    trainingjob_handlers.sync(
+        cluster,  # type: ignore[arg-type]
+        logic,
+        OperatorMetrics(),
+        body=kopf.Body(raw),  # type: ignore[arg-type]
+        patch=patch,
+        logger=logging.getLogger("t"),
+        retry=0,
+        post=poster,
+    )
+    stalled = status.get_condition(patch["status"]["conditions"], "Stalled")
+    assert stalled is not None and stalled["reason"] == "ClaimNotFound"
+    assert "spec.checkpoint.storage.existingClaim" in stalled["message"]
+    assert cluster.created == [], "no Service, no claim, no pod while a claim is missing"
+
+
+def test_a_missing_restore_snapshot_creates_nothing_and_says_which() -> None:
+    from modelops.controllers import trainingjob_handlers
+    from modelops.controllers.entrypoint import kind_logics
+
+    logic = dict((lg.kind, lg) for _, lg in kind_logics())["TrainingJob"]
+    spec = {**TJ_BODY["spec"], "checkpoint": {"restoreFrom": {"volumeSnapshot": {"name": "nightly"}}}}
+    raw = {"metadata": {"name": "digits", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    cluster, patch = RefusingCluster(missing=("nightly",)), kopf.Patch()
+    trainingjob_handlers.sync(
+        cluster,  # type: ignore[arg-type]
+        logic,
+        OperatorMetrics(),
+        body=kopf.Body(raw),  # type: ignore[arg-type]
+        patch=patch,
+        logger=logging.getLogger("t"),
+        retry=0,
+        post=Poster(),
+    )
+    stalled = status.get_condition(patch["status"]["conditions"], "Stalled")
+    assert stalled is not None and stalled["reason"] == "SnapshotNotFound"
+    assert '"nightly"' in stalled["message"] and "restoreFrom.volumeSnapshot.name" in stalled["message"]
+    assert cluster.created == []

@@ -615,3 +615,57 @@ def test_a_new_verification_never_deletes_serving_pods_or_pods_it_does_not_own()
     assert created["metadata"]["name"] == builders.pod_name("digits-1", "again")
     assert desired["verification"]["request"] == "again"
     assert conclusion.reason == "Reverifying" and conclusion.state is status.State.READY
+
+
+def test_a_custom_images_lineage_records_only_the_hyperparameters_its_run_reported() -> None:
+    answer = {
+        "status": "Succeeded",
+        "reason": "Succeeded",
+        "artifact": {
+            "path": "/x/output/model.pt",
+            "sha256": "ab" * 32,
+            "sizeBytes": 1,
+            "format": "torchscript",
+        },
+    }
+    verdict = mv.pod_verdict(finished_pod("Succeeded", json.dumps(answer)))
+    assert verdict is not None
+    obj = version("byo-1")
+    obj["spec"]["source"] = {"trainingJob": {"name": "digits"}}
+    loc = builders.Location("digits-checkpoints", "output/model.pt")
+    # The API server defaulted spec.hyperparameters, but the custom image never read them.
+    custom = job("Succeeded", image="registry.example/train:1")
+    custom["status"]["metrics"]["bleu"] = 0.31
+    out = mv.verified_status(verdict, loc, spec_of(obj), custom, image="worker:1", now=NOW)
+    assert "hyperparameters" not in out["lineage"]
+    assert out["metrics"]["bleu"] == 0.31, "a custom metric of the job reaches the version"
+    custom["status"]["hyperparameters"] = {"lr": 0.01, "optimizer": "lion"}
+    out = mv.verified_status(verdict, loc, spec_of(obj), custom, image="worker:1", now=NOW)
+    assert out["lineage"]["hyperparameters"] == {"lr": 0.01, "optimizer": "lion"}
+
+
+def test_a_missing_artifact_claim_stalls_before_any_verification_pod_exists() -> None:
+    import kopf
+
+    from modelops.controllers import modelversion_handlers as handlers
+
+    class NoClaims(PodStore):
+        def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+            return list(claims)
+
+    obj = version("shelved")
+    store = NoClaims([])
+    desired: dict[str, Any] = {}
+    conclusion = handlers._verify(
+        store,  # type: ignore[arg-type]
+        kopf.Body(obj),  # type: ignore[arg-type]
+        spec_of(obj),
+        desired,
+        [],
+        [],
+        NOW,
+        None,  # type: ignore[arg-type]
+    )
+    assert conclusion.state is status.State.STALLED and conclusion.reason == "ClaimNotFound"
+    assert "spec.source.uri" in conclusion.message
+    assert store.created == [] and desired == {}, "no pod to hang in ContainerCreating"

@@ -37,6 +37,11 @@ class TrainingMetrics:
         self.checkpoint_step = Gauge(
             "modelops_training_checkpoint_step", "Step of the newest verified checkpoint.", registry=r
         )
+        self.checkpoint_time = Gauge(
+            "modelops_training_checkpoint_timestamp_seconds",
+            "Unix time when the newest verified checkpoint was written (or loaded on resume).",
+            registry=r,
+        )
         self.val_accuracy = Gauge(
             "modelops_training_val_accuracy", "Validation accuracy after the latest epoch.", registry=r
         )

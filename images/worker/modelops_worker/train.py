@@ -362,6 +362,7 @@ class Trainer:
 
         def written(saved: Saved) -> None:
             m.checkpoint_step.set(saved.step)
+            m.checkpoint_time.set(time.time())
             log.info("checkpoint step %d written to %s", saved.step, saved.path.name)
 
         last_ckpt_step = prog.step
@@ -577,6 +578,7 @@ class Trainer:
                 p = state["progress"]
                 self.saved_at = (int(p["step"]), int(p["epoch"]), int(p["batchesInEpoch"]))
                 self.metrics.checkpoint_step.set(saved.step)
+                self.metrics.checkpoint_time.set(saved.path.stat().st_mtime)
                 loaded = [state]
         if distributed:
             dist.broadcast_object_list(loaded, src=0)

@@ -75,6 +75,13 @@ TRAININGJOB = KindInfo(
         _col("Accuracy", ".status.metrics.accuracy", "number", description="Validation accuracy"),
         _col("Loss", ".status.progress.loss", "number", description="Latest training loss"),
         _col("Restarts", ".status.restarts", "integer"),
+        _col(
+            "Checkpoint",
+            ".status.checkpoint.step",
+            "integer",
+            priority=1,
+            description="Latest checkpoint step",
+        ),
         _col("ETA", ".status.progress.etaSeconds", "integer", priority=1, description="Seconds to go"),
         _col("Model", ".status.modelVersion", priority=1, description="ModelVersion created"),
         _AGE,

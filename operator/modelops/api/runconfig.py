@@ -19,6 +19,10 @@ Environment of a training container (`modelops-worker train`):
 - `PET_NNODES`, `PET_NODE_RANK`, `PET_NPROC_PER_NODE`, `PET_MASTER_ADDR`, `PET_MASTER_PORT`: read by
   torchrun as its flags when the run is distributed (`nodes > 1` or more than one process per node).
 
+The result (`TrainResult`, the termination message) is read leniently, because a custom image writes it
+by hand: unknown keys are ignored, extra metrics are kept when well named and numeric (bounded), and
+`hyperparameters` reports what the run used (docs/trainingjob.md, "Bring your own training code").
+
 Exit codes: `EXIT_SUCCEEDED` (0); `EXIT_BAD_CONFIG` (64) and `EXIT_BAD_DATA` (65) are permanent and must
 not be retried; anything else (crash, OOM kill 137, SIGTERM 143) is retryable and the next attempt
 resumes from the newest checkpoint that verifies.
@@ -26,9 +30,11 @@ resumes from the newest checkpoint that verifies.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import re
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from modelops.api.common import ApiModel, DnsLabel
 from modelops.api.trainingjob import (
@@ -155,8 +161,27 @@ class TrainRunConfig(ApiModel):
         )
 
 
+# Metrics beyond the known ones (a custom image's own: bleu, perplexity, map50 ...): names as
+# Prometheus would accept them, finite numbers, at most this many; anything else is left out (and
+# named in `ResultMetrics.ignored`), never the reason a whole result is dropped.
+MAX_EXTRA_METRICS = 32
+METRIC_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$"
+MAX_HYPERPARAMETERS = 64
+MAX_HYPERPARAMETER_TEXT = 256
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class ResultMetrics(ApiModel):
-    """Final validation metrics (macro-averaged; auc for binary tasks only)."""
+    """Final validation metrics (macro-averaged; auc for binary tasks only), plus a custom run's own.
+
+    Extra keys are kept when their name matches `METRIC_NAME_PATTERN` and their value is a finite
+    number, up to `MAX_EXTRA_METRICS` (in the order written); the others are listed in `ignored`.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     loss: float | None = None
     accuracy: float | None = None
@@ -164,6 +189,43 @@ class ResultMetrics(ApiModel):
     recall: float | None = None
     f1: float | None = None
     auc: float | None = None
+    _ignored: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_valid_extras(cls, data: Any, handler: Any) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        known = {name for name in cls.model_fields} | {f.alias for f in cls.model_fields.values() if f.alias}
+        kept: dict[str, Any] = {}
+        ignored: list[str] = []
+        extras = 0
+        for key, value in data.items():
+            if key in known:
+                kept[key] = value
+            elif (
+                isinstance(key, str)
+                and re.match(METRIC_NAME_PATTERN, key)
+                and _finite_number(value)
+                and extras < MAX_EXTRA_METRICS
+            ):
+                kept[key] = float(value)
+                extras += 1
+            else:
+                ignored.append(str(key)[:64])
+        model = handler(kept)
+        model._ignored = ignored[:MAX_EXTRA_METRICS]
+        return model
+
+    @property
+    def ignored(self) -> list[str]:
+        """Names of extra metrics left out (bad name, not a finite number, or beyond the limit)."""
+        return list(self._ignored)
+
+    @property
+    def extra(self) -> dict[str, float]:
+        """The custom metrics that were kept."""
+        return {k: float(v) for k, v in (self.model_extra or {}).items()}
 
 
 class ResultArtifact(ApiModel):
@@ -185,12 +247,21 @@ class ResultCheckpoint(ApiModel):
     sha256: str = Field(description="sha256 of the checkpoint's manifest.json.")
 
 
+def _hyperparameter(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_HYPERPARAMETER_TEXT
+    return isinstance(value, bool) or _finite_number(value)
+
+
 class TrainResult(ApiModel):
     """The termination message of a training container (compact JSON below 4096 bytes).
 
     Local rank 0 of every pod writes one; only global rank 0's carries `artifact`. A failed run has
-    `status: Failed`, a CamelCase `reason` and a `message` saying what to fix.
+    `status: Failed`, a CamelCase `reason` and a `message` saying what to fix. Unknown keys are
+    ignored (a custom image may write more than this contract knows), never a reason to drop the result.
     """
+
+    model_config = ConfigDict(extra="ignore")
 
     status: Literal["Succeeded", "Failed"]
     reason: str
@@ -209,3 +280,20 @@ class TrainResult(ApiModel):
     samples_per_rank: list[int] | None = Field(
         default=None, description="Training samples each rank processed in this attempt (up to 64 ranks)."
     )
+    hyperparameters: dict[str, Any] | None = Field(
+        default=None,
+        description="The hyperparameters the run used (numbers, booleans, short strings; up to 64), "
+        "recorded in the ModelVersion's lineage. A custom image reports its own here.",
+    )
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _keep_valid_hyperparameters(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return None
+        kept = {
+            str(k): v
+            for k, v in value.items()
+            if isinstance(k, str) and re.match(METRIC_NAME_PATTERN, k) and _hyperparameter(v)
+        }
+        return dict(list(kept.items())[:MAX_HYPERPARAMETERS]) or None

@@ -284,11 +284,163 @@ class Output(ApiModel):
     )
 
 
+# Kubernetes' own name rules: a Secret or ConfigMap name is a DNS subdomain, a key a config key.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Volumes and mount paths of the operator's own wiring; a user's volume may not take them over.
+RESERVED_VOLUMES = ("dshm", "checkpoints", "data", "restore-source")
+RESERVED_MOUNT_PATHS = ("/dev/shm", "/var/run/modelops/checkpoints", "/data")
+MAX_USER_VOLUMES = 16
+
+
+class KeySelector(ApiModel):
+    """A key of a Secret or ConfigMap in the job's namespace (core/v1 SecretKeySelector)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the object."
+    )
+    key: str = Field(min_length=1, max_length=253, pattern=CONFIG_KEY_PATTERN, description="The key to read.")
+    optional: bool | None = Field(default=None, description="Start even when the object or key is missing.")
+
+
+class ObjectFieldSelector(ApiModel):
+    """A field of the pod (core/v1 ObjectFieldSelector), e.g. metadata.name or status.podIP."""
+
+    field_path: str = Field(min_length=1, max_length=256, description="Path of the field, e.g. status.podIP.")
+    api_version: str | None = Field(default=None, description="Schema version of fieldPath (default v1).")
+
+
+class ResourceFieldSelector(ApiModel):
+    """A resource limit or request of the container (core/v1 ResourceFieldSelector)."""
+
+    resource: str = Field(min_length=1, max_length=64, description="e.g. limits.memory or requests.cpu.")
+    container_name: str | None = Field(default=None, description="Defaults to the training container.")
+    divisor: Quantity | None = Field(default=None, description="Output unit, e.g. 1Mi (default 1).")
+
+
+class EnvVarSource(ApiModel):
+    """Where a variable's value comes from (core/v1 EnvVarSource); exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + "
+                "(has(self.fieldRef) ? 1 : 0) + (has(self.resourceFieldRef) ? 1 : 0) == 1",
+                "spec.env[].valueFrom: set exactly one of secretKeyRef, configMapKeyRef, fieldRef, "
+                "resourceFieldRef",
+            )
+        )
+    )
+
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
+    field_ref: ObjectFieldSelector | None = Field(default=None, description="A field of the pod.")
+    resource_field_ref: ResourceFieldSelector | None = Field(
+        default=None, description="A resource of the container."
+    )
+
+
 class EnvVar(ApiModel):
-    """An environment variable for a custom training image."""
+    """An environment variable of the training container: a value, or a value from somewhere else."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.value) || !has(self.valueFrom)",
+                "spec.env[]: set value or valueFrom, not both",
+            )
+        )
+    )
 
     name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
-    value: str = Field(default="", description="Variable value.")
+    value: str | None = Field(default=None, description="Variable value.")
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Read the value from a Secret or ConfigMap key, or a field of the pod (as in a Pod).",
+    )
+
+    def to_pod(self) -> dict[str, Any]:
+        """The core/v1 EnvVar of the pod."""
+        if self.value_from is not None:
+            return {"name": self.name, "valueFrom": self.value_from.to_wire()}
+        return {"name": self.name, "value": self.value or ""}
+
+
+class LocalObjectReference(ApiModel):
+    """An object in the job's namespace, by name (core/v1 LocalObjectReference)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Its name.")
+
+
+_VOLUME_SOURCES = (
+    "configMap",
+    "secret",
+    "persistentVolumeClaim",
+    "emptyDir",
+    "projected",
+    "csi",
+    "ephemeral",
+)
+
+
+class Volume(ApiModel):
+    """A volume of the training pods (core/v1 Volume; the sources the restricted Pod Security level allows).
+
+    Each source is passed to the pod unchanged, so its fields are Kubernetes' own; the API server
+    checks them when the pod is created (a refusal shows as ChildRejected with its message).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                " + ".join(f"(has(self.{s}) ? 1 : 0)" for s in _VOLUME_SOURCES) + " == 1",
+                "spec.volumes[]: set exactly one source: " + ", ".join(_VOLUME_SOURCES),
+            )
+        )
+    )
+
+    name: DnsLabel = Field(description="Name of the volume, referenced by spec.volumeMounts[].name.")
+    config_map: dict[str, Any] | None = Field(
+        default=None, description="A ConfigMap's keys as files (core/v1 ConfigMapVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    secret: dict[str, Any] | None = Field(
+        default=None, description="A Secret's keys as files (core/v1 SecretVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    persistent_volume_claim: dict[str, Any] | None = Field(
+        default=None, description="A claim (core/v1 PersistentVolumeClaimVolumeSource: claimName, readOnly).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    empty_dir: dict[str, Any] | None = Field(
+        default=None, description="Scratch space (core/v1 EmptyDirVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    projected: dict[str, Any] | None = Field(
+        default=None, description="Several sources in one directory (core/v1 ProjectedVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    csi: dict[str, Any] | None = Field(
+        default=None, description="A CSI driver's volume (core/v1 CSIVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+    ephemeral: dict[str, Any] | None = Field(
+        default=None, description="A claim that lives with the pod (core/v1 EphemeralVolumeSource).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )  # fmt: skip
+
+
+class VolumeMount(ApiModel):
+    """Where a volume of spec.volumes appears in the training container (core/v1 VolumeMount)."""
+
+    name: DnsLabel = Field(description="A volume of spec.volumes.")
+    mount_path: str = Field(
+        min_length=2, max_length=1024, pattern=r"^/.*[^/]$", description="Absolute path in the container."
+    )
+    read_only: bool | None = Field(default=None, description="Mount read-only.")
+    sub_path: str | None = Field(
+        default=None, max_length=1024, pattern=r"^[^/]", description="A path inside the volume (relative)."
+    )
 
 
 class TrainingJobSpec(ApiModel):
@@ -304,6 +456,27 @@ class TrainingJobSpec(ApiModel):
             (
                 "has(self.image) || (!has(self.command) && !has(self.args))",
                 "spec.command and spec.args apply only to a custom spec.image",
+            ),
+            (
+                "!has(self.volumes) || self.volumes.all(v, !(v.name in "
+                + str(list(RESERVED_VOLUMES)).replace("'", '"')
+                + "))",
+                "spec.volumes[].name: "
+                + ", ".join(RESERVED_VOLUMES)
+                + " are the operator's own volumes; choose another name",
+            ),
+            (
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                "self.volumes.exists(v, v.name == m.name))",
+                "spec.volumeMounts[].name must name a volume of spec.volumes",
+            ),
+            (
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, !(m.mountPath in "
+                + str(list(RESERVED_MOUNT_PATHS)).replace("'", '"')
+                + "))",
+                "spec.volumeMounts[].mountPath: "
+                + ", ".join(RESERVED_MOUNT_PATHS)
+                + " are the operator's own mounts; choose another path",
             ),
             (
                 "self.precision != 'fp16' || (has(self.resources) && self.resources.gpus > 0)",
@@ -349,7 +522,47 @@ class TrainingJobSpec(ApiModel):
         description="Arguments of the custom image.",
         json_schema_extra=immutable("spec.args", "create a new TrainingJob to run other code"),
     )
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra environment variables (value, or valueFrom a Secret/ConfigMap key or pod field).",
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list,
+        max_length=MAX_USER_VOLUMES,
+        description="Extra volumes of the pods (code from a ConfigMap, credentials from a Secret, a data "
+        "claim...). The names " + ", ".join(RESERVED_VOLUMES) + " are the operator's.",
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=MAX_USER_VOLUMES,
+        description="Where the extra volumes appear in the training container.",
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Secrets (type kubernetes.io/dockerconfigjson) to pull a private spec.image with.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="ServiceAccount of the pods (e.g. for workload identity to object storage). Unset: the "
+        "namespace's default, with no API token mounted.",
+    )
+    automount_service_account_token: bool | None = Field(
+        default=None,
+        description="Mount the ServiceAccount's API token into the pods. Default: true when "
+        "serviceAccountName is set, false otherwise (training code rarely needs the Kubernetes API).",
+    )
+    queue_name: DnsLabel | None = Field(
+        default=None,
+        description="Kueue LocalQueue to submit the job to: every pod gets Kueue's queue-name and pod-group "
+        "labels, so Kueue admits all ranks together (a gang) or none. Needs Kueue's pod integration "
+        "(see docs/trainingjob.md).",
+        json_schema_extra=immutable("spec.queueName", "create a new TrainingJob to use another queue"),
+    )
     resources: Resources = Field(
         default_factory=Resources,
         description="Compute per node.",
@@ -400,7 +613,9 @@ class Progress(ApiModel):
 
 
 class Metrics(ApiModel):
-    """Final validation metrics."""
+    """Final validation metrics: the built-in ones below, and any a custom image reports (numbers)."""
+
+    model_config = ConfigDict(extra="allow")
 
     loss: float | None = Field(default=None, description="Validation loss.")
     accuracy: float | None = Field(default=None, description="Validation accuracy (0-1).")
@@ -449,7 +664,16 @@ class TrainingJobStatus(ApiModel):
     completion_time: Timestamp | None = Field(default=None, description="When the job finished.")
     restarts: int = Field(default=0, ge=0, description="Times all pods were recreated after a failure.")
     progress: Progress | None = Field(default=None, description="Live progress.")
-    metrics: Metrics | None = Field(default=None, description="Final validation metrics.")
+    metrics: Metrics | None = Field(
+        default=None,
+        description="Final validation metrics, including a custom image's own (e.g. bleu): numbers by name.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    hyperparameters: dict[str, Any] | None = Field(
+        default=None,
+        description="The hyperparameters the run reported it used (its result's hyperparameters).",
+        json_schema_extra=FREE_FORM_OBJECT,
+    )
     checkpoint: CheckpointStatus | None = Field(default=None, description="Latest valid checkpoint.")
     model_version: str | None = Field(default=None, description="Name of the ModelVersion created.")
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")

@@ -86,10 +86,37 @@ def labels(job: str) -> dict[str, str]:
     return {LABEL_JOB: job, **builders.MANAGED_BY}
 
 
+# Kueue's plain-Pod integration with pod groups, as documented in "Run Plain Pods"
+# (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/, kubernetes-sigs/kueue
+# site/content/en/docs/tasks/run/plain_pods.md): the LocalQueue in the label
+# `kueue.x-k8s.io/queue-name`, and on every member of a group, consistently, the label
+# `kueue.x-k8s.io/pod-group-name` and the annotation `kueue.x-k8s.io/pod-group-total-count`. Kueue's
+# webhook then gates the pods (scheduling gate `kueue.x-k8s.io/admission`) until the whole group fits
+# the ClusterQueue's quota: all ranks start together or none does. Kueue never re-creates pods; the
+# operator does (a restart re-creates the group under the same name, which Kueue takes as the
+# replacement pods of the admitted Workload). `kueue.x-k8s.io/retriable-in-group: "false"` on the pods
+# of the last attempt the backoff limit allows tells Kueue no replacement will come, so it finishes
+# the Workload (and frees the quota) once those pods have terminated.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_GROUP_COUNT_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
+KUEUE_RETRIABLE_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
+
+
 def is_suspended(spec: TrainingJobSpec) -> bool:
-    """Suspended by the spec. Kueue queues a job (label `kueue.x-k8s.io/queue-name`) by setting
-    `runPolicy.suspend` and admits it by clearing it, so honouring the field is the whole integration."""
+    """Suspended by the spec (`runPolicy.suspend`): the job has no pods until it is cleared."""
     return spec.run_policy.suspend
+
+
+def kueue_metadata(name: str, spec: TrainingJobSpec, attempt: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) that make the job's pods one Kueue pod group; empty without spec.queueName."""
+    if not spec.queue_name:
+        return {}, {}
+    labels_ = {KUEUE_QUEUE_LABEL: spec.queue_name, KUEUE_GROUP_LABEL: name}
+    annotations = {KUEUE_GROUP_COUNT_ANNOTATION: str(spec.distributed.nodes)}
+    if attempt >= spec.run_policy.backoff_limit:
+        annotations[KUEUE_RETRIABLE_ANNOTATION] = "false"
+    return labels_, annotations
 
 
 def headless_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
@@ -168,7 +195,7 @@ def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) 
     if nodes > 1:
         env.append({"name": "PET_MASTER_ADDR", "value": master_addr(name, namespace)})
     # The user's variables come last so they may override ours, as in a Kubernetes env list.
-    env += [{"name": e.name, "value": e.value} for e in spec.env]
+    env += [e.to_pod() for e in spec.env]
     return env
 
 
@@ -184,17 +211,10 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def pod(
-    name: str,
-    namespace: str,
-    uid: str,
-    spec: TrainingJobSpec,
-    rank: int,
-    *,
-    attempt: int = 0,
-    image: str | None = None,
+def _container(
+    name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int, image: str | None
 ) -> dict[str, Any]:
-    """The pod of one rank (one node)."""
+    """The training container: the worker (or the user's image), its wiring and restricted context."""
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or image or worker_image(),
@@ -221,7 +241,14 @@ def pod(
             container["args"] = list(spec.args)
     else:
         container["command"] = ["modelops-worker", "train"]
-    pod_init: list[dict[str, Any]] = []
+    return container
+
+
+def _storage(
+    name: str, spec: TrainingJobSpec, rank: int, container: dict[str, Any], image: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, init containers) of a rank; the mounts go into `container`."""
+    init: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
     ]
@@ -233,17 +260,20 @@ def pod(
         if restore is not None and restore.backup is not None:
             from modelops.builders import backup as backup_builders  # it imports this module
 
-            init = backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)
-            pod_init = [init]
+            init = [backup_builders.restore_init_container(restore.backup, CHECKPOINT_MOUNT, image=image)]
             volumes.append(backup_builders.restore_source_volume(restore.backup))
+    # The user's volumes and mounts (code from a ConfigMap, credentials from a Secret...), after ours.
+    volumes += [v.to_wire() for v in spec.volumes]
+    container["volumeMounts"] += [m.to_wire() for m in spec.volume_mounts]
     if spec.dataset is not None and spec.dataset.file is not None:
         container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
-        volumes.append(
-            {
-                "name": "data",
-                "persistentVolumeClaim": {"claimName": spec.dataset.file.claim_name, "readOnly": True},
-            }
-        )
+        claim = {"claimName": spec.dataset.file.claim_name, "readOnly": True}
+        volumes.append({"name": "data", "persistentVolumeClaim": claim})
+    return volumes, init
+
+
+def _placement(spec: TrainingJobSpec) -> dict[str, Any]:
+    """nodeSelector, tolerations, affinity and priority of the pods (GPU product and taint included)."""
     sched = spec.scheduling
     node_selector = dict(sched.node_selector)
     tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in sched.tolerations]
@@ -251,11 +281,41 @@ def pod(
         if spec.resources.gpu_type:
             node_selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_type
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    out: dict[str, Any] = {}
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    if tolerations:
+        out["tolerations"] = tolerations
+    if sched.affinity:
+        out["affinity"] = sched.affinity
+    if sched.priority_class_name:
+        out["priorityClassName"] = sched.priority_class_name
+    return out
+
+
+def pod(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    rank: int,
+    *,
+    attempt: int = 0,
+    image: str | None = None,
+) -> dict[str, Any]:
+    """The pod of one rank (one node)."""
+    container = _container(name, namespace, uid, spec, rank, image)
+    volumes, init = _storage(name, spec, rank, container, image)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "hostname": pod_name(name, rank),
         "subdomain": service_name(name),
-        "automountServiceAccountToken": False,
+        # No API token unless asked: training code rarely talks to Kubernetes.
+        "automountServiceAccountToken": (
+            spec.automount_service_account_token
+            if spec.automount_service_account_token is not None
+            else spec.service_account_name is not None
+        ),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
@@ -266,24 +326,22 @@ def pod(
         "containers": [container],
         "volumes": volumes,
     }
-    if rank == 0 and pod_init:
-        pod_spec["initContainers"] = pod_init
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    if sched.affinity:
-        pod_spec["affinity"] = sched.affinity
-    if sched.priority_class_name:
-        pod_spec["priorityClassName"] = sched.priority_class_name
+    if init:
+        pod_spec["initContainers"] = init
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [r.to_wire() for r in spec.image_pull_secrets]
+    pod_spec.update(_placement(spec))
+    queue_labels, queue_annotations = kueue_metadata(name, spec, attempt)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod_name(name, rank),
             "namespace": namespace,
-            "labels": {**labels(name), LABEL_RANK: str(rank), LABEL_COMPONENT: "trainer"},
-            "annotations": {ANNOTATION_ATTEMPT: str(attempt)},
+            "labels": {**labels(name), LABEL_RANK: str(rank), LABEL_COMPONENT: "trainer", **queue_labels},
+            "annotations": {ANNOTATION_ATTEMPT: str(attempt), **queue_annotations},
             "ownerReferences": [owner_reference(name, uid)],
         },
         "spec": pod_spec,

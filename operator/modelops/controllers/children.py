@@ -4,8 +4,9 @@ Three kinds of blockage, one mechanism for every kind of object:
 
 - **The API server refuses a child** (400 Bad Request, 403 Forbidden, 422 Invalid: a ResourceQuota,
   the namespace's Pod Security level, an admission webhook, a missing ServiceAccount, a field the
-  server validates and we do not). Create and apply calls run inside `creating(kind, name)`, which
-  turns such an `ApiException` into a typed `ChildRejected` carrying the server's own message; the
+  server validates and we do not). `Cluster.create`, `create_at` and `apply` raise such a refusal as a
+  typed `ChildRejected` (still an `ApiException`, with the same status) carrying the child's kind and
+  name and the server's own message; `creating(kind, name)` does the same around any other call. The
   kind's handler catches it and reports `rejected_conclusion(...)`: Stalled=True, reason
   `ChildRejected`. Nothing is retried in a loop with tracebacks: the kind's sync timer tries the
   create again on its next look, so when an admin raises the quota the object proceeds by itself.
@@ -14,8 +15,9 @@ Three kinds of blockage, one mechanism for every kind of object:
   ContainerCreating) -> `ClaimNotFound`.
 - **The kubelet cannot start a pod**: `pod_problem` reads what the kubelet reports on the pod
   (waiting reasons CreateContainerConfigError, CreateContainerError, ErrImagePull, ImagePullBackOff,
-  InvalidImageName) and in its events (FailedMount), with the kubelet's message. A missing Secret
-  (env `secretKeyRef`, a secret volume) shows as `SecretNotFound`, a missing claim as `ClaimNotFound`.
+  InvalidImageName) and in its events (FailedMount, FailedToRetrieveImagePullSecret), with the
+  kubelet's message. A missing Secret (env `secretKeyRef`, a secret volume, an `imagePullSecrets`
+  entry behind a failing pull) shows as `SecretNotFound`, a missing claim as `ClaimNotFound`.
   Secrets are never read by the operator (no RBAC on Secrets): the kubelet is the one who knows.
 
 Every blockage is `Stalled=True` (only a human can fix it) and clears itself on the next look once
@@ -39,6 +41,12 @@ from modelops import status
 REASON_CHILD_REJECTED = "ChildRejected"
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
 REASON_SECRET_NOT_FOUND = "SecretNotFound"
+REASON_SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+_MISSING_REASONS = {
+    "PersistentVolumeClaim": REASON_CLAIM_NOT_FOUND,
+    "Secret": REASON_SECRET_NOT_FOUND,
+    "VolumeSnapshot": REASON_SNAPSHOT_NOT_FOUND,
+}
 
 # HTTP statuses of a refusal a retry cannot fix (unlike 409 Conflict, 429 or a 5xx).
 REFUSALS = {400: "BadRequest", 403: "Forbidden", 422: "Invalid"}
@@ -54,16 +62,27 @@ KUBELET_WAITING = (
     "InvalidImageName",
     "ErrImageNeverPull",
 )
+# Warning events of the kubelet about a pod that say what a human must fix.
+KUBELET_EVENTS = ("FailedMount", "FailedToRetrieveImagePullSecret")
+_IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff")
 _SECRET_RE = re.compile(r'secrets? "([^"]+)" not found')
 _CLAIM_RE = re.compile(r'persistentvolumeclaims? "([^"]+)" not found')
 
 
-class ChildRejected(Exception):
-    """The API server refused to create or change a child; `message` is the server's own."""
+class ChildRejected(kubernetes.client.ApiException):
+    """The API server refused to create or change a child; `message` is the server's own.
+
+    An `ApiException` still (same `status`), so code that looks at API errors keeps working.
+    """
 
     def __init__(self, kind: str, name: str, code: int, reason: str, message: str) -> None:
-        super().__init__(f"{kind} {name}: {code} {reason}: {message}")
-        self.kind, self.name, self.code, self.reason, self.message = kind, name, code, reason, message
+        super().__init__(status=code, reason=reason)
+        self.kind, self.name, self.code, self.message = kind, name, code, message
+        self.reason = reason
+        self.body = json.dumps({"kind": "Status", "code": code, "reason": reason, "message": message})
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.code} {self.reason}: {self.message}"
 
 
 def server_message(error: kubernetes.client.ApiException) -> tuple[str, str]:
@@ -82,6 +101,8 @@ def server_message(error: kubernetes.client.ApiException) -> tuple[str, str]:
 
 def refusal(error: BaseException, kind: str, name: str) -> ChildRejected | None:
     """The typed refusal of an API error, or None when it is not one (conflict, server error ...)."""
+    if isinstance(error, ChildRejected):
+        return error
     if not isinstance(error, kubernetes.client.ApiException) or error.status not in REFUSALS:
         return None
     reason, message = server_message(error)
@@ -125,11 +146,11 @@ class Missing:
 
 
 def missing_conclusion(missing: Sequence[Missing], *, phase: str) -> status.Conclusion | None:
-    """Stalled/ClaimNotFound (or SecretNotFound) naming every missing object, or None when none is."""
+    """Stalled/ClaimNotFound (SecretNotFound, SnapshotNotFound: by the first) naming every missing object,
+    or None when none is."""
     if not missing:
         return None
-    first = missing[0]
-    reason = REASON_CLAIM_NOT_FOUND if first.kind == "PersistentVolumeClaim" else REASON_SECRET_NOT_FOUND
+    reason = _MISSING_REASONS.get(missing[0].kind, f"{missing[0].kind}NotFound")
     named = "; ".join(f'{m.kind} "{m.name}" ({m.field})' for m in missing)
     return status.stalled(
         reason,
@@ -185,31 +206,42 @@ def pod_problem(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
     name = str(meta.get("name"))
     if st.get("phase") not in (None, "Pending") or meta.get("deletionTimestamp"):
         return None
+    uid = meta.get("uid")
+    mine = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("name") == name
+        and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
+    ]
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in st.get(key) or ():
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = str(waiting.get("reason") or "")
             if reason in KUBELET_WAITING:
                 message = str(waiting.get("message") or reason)[:_MAX_MESSAGE]
+                pull_secret = _latest(mine, "FailedToRetrieveImagePullSecret")
+                if reason in _IMAGE_PULL and pull_secret is not None:
+                    # A private image whose imagePullSecrets do not exist: the pull fails for that.
+                    said = str(pull_secret.get("message") or "")[:_MAX_MESSAGE]
+                    return PodProblem(name, REASON_SECRET_NOT_FOUND, f"{reason}: {message}; {said}")
                 return PodProblem(name, _classify(reason, message), f"{reason}: {message}")
     for c in st.get("conditions") or ():
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             message = str(c.get("message") or "")
             if _CLAIM_RE.search(message):
                 return PodProblem(name, REASON_CLAIM_NOT_FOUND, f"Unschedulable: {message}"[:_MAX_MESSAGE])
-    uid = meta.get("uid")
-    mounts = [
-        e
-        for e in events
-        if e.get("reason") == "FailedMount"
-        and (e.get("involvedObject") or {}).get("name") == name
-        and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
-    ]
-    if mounts:
-        latest = max(mounts, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-        message = str(latest.get("message") or "")[:_MAX_MESSAGE]
+    mount = _latest(mine, "FailedMount")
+    if mount is not None:
+        message = str(mount.get("message") or "")[:_MAX_MESSAGE]
         return PodProblem(name, _classify("FailedMount", message), f"FailedMount: {message}")
     return None
+
+
+def _latest(events: Sequence[Mapping[str, Any]], reason: str) -> Mapping[str, Any] | None:
+    found = [e for e in events if e.get("reason") == reason]
+    return (
+        max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")) if found else None
+    )
 
 
 def first_problem(

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelops import GROUP, VERSION
 from modelops.api.runconfig import DEFAULT_METRICS_PORT
 from modelops.builders import trainingjob as tj_builders
-from modelops.controllers import login
+from modelops.controllers import children, login
 
 SCRAPE_TIMEOUT = 2.0
 FIELD_MANAGER = "modelops-operator"
@@ -30,6 +30,15 @@ FIELD_MANAGER = "modelops-operator"
 
 def _path(value: Any) -> str | None:
     return None if value is None else str(os.fsdecode(value))
+
+
+def _kind_of(body: Mapping[str, Any], path: str) -> str:
+    return str(body.get("kind") or path.rstrip("/").split("/")[-1])
+
+
+def _name_of(body: Mapping[str, Any], path: str = "") -> str:
+    name = (body.get("metadata") or {}).get("name")
+    return str(name) if name else path.rstrip("/").split("/")[-1]
 
 
 def resource_path(
@@ -145,23 +154,55 @@ class Cluster:
 
     def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Those of (claim, where) whose PersistentVolumeClaim does not exist in `namespace`."""
-        return [
-            (claim, where)
-            for claim, where in claims
-            if self.get(resource_path("v1", "persistentvolumeclaims", namespace, claim)) is None
-        ]
+        missing = []
+        for claim, where in claims:
+            try:
+                found = self.get(resource_path("v1", "persistentvolumeclaims", namespace, claim))
+            except kubernetes.client.ApiException as error:
+                if error.status != 403:
+                    raise
+                # An older RBAC without `get` on claims: the kubelet's FailedMount still tells.
+                continue
+            if found is None:
+                missing.append((claim, where))
+        return missing
+
+    def snapshot_exists(self, namespace: str, name: str) -> bool:
+        """Whether the VolumeSnapshot exists (False too when the snapshot CRDs are not installed)."""
+        try:
+            items = self.list_items(resource_path("snapshot.storage.k8s.io/v1", "volumesnapshots", namespace))
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status == 403:  # not allowed to look: the claim's own events will tell
+                return True
+            raise
+        return any((i.get("metadata") or {}).get("name") == name for i in items)
 
     def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
-        """The kubelet's FailedMount events about pods of a namespace (a missing claim or Secret)."""
-        return self.list_items(
-            resource_path("v1", "events", namespace),
-            field_selector="involvedObject.kind=Pod,reason=FailedMount",
-        )
+        """The kubelet's Warning events about pods of a namespace that `children.pod_problem` reads:
+        FailedMount (a missing claim or Secret) and FailedToRetrieveImagePullSecret."""
+        events: list[dict[str, Any]] = []
+        for reason in children.KUBELET_EVENTS:
+            try:
+                events += self.list_items(
+                    resource_path("v1", "events", namespace),
+                    field_selector=f"involvedObject.kind=Pod,reason={reason}",
+                )
+            except kubernetes.client.ApiException as error:
+                if error.status == 403:  # an older RBAC without `list` on events: pod status still tells
+                    return events
+                raise
+        return events
 
     def create_at(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Create in the collection at `path`; None when it already exists (409)."""
+        """Create in the collection at `path`; None when it already exists (409).
+
+        A refusal (400/403/422) raises `children.ChildRejected` with the server's message.
+        """
         try:
-            return dict(self.request("POST", path, dict(body)))
+            with children.creating(_kind_of(body, path), _name_of(body)):
+                return dict(self.request("POST", path, dict(body)))
         except kubernetes.client.ApiException as error:
             if error.status == 409:
                 return None
@@ -179,9 +220,12 @@ class Cluster:
     def apply(self, path: str, body: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
         """Server-side apply of `body` to the object at `path` as the operator's field manager."""
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        return dict(
-            self.request("PATCH", path, dict(body), query=query, content_type="application/apply-patch+yaml")
-        )
+        with children.creating(_kind_of(body, path), _name_of(body, path)):
+            return dict(
+                self.request(
+                    "PATCH", path, dict(body), query=query, content_type="application/apply-patch+yaml"
+                )
+            )
 
     def status_patch(self, path: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the /status subresource of the object at `path`."""
@@ -220,27 +264,8 @@ class Cluster:
         namespace, name, kind = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["kind"]
         body = dict(obj)
         try:
-            if kind == "Pod":
-                self._do(self._core().create_namespaced_pod, namespace, body, field_manager=FIELD_MANAGER)
-            elif kind == "Service":
-                self._do(self._core().create_namespaced_service, namespace, body, field_manager=FIELD_MANAGER)
-            elif kind == "PersistentVolumeClaim":
-                self._do(
-                    self._core().create_namespaced_persistent_volume_claim,
-                    namespace,
-                    body,
-                    field_manager=FIELD_MANAGER,
-                )
-            else:
-                self._do(
-                    self._custom().create_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "modelversions",
-                    body,
-                    field_manager=FIELD_MANAGER,
-                )
+            with children.creating(kind, name):
+                self._create_typed(kind, namespace, body)
         except kubernetes.client.ApiException as error:
             if error.status != 409:
                 raise
@@ -249,6 +274,29 @@ class Cluster:
                 self._do(
                     self._core().patch_namespaced_service, name, namespace, patch, field_manager=FIELD_MANAGER
                 )
+
+    def _create_typed(self, kind: str, namespace: str, body: dict[str, Any]) -> None:
+        if kind == "Pod":
+            self._do(self._core().create_namespaced_pod, namespace, body, field_manager=FIELD_MANAGER)
+        elif kind == "Service":
+            self._do(self._core().create_namespaced_service, namespace, body, field_manager=FIELD_MANAGER)
+        elif kind == "PersistentVolumeClaim":
+            self._do(
+                self._core().create_namespaced_persistent_volume_claim,
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+            )
+        else:
+            self._do(
+                self._custom().create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "modelversions",
+                body,
+                field_manager=FIELD_MANAGER,
+            )
 
     def delete_pod(self, namespace: str, name: str) -> None:
         try:

@@ -322,7 +322,12 @@ def verified_status(
         jspec = _spec(job)
         lineage["trainingJob"] = name_of(job)
         lineage["image"] = jspec.get("image") or image
-        if jspec.get("hyperparameters"):
+        # Only what the run used: a built-in recipe uses the spec's hyperparameters (defaults included);
+        # a custom image never sees them, so only those its result reported are recorded.
+        reported = _status(job).get("hyperparameters")
+        if reported:
+            lineage["hyperparameters"] = dict(reported)
+        elif jspec.get("hyperparameters") and not jspec.get("image"):
             lineage["hyperparameters"] = dict(jspec["hyperparameters"])
         created = _status(job).get("completionTime")
         if created:

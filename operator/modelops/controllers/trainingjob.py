@@ -20,7 +20,7 @@ from typing import Any
 import pydantic
 
 from modelops import status
-from modelops.api.runconfig import PERMANENT_EXIT_CODES, TrainResult
+from modelops.api.runconfig import MAX_EXTRA_METRICS, PERMANENT_EXIT_CODES, TrainResult
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as builders
 from modelops.controllers import children
@@ -85,6 +85,7 @@ class PodView:
     message: str | None
     unschedulable: str | None
     started: str | None
+    gated: bool = False
 
 
 def view(pod: Mapping[str, Any]) -> PodView:
@@ -113,7 +114,10 @@ def view(pod: Mapping[str, Any]) -> PodView:
         # Evicted or lost without a container result (reason Evicted, NodeLost...).
         reason, message = st.get("reason") or "PodFailed", st.get("message") or ""
     unschedulable = None
+    gated = False
     for c in st.get("conditions") or ():
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            gated = True
         if (
             c.get("type") == "PodScheduled"
             and c.get("status") == "False"
@@ -131,6 +135,8 @@ def view(pod: Mapping[str, Any]) -> PodView:
         message=message,
         unschedulable=unschedulable,
         started=st.get("startTime"),
+        gated=gated
+        or (bool((pod.get("spec") or {}).get("schedulingGates")) and st.get("phase") == "Pending"),
     )
 
 
@@ -226,6 +232,46 @@ def _lifecycle(
     return result
 
 
+@dataclasses.dataclass
+class _Work:
+    """What `plan` works out step by step: the observed job, the desired status, the actions so far."""
+
+    name: str
+    spec: TrainingJobSpec
+    current: dict[str, Any]
+    now: datetime.datetime
+    views: list[PodView]
+    desired: dict[str, Any]
+    pods: Sequence[Mapping[str, Any]] = ()
+    delete: list[str] = dataclasses.field(default_factory=list)
+    events: list[Event] = dataclasses.field(default_factory=list)
+    create: bool = False
+    register: bool = False
+    result: TrainResult | None = None
+
+    @property
+    def live(self) -> list[PodView]:
+        return [v for v in self.views if not v.terminating]
+
+    @property
+    def restarts(self) -> int:
+        return int(self.current.get("restarts") or 0)
+
+    @property
+    def phase_now(self) -> Any:
+        return self.current.get("phase")
+
+    @property
+    def nodes(self) -> int:
+        return self.spec.distributed.nodes
+
+
+# Status fields carried over from one look to the next unless a step changes them.
+_KEPT = ("startTime", "completionTime", "progress", "metrics", "checkpoint", "failure", "modelVersion",
+         "hyperparameters")  # fmt: skip
+Outcome = tuple[str, status.Conclusion]
+
+
 def plan(
     job: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]],
@@ -243,244 +289,291 @@ def plan(
     of a child the previous try of this plan created: each stalls the job with its reason until fixed.
     """
     meta = job.get("metadata") or {}
-    name = str(meta.get("name"))
-    spec = TrainingJobSpec.model_validate(job.get("spec") or {})
     current: dict[str, Any] = dict(job.get("status") or {})
-    generation = meta.get("generation")
-    restarts = int(current.get("restarts") or 0)
-    views = sorted((view(p) for p in pods), key=lambda v: v.rank)
-    live = [v for v in views if not v.terminating]
-    nodes = spec.distributed.nodes
-    phase_now = current.get("phase")
-    desired: dict[str, Any] = {"restarts": restarts}
-    for key in (
-        "startTime",
-        "completionTime",
-        "progress",
-        "metrics",
-        "checkpoint",
-        "failure",
-        "modelVersion",
-    ):
-        if current.get(key) is not None:
-            desired[key] = current[key]
-    create = False
-    delete: list[str] = []
-    register = False
-    result: TrainResult | None = None
-
-    def delete_all() -> None:
-        delete.extend(v.name for v in live)
-
-    skipped_events: list[Event] = []
+    work = _Work(
+        name=str(meta.get("name")),
+        spec=TrainingJobSpec.model_validate(job.get("spec") or {}),
+        current=current,
+        now=now,
+        views=sorted((view(p) for p in pods), key=lambda v: v.rank),
+        desired={"restarts": int(current.get("restarts") or 0)}
+        | {k: current[k] for k in _KEPT if current.get(k) is not None},
+        pods=pods,
+    )
     if metrics:
-        desired["progress"] = {**(current.get("progress") or {}), **progress(metrics, spec)}
-        # A checkpoint that failed verification is never loaded; say so where users look.
-        skipped = int(metrics.get("modelops_training_checkpoint_fallbacks_total") or 0)
-        known = int((current.get("checkpoint") or {}).get("skippedCorrupt") or 0)
-        if skipped > known:
-            desired["checkpoint"] = {**(desired.get("checkpoint") or {}), "skippedCorrupt": skipped}
-            skipped_events.append(
+        _observe_metrics(work, metrics)
+    if work.phase_now in TERMINAL:
+        work.delete.extend(_cleanup(work.spec, work.live, current, now))
+        phase, conclusion = str(work.phase_now), _terminal_conclusion(current)
+    elif builders.is_suspended(work.spec):
+        phase, conclusion = _suspend(work)
+    else:
+        phase, conclusion = _active(work, mounts, absent, rejected)
+    return _conclude(work, phase, conclusion, meta.get("generation"))
+
+
+def _observe_metrics(work: _Work, metrics: Mapping[str, float]) -> None:
+    """Progress and the newest checkpoint from rank 0's gauges, and checkpoints set aside as corrupt."""
+    desired = work.desired
+    desired["progress"] = {**(work.current.get("progress") or {}), **progress(metrics, work.spec)}
+    # The newest checkpoint as training goes, not only after success.
+    ckpt_step = metrics.get("modelops_training_checkpoint_step")
+    known_ckpt = desired.get("checkpoint") or {}
+    if ckpt_step and int(ckpt_step) != known_ckpt.get("step"):
+        stamp = metrics.get("modelops_training_checkpoint_timestamp_seconds")
+        when = datetime.datetime.fromtimestamp(stamp, datetime.UTC) if stamp else work.now
+        desired["checkpoint"] = {**known_ckpt, "step": int(ckpt_step), "time": status.format_time(when)}
+    # A checkpoint that failed verification is never loaded; say so where users look.
+    skipped = int(metrics.get("modelops_training_checkpoint_fallbacks_total") or 0)
+    known = int((work.current.get("checkpoint") or {}).get("skippedCorrupt") or 0)
+    if skipped > known:
+        desired["checkpoint"] = {**(desired.get("checkpoint") or {}), "skippedCorrupt": skipped}
+        work.events.append(
+            Event(
+                "Warning",
+                "CheckpointSkipped",
+                f"{skipped - known} checkpoint(s) failed verification and were set aside (.bad-ckpt-*); "
+                "the run resumed from the newest one that verified. See the rank-0 pod's log.",
+            )
+        )
+
+
+def _suspend(work: _Work) -> Outcome:
+    live = work.live
+    work.delete.extend(v.name for v in live)
+    # Reconciling while its pods are still going away; at rest (kstatus Current, not Ready) after.
+    conclude = status.progressing if live else status.suspended
+    return SUSPENDED, conclude(
+        SUSPENDED,
+        "runPolicy.suspend is true: the job has no pods; set it to false to resume from the latest "
+        "checkpoint.",
+        phase=SUSPENDED,
+    )
+
+
+def _active(
+    work: _Work,
+    mounts: Sequence[Mapping[str, Any]],
+    absent: Sequence[children.Missing],
+    rejected: children.ChildRejected | None,
+) -> Outcome:
+    """A job that is neither finished nor suspended: success, failure, restart, or waiting for pods."""
+    stale = [v for v in work.live if v.attempt != work.restarts or v.rank >= work.nodes or v.rank < 0]
+    work.delete.extend(v.name for v in stale)
+    current_pods = [v for v in work.live if v not in stale]
+    rank0 = next((v for v in current_pods if v.rank == 0), None)
+    permanent = next(
+        (v for v in current_pods if v.phase == "Failed" and v.exit_code in PERMANENT_EXIT_CODES), None
+    )
+    retryable = next((v for v in current_pods if v.phase == "Failed" and v not in (permanent,)), None)
+    if rank0 is not None and rank0.phase == "Succeeded":
+        return _succeed(work, rank0, current_pods)
+    if permanent is not None:
+        return _fail_permanently(work, permanent, current_pods)
+    if _past_deadline(work):
+        return _deadline_exceeded(work, current_pods)
+    if retryable is not None or (
+        work.phase_now in (CREATED, RUNNING) and len(current_pods) < work.nodes and not work.delete
+    ):
+        return _restart(work, retryable, current_pods)
+    return _wait_for_pods(work, current_pods, mounts, absent, rejected)
+
+
+def _succeed(work: _Work, rank0: PodView, current_pods: list[PodView]) -> Outcome:
+    """Rank 0 finished: the result's metrics, checkpoint and final progress, and the ModelVersion."""
+    desired, result = work.desired, parse_result(rank0.message)
+    work.result, work.register = result, work.spec.output.create_model_version
+    desired["completionTime"] = status.format_time(work.now)
+    desired.pop("failure", None)
+    if result is not None:
+        _record_result(work, result)
+    work.delete.extend(_cleanup(work.spec, current_pods, desired, work.now))
+    return SUCCEEDED, _succeeded(result)
+
+
+def _record_result(work: _Work, result: TrainResult) -> None:
+    desired = work.desired
+    if result.metrics is not None:
+        desired["metrics"] = result.metrics.model_dump(by_alias=True, exclude_none=True)
+        if result.metrics.ignored:
+            work.events.append(
                 Event(
                     "Warning",
-                    "CheckpointSkipped",
-                    f"{skipped - known} checkpoint(s) failed verification and were set aside (.bad-ckpt-*); "
-                    "the run resumed from the newest one that verified. See the rank-0 pod's log.",
+                    "MetricsIgnored",
+                    f"Result metrics left out: {', '.join(result.metrics.ignored)}. A metric needs a name "
+                    "like a Prometheus series ([a-zA-Z_][a-zA-Z0-9_]*, up to 63 characters) and a finite "
+                    f"number, and at most {MAX_EXTRA_METRICS} extra ones.",
                 )
             )
-
-    if phase_now in TERMINAL:
-        conclusion = _terminal_conclusion(current)
-        delete.extend(_cleanup(spec, live, current, now))
-        phase = str(phase_now)
-    elif builders.is_suspended(spec):
-        delete_all()
-        phase = SUSPENDED
-        # Reconciling while its pods are still going away; at rest (kstatus Current, not Ready) after.
-        conclude = status.progressing if live else status.suspended
-        conclusion = conclude(
-            SUSPENDED,
-            "runPolicy.suspend is true: the job has no pods; set it to false to resume from the "
-            "latest checkpoint.",
-            phase=SUSPENDED,
-        )
+    if result.hyperparameters:
+        desired["hyperparameters"] = result.hyperparameters
+    if result.checkpoint is not None:
+        skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
+        desired["checkpoint"] = {
+            **result.checkpoint.model_dump(by_alias=True, exclude_none=True),
+            "time": status.format_time(work.now),
+        }
+        if skipped_so_far:
+            desired["checkpoint"]["skippedCorrupt"] = skipped_so_far
+    prog = dict(desired.get("progress") or {})
+    if result.steps is not None:
+        prog["step"] = prog["totalSteps"] = result.steps
+    if result.epochs is not None:
+        prog["epoch"] = result.epochs
+    prog["percent"] = 100
+    prog.pop("etaSeconds", None)
+    # The last scrape may have come epochs before the end: the final loss is the result's.
+    if result.train_loss is not None:
+        prog["loss"] = round(result.train_loss, 6)
     else:
-        stale = [v for v in live if v.attempt != restarts or v.rank >= nodes or v.rank < 0]
-        delete.extend(v.name for v in stale)
-        current_pods = [v for v in live if v not in stale]
-        rank0 = next((v for v in current_pods if v.rank == 0), None)
-        permanent = next(
-            (v for v in current_pods if v.phase == "Failed" and v.exit_code in PERMANENT_EXIT_CODES), None
-        )
-        retryable = next((v for v in current_pods if v.phase == "Failed" and v not in (permanent,)), None)
-        deadline = spec.run_policy.active_deadline_seconds
-        # The deadline counts from the first pods, running or not: a job that never gets scheduled
-        # must time out too (as a batch/v1 Job's does).
-        created = status.get_condition(current.get("conditions"), CREATED) or {}
-        started = _parse_time(current.get("startTime")) or (
-            _parse_time(created.get("lastTransitionTime")) if created.get("status") == "True" else None
-        )
-        if rank0 is not None and rank0.phase == "Succeeded":
-            result = parse_result(rank0.message)
-            phase, conclusion, register = SUCCEEDED, _succeeded(result), spec.output.create_model_version
-            desired["completionTime"] = status.format_time(now)
-            desired.pop("failure", None)
-            if result is not None:
-                if result.metrics is not None:
-                    desired["metrics"] = result.metrics.model_dump(by_alias=True, exclude_none=True)
-                if result.checkpoint is not None:
-                    skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
-                    desired["checkpoint"] = {
-                        **result.checkpoint.model_dump(by_alias=True, exclude_none=True),
-                        "time": status.format_time(now),
-                    }
-                    if skipped_so_far:
-                        desired["checkpoint"]["skippedCorrupt"] = skipped_so_far
-                prog = dict(desired.get("progress") or {})
-                if result.steps is not None:
-                    prog["step"] = prog["totalSteps"] = result.steps
-                if result.epochs is not None:
-                    prog["epoch"] = result.epochs
-                prog["percent"] = 100
-                prog.pop("etaSeconds", None)
-                # The last scrape may have come epochs before the end: the final loss is the result's.
-                if result.train_loss is not None:
-                    prog["loss"] = round(result.train_loss, 6)
-                else:
-                    prog.pop("loss", None)
-                desired["progress"] = prog
-            delete.extend(_cleanup(spec, current_pods, desired, now))
-        elif permanent is not None:
-            failure = _failure(permanent, parse_result(permanent.message))
-            phase, conclusion = (
-                FAILED,
-                status.stalled(
-                    failure["reason"],
-                    f"Pod {permanent.name} failed permanently (exit {permanent.exit_code}): "
-                    f"{_sentence(failure['message'])} Fix the spec or the data and create the job again.",
-                    phase=FAILED,
-                ),
-            )
-            desired["failure"], desired["completionTime"] = failure, status.format_time(now)
-            delete.extend(_cleanup(spec, current_pods, desired, now))
-        elif deadline is not None and started is not None and (now - started).total_seconds() >= deadline:
-            phase, conclusion = (
-                FAILED,
-                status.stalled(
-                    "DeadlineExceeded",
-                    f"The job ran longer than runPolicy.activeDeadlineSeconds ({deadline}s); "
-                    "raise it or make the run shorter.",
-                    phase=FAILED,
-                ),
-            )
-            desired["failure"] = {"reason": "DeadlineExceeded", "message": conclusion.message}
-            desired["completionTime"] = status.format_time(now)
-            delete.extend(v.name for v in current_pods)
-        elif retryable is not None or (
-            phase_now in (CREATED, RUNNING) and len(current_pods) < nodes and not delete
-        ):
-            if retryable is not None:
-                failure = _failure(retryable, parse_result(retryable.message))
-            else:
-                missing = sorted(set(range(nodes)) - {v.rank for v in current_pods})
-                failure = {
-                    "reason": "PodDeleted",
-                    "message": f"pod {builders.pod_name(name, missing[0])} "
-                    "disappeared (deleted or its node was lost)",
-                    "pod": builders.pod_name(name, missing[0]),
-                }
-            desired["failure"] = failure
-            if restarts >= spec.run_policy.backoff_limit:
-                phase, conclusion = (
-                    FAILED,
-                    status.stalled(
-                        "BackoffLimitExceeded",
-                        f"The job failed {restarts + 1} time(s), more than "
-                        f"runPolicy.backoffLimit ({spec.run_policy.backoff_limit}); last: {failure['reason']}: "
-                        f"{failure['message']}",
-                        phase=FAILED,
-                    ),
-                )
-                desired["completionTime"] = status.format_time(now)
-                delete.extend(v.name for v in current_pods)
-            else:
-                desired["restarts"] = restarts + 1
-                phase, conclusion = (
-                    RESTARTING,
-                    status.progressing(
-                        RESTARTING,
-                        f"Restarting all pods (restart {restarts + 1} of at most "
-                        f"{spec.run_policy.backoff_limit}) after {failure['reason']} of {failure.get('pod')}: "
-                        f"{failure['message']}",
-                        phase=RESTARTING,
-                    ),
-                )
-                delete.extend(v.name for v in current_pods)
-        else:
-            terminating = any(v.terminating for v in views)
-            if len(current_pods) < nodes and not terminating:
-                create = True
-            unschedulable = next((v for v in current_pods if v.unschedulable), None)
-            mine = {v.name for v in current_pods}
-            problem = children.first_problem(
-                [p for p in pods if (p.get("metadata") or {}).get("name") in mine], mounts
-            )
-            waiting = CREATED if current_pods else (RESTARTING if phase_now == RESTARTING else PENDING)
-            blocked = (
-                children.rejected_conclusion(rejected, phase=waiting) if rejected is not None else None
-            ) or (children.missing_conclusion(absent, phase=waiting) if create else None)
-            # A rank may finish a moment before rank 0: the job runs until rank 0 says how it ended.
-            if blocked is not None:
-                # Nothing more is created until a human fixes it; the next look tries again.
-                create = False
-                phase, conclusion = blocked.phase, blocked
-            elif (
-                len(current_pods) == nodes
-                and all(v.phase in ("Running", "Succeeded") for v in current_pods)
-                and any(v.phase == "Running" for v in current_pods)
-            ):
-                phase = RUNNING
-                desired.setdefault(
-                    "startTime", min(v.started or status.format_time(now) for v in current_pods)
-                )
-                pct = (desired.get("progress") or {}).get("percent")
-                conclusion = status.progressing(
-                    RUNNING,
-                    f"{nodes} pod(s) training" + (f", {pct}% done." if pct is not None else "."),
-                    phase=RUNNING,
-                )
-            elif problem is not None:
-                phase = CREATED if phase_now != RESTARTING else RESTARTING
-                conclusion = problem.conclusion(phase=phase)
-            elif unschedulable is not None:
-                phase = CREATED if phase_now != RESTARTING else RESTARTING
-                conclusion = status.progressing(
-                    "Unschedulable",
-                    f"Pod {unschedulable.name} cannot be scheduled: {unschedulable.unschedulable}",
-                    phase=phase,
-                )
-            elif phase_now == RESTARTING and (terminating or create):
-                phase = RESTARTING
-                conclusion = status.progressing(
-                    RESTARTING, str(_condition_message(current, RESTARTING)), phase=RESTARTING
-                )
-            else:
-                phase = CREATED
-                conclusion = status.progressing(
-                    CREATED, f"{nodes} pod(s) created, waiting for them to run.", phase=CREATED
-                )
+        prog.pop("loss", None)
+    desired["progress"] = prog
 
+
+def _fail_permanently(work: _Work, pod: PodView, current_pods: list[PodView]) -> Outcome:
+    failure = _failure(pod, parse_result(pod.message))
+    conclusion = status.stalled(
+        failure["reason"],
+        f"Pod {pod.name} failed permanently (exit {pod.exit_code}): {_sentence(failure['message'])} "
+        "Fix the spec or the data and create the job again.",
+        phase=FAILED,
+    )
+    work.desired["failure"], work.desired["completionTime"] = failure, status.format_time(work.now)
+    work.delete.extend(_cleanup(work.spec, current_pods, work.desired, work.now))
+    return FAILED, conclusion
+
+
+def _past_deadline(work: _Work) -> bool:
+    """`activeDeadlineSeconds` counts from the first pods, running or not: a job that never gets
+    scheduled must time out too (as a batch/v1 Job's does)."""
+    deadline = work.spec.run_policy.active_deadline_seconds
+    created = status.get_condition(work.current.get("conditions"), CREATED) or {}
+    started = _parse_time(work.current.get("startTime")) or (
+        _parse_time(created.get("lastTransitionTime")) if created.get("status") == "True" else None
+    )
+    return deadline is not None and started is not None and (work.now - started).total_seconds() >= deadline
+
+
+def _deadline_exceeded(work: _Work, current_pods: list[PodView]) -> Outcome:
+    deadline = work.spec.run_policy.active_deadline_seconds
+    conclusion = status.stalled(
+        "DeadlineExceeded",
+        f"The job ran longer than runPolicy.activeDeadlineSeconds ({deadline}s); raise it or make the run "
+        "shorter.",
+        phase=FAILED,
+    )
+    work.desired["failure"] = {"reason": "DeadlineExceeded", "message": conclusion.message}
+    work.desired["completionTime"] = status.format_time(work.now)
+    work.delete.extend(v.name for v in current_pods)
+    return FAILED, conclusion
+
+
+def _restart(work: _Work, retryable: PodView | None, current_pods: list[PodView]) -> Outcome:
+    """A retryable failure or a vanished pod: every pod again, or Failed past the backoff limit."""
+    if retryable is not None:
+        failure = _failure(retryable, parse_result(retryable.message))
+    else:
+        missing = builders.pod_name(work.name, min(set(range(work.nodes)) - {v.rank for v in current_pods}))
+        failure = {
+            "reason": "PodDeleted",
+            "message": f"pod {missing} disappeared (deleted or its node was lost)",
+            "pod": missing,
+        }
+    work.desired["failure"] = failure
+    work.delete.extend(v.name for v in current_pods)
+    limit = work.spec.run_policy.backoff_limit
+    if work.restarts >= limit:
+        work.desired["completionTime"] = status.format_time(work.now)
+        return FAILED, status.stalled(
+            "BackoffLimitExceeded",
+            f"The job failed {work.restarts + 1} time(s), more than runPolicy.backoffLimit ({limit}); "
+            f"last: {failure['reason']}: {failure['message']}",
+            phase=FAILED,
+        )
+    work.desired["restarts"] = work.restarts + 1
+    return RESTARTING, status.progressing(
+        RESTARTING,
+        f"Restarting all pods (restart {work.restarts + 1} of at most {limit}) after {failure['reason']} "
+        f"of {failure.get('pod')}: {failure['message']}",
+        phase=RESTARTING,
+    )
+
+
+def _wait_for_pods(
+    work: _Work,
+    current_pods: list[PodView],
+    mounts: Sequence[Mapping[str, Any]],
+    absent: Sequence[children.Missing],
+    rejected: children.ChildRejected | None,
+) -> Outcome:
+    """Pods to create, starting or running; or why they cannot (a human's fix, Kueue, the scheduler)."""
+    nodes, phase_now = work.nodes, work.phase_now
+    terminating = any(v.terminating for v in work.views)
+    work.create = len(current_pods) < nodes and not terminating
+    waiting = CREATED if current_pods else (RESTARTING if phase_now == RESTARTING else PENDING)
+    blocked = (children.rejected_conclusion(rejected, phase=waiting) if rejected is not None else None) or (
+        children.missing_conclusion(absent, phase=waiting) if work.create else None
+    )
+    if blocked is not None:
+        # Nothing more is created until a human fixes it; the next look tries again.
+        work.create = False
+        return blocked.phase, blocked
+    # A rank may finish a moment before rank 0: the job runs until rank 0 says how it ended.
+    if (
+        len(current_pods) == nodes
+        and all(v.phase in ("Running", "Succeeded") for v in current_pods)
+        and any(v.phase == "Running" for v in current_pods)
+    ):
+        work.desired.setdefault(
+            "startTime", min(v.started or status.format_time(work.now) for v in current_pods)
+        )
+        pct = (work.desired.get("progress") or {}).get("percent")
+        message = f"{nodes} pod(s) training" + (f", {pct}% done." if pct is not None else ".")
+        return RUNNING, status.progressing(RUNNING, message, phase=RUNNING)
+    phase = RESTARTING if phase_now == RESTARTING else CREATED
+    mine = {v.name for v in current_pods}
+    problem = children.first_problem(
+        [p for p in work.pods if (p.get("metadata") or {}).get("name") in mine], mounts
+    )
+    unschedulable = next((v for v in current_pods if v.unschedulable), None)
+    if problem is not None:
+        return phase, problem.conclusion(phase=phase)
+    if work.spec.queue_name and any(v.gated for v in current_pods):
+        return phase, status.progressing(
+            "Queued",
+            f"Waiting for Kueue to admit the job's {nodes} pod(s) as one group from LocalQueue "
+            f"{work.spec.queue_name} (`kubectl get workloads` shows why it waits).",
+            phase=phase,
+        )
+    if unschedulable is not None:
+        return phase, status.progressing(
+            "Unschedulable",
+            f"Pod {unschedulable.name} cannot be scheduled: {unschedulable.unschedulable}",
+            phase=phase,
+        )
+    if phase_now == RESTARTING and (terminating or work.create):
+        return RESTARTING, status.progressing(
+            RESTARTING, str(_condition_message(work.current, RESTARTING)), phase=RESTARTING
+        )
+    return CREATED, status.progressing(
+        CREATED, f"{nodes} pod(s) created, waiting for them to run.", phase=CREATED
+    )
+
+
+def _conclude(work: _Work, phase: str, conclusion: status.Conclusion, generation: Any) -> Plan:
+    """The status patch (phase, conditions, observedGeneration) and an event for a transition."""
+    current, desired = work.current, work.desired
     desired["phase"] = phase
     summary = status.summarize(
-        conclusion, generation=generation, conditions=current.get("conditions"), now=now
+        conclusion, generation=generation, conditions=current.get("conditions"), now=work.now
     )
     desired["conditions"] = _lifecycle(
-        phase, conclusion, summary["conditions"], generation=generation, now=now
+        phase, conclusion, summary["conditions"], generation=generation, now=work.now
     )
     if generation is not None:
         desired["observedGeneration"] = generation
-    events = list(skipped_events)
-    if (phase_now, _ready_reason(current)) != (phase, conclusion.reason):
+    events = list(work.events)
+    if (work.phase_now, _ready_reason(current)) != (phase, conclusion.reason):
         kind = (
             "Warning"
             if conclusion.state is status.State.STALLED
@@ -497,11 +590,11 @@ def plan(
         conclusion,
         patch,
         events,
-        create_pods=create,
+        create_pods=work.create,
         attempt=int(desired["restarts"]),
-        delete_pods=tuple(dict.fromkeys(delete)),
-        register_model_version=register,
-        result=result,
+        delete_pods=tuple(dict.fromkeys(work.delete)),
+        register_model_version=work.register,
+        result=work.result,
     )
 
 

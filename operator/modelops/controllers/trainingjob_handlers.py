@@ -102,10 +102,21 @@ def _missing_claims(
         for claim, volume in children.pod_claims(pod):
             if claim != created:
                 wanted.setdefault(claim, tj_builders.claim_field(spec, claim, volume))
-    return [
+    missing = [
         children.Missing("PersistentVolumeClaim", claim, where)
         for claim, where in cluster.missing_claims(namespace, list(wanted.items()))
     ]
+    restore = spec.checkpoint.restore_from
+    if ours is not None and restore is not None and restore.volume_snapshot is not None:
+        # A claim from a snapshot that does not exist would stay Pending with no word to the job.
+        snapshot = restore.volume_snapshot.name
+        if not cluster.snapshot_exists(namespace, snapshot):
+            missing.append(
+                children.Missing(
+                    "VolumeSnapshot", snapshot, "spec.checkpoint.restoreFrom.volumeSnapshot.name"
+                )
+            )
+    return missing
 
 
 def _carry_out(
@@ -135,6 +146,66 @@ def _carry_out(
                 cluster.create(pod)
 
 
+def _scrape_rank0(cluster: Cluster, pods: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Rank 0's training gauges while it runs (None before, after, or when it does not answer)."""
+    rank0 = next(
+        (
+            p
+            for p in pods
+            if ((p.get("metadata") or {}).get("labels") or {}).get(tj_builders.LABEL_RANK) == "0"
+        ),
+        None,
+    )
+    st = (rank0 or {}).get("status") or {}
+    return cluster.scrape(st["podIP"]) if st.get("podIP") and st.get("phase") == "Running" else None
+
+
+def _plan_and_carry_out(
+    cluster: Cluster, body: kopf.Body, spec: TrainingJobSpec, pods: Sequence[Mapping[str, Any]]
+) -> trainingjob.Plan:
+    """Observe (metrics, missing claims, the kubelet's complaints), plan, and create/delete children."""
+    scraped = _scrape_rank0(cluster, pods)
+    now = datetime.datetime.now(datetime.UTC)
+    missing = _missing_claims(cluster, body, spec, pods)
+    mounts = cluster.failed_mounts(str(body.metadata.namespace)) if children.has_pending(pods) else []
+    plan = trainingjob.plan(body, pods, scraped, now=now, mounts=mounts, absent=missing)
+    try:
+        _carry_out(cluster, body, spec, pods, plan)
+    except children.ChildRejected as rejected:
+        # The server's refusal is the job's state now: reported, and tried again on the next look.
+        plan = trainingjob.plan(
+            body, pods, scraped, now=now, mounts=mounts, absent=missing, rejected=rejected
+        )
+    return plan
+
+
+def _register_model_version(
+    cluster: Cluster,
+    body: kopf.Body,
+    spec: TrainingJobSpec,
+    plan: trainingjob.Plan,
+    post: registration.EventPoster,
+    logger: kopf.Logger,
+) -> str | None:
+    """Create the finished job's ModelVersion (once); its name, or None when the API server refused it."""
+    mv_name, manifest = model_version_for(
+        body, spec, cluster.list_model_versions(str(body.metadata.namespace)), plan
+    )
+    if manifest is None:
+        return mv_name
+    try:
+        with children.creating("ModelVersion", mv_name):
+            cluster.create(manifest)
+    except children.ChildRejected as rejected:
+        # The job did succeed; the registry refused its version (e.g. a rule of the CRD).
+        message = children.rejected_conclusion(rejected, phase=trainingjob.SUCCEEDED).message
+        post(body, type="Warning", reason="ModelVersionRejected", message=message)
+        logger.warning(f"ModelVersionRejected: {message}")
+        return None
+    post(body, type="Normal", reason="ModelVersionCreated", message=f"Registered ModelVersion {mv_name}.")
+    return mv_name
+
+
 def sync(
     cluster: Cluster,
     logic: reconcile.KindLogic[Any],
@@ -160,45 +231,12 @@ def sync(
     with metrics.timed(logic.kind):
         try:
             pods = cluster.list_pods(namespace, name)
-            rank0 = next(
-                (
-                    p
-                    for p in pods
-                    if (p.get("metadata") or {}).get("labels", {}).get(tj_builders.LABEL_RANK) == "0"
-                ),
-                None,
-            )
-            ip = ((rank0 or {}).get("status") or {}).get("podIP")
-            scraped = (
-                cluster.scrape(ip)
-                if ip and (rank0 or {}).get("status", {}).get("phase") == "Running"
-                else None
-            )
-            now = datetime.datetime.now(datetime.UTC)
-            missing = _missing_claims(cluster, body, spec, pods)
-            mounts = cluster.failed_mounts(namespace) if children.has_pending(pods) else []
-            plan = trainingjob.plan(body, pods, scraped, now=now, mounts=mounts, absent=missing)
-            try:
-                _carry_out(cluster, body, spec, pods, plan)
-            except children.ChildRejected as rejected:
-                # The server's refusal is the job's state now: reported, and tried again on the next look.
-                plan = trainingjob.plan(
-                    body, pods, scraped, now=now, mounts=mounts, absent=missing, rejected=rejected
-                )
+            plan = _plan_and_carry_out(cluster, body, spec, pods)
             status_patch = dict(plan.status_patch)
             if plan.register_model_version:
-                mv_name, manifest = model_version_for(
-                    body, spec, cluster.list_model_versions(namespace), plan
-                )
-                if manifest is not None:
-                    cluster.create(manifest)
-                    post(
-                        body,
-                        type="Normal",
-                        reason="ModelVersionCreated",
-                        message=f"Registered ModelVersion {mv_name}.",
-                    )
-                status_patch["modelVersion"] = mv_name
+                registered = _register_model_version(cluster, body, spec, plan, post, logger)
+                if registered is not None:
+                    status_patch["modelVersion"] = registered
         except Exception as error:
             raise registration.unexpected(
                 error, logic.kind, metrics, logger, retry, what="TrainingJob sync"
