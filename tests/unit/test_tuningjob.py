@@ -372,3 +372,38 @@ def test_a_trial_the_api_server_refuses_is_a_failed_trial_counted_against_the_li
     st = plane.job["status"]
     assert st["phase"] == "Failed"
     assert status.get_condition(st["conditions"], "Stalled")["reason"] == "MaxFailedTrialsReached"
+
+
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        {"name": "successiveHalving", "minResource": 1, "reductionFactor": 2},
+        {"name": "hyperband", "minResource": 1, "maxResource": 4, "reductionFactor": 2},
+    ],
+    ids=["successiveHalving", "hyperband"],
+)
+def test_halving_pruners_stop_a_clearly_worse_trial_and_keep_their_rungs_across_plans(pruner: Obj) -> None:
+    plane = Plane(search(pruner=pruner, parallelTrials=1, maxTrials=12))
+    pruned: list[str] = []
+    for good in (0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96):
+        plane.step()
+        name = plane.running()[0]
+        for epoch in (1, 2, 3, 4):
+            plan = plane.step({name: (epoch, good - 0.1 * (4 - epoch))})
+            pruned += list(plan.prune)
+            if plan.prune:
+                break
+        else:
+            plane.finish(name, good)
+    plane.step()
+    worse = plane.running()[0]
+    pruned_at = None
+    for epoch in (1, 2, 3, 4):  # a Hyperband bracket may start pruning only at a later rung
+        if worse in plane.step({worse: (epoch, 0.05)}).prune:
+            pruned_at = epoch
+            break
+    assert pruned_at is not None, plane.job["status"]["trials"][-1]
+    record = next(r for r in plane.job["status"]["trials"] if r["name"] == worse)
+    assert record["state"] == "Pruned"
+    # The rungs the pruner reached are kept in status, so a rebuilt study judges the same way.
+    assert any(r.get("systemAttrs") for r in plane.job["status"]["trials"])
