@@ -112,6 +112,9 @@ def test_search_beats_the_defaults_prunes_and_survives_an_operator_kill(plane: P
     assert pruned and st["trialsPruned"] == len(pruned), st["trials"]
     by_name = {t["metadata"]["name"]: t for t in trials}
     assert by_name[pruned[0]["name"]]["spec"]["runPolicy"]["suspend"] is True
+    events = plane.get("events", "--field-selector", "involvedObject.name=digits-search")["items"]
+    reasons = {e["reason"] for e in events}
+    assert {"TrialPruned", "MaxTrialsReached"} <= reasons, reasons
 
     # At least as good as the quickstart's defaults trained the same way in this run.
     plane.kubectl("wait", "trainingjob/baseline", "--for=condition=Succeeded", "--timeout=120s", timeout=130)
