@@ -407,3 +407,35 @@ def test_halving_pruners_stop_a_clearly_worse_trial_and_keep_their_rungs_across_
     assert record["state"] == "Pruned"
     # The rungs the pruner reached are kept in status, so a rebuilt study judges the same way.
     assert any(r.get("systemAttrs") for r in plane.job["status"]["trials"])
+
+
+def test_every_trial_is_a_trainingjob_the_api_server_accepts_as_it_is() -> None:
+    from modelops.api import TRAININGJOB
+    from modelops.api.crdgen import crd
+    from modelops.schema import validate_custom_resource
+
+    schema = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    space = [
+        *search()["spec"]["searchSpace"],
+        {
+            "name": "batch",
+            "path": "spec.hyperparameters.batchSize",
+            "type": "categorical",
+            "choices": ["32", "64"],
+        },
+    ]
+    plane = Plane(
+        search(
+            searchSpace=space,
+            trialTemplate={
+                "metadata": {"labels": {"team": "ml"}},
+                "spec": {"model": {"architecture": "mlp"}, "dataset": {"builtin": "digits"}},
+            },
+        )
+    )
+    plane.step()
+    for trial in plane.trials.values():
+        result = validate_custom_resource(schema, trial)
+        assert [str(e) for e in result.errors] == [] and result.unknown_fields == []
+        assert trial["metadata"]["labels"]["team"] == "ml"
+        assert isinstance(trial["spec"]["hyperparameters"]["batchSize"], int)
