@@ -439,3 +439,25 @@ def test_every_trial_is_a_trainingjob_the_api_server_accepts_as_it_is() -> None:
         assert [str(e) for e in result.errors] == [] and result.unknown_fields == []
         assert trial["metadata"]["labels"]["team"] == "ml"
         assert isinstance(trial["spec"]["hyperparameters"]["batchSize"], int)
+
+
+def test_reaching_the_goal_ends_the_search_and_stops_the_other_trials() -> None:
+    plane = Plane(search(objective={"metric": "accuracy", "direction": "maximize", "goal": 0.95}))
+    plane.step()
+    plane.finish("s-trial-0", 0.96)
+    plan = plane.step()
+    st = plane.job["status"]
+    assert st["phase"] == "Succeeded"
+    assert status.get_condition(st["conditions"], "Ready")["reason"] == "GoalReached"
+    assert plan.stop == {"s-trial-1": "GoalReached"} and plan.create == []
+
+
+def test_delete_finished_keeps_only_the_best_trial_while_its_model_is_to_be_registered() -> None:
+    plane = Plane(search(cleanupPolicy="deleteFinished", registration={}, maxTrials=2))
+    plane.step()
+    plane.finish("s-trial-0", 0.7)
+    plane.finish("s-trial-1", 0.9)
+    first = plane.step()
+    assert first.register is not None and first.register.trial == "s-trial-1"
+    assert plane.step().delete == ["s-trial-0"]
+    assert list(plane.trials) == ["s-trial-1"]
