@@ -35,6 +35,8 @@ bench: bootstrap
 	$(VENV)/python bench/trainingjob_bench.py
 	$(VENV)/python bench/verify_bench.py
 	$(VENV)/python bench/serve_bench.py
+	$(VENV)/python bench/tuning_bench.py --plane
+	$(VENV)/python bench/tuning_bench.py --plan
 	$(VENV)/python bench/backup_bench.py
 	$(VENV)/python bench/alerts_bench.py
 	$(VENV)/python bench/console_bench.py

@@ -463,9 +463,33 @@ def test_chart_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> Non
     assert_passes(unit_test(tmp_path, groups, promtool_tests(groups, cases)))
 
 
+def test_a_search_failing_as_many_trials_as_it_tolerates_raises_an_alert(tmp_path: Path) -> None:
+    groups = chart_rule_groups()
+    search = {"namespace": NS, "name": "digits-search"}
+    labels = f'namespace="{NS}",name="digits-search"'
+    other = f'namespace="{NS}",name="healthy-search"'
+    case = Case(
+        "tuning-trials-failing",
+        "ModelopsTuningTrialsFailing",
+        [
+            (f"modelops_tuningjob_trials_failed{{{labels}}}", "0 1 2 3 3"),
+            (f"modelops_tuningjob_max_failed_trials{{{labels}}}", "3x5"),
+            # A search that tolerates no failure and has none stays quiet.
+            (f"modelops_tuningjob_trials_failed{{{other}}}", "0x5"),
+            (f"modelops_tuningjob_max_failed_trials{{{other}}}", "0x5"),
+        ],
+        fire="3m",
+        labels=search,
+        value=3,
+        silent=["0m", "1m", "2m"],
+    )
+    assert_passes(unit_test(tmp_path, groups, promtool_tests(groups, [case])))
+
+
 def test_every_alert_has_a_test_here() -> None:
     tested = {c.alert for c in TRAINING_CASES + SERVING_CASES} | {
         "ModelopsReconcileErrors",
         "ModelopsReconcileQueueBacklog",
+        "ModelopsTuningTrialsFailing",
     }
     assert tested == set(alerts.SEVERITIES)

@@ -16,6 +16,7 @@ EXPECTED = {
     "modelops.dev_trainingjobs.yaml",
     "modelops.dev_modelversions.yaml",
     "modelops.dev_inferenceservices.yaml",
+    "modelops.dev_tuningjobs.yaml",
 }
 
 
@@ -28,7 +29,7 @@ def test_chart_crds_are_byte_identical_to_crds_dir() -> None:
         )
 
 
-def test_helm_installs_the_three_crds(helm: Callable[..., Any]) -> None:
+def test_helm_installs_the_crds(helm: Callable[..., Any]) -> None:
     # `helm template --include-crds` shows what `helm install` creates from crds/.
     result = helm("template", "mo", str(CHART), "--include-crds")
     assert result.returncode == 0, result.stderr
@@ -37,6 +38,7 @@ def test_helm_installs_the_three_crds(helm: Callable[..., Any]) -> None:
         "inferenceservices.modelops.dev",
         "modelversions.modelops.dev",
         "trainingjobs.modelops.dev",
+        "tuningjobs.modelops.dev",
     ]
     for crd in crds:
         try:

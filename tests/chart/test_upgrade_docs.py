@@ -15,7 +15,12 @@ from chartkit import CHART, ROOT, helm_binary
 from test_install_docs import as_template, commands, option
 
 UPGRADE = ROOT / "docs" / "upgrade.md"
-CRD_NAMES = ["inferenceservices.modelops.dev", "modelversions.modelops.dev", "trainingjobs.modelops.dev"]
+CRD_NAMES = [
+    "inferenceservices.modelops.dev",
+    "modelversions.modelops.dev",
+    "trainingjobs.modelops.dev",
+    "tuningjobs.modelops.dev",
+]
 
 
 def crd_names(text: str) -> list[str]:

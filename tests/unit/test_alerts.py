@@ -418,6 +418,7 @@ def exported_names() -> set[str]:
     )
     metrics.track_states("TrainingJob", index_of("TrainingJob", tj))
     metrics.track_states("InferenceService", index_of("InferenceService", isvc))
+    metrics.track_states("TuningJob", index_of("TuningJob", body("TuningJob", "t", {}, {"trialsFailed": 1})))
     serve = ServeMetrics("s", "1")
     serve.observe(200, 0.01)
     serve.batch_size.observe(4)

@@ -27,7 +27,7 @@ from modelops.controllers import trainingjob
 ROOT = Path(__file__).resolve().parents[2]
 LUA = shutil.which("lua5.4")
 NOW = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
-KINDS = ("TrainingJob", "ModelVersion", "InferenceService")
+KINDS = ("TrainingJob", "ModelVersion", "InferenceService", "TuningJob")
 
 pytestmark = pytest.mark.skipif(LUA is None, reason="needs lua5.4: `make bootstrap` installs it with apt-get")
 

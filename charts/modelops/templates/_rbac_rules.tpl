@@ -21,10 +21,10 @@ call in the operator needs a new rule here too.
 {{/* Namespaced resources: in the ClusterRole, or with watchNamespaces in a Role per namespace. */}}
 {{- define "modelops.rules.namespaced" -}}
 - apiGroups: ["modelops.dev"]
-  resources: ["trainingjobs", "modelversions", "inferenceservices"]
+  resources: ["trainingjobs", "modelversions", "inferenceservices", "tuningjobs"]
   verbs: ["list", "watch", "patch"]
 - apiGroups: ["modelops.dev"]
-  resources: ["trainingjobs/status", "modelversions/status", "inferenceservices/status"]
+  resources: ["trainingjobs/status", "modelversions/status", "inferenceservices/status", "tuningjobs/status"]
   verbs: ["patch"]
 - apiGroups: ["modelops.dev"]
   resources: ["modelversions"]
@@ -71,4 +71,10 @@ call in the operator needs a new rule here too.
 - apiGroups: ["snapshot.storage.k8s.io"]
   resources: ["volumesnapshots"]
   verbs: ["list", "create", "delete"]
+- apiGroups: ["modelops.dev"]
+  resources: ["tuningjobs", "trainingjobs"]
+  verbs: ["get"]
+- apiGroups: ["modelops.dev"]
+  resources: ["trainingjobs"]
+  verbs: ["create", "delete"]
 {{- end }}

@@ -18,6 +18,8 @@ from modelops.api.modelversion import ROOT_RULES as MODELVERSION_ROOT_RULES
 from modelops.api.modelversion import ModelVersion, ModelVersionSpec, ModelVersionStatus
 from modelops.api.trainingjob import ROOT_RULES as TRAININGJOB_ROOT_RULES
 from modelops.api.trainingjob import TrainingJob, TrainingJobSpec, TrainingJobStatus
+from modelops.api.tuningjob import ROOT_RULES as TUNINGJOB_ROOT_RULES
+from modelops.api.tuningjob import TuningJob, TuningJobSpec, TuningJobStatus
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,31 @@ INFERENCESERVICE = KindInfo(
     root_rules=NAME_LIMITS["InferenceService"].rules(),
 )
 
-KINDS: tuple[KindInfo, ...] = (TRAININGJOB, MODELVERSION, INFERENCESERVICE)
+TUNINGJOB = KindInfo(
+    kind="TuningJob",
+    plural="tuningjobs",
+    singular="tuningjob",
+    short_names=("tune",),
+    model=TuningJob,
+    spec_model=TuningJobSpec,
+    status_model=TuningJobStatus,
+    description="A hyperparameter search: trials are TrainingJobs proposed by Optuna, stopped early by a "
+    "pruner, ranked by an objective metric; the best may be registered as a ModelVersion.",
+    printer_columns=(
+        _col("Phase", ".status.phase"),
+        _col("Done", ".status.trialsSucceeded", "integer", description="Trials finished and scored"),
+        _col("Running", ".status.trialsRunning", "integer", description="Trials running"),
+        _col("Pruned", ".status.trialsPruned", "integer", description="Trials stopped early"),
+        _col("Failed", ".status.trialsFailed", "integer", description="Trials failed"),
+        _col("Best", ".status.bestValue", "number", description="Best objective value"),
+        _col("Best-Trial", ".status.bestTrial.name", priority=1, description="Best trial"),
+        _col("Model", ".status.modelVersion", priority=1, description="ModelVersion registered"),
+        _AGE,
+    ),
+    root_rules=tuple(TUNINGJOB_ROOT_RULES),
+)
+
+KINDS: tuple[KindInfo, ...] = (TRAININGJOB, MODELVERSION, INFERENCESERVICE, TUNINGJOB)
 
 __all__ = [
     "API_VERSION",
@@ -143,6 +169,7 @@ __all__ = [
     "KINDS",
     "MODELVERSION",
     "TRAININGJOB",
+    "TUNINGJOB",
     "VERSION",
     "KindInfo",
 ]

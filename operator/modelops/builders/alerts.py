@@ -60,6 +60,7 @@ SEVERITIES: dict[str, str] = {
     "ModelopsCanaryRolledBack": "warning",
     "ModelopsReconcileErrors": "warning",
     "ModelopsReconcileQueueBacklog": "warning",
+    "ModelopsTuningTrialsFailing": "warning",
 }
 
 

@@ -23,6 +23,8 @@ from modelops.controllers import (
     reconcile,
     trainingjob,
     trainingjob_handlers,
+    tuningjob,
+    tuningjob_handlers,
 )
 from modelops.controllers.cluster import Cluster
 from modelops.controllers.metrics import OperatorMetrics
@@ -52,6 +54,7 @@ CONTROLLERS: dict[str, KindController] = {
     trainingjob.KIND: KindController(trainingjob.decide, trainingjob_handlers.register),
     modelversion.KIND: KindController(modelversion.decide, modelversion_handlers.register),
     inferenceservice.KIND: KindController(inferenceservice.decide, inferenceservice_handlers.register),
+    tuningjob.KIND: KindController(tuningjob.decide, tuningjob_handlers.register),
 }
 
 

@@ -99,6 +99,10 @@ def object_state(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     }
     if kind == "TrainingJob":
         state["restarts"] = int(st.get("restarts") or 0)
+    if kind == "TuningJob":
+        state["trialsCreated"] = int(st.get("trialsCreated") or 0)
+        state["trialsFailed"] = int(st.get("trialsFailed") or 0)
+        state["maxFailedTrials"] = int(spec.get("maxFailedTrials", 3))
     if kind == "InferenceService":
         state["replicas"] = int(st.get("replicas") or 0)
         rollbacks = [
@@ -167,12 +171,31 @@ class _StatesCollector(Collector):
             "a backup policy only.",
             labels=["kind", "namespace", "name"],
         )
+        tune_failed = GaugeMetricFamily(
+            "modelops_tuningjob_trials_failed",
+            "Trials of the TuningJob that failed (status.trialsFailed).",
+            labels=["namespace", "name"],
+        )
+        tune_created = GaugeMetricFamily(
+            "modelops_tuningjob_trials_created",
+            "Trials the TuningJob created so far (status.trialsCreated).",
+            labels=["namespace", "name"],
+        )
+        tune_max_failed = GaugeMetricFamily(
+            "modelops_tuningjob_max_failed_trials",
+            "Failed trials the TuningJob tolerates (spec.maxFailedTrials); one more fails the search.",
+            labels=["namespace", "name"],
+        )
         queue: dict[str, int] = {}
         for kind, state in self._states():
             ns, name = state["namespace"], state["name"]
             queue[kind] = queue.get(kind, 0) + int(bool(state.get("pending")))
             if kind == "TrainingJob":
                 tj_restarts.add_metric([ns, name], state.get("restarts", 0))
+            if kind == "TuningJob":
+                tune_failed.add_metric([ns, name], state.get("trialsFailed", 0))
+                tune_created.add_metric([ns, name], state.get("trialsCreated", 0))
+                tune_max_failed.add_metric([ns, name], state.get("maxFailedTrials", 0))
             if kind == "InferenceService":
                 is_replicas.add_metric([ns, name], state.get("replicas", 0))
                 if state.get("lastRollback") is not None:
@@ -194,6 +217,7 @@ class _StatesCollector(Collector):
         for kind in sorted(self.indices):
             depth.add_metric([kind], queue.get(kind, 0))
         yield from (tj_phase, tj_restarts, is_phase, is_replicas, is_rollback, backup_success, backup_failing)
+        yield from (tune_failed, tune_created, tune_max_failed)
         yield depth
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from modelops import GROUP
 
-PLURALS = ("trainingjobs", "modelversions", "inferenceservices")
+PLURALS = ("trainingjobs", "modelversions", "inferenceservices", "tuningjobs")
 
 NAMESPACED_RULES: list[dict[str, Any]] = [
     {
@@ -141,6 +141,21 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "apiGroups": ["snapshot.storage.k8s.io"],
         "resources": ["volumesnapshots"],
         "verbs": ["list", "create", "delete"],
+    },
+    # The TuningJob controller (controllers/tuningjob_handlers.py): the search is read fresh by name
+    # before each plan (two triggers, the timer and a trial finishing, must not plan from a stale
+    # copy); its unfinished trials are read by name (a list of every trial would grow with the
+    # search); trials are TrainingJobs it creates, suspends (a patch, granted above) and deletes by
+    # the cleanup policy. The best trial's ModelVersion is created with the rule above.
+    {
+        "apiGroups": [GROUP],
+        "resources": ["tuningjobs", "trainingjobs"],
+        "verbs": ["get"],
+    },
+    {
+        "apiGroups": [GROUP],
+        "resources": ["trainingjobs"],
+        "verbs": ["create", "delete"],
     },
 ]
 """Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role in each."""
