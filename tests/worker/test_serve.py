@@ -381,7 +381,7 @@ def test_an_artifact_with_another_digest_is_never_served(start, artifact: Artifa
     s = start(ready=False, art=Artifact(artifact.path, "0" * 64))
     seen_ready = False
     while s.proc.poll() is None:
-        with contextlib.suppress(requests.ConnectionError):
+        with contextlib.suppress(requests.RequestException):  # refused, reset or slow on a busy machine
             seen_ready |= requests.get(s.url("/v2/health/ready"), timeout=5).status_code == 200
         time.sleep(0.05)
     code, result = _exit_and_reason(s)

@@ -265,3 +265,38 @@ def test_every_datatype_round_trips_through_the_binary_extension(echo: str) -> N
         assert r.content[offset : offset + size] == wire[dt], dt  # byte for byte what was sent
         offset += size
     assert offset == len(r.content)
+
+
+def _mutations() -> Any:
+    from hypothesis import strategies as st
+
+    junk = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**70), max_value=2**70)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8)
+        | st.sampled_from([*DATATYPES, "BYTES", ""]),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=10,
+    )
+    index = st.integers(min_value=0, max_value=len(DATATYPES) - 1)
+    field = st.sampled_from(["name", "shape", "datatype", "data", "parameters"])
+    return st.tuples(index, field, junk)
+
+
+def test_a_multi_input_model_answers_junk_at_any_input_field_with_4xx(echo: str) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def one(mutation: tuple[int, str, Any]) -> None:
+        i, key, value = mutation
+        body = request("FP32", [1.0, 2.0, 3.0])
+        body["inputs"][i][key] = value
+        r = requests.post(echo + "/v2/models/echo/infer", data=json.dumps(body), timeout=30)
+        assert r.status_code in (200, 400, 413), r.text
+
+    one()
+    metrics = requests.get(echo + "/metrics", timeout=10).text
+    assert 'code="5' not in metrics.replace('code="503"', "")

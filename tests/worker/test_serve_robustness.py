@@ -210,6 +210,9 @@ LITERALS = [
     b"[" * 100_000 + b"]" * 100_000,
     b'{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [0, 0, 0, 0, 0, 0]}], "outputs": [{"name": "logits"}, {"name": "logits"}, {"name": 5}]}',
     b"\xff\xfe{}",
+    b'{"inputs": [{"name": "input", "shape": [], "datatype": "FP32", "data": [1]}]}',
+    b'{"inputs": [{"name": "input", "shape": [6], "datatype": "FP32", "data": [[1, 2, 3, 4, 5, 6]]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [], "parameters": {"binary_data_size": 24}}]}',
     b'{"id": "\xc3\x28"}',
 ]
 

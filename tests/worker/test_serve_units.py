@@ -109,7 +109,8 @@ def test_binary_tensor_in_and_out() -> None:
         ({"datatype": "UINT8", "data": [300] * 8}, "outside the range of UINT8"),
         ({"datatype": "FP32", "data": [True] * 8}, "booleans"),
         ({"data": "0,1,2"}, "must be a list"),
-        ({"shape": [2, 4], "data": [[0] * 4, [0] * 4, [0] * 4]}, "needs 8"),
+        ({"shape": [2, 4], "data": [[0] * 4, [0] * 4, [0] * 4]}, "nested otherwise than shape"),
+        ({"shape": [2, 4], "data": [0] * 12}, "needs 8"),
         ({"shape": [0, 4], "data": []}, "no samples"),
     ],
 )

@@ -263,17 +263,16 @@ def _verify_torch(
     from modelops_worker.serve.model import Placement, build, described_signature, load_torch_bytes
 
     tried = [fmt] if fmt else ["torchscript", "state_dict"]
-    loaded = None
+    desc: dict[str, Any] | None = None
     for candidate in tried:
         try:
-            loaded = load_torch_bytes(data, candidate)
+            _, desc = load_torch_bytes(data, candidate)
             detected = candidate
             break
         except Exception as exc:
             error = exc
-    if loaded is None:
+    if desc is None:
         raise _load_failed(path, fmt or "torchscript or state_dict", error) from None
-    module, desc = loaded
     signature = declared or described_signature(desc)
     if signature is None:
         raise _mismatch(
@@ -290,5 +289,4 @@ def _verify_torch(
     extra: dict[str, Any] = {}
     if model.features is not None:  # our classifiers, as before
         extra = {"numFeatures": int(desc["numFeatures"]), "numClasses": int(desc["numClasses"])}
-    del module
     return signature, summary, extra, detected

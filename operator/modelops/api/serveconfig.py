@@ -15,6 +15,12 @@ The server listens on `SERVE_PORT` for the Open Inference Protocol v2 REST API (
 Prometheus endpoint `GET /metrics` on the same port. Ready means: the artifact loaded and its sha256
 equals `ServeConfig.sha256`. A server that cannot load or verify its artifact exits with
 `EXIT_BAD_DATA` (65) after writing its termination message; the operator reports the reason.
+
+What is served is the model's signature (`ServeConfig.signature`, else read from the artifact), with the
+runtime the format picks (`SERVABLE_FORMATS`); `modelops-worker verify` refuses any other format with
+`REASON_NO_RUNTIME_FOR_FORMAT` and a model that does not match its declared signature with
+`REASON_SIGNATURE_MISMATCH`. A client's mistake is answered 4xx, never 5xx, and a client that closed
+its connection is counted under code `CODE_CLIENT_CLOSED` (499): analysis and alerts read 5xx only.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from modelops.api.serveconfig import OUTPUT_CLASS, OUTPUT_LOGITS, OUTPUT_PROBABI
 from modelops.api.signature import ModelSignature, TensorSpec
 from modelops_worker.serve.batching import Batcher
 from modelops_worker.serve.model import LoadedModel
-from modelops_worker.serve.protocol import ProtocolError, Tensor, datatype_of
+from modelops_worker.serve.protocol import NUMPY_DTYPES, ProtocolError, Tensor, datatype_of
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -85,10 +85,7 @@ class InferenceCore:
         self.signature: ModelSignature = model.signature
         self.batching = batching
         self._out_types = {o.name: o.datatype for o in model.signature.outputs}
-        self._out_dtypes = {
-            o.name: np.dtype("<f4") if o.datatype == "BF16" else _np(o.datatype)
-            for o in model.signature.outputs
-        }
+        self._out_dtypes = {o.name: NUMPY_DTYPES[o.datatype] for o in model.signature.outputs}
         self._by_name = {t.name: t for t in model.signature.inputs}
         if model.classifier_logits:
             self.default_outputs: tuple[str, ...] = (OUTPUT_LOGITS, OUTPUT_CLASS)
@@ -223,8 +220,8 @@ class InferenceCore:
         if t.datatype == "BOOL":
             raise ProtocolError(f"{where}.datatype BOOL: this model takes numbers; send FP32")
         shape = arr.shape
-        per_sample = shape[0] if len(shape) == 1 else math.prod(shape[1:])
-        if per_sample != features or not shape:
+        per_sample = 0 if not shape else shape[0] if len(shape) == 1 else math.prod(shape[1:])
+        if per_sample != features:
             raise ProtocolError(
                 f"{where}.shape {list(shape)} does not fit this model: it takes [n, {features}] "
                 f"({features} features per sample)"
@@ -290,9 +287,3 @@ class InferenceCore:
                 arr = arr.astype(want)
             out[name] = arr
         return out
-
-
-def _np(datatype: str) -> np.dtype[Any]:
-    from modelops_worker.serve.protocol import NUMPY_DTYPES
-
-    return NUMPY_DTYPES[datatype]

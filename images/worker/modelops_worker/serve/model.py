@@ -53,6 +53,7 @@ from modelops.api.signature import ModelSignature, TensorSpec
 from modelops.api.trainingjob import ModelSpec
 from modelops_worker import export, models
 from modelops_worker.errors import WorkerError
+from modelops_worker.serve.protocol import NUMPY_DTYPES, datatype_of
 
 log = logging.getLogger("modelops_worker.serve")
 
@@ -97,8 +98,6 @@ ONNX_DATATYPES = {
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    from modelops_worker.serve.protocol import NUMPY_DTYPES
-
     return NUMPY_DTYPES[datatype]
 
 
@@ -499,8 +498,6 @@ def zeros(specs: list[TensorSpec], batch: int) -> Arrays:
 
 def check_outputs(specs: list[TensorSpec], out: Mapping[str, np.ndarray[Any, Any]], batch: int) -> str | None:
     """What differs between the outputs a run gave and the declared ones, or None when they agree."""
-    from modelops_worker.serve.protocol import datatype_of
-
     for t in specs:
         if t.name not in out:
             return f"output {t.name!r} is declared but the model returned {', '.join(out) or 'nothing'}"

@@ -268,32 +268,29 @@ def _from_binary(raw: memoryview, dt: str, shape: tuple[int, ...], where: str) -
     return arr
 
 
-def _leaves(data: list[Any], depth: int) -> list[Any]:
-    """The values of a list nested `depth` levels deep, flat (non-lists deeper down stay as they are)."""
-    flat = data
-    for _ in range(depth - 1):
-        if not all(type(x) is list for x in flat):
-            raise ProtocolError("ragged")
-        flat = list(chain.from_iterable(flat))
-    return flat
+def _leaves(data: list[Any], shape: tuple[int, ...]) -> list[Any] | None:
+    """The values of a list nested exactly as `shape` says, flat; None when it is nested otherwise."""
+    level: list[Any] = [data]
+    for size in shape:
+        if not all(type(x) is list and len(x) == size for x in level):
+            return None
+        level = list(chain.from_iterable(level))
+    return level
 
 
 def _from_json(data: Any, where: str, dt: str, shape: tuple[int, ...], count: int) -> np.ndarray[Any, Any]:
     if not isinstance(data, list):
         raise ProtocolError(f"{where}.data must be a list (flat or nested); got {_typename(data)}")
-    # The values, flat: either the list itself or nested as the shape says.
+    # The values, flat: either the list itself or nested exactly as the shape says.
+    flat: list[Any] | None = data
     if data and type(data[0]) is list:
-        try:
-            flat = _leaves(data, len(shape)) if len(shape) > 1 else []
-        except ProtocolError:
-            flat = []
-        if not flat or type(flat[0]) is list:
+        flat = _leaves(data, shape)
+        if flat is None:
             raise ProtocolError(
-                f"{where}.data is nested but not as shape {list(shape)} says (ragged lists, or another "
-                f"nesting); send it flat ({count} values) or nested exactly as the shape"
+                f"{where}.data is ragged or nested otherwise than shape {list(shape)} says; send it flat "
+                f"({count} values) or nested exactly as the shape"
             )
-    else:
-        flat = data
+    assert flat is not None
     if len(flat) != count:
         raise ProtocolError(f"{where}.data has {len(flat)} values but shape {list(shape)} needs {count}")
     kinds = set(map(type, flat))
