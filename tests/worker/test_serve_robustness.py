@@ -114,7 +114,7 @@ def mutate(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> Any:
     out = copy.deepcopy(body)
     node = out
     for key in path[:-1]:
-        node = node[key]
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
     node[path[-1]] = value
     return out
 

@@ -133,3 +133,20 @@ def test_torchscript_export_is_byte_reproducible_and_loads(
     assert archive.testzip() is None, "the rewritten serialization_id keeps every CRC right"
     loaded = torch.jit.load(io.BytesIO(first))
     assert tuple(loaded(torch.zeros(2, 8)).shape) == (2, 3)
+
+
+def test_a_signature_too_large_for_the_termination_message_is_left_out_saying_so() -> None:
+    inputs = [
+        {"name": f"input_tensor_number_{i}", "datatype": "FP32", "shape": [-1, 3, 224, 224]}
+        for i in range(64)
+    ]
+    result = {
+        "status": "Succeeded",
+        "message": "sha256 matches",
+        "signature": {"inputs": inputs, "outputs": []},
+    }
+    out = verify._fit_termination_message(result)
+    assert "signature" not in out and "64 inputs" in out["message"] and "not recorded" in out["message"]
+    assert len(json.dumps(out)) < 4096
+    small = {"status": "Succeeded", "message": "ok", "signature": {"inputs": inputs[:2], "outputs": []}}
+    assert verify._fit_termination_message(dict(small)) == small

@@ -232,6 +232,27 @@ def verify(
         f"sha256 matches, loads as {detected}, smoke inference of zeros of the signature gives {summary}"
     )
     result.update(extra)
+    return _fit_termination_message(result)
+
+
+# Kubernetes keeps at most 4096 bytes of a termination message.
+_MAX_RESULT_BYTES = 4000
+
+
+def _fit_termination_message(result: dict[str, Any]) -> dict[str, Any]:
+    """The result within the termination message's limit: a model with very many tensors first loses
+    the card's hyperparameters, then the recorded signature (its declaration or its graph still holds
+    it), saying so, rather than the whole result being cut off mid-JSON."""
+    if len(json.dumps(result, separators=(",", ":"))) <= _MAX_RESULT_BYTES:
+        return result
+    if "card" in result:
+        result["card"].pop("hyperparameters", None)
+    if len(json.dumps(result, separators=(",", ":"))) > _MAX_RESULT_BYTES:
+        sig = result.pop("signature", None) or {}
+        result["message"] = (
+            f"{result['message']}; the signature ({len(sig.get('inputs', []))} inputs, "
+            f"{len(sig.get('outputs', []))} outputs) is too large for the termination message and is not recorded"
+        )[:1000]
     return result
 
 

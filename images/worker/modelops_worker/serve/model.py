@@ -458,7 +458,9 @@ def load(cfg: ServeConfig) -> LoadedModel:
     path = Path(cfg.artifact_path)
     started = time.monotonic()
     data = read_verified(path, cfg.sha256)
-    placement = select_placement(cfg.device, cfg.precision, cuda_available())
+    # int8 dynamic quantization is a CPU technique: with device auto it keeps the model on the CPU.
+    device = "cpu" if cfg.quantization == "int8" and cfg.device == "auto" else cfg.device
+    placement = select_placement(device, cfg.precision, cuda_available())
     if placement.note and placement.precision != cfg.precision:
         log.warning("%s", placement.note)
     try:
