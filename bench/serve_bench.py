@@ -33,6 +33,7 @@ is printed with every table: on a shared machine it says how far to trust the nu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -307,11 +309,13 @@ def wrk(
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     pct = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", out, re.M))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": total,
         "p50_ms": _ms(pct["50"]),
         "p99_ms": _ms(pct["99"]),
         "non2xx": int(bad.group(1)) if bad else 0,
@@ -405,6 +409,7 @@ def h2load(target: str, work: Path, frame: bytes, concurrency: int, duration: fl
     )
     return {
         "rps": rps,
+        "requests": int(m.group(1)),
         "p50_ms": float(np.percentile(ms, 50)) if ms.size else float("nan"),
         "p99_ms": float(np.percentile(ms, 99)) if ms.size else float("nan"),
         "non2xx": int(m.group(3)) + int(m.group(4)),
@@ -435,7 +440,7 @@ def check_answer(url: str, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> 
     return float((pred == y).mean())
 
 
-def raw_forward(fmt: str, art: Path, batch: int, seconds: float = 1.0) -> float:
+def raw_forward(fmt: str, art: Path, batch: int, seconds: float = 1.0, with_cpu: bool = False) -> Any:
     """Samples/s of the bare forward pass of the same model, in this process, one thread."""
     x = np.random.default_rng(0).standard_normal((batch, 64)).astype(np.float32)
     if fmt == "onnx":
@@ -462,11 +467,40 @@ def raw_forward(fmt: str, art: Path, batch: int, seconds: float = 1.0) -> float:
 
     for _ in range(20):
         step()
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.thread_time()
     while time.perf_counter() - t0 < seconds:
         step()
         n += 1
-    return n * batch / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    return (n * batch / wall, n * batch / cpu) if with_cpu else n * batch / wall
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far (a supervised server's
+    processes are its children), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def measured(proc: subprocess.Popen[bytes], load: Any) -> dict[str, Any]:
+    """A load run, with the server's CPU time per request: on a shared machine that is the steady
+    number (wall-clock throughput swings with the neighbours' load, the CPU a request costs does not)."""
+    before = cpu_seconds(proc.pid)
+    run: dict[str, Any] = load()
+    used = cpu_seconds(proc.pid) - before
+    run["cpu_ms_per_request"] = 1000 * used / max(1, run["requests"])
+    run["load"] = os.getloadavg()[0]
+    return run
 
 
 def _median(runs: list[dict[str, Any]], key: str = "rps") -> dict[str, Any]:
@@ -552,13 +586,15 @@ def main() -> None:
                 order = [*pair, "grpc"] if rnd % 2 == 0 else ["grpc", *reversed(pair)]
                 for name in order:
                     if name == "grpc":
-                        h2load(grpc_targets["modelops"], work, one_grpc, c, warm)
-                        run = h2load(grpc_targets["modelops"], work, one_grpc, c, args.duration)
+                        target = grpc_targets["modelops"]
+                        h2load(target, work, one_grpc, c, warm)
+                        run = measured(
+                            procs["modelops"], partial(h2load, target, work, one_grpc, c, args.duration)
+                        )
                     else:
                         url = f"{urls[name]}/v2/models/{MODEL}/infer"
                         wrk(url, work, one, c, warm)
-                        run = wrk(url, work, one, c, args.duration)
-                    run["load"] = os.getloadavg()[0]
+                        run = measured(procs[name], partial(wrk, url, work, one, c, args.duration))
                     per_round[name].append(run)
                     log(f"{name} c={c} round {rnd + 1}: {run}")
             for name in pair:
@@ -579,6 +615,18 @@ def main() -> None:
                     for o, k in zip(per_round["modelops"], per_round["kserve"], strict=True)
                 ]
                 results["modelops"]["single_sample"][c]["p99_not_worse_pairs"] = sum(p99)
+                cpu = [
+                    k["cpu_ms_per_request"] / o["cpu_ms_per_request"]
+                    for o, k in zip(per_round["modelops"], per_round["kserve"], strict=True)
+                ]
+                results["modelops"]["single_sample"][c]["cpu_ratio"] = statistics.median(cpu)
+                results["modelops"]["single_sample"][c]["cpu_ratios"] = cpu
+            for name in [*pair, "grpc"]:
+                key = "grpc_single_sample" if name == "grpc" else "single_sample"
+                owner = "modelops" if name == "grpc" else name
+                results[owner][key][c]["cpu_ms"] = statistics.median(
+                    r["cpu_ms_per_request"] for r in per_round[name]
+                )
 
         # Samples per second with `--samples` rows per request, next to the raw forward pass.
         rows = x_all[: args.samples]
@@ -597,19 +645,22 @@ def main() -> None:
             for rnd in range(args.rounds):
                 # The raw forward (this process, one thread) right before each round: each served
                 # run is compared with its neighbouring raw measurement, then the median is taken.
-                raw_now = raw_forward(fmt, artifacts[fmt][0], args.samples)
+                raw_now, raw_cpu = raw_forward(fmt, artifacts[fmt][0], args.samples, with_cpu=True)
                 for label in ("json", "binary", "grpc") if rnd % 2 == 0 else ("grpc", "binary", "json"):
                     # 4 in flight x 256 samples stays within the default maxQueueSize (1024).
                     if label == "grpc":
                         h2load(grpc_targets[name], work, frame, 4, warm)
-                        r = h2load(grpc_targets[name], work, frame, 4, args.duration)
+                        r = measured(
+                            procs[name], partial(h2load, grpc_targets[name], work, frame, 4, args.duration)
+                        )
                     else:
                         body, hl, ctype = bodies[label]
                         wrk(url, work, body, 4, warm, hl, ctype)
-                        r = wrk(url, work, body, 4, args.duration, hl, ctype)
+                        r = measured(procs[name], partial(wrk, url, work, body, 4, args.duration, hl, ctype))
                     r["samples_per_s"] = r["rps"] * args.samples
                     r["raw_samples_per_s"] = raw_now
-                    r["load"] = os.getloadavg()[0]
+                    r["raw_samples_per_cpu_s"] = raw_cpu
+                    r["samples_per_cpu_s"] = args.samples * 1000 / r["cpu_ms_per_request"]
                     served[label].append(r)
                     log(
                         f"{name} {args.samples} samples/request ({label}), c=4, round {rnd + 1}: {r}, raw {raw_now:,.0f}"
@@ -620,6 +671,10 @@ def main() -> None:
                 label: {
                     **_median(runs, "samples_per_s"),
                     "of_raw": statistics.median(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
+                    "of_raw_cpu": statistics.median(
+                        r["samples_per_cpu_s"] / r["raw_samples_per_cpu_s"] for r in runs
+                    ),
+                    "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in runs),
                     "of_raw_range": [
                         min(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
                         max(r["samples_per_s"] / r["raw_samples_per_s"] for r in runs),
@@ -660,7 +715,8 @@ def report(r: dict[str, Any], levels: list[int], samples: int) -> str:
         f"{r['seconds']} s in all; modelops with {r['processes']} serving process(es)",
         "",
         "| concurrency | modelops REST req/s | p50 ms | p99 ms | KServe REST req/s | p50 ms | p99 ms | "
-        "ratio (median of pairs) [range] | pairs with our p99 <= KServe's | modelops gRPC req/s | p50 ms | p99 ms | load avg |",
+        "ratio (median of pairs) [range] | pairs with our p99 <= KServe's | modelops gRPC req/s | p50 ms | p99 ms "
+        "| load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ours = r["modelops"]["single_sample"]
@@ -679,18 +735,35 @@ def report(r: dict[str, Any], levels: list[int], samples: int) -> str:
             f"| {c} | {o['rps']:,.0f}{_flag(o)} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | {kpart} | "
             f"{g['rps']:,.0f} | {g['p50_ms']:.2f} | {g['p99_ms']:.2f} | {_loads(runs)} |"
         )
+    lines += [
+        "",
+        "Server CPU per request (ms, median of rounds; steady under load, unlike wall-clock rates):",
+        "",
+        "| concurrency | modelops REST | KServe REST | KServe / modelops (median [range]) | modelops gRPC |",
+        "|---|---|---|---|---|",
+    ]
+    for c in levels:
+        o, k, g = ours[c], theirs.get(c), grpc_[c]
+        kpart = (
+            f"{k['cpu_ms']:.3f} | {o['cpu_ratio']:.1f}x [{min(o['cpu_ratios']):.1f}, {max(o['cpu_ratios']):.1f}]"
+            if k
+            else "- | -"
+        )
+        lines.append(f"| {c} | {o['cpu_ms']:.3f} | {kpart} | {g['cpu_ms']:.3f} |")
     lines += ["", f"gRPC calls by code at the servers: {r['grpc_codes']}", ""]
     lines += [
-        f"| runtime | raw forward, batch {samples}, 1 thread | encoding | served samples/s ({samples} per request, c=4) "
-        "| of raw (median [range]) | p99 ms | load avg |",
-        "|---|---|---|---|---|---|---|",
+        f"| runtime | encoding | served samples/s ({samples} per request, c=4) | raw forward batch {samples}, "
+        "1 thread | of raw, wall (median [range]) | server CPU ms per request | served samples per CPU-s "
+        "| of raw per CPU-s (median) | p99 ms | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt, by_label in r["batched_requests"].items():
         for label, run in by_label.items():
             lines.append(
-                f"| {fmt} | {run['raw_samples_per_s']:,.0f} | {label} | {run['samples_per_s']:,.0f}{_flag(run)} | "
+                f"| {fmt} | {label} | {run['samples_per_s']:,.0f}{_flag(run)} | {run['raw_samples_per_s']:,.0f} | "
                 f"{run['of_raw']:.0%} [{run['of_raw_range'][0]:.0%}, {run['of_raw_range'][1]:.0%}] | "
-                f"{run['p99_ms']:.2f} | {_loads(run['rounds'])} |"
+                f"{run['cpu_ms_per_request']:.2f} | {samples * 1000 / run['cpu_ms_per_request']:,.0f} | "
+                f"{run['of_raw_cpu']:.0%} | {run['p99_ms']:.2f} | {_loads(run['rounds'])} |"
             )
     for fmt, raw in r["raw_forward_samples_per_s"].items():
         lines.append(
