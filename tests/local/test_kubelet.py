@@ -807,6 +807,8 @@ def test_env_values_and_command_paths_arrive_as_written_on_a_cluster(plane: Plan
         "fidelity",
         "",
         volumes=[{"name": "scratch", "emptyDir": {}}],
+        # Missing pull Secret: a Warning event, yet the (public) image is pulled and runs, as by a kubelet.
+        imagePullSecrets=[{"name": "no-such-registry-login"}],
         initContainers=[
             {
                 "name": "write",
@@ -835,4 +837,7 @@ def test_env_values_and_command_paths_arrive_as_written_on_a_cluster(plane: Plan
     # The name still resolves when the program looks it up, as cluster DNS would answer.
     assert f"resolves {svc_ip}" in logs, logs
     assert (plane.pod_dir("fidelity") / "volumes" / "scratch" / "run.py").exists()
+    describe = plane.kubectl("describe", "pod", "fidelity")
+    assert "FailedToRetrieveImagePullSecret" in describe, describe
+    assert "Unable to retrieve some image pull secrets (no-such-registry-login)" in describe, describe
     plane.kubectl("delete", "service", "echo", "--wait=false")

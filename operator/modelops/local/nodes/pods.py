@@ -516,6 +516,7 @@ class PodWorker:
         if c.exit_code is not None:
             c.last_state, c.restart_count = c.state, c.restart_count + 1
         while not stop.is_set():
+            await self._check_pull_secrets()
             command = containers.default_command(str(spec.get("image") or ""))
             if command is None:
                 message = containers.pull_error_message(str(spec.get("image")))
@@ -995,6 +996,28 @@ class PodWorker:
         await asyncio.gather(*self._sidecars, return_exceptions=True)
         grace = self.grace_seconds()
         await asyncio.gather(*(self._terminate(p, grace) for p in list(self._procs.values())))
+
+    async def _check_pull_secrets(self) -> None:
+        """As the kubelet before each pull: a missing `imagePullSecrets` Secret is a pod Warning event
+        (`FailedToRetrieveImagePullSecret`); the pull is still attempted, so a public image runs."""
+        missing: list[str] = []
+        for ref in (self.pod.get("spec") or {}).get("imagePullSecrets") or []:
+            name = str((ref or {}).get("name") or "")
+            if not name:
+                continue
+            try:
+                await self.k.api.get("v1", "secrets", self.ns, name)
+            except ApiError as e:
+                if e.status == 404:
+                    missing.append(name)
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                return  # the API server is away; the next attempt looks again
+        if missing:
+            message = (
+                f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull the "
+                "image may not succeed."
+            )
+            await self.k.events.emit(self.pod, "FailedToRetrieveImagePullSecret", message, type_="Warning")
 
     async def _event(self, reason: str, message: str, spec: Obj, *, warning: bool = False) -> None:
         init = any(s is spec for s in self.init_specs)
