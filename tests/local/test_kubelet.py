@@ -781,3 +781,63 @@ def test_configmap_edits_reach_the_mounted_file(plane: Plane) -> None:
     )
     wait_for("the new value in the file", lambda: rate.read_text() == "2")
     plane.kubectl("delete", "pod", "reader", "--wait=false")
+
+
+def test_env_values_and_command_paths_arrive_as_written_on_a_cluster(plane: Plane) -> None:
+    # A Service named like a model: its name in an env value is the model's name, not a host.
+    plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo"},
+            "spec": {"selector": {"app": "nothing"}, "ports": [{"port": 80}]},
+        }
+    )
+    # A script kept in the plane's directory (under /tmp in tests) while the pod mounts an emptyDir
+    # at /tmp: the plane's own files are the "image" here, never the volume.
+    writer = plane.dir / "fidelity_writer.py"
+    writer.write_text(
+        "open('/tmp/run.py', 'w').write('import os, socket, sys\\n"
+        'print("model", os.environ["MODELOPS_MODEL_NAME"], "url", os.environ["URL"])\\n'
+        'print("args", sys.argv[1:])\\n'
+        'print("resolves", socket.gethostbyname("echo"))\\n\')\n'
+    )
+    mount = [{"name": "scratch", "mountPath": "/tmp"}]
+    manifest = pod(
+        "fidelity",
+        "",
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        # Missing pull Secret: a Warning event, yet the (public) image is pulled and runs, as by a kubelet.
+        imagePullSecrets=[{"name": "no-such-registry-login"}],
+        initContainers=[
+            {
+                "name": "write",
+                "image": WORKER_IMAGE,
+                "command": ["python", str(writer)],
+                "volumeMounts": mount,
+            }
+        ],
+        container={
+            # The script lies in the volume (a command path under the mountPath); /tmpfoo is not it.
+            "command": ["python", "/tmp/run.py"],
+            "args": ["/tmpfoo/x", "/tmp+x"],
+            "env": [
+                {"name": "MODELOPS_MODEL_NAME", "value": "echo"},
+                {"name": "URL", "value": "http://echo:80/v2"},
+            ],
+            "volumeMounts": mount,
+        },
+    )
+    plane.apply(manifest)
+    plane.wait_phase("fidelity", "Succeeded", timeout=60)
+    logs = plane.kubectl("logs", "fidelity")
+    svc_ip = json.loads(plane.kubectl("get", "service", "echo", "-o", "json"))["spec"]["clusterIP"]
+    assert "model echo url http://echo:80/v2" in logs, logs
+    assert "args ['/tmpfoo/x', '/tmp+x']" in logs, logs
+    # The name still resolves when the program looks it up, as cluster DNS would answer.
+    assert f"resolves {svc_ip}" in logs, logs
+    assert (plane.pod_dir("fidelity") / "volumes" / "scratch" / "run.py").exists()
+    describe = plane.kubectl("describe", "pod", "fidelity")
+    assert "FailedToRetrieveImagePullSecret" in describe, describe
+    assert "Unable to retrieve some image pull secrets (no-such-registry-login)" in describe, describe
+    plane.kubectl("delete", "service", "echo", "--wait=false")

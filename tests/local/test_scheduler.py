@@ -194,3 +194,42 @@ def test_fewer_nodes_on_restart_removes_the_extra_node_and_its_pods(plane: Plane
         plane.node_args = original
         plane.start_nodes()
         wait_for("both nodes again", lambda: plane.kubectl("get", "nodes").count(" Ready ") == 2)
+
+
+def test_a_pod_whose_claim_does_not_exist_is_unschedulable_until_it_does(plane: Plane, core: Any) -> None:
+    # kube-scheduler's VolumeBinding PreFilter: no node is tried while the claim is missing.
+    claimed = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="claimed"),
+        spec=client.V1PodSpec(
+            termination_grace_period_seconds=1,
+            containers=[client.V1Container(name="main", image=WORKER_IMAGE, command=SLEEP)],
+            volumes=[
+                client.V1Volume(
+                    name="data",
+                    persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(claim_name="later"),
+                )
+            ],
+        ),
+    )
+    core.create_namespaced_pod("default", claimed)
+    cond = wait_for("an Unschedulable condition", lambda: scheduled(core, "claimed"))
+    assert (cond.status, cond.reason) == ("False", "Unschedulable")
+    assert cond.message == '0/2 nodes are available: persistentvolumeclaim "later" not found.'
+    wait_for(
+        "the FailedScheduling event",
+        lambda: 'persistentvolumeclaim "later" not found' in plane.kubectl("describe", "pod", "claimed"),
+    )
+    assert core.read_namespaced_pod("claimed", "default").spec.node_name is None
+    core.create_namespaced_persistent_volume_claim(
+        "default",
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="later"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+    wait_for("the pod to be bound", lambda: core.read_namespaced_pod("claimed", "default").spec.node_name)
+    plane.kubectl("delete", "pod", "claimed", "--grace-period=0", "--force", "--wait=false")
+    plane.kubectl("delete", "pvc", "later", "--wait=false")

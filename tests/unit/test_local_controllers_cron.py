@@ -31,12 +31,13 @@ def t(text: str) -> dt.datetime:
         ("@hourly", "2026-01-01T10:59:59", "2026-01-01T11:00:00"),
         ("@weekly", "2026-01-01T00:00:00", "2026-01-04T00:00:00"),  # next Sunday
         ("0 0 29 2 *", "2026-01-01T00:00:00", "2028-02-29T00:00:00"),
-        ("0 12 * * 7", "2026-01-01T00:00:00", "2026-01-04T12:00:00"),  # 7 is Sunday too
+        ("0 12 * * 0", "2026-01-01T00:00:00", "2026-01-04T12:00:00"),  # 0 is Sunday (7 is refused)
+        ("0 12\t* *  SUN", "2026-01-01T00:00:00", "2026-01-04T12:00:00"),  # any whitespace, as robfig
         ("@every 90s", "2026-01-01T00:00:00", "2026-01-01T00:01:30"),
     ],
 )
 def test_next_activation(expr: str, after: str, expected: str) -> None:
-    assert parse(expr).next_after(t(after)) == t(expected)
+    assert cronjobs.parse_schedule(expr, None).next_after(t(after)) == t(expected)
 
 
 def test_day_fields_or_when_both_restricted_and_when_one_is_star() -> None:
@@ -48,19 +49,31 @@ def test_day_fields_or_when_both_restricted_and_when_one_is_star() -> None:
 
 
 def test_time_zone_moves_the_activation() -> None:
-    berlin = parse("0 9 * * *", "Europe/Berlin")
+    berlin = cronjobs.parse_schedule("0 9 * * *", "Europe/Berlin")
     assert berlin.next_after(t("2026-01-01T00:00:00")) == t("2026-01-01T08:00:00")
-    assert parse("CRON_TZ=America/New_York 0 9 * * *").next_after(t("2026-07-01T00:00:00")) == t(
-        "2026-07-01T13:00:00"
-    )
+    new_york = cronjobs.parse_schedule("0 9 * * *", "America/New_York")
+    assert new_york.next_after(t("2026-07-01T00:00:00")) == t("2026-07-01T13:00:00")
 
 
-@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "* * * * MONDAY", "*/0 * * * *", "@every soon"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "* * * *",
+        "61 * * * *",
+        "* * * * MONDAY",
+        "*/0 * * * *",
+        "@every soon",
+        "0 12 * * 7",  # robfig/cron's day-of-week is 0-6: Kubernetes refuses 7
+        "0 12 * * 5-7",
+        "TZ=UTC 0 9 * * *",  # refused since Kubernetes 1.27: use spec.timeZone
+        "CRON_TZ=Europe/Berlin 0 9 * * *",
+    ],
+)
 def test_bad_schedules_say_what_is_wrong(bad: str) -> None:
     with pytest.raises(ScheduleError):
-        parse(bad)
+        cronjobs.parse_schedule(bad, None)
     with pytest.raises(ScheduleError, match="time zone"):
-        parse("* * * * *", "Mars/Olympus")
+        cronjobs.parse_schedule("* * * * *", "Mars/Olympus")
 
 
 def test_missed_runs_returns_the_latest_only() -> None:

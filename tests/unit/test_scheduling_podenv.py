@@ -86,8 +86,11 @@ def test_cluster_names_in_env_become_ips_but_words_and_paths_do_not() -> None:
     )
     assert rewrite_cluster_names("r0.peers", records, "default") == "127.244.0.2"
     assert rewrite_cluster_names("tcp://r0.peers:29500", records, "default") == "tcp://127.244.0.2:29500"
-    assert rewrite_cluster_names("web:8080", records, "default") == "127.96.0.10:8080"
-    assert rewrite_cluster_names("http://web/v2", records, "default") == "http://127.96.0.10/v2"
+    # Short Service names stay as written (a bare word may be a model's name); the pod's resolver
+    # answers them at connect time. The `.svc` spelling is unmistakable and is replaced.
+    assert rewrite_cluster_names("web:8080", records, "default") == "web:8080"
+    assert rewrite_cluster_names("http://web/v2", records, "default") == "http://web/v2"
+    assert rewrite_cluster_names("http://web.default.svc/v2", records, "default") == "http://127.96.0.10/v2"
     assert rewrite_cluster_names("serve web traffic", records, "default") == "serve web traffic"
     assert rewrite_cluster_names("/data/web.default/x", records, "default") == "/data/web.default/x"
     assert rewrite_cluster_names("model.pt", records, "default") == "model.pt"

@@ -6,6 +6,12 @@ creation) runs once, unless it is older than `startingDeadlineSeconds`; `concurr
 `<cronjob>-<scheduled minutes since the epoch>` so a restart cannot run an activation twice; finished
 Jobs beyond `successfulJobsHistoryLimit` (3) / `failedJobsHistoryLimit` (1) are deleted; `suspend` stops
 new runs; status keeps `active`, `lastScheduleTime` and `lastSuccessfulTime`.
+
+Schedules are read as Kubernetes reads them (robfig/cron's standard parser, `modelops.cron` in its
+strict form): day-of-week is 0-6, so `7` is refused, and a `TZ=`/`CRON_TZ=` prefix is refused with the
+API server's message (Kubernetes refuses it at create since 1.27 in favour of `spec.timeZone`; the local
+API server does not validate CronJobs, so the controller is where the local plane says so). A refused
+schedule gets a Warning `UnparseableSchedule` event and no Jobs, as upstream.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from modelops.cron import ScheduleError, missed_runs, parse
+from modelops.cron import Schedule, ScheduleError, missed_runs, parse
 
 from . import common as c
 from .actions import CRONJOBS, JOBS, Create, Delete, Event, Result, Status
@@ -24,6 +30,20 @@ from .jobs import finish_time, is_finished
 Obj = dict[str, Any]
 
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+
+
+TZ_REFUSED = "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+
+
+def parse_schedule(schedule: str, time_zone: str | None) -> Schedule:
+    """`spec.schedule` and `spec.timeZone` as Kubernetes admits and runs them (see the module docstring).
+
+    Fields are split on any whitespace, as robfig/cron's `ParseStandard` does; everything else is the
+    strict grammar the operator's own schedules use.
+    """
+    if "TZ" in schedule:  # the API server's test, verbatim: strings.Contains(schedule, "TZ")
+        raise ScheduleError(TZ_REFUSED)
+    return parse(" ".join(schedule.split()), time_zone, strict=True)
 
 
 def job_name(cronjob: str, scheduled: dt.datetime) -> str:
@@ -99,7 +119,7 @@ def reconcile(cj: Obj, jobs: Sequence[Obj], at: dt.datetime) -> Result:
         return result
 
     try:
-        schedule = parse(str(spec.get("schedule", "")), spec.get("timeZone"))
+        schedule = parse_schedule(str(spec.get("schedule", "")), spec.get("timeZone"))
     except ScheduleError as e:
         result.actions.append(
             Event(cj, "UnparseableSchedule", f"unparseable schedule {spec.get('schedule')!r}: {e}", "Warning")

@@ -23,9 +23,10 @@ import base64
 import contextlib
 import json
 import os
+import posixpath
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -500,18 +501,42 @@ def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) 
         local = vol / str(m["subPath"]) if m.get("subPath") else vol
         if m.get("subPath") and not local.exists():
             local.mkdir(parents=True, exist_ok=True)
-        mounts[str(m.get("mountPath")).rstrip("/") or "/"] = local
+        mounts[posixpath.normpath("/" + str(m.get("mountPath")).lstrip("/"))] = local
     return mounts
 
 
-def rewrite_paths(text: str, mounts: Mapping[str, Path]) -> str:
-    """Replace each mountPath at a path boundary by its host directory (longest mountPath first)."""
+# What may follow a mountPath in an argument or env value for it to be that path: a slash, the end, or a
+# separator of lists and options (`a:/data:b`, `/data,/models`, `"/data"`). Anything else (`/tmpfoo`,
+# `/tmp+x`, `/tmp.bak`, `/tmp~`) is another file name, never the mount.
+_PATH_END = r"(?=/|$|[\s:;,=\"')\]}])"
+
+
+def rewrite_paths(text: str, mounts: Mapping[str, Path], passthrough: Iterable[str] = ()) -> str:
+    """Replace each mountPath at path-component boundaries by its host directory (longest first).
+
+    A path under a `passthrough` prefix longer than the mountPath is a host path of the plane itself
+    (the interpreter, the project's "image", the plane's directory, a volume's host directory, as in
+    `pathmap.passthrough_prefixes`) and stays as written: with an emptyDir at /tmp and the checkout
+    under /tmp, `/tmp/ci/.venv/bin/python` must stay the interpreter, not a file in the volume.
+    """
     # A volume mounted at "/" would match every path; such a mount is reachable via the rootfs only.
     ordered = sorted((p for p in mounts if p != "/"), key=len, reverse=True)
     if not ordered:
         return text
-    pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in ordered) + r")(?=/|$|[^\w.-])")
-    return pattern.sub(lambda m: str(mounts[m.group(1)]), text)
+    keep = sorted({posixpath.normpath(p) for p in passthrough if p.startswith("/")}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in ordered) + r")" + _PATH_END)
+    path_rest = re.compile(r"[^\s:;,=\"')\]}]*")
+
+    def sub(m: re.Match[str]) -> str:
+        mount = m.group(1)
+        rest = path_rest.match(text, m.end(1))
+        full = mount + (rest.group(0) if rest else "")
+        for prefix in keep:
+            if len(prefix) > len(mount) and (full == prefix or full.startswith(prefix + "/")):
+                return mount
+        return str(mounts[mount])
+
+    return pattern.sub(sub, text)
 
 
 def link_rootfs(rootfs: Path, mounts: Mapping[str, Path]) -> None:

@@ -204,21 +204,33 @@ def resolve(records: Iterable[tuple[str, str]], name: str, namespace: str) -> li
 _HOST_TOKEN = re.compile(
     r"(?<![\w.-])([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*)(?![\w-])"
 )
-_WHOLE_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?([A-Za-z0-9.-]+)(?::\d+)?(?:/.*)?$")
+
+
+def _cluster_dns_name(token: str, records: list[tuple[str, str]], namespace: str) -> bool:
+    """Whether `token` is unmistakably a cluster DNS name: a Service name spelled with its `.svc` zone
+    (`web.ns.svc`, `web.ns.svc.cluster.local`) or a pod hostname under a headless Service
+    (`rank-0.ranks`, `rank-0.ranks.ns`, with or without the zone), the rendezvous form."""
+    name = token.lower().rstrip(".")
+    if name.endswith((".svc", f".svc.{CLUSTER_DOMAIN}")):
+        return True
+    labels = name.split(".")
+    if len(labels) not in {2, 3}:
+        return False
+    full = f"{name}.svc.{CLUSTER_DOMAIN}" if len(labels) == 3 else f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    # A Service's own name has no dot, so `<a>.<b>.<ns>.svc.cluster.local` is always a pod hostname.
+    return any(n.lower() == full for _, n in records)
 
 
 def rewrite_cluster_names(value: str, records: list[tuple[str, str]], namespace: str) -> str:
-    """Replace cluster DNS names in an env value by IPs, for code that bypasses Python's resolver.
+    """Replace unmistakable cluster DNS names in an env value by IPs, for code that bypasses Python's
+    resolver (torch's TCPStore resolves `MASTER_ADDR` in C++).
 
-    A dotted name (`trainer-0.trainer`, `web.ns.svc.cluster.local`) is replaced wherever it appears;
-    a bare name (`web`) only when it is the whole value's host (`web`, `web:8080`, `http://web/x`),
-    so that ordinary words that happen to equal a Service name are left alone.
+    Only a Service name with its `.svc` zone and a pod hostname under a headless Service are replaced
+    (see `_cluster_dns_name`), wherever they appear. Anything else stays as written, as on a cluster:
+    a bare word such as `echo` is a model's name as often as a host's, so bare and short names
+    (`web`, `web:8080`, `http://web/v2`, `web.ns`) are left to the pod's resolver
+    (sitecustomize's getaddrinfo), which resolves them when the program connects.
     """
-    whole = _WHOLE_HOST.match(value)
-    if whole and "." not in whole.group(1):
-        ips = resolve(records, whole.group(1), namespace)
-        if ips:
-            return value[: whole.start(1)] + ips[0] + value[whole.end(1) :]
 
     def sub(m: re.Match[str]) -> str:
         token = m.group(1)
@@ -227,6 +239,8 @@ def rewrite_cluster_names(value: str, records: list[tuple[str, str]], namespace:
         start = m.start(1)
         if start >= 1 and value[start - 1] == "/" and value[start - 2 : start] != "//":
             return token  # a path component such as /data/web.default, not a host
+        if not _cluster_dns_name(token, records, namespace):
+            return token
         ips = resolve(records, token, namespace)
         return ips[0] if ips else token
 

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,11 +203,14 @@ def qos_class(pod: Mapping[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def _rewrite_exec(probe: Obj | None, rewrite: Mapping[str, Path], env: Mapping[str, str]) -> Obj | None:
+def _rewrite_exec(
+    probe: Obj | None, rewrite: Mapping[str, Path], env: Mapping[str, str], keep: Iterable[str] = ()
+) -> Obj | None:
     if not probe or "exec" not in probe:
         return probe
     command = (probe["exec"] or {}).get("command") or []
-    rewritten = [containers.rewrite_paths(containers.expand(str(a), env), rewrite) for a in command]
+    keep = list(keep)
+    rewritten = [containers.rewrite_paths(containers.expand(str(a), env), rewrite, keep) for a in command]
     return {**probe, "exec": {"command": rewritten}}
 
 
@@ -513,6 +516,7 @@ class PodWorker:
         if c.exit_code is not None:
             c.last_state, c.restart_count = c.state, c.restart_count + 1
         while not stop.is_set():
+            await self._check_pull_secrets()
             command = containers.default_command(str(spec.get("image") or ""))
             if command is None:
                 message = containers.pull_error_message(str(spec.get("image")))
@@ -582,6 +586,14 @@ class PodWorker:
         )
         return env
 
+    def _keep(self, mounts: Mapping[str, Path]) -> list[str]:
+        """Host paths a mountPath never hides (see `containers.rewrite_paths`): the interpreter and the
+        project's "image", the plane's directory (where a test or the demo keeps a script for a pod)
+        and the volumes' host directories."""
+        keep = [*IMAGE_PATHS.split(os.pathsep), sys.prefix, self.k.bin_dir, str(self.k.root), str(self.k.dir)]
+        keep += [os.path.dirname(str(self.k.cluster.hosts_path)), *(str(p) for p in mounts.values())]
+        return [k for k in keep if k]
+
     def _pod_with_ip(self) -> Obj:
         status = {**(self.pod.get("status") or {}), "podIP": self.pod_ip, "hostIP": self.k.host_ip}
         return {**self.pod, "status": status}
@@ -639,8 +651,9 @@ class PodWorker:
         if self.gpus:
             base["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
         records = self.k.cluster.records()
+        keep = self._keep(rewrite)
         rewritten = {
-            k: network.rewrite_cluster_names(containers.rewrite_paths(v, rewrite), records, self.ns)
+            k: network.rewrite_cluster_names(containers.rewrite_paths(v, rewrite, keep), records, self.ns)
             for k, v in env.items()
         }
         out = {**base, **rewritten}
@@ -681,12 +694,13 @@ class PodWorker:
             argv += [containers.expand(str(a), env) for a in spec.get("args") or []]
         else:
             argv = list(image_command) + [containers.expand(str(a), env) for a in spec.get("args") or []]
-        argv = [containers.rewrite_paths(a, rewrite) for a in argv]
+        keep = self._keep(rewrite)
+        argv = [containers.rewrite_paths(a, rewrite, keep) for a in argv]
         penv = self._process_env(env, mounts, rewrite, term_file, term_path)
         workdir = str(spec.get("workingDir") or "")
         cwd = rootfs
         if workdir:
-            mapped = containers.rewrite_paths(workdir, mounts)
+            mapped = containers.rewrite_paths(workdir, mounts, keep)
             cwd = Path(mapped) if mapped != workdir else rootfs / workdir.lstrip("/")
             if not cwd.exists():
                 cwd.mkdir(parents=True)
@@ -842,7 +856,7 @@ class PodWorker:
             seconds = float((hook["sleep"] or {}).get("seconds") or 0)
             await asyncio.wait({waiter}, timeout=min(seconds, grace))
         else:
-            probe = _rewrite_exec({**hook, "timeoutSeconds": grace}, rewrite, env) or {}
+            probe = _rewrite_exec({**hook, "timeoutSeconds": grace}, rewrite, env, self._keep(rewrite)) or {}
             ok, message = await run_probe(
                 probe, spec, pod_ip=self.pod_ip, env=env, cwd=cwd, session=self.k.http(), prefix=prefix
             )
@@ -910,7 +924,7 @@ class PodWorker:
     ) -> None:
         # Exec probes see the same paths as the container's command: mountPaths rewritten.
         startup, liveness, readiness = (
-            _rewrite_exec(spec.get(k), rewrite, env)
+            _rewrite_exec(spec.get(k), rewrite, env, self._keep(rewrite))
             for k in ("startupProbe", "livenessProbe", "readinessProbe")
         )
         if not (startup or liveness or readiness):
@@ -982,6 +996,28 @@ class PodWorker:
         await asyncio.gather(*self._sidecars, return_exceptions=True)
         grace = self.grace_seconds()
         await asyncio.gather(*(self._terminate(p, grace) for p in list(self._procs.values())))
+
+    async def _check_pull_secrets(self) -> None:
+        """As the kubelet before each pull: a missing `imagePullSecrets` Secret is a pod Warning event
+        (`FailedToRetrieveImagePullSecret`); the pull is still attempted, so a public image runs."""
+        missing: list[str] = []
+        for ref in (self.pod.get("spec") or {}).get("imagePullSecrets") or []:
+            name = str((ref or {}).get("name") or "")
+            if not name:
+                continue
+            try:
+                await self.k.api.get("v1", "secrets", self.ns, name)
+            except ApiError as e:
+                if e.status == 404:
+                    missing.append(name)
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                return  # the API server is away; the next attempt looks again
+        if missing:
+            message = (
+                f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull the "
+                "image may not succeed."
+            )
+            await self.k.events.emit(self.pod, "FailedToRetrieveImagePullSecret", message, type_="Warning")
 
     async def _event(self, reason: str, message: str, spec: Obj, *, warning: bool = False) -> None:
         init = any(s is spec for s in self.init_specs)

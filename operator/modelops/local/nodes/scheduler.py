@@ -2,7 +2,9 @@
 
 Every change to a pod or a node re-examines the pending pods (a GPU freed by a finished job lets a
 waiting one start), plus a periodic retry. Pods that do not fit get `PodScheduled=False/Unschedulable`
-and a `FailedScheduling` event. A binding is remembered locally until the watch shows it, so two pods
+and a `FailedScheduling` event. As kube-scheduler's VolumeBinding PreFilter, a pod whose
+PersistentVolumeClaim does not exist (or is being deleted) is not placed at all: its message is
+`0/N nodes are available: persistentvolumeclaim "x" not found.`, and it is placed once the claim exists. A binding is remembered locally until the watch shows it, so two pods
 decided in one pass cannot both take the last GPU.
 """
 
@@ -18,7 +20,13 @@ import aiohttp
 
 from modelops.local.client import ApiError, Client, Informer
 from modelops.local.nodes.events import EventRecorder, now_iso
-from modelops.local.nodes.scheduling import DEFAULT_SCHEDULER, schedule, wants_scheduling
+from modelops.local.nodes.scheduling import (
+    DEFAULT_SCHEDULER,
+    claim_names,
+    claim_problem_message,
+    schedule,
+    wants_scheduling,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +92,13 @@ class Scheduler:
         pending = [p for p in self._bound_pods() if wants_scheduling(p, self.name)]
         pending.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
         actions: list[Coroutine[Any, Any, None]] = []
+        claims: dict[tuple[str, str], bool | None] = {}  # this pass's answers: deleting?, None = missing
         for pod in pending:
             if _uid(pod) in self._assumed:
+                continue
+            claim_message = await self._claim_problem(pod, claims)
+            if claim_message is not None:
+                actions.append(self._unschedulable(pod, claim_message))
                 continue
             decision = schedule(pod, self.nodes.items(), self._bound_pods())
             if decision.node is not None:
@@ -105,6 +118,24 @@ class Scheduler:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("scheduling action failed: %s", result)
+
+    async def _claim_problem(self, pod: Obj, claims: dict[tuple[str, str], bool | None]) -> str | None:
+        """The VolumeBinding PreFilter message for the pod's first missing or deleting claim, or None."""
+        ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+        for claim in claim_names(pod):
+            key = (ns, claim)
+            if key not in claims:
+                try:
+                    found = await self.api.get("v1", "persistentvolumeclaims", ns, claim)
+                    claims[key] = bool((found.get("metadata") or {}).get("deletionTimestamp"))
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+                    claims[key] = None
+            deleting = claims[key]
+            if deleting is None or deleting:
+                return claim_problem_message(len(self.nodes.items()), claim, bool(deleting))
+        return None
 
     async def _bind(self, pod: Obj, node: str) -> None:
         meta = pod.get("metadata") or {}

@@ -285,6 +285,23 @@ def schedule(
     return Decision(None, unschedulable_message(len(node_list), histogram))
 
 
+def claim_names(pod: Mapping[str, Any]) -> list[str]:
+    """The PersistentVolumeClaims a pod's volumes name (`persistentVolumeClaim.claimName`), in order."""
+    names: list[str] = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim and str(claim) not in names:
+            names.append(str(claim))
+    return names
+
+
+def claim_problem_message(node_count: int, claim: str, deleting: bool) -> str:
+    """kube-scheduler's VolumeBinding PreFilter verdict on a claim that is missing or being deleted:
+    `0/1 nodes are available: persistentvolumeclaim "data" not found.` (no node is even tried)."""
+    problem = "is being deleted" if deleting else "not found"
+    return f'0/{node_count} nodes are available: persistentvolumeclaim "{claim}" {problem}.'
+
+
 def unschedulable_message(node_count: int, histogram: Mapping[str, int]) -> str:
     """`0/2 nodes are available: 2 Insufficient nvidia.com/gpu.` (reasons sorted like the real one)."""
     if node_count == 0:

@@ -2,7 +2,8 @@
 
 Local pods share the host's network stack and file system, so what a container gets for free on a
 real cluster is supplied here, for Python code only (C/C++ code does not go through these functions;
-the kubelet rewrites cluster names and mount paths in env values and args for it):
+the kubelet rewrites mount paths in env values and args, and unmistakable cluster names such as
+`web.ns.svc` or `rank-0.ranks` in env values, for it):
 
 * DNS: `getaddrinfo`/`gethostbyname` resolve Service and headless-pod names from the kubelet's hosts
   file (`MODELOPS_LOCAL_HOSTS`), with the pod's DNS search path (`<ns>.svc.cluster.local`,
