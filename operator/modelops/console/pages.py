@@ -651,7 +651,13 @@ def tuning(v: Mapping[str, Any]) -> str:
                 ("Pruned", e(c["pruned"])),
                 ("Failed", e(c["failed"])),
                 ("Best", e(best)),
-                ("Algorithm", e(v["algorithm"] + (f", {v['pruner']} pruner" if v["pruner"] else ""))),
+                (
+                    "Algorithm",
+                    e(
+                        v["algorithm"]
+                        + (f", {v['pruner']} pruner" if v["pruner"] not in ("", "none") else ", no pruner")
+                    ),
+                ),
                 ("Elapsed", e(v["elapsed"])),
                 ("ModelVersion", link(f"/ns/{v['namespace']}/models/{v['model']}#{mv}", mv) if mv else ""),
             ]
@@ -705,6 +711,10 @@ def tuning(v: Mapping[str, Any]) -> str:
         parts.append("</section>")
     if v["curves"]:
         parts.append('<section aria-labelledby="h-trialcurves"><h2 id="h-trialcurves">Trial curves</h2>')
+        parts.append(
+            '<p class="note">The per-epoch values the operator saw while each trial ran '
+            "(status.trials[].intermediate, what the pruner judges); a short trial may show few.</p>"
+        )
         parts.append(
             charts.line_chart(
                 [charts.Series(name, pts) for name, pts in v["curves"]],
