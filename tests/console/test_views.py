@@ -386,3 +386,40 @@ def test_charts_scale_into_the_box_and_say_what_they_show() -> None:
     assert min(ys) >= charts.PAD_T and max(ys) <= charts.HEIGHT - charts.PAD_B
     assert 'role="img"' in svg and "last 0.5 at step 100" in svg
     assert "No points yet" in charts.line_chart([charts.Series("loss", [])], title="Loss", x_label="step")
+
+
+def test_the_serving_page_names_its_runtime_predictor_image_and_grpc_endpoint() -> None:
+    worker_pod = {
+        "metadata": {"name": "svc-stable-1"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "serve",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"name": "grpc", "containerPort": 9000},
+                    ],
+                }
+            ]
+        },
+        "status": {"phase": "Running"},
+    }
+    served = obj(
+        "InferenceService",
+        "svc",
+        {"modelRef": {"model": "digits", "version": 1}, "precision": "fp16", "quantization": "none"},
+        {"stable": {"modelVersion": "digits-1", "runtime": "modelops-worker"}},
+    )
+    html = pages.serving(views.serving(served, [worker_pod], [], {}, NOW))
+    assert "modelops-worker" in html and "svc.ml.svc.cluster.local:9000" in html
+    assert "fp16" in html and "Quantization" not in html  # the default is not worth a line
+    custom = obj(
+        "InferenceService",
+        "own",
+        {"predictor": {"image": "registry.example/my-predictor:1.2", "port": 8000}},
+        {"stable": {"runtime": "custom"}},
+    )
+    v = views.serving(custom, [], [], {}, NOW)
+    html = pages.serving(v)
+    assert "registry.example/my-predictor:1.2" in html and "HTTP port 8000" in html
+    assert v["grpc_port"] is None and "gRPC" not in html and "None" not in html
