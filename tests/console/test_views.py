@@ -423,3 +423,16 @@ def test_the_serving_page_names_its_runtime_predictor_image_and_grpc_endpoint() 
     html = pages.serving(v)
     assert "registry.example/my-predictor:1.2" in html and "HTTP port 8000" in html
     assert v["grpc_port"] is None and "gRPC" not in html and "None" not in html
+
+
+def test_a_tuned_version_traces_back_to_its_search() -> None:
+    tuned = mv(1, {"accuracy": 0.97})
+    tuned["metadata"]["labels"] = {"modelops.dev/tuningjob": "search", "modelops.dev/trial": "4"}
+    html = pages.model(views.model("digits", [tuned], [], NOW), "ml", "/ns/ml/models/digits")
+    lineage = html[html.index('class="lineage') :]
+    assert re.search(
+        r'TuningJob <a href="/ns/ml/tuningjobs/search">.*best trial <a href="/ns/ml/trainingjobs/train-1"',
+        lineage,
+    )
+    plain = pages.model(views.model("digits", [mv(2, {})], [], NOW), "ml", "/ns/ml/models/digits")
+    assert "TuningJob" not in plain and 'TrainingJob <a href="/ns/ml/trainingjobs/train-2"' in plain

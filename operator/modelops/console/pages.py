@@ -356,9 +356,13 @@ def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
             if lin["dataset"]
             else f'<span class="node">{e(lin["source"]) or "data unknown"}</span>'
         )
+        if lin.get("tuning_job"):
+            tune_href = f"/ns/{namespace}/tuningjobs/{lin['tuning_job']}"
+            steps.append(f'<span class="node">TuningJob {link(tune_href, lin["tuning_job"])}</span>')
         if lin["training_job"]:
             tj_href = f"/ns/{namespace}/trainingjobs/{lin['training_job']}"
-            steps.append(f'<span class="node">TrainingJob {link(tj_href, lin["training_job"])}</span>')
+            word = "best trial" if lin.get("tuning_job") else "TrainingJob"
+            steps.append(f'<span class="node">{word} {link(tj_href, lin["training_job"])}</span>')
         steps.append(f'<span class="node">ModelVersion <b>{e(c["name"])}</b></span>')
         served = lin["served_by"]
         steps.append(

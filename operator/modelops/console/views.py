@@ -383,6 +383,8 @@ def model(
                     or ((spec.get("source") or {}).get("trainingJob") or {}).get("name")
                     or "",
                     "source": (spec.get("source") or {}).get("uri") or "",
+                    # The best trial of a search is registered with the search's labels on it.
+                    "tuning_job": (meta(v).get("labels") or {}).get("modelops.dev/tuningjob") or "",
                     "hyperparameters": lineage.get("hyperparameters") or {},
                     "served_by": served.get(str(meta(v).get("name")), []),
                 },
