@@ -11,6 +11,9 @@ looked at as a user looks at it:
   unit tests show that each interval lands in `status.rolloutHistory[].analyses`); here its status
   is written through the API's status subresource, on an InferenceService whose model does not
   exist, so the operator keeps that history as it is;
+- a TuningJob of two trials (run by the real operator: 3 epochs each, no pruner) shows the
+  leaderboard `kubectl get tuningjobs` sums up, each trial linked to its TrainingJob page and one
+  point per trial on the objective-vs-parameter charts;
 - the keyboard reaches every link; nothing needs a wide screen (375 px, no horizontal scroll).
 
 Screenshots of the main pages are written to $CONSOLE_SCREENSHOTS when it is set
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -61,6 +65,26 @@ def job(name: str, epochs: int, learning_rate: float) -> dict[str, Any]:
     return manifest
 
 
+def tuning_job() -> dict[str, Any]:
+    """examples/tuning/ made tiny: two trials side by side, 3 epochs each, nothing registered."""
+    manifest: dict[str, Any] = yaml.safe_load((REPO / "examples/tuning/digits-search.yaml").read_text())
+    manifest["metadata"]["name"] = "digits-tune"
+    spec = manifest["spec"]
+    spec.update(
+        maxTrials=2,
+        parallelTrials=2,
+        algorithm={"name": "random", "seed": 7},
+        pruner={"name": "none"},
+        cleanupPolicy="keepAll",
+    )
+    for key in ("keepBestTrials", "registration"):
+        spec.pop(key, None)
+    template = spec["trialTemplate"]["spec"]
+    template["hyperparameters"]["epochs"] = 3
+    template["resources"] = {"cpu": "500m", "memory": "1Gi"}
+    return manifest
+
+
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     lp = Plane(tmp_path_factory.mktemp("console") / "plane")
@@ -69,6 +93,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         # Two runs of model digits: a long one to watch, a short one to compare with.
         lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-long", 20, 0.002)))
         lp.kubectl("apply", "-f", "-", input=json.dumps(job("digits-short", 3, 0.0005)))
+        lp.kubectl("apply", "-f", "-", input=json.dumps(tuning_job()))
         yield lp
     finally:
         lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
@@ -269,6 +294,51 @@ def test_a_rolled_back_canary_shows_its_failed_analyses(plane: Plane, console: s
     page.close()
 
 
+def test_the_tuning_leaderboard_matches_kubectl_and_links_each_trial(
+    plane: Plane, console: str, browser: Any
+) -> None:
+    plane.kubectl("wait", "tuningjob/digits-tune", "--for=condition=Succeeded", "--timeout=300s", timeout=310)
+    # What `kubectl get tuningjobs` prints (its printer columns), read as a user reads it.
+    printed = printer_columns(plane.kubectl("get", "tuningjobs", "digits-tune", "-o", "wide"))
+    assert printed["DONE"] == "2"
+    trials = plane.get("tuningjob", "digits-tune")["status"]["trials"]
+    assert {t["state"] for t in trials} == {"Complete"}
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{console}/ns/default/tuningjobs/digits-tune")
+    facts = page.locator("dl.facts").first.inner_text()
+    assert f"{float(printed['BEST']):.4g} ({printed['BEST-TRIAL']})" in facts
+    rows = page.locator("table.leaderboard tbody tr")
+    assert rows.count() == 2
+    first = rows.nth(0).locator("th, td").all_inner_texts()
+    assert first[0] == "1" and first[1] == printed["BEST-TRIAL"]
+    assert first[3] == f"{float(printed['BEST']):.4g}"
+    # One point per scored trial on each parameter's chart; learningRate is searched on a log scale.
+    for param in ("learningRate", "hiddenSize"):
+        assert page.locator(f'#param-{param} g[data-series="scored"] circle').count() == 2
+    assert "log scale" in page.locator("#param-learningRate").text_content()
+    shot(page, "tuningjob")
+    # A trial's name leads to its TrainingJob page, and that page leads back to the search.
+    rows.nth(1).locator("a").click()
+    page.wait_for_url(f"**/ns/default/trainingjobs/{rows_second_name(trials, printed['BEST-TRIAL'])}")
+    assert page.locator("h1").inner_text().startswith("digits-tune-trial-")
+    page.get_by_role("link", name="digits-tune", exact=True).click()
+    page.wait_for_url("**/ns/default/tuningjobs/digits-tune")
+    page.close()
+
+
+def printer_columns(table: str) -> dict[str, str]:
+    """kubectl's table, one object: each column's cell cut at the header's offsets (cells may be empty)."""
+    header, row = table.splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], len(row)]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
+def rows_second_name(trials: list[dict[str, Any]], best: str) -> str:
+    (other,) = [t["name"] for t in trials if t["name"] != best]
+    return str(other)
+
+
 def test_every_link_is_reached_by_keyboard_and_nothing_needs_a_wide_screen(
     plane: Plane, console: str, browser: Any
 ) -> None:
@@ -295,6 +365,7 @@ def test_every_link_is_reached_by_keyboard_and_nothing_needs_a_wide_screen(
         "/ns/default/trainingjobs/digits-long",
         "/ns/default/models/digits",
         "/ns/default/inferenceservices/rolled-back",
+        "/ns/default/tuningjobs/digits-tune",
     ):
         page.goto(console + path)
         no_horizontal_scroll(page)

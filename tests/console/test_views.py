@@ -293,10 +293,87 @@ def test_tuning_leaderboard_ranks_by_the_objective_direction() -> None:
     )
     v = views.tuning(job, NOW)
     assert [t["name"] for t in v["leaderboard"]] == ["tune-1", "tune-0", "tune-2"]
-    assert v["scatter"] == {"learningRate": [(0.01, 0.2), (0.1, 0.5)]}
+    assert v["scatter"]["learningRate"]["scored"] == [(0.01, 0.2, "tune-1"), (0.1, 0.5, "tune-0")]
     assert v["curves"] == [("tune-1", [(1.0, 0.6), (2.0, 0.3)])]
     html = pages.tuning(v)
     assert 'id="param-learningRate"' in html and 'id="trial-curves"' in html
+
+
+def test_tuning_page_shows_what_kubectl_get_shows_pruned_and_deleted_trials() -> None:
+    """The status the TuningJob controller writes: counts, best, pruned trials, cleaned-up trials."""
+    job = obj(
+        "TuningJob",
+        "search",
+        {
+            "objective": {"metric": "accuracy", "direction": "maximize"},
+            "searchSpace": [
+                {"name": "learningRate", "path": "spec.hyperparameters.learningRate", "log": True},
+                {"name": "hiddenSize", "path": "spec.model.hiddenSize"},
+            ],
+            "maxTrials": 4,
+            "registration": {"modelName": "digits-tuned"},
+        },
+        {
+            "trialsCreated": 4,
+            "trialsSucceeded": 2,
+            "trialsRunning": 1,
+            "trialsPruned": 1,
+            "bestValue": 0.97,
+            "bestTrial": {"name": "search-trial-1", "number": 1, "value": 0.97},
+            "modelVersion": "digits-tuned-1",
+            "trials": [
+                {
+                    "number": 0,
+                    "name": "search-trial-0",
+                    "state": "Complete",
+                    "value": 0.9,
+                    "deleted": True,
+                    "parameters": {"learningRate": 0.001, "hiddenSize": 64},
+                },
+                {
+                    "number": 1,
+                    "name": "search-trial-1",
+                    "state": "Complete",
+                    "value": 0.97,
+                    "parameters": {"learningRate": 0.01, "hiddenSize": 128},
+                },
+                {
+                    "number": 2,
+                    "name": "search-trial-2",
+                    "state": "Pruned",
+                    "reason": "Pruned at epoch 2",
+                    "intermediate": [[1, 0.3], [2, 0.4]],
+                    "parameters": {"learningRate": 0.1, "hiddenSize": 32},
+                },
+                {
+                    "number": 3,
+                    "name": "search-trial-3",
+                    "state": "Running",
+                    "intermediate": [[1, 0.8]],
+                    "parameters": {"learningRate": 0.003, "hiddenSize": 96},
+                },
+            ],
+        },
+    )
+    v = views.tuning(job, NOW)
+    board = v["leaderboard"]
+    assert [(t["name"], t.get("rank")) for t in board] == [
+        ("search-trial-1", 1),
+        ("search-trial-0", 2),
+        ("search-trial-3", None),
+        ("search-trial-2", None),
+    ]
+    assert board[1]["training_job"] == "" and board[1]["deleted"]  # no link to a deleted TrainingJob
+    assert v["scatter"]["learningRate"]["log"] and not v["scatter"]["hiddenSize"]["log"]
+    assert v["scatter"]["learningRate"]["pruned"] == [(0.1, 0.4, "search-trial-2")]
+    html = pages.tuning(v)
+    assert "/ns/ml/trainingjobs/search-trial-1" in html
+    assert "/trainingjobs/search-trial-0" not in html and "deleted by cleanup" in html
+    assert "Pruned at epoch 2" in html and "learningRate (log scale)" in html
+    assert "0.97 (search-trial-1)" in html and "/ns/ml/models/digits-tuned#digits-tuned-1" in html
+    assert views.overview({"tuningjobs": [job]}, NOW)[0]["rows"][0]["summary"] == (
+        "2/4 done, 1 running, 1 pruned, best 0.97 (search-trial-1)"
+    )
 
 
 def test_charts_scale_into_the_box_and_say_what_they_show() -> None:
@@ -309,3 +386,53 @@ def test_charts_scale_into_the_box_and_say_what_they_show() -> None:
     assert min(ys) >= charts.PAD_T and max(ys) <= charts.HEIGHT - charts.PAD_B
     assert 'role="img"' in svg and "last 0.5 at step 100" in svg
     assert "No points yet" in charts.line_chart([charts.Series("loss", [])], title="Loss", x_label="step")
+
+
+def test_the_serving_page_names_its_runtime_predictor_image_and_grpc_endpoint() -> None:
+    worker_pod = {
+        "metadata": {"name": "svc-stable-1"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "serve",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"name": "grpc", "containerPort": 9000},
+                    ],
+                }
+            ]
+        },
+        "status": {"phase": "Running"},
+    }
+    served = obj(
+        "InferenceService",
+        "svc",
+        {"modelRef": {"model": "digits", "version": 1}, "precision": "fp16", "quantization": "none"},
+        {"stable": {"modelVersion": "digits-1", "runtime": "modelops-worker"}},
+    )
+    html = pages.serving(views.serving(served, [worker_pod], [], {}, NOW))
+    assert "modelops-worker" in html and "svc.ml.svc.cluster.local:9000" in html
+    assert "fp16" in html and "Quantization" not in html  # the default is not worth a line
+    custom = obj(
+        "InferenceService",
+        "own",
+        {"predictor": {"image": "registry.example/my-predictor:1.2", "port": 8000}},
+        {"stable": {"runtime": "custom"}},
+    )
+    v = views.serving(custom, [], [], {}, NOW)
+    html = pages.serving(v)
+    assert "registry.example/my-predictor:1.2" in html and "HTTP port 8000" in html
+    assert v["grpc_port"] is None and "gRPC" not in html and "None" not in html
+
+
+def test_a_tuned_version_traces_back_to_its_search() -> None:
+    tuned = mv(1, {"accuracy": 0.97})
+    tuned["metadata"]["labels"] = {"modelops.dev/tuningjob": "search", "modelops.dev/trial": "4"}
+    html = pages.model(views.model("digits", [tuned], [], NOW), "ml", "/ns/ml/models/digits")
+    lineage = html[html.index('class="lineage') :]
+    assert re.search(
+        r'TuningJob <a href="/ns/ml/tuningjobs/search">.*best trial <a href="/ns/ml/trainingjobs/train-1"',
+        lineage,
+    )
+    plain = pages.model(views.model("digits", [mv(2, {})], [], NOW), "ml", "/ns/ml/models/digits")
+    assert "TuningJob" not in plain and 'TrainingJob <a href="/ns/ml/trainingjobs/train-2"' in plain

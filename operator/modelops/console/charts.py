@@ -147,6 +147,97 @@ def line_chart(
     return f'<figure class="chart-box">{"".join(parts)}<figcaption><ul class="legend">{legend}</ul></figcaption></figure>'
 
 
+def scatter_chart(
+    series: Sequence[Series],
+    *,
+    names: Sequence[Sequence[str]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    chart_id: str = "",
+) -> str:
+    """Points, not lines: one per trial (its name in the tooltip), x on a log scale if asked.
+
+    A search's parameter values are unordered samples: joining them with a line would draw a trend
+    that is not there. `names[i][j]` names point j of series i.
+    """
+    drawn = [(i, s) for i, s in enumerate(series) if s.points]
+    if not drawn:
+        return f'<p class="empty">No points yet for {escape(title)}.</p>'
+
+    def fx(x: float) -> float:
+        return math.log10(x) if log_x else x
+
+    xs = [fx(x) for _, s in drawn for x, _ in s.points]
+    ys = [y for _, s in drawn for _, y in s.points]
+    x0, x1 = _range(xs) if not log_x or max(xs) > min(xs) else (min(xs) - 0.5, max(xs) + 0.5)
+    y0, y1 = _range(ys)
+    pw, ph = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
+
+    def sx(x: float) -> float:
+        return PAD_L + (fx(x) - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return PAD_T + (1 - (y - y0) / (y1 - y0)) * ph
+
+    summary = "; ".join(f"{s.name}: {len(s.points)} points" for _, s in drawn)
+    scale = " (log scale)" if log_x else ""
+    parts = [
+        f'<svg class="chart scatter" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}: {escape(summary)}"'
+        + (f' id="{escape(chart_id)}"' if chart_id else "")
+        + ">",
+        f"<title>{escape(title)}</title>",
+    ]
+    for t in _ticks(y0, y1):
+        y = sy(t)
+        parts.append(f'<line class="grid" x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="tick" x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    if log_x:
+        # Ticks at 1, 2 and 5 of each decade inside the range (in log space the plain ticks would be
+        # exponents, which nobody reads as learning rates).
+        ticks = [
+            m * 10.0**d
+            for d in range(math.floor(x0), math.ceil(x1) + 1)
+            for m in (1, 2, 5)
+            if x0 <= math.log10(m * 10.0**d) <= x1
+        ]
+    else:
+        ticks = _ticks(x0, x1, 6)
+    for t in ticks:
+        x = sx(t)
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{HEIGHT - PAD_B + 16}" text-anchor="middle">{_fmt(t)}</text>'
+        )
+    parts.append(
+        f'<text class="axis" x="{PAD_L + pw / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle">'
+        f"{escape(x_label + scale)}</text>"
+    )
+    parts.append(
+        f'<text class="axis" transform="translate(12 {PAD_T + ph / 2:.0f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
+    for i, s in drawn:
+        labels = list(names[i]) if i < len(names) else []
+        parts.append(
+            f'<g class="series s{i % 6}" data-series="{escape(s.name)}" data-points="{len(s.points)}">'
+        )
+        for j, (x, y) in enumerate(s.points):
+            who = labels[j] if j < len(labels) else s.name
+            parts.append(
+                f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4">'
+                f"<title>{escape(who)}: {escape(y_label)} {_fmt(y)} at {escape(x_label)} {_fmt(x)}</title>"
+                "</circle>"
+            )
+        parts.append("</g>")
+    parts.append("</svg>")
+    legend = "".join(
+        f'<li><span class="swatch s{i % 6}" aria-hidden="true"></span>{escape(s.name)}</li>' for i, s in drawn
+    )
+    return f'<figure class="chart-box">{"".join(parts)}<figcaption><ul class="legend">{legend}</ul></figcaption></figure>'
+
+
 def bar_chart(groups: Sequence[str], series: Sequence[Series], *, title: str, chart_id: str = "") -> str:
     """Grouped bars: one group per label in `groups` (x of each point is the group index)."""
     values = [y for s in series for _, y in s.points]

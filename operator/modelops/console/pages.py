@@ -183,7 +183,13 @@ def training(v: Mapping[str, Any], log: str, log_pod: str) -> str:
         bar,
         facts(
             [
-                ("Epoch", e(f"{p.get('epoch')} of {p.get('totalEpochs')}") if p.get("epoch") else ""),
+                (
+                    "Epoch",
+                    # totalEpochs may be 0 once a job ends: the spec's epochs say how many there were.
+                    e(f"{p.get('epoch')} of {p.get('totalEpochs') or v['spec']['epochs'] or '?'}")
+                    if p.get("epoch")
+                    else "",
+                ),
                 ("Step", e(f"{p.get('step')} of {p.get('totalSteps')}") if p.get("step") is not None else ""),
                 ("Training loss", e(fmt(p.get("loss"))) if p.get("loss") is not None else ""),
                 (
@@ -193,6 +199,12 @@ def training(v: Mapping[str, Any], log: str, log_pod: str) -> str:
                 ("ETA", e(v["eta"])),
                 ("Elapsed", e(v["elapsed"])),
                 ("Restarts", e(v["restarts"])),
+                (
+                    "Trial of",
+                    link(f"/ns/{v['namespace']}/tuningjobs/{v['tuning_job']}", v["tuning_job"])
+                    if v.get("tuning_job")
+                    else "",
+                ),
                 ("Recipe", e(v["spec"]["recipe"])),
                 ("Dataset", e(v["spec"]["dataset"])),
                 ("Nodes", e(v["spec"]["nodes"])),
@@ -344,9 +356,13 @@ def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
             if lin["dataset"]
             else f'<span class="node">{e(lin["source"]) or "data unknown"}</span>'
         )
+        if lin.get("tuning_job"):
+            tune_href = f"/ns/{namespace}/tuningjobs/{lin['tuning_job']}"
+            steps.append(f'<span class="node">TuningJob {link(tune_href, lin["tuning_job"])}</span>')
         if lin["training_job"]:
             tj_href = f"/ns/{namespace}/trainingjobs/{lin['training_job']}"
-            steps.append(f'<span class="node">TrainingJob {link(tj_href, lin["training_job"])}</span>')
+            word = "best trial" if lin.get("tuning_job") else "TrainingJob"
+            steps.append(f'<span class="node">{word} {link(tj_href, lin["training_job"])}</span>')
         steps.append(f'<span class="node">ModelVersion <b>{e(c["name"])}</b></span>')
         served = lin["served_by"]
         steps.append(
@@ -399,7 +415,7 @@ def model(v: Mapping[str, Any], namespace: str, compare_href: str) -> str:
 def serving(v: Mapping[str, Any]) -> str:
     tr = v["traffic"]
     stable, canary = v["stable"], v["canary"]
-    ref = v["model_ref"]
+    ref, pred = v["model_ref"], v["predictor"]
     ref_text = f"{ref.get('model')} " + (
         f"v{ref['version']}" if ref.get("version") else f"@{ref.get('alias')}"
     )
@@ -410,6 +426,19 @@ def serving(v: Mapping[str, Any]) -> str:
                 ("Model", link(f"/ns/{v['namespace']}/models/{v['model']}", ref_text) if v["model"] else ""),
                 ("URL", f"<code>{e(v['url'])}</code>" if v["url"] else ""),
                 ("Replicas", e(f"{v['ready_replicas']} ready of {v['replicas']}")),
+                ("Runtime", e(v["runtime"])),
+                (
+                    "Predictor image",
+                    f"<code>{e(pred['image'])}</code> (HTTP port {e(pred['port'])})" if pred else "",
+                ),
+                (
+                    "gRPC",
+                    f"<code>{e(v['name'])}.{e(v['namespace'])}.svc.cluster.local:{e(v['grpc_port'])}</code>"
+                    if v["grpc_port"]
+                    else "",
+                ),
+                ("Precision", e(v["precision"]) if v["precision"] not in ("", "fp32") else ""),
+                ("Quantization", e(v["quantization"]) if v["quantization"] not in ("", "none") else ""),
             ]
         ),
         '<section aria-labelledby="h-traffic"><h2 id="h-traffic">Traffic</h2>',
@@ -593,29 +622,70 @@ def backups(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+TRIAL_HEALTH = {
+    "Complete": "ok",
+    "Running": "progressing",
+    "Pruned": "waiting",
+    "Failed": "failed",
+    "Stopped": "waiting",
+}
+
+
+def _trial_cell(v: Mapping[str, Any], t: Mapping[str, Any]) -> str:
+    if t["training_job"]:
+        return link(f"/ns/{v['namespace']}/trainingjobs/{t['training_job']}", t["name"])
+    return e(t["name"]) + (' <span class="note">(deleted by cleanup)</span>' if t["deleted"] else "")
+
+
 def tuning(v: Mapping[str, Any]) -> str:
+    c, mv = v["counts"], v["model_version"]
+    best = (
+        f"{fmt(v['best_value'])} ({v['best_name']})"
+        if isinstance(v["best_value"], int | float) and v["best_name"]
+        else fmt(v["best_value"])
+    )
     parts = [
         heading(v["kind"], v["name"], v["phase"], v["health"], v["namespace"]),
-        facts([("Objective", e(f"{v['direction']} {v['metric']}"))]),
+        facts(
+            [
+                ("Objective", e(f"{v['direction']} {v['metric']}")),
+                ("Trials", e(f"{c['created']} of {c['max'] or '?'} created")),
+                ("Done", e(c["done"])),
+                ("Running", e(c["running"])),
+                ("Pruned", e(c["pruned"])),
+                ("Failed", e(c["failed"])),
+                ("Best", e(best)),
+                (
+                    "Algorithm",
+                    e(
+                        v["algorithm"]
+                        + (f", {v['pruner']} pruner" if v["pruner"] not in ("", "none") else ", no pruner")
+                    ),
+                ),
+                ("Elapsed", e(v["elapsed"])),
+                ("ModelVersion", link(f"/ns/{v['namespace']}/models/{v['model']}#{mv}", mv) if mv else ""),
+            ]
+        ),
     ]
     params = v["param_names"]
     parts.append('<section aria-labelledby="h-board"><h2 id="h-board">Leaderboard</h2>')
     parts.append(
         table(
-            "Trials, best first",
-            ("Rank", "Trial", "State", v["metric"], *params, "Note"),
+            "Trials: scored ones best first, then running, pruned, stopped and failed",
+            ("Rank", "Trial", "State", v["metric"], *params, "Took", "Note"),
             (
                 (
-                    e(i + 1),
-                    link(f"/ns/{v['namespace']}/trainingjobs/{t['training_job']}", t["name"])
-                    if t["training_job"]
-                    else e(t["name"]),
-                    e(t["state"]),
-                    fmt(t["value"]),
+                    e(t.get("rank", "")),
+                    _trial_cell(v, t),
+                    badge(t["state"], TRIAL_HEALTH.get(t["state"], "")),
+                    fmt(t["value"])
+                    if t["value"] is not None
+                    else (f'<span class="note">last {fmt(t["last"][1])}</span>' if t["last"] else "—"),
                     *[fmt(t["params"].get(p)) for p in params],
+                    e(t["took"]),
                     e(t["reason"]),
                 )
-                for i, t in enumerate(v["leaderboard"])
+                for t in v["leaderboard"]
             ),
             cls="leaderboard",
             stack=False,
@@ -624,13 +694,21 @@ def tuning(v: Mapping[str, Any]) -> str:
     parts.append("</section>")
     if v["scatter"]:
         parts.append('<section aria-labelledby="h-params"><h2 id="h-params">Objective vs parameters</h2>')
+        parts.append(
+            f'<p class="note">One point per trial; pruned trials at the last {e(v["metric"])} they reported.</p>'
+        )
         for p, pts in v["scatter"].items():
             parts.append(
-                charts.line_chart(
-                    [charts.Series(v["metric"], sorted(pts))],
+                charts.scatter_chart(
+                    [
+                        charts.Series("scored", [(x, y) for x, y, _ in pts["scored"]]),
+                        charts.Series("pruned", [(x, y) for x, y, _ in pts["pruned"]]),
+                    ],
+                    names=[[n for _, _, n in pts["scored"]], [n for _, _, n in pts["pruned"]]],
                     title=f"{v['metric']} vs {p}",
                     x_label=p,
                     y_label=v["metric"],
+                    log_x=pts["log"],
                     chart_id=f"param-{p}",
                 )
             )
@@ -638,10 +716,14 @@ def tuning(v: Mapping[str, Any]) -> str:
     if v["curves"]:
         parts.append('<section aria-labelledby="h-trialcurves"><h2 id="h-trialcurves">Trial curves</h2>')
         parts.append(
+            '<p class="note">The per-epoch values the operator saw while each trial ran '
+            "(status.trials[].intermediate, what the pruner judges); a short trial may show few.</p>"
+        )
+        parts.append(
             charts.line_chart(
                 [charts.Series(name, pts) for name, pts in v["curves"]],
-                title=f"Intermediate {v['metric']} of the best and the running trials",
-                x_label="step",
+                title=f"{v['metric']} per epoch of the best, the running and the pruned trials",
+                x_label="epoch",
                 y_label=v["metric"],
                 chart_id="trial-curves",
             )

@@ -128,7 +128,8 @@ def _summary(plural: str, obj: Obj) -> str:
         if p.get("percent") is not None:
             bits.append(f"{p['percent']}%")
         if p.get("epoch") is not None:
-            bits.append(f"epoch {p['epoch']}/{p.get('totalEpochs') or '?'}")
+            total = p.get("totalEpochs") or (spec.get("hyperparameters") or {}).get("epochs") or "?"
+            bits.append(f"epoch {p['epoch']}/{total}")
         if p.get("loss") is not None:
             bits.append(f"loss {p['loss']:.4g}")
         if s.get("restarts"):
@@ -151,10 +152,21 @@ def _summary(plural: str, obj: Obj) -> str:
         if s.get("trafficSummary"):
             bits.append(f"traffic {s['trafficSummary']}")
         return ", ".join(bits)
-    best = s.get("bestTrial") or {}
-    if best:
-        value = best.get("value", best.get("objective"))
-        return f"best {best.get('name') or best.get('trainingJob') or ''} {value}".strip()
+    if plural == "tuningjobs":
+        # The columns of `kubectl get tuningjobs`: done, running, pruned, failed, best.
+        bits = [f"{s.get('trialsSucceeded') or 0}/{spec.get('maxTrials') or '?'} done"]
+        for key, word in (
+            ("trialsRunning", "running"),
+            ("trialsPruned", "pruned"),
+            ("trialsFailed", "failed"),
+        ):
+            if s.get(key):
+                bits.append(f"{s[key]} {word}")
+        best = s.get("bestTrial") or {}
+        value = s.get("bestValue", best.get("value"))
+        if isinstance(value, int | float):
+            bits.append(f"best {value:.4g}" + (f" ({best['name']})" if best.get("name") else ""))
+        return ", ".join(bits)
     return ""
 
 
@@ -238,6 +250,8 @@ def training(
         "failure": s.get("failure") or {},
         "model_version": s.get("modelVersion"),
         "model": ((spec.get("output") or {}).get("modelName")) or m.get("name"),
+        # A TuningJob's trial links back to its search (the operator labels every trial).
+        "tuning_job": (m.get("labels") or {}).get("modelops.dev/tuningjob") or "",
         "conditions": conditions(job, now),
         "pods": pod_rows(pods, now),
         "events": event_rows(events, now),
@@ -369,6 +383,8 @@ def model(
                     or ((spec.get("source") or {}).get("trainingJob") or {}).get("name")
                     or "",
                     "source": (spec.get("source") or {}).get("uri") or "",
+                    # The best trial of a search is registered with the search's labels on it.
+                    "tuning_job": (meta(v).get("labels") or {}).get("modelops.dev/tuningjob") or "",
                     "hyperparameters": lineage.get("hyperparameters") or {},
                     "served_by": served.get(str(meta(v).get("name")), []),
                 },
@@ -536,8 +552,18 @@ def serving(
     analysis = spec.get("canary", {}).get("analysis") if isinstance(spec.get("canary"), dict) else None
     traffic = s.get("traffic") or {"stable": 100, "canary": 0}
     model_name = (spec.get("modelRef") or {}).get("model") or ""
+    predictor = spec.get("predictor") or {}
     return {
         "kind": "InferenceService",
+        # How it is served: the runtime the operator chose (by the version's format) or a custom
+        # predictor image, the compute options, and the gRPC endpoint if the pods open one.
+        "runtime": (s.get("stable") or {}).get("runtime") or ("custom" if predictor else ""),
+        "predictor": {"image": predictor.get("image") or "", "port": predictor.get("port") or 8080}
+        if predictor
+        else None,
+        "precision": spec.get("precision") or "",
+        "quantization": spec.get("quantization") or "",
+        "grpc_port": _grpc_port(pods),
         "namespace": m.get("namespace"),
         "name": m.get("name"),
         "phase": s.get("phase") or "Pending",
@@ -558,6 +584,16 @@ def serving(
         "pods": pod_rows(pods, now),
         "events": event_rows(events, now),
     }
+
+
+def _grpc_port(pods: Sequence[Obj]) -> int | None:
+    """The container port named grpc of the serving pods (the Service publishes it under that name)."""
+    for pod in pods:
+        for c in (pod.get("spec") or {}).get("containers") or ():
+            for port in c.get("ports") or ():
+                if port.get("name") == "grpc" and port.get("containerPort"):
+                    return int(port["containerPort"])
+    return None
 
 
 def _took(start: Any, end: Any) -> str:
@@ -637,12 +673,32 @@ def _trial_params(t: Mapping[str, Any]) -> dict[str, Any]:
     return dict(params) if isinstance(params, Mapping) else {}
 
 
+TRIAL_ORDER = {"Running": 0, "Pruned": 1, "Stopped": 2, "Failed": 3}
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
+    """The search as `kubectl get tuningjobs` sums it up, then every trial: scored ones ranked by the
+    objective (as status.leaderboard has them), the others after them by state, unranked."""
     s, spec, m = st(job), job.get("spec") or {}, meta(job)
     objective = spec.get("objective") or {}
     direction = str(objective.get("direction") or objective.get("goal") or "maximize").lower()
+    log_scale = {
+        str(p.get("name")): bool(p.get("log"))
+        for p in spec.get("searchSpace") or ()
+        if isinstance(p, Mapping)
+    }
     trials = []
     for t in s.get("trials") or ():
+        intermediate = [
+            (float(p[0]), float(p[1]))
+            for p in t.get("intermediate") or ()
+            if isinstance(p, list | tuple) and len(p) == 2
+        ]
+        deleted = bool(t.get("deleted"))
         trials.append(
             {
                 "name": t.get("name") or t.get("trainingJob") or str(t.get("number", "")),
@@ -650,13 +706,13 @@ def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
                 "state": t.get("state") or t.get("phase") or "",
                 "value": _trial_value(t),
                 "params": _trial_params(t),
-                "training_job": t.get("trainingJob") or t.get("name") or "",
+                # A trial the cleanup policy deleted has no TrainingJob page left to link to.
+                "training_job": "" if deleted else (t.get("trainingJob") or t.get("name") or ""),
+                "deleted": deleted,
                 "reason": t.get("reason") or "",
-                "intermediate": [
-                    (float(p[0]), float(p[1]))
-                    for p in t.get("intermediate") or ()
-                    if isinstance(p, list | tuple) and len(p) == 2
-                ],
+                "intermediate": intermediate,
+                "last": intermediate[-1] if intermediate else None,
+                "took": _took(t.get("startTime"), t.get("completionTime")),
             }
         )
     ranked = sorted(
@@ -664,16 +720,31 @@ def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
         key=lambda t: t["value"],
         reverse=not direction.startswith("min"),
     )
-    unranked = [t for t in trials if t["value"] is None]
+    for i, t in enumerate(ranked):
+        t["rank"] = i + 1
+    unranked = sorted(
+        (t for t in trials if t["value"] is None),
+        key=lambda t: (TRIAL_ORDER.get(t["state"], 9), -(t["number"] or 0)),
+    )
     param_names = sorted({k for t in trials for k in t["params"]})
-    scatter = {
-        p: [
-            (float(t["params"][p]), float(t["value"]))
+    scatter: dict[str, dict[str, Any]] = {}
+    for p in param_names:
+        scored = [
+            (x, float(t["value"]), t["name"])
             for t in ranked
-            if isinstance(t["params"].get(p), int | float) and not isinstance(t["params"].get(p), bool)
+            if (x := _number(t["params"].get(p))) is not None
         ]
-        for p in param_names
-    }
+        # A pruned trial has no objective value: it is drawn at the last value it reported.
+        pruned = [
+            (x, t["last"][1], t["name"])
+            for t in unranked
+            if t["state"] == "Pruned" and t["last"] and (x := _number(t["params"].get(p))) is not None
+        ]
+        log = log_scale.get(p, False) and all(x > 0 for x, _, _ in scored + pruned)
+        if scored or pruned:
+            scatter[p] = {"scored": scored, "pruned": pruned, "log": log}
+    best = s.get("bestTrial") or (ranked[0] if ranked else None)
+    registration = spec.get("registration") or {}
     return {
         "kind": "TuningJob",
         "namespace": m.get("namespace"),
@@ -682,14 +753,32 @@ def tuning(job: Obj, now: datetime.datetime) -> dict[str, Any]:
         "health": health(job),
         "metric": objective.get("metric") or objective.get("objectiveMetricName") or "objective",
         "direction": "minimize" if direction.startswith("min") else "maximize",
+        "counts": {
+            "created": int(s.get("trialsCreated") or len(trials)),
+            "max": spec.get("maxTrials"),
+            "done": int(s.get("trialsSucceeded") or 0),
+            "running": int(s.get("trialsRunning") or 0),
+            "pruned": int(s.get("trialsPruned") or 0),
+            "failed": int(s.get("trialsFailed") or 0),
+        },
+        "best_value": s.get("bestValue", (best or {}).get("value")),
+        "best_name": (best or {}).get("name") or "",
+        "algorithm": (spec.get("algorithm") or {}).get("name") or "",
+        "pruner": (spec.get("pruner") or {}).get("name") or "",
+        "elapsed": _took(s.get("startTime"), s.get("completionTime") or now.isoformat()),
+        "model_version": s.get("modelVersion") or "",
+        "model": registration.get("modelName") or "",
         "leaderboard": ranked + unranked,
         "param_names": param_names,
-        "scatter": {k: v for k, v in scatter.items() if v},
-        "best": s.get("bestTrial") or (ranked[0] if ranked else None),
-        # Learning curves of the best trials and of those still running (what the pruner judges).
+        "scatter": scatter,
+        "best": best,
+        # Learning curves of the best trials, of those still running and of those pruned (what the
+        # pruner judged), per epoch.
         "curves": [
             (t["name"], t["intermediate"])
-            for t in ranked[:5] + [t for t in trials if t["state"] == "Running"][:3]
+            for t in ranked[:5]
+            + [t for t in unranked if t["state"] == "Running"][:3]
+            + [t for t in unranked if t["state"] == "Pruned"][:3]
             if t["intermediate"]
         ],
         "conditions": conditions(job, now),
