@@ -132,6 +132,13 @@ IMMUTABLE: list[tuple[str, Obj, str]] = [
     ("mv verified source", _changed(MV_VERIFIED, "source", {"uri": "pvc://models/other.pt"}), "spec.source"),
     ("mv verified version", _changed(MV_VERIFIED, "version", 7), "spec.version"),
     ("mv verified format", _changed(MV_VERIFIED, "format", "onnx"), "spec.format"),
+    (
+        "mv verified signature added",
+        _changed(
+            MV_VERIFIED, "signature", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}]}
+        ),
+        "spec.signature",
+    ),
 ]
 
 MUTABLE: list[tuple[str, Obj]] = [
@@ -139,6 +146,10 @@ MUTABLE: list[tuple[str, Obj]] = [
     ("tj alerts", _changed(TJ_STORED, "alerts.stalledAfter", "1h")),
     ("tj env", _changed(TJ_IMAGE_STORED, "env", [{"name": "LOG_LEVEL", "value": "debug"}])),
     ("mv source before verification", _changed(MV_STORED, "source", {"uri": "pvc://models/fixed.pt"})),
+    (
+        "mv signature before verification",
+        _changed(MV_STORED, "signature", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}]}),
+    ),
     ("mv verified tags and aliases", _changed(MV_VERIFIED, "tags", {"reviewed": "yes"})),
 ]
 
