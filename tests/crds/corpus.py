@@ -1550,3 +1550,156 @@ VALID += [
     ),
     ("mv signature 64 inputs", sig([{**_T, "name": f"x{i}"} for i in range(64)])),
 ]
+
+
+# ---------------------------------------------------------------- TuningJob
+_LR: Obj = {
+    "name": "lr",
+    "path": "spec.hyperparameters.learningRate",
+    "type": "float",
+    "low": 1e-4,
+    "high": 0.1,
+}
+_CAT: Obj = {
+    "name": "arch",
+    "path": "spec.model.architecture",
+    "type": "categorical",
+    "choices": ["mlp", "cnn"],
+}
+_TEMPLATE: Obj = {"spec": TJ_SPEC}
+
+
+def tune(space: list[Obj] | None = None, name: str = "search", **spec: Any) -> Obj:
+    base: Obj = {
+        "searchSpace": space if space is not None else [_LR],
+        "objective": {"metric": "accuracy", "direction": "maximize"},
+        "trialTemplate": _TEMPLATE,
+    }
+    return _obj("TuningJob", name, {**base, **spec})
+
+
+def space(**changes: Any) -> list[Obj]:
+    p = {**_LR, **changes}
+    return [{k: v for k, v in p.items() if v is not None}]
+
+
+def categorical(choices: list[Any]) -> list[Obj]:
+    return [{**_CAT, "choices": choices}]
+
+
+INVALID += [
+    ("tune name leaves no room for -trial-<n>", tune(name="s" * 41), "metadata.name"),
+    ("tune name starts with a digit", tune(name="1search"), "metadata.name"),
+    ("tune low above high", tune(space(low=0.5, high=0.1)), "spec.searchSpace[0]"),
+    ("tune low equals high", tune(space(low=0.1, high=0.1)), "spec.searchSpace[0]"),
+    ("tune log from zero", tune(space(low=0.0, log=True)), "spec.searchSpace[0]"),
+    ("tune log from a negative", tune(space(low=-1.0, log=True)), "spec.searchSpace[0]"),
+    ("tune log with a step", tune(space(log=True, step=0.01)), "spec.searchSpace[0]"),
+    ("tune step 0", tune(space(step=0)), "spec.searchSpace[0].step"),
+    ("tune negative step", tune(space(step=-0.1)), "spec.searchSpace[0].step"),
+    (
+        "tune int with a fractional step",
+        tune(space(type="int", low=1, high=10, step=0.5)),
+        "spec.searchSpace[0]",
+    ),
+    ("tune int with a fractional bound", tune(space(type="int", low=1.5, high=10)), "spec.searchSpace[0]"),
+    ("tune range without high", tune(space(high=None)), "spec.searchSpace[0]"),
+    ("tune categorical without choices", tune(categorical([])), "spec.searchSpace[0]"),
+    ("tune categorical values repeated", tune(categorical(["mlp", "mlp"])), "spec.searchSpace[0].choices[1]"),
+    ("tune categorical empty value", tune(categorical([""])), "spec.searchSpace[0].choices[0]"),
+    ("tune categorical with bounds", tune([{**_CAT, "low": 1, "high": 2}]), "spec.searchSpace[0]"),
+    ("tune choices on a range", tune(space(choices=["a"])), "spec.searchSpace[0]"),
+    (
+        "tune parameter names repeated",
+        tune([_LR, {**_LR, "path": "spec.hyperparameters.weightDecay"}]),
+        "spec.searchSpace[1]",
+    ),
+    ("tune two parameters on one path", tune([_LR, {**_LR, "name": "lr2"}]), "spec.searchSpace[].path"),
+    ("tune parameter name with a dash", tune(space(name="learning-rate")), "spec.searchSpace[0].name"),
+    ("tune path outside spec", tune(space(path="metadata.name")), "spec.searchSpace[0].path"),
+    ("tune path template string", tune(space(path="${trialParameters.lr}")), "spec.searchSpace[0].path"),
+    ("tune unknown type", tune(space(type="uniform")), "spec.searchSpace[0].type"),
+    ("tune empty search space", tune([]), "spec.searchSpace"),
+    ("tune 33 parameters", tune([{**_LR, "name": f"p{i}"} for i in range(33)]), "spec.searchSpace"),
+    ("tune parallel above max", tune(parallelTrials=5, maxTrials=3), "spec.parallelTrials"),
+    ("tune zero max trials", tune(maxTrials=0), "spec.maxTrials"),
+    ("tune zero parallel trials", tune(parallelTrials=0), "spec.parallelTrials"),
+    (
+        "tune objective metric unknown",
+        tune(objective={"metric": "val-acc", "direction": "maximize"}),
+        "spec.objective.metric",
+    ),
+    ("tune objective without direction", tune(objective={"metric": "accuracy"}), "spec.objective.direction"),
+    (
+        "tune pruning a final-only metric",
+        tune(objective={"metric": "f1", "direction": "maximize"}, pruner={"name": "median"}),
+        "spec.objective.metric",
+    ),
+    ("tune grid over a continuous float", tune(algorithm={"name": "grid"}), "spec.algorithm.name"),
+    (
+        "tune cmaes over categories only",
+        tune(categorical(["mlp"]), algorithm={"name": "cmaes"}),
+        "spec.algorithm.name",
+    ),
+    (
+        "tune hyperband max below min",
+        tune(pruner={"name": "hyperband", "minResource": 4, "maxResource": 3}),
+        "spec.pruner",
+    ),
+    (
+        "tune registration name too long",
+        tune(registration={"modelName": "m" * 58}),
+        "spec.registration.modelName",
+    ),
+    (
+        "tune trial label value invalid",
+        tune(trialTemplate={**_TEMPLATE, "metadata": {"labels": {"team": "a b"}}}),
+        "spec.trialTemplate.metadata.labels.team",
+    ),
+    (
+        "tune template shares a claim",
+        tune(trialTemplate={"spec": {**TJ_SPEC, "checkpoint": {"storage": {"existingClaim": "ckpt"}}}}),
+        "spec.trialTemplate.spec.checkpoint.storage.existingClaim",
+    ),
+    (
+        "tune template not a TrainingJob",
+        tune(trialTemplate={"spec": {"model": {"architecture": "mlp"}}}),
+        "spec.dataset",
+    ),
+]
+
+VALID += [
+    ("tune minimal", tune()),
+    ("tune name at the limit", tune(name="s" * 40)),
+    ("tune grid with steps", tune(space(step=0.001), algorithm={"name": "grid"})),
+    (
+        "tune every kind of parameter",
+        tune(
+            [
+                {**_LR, "log": True},
+                {
+                    "name": "epochs",
+                    "path": "spec.hyperparameters.epochs",
+                    "type": "int",
+                    "low": 1,
+                    "high": 20,
+                    "step": 2,
+                },
+                {
+                    "name": "wd",
+                    "path": "spec.hyperparameters.weightDecay",
+                    "type": "float",
+                    "low": 0.0,
+                    "high": 0.1,
+                    "step": 0.01,
+                },
+                {**_CAT, "choices": ["mlp", "cnn", "transformer"]},
+            ],
+            algorithm={"name": "tpe", "seed": 0, "startupTrials": 0},
+            parallelTrials=3,
+            maxTrials=3,
+            trialTemplate={**_TEMPLATE, "metadata": {"labels": {"example.com/team": "a.b_c", "empty": ""}}},
+            registration={"modelName": "m" * 57},
+        ),
+    ),
+]
