@@ -1400,6 +1400,16 @@ INVALID += [
         "spec.precision",
     ),
     ("isvc predictor with int8", _set(pred(), "spec.quantization", "int8"), "spec.quantization"),
+    (
+        "isvc predictor probe on a metrics port that does not exist",
+        pred(readinessProbe={"httpGet": {"path": "/ready", "port": "metrics"}}),
+        "spec.predictor",
+    ),
+    (
+        "isvc predictor liveness on the metrics port that is the http port",
+        pred(metrics={"port": 8080}, livenessProbe={"tcpSocket": {"port": "metrics"}}),
+        "spec.predictor",
+    ),
     # InferenceService precision
     ("isvc fp16 without GPUs", isvc("precision", "fp16"), "spec.precision"),
     ("isvc bf16 without GPUs", isvc("precision", "bf16"), "spec.precision"),
@@ -1536,6 +1546,10 @@ VALID += [
         ),
     ),
     ("isvc predictor exec probe", pred(livenessProbe={"exec": {"command": ["true"]}})),
+    (
+        "isvc predictor probe on its own metrics port",
+        pred(metrics={"port": 9090}, livenessProbe={"httpGet": {"path": "/metrics", "port": "metrics"}}),
+    ),
     ("isvc bf16 on a GPU", _set(isvc("precision", "bf16"), "spec.resources", {"gpus": 1})),
     ("isvc fp16 on a GPU", _set(isvc("precision", "fp16"), "spec.resources", {"gpus": 2})),
     (

@@ -293,6 +293,22 @@ class Predictor(ApiModel):
     the version's artifact is mounted read-only at /mnt/models and named by MODELOPS_MODEL_PATH.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.metrics.port) && self.metrics.port != self.port) || ("
+                + " && ".join(
+                    f"(!has(self.{probe}) || !has(self.{probe}.{handler}) || self.{probe}.{handler}.port != 'metrics')"
+                    for probe in ("readinessProbe", "livenessProbe")
+                    for handler in ("httpGet", "tcpSocket")
+                )
+                + ")",
+                "spec.predictor: a probe's port metrics names spec.predictor.metrics.port, which is unset or "
+                "the same as spec.predictor.port; use http or a number",
+            )
+        )
+    )
+
     image: str = Field(
         min_length=1, max_length=4096, pattern=IMAGE_PATTERN, description="Container image of the predictor."
     )
