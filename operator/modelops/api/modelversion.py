@@ -312,6 +312,14 @@ ROOT_RULES: list[dict[str, str]] = [
         "fieldPath": ".spec.format",
         "reason": "FieldValueForbidden",
     },
+    {
+        "rule": f"!({_VERIFIED}) || (has(self.spec.signature) == has(oldSelf.spec.signature) && "
+        "(!has(self.spec.signature) || self.spec.signature == oldSelf.spec.signature))",
+        "message": "spec.signature is immutable once the artifact is verified (verification checked this "
+        "one): create a new ModelVersion",
+        "fieldPath": ".spec.signature",
+        "reason": "FieldValueForbidden",
+    },
 ]
 
 

@@ -419,11 +419,85 @@ _VOLUME_SOURCES = (
 )
 
 
+# A path segment `..` (or `.`) anywhere in a path: the kubelet refuses `..`, and `.` or an empty segment
+# would alias another path (`/./data` is `/data`). CEL's RE2 has no lookahead, hence a rule, not a pattern.
+_DOT_SEGMENT = r"(^|/)\.\.?(/|$)|//"
+_FILE_MODE = "between 0 and 511 (0777 in octal; e.g. 420 for 0644, 256 for 0400)"
+
+
+def _no_dot_segments(field: str) -> dict[str, Any]:
+    return rules(
+        (
+            f"!self.matches('{_DOT_SEGMENT.replace(chr(92), chr(92) * 2)}')",
+            f"{field}: no '.' or '..' segments and no '//' in the path",
+        )
+    )
+
+
+class KeyToPath(ApiModel):
+    """One key of a ConfigMap or Secret as a file (core/v1 KeyToPath)."""
+
+    key: str = Field(min_length=1, max_length=253, pattern=CONFIG_KEY_PATTERN, description="The key.")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=RELATIVE_PATH_PATTERN,
+        description="Relative path of the file in the volume.",
+        json_schema_extra=_no_dot_segments("spec.volumes[].items[].path"),
+    )
+    mode: int | None = Field(default=None, ge=0, le=0o777, description="File mode, " + _FILE_MODE + ".")
+
+
+class ConfigMapVolume(ApiModel):
+    """A ConfigMap's keys as files (core/v1 ConfigMapVolumeSource)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="The ConfigMap."
+    )
+    items: list[KeyToPath] | None = Field(default=None, max_length=256, description="Only these keys.")
+    default_mode: int | None = Field(
+        default=None, ge=0, le=0o777, description="Mode of the files, " + _FILE_MODE + "."
+    )
+    optional: bool | None = Field(default=None, description="Start even when the ConfigMap is missing.")
+
+
+class SecretVolume(ApiModel):
+    """A Secret's keys as files (core/v1 SecretVolumeSource)."""
+
+    secret_name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="The Secret."
+    )
+    items: list[KeyToPath] | None = Field(default=None, max_length=256, description="Only these keys.")
+    default_mode: int | None = Field(
+        default=None, ge=0, le=0o777, description="Mode of the files, " + _FILE_MODE + "."
+    )
+    optional: bool | None = Field(default=None, description="Start even when the Secret is missing.")
+
+
+class ClaimVolume(ApiModel):
+    """A PersistentVolumeClaim of the namespace (core/v1 PersistentVolumeClaimVolumeSource)."""
+
+    claim_name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="The claim."
+    )
+    read_only: bool | None = Field(default=None, description="Mount it read-only.")
+
+
+class EmptyDirVolume(ApiModel):
+    """Scratch space that lives with the pod (core/v1 EmptyDirVolumeSource)."""
+
+    medium: Literal["", "Memory"] | None = Field(
+        default=None, description="'' (the node's disk) or Memory (a tmpfs, counted as the pod's memory)."
+    )
+    size_limit: Quantity | None = Field(default=None, description="Largest size, e.g. 1Gi.")
+
+
 class Volume(ApiModel):
     """A volume of the training pods (core/v1 Volume; the sources the restricted Pod Security level allows).
 
-    Each source is passed to the pod unchanged, so its fields are Kubernetes' own; the API server
-    checks them when the pod is created (a refusal shows as ChildRejected with its message).
+    The common sources (configMap, secret, persistentVolumeClaim, emptyDir) are checked field by field;
+    the rarer ones (projected, csi, ephemeral) are passed to the pod unchanged, and the API server checks
+    them when the pod is created (a refusal shows as ChildRejected with its message).
     """
 
     model_config = ConfigDict(
@@ -436,22 +510,10 @@ class Volume(ApiModel):
     )
 
     name: DnsLabel = Field(description="Name of the volume, referenced by spec.volumeMounts[].name.")
-    config_map: dict[str, Any] | None = Field(
-        default=None, description="A ConfigMap's keys as files (core/v1 ConfigMapVolumeSource).",
-        json_schema_extra=FREE_FORM_OBJECT,
-    )  # fmt: skip
-    secret: dict[str, Any] | None = Field(
-        default=None, description="A Secret's keys as files (core/v1 SecretVolumeSource).",
-        json_schema_extra=FREE_FORM_OBJECT,
-    )  # fmt: skip
-    persistent_volume_claim: dict[str, Any] | None = Field(
-        default=None, description="A claim (core/v1 PersistentVolumeClaimVolumeSource: claimName, readOnly).",
-        json_schema_extra=FREE_FORM_OBJECT,
-    )  # fmt: skip
-    empty_dir: dict[str, Any] | None = Field(
-        default=None, description="Scratch space (core/v1 EmptyDirVolumeSource).",
-        json_schema_extra=FREE_FORM_OBJECT,
-    )  # fmt: skip
+    config_map: ConfigMapVolume | None = Field(default=None, description="A ConfigMap's keys as files.")
+    secret: SecretVolume | None = Field(default=None, description="A Secret's keys as files.")
+    persistent_volume_claim: ClaimVolume | None = Field(default=None, description="A claim of the namespace.")
+    empty_dir: EmptyDirVolume | None = Field(default=None, description="Scratch space.")
     projected: dict[str, Any] | None = Field(
         default=None, description="Several sources in one directory (core/v1 ProjectedVolumeSource).",
         json_schema_extra=FREE_FORM_OBJECT,
@@ -471,11 +533,19 @@ class VolumeMount(ApiModel):
 
     name: DnsLabel = Field(description="A volume of spec.volumes.")
     mount_path: str = Field(
-        min_length=2, max_length=1024, pattern=r"^/.*[^/]$", description="Absolute path in the container."
+        min_length=2,
+        max_length=1024,
+        pattern=r"^/.*[^/]$",
+        description="Absolute path in the container.",
+        json_schema_extra=_no_dot_segments("spec.volumeMounts[].mountPath"),
     )
     read_only: bool | None = Field(default=None, description="Mount read-only.")
     sub_path: str | None = Field(
-        default=None, max_length=1024, pattern=r"^[^/]", description="A path inside the volume (relative)."
+        default=None,
+        max_length=1024,
+        pattern=RELATIVE_PATH_PATTERN,
+        description="A path inside the volume (relative).",
+        json_schema_extra=_no_dot_segments("spec.volumeMounts[].subPath"),
     )
 
 
@@ -572,16 +642,21 @@ class TrainingJobSpec(ApiModel):
         max_length=MAX_USER_VOLUMES,
         description="Extra volumes of the pods (code from a ConfigMap, credentials from a Secret, a data "
         "claim...). The names " + ", ".join(RESERVED_VOLUMES) + " are the operator's.",
+        # Keyed by name: two volumes of one name would make the pod invalid.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     volume_mounts: list[VolumeMount] = Field(
         default_factory=list,
         max_length=MAX_USER_VOLUMES,
         description="Where the extra volumes appear in the training container.",
+        # Keyed by path: two volumes cannot appear at one place (the kubelet refuses the pod).
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
     )
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list,
         max_length=8,
         description="Secrets (type kubernetes.io/dockerconfigjson) to pull a private spec.image with.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     service_account_name: str | None = Field(
         default=None,

@@ -14,13 +14,14 @@ trials, max trials, failures, time budget) may change while it runs, as Katib al
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from modelops.api.common import (
     CONDITIONS_FIELD,
     FREE_FORM_OBJECT,
+    LABEL_VALUE_PATTERN,
     ApiModel,
     Condition,
     DnsLabel,
@@ -84,6 +85,14 @@ class Parameter(ApiModel):
                 "&& !self.log)",
                 "spec.searchSpace[]: low, high, step and log apply only to float and int parameters",
             ),
+            (
+                "self.type != 'int' || ("
+                + " && ".join(
+                    f"(!has(self.{b}) || self.{b} == double(int(self.{b})))" for b in ("low", "high", "step")
+                )
+                + ")",
+                "spec.searchSpace[]: low, high and step of an int parameter must be whole numbers",
+            ),
         )
     )
 
@@ -112,9 +121,11 @@ class Parameter(ApiModel):
         "for the grid algorithm.",
     )
     log: bool = Field(default=False, description="Sample on a log scale (needs low > 0, no step).")
-    choices: list[str] | None = Field(
+    choices: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
         default=None,
         max_length=256,
+        # A set: a value listed twice would be sampled twice as often, and the grid would run it twice.
+        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="The values of a categorical parameter. Written as strings; a number or boolean is "
         'converted to the type of the field it is placed in (e.g. "64" for batchSize).',
     )
@@ -222,7 +233,12 @@ class Pruner(ApiModel):
 class TrialTemplateMetadata(ApiModel):
     """Labels and annotations every trial TrainingJob gets."""
 
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels of each trial.")
+    labels: dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels of each trial.",
+    )
+
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of each trial.")
 
 
@@ -243,7 +259,15 @@ class Registration(ApiModel):
     """The best trial's model, registered as a ModelVersion when the search succeeds."""
 
     model_name: DnsLabel | None = Field(
-        default=None, description="Registered model name; defaults to the TuningJob's name."
+        default=None,
+        description="Registered model name; defaults to the TuningJob's name.",
+        json_schema_extra=rules(
+            (
+                "size(self) <= 57",
+                "spec.registration.modelName: at most 57 characters, because the ModelVersion it creates is "
+                "named <modelName>-<version> and must fit in 63",
+            )
+        ),
     )
     promotion: Promotion = Field(
         default_factory=Promotion,
@@ -259,6 +283,10 @@ class TuningJobSpec(ApiModel):
             (
                 "self.parallelTrials <= self.maxTrials",
                 "spec.parallelTrials must not exceed spec.maxTrials",
+            ),
+            (
+                "self.searchSpace.all(p, self.searchSpace.exists_one(q, q.path == p.path))",
+                "spec.searchSpace[].path: two parameters write the same field; give each its own path",
             ),
             (
                 "self.algorithm.name != 'grid' || self.searchSpace.all(p, p.type != 'float' || has(p.step))",
@@ -421,6 +449,11 @@ ROOT_RULES: list[dict[str, str]] = [
         "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
         "message": f"metadata.name of a TuningJob must be at most {MAX_NAME_LENGTH} characters: trials "
         "are named <name>-trial-<n> and their pods must stay valid DNS labels",
+    },
+    {
+        "rule": "self.metadata.name.matches('^[a-z]')",
+        "message": "metadata.name of a TuningJob must start with a letter: its trials are TrainingJobs "
+        "<name>-trial-<n>, whose Services are DNS-1035 labels",
     },
 ]
 
