@@ -15,6 +15,7 @@ from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     DNS_SUBDOMAIN_PATTERN,
+    ENV_FIELD_PATH_PATTERN,
     IMAGE_PATTERN,
     LABEL_VALUE_PATTERN,
     ApiModel,
@@ -119,8 +120,15 @@ class KeySelector(ApiModel):
 class FieldSelector(ApiModel):
     """A field of the pod (downward API), e.g. metadata.name or status.podIP."""
 
-    field_path: str = Field(min_length=1, description="Path of the field.")
-    api_version: str | None = Field(default=None, description="Schema version of the path (v1).")
+    field_path: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_FIELD_PATH_PATTERN,
+        description="Path of the field: metadata.name, metadata.namespace, metadata.uid, "
+        "metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, "
+        "status.hostIP(s) or status.podIP(s).",
+    )
+    api_version: Literal["v1"] | None = Field(default=None, description="Schema version of fieldPath (v1).")
 
 
 class EnvVarSource(ApiModel):
