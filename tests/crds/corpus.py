@@ -1440,6 +1440,11 @@ INVALID += [
         pred(metrics={"port": 8080}, livenessProbe={"tcpSocket": {"port": "metrics"}}),
         "spec.predictor",
     ),
+    (
+        "isvc predictor readiness with a grace period",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "terminationGracePeriodSeconds": 5}),
+        "spec.predictor.readinessProbe.terminationGracePeriodSeconds",
+    ),
     # InferenceService precision
     ("isvc fp16 without GPUs", isvc("precision", "fp16"), "spec.precision"),
     ("isvc bf16 without GPUs", isvc("precision", "bf16"), "spec.precision"),
