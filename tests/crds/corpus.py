@@ -1265,6 +1265,31 @@ INVALID += [
         byo(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         "spec.env[1]",
     ),
+    (
+        "tj env fieldRef no pod field",
+        env_from({"fieldRef": {"fieldPath": "spec.containers"}}),
+        "spec.env[0].valueFrom.fieldRef.fieldPath",
+    ),
+    (
+        "tj env fieldRef all labels",
+        env_from({"fieldRef": {"fieldPath": "metadata.labels"}}),
+        "spec.env[0].valueFrom.fieldRef.fieldPath",
+    ),
+    (
+        "tj env fieldRef apiVersion v2",
+        env_from({"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v2"}}),
+        "spec.env[0].valueFrom.fieldRef.apiVersion",
+    ),
+    (
+        "tj env resourceFieldRef gpus",
+        env_from({"resourceFieldRef": {"resource": "limits.nvidia.com/gpu"}}),
+        "spec.env[0].valueFrom.resourceFieldRef.resource",
+    ),
+    (
+        "tj env resourceFieldRef negative divisor",
+        env_from({"resourceFieldRef": {"resource": "limits.cpu", "divisor": "-1"}}),
+        "spec.env[0].valueFrom.resourceFieldRef.divisor",
+    ),
     # TrainingJob pull secrets, service account, queue
     (
         "tj pull secret name not DNS",
@@ -1390,6 +1415,11 @@ INVALID += [
         "valueFrom",
     ),
     (
+        "isvc predictor env fieldRef no pod field",
+        pred(env=[{"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "status.phase"}}}]),
+        "spec.predictor.env[0].valueFrom.fieldRef.fieldPath",
+    ),
+    (
         "isvc predictor env duplicated",
         pred(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         "spec.predictor.env[1]",
@@ -1409,6 +1439,11 @@ INVALID += [
         "isvc predictor liveness on the metrics port that is the http port",
         pred(metrics={"port": 8080}, livenessProbe={"tcpSocket": {"port": "metrics"}}),
         "spec.predictor",
+    ),
+    (
+        "isvc predictor readiness with a grace period",
+        pred(readinessProbe={"tcpSocket": {"port": 8080}, "terminationGracePeriodSeconds": 5}),
+        "spec.predictor.readinessProbe.terminationGracePeriodSeconds",
     ),
     # InferenceService precision
     ("isvc fp16 without GPUs", isvc("precision", "fp16"), "spec.precision"),
@@ -1503,6 +1538,32 @@ VALID += [
             serviceAccountName="trainer.sa",
             automountServiceAccountToken=False,
             queueName="team-a",
+        ),
+    ),
+    (
+        "tj byo every pod field",
+        byo(
+            env=[
+                {"name": f"F{i}", "valueFrom": {"fieldRef": {"fieldPath": path, "apiVersion": "v1"}}}
+                for i, path in enumerate(
+                    [
+                        "metadata.namespace",
+                        "metadata.uid",
+                        "metadata.labels['app.kubernetes.io/name']",
+                        "metadata.annotations['a']",
+                        "spec.nodeName",
+                        "spec.serviceAccountName",
+                        "status.hostIP",
+                        "status.hostIPs",
+                        "status.podIP",
+                        "status.podIPs",
+                    ]
+                )
+            ]
+            + [
+                {"name": f"R{i}", "valueFrom": {"resourceFieldRef": {"resource": r}}}
+                for i, r in enumerate(["requests.cpu", "limits.ephemeral-storage", "limits.hugepages-2Mi"])
+            ]
         ),
     ),
     ("tj byo sixteen volumes", byo(volumes=[{"name": f"v{i}", "emptyDir": {}} for i in range(16)])),

@@ -43,6 +43,12 @@ IMAGE_PATTERN = (
 PRINTABLE_PATTERN = r"^[^ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?$"
 # A relative path inside a claim: not absolute, printable, no surrounding whitespace, not ending in '/'
 # (`..` segments are refused by the rule `inside_claim` adds).
+# The pod fields an environment variable may read (core/v1 ObjectFieldSelector in env): the API server
+# refuses any other path only when the pod is created.
+ENV_FIELD_PATH_PATTERN = (
+    r"^(metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]"
+    r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
+)
 RELATIVE_PATH_PATTERN = r"^[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/ \x00-\x1f\x7f])?$"
 
 

@@ -15,6 +15,7 @@ from modelops.api.alerting import AlertingStatus, ServingAlerts
 from modelops.api.common import (
     CONDITIONS_FIELD,
     DNS_SUBDOMAIN_PATTERN,
+    ENV_FIELD_PATH_PATTERN,
     IMAGE_PATTERN,
     LABEL_VALUE_PATTERN,
     ApiModel,
@@ -119,8 +120,15 @@ class KeySelector(ApiModel):
 class FieldSelector(ApiModel):
     """A field of the pod (downward API), e.g. metadata.name or status.podIP."""
 
-    field_path: str = Field(min_length=1, description="Path of the field.")
-    api_version: str | None = Field(default=None, description="Schema version of the path (v1).")
+    field_path: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_FIELD_PATH_PATTERN,
+        description="Path of the field: metadata.name, metadata.namespace, metadata.uid, "
+        "metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, "
+        "status.hostIP(s) or status.podIP(s).",
+    )
+    api_version: Literal["v1"] | None = Field(default=None, description="Schema version of fieldPath (v1).")
 
 
 class EnvVarSource(ApiModel):
@@ -190,12 +198,21 @@ def _probe_schema(field: str, liveness: bool) -> dict[str, Any]:
     """The structural schema of a core/v1 Probe, checked so that a probe that could never pass (a period
     of 0, a threshold of 0, two handlers) is refused at apply rather than by the Deployment."""
     handlers = ("httpGet", "tcpSocket", "exec", "grpc")
+    # (A handler without its port is left to the API server, which refuses the Deployment naming the
+    # field: the InferenceService is then Stalled with reason ChildRejected and recovers once fixed.)
     checks = [
         {
             "rule": " + ".join(f"(has(self.{h}) ? 1 : 0)" for h in handlers) + " == 1",
             "message": f"{field}: set exactly one of " + ", ".join(handlers),
         }
     ]
+    if not liveness:
+        checks.append(
+            {
+                "rule": "!has(self.terminationGracePeriodSeconds)",
+                "message": f"{field}.terminationGracePeriodSeconds applies to liveness probes only",
+            }
+        )
     if liveness:
         checks.append(
             {
@@ -222,14 +239,14 @@ def _probe_schema(field: str, liveness: bool) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "httpGet": _d("An HTTP GET that must answer 200-399.", type="object", required=["port"], properties={
+            "httpGet": _d("An HTTP GET that must answer 200-399.", type="object", properties={
                 "path": _d("Path, starting with /.", type="string", pattern="^/", maxLength=1024),
                 "port": _PROBE_PORT,
                 "host": host,
                 "scheme": _d("HTTP or HTTPS.", type="string", enum=["HTTP", "HTTPS"]),
                 "httpHeaders": _d("Extra request headers.", type="array", maxItems=16, items=header),
             }),
-            "tcpSocket": _d("A TCP connect that must succeed.", type="object", required=["port"], properties={
+            "tcpSocket": _d("A TCP connect that must succeed.", type="object", properties={
                 "port": _PROBE_PORT, "host": host,
             }),
             "exec": _d("A command in the container that must exit 0.", type="object", required=["command"],
@@ -298,7 +315,8 @@ class Predictor(ApiModel):
             (
                 "(has(self.metrics.port) && self.metrics.port != self.port) || ("
                 + " && ".join(
-                    f"(!has(self.{probe}) || !has(self.{probe}.{handler}) || self.{probe}.{handler}.port != 'metrics')"
+                    f"(!has(self.{probe}) || !has(self.{probe}.{handler}) || !has(self.{probe}.{handler}.port) || "
+                    f"self.{probe}.{handler}.port != 'metrics')"
                     for probe in ("readinessProbe", "livenessProbe")
                     for handler in ("httpGet", "tcpSocket")
                 )

@@ -17,6 +17,7 @@ from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
     DNS_SUBDOMAIN_PATTERN,
+    ENV_FIELD_PATH_PATTERN,
     FREE_FORM_OBJECT,
     IMAGE_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -342,14 +343,26 @@ class KeySelector(ApiModel):
 class ObjectFieldSelector(ApiModel):
     """A field of the pod (core/v1 ObjectFieldSelector), e.g. metadata.name or status.podIP."""
 
-    field_path: str = Field(min_length=1, max_length=256, description="Path of the field, e.g. status.podIP.")
-    api_version: str | None = Field(default=None, description="Schema version of fieldPath (default v1).")
+    field_path: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_FIELD_PATH_PATTERN,
+        description="Path of the field: metadata.name, metadata.namespace, metadata.uid, "
+        "metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, "
+        "status.hostIP(s) or status.podIP(s).",
+    )
+    api_version: Literal["v1"] | None = Field(default=None, description="Schema version of fieldPath (v1).")
 
 
 class ResourceFieldSelector(ApiModel):
     """A resource limit or request of the container (core/v1 ResourceFieldSelector)."""
 
-    resource: str = Field(min_length=1, max_length=64, description="e.g. limits.memory or requests.cpu.")
+    resource: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-[-a-zA-Z0-9]+)$",
+        description="limits or requests of cpu, memory, ephemeral-storage or hugepages-<size>, e.g. limits.memory.",
+    )
     container_name: str | None = Field(default=None, description="Defaults to the training container.")
     divisor: Quantity | None = Field(default=None, description="Output unit, e.g. 1Mi (default 1).")
 
