@@ -61,6 +61,21 @@ UNUSED_GRANTS: dict[str, set[Triple]] = {
         ("batch", "cronjobs", "delete"),
         ("batch", "jobs", "create"),
     },
+    "Only for a TuningJob, which this flow leaves out (a search trains many models): it reads, creates and "
+    "deletes its trial TrainingJobs and patches its own status; tests/e2e/test_tuningjob_e2e.py checks "
+    "those calls against the same RBAC.": {
+        ("modelops.dev", "trainingjobs", "create"),
+        ("modelops.dev", "trainingjobs", "delete"),
+        ("modelops.dev", "trainingjobs", "get"),
+        ("modelops.dev", "tuningjobs", "get"),
+        ("modelops.dev", "tuningjobs", "patch"),
+        ("modelops.dev", "tuningjobs/status", "patch"),
+    },
+    "Only while a pod is stuck starting (a claim or Secret missing, an image not pulled): the operator "
+    "lists the namespace's events to report the kubelet's FailedMount or pull-secret message; whether "
+    "this flow hits one depends on timing, tests/e2e/test_stalled_and_byo_e2e.py always does.": {
+        ("", "events", "list")
+    },
     "Only with version retention on (MODELOPS_RETAIN_UNALIASED_VERSIONS, off by default): the registry "
     "deletes a model's oldest unaliased versions.": {("modelops.dev", "modelversions", "delete")},
     "Only when the spec stops wanting a child (a canary scaled away, autoscaling or alerts turned off): "
