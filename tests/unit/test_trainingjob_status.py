@@ -117,9 +117,16 @@ def test_success_records_final_metrics_checkpoint_and_is_ready() -> None:
         "trainLoss": 0.0004,
     }
     obj = apply(job(), plan(job(), [], None, now=T0))
-    scraped = {"modelops_training_step": 20.0, "modelops_training_loss": 1.99}
+    # Scraped before the worker set its totals: a 0 total is "not known yet", never shown as 0.
+    scraped = {
+        "modelops_training_step": 20.0,
+        "modelops_training_loss": 1.99,
+        "modelops_training_total_epochs": 0.0,
+        "modelops_training_total_steps": 0.0,
+    }
     obj = apply(obj, plan(obj, [pod(0, "Running")], scraped, now=T0))
     assert obj["status"]["progress"]["loss"] == 1.99
+    assert "totalEpochs" not in obj["status"]["progress"] and "totalSteps" not in obj["status"]["progress"]
     done = plan(
         obj, [pod(0, "Succeeded", exit_code=0, reason="Completed", message=json.dumps(result))], None, now=T0
     )
@@ -128,6 +135,7 @@ def test_success_records_final_metrics_checkpoint_and_is_ready() -> None:
     assert st["metrics"]["accuracy"] == 0.9694
     assert st["checkpoint"]["path"] == "ckpt-0000000230"
     assert st["progress"]["percent"] == 100 and st["progress"]["step"] == 230
+    assert st["progress"]["epoch"] == st["progress"]["totalEpochs"] == 10
     # The last scrape came early in the run; the status shows the final loss, not that one.
     assert st["progress"]["loss"] == 0.0004
     assert cond(st, "Succeeded")["status"] == "True" and cond(st, "Ready")["status"] == "True"

@@ -157,6 +157,8 @@ def progress(metrics: Mapping[str, float], spec: TrainingJobSpec) -> dict[str, A
     for series, field in _SERIES.items():
         if series in metrics:
             value = metrics[series]
+            if field in ("totalSteps", "totalEpochs") and not value:
+                continue  # a gauge not set yet (the worker has not planned its run): no total, not 0
             out[field] = int(value) if field in _INT_FIELDS else round(float(value), 6)
     step, total = out.get("step"), out.get("totalSteps")
     if step is not None and total:
@@ -422,6 +424,8 @@ def _record_result(work: _Work, result: TrainResult) -> None:
         prog["step"] = prog["totalSteps"] = result.steps
     if result.epochs is not None:
         prog["epoch"] = result.epochs
+        # A finished run did all its epochs; the last scrape may have come before the total was set.
+        prog["totalEpochs"] = max(int(prog.get("totalEpochs") or 0), result.epochs)
     prog["percent"] = 100
     prog.pop("etaSeconds", None)
     # The last scrape may have come epochs before the end: the final loss is the result's.
