@@ -224,9 +224,9 @@ def test_a_failed_job_fires_its_alert_while_a_healthy_running_job_stays_quiet(
     plane: Plane, prometheus: Prometheus
 ) -> None:
     digits = quickstart_job("digits", alerts={"stalledAfter": "10m"})
-    # Long enough to be scraped twice while it runs, even when the first scrape comes late (12 epochs
+    # Long enough to be scraped twice while it runs, even when the first scrape comes late (12 and then 60 epochs
     # were over before the second scrape on a quiet machine); the next test serves what it trains.
-    digits["spec"]["hyperparameters"]["epochs"] = 60
+    digits["spec"]["hyperparameters"]["epochs"] = 250
     broken = quickstart_job("too-few-rows", dataValidation={"minRows": 100000})  # digits has 1,797 rows
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([digits, broken]))
 

@@ -27,8 +27,10 @@ from modelops.status import kstatus
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-EPOCHS = 8
-BATCH = 64
+# Small batches and enough epochs that a trial runs for several of the operator's ~2 s scrapes even on
+# an idle machine: pruning compares epochs it has observed (8 epochs of 64 ended between two scrapes there).
+EPOCHS = 24
+BATCH = 16
 TRIALS = 6
 
 
@@ -47,7 +49,7 @@ def search() -> dict[str, Any]:
     template = doc["spec"]["trialTemplate"]["spec"]
     template["hyperparameters"].update(epochs=EPOCHS, batchSize=BATCH)
     template["resources"] = {"cpu": "500m", "memory": "1Gi"}
-    # Learning rates from 1e-4 (too slow to learn much in 8 epochs: what the pruner must stop) to 4e-3,
+    # Learning rates from 1e-4 (too slow to learn much in a few epochs: what the pruner must stop) to 4e-3,
     # widths from the quickstart's 128 up. A seeded search proposes the same trials again
     # (tests/unit/test_tuningjob.py); with seed 86 Optuna's three random startup trials have learning
     # rates 0.0026, 0.0018 and 0.0002, so a slow trial starts once another has finished and can be

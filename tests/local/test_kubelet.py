@@ -410,7 +410,7 @@ def test_node_restart_resumes_running_pods(plane: Plane) -> None:
     plane.start_nodes()
     p = plane.wait_pod(
         "survivor",
-        lambda p: p["status"]["containerStatuses"][0]["restartCount"] == 1 and "running" in state(p),
+        lambda p: restarts(p) == 1 and "running" in state(p),
         "a restart after the kubelet came back",
     )
     assert p["status"]["podIP"] == ip
@@ -441,9 +441,7 @@ def test_failing_liveness_probe_restarts_the_container(plane: Plane) -> None:
         container={"livenessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 2}},
     )
     plane.apply(manifest)
-    p = plane.wait_pod(
-        "unhealthy", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, "a liveness restart"
-    )
+    p = plane.wait_pod("unhealthy", lambda p: restarts(p) >= 1, "a liveness restart")
     assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGTERM
     describe = plane.kubectl("describe", "pod", "unhealthy")
     assert "Liveness probe failed" in describe
@@ -721,9 +719,7 @@ def test_a_killed_kubelet_leaves_no_container_processes_behind(plane: Plane) -> 
     wait_for("the container's main process to die with the kubelet", lambda: not alive(main_pid))
     assert alive(grandchild)  # only PDEATHSIG so far: the grandchild is an orphan
     plane.start_nodes()
-    plane.wait_pod(
-        "parent", lambda p: p["status"]["containerStatuses"][0]["restartCount"] == 1, "a restart", timeout=60
-    )
+    plane.wait_pod("parent", lambda p: restarts(p) == 1, "a restart", timeout=60)
     wait_for("the orphan to be killed", lambda: not alive(grandchild))
     plane.kubectl("delete", "pod", "parent", "--wait=true")
 
@@ -841,3 +837,9 @@ def test_env_values_and_command_paths_arrive_as_written_on_a_cluster(plane: Plan
     assert "FailedToRetrieveImagePullSecret" in describe, describe
     assert "Unable to retrieve some image pull secrets (no-such-registry-login)" in describe, describe
     plane.kubectl("delete", "service", "echo", "--wait=false")
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    """The first container's restart count; 0 before the kubelet has reported any container status."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    return int(statuses[0].get("restartCount") or 0)

@@ -264,14 +264,23 @@ class Trainer:
         if distributed and not dist.is_initialized():
             dist.init_process_group(backend)
         self._serve_metrics()
+        finished = False
         try:
-            return self._run(device, distributed)
+            result = self._run(device, distributed)
+            finished = True
+            return result
         finally:
             if self.store is not None:
                 # A failing run still finishes the checkpoint it started: a restart resumes from it.
                 with contextlib.suppress(Exception):
                     self.store.wait()
             if distributed and dist.is_initialized():
+                if finished:
+                    # Ranks leave together: a rank that tore its process group down while rank 0 was
+                    # still exporting the model aborted in gloo's teardown (SIGABRT, "terminate called
+                    # without an active exception"), which failed a finished two-node job.
+                    with contextlib.suppress(Exception):
+                        dist.barrier()
                 dist.destroy_process_group()
 
     def _run(self, device: torch.device, distributed: bool) -> TrainResult:
