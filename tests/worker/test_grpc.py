@@ -23,19 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import requests
+import torch
 from prometheus_client.parser import text_string_to_metric_families
+from side_venv import side_python
 from sklearn.datasets import load_digits
 
-pytest.importorskip("torch")
-grpc = pytest.importorskip("grpc")
-
-from side_venv import side_python  # noqa: E402
-
-from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2 as pb  # noqa: E402
-from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
+from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2 as pb
+from modelops_worker.serve.grpc_gen import grpc_predict_v2_pb2_grpc as pb_grpc
 
 DIGITS = load_digits()
 X = DIGITS.data.astype(np.float32)
@@ -720,7 +718,6 @@ def test_a_two_input_model_over_grpc_with_every_client(tmp_path: Path) -> None:
     import hashlib
     import io
 
-    import torch
     from test_serve_signatures import TwoInputs
 
     torch.manual_seed(0)

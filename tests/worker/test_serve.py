@@ -25,10 +25,9 @@ import aiohttp
 import numpy as np
 import pytest
 import requests
+import torch  # noqa: F401
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
-
-pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = load_digits()

@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+import torch
+from test_serve import clean_env, free_port
 
-torch = pytest.importorskip("torch")
-
-from test_serve import clean_env, free_port  # noqa: E402
-
-from modelops_worker.serve import protocol  # noqa: E402
-from modelops_worker.serve.protocol import ProtocolError  # noqa: E402
+from modelops_worker.serve import protocol
+from modelops_worker.serve.protocol import ProtocolError
 
 DATATYPES = [
     "BOOL",

@@ -21,15 +21,13 @@ from typing import Any
 
 import pytest
 import requests
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_serve import Artifact, Server, counter
 
-torch = pytest.importorskip("torch")
-
-from test_serve import Artifact, Server, counter  # noqa: E402
-
-from modelops.api.trainingjob import ModelSpec  # noqa: E402
-from modelops_worker import export, models  # noqa: E402
+from modelops.api.trainingjob import ModelSpec
+from modelops_worker import export, models
 
 FEATURES = 6
 

@@ -26,16 +26,14 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import onnxruntime  # noqa: F401
 import pytest
 import requests
+import torch
+from test_serve import clean_env, free_port
+from torch import nn
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-
-from test_serve import clean_env, free_port  # noqa: E402
-from torch import nn  # noqa: E402
-
-from modelops_worker import cli  # noqa: E402
+from modelops_worker import cli
 
 
 class TwoInputs(nn.Module):

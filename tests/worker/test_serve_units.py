@@ -44,7 +44,8 @@ class _Model:
 
 
 def _core() -> Any:
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
+
     from modelops_worker.serve.core import InferenceCore
 
     return InferenceCore(_Model(), Batching())  # type: ignore[arg-type]
@@ -211,7 +212,8 @@ def test_tokens_file_accepts_only_its_bearer_tokens(tmp_path) -> None:
 
 @pytest.mark.parametrize("fmt", ["torchscript", "state_dict"])
 def test_both_artifact_formats_load_from_their_verified_bytes_and_quantize(tmp_path, fmt) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from modelops.api.serveconfig import ServeConfig
     from modelops.api.trainingjob import ModelSpec
     from modelops_worker import export, models
@@ -250,7 +252,8 @@ def test_both_artifact_formats_load_from_their_verified_bytes_and_quantize(tmp_p
 
 
 def test_the_cgroup_cpu_limit_bounds_the_forward_threads(tmp_path) -> None:
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
+
     from modelops_worker.serve.model import cpu_limit
 
     f = tmp_path / "cpu.max"
@@ -278,7 +281,8 @@ def test_the_cgroup_cpu_limit_bounds_the_forward_threads(tmp_path) -> None:
 def test_device_and_precision_follow_the_config_and_what_the_pod_has(
     device: str, precision: str, cuda: bool, want_device: str, want_precision: str, note: str
 ) -> None:
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
+
     from modelops_worker.serve.model import select_placement
 
     p = select_placement(device, precision, cuda)
@@ -286,7 +290,8 @@ def test_device_and_precision_follow_the_config_and_what_the_pod_has(
 
 
 def test_asking_for_cuda_without_a_gpu_fails_instead_of_serving_on_the_cpu() -> None:
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
+
     from modelops_worker.errors import WorkerError
     from modelops_worker.serve.model import Placement, onnx_providers, select_placement
 
@@ -305,7 +310,8 @@ def test_asking_for_cuda_without_a_gpu_fails_instead_of_serving_on_the_cpu() -> 
 
 
 def _classifier_artifact(tmp_path: Any) -> Any:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from modelops.api.serveconfig import ServeConfig
     from modelops.api.trainingjob import ModelSpec
     from modelops_worker import export, models
@@ -355,7 +361,8 @@ def test_on_the_cpu_fp16_is_not_applied_and_the_log_says_so(tmp_path, caplog) ->
 
 def test_the_reduced_precision_cast_path_keeps_outputs_in_their_declared_type(tmp_path) -> None:
     # What a GPU placement in bf16 does to a model and its inputs, exercised on the CPU.
-    torch = pytest.importorskip("torch")
+    import torch
+
     net, _cfg = _classifier_artifact(tmp_path)
     from modelops_worker.serve import model as serve_model
     from modelops_worker.serve.model import Placement

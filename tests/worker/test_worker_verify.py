@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from modelops.api.trainingjob import ModelSpec  # noqa: E402
-from modelops_worker import cli, export, models, verify  # noqa: E402
+from modelops.api.trainingjob import ModelSpec
+from modelops_worker import cli, export, models, verify
 
 
 def verdict(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
