@@ -12,14 +12,12 @@ that finishes the calls in flight.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,51 +41,11 @@ TOKEN = "s3cret-token"
 SC = grpc.StatusCode
 
 
-def free_port() -> int:
-    import socket
+# The same trained digits model and process helpers as the REST tests: gRPC serves what REST serves.
+import test_serve  # noqa: E402
+from test_serve import Artifact, clean_env, free_port  # noqa: E402
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "MODELOPS_"))}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-@dataclass
-class Artifact:
-    path: Path
-    sha256: str
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    """A digits MLP trained and exported by `modelops-worker train` itself."""
-    tmp = tmp_path_factory.mktemp("train")
-    cfg = {
-        "job": {"name": "digits", "namespace": "default", "uid": "u-1"},
-        "model": {"architecture": "mlp", "hiddenSize": 64, "layers": 2, "dropout": 0.1},
-        "dataset": {"builtin": "digits"},
-        "hyperparameters": {"epochs": 5, "batchSize": 64, "learningRate": 0.003, "seed": 7},
-        "checkpoint": {"intervalSeconds": 3600, "keep": 1},
-        "output": {"modelName": "digits"},
-    }
-    env = clean_env(
-        MODELOPS_RUN_CONFIG=json.dumps(cfg),
-        MODELOPS_CHECKPOINT_DIR=str(tmp / "ckpt"),
-        MODELOPS_OUTPUT_DIR=str(tmp / "out"),
-        MODELOPS_DATA_DIR=str(tmp / "data"),
-        MODELOPS_TERMINATION_LOG=str(tmp / "termination-log"),
-        MODELOPS_METRICS_PORT="0",
-    )
-    script = Path(sys.executable).with_name("modelops-worker")
-    proc = subprocess.run([str(script), "train"], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads((tmp / "termination-log").read_text())
-    return Artifact(tmp / "out" / result["artifact"]["path"], result["artifact"]["sha256"])
+artifact = test_serve.artifact  # the module-scoped fixture, trained once per module
 
 
 class Server:
