@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from modelops.api.llmconfig import ENV_LLM_SERVE_CONFIG, FORMAT_ADAPTER, LLM_FORMATS
 from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
 from modelops_worker.environment import (
     WorkerEnv,
@@ -86,8 +87,16 @@ def verify(args: argparse.Namespace) -> int:
     from modelops_worker.verify import verify as run_verify
 
     try:
-        declared = parse_signature(args.signature) if args.signature else None
-        out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
+        if args.format in LLM_FORMATS or args.format == FORMAT_ADAPTER:
+            from modelops_worker.llm.verify import verify as verify_llm
+
+            base = Path(args.base_artifact) if args.base_artifact else None
+            out = verify_llm(
+                Path(args.artifact), args.sha256, args.format, base, args.base_sha256, args.base_format
+            )
+        else:
+            declared = parse_signature(args.signature) if args.signature else None
+            out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
         code = 0
     except WorkerError as exc:
         out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
@@ -102,12 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="train the model MODELOPS_RUN_CONFIG describes")
     v = sub.add_parser("verify", help="check an artifact's sha256, load it and run a smoke inference")
-    v.add_argument("--artifact", required=True, help="path of the exported model file")
+    v.add_argument("--artifact", required=True, help="path of the exported model file (or model directory)")
     v.add_argument("--sha256", help="expected sha256 (hex, optionally prefixed sha256:)")
     v.add_argument(
         "--format",
-        help="the artifact's format: torchscript, state_dict, onnx (default: detect); any other fails "
-        "with NoRuntimeForFormat",
+        help="the artifact's format: torchscript, state_dict, onnx (default: detect), or an LLM's: gguf, "
+        "huggingface (a model directory), lora (an adapter, with --base-artifact); any other fails with "
+        "NoRuntimeForFormat",
+    )
+    v.add_argument(
+        "--base-artifact", help="lora: the base model the adapter applies to (GGUF file or directory)"
+    )
+    v.add_argument("--base-sha256", help="lora: the base model's digest")
+    v.add_argument(
+        "--base-format", choices=LLM_FORMATS, help="lora: the base model's format (default: detect)"
     )
     v.add_argument(
         "--signature",
@@ -122,10 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     s.add_argument("--port", type=int, help="port to listen on (default: the configuration's, 8080)")
+    sl = sub.add_parser(
+        "serve-llm", help="serve the language model MODELOPS_LLM_SERVE_CONFIG describes (OpenAI's API)"
+    )
+    sl.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    sl.add_argument("--port", type=int, help="port to listen on (default: the configuration's, 8080)")
     args = parser.parse_args(argv)
     _setup_logging()
     if args.command == "train":
         return train()
+    if args.command == "serve-llm" or (args.command == "serve" and os.environ.get(ENV_LLM_SERVE_CONFIG)):
+        from modelops_worker import llm
+
+        return llm.main(args.host, args.port)
     if args.command == "serve":
         from modelops_worker import serve
 
