@@ -103,6 +103,9 @@ METRIC_LLM_REQUESTS = METRIC_REQUESTS
 # Also exported, by `code`: serveconfig's METRIC_LATENCY (seconds to the last byte of the answer), so the
 # existing latency gate of the canary analysis reads an LLM pod as it reads any other.
 METRIC_LLM_LATENCY = METRIC_LATENCY
+# Sequences decoded together per engine step (our CPU engines only; vLLM has no equivalent): the
+# evidence that concurrent requests are batched, not serialised.
+METRIC_LLM_BATCH_SIZE = "modelops_llm_batch_size"  # histogram
 METRIC_LLM_MODEL_INFO = "modelops_llm_model_info"  # gauge 1; labels digest, format, engine, context_length
 
 # Histogram buckets (so SLO thresholds in alerts and canary gates fall on a bucket boundary).

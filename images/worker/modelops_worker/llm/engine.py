@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,7 @@ class BatchingEngine:
         self._thread: threading.Thread | None = None
         self.steps = 0
         self.batched_tokens = 0  # sequences decoded summed over steps: /steps is the mean batch
+        self.on_batch: Callable[[int], None] | None = None  # sequences of each step (a metric)
 
     # --- the event loop's side ---------------------------------------------------------------------
 

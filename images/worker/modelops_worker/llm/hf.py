@@ -243,6 +243,9 @@ class _Rows:
             self._first = False
             return
         self.steps += 1
+        live = sum(1 for d in self.done if not d)
+        if self.engine.on_batch is not None and live:
+            self.engine.on_batch(live)
         out = Deliveries()
         tok = self.engine.tokenizer
         for i, t in enumerate(value.reshape(-1).tolist()):

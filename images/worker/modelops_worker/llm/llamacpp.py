@@ -217,6 +217,8 @@ class LlamaCppEngine(BatchingEngine):
             raise RuntimeError(f"llama_decode returned {rc}")
         self.steps += 1
         self.batched_tokens += len(fed)
+        if self.on_batch is not None and fed:
+            self.on_batch(len(fed))
         done: dict[Sequence, tuple[str, str | None]] = {}
         for seq, slot in fed:
             tok = int(L.llama_sampler_sample(slot.sampler, self.ctx.ctx, slot.logits_index))

@@ -14,6 +14,7 @@ from prometheus_client.process_collector import ProcessCollector
 from modelops.api.llmconfig import (
     E2E_BUCKETS,
     ITL_BUCKETS,
+    METRIC_LLM_BATCH_SIZE,
     METRIC_LLM_E2E,
     METRIC_LLM_GENERATION_TOKENS,
     METRIC_LLM_ITL,
@@ -82,6 +83,13 @@ class LLMMetrics:
         ).labels(**self.labels)
         self.generation_tokens = Counter(
             METRIC_LLM_GENERATION_TOKENS.removesuffix("_total"), "Tokens generated.", lv, registry=r
+        ).labels(**self.labels)
+        self.batch_size = Histogram(
+            METRIC_LLM_BATCH_SIZE,
+            "Sequences decoded together in one engine step.",
+            lv,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256),
+            registry=r,
         ).labels(**self.labels)
         self.info = Gauge(
             METRIC_LLM_MODEL_INFO,

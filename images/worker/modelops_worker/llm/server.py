@@ -139,6 +139,7 @@ class Server:
     def serve_model(self, loaded: Loaded) -> None:
         self.loaded = loaded
         if loaded.generator is not None:
+            loaded.generator.on_batch = self.metrics.batch_size.observe
             loaded.generator.start()
             ctx = loaded.generator.info.context_length
         else:
@@ -508,6 +509,7 @@ class _Run:
         self.texts = {s: TextStream(stops) for s in seqs}
         self.finish: dict[Sequence, str] = {}
         self.last_token: dict[Sequence, float] = {}
+        self.counted: dict[Sequence, int] = {}
         self.echo = {s: echo_texts[s.index // req.n] for s in seqs} if req.echo else {}
         self.id = protocol.new_id("chatcmpl" if req.kind == "chat" else "cmpl")
         self.created = protocol.now()
@@ -533,6 +535,8 @@ class _Run:
             self.last_token[seq] = now
             self.metrics.generation_tokens.inc()
             stream = self.texts[seq]
+            if not stream.stopped:  # usage counts the tokens up to the one that completed a stop string
+                self.counted[seq] = self.counted.get(seq, 0) + 1
             delta = stream.push(event.piece)
             if stream.stopped and seq not in self.finish:
                 self.finish[seq] = "stop"
@@ -549,7 +553,7 @@ class _Run:
         return len(finished) == len(self.seqs)
 
     def _usage(self) -> dict[str, int]:
-        return protocol.usage(self.prompt_tokens, sum(s.generated for s in self.seqs))
+        return protocol.usage(self.prompt_tokens, sum(self.counted.values()))
 
     async def collect(self, request: web.Request) -> web.Response:
         finished: set[Sequence] = set()
