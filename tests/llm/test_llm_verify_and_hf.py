@@ -77,6 +77,7 @@ def test_verify_a_directory_by_its_digest_and_name_the_changed_file(
     assert code == 0, out
     assert out["artifact"]["sha256"] == tiny_llama.digest and out["llm"]["architecture"] == "LlamaForCausalLM"
     assert (copy / MANIFEST_FILE).is_file(), "verify stores the manifest next to the model"
+    assert out["llm"]["files"] == len(json.loads((copy / MANIFEST_FILE).read_text())["files"]) == 5
     gen = copy / "generation_config.json"
     gen.write_text(gen.read_text() + "\n")
     code, out = verify(

@@ -32,6 +32,7 @@ from modelops.api.llmconfig import (
     REASON_ARTIFACT_LOAD_FAILED,
     REASON_GENERATION_FAILED,
     LLMServeConfig,
+    directory_files,
     write_manifest,
 )
 from modelops.api.runconfig import EXIT_BAD_DATA, REASON_SUCCEEDED
@@ -166,6 +167,8 @@ def verify(
     }
     if info.embedding_dimensions:
         llm["embeddingDimensions"] = info.embedding_dimensions
+    if path.is_dir():
+        llm["files"] = len(directory_files(path))
     if info.extra.get("quantization"):
         llm["quantization"] = info.extra["quantization"]
     artifact: dict[str, Any] = {"path": str(path), "format": fmt}
