@@ -1,4 +1,4 @@
-"""`python -m modelops.local.nodes`: the nodes of the local plane (scheduler + kubelets) in one process."""
+"""`python -m modelops_local.nodes`: the nodes of the local plane (scheduler + kubelets) in one process."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from modelops.local import statedir
-from modelops.local.client import Client, Informer
-from modelops.local.nodes import proctree
-from modelops.local.nodes.clusterview import ClusterView
-from modelops.local.nodes.kubelet import Kubelet
-from modelops.local.nodes.podgc import collect_orphans, remove_stale_nodes
-from modelops.local.nodes.pods import setpriv_path
-from modelops.local.nodes.quantity import parse_quantity
-from modelops.local.nodes.scheduler import Scheduler
+from modelops_local import statedir
+from modelops_local.client import Client, Informer
+from modelops_local.nodes import proctree
+from modelops_local.nodes.clusterview import ClusterView
+from modelops_local.nodes.kubelet import Kubelet
+from modelops_local.nodes.podgc import collect_orphans, remove_stale_nodes
+from modelops_local.nodes.pods import setpriv_path
+from modelops_local.nodes.quantity import parse_quantity
+from modelops_local.nodes.scheduler import Scheduler
 
-log = logging.getLogger("modelops.local.nodes")
+log = logging.getLogger("modelops_local.nodes")
 
 
 def node_names(count: int) -> list[str]:
@@ -126,7 +126,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelops.local.nodes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m modelops_local.nodes", description=__doc__)
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local API server")
     parser.add_argument("--dir", required=True, help="the local plane's directory (logs, volumes, hosts)")
     parser.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")

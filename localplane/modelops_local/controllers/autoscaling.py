@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from modelops.local.client import ApiError, resource_path
+from modelops_local.client import ApiError, resource_path
 
 from . import common as c
 from .actions import HPAS, PODS, SCALABLE, Event, Kind, Patch, Result, Status

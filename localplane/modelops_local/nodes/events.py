@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from modelops.local.client import ApiError, Client
+from modelops_local.client import ApiError, Client
 
 log = logging.getLogger(__name__)
 

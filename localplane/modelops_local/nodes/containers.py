@@ -31,9 +31,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelops.local.nodes import identity
-from modelops.local.nodes.identity import Access
-from modelops.local.nodes.quantity import parse_quantity, to_int_ceil
+from modelops_local.nodes import identity
+from modelops_local.nodes.identity import Access
+from modelops_local.nodes.quantity import parse_quantity, to_int_ceil
 
 Obj = dict[str, Any]
 
@@ -44,7 +44,7 @@ RUNNABLE_IMAGES = {
 
 
 class Getter(Protocol):
-    """What the kubelet needs of `modelops.local.client.Client` here."""
+    """What the kubelet needs of `modelops_local.client.Client` here."""
 
     async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj: ...
 
@@ -161,7 +161,7 @@ async def _config_data(
     api: Getter, plural: str, namespace: str, name: str, optional: bool
 ) -> dict[str, bytes] | None:
     """The exact bytes of a ConfigMap's or Secret's keys (`data`, `binaryData`), as the kubelet has them."""
-    from modelops.local.client import ApiError
+    from modelops_local.client import ApiError
 
     try:
         obj = await api.get("v1", plural, namespace, name)
@@ -339,7 +339,7 @@ DEFAULT_TOKEN_SECONDS = 3600
 
 async def _service_account_token(api: Getter, pod: Mapping[str, Any], source: Mapping[str, Any]) -> str:
     """A pod-bound token from the TokenRequest API, as the kubelet's token manager gets one."""
-    from modelops.local.client import ApiError
+    from modelops_local.client import ApiError
 
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
@@ -465,7 +465,7 @@ async def prepare_volumes(
 
 
 async def _claim_dir(api: Getter, namespace: str, claim: str) -> Path:
-    from modelops.local.client import ApiError
+    from modelops_local.client import ApiError
 
     try:
         pvc = await api.get("v1", "persistentvolumeclaims", namespace, claim)

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from modelops.local.client import ApiError, Client
-from modelops.local.nodes.clusterview import ClusterView
-from modelops.local.nodes.events import EventRecorder, now_iso
-from modelops.local.nodes.podgc import LOCAL_NODE_LABEL
-from modelops.local.nodes.pods import PodWorker
+from modelops_local.client import ApiError, Client
+from modelops_local.nodes.clusterview import ClusterView
+from modelops_local.nodes.events import EventRecorder, now_iso
+from modelops_local.nodes.podgc import LOCAL_NODE_LABEL
+from modelops_local.nodes.pods import PodWorker
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Validation of incoming objects: object names, CRD schemas for custom resources, built-in schemas.
 
-Custom resources go through `modelops.schema` (structural schema, pruning, defaulting, CEL), shared with
+Custom resources go through `modelops_local.schema` (structural schema, pruning, defaulting, CEL), shared with
 the CRD tests, so the server and the tests judge objects by the same code.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import modelops.schema as schema_module
+import modelops_local.schema as schema_module
 
 Cause = tuple[str, str, str]  # (reason, field, detail)
 

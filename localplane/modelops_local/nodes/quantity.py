@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
 
-from modelops.schema.quantity import parse_quantity
+from modelops_local.schema.quantity import parse_quantity
 
 __all__ = ["parse_quantity", "to_int_ceil"]
 

@@ -8,7 +8,7 @@ claim whose `dataSource` is a ready VolumeSnapshot starts as a copy of that dire
 `volumes`). A deleted snapshot's copy is removed. There are no VolumeSnapshotContent objects.
 
 The CRDs are not installed by `modelops local up` (a cluster without them is a case the operator must
-report); apply `crds()` with `python -m modelops.local.controllers.snapshots | kubectl apply -f -`.
+report); apply `crds()` with `python -m modelops_local.controllers.snapshots | kubectl apply -f -`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelops.local.client import Client
+from modelops_local.client import Client
 
 from . import common as c
 from . import cronjobs, deployments, disruption, endpoints, jobs, replicasets, snapshots, volumes
@@ -47,7 +47,7 @@ from .proxy import ServiceProxy
 from .runner import Controller
 from .store import Store
 
-log = logging.getLogger("modelops.local.controllers")
+log = logging.getLogger("modelops_local.controllers")
 
 Obj = dict[str, Any]
 
@@ -245,7 +245,7 @@ class Options(argparse.Namespace):
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     p = argparse.ArgumentParser(
-        prog="python -m modelops.local.controllers",
+        prog="python -m modelops_local.controllers",
         description="The local plane's controllers (Deployment/ReplicaSet, Service endpoints and ClusterIP "
         "proxy, HorizontalPodAutoscaler, Job, CronJob, PersistentVolumeClaim, PodDisruptionBudget).",
     )
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, opts.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from modelops.local import statedir
+    from modelops_local import statedir
 
     statedir.secure(Path(opts.dir))
     statedir.runtime_root(Path(opts.dir))  # claims' directories go where their pods can reach them

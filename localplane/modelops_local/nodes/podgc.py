@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from modelops.local.client import ApiError, Client, Informer
+from modelops_local.client import ApiError, Client, Informer
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelops.local.client import Client, Informer
+from modelops_local.client import Client, Informer
 
 from .actions import Kind
 

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modelops.local.client import Informer
-from modelops.local.nodes import network
-from modelops.local.nodes.memory import MemoryMonitor
+from modelops_local.client import Informer
+from modelops_local.nodes import network
+from modelops_local.nodes.memory import MemoryMonitor
 
 log = logging.getLogger(__name__)
 

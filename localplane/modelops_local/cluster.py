@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from modelops.local import statedir
-from modelops.local.client import ApiError, Client
+from modelops_local import statedir
+from modelops_local.client import ApiError, Client
 
 DEFAULT_DIR = Path(os.environ.get("MODELOPS_LOCAL_DIR", ".modelops/local"))
 COMPONENTS = ("apiserver", "nodes", "controllers", "operator")
@@ -176,7 +176,7 @@ def _port_free(port: int) -> bool:
 
 
 def _restarts(directory: Path, name: str) -> int:
-    from modelops.local.supervisor import read_status
+    from modelops_local.supervisor import read_status
 
     record = read_status(directory).get(name)
     return record.restarts if record else 0
@@ -224,7 +224,7 @@ def up(directory: Path, config: PlaneConfig, *, timeout: float = 60.0) -> None:
         _spawn(
             directory,
             "supervisor",
-            [sys.executable, "-m", "modelops.local.supervisor", "--dir", str(directory)],
+            [sys.executable, "-m", "modelops_local.supervisor", "--dir", str(directory)],
         )
     else:
         config = previous
@@ -281,7 +281,7 @@ def down(directory: Path, *, grace: float = 10.0) -> None:
                 os.killpg(pid, signal.SIGKILL)
     for name in COMPONENTS:
         _pid_file(directory, name).unlink(missing_ok=True)
-    from modelops.local.supervisor import status_path
+    from modelops_local.supervisor import status_path
 
     status_path(directory).unlink(missing_ok=True)  # restart counts start again with the next `up`
 
@@ -291,7 +291,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def status(directory: Path) -> dict[str, str]:
-    from modelops.local.supervisor import read_status
+    from modelops_local.supervisor import read_status
 
     records = read_status(directory)
     sup = _running_pid(directory, "supervisor")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from modelops.local.client import ApiError, Client
+from modelops_local.client import ApiError, Client
 
 from . import common as c
 from .actions import EVENTS, Create, Delete, Event, Kind, Patch, Result, Status

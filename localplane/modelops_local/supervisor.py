@@ -1,4 +1,4 @@
-"""`python -m modelops.local.supervisor --dir DIR`: keeps the local plane's own processes running.
+"""`python -m modelops_local.supervisor --dir DIR`: keeps the local plane's own processes running.
 
 On a cluster, systemd restarts a crashed kubelet or API server and the kubelet restarts a crashed
 operator pod. On the local plane this process does it for all of them: it starts the API server,
@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modelops.local import statedir
+from modelops_local import statedir
 
-log = logging.getLogger("modelops.local.supervisor")
+log = logging.getLogger("modelops_local.supervisor")
 
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
@@ -95,16 +95,16 @@ def read_status(directory: Path) -> dict[str, Record]:
 
 def commands(directory: Path) -> dict[str, list[str]]:
     """Each component's argv, from what `modelops local up` recorded in DIR/plane.json."""
-    from modelops.local.cluster import _load_config
+    from modelops_local.cluster import _load_config
 
     config = _load_config(directory)
     python = sys.executable
     kubeconfig = str(directory / "kubeconfig")
     argv = {
-        "apiserver": [python, "-m", "modelops.local.apiserver", "--dir", str(directory)],
-        "nodes": [python, "-m", "modelops.local.nodes", "--kubeconfig", kubeconfig, "--dir", str(directory),
+        "apiserver": [python, "-m", "modelops_local.apiserver", "--dir", str(directory)],
+        "nodes": [python, "-m", "modelops_local.nodes", "--kubeconfig", kubeconfig, "--dir", str(directory),
                   "--nodes", str(config.nodes), "--gpus", str(config.gpus)],
-        "controllers": [python, "-m", "modelops.local.controllers", "--kubeconfig", kubeconfig,
+        "controllers": [python, "-m", "modelops_local.controllers", "--kubeconfig", kubeconfig,
                         "--dir", str(directory)],
     }  # fmt: skip
     if config.operator:
@@ -163,7 +163,7 @@ class Supervisor:
         return proc
 
     async def _wait_adopted(self, pid: int) -> None:
-        from modelops.local.cluster import _alive
+        from modelops_local.cluster import _alive
 
         while _alive(pid) and not self.stopping.is_set():
             await asyncio.sleep(0.5)
@@ -171,7 +171,7 @@ class Supervisor:
     async def keep(self, name: str) -> None:
         """Run one component until `stop`, restarting it with back-off whenever it exits."""
         backoff = 0.0
-        from modelops.local.cluster import _running_pid
+        from modelops_local.cluster import _running_pid
 
         adopted = _running_pid(self.dir, name)
         while not self.stopping.is_set():
@@ -236,7 +236,7 @@ class Supervisor:
 
     async def _api_ready(self) -> None:
         """Wait for the API server, then install the CRDs (the operator needs them at start)."""
-        from modelops.local.cluster import _get, install_crds
+        from modelops_local.cluster import _get, install_crds
 
         kubeconfig = self.dir / "kubeconfig"
         while not self.stopping.is_set():
@@ -269,7 +269,7 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE
-            from modelops.local.cluster import _alive
+            from modelops_local.cluster import _alive
 
             while time.monotonic() < deadline and _alive(pid):
                 if name in self.procs and self.procs[name].returncode is not None:
@@ -286,7 +286,7 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelops.local.supervisor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m modelops_local.supervisor", description=__doc__)
     parser.add_argument("--dir", required=True, type=Path, help="the local plane's directory")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from modelops.local import statedir
-from modelops.local.client import ApiError
-from modelops.local.nodes import containers, identity, network, proctree
-from modelops.local.nodes.events import now_iso
-from modelops.local.nodes.memory import session_of
-from modelops.local.nodes.probes import run_probe
-from modelops.local.nodes.quantity import parse_quantity
-from modelops.local.nodes.scheduling import pod_requests
-from modelops.local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
+from modelops_local import statedir
+from modelops_local.client import ApiError
+from modelops_local.nodes import containers, identity, network, proctree
+from modelops_local.nodes.events import now_iso
+from modelops_local.nodes.memory import session_of
+from modelops_local.nodes.probes import run_probe
+from modelops_local.nodes.quantity import parse_quantity
+from modelops_local.nodes.scheduling import pod_requests
+from modelops_local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
 
 
 def _image_paths() -> str:
@@ -65,7 +65,7 @@ IMAGE_PATHS = _image_paths()
 
 
 if TYPE_CHECKING:
-    from modelops.local.nodes.kubelet import Kubelet
+    from modelops_local.nodes.kubelet import Kubelet
 
 log = logging.getLogger(__name__)
 

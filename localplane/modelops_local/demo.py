@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from modelops.local import cluster
+from modelops_local import cluster
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from modelops.local.nodes import placement
-from modelops.local.nodes.quantity import parse_quantity
+from modelops_local.nodes import placement
+from modelops_local.nodes.quantity import parse_quantity
 
 Obj = dict[str, Any]
 Resources = dict[str, Decimal]

@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from modelops.local.client import ApiError, Client, Informer
-from modelops.local.nodes.events import EventRecorder, now_iso
-from modelops.local.nodes.scheduling import (
+from modelops_local.client import ApiError, Client, Informer
+from modelops_local.nodes.events import EventRecorder, now_iso
+from modelops_local.nodes.scheduling import (
     DEFAULT_SCHEDULER,
     claim_names,
     claim_problem_message,

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .server import Server
 
-log = logging.getLogger("modelops.local.apiserver")
+log = logging.getLogger("modelops_local.apiserver")
 # Pods reach the server through the `default/kubernetes` Service (127.96.0.1:443, proxied unchanged),
 # so the certificate names that address and the Service's DNS names too, like kube-apiserver's own.
 SANS = (
@@ -154,7 +154,7 @@ def _listen(data_dir: Path, port: int) -> socket.socket:
 
 
 async def serve(data_dir: Path, port: int, history: int, plain_http: bool = False) -> None:
-    from modelops.local import statedir
+    from modelops_local import statedir
 
     # state.db and its WAL/SHM hold every Secret: 0600 in a 0700 directory, also an older plane's.
     statedir.secure(data_dir)
@@ -201,7 +201,7 @@ async def serve(data_dir: Path, port: int, history: int, plain_http: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelops.local.apiserver", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m modelops_local.apiserver", description=__doc__)
     parser.add_argument(
         "--dir", required=True, type=Path, help="state directory (state.db, kubeconfig, logs)"
     )
