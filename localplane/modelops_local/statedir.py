@@ -71,7 +71,7 @@ def _image_roots() -> list[Path]:
     import importlib.util
 
     paths = [Path(sys.prefix), Path(sys.base_prefix)]
-    for package in ("modelops", "modelops_worker"):
+    for package in ("modelops", "modelops_local", "modelops_worker"):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin:
             paths.append(Path(spec.origin).resolve().parent.parent)

@@ -54,7 +54,7 @@ def _image_paths() -> str:
     `modelops` itself from the pod's interpreter. pathmap leaves these prefixes alone.
     """
     paths = [sys.prefix]
-    for package in ("modelops", "modelops_worker"):
+    for package in ("modelops", "modelops_local", "modelops_worker"):
         spec = importlib.util.find_spec(package)  # no import: the worker package pulls in torch
         if spec is not None and spec.origin:
             paths.append(str(Path(spec.origin).resolve().parent.parent))
