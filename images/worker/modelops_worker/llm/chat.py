@@ -80,6 +80,8 @@ class ChatTemplate:
             raise
         except JinjaError as exc:
             raise TemplateError(f"the chat template failed: {exc}") from None
+        except Exception as exc:  # a template written for other message shapes (TypeError, KeyError, ...)
+            raise TemplateError(f"the chat template failed: {type(exc).__name__}: {exc}") from None
         if continue_final_message:
             # The conversation continues the assistant's last message: cut what the template closes it with.
             last = messages[-1]["content"]

@@ -21,7 +21,6 @@ import codecs
 import collections
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -126,10 +125,11 @@ def _deliver(items: list[tuple[Sequence, TokenEvent | FinishEvent]]) -> None:
 
 
 def usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """The CPUs this pod may use: its affinity, capped by its cgroup CPU limit (a pod limited to 2 CPUs
+    on a 64-core node must not start 64 spinning threads)."""
+    from modelops_worker.serve.supervisor import usable_cpus as pod_cpus
+
+    return max(1, pod_cpus())
 
 
 class BatchingEngine:

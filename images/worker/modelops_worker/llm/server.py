@@ -71,6 +71,19 @@ from modelops_worker.serve.auth import TokenFile
 log = logging.getLogger("modelops_worker.llm")
 http_log = logging.getLogger("modelops_worker.llm.http")
 
+
+class _QuietDisconnects(logging.Filter):
+    """aiohttp logs a handler that ends because its client left with a traceback at ERROR; that is
+    the client's doing (counted under 499), so it becomes a DEBUG line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ClientGone | ConnectionResetError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({PATH_LLM_LIVE, PATH_LLM_READY, PATH_LLM_HEALTH, PATH_LLM_METRICS})
@@ -99,6 +112,9 @@ def _error(
 
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=protocol.dumps(obj), content_type=JSON)
+
+
+http_log.addFilter(_QuietDisconnects())
 
 
 class Server:
@@ -423,7 +439,7 @@ class Server:
         base_seed = req.sampling.seed
         for pi, (p, budget) in enumerate(zip(prompts, budgets, strict=True)):
             for j in range(req.n):
-                seed = (base_seed + j) if base_seed is not None else random.getrandbits(32)
+                seed = (base_seed + j) % 2**32 if base_seed is not None else random.getrandbits(32)
                 seqs.append(Sequence(loop, events, p, req.sampling, budget, seed, index=pi * req.n + j))
         try:
             gen.submit(seqs)
