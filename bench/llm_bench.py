@@ -139,6 +139,15 @@ async def served_round(base: str, texts: list[str], tokens: int) -> tuple[float,
     return sum(u for u, _ in results) / wall, [t for _, t in results]
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process so far; None: this process."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -193,13 +202,19 @@ def main() -> int:
             asyncio.run(served_round(base, texts[:1], 4))
             asyncio.run(inprocess_round(engine, texts[:1], 4))
             served_tps, inproc_tps, served_ttft, inproc_ttft = [], [], [], []
+            served_cpu = inproc_cpu = 0.0
             for _ in range(args.rounds):
+                cpu0 = cpu_seconds(server.pid)
                 tps, ttft = asyncio.run(served_round(base, texts, args.tokens))
+                served_cpu += cpu_seconds(server.pid) - cpu0
                 served_tps.append(tps)
                 served_ttft += ttft
+                cpu0 = cpu_seconds(None)
                 tps, ttft = asyncio.run(inprocess_round(engine, texts, args.tokens))
+                inproc_cpu += cpu_seconds(None) - cpu0
                 inproc_tps.append(tps)
                 inproc_ttft += ttft
+            generated = args.rounds * c * args.tokens
             row = {
                 "concurrency": c,
                 "served_tokens_per_s": statistics.median(served_tps),
@@ -209,6 +224,9 @@ def main() -> int:
                 "inprocess_ttft_p50_ms": 1000 * pct(inproc_ttft, 0.5),
                 "inprocess_ttft_p99_ms": 1000 * pct(inproc_ttft, 0.99),
             }
+            # Tokens per CPU-second: what a token costs, which the neighbours' load barely moves.
+            row["served_tokens_per_cpu_s"] = generated / served_cpu
+            row["inprocess_tokens_per_cpu_s"] = generated / inproc_cpu
             row["served_pct"] = 100 * row["served_tokens_per_s"] / row["inprocess_tokens_per_s"]
             row["ttft_p50_overhead_ms"] = row["served_ttft_p50_ms"] - row["inprocess_ttft_p50_ms"]
             rows.append(row)
@@ -229,7 +247,8 @@ def main() -> int:
     for r in rows:
         print(
             f"| {r['concurrency']} | {r['served_tokens_per_s']:.1f} | {r['inprocess_tokens_per_s']:.1f} | "
-            f"{r['served_pct']:.0f} % | {r['served_ttft_p50_ms']:.0f} / {r['inprocess_ttft_p50_ms']:.0f} "
+            f"{r['served_pct']:.0f} % | {r['served_tokens_per_cpu_s']:.1f} / {r['inprocess_tokens_per_cpu_s']:.1f} | "
+            f"{r['served_ttft_p50_ms']:.0f} / {r['inprocess_ttft_p50_ms']:.0f} "
             f"(+{r['ttft_p50_overhead_ms']:.0f}) | {r['served_ttft_p99_ms']:.0f} / {r['inprocess_ttft_p99_ms']:.0f} |"
         )
     print(f"\nserver RSS after the run: {rss / 1024:.0f} MiB")
