@@ -165,9 +165,11 @@ async def run_once(
     stop = asyncio.create_task(halt.wait())
     kill = asyncio.create_task(killed.wait())
     began = time.monotonic()
+    stopped = False
     try:
         await asyncio.wait({waiter, stop, kill}, return_when=asyncio.FIRST_COMPLETED)
         if not waiter.done():
+            stopped = True
             grace = worker.grace_seconds() if halt.is_set() else worker._probe_grace(spec)
             if halt.is_set():
                 await worker._event("Killing", f"Stopping container {c.name}", spec)
@@ -191,9 +193,12 @@ async def run_once(
     if code in (125, 126, 127) and time.monotonic() - began < 5 and not _ran(log_path):
         message = _read(log_path).strip()[-1024:] or f"{eng.kind} run failed with exit code {code}"
         return worker._terminated(c, spec, 128, "StartError", started_at, message, log_path)
+    limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+    # Not every engine sees the kernel's OOM kill (podman with cgroupfs on cgroup v1 does not): a
+    # SIGKILL the kubelet did not send to a memory-limited container is the kernel's OOM killer.
+    oom = oom or (code == 137 and limit is not None and not stopped)
     reason = "Completed" if code == 0 else ("OOMKilled" if oom else "Error")
     if oom:
-        limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
         await worker._event("OOMKilled", f"Container {c.name} was killed by the engine: over its memory limit {limit}",
                             spec, warning=True)  # fmt: skip
     return worker._terminated(c, spec, code, reason, started_at, "", log_path)
