@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,6 +282,40 @@ def test_port_forward_carries_real_http(plane: Plane, runtime: str) -> None:
             assert code == 200 and body == f"hello from {runtime}\n".encode()
         code, body = http(f"http://127.0.0.1:{pf.local}/big.txt")
         assert code == 200 and body == b"x" * 2_000_000
+
+
+def test_port_forward_to_a_closed_port_reports_the_pods_refusal(plane: Plane) -> None:
+    with PortForward(plane, "pod/web-container", 9) as pf:
+        with pytest.raises(OSError):
+            http(f"http://127.0.0.1:{pf.local}/")
+        pf.proc.wait(timeout=30)  # kubectl 1.33 ends the forward on a stream error
+        stderr = pf.proc.communicate()[1].decode()
+    assert "error forwarding port 9 to pod web-container" in stderr and "connection refused" in stderr, stderr
+
+
+def test_deleting_a_container_pod_sends_sigterm_within_the_grace_period(
+    plane: Plane, images: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # the container's user 65532 writes here through the bind mount
+    code = (
+        "import signal, sys, time\n"
+        "def term(*a):\n    open('/out/term', 'w').write('TERM'); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\nprint('waiting', flush=True)\nwhile True: time.sleep(0.1)"
+    )
+    manifest = pod("graceful", images["base"], ["python3", "-c", code], container={"readinessProbe": None})
+    manifest["spec"]["terminationGracePeriodSeconds"] = 60
+    manifest["spec"]["volumes"].append({"name": "out", "hostPath": {"path": str(out)}})
+    manifest["spec"]["containers"][0]["volumeMounts"].append({"name": "out", "mountPath": "/out"})
+    plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    plane.kubectl("wait", "pod/graceful", "--for=condition=Ready", "--timeout=90s", timeout=100)
+    plane.wait_for("the container to run", lambda: "waiting" in plane.kubectl("logs", "graceful"), timeout=30)
+    began = time.monotonic()
+    plane.kubectl("delete", "pod", "graceful", "--timeout=90s", timeout=100)
+    # Well within the 60 s grace period: the container ended on SIGTERM, not on the SIGKILL after it.
+    assert time.monotonic() - began < 30
+    assert (out / "term").read_text() == "TERM"
 
 
 def test_rbac_refuses_exec_and_port_forward_without_the_grant(plane: Plane) -> None:

@@ -352,9 +352,10 @@ async def serve_portforward(
         try:
             reader, writer = await asyncio.open_connection(ip, fw.port)
         except OSError as e:
+            why = "connection refused" if isinstance(e, ConnectionRefusedError) else (e.strerror or str(e))
             message = (
                 f"error forwarding port {fw.port} to pod {name}, uid {(pod.get('metadata') or {}).get('uid')}: "
-                f"failed to connect to {ip}:{fw.port}: {e.strerror or e}"
+                f"dial tcp4 {ip}:{fw.port}: connect: {why}"
             )
             await send(codec.data(fw.error, message.encode(), fin=True))
             await send(codec.data(fw.data, b"", fin=True))

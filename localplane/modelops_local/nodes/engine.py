@@ -242,6 +242,12 @@ class Engine:
         except (ValueError, IndexError):
             return None, False
 
+    async def status(self, name: str) -> str:
+        """The container's state (`created`, `running`, `exited`...), "" when the engine has none yet."""
+        code, out, _ = await self.call("inspect", "--type", "container", "--format", "{{.State.Status}}", name,
+                                       timeout=60)  # fmt: skip
+        return out.strip() if code == 0 else ""
+
     async def stop(self, name: str, grace: float) -> None:
         await self.call("stop", "-t", str(max(0, int(grace + 0.999))), name, timeout=grace + 60)
 

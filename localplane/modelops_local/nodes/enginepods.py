@@ -86,9 +86,8 @@ def _run_argv(
     term_path = str(spec.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
     args += ["--volume", f"{term_file}:{term_path}"]
     args += ["--volume", f"{SITECUSTOMIZE_DIR}:{SITE_MOUNT}:ro"]
-    for ip, host_name in worker.k.cluster.records():
-        if "." in host_name or host_name.isalnum():
-            args += ["--add-host", f"{host_name}:{ip}"]
+    for ip, host_name in dict.fromkeys(worker.k.cluster.records()):
+        args += ["--add-host", f"{host_name}:{ip}"]
     full_env = dict(env)
     full_env.setdefault("HOSTNAME", str((pod.get("spec") or {}).get("hostname") or worker.name))
     full_env["MODELOPS_POD_IP"] = "" if worker.host_network else worker.pod_ip
@@ -147,6 +146,11 @@ async def run_once(
             return worker._terminated(
                 c, spec, 128, "StartError", started_at, f"failed to start: {e}", log_path
             )
+    # Running only once the engine says so (creating a container takes it a good fraction of a second):
+    # until then an exec or an exec probe would find no container.
+    while proc.returncode is None and await eng.status(name) not in ("running", "exited", "stopped"):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.1)
     runtime = cdir / "runtime.json"
     runtime.write_text(json.dumps({"runtime": eng.kind, "exec": eng.exec_prefix(), "name": name}))
     await worker._event("Pulled", f'Container image "{spec.get("image")}" already present on machine', spec)
