@@ -76,6 +76,7 @@ with open("/dev/termination-log", "w") as f:
 PREDICTOR = r'''
 """A user's own predictor image: the Open Inference Protocol v2 over http.server."""
 import http.server, json
+from affine import affine  # from the image's own PYTHONPATH (/app/lib), kept next to the plane's
 
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self, code, body):
@@ -88,7 +89,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.answer(404, {"error": "no such path"})
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        doubled = [2 * x + 1 for x in body["inputs"][0]["data"]]
+        doubled = [affine(x) for x in body["inputs"][0]["data"]]
         self.answer(200, {"model_name": "affine", "outputs": [{"name": "y", "datatype": "FP64",
                                                               "shape": [len(doubled)], "data": doubled}]})
     def log_message(self, *args):
@@ -111,8 +112,8 @@ def images() -> dict[str, str]:
         ),
         "predictor": containerkit.build(
             "modelops-test-predictor",
-            {"serve.py": PREDICTOR},
-            'FROM {BASE}\nCOPY serve.py /app/serve.py\nUSER 65532:65532\nENTRYPOINT ["python3", "/app/serve.py"]\n',
+            {"serve.py": PREDICTOR, "lib/affine.py": "def affine(x):\n    return 2 * x + 1\n"},
+            'FROM {BASE}\nCOPY serve.py /app/serve.py\nCOPY lib /app/lib\nENV PYTHONPATH=/app/lib\nUSER 65532:65532\nENTRYPOINT ["python3", "/app/serve.py"]\n',
         ),
     }
 

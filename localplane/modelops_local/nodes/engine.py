@@ -59,6 +59,7 @@ class PullResult:
     reason: str = ""
     message: str = ""
     image_id: str = ""
+    image_env: tuple[str, ...] = ()  # the image's own ENV (KEY=value), e.g. its PYTHONPATH
 
 
 def pull_policy(container: Obj) -> str:
@@ -205,13 +206,14 @@ class Engine:
         with contextlib.suppress(ValueError, IndexError, AttributeError):
             data = json.loads(out)[0]
             config = data.get("Config") or {}
-            return {"Id": str(data.get("Id") or ""), "User": str(config.get("User") or "")}
+            env = tuple(str(e) for e in config.get("Env") or [])
+            return {"Id": str(data.get("Id") or ""), "User": str(config.get("User") or ""), "Env": env}
         return None
 
     async def ensure_image(self, image: str, policy: str) -> PullResult:
         info = await self.image_info(image)
         if info is not None and policy != "Always":
-            return PullResult(True, image_id=info["Id"])
+            return PullResult(True, image_id=info["Id"], image_env=info["Env"])
         if policy == "Never":
             return PullResult(
                 False,
@@ -227,8 +229,8 @@ class Engine:
                 " (no registry is reachable: build the image locally and set imagePullPolicy: IfNotPresent)"
             )
             return PullResult(False, "ErrImagePull", f'Failed to pull image "{image}": {reason}{hint}')
-        info = await self.image_info(image)
-        return PullResult(True, image_id=(info or {}).get("Id", ""))
+        info = await self.image_info(image) or {}
+        return PullResult(True, image_id=info.get("Id", ""), image_env=info.get("Env", ()))
 
     async def state(self, name: str) -> tuple[int | None, bool]:
         """(exit code, OOM-killed) of a finished container; (None, False) when it is unknown."""

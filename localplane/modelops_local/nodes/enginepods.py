@@ -62,6 +62,7 @@ def _run_argv(
     mounts: Mapping[str, Path],
     term_file: Path,
     name: str,
+    image_env: tuple[str, ...] = (),
 ) -> list[str]:
     eng = worker.k.engine
     assert eng is not None
@@ -96,7 +97,8 @@ def _run_argv(
     full_env["MODELOPS_POD_UID"] = worker.uid
     # Python code binds "all interfaces" on the pod's own IP through the plane's sitecustomize, so two
     # pods of one image can listen on one port on the shared host network.
-    user_pp = full_env.get("PYTHONPATH")
+    image_pp = next((e.split("=", 1)[1] for e in image_env if e.startswith("PYTHONPATH=")), "")
+    user_pp = full_env.get("PYTHONPATH", image_pp)
     full_env["PYTHONPATH"] = f"{user_pp}:{SITE_MOUNT}" if user_pp else SITE_MOUNT
     if worker.gpus:
         full_env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, worker.gpus))
@@ -116,7 +118,7 @@ async def run_once(
     env: dict[str, str],
     mounts: dict[str, Path],
     halt: asyncio.Event,
-    image_id: str,
+    pulled: engine.PullResult,
 ) -> int:
     eng = worker.k.engine
     assert eng is not None
@@ -133,7 +135,7 @@ async def run_once(
     log_path = cdir / f"{c.restart_count}.log"
     name = container_name(worker.uid, c.name, c.restart_count)
     await eng.remove(name)  # a leftover of a killed kubelet with the same run number
-    argv = _run_argv(worker, spec, c, env, mounts, term_file, name)
+    argv = _run_argv(worker, spec, c, env, mounts, term_file, name, pulled.image_env)
     started_at = now_iso()
     c.container_id = f"{eng.kind}://{name}"
     with open(log_path, "ab") as log_file:
@@ -142,10 +144,9 @@ async def run_once(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        except OSError as e:
-            return worker._terminated(
-                c, spec, 128, "StartError", started_at, f"failed to start: {e}", log_path
-            )
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in an env value, which runc refuses too
+            message = f"failed to create the container: {e}"
+            return worker._terminated(c, spec, 128, "StartError", started_at, message, log_path)
     # Running only once the engine says so (creating a container takes it a good fraction of a second):
     # until then an exec or an exec probe would find no container.
     while proc.returncode is None and await eng.status(name) not in ("running", "exited", "stopped"):
@@ -156,7 +157,7 @@ async def run_once(
     await worker._event("Pulled", f'Container image "{spec.get("image")}" already present on machine', spec)
     await worker._event("Created", f"Created container: {c.name}", spec)
     c.state = {"running": {"startedAt": started_at}}
-    c.image_id = image_id
+    c.image_id = pulled.image_id
     c.started = "startupProbe" not in spec
     c.ready = c.started and "readinessProbe" not in spec
     worker._mark()

@@ -557,7 +557,7 @@ class PodWorker:
                 break
             started = time.monotonic()
             if pulled is not None:
-                code = await enginepods.run_once(self, spec, c, env, mounts, stop, pulled.image_id)
+                code = await enginepods.run_once(self, spec, c, env, mounts, stop, pulled)
             else:
                 code = await self._run_once(spec, c, command, env, mounts, stop)
             if stop.is_set() or not self._should_restart(init, code, sidecar):
