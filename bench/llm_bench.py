@@ -20,7 +20,9 @@ on both sides), and waits for all of them:
 Rounds alternate between the two (`--rounds` each), so whatever else loads the machine falls on both
 alike. Reported: aggregate generated tokens/s (median round), served as a percentage of in-process,
 TTFT p50/p99 over every request of every round (p99 of few samples is close to the maximum), the
-served TTFT p50 overhead in ms, and the server's resident memory after the run. The load average is
+served TTFT p50 overhead in ms, generated tokens per CPU-second of each side (the server process's
+utime + stime from /proc; this process's for the in-process engine), and the server's resident memory
+after the run. The load average is
 printed with the table: on a shared machine it says how far to trust the numbers.
 """
 
@@ -241,9 +243,10 @@ def main() -> int:
           f"threads {args.threads}, greedy, {args.tokens} tokens/request, {args.rounds} rounds; "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")  # fmt: skip
     print(
-        "| c | served tok/s | in-process tok/s | served/in-process | TTFT p50 served / in-process (ms) | TTFT p99 served / in-process (ms) |"
+        "| c | served tok/s | in-process tok/s | served/in-process | tok per CPU-s served / in-process "
+        "| TTFT p50 served / in-process (ms) | TTFT p99 served / in-process (ms) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['concurrency']} | {r['served_tokens_per_s']:.1f} | {r['inprocess_tokens_per_s']:.1f} | "
