@@ -124,7 +124,7 @@ class LLMServer:
             "digest": model.digest,
             "format": fmt,
             "port": self.port,
-            "threads": 2,
+            "threads": 1,  # two spinning llama.cpp threads on a crowded CI machine run 5x slower
             **cfg,
         }
         if token:
