@@ -86,7 +86,8 @@ class LlamaCppEngine(BatchingEngine):
                 raise ValueError(f"{lora_path} does not load as a GGUF LoRA adapter for this model")
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
             scales = (ctypes.c_float * 1)(1.0)
-            llama_cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales)
+            if llama_cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales) != 0:
+                raise ValueError(f"llama.cpp refused to apply the LoRA adapter {lora_path.name} to this model")
         self.free_ids = list(range(cfg.parallel))
         self.slots: dict[Sequence, _Slot] = {}
         self.bos = self._piece_text(self.model.token_bos()) if self.model.token_bos() >= 0 else ""
