@@ -47,7 +47,7 @@ OBJECT_STORE_SCHEMES: tuple[Scheme, ...] = ("s3", "gs", "az", "https")
 # -- URI grammar ---------------------------------------------------------------------------------------
 
 # A key or path: not absolute, no control characters, no surrounding whitespace (as RELATIVE_PATH).
-_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
+_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/ \x00-\x1f\x7f])?"
 _CLAIM = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # S3 bucket names: 3-63 lowercase letters, digits, '.' and '-' (no '..', checked by a rule).
 _S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"

@@ -378,7 +378,9 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
-        absent = cluster.missing_claims(namespace, [(location.claim, "spec.source")])
+        absent = cluster.missing_claims(
+            namespace, [(location.claim, "spec.source")] if location.on_claim else []
+        )
         if absent:
             # Checked before the pod exists, so the answer is here now, not after a mount times out.
             where = (

@@ -1,0 +1,128 @@
+"""The storage contract on the operator side: URI grammar, credentials wiring, the pods that use them.
+
+Pure functions, no server: every pod that reaches object storage mounts its Secret the same way
+(read-only, 0400), keeps secret values out of argv and env, and still passes Pod Security "restricted"
+and the official Kubernetes schemas.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from modelops import podsecurity, schema
+from modelops.api import runconfig
+from modelops.api import storage as api
+from modelops.builders import modelversion as mvb
+from modelops.builders import storage as sb
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://models/digits/model.pt",
+        "s3://my.bucket-1/models/digits v1/m.onnx",
+        "s3://bucket/ünïcödé/模型.pt",
+        "gs://my_bucket/m.pt",
+        "az://container/path/m.pt",
+        "https://example.com:8443/models/m.onnx",
+    ],
+)
+def test_object_uris_the_api_accepts(uri: str) -> None:
+    assert re.match(api.OBJECT_URI_PATTERN, uri)
+    parsed = api.parse_uri(uri)
+    assert parsed.uri == uri
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket",  # no key
+        "s3://bucket/",  # a prefix, not an object
+        "s3://bucket/dir/",
+        "s3://My-Bucket/m.pt",
+        "s3://ab/m.pt",
+        "s3:///m.pt",
+        "ftp://host/m.pt",
+        "pvc://Claim/m.pt",
+        "s3://bucket//m.pt",
+        "s3://bucket/m.pt ",
+        "https://host/",
+    ],
+)
+def test_object_uris_the_api_refuses(uri: str) -> None:
+    assert not re.match(api.OBJECT_URI_PATTERN, uri)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket", "s3://bucket/shards/", "s3://bucket/shards", "pvc://data/x/"])
+def test_prefix_uris(uri: str) -> None:
+    assert re.match(api.PREFIX_URI_PATTERN, uri)
+
+
+def test_exit_codes_are_the_run_configurations() -> None:
+    assert api.EXIT_BAD_CONFIG == runconfig.EXIT_BAD_CONFIG and api.EXIT_BAD_DATA == runconfig.EXIT_BAD_DATA
+    assert runconfig.is_retryable(api.EXIT_STORAGE_UNAVAILABLE)
+    for reason in api.PERMANENT_REASONS:
+        assert not runconfig.is_retryable(api.EXIT_CODES[reason]), reason
+
+
+def test_a_secret_is_mounted_read_only_0400_and_only_its_path_is_passed() -> None:
+    wiring = sb.credentials("s3-creds", role="source")
+    [volume] = wiring.volumes
+    assert volume["secret"] == {"secretName": "s3-creds", "defaultMode": 0o400}
+    [mount] = wiring.volume_mounts
+    assert mount["readOnly"] is True and mount["mountPath"] == f"{api.CREDENTIALS_MOUNT}/source"
+    assert wiring.args() == ["--credentials-dir", f"{api.CREDENTIALS_MOUNT}/source"]
+    default = sb.credentials("s3-creds")
+    assert default.env == [{"name": api.ENV_CREDENTIALS_DIR, "value": f"{api.CREDENTIALS_MOUNT}/default"}]
+
+
+def test_no_secret_means_the_pods_identity_and_nothing_mounted() -> None:
+    wiring = sb.credentials(None)
+    assert wiring.volumes == [] and wiring.env == [] and wiring.args() == []
+
+
+def test_a_pvc_uri_mounts_its_claim_where_the_worker_looks() -> None:
+    wiring = sb.for_uri("pvc://data/train.csv", "ignored")
+    assert wiring.volumes[0]["persistentVolumeClaim"] == {"claimName": "data", "readOnly": True}
+    assert wiring.volume_mounts[0]["mountPath"] == f"{api.CLAIMS_MOUNT}/data"
+
+
+def test_the_verification_pod_of_an_s3_artifact_fetches_it_with_its_secret_and_passes_restricted() -> None:
+    location = mvb.Location(
+        "", "model.pt", source_uri="s3://models/digits/model.pt", credentials_secret="aws"
+    )
+    pod = mvb.verification_pod(
+        "digits-1",
+        "default",
+        "uid-1",
+        location=location,
+        sha256="ab" * 32,
+        fmt="torchscript",
+        request="",
+        image="ghcr.io/modelops/worker:test",
+    )
+    assert podsecurity.check_restricted(pod) == []
+    assert schema.validate_builtin(pod) == []
+    [container] = pod["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--artifact-uri") + 1] == "s3://models/digits/model.pt"
+    assert args[args.index("--artifact") + 1] == f"{mvb.ARTIFACT_MOUNT}/model.pt"
+    assert args[args.index("--credentials-dir") + 1] == f"{api.CREDENTIALS_MOUNT}/default"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert "persistentVolumeClaim" not in volumes["artifact"], "no claim: the artifact is fetched"
+    assert volumes["storage-credentials-default"]["secret"]["secretName"] == "aws"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["storage-credentials-default"]["readOnly"] is True
+    assert all("valueFrom" not in e for e in container["env"]), "no secret value in the environment"
+
+
+def test_an_s3_artifact_without_a_secret_uses_the_pods_identity() -> None:
+    location = mvb.Location("", "model.pt", source_uri="s3://models/model.pt")
+    pod = mvb.verification_pod(
+        "v", "default", "u", location=location, sha256=None, fmt="onnx", request="", image="w:1"
+    )
+    [container] = pod["spec"]["containers"]
+    assert "--credentials-dir" not in container["args"]
+    assert not any("secret" in v for v in pod["spec"]["volumes"])
