@@ -126,3 +126,97 @@ def test_an_s3_artifact_without_a_secret_uses_the_pods_identity() -> None:
     [container] = pod["spec"]["containers"]
     assert "--credentials-dir" not in container["args"]
     assert not any("secret" in v for v in pod["spec"]["volumes"])
+
+
+def _training_pods(dataset_file: dict[str, object], nodes: int = 2) -> list[dict[str, object]]:
+    from modelops.api.trainingjob import TrainingJobSpec
+    from modelops.builders import trainingjob as tjb
+
+    spec = TrainingJobSpec.model_validate(
+        {
+            "model": {"architecture": "mlp"},
+            "dataset": {"file": dataset_file},
+            "distributed": {"nodes": nodes},
+        }
+    )
+    return tjb.pods("digits", "default", "uid-1", spec, image="w:1")
+
+
+def test_training_pods_of_a_bucket_dataset_mount_the_secret_and_a_cache_and_pass_restricted() -> None:
+    pods = _training_pods({"uri": "s3://datasets/digits/", "credentialsSecret": {"name": "aws"}})
+    for rank, pod in enumerate(pods):
+        assert podsecurity.check_restricted(pod) == []
+        assert schema.validate_builtin(pod) == []
+        spec: dict = pod["spec"]  # type: ignore[assignment,type-arg]
+        [container] = spec["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[api.ENV_CREDENTIALS_DIR] == f"{api.CREDENTIALS_MOUNT}/default"
+        cache = env[api.ENV_CACHE_DIR]
+        # Rank 0 caches on the checkpoint claim (a pod started again finds it); others on scratch.
+        assert (
+            cache.startswith("/var/run/modelops/checkpoints/")
+            if rank == 0
+            else cache.startswith(sb.SCRATCH_MOUNT)
+        )
+        assert not any(v.get("name") == "data" for v in spec["volumes"]), "no dataset claim to mount"
+        assert any(v.get("secret", {}).get("secretName") == "aws" for v in spec["volumes"])
+
+
+def test_a_pvc_uri_dataset_mounts_its_claim_read_only() -> None:
+    [pod] = _training_pods({"uri": "pvc://data/train.csv"}, nodes=1)
+    spec: dict = pod["spec"]  # type: ignore[assignment,type-arg]
+    claims = [v for v in spec["volumes"] if "persistentVolumeClaim" in v and v["name"] == "claim-data"]
+    assert claims and claims[0]["persistentVolumeClaim"] == {"claimName": "data", "readOnly": True}
+    assert schema.validate_builtin(pod) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ({"uri": "s3://datasets/a.csv", "claimName": "data"}, "set either uri, or claimName and path"),
+        ({"claimName": "data"}, "claimName and path go together"),
+        (
+            {"uri": "pvc://data/a.csv", "credentialsSecret": {"name": "aws"}},
+            "applies only to an object storage",
+        ),
+        ({"uri": "s3://datasets/../etc/a.csv"}, "must not contain '..' segments"),
+        ({"uri": "ftp://host/a.csv"}, ""),
+    ],
+)
+def test_dataset_file_refusals_name_the_field(file: dict[str, object], message: str) -> None:
+    """What `kubectl apply` prints (the CRD's schema and CEL rules, evaluated as the API server does)."""
+    from modelops.api import TRAININGJOB
+    from modelops.api.crdgen import crd
+    from modelops.schema import validate_custom_resource
+
+    schema_ = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    obj = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "digits", "namespace": "default"},
+        "spec": {"model": {"architecture": "mlp"}, "dataset": {"file": file}},
+    }
+    found = [str(e) for e in validate_custom_resource(schema_, obj).errors]
+    assert found, f"{file} was accepted"
+    assert any(e.startswith("spec.dataset.file") for e in found), found
+    assert any(message in e for e in found), found
+
+
+def test_a_bucket_dataset_is_accepted_by_the_crd() -> None:
+    from modelops.api import TRAININGJOB
+    from modelops.api.crdgen import crd
+    from modelops.schema import validate_custom_resource
+
+    schema_ = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for file in (
+        {"uri": "s3://datasets/digits/train.csv", "credentialsSecret": {"name": "aws"}},
+        {"uri": "s3://datasets/digits/", "format": "parquet"},
+        {"claimName": "data", "path": "digits.csv"},
+    ):
+        obj = {
+            "apiVersion": "modelops.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "digits", "namespace": "default"},
+            "spec": {"model": {"architecture": "mlp"}, "dataset": {"file": file}},
+        }
+        assert validate_custom_resource(schema_, obj).errors == [], file

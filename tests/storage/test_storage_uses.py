@@ -109,3 +109,155 @@ def test_storage_failures_name_the_uri_and_what_to_fix(
     assert (got, out["reason"]) == (code, reason), out
     assert uri in out["message"]
     assert who.secret_access_key not in json.dumps(out)
+
+
+# -- training data ----------------------------------------------------------------------------------------
+
+
+def _digits_csv(rows: slice = slice(None)) -> bytes:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    lines = [",".join([f"p{i}" for i in range(64)] + ["label"])]
+    for x, y in list(zip(bunch.data, bunch.target, strict=True))[rows]:
+        lines.append(",".join([str(int(v)) for v in x] + [names[int(y)]]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _dataset(uri: str | None = None, path: str | None = None, fmt: str = "csv") -> Any:
+    from modelops.api.trainingjob import DatasetSpec
+
+    file: dict[str, Any] = {"format": fmt}
+    if uri:
+        file["uri"] = uri
+    else:
+        file.update(claimName="data", path=path)
+    return DatasetSpec.model_validate({"file": file})
+
+
+def test_a_dataset_in_the_bucket_has_the_digest_the_same_file_on_a_claim_has(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelops_worker import data
+
+    raw = _digits_csv()
+    s3.put("datasets/digits.csv", raw)
+    (tmp_path / "claim").mkdir()
+    (tmp_path / "claim" / "digits.csv").write_bytes(raw)
+    monkeypatch.setenv("MODELOPS_STORAGE_CREDENTIALS_DIR", str(s3.write_secret_dir(tmp_path / "creds")))
+    monkeypatch.setenv("MODELOPS_STORAGE_CACHE_DIR", str(tmp_path / "cache"))
+    remote = data.load(_dataset(f"s3://{s3.bucket}/datasets/digits.csv"))
+    local = data.load(_dataset(path="digits.csv"), data_dir=str(tmp_path / "claim"))
+    assert remote.digest == local.digest and remote.x.shape == (1797, 64)
+    assert (
+        remote.class_names == local.class_names and remote.source == f"s3://{s3.bucket}/datasets/digits.csv"
+    )
+
+
+def test_shards_under_a_prefix_are_one_dataset_with_the_whole_files_digest(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelops_worker import data
+
+    whole = _digits_csv()
+    header, *rows = whole.decode().splitlines()
+    # Three shards of unequal size; class names first seen in different shards.
+    cuts = [0, 100, 1000, len(rows)]
+    for i in range(3):
+        body = "\n".join([header, *rows[cuts[i] : cuts[i + 1]]]) + "\n"
+        s3.put(f"datasets/sharded/part-{i:03d}.csv", body.encode())
+    s3.put("datasets/sharded/_SUCCESS", b"")  # not a csv shard: ignored
+    (tmp_path / "claim").mkdir()
+    (tmp_path / "claim" / "all.csv").write_bytes(whole)
+    monkeypatch.setenv("MODELOPS_STORAGE_CREDENTIALS_DIR", str(s3.write_secret_dir(tmp_path / "creds")))
+    monkeypatch.setenv("MODELOPS_STORAGE_CACHE_DIR", str(tmp_path / "cache"))
+    sharded = data.load(_dataset(f"s3://{s3.bucket}/datasets/sharded/"))
+    assert sharded.digest == data.load(_dataset(path="all.csv"), data_dir=str(tmp_path / "claim")).digest
+
+
+def test_the_cache_is_reused_only_while_the_object_and_the_local_copy_match(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    from modelops_worker.storage import datasets
+
+    s3.put("datasets/cache/train.csv", b"a,label\n1,0\n2,1\n")
+    creds = s3.write_secret_dir(tmp_path / "creds")
+    uri = f"s3://{s3.bucket}/datasets/cache/train.csv"
+    cache = tmp_path / "cache"
+    path, counts = datasets.fetch(uri, "csv", credentials_dir=creds, root=cache)
+    assert counts == {"objects": 1, "downloaded": 1, "cached": 0}
+    # A pod started again: nothing downloaded.
+    assert datasets.fetch(uri, "csv", credentials_dir=creds, root=cache)[1]["downloaded"] == 0
+    # The local copy was damaged: downloaded again.
+    path.write_bytes(b"a,label\n9,9\n")
+    again, counts = datasets.fetch(uri, "csv", credentials_dir=creds, root=cache)
+    assert counts["downloaded"] == 1 and again.read_bytes() == b"a,label\n1,0\n2,1\n"
+    # The object changed in the bucket: downloaded again.
+    s3.put("datasets/cache/train.csv", b"a,label\n3,0\n4,1\n")
+    again, counts = datasets.fetch(uri, "csv", credentials_dir=creds, root=cache)
+    assert counts["downloaded"] == 1 and again.read_bytes() == b"a,label\n3,0\n4,1\n"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz"])
+def test_parquet_and_npz_shards(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    import io
+
+    import numpy as np
+
+    from modelops_worker import data
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 4)).astype(np.float32)
+    y = np.array(["cat", "dog", "owl"] * 30)
+    for i, part in enumerate((slice(0, 10), slice(10, 60), slice(60, 90))):
+        buf = io.BytesIO()
+        if fmt == "npz":
+            np.savez(buf, X=x[part], y=y[part])
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({**{f"f{j}": x[part, j] for j in range(4)}, "label": y[part]})
+            pq.write_table(table, buf)
+        s3.put(f"datasets/{fmt}/part-{i}.{fmt}", buf.getvalue())
+    monkeypatch.setenv("MODELOPS_STORAGE_CREDENTIALS_DIR", str(s3.write_secret_dir(tmp_path / "creds")))
+    monkeypatch.setenv("MODELOPS_STORAGE_CACHE_DIR", str(tmp_path / "cache"))
+    ds = data.load(_dataset(f"s3://{s3.bucket}/datasets/{fmt}/", fmt=fmt))
+    assert ds.x.shape == (90, 4) and ds.class_names == ["cat", "dog", "owl"]
+    assert np.array_equal(ds.x, x)
+
+
+def test_training_on_a_bucket_dataset_records_its_digest_and_a_missing_one_fails_permanently(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put("datasets/train/digits.csv", _digits_csv())
+    cfg = {
+        "job": {"name": "digits", "namespace": "default", "uid": "u-1"},
+        "model": {"architecture": "mlp", "hiddenSize": 16, "layers": 1},
+        "dataset": {"file": {"uri": f"s3://{s3.bucket}/datasets/train/digits.csv", "labelColumn": "label"}},
+        "hyperparameters": {"epochs": 1, "batchSize": 128, "seed": 7},
+        "checkpoint": {"intervalSeconds": 3600, "keep": 1},
+        "output": {"modelName": "digits"},
+    }
+    env = {
+        "MODELOPS_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+        "MODELOPS_TERMINATION_LOG": str(tmp_path / "tl"),
+        "MODELOPS_METRICS_PORT": "0",
+        "MODELOPS_STORAGE_CREDENTIALS_DIR": str(s3.write_secret_dir(tmp_path / "creds")),
+        "MODELOPS_STORAGE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODELOPS_RUN_CONFIG", json.dumps(cfg))
+    assert cli.main(["train"]) == 0
+    out = _result(tmp_path / "tl")
+    assert out["status"] == "Succeeded" and len(out["datasetDigest"]) == 64
+    cfg["dataset"] = {"file": {"uri": f"s3://{s3.bucket}/datasets/train/missing.csv"}}
+    monkeypatch.setenv("MODELOPS_RUN_CONFIG", json.dumps(cfg))
+    monkeypatch.setenv("MODELOPS_CHECKPOINT_DIR", str(tmp_path / "ckpt2"))
+    assert cli.main(["train"]) == 65
+    failed = _result(tmp_path / "tl")
+    assert failed["reason"] == "DatasetNotFound" and "missing.csv" in failed["message"]
