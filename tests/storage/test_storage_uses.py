@@ -261,3 +261,123 @@ def test_training_on_a_bucket_dataset_records_its_digest_and_a_missing_one_fails
     assert cli.main(["train"]) == 65
     failed = _result(tmp_path / "tl")
     assert failed["reason"] == "DatasetNotFound" and "missing.csv" in failed["message"]
+
+
+# -- backups to a bucket ----------------------------------------------------------------------------------
+
+
+def _backup(src: Path, dest_uri: str, creds: Path, tl: Path, mp: pytest.MonkeyPatch, *extra: str) -> Any:
+    mp.setenv("MODELOPS_TERMINATION_LOG", str(tl))
+    args = ["backup", "--source", str(src), "--dest-uri", dest_uri, "--credentials-dir", str(creds), *extra]
+    code = cli.main(args)
+    return code, _result(tl)
+
+
+def test_backups_to_a_bucket_keep_exactly_keep_last_and_restore_digest_identical(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    src = tmp_path / "ckpt"
+    (src / "step-1").mkdir(parents=True)
+    (src / "step-1" / "model.pt").write_bytes(b"weights-1" * 1000)
+    (src / "latest.json").write_text('{"step": 1}')
+    (src / ".tmp-ckpt-2").mkdir()  # half-written: never backed up
+    (src / ".tmp-ckpt-2" / "x").write_bytes(b"partial")
+    creds = s3.write_secret_dir(tmp_path / "creds")
+    dest = f"s3://{s3.bucket}/backups/trainingjob/digits"
+    from modelops_worker import backup as claim_backup
+
+    names = []
+    for i in range(4):
+        (src / "latest.json").write_text(f'{{"step": {i}}}')
+        stamp = dt.datetime(2026, 12, 7, 10, i, tzinfo=dt.UTC)
+        monkeypatch.setattr(claim_backup.dt, "datetime", _Frozen.at(stamp))
+        code, out = _backup(src, dest, creds, tmp_path / "tl", monkeypatch, "--keep-last", "2")
+        assert code == 0, out
+        names.append(out["backup"]["name"])
+        assert out["kept"] == min(i + 1, 2)
+    monkeypatch.undo()
+    keys = s3.keys("backups/trainingjob/digits/")
+    assert sorted({k.split("/")[3] for k in keys}) == names[-2:], "exactly keepLast backups are left"
+    assert not any(".tmp-ckpt" in k for k in keys)
+    # Restore the newest into an empty directory: digest-identical to the source.
+    target = tmp_path / "restored"
+    monkeypatch.setenv("MODELOPS_TERMINATION_LOG", str(tmp_path / "tl2"))
+    want = hashlib.sha256((src / "step-1" / "model.pt").read_bytes()).hexdigest()
+    args = ["restore", "--backup-uri", f"{dest}/{names[-1]}", "--target", str(target)]
+    args += ["--credentials-dir", str(creds), "--expect", f"step-1/model.pt={want}"]
+    assert cli.main(args) == 0, _result(tmp_path / "tl2")
+    assert (target / "step-1" / "model.pt").read_bytes() == (src / "step-1" / "model.pt").read_bytes()
+    assert (target / "latest.json").read_text() == '{"step": 3}'
+    assert not [p for p in target.iterdir() if p.name.startswith(".")], "no staging left behind"
+
+
+def test_a_tampered_backup_in_the_bucket_restores_nothing(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "art"
+    src.mkdir()
+    (src / "model.pt").write_bytes(b"good weights")
+    creds = s3.write_secret_dir(tmp_path / "creds")
+    dest = f"s3://{s3.bucket}/backups/modelversion/tamper"
+    code, out = _backup(src, dest, creds, tmp_path / "tl", monkeypatch)
+    assert code == 0
+    name = out["backup"]["name"]
+    s3.put(f"backups/modelversion/tamper/{name}/model.pt", b"evil weights")
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "model.pt").write_bytes(b"current")
+    monkeypatch.setenv("MODELOPS_TERMINATION_LOG", str(tmp_path / "tl2"))
+    args = [
+        "restore",
+        "--backup-uri",
+        f"{dest}/{name}",
+        "--target",
+        str(target),
+        "--credentials-dir",
+        str(creds),
+    ]
+    assert cli.main(args) == 65
+    assert _result(tmp_path / "tl2")["reason"] == "BackupCorrupt"
+    assert (target / "model.pt").read_bytes() == b"current", "nothing was moved"
+
+
+def test_an_unfinished_backup_is_never_counted_and_is_cleaned_by_the_next_run(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "art"
+    src.mkdir()
+    (src / "model.pt").write_bytes(b"w")
+    s3.put("backups/unfinished/20200101T000000Z/model.pt", b"half")  # no manifest: a run killed mid-way
+    creds = s3.write_secret_dir(tmp_path / "creds")
+    code, out = _backup(src, f"s3://{s3.bucket}/backups/unfinished", creds, tmp_path / "tl", monkeypatch)
+    assert code == 0 and out["kept"] == 1
+    assert not any("20200101T000000Z" in k for k in s3.keys("backups/unfinished/"))
+
+
+def test_a_backup_with_a_read_only_user_fails_naming_the_store_and_retries_nothing(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "art"
+    src.mkdir()
+    (src / "model.pt").write_bytes(b"w")
+    creds = s3.write_secret_dir(tmp_path / "creds", s3.reader)
+    code, out = _backup(src, f"s3://{s3.bucket}/backups/ro", creds, tmp_path / "tl", monkeypatch)
+    assert code == 64 and out["reason"] == "StorageAccessDenied"
+    assert f"s3://{s3.bucket}/backups/ro" in out["message"]
+
+
+class _Frozen:
+    """datetime with a fixed now() (backup names are timestamps)."""
+
+    @staticmethod
+    def at(moment: Any) -> Any:
+        import datetime as dt
+
+        class Frozen(dt.datetime):
+            @classmethod
+            def now(cls, tz: Any = None) -> Any:
+                return moment
+
+        return Frozen
