@@ -11,11 +11,12 @@ import re
 
 import pytest
 
-from modelops import podsecurity, schema
+from modelops import podsecurity
 from modelops.api import runconfig
 from modelops.api import storage as api
 from modelops.builders import modelversion as mvb
 from modelops.builders import storage as sb
+from modelops_local import schema
 
 
 @pytest.mark.parametrize(
@@ -187,7 +188,7 @@ def test_dataset_file_refusals_name_the_field(file: dict[str, object], message: 
     """What `kubectl apply` prints (the CRD's schema and CEL rules, evaluated as the API server does)."""
     from modelops.api import TRAININGJOB
     from modelops.api.crdgen import crd
-    from modelops.schema import validate_custom_resource
+    from modelops_local.schema import validate_custom_resource
 
     schema_ = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     obj = {
@@ -205,7 +206,7 @@ def test_dataset_file_refusals_name_the_field(file: dict[str, object], message: 
 def test_a_bucket_dataset_is_accepted_by_the_crd() -> None:
     from modelops.api import TRAININGJOB
     from modelops.api.crdgen import crd
-    from modelops.schema import validate_custom_resource
+    from modelops_local.schema import validate_custom_resource
 
     schema_ = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for file in (

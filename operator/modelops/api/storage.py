@@ -66,6 +66,11 @@ _OBJECT_FORMS = (
 OBJECT_URI_PATTERN = "^(" + "|".join(_OBJECT_FORMS) + ")$"
 """One object (or one file on a claim): `<scheme>://<bucket or claim>/<key>`, the key not ending in '/'."""
 
+# An artifact: one object, or a directory (a Hugging Face model) whose key may end in '/'.
+_DIR_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
+ARTIFACT_URI_PATTERN = "^(" + "|".join(f.replace(_KEY, _DIR_KEY) for f in _OBJECT_FORMS) + ")$"
+"""An object or a directory: `<scheme>://<bucket or claim>/<key>`, the key may end in '/'."""
+
 # A prefix: the bucket alone, or a key that may end in '/'.
 _PREFIX_KEY = r"([^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?)?"
 _PREFIX_FORMS = (
