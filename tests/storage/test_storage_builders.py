@@ -221,3 +221,80 @@ def test_a_bucket_dataset_is_accepted_by_the_crd() -> None:
             "spec": {"model": {"architecture": "mlp"}, "dataset": {"file": file}},
         }
         assert validate_custom_resource(schema_, obj).errors == [], file
+
+
+def _policy(destination: dict[str, object]) -> object:
+    from modelops.api.backup import BackupPolicy
+
+    return BackupPolicy.model_validate(
+        {"schedule": "@hourly", "destination": destination, "retention": {"keepLast": 3, "maxAge": "7d"}}
+    )
+
+
+def test_the_copy_cronjob_to_a_bucket_uploads_with_its_secret_and_mounts_no_destination_claim() -> None:
+    from modelops.builders import backup as bb
+
+    owner = bb.Owner("ModelVersion", "digits-1", "default", "uid-1")
+    policy = _policy({"uri": "s3://backups", "credentialsSecret": {"name": "aws"}})
+    cron = bb.cronjob(owner, policy, bb.Source("models", "digits"), image="w:1")  # type: ignore[arg-type]
+    assert podsecurity.check_restricted(cron) == []
+    assert schema.validate_builtin(cron) == []
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    # A bare bucket gets the claim's default directory.
+    assert args[args.index("--dest-uri") + 1] == "s3://backups/modelops-backups/modelversion/digits-1"
+    assert args[args.index("--credentials-dir") + 1] == f"{api.CREDENTIALS_MOUNT}/destination"
+    assert args[args.index("--keep-last") + 1] == "3" and args[args.index("--max-age") + 1] == "7d"
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["models"], "only the source claim"
+    assert bb.destination_claim(owner, policy) is None  # type: ignore[arg-type]
+
+
+def test_a_restore_job_from_a_bucket_backup_reads_it_with_its_secret() -> None:
+    from modelops.api.backup import BackupReference
+    from modelops.builders import backup as bb
+
+    owner = bb.Owner("ModelVersion", "digits-1", "default", "uid-1")
+    ref = BackupReference.model_validate(
+        {"uri": "s3://backups/m/20261207T100000Z", "credentialsSecret": {"name": "aws"}}
+    )
+    job = bb.restore_job(
+        owner, token="abc", target_claim="models", target_path="digits", expect={"m.pt": "a" * 64}, backup=ref
+    )
+    assert podsecurity.check_restricted(job) == []
+    assert schema.validate_builtin(job) == []
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--backup-uri") + 1] == "s3://backups/m/20261207T100000Z"
+    assert "--backup" not in args
+    secret_vols = [v for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert secret_vols and secret_vols[0]["secret"]["secretName"] == "aws"
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ({"uri": "s3://backups/x/", "claimName": "b"}, "set exactly one of claimName or uri"),
+        ({"uri": "s3://backups/x/", "size": "1Gi"}, "path and size apply only with claimName"),
+        ({"claimName": "b", "credentialsSecret": {"name": "aws"}}, "applies only to an object storage"),
+    ],
+)
+def test_backup_destination_refusals_name_the_field(destination: dict[str, object], message: str) -> None:
+    from modelops.api import MODELVERSION
+    from modelops.api.crdgen import crd
+    from modelops_local.schema import validate_custom_resource
+
+    schema_ = crd(MODELVERSION)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    obj = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "digits-1", "namespace": "default"},
+        "spec": {
+            "model": "digits",
+            "source": {"uri": "pvc://models/m.pt"},
+            "backup": {"schedule": "@hourly", "destination": destination},
+        },
+    }
+    found = [str(e) for e in validate_custom_resource(schema_, obj).errors]
+    assert any(e.startswith("spec.backup.destination") and message in e for e in found), found
