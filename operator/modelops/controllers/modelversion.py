@@ -304,8 +304,17 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
     )
 
 
-def failure_message(verdict: Verdict) -> str:
-    return f"Verification failed: {verdict.message}. {_WHAT_TO_DO.get(verdict.reason, '')}".strip()
+def failure_message(verdict: Verdict, location: Location | None = None) -> str:
+    """What failed and what to do; a store's refusal also names the Secret the pod used (or its identity)."""
+    message = f"Verification failed: {verdict.message}."
+    if location is not None and not location.on_claim and verdict.reason in storage_api.EXIT_CODES:
+        who = (
+            f"Secret {location.credentials_secret} (spec.source.credentialsSecret)"
+            if location.credentials_secret
+            else "the pod's own identity (no spec.source.credentialsSecret)"
+        )
+        message += f" The verifier reached {location.uri} with {who}."
+    return f"{message} {_WHAT_TO_DO.get(verdict.reason, '')}".strip()
 
 
 def verified_status(

@@ -450,7 +450,7 @@ def _verify(
         )
         conclusion = status.ready(mv.REASON_VERIFIED, message)
     else:
-        message = mv.failure_message(verdict)
+        message = mv.failure_message(verdict, location)
         conditions[:] = status.set_condition(
             conditions, mv.VERIFIED, "False", verdict.reason, message, observed_generation=generation, now=now
         )
