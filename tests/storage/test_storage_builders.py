@@ -75,8 +75,13 @@ def test_a_secret_is_mounted_read_only_0400_and_only_its_path_is_passed() -> Non
     [mount] = wiring.volume_mounts
     assert mount["readOnly"] is True and mount["mountPath"] == f"{api.CREDENTIALS_MOUNT}/source"
     assert wiring.args() == ["--credentials-dir", f"{api.CREDENTIALS_MOUNT}/source"]
+    # The Secret's name (never a value) goes along, so messages can name it.
+    assert wiring.env == [{"name": "MODELOPS_STORAGE_SECRET_NAME_SOURCE", "value": "s3-creds"}]
     default = sb.credentials("s3-creds")
-    assert default.env == [{"name": api.ENV_CREDENTIALS_DIR, "value": f"{api.CREDENTIALS_MOUNT}/default"}]
+    assert default.env == [
+        {"name": api.ENV_CREDENTIALS_DIR, "value": f"{api.CREDENTIALS_MOUNT}/default"},
+        {"name": "MODELOPS_STORAGE_SECRET_NAME_DEFAULT", "value": "s3-creds"},
+    ]
 
 
 def test_no_secret_means_the_pods_identity_and_nothing_mounted() -> None:
@@ -117,6 +122,7 @@ def test_the_verification_pod_of_an_s3_artifact_fetches_it_with_its_secret_and_p
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["storage-credentials-default"]["readOnly"] is True
     assert all("valueFrom" not in e for e in container["env"]), "no secret value in the environment"
+    assert {"name": "MODELOPS_STORAGE_SECRET_NAME_DEFAULT", "value": "aws"} in container["env"]
 
 
 def test_an_s3_artifact_without_a_secret_uses_the_pods_identity() -> None:

@@ -172,6 +172,9 @@ CREDENTIAL_KEYS = (
 
 ENV_CREDENTIALS_DIR = "MODELOPS_STORAGE_CREDENTIALS_DIR"
 """A directory holding the Secret's keys as files (one file per key). Unset or empty: the pod's identity."""
+ENV_SECRET_NAME_PREFIX = "MODELOPS_STORAGE_SECRET_NAME_"
+"""+ the role in upper case (DEFAULT, DESTINATION, RESTORE): the name of the Secret mounted for that role,
+so messages can name it (a name, never a value)."""
 ENV_CLAIMS_DIR = "MODELOPS_STORAGE_CLAIMS_DIR"
 """Where pvc://<claim>/... URIs are found: `<dir>/<claim>/...` (the builders mount claims there)."""
 ENV_CACHE_DIR = "MODELOPS_STORAGE_CACHE_DIR"

@@ -24,6 +24,7 @@ from modelops.api.storage import (
     ENV_CACHE_DIR,
     ENV_CLAIMS_DIR,
     ENV_CREDENTIALS_DIR,
+    ENV_SECRET_NAME_PREFIX,
     parse_uri,
 )
 
@@ -83,6 +84,7 @@ def credentials(secret: SecretReference | str | None, *, role: str = "default") 
     volume = credentials_volume_name(role)
     path = f"{CREDENTIALS_MOUNT}/{role}"
     env = [{"name": ENV_CREDENTIALS_DIR, "value": path}] if role == "default" else []
+    env.append({"name": f"{ENV_SECRET_NAME_PREFIX}{role.upper()}", "value": name})
     return StorageWiring(
         volumes=[{"name": volume, "secret": {"secretName": name, "defaultMode": CREDENTIALS_FILE_MODE}}],
         volume_mounts=[{"name": volume, "mountPath": path, "readOnly": True}],

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from modelops.api.storage import (
+    CREDENTIALS_MOUNT,
     ENV_CLAIMS_DIR,
     ENV_CREDENTIALS_DIR,
+    ENV_SECRET_NAME_PREFIX,
     EXIT_CODES,
     KEY_ACCESS_KEY_ID,
     KEY_AZURE_ACCOUNT_KEY,
@@ -625,6 +627,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _secret_name(cdir: Path) -> str:
+    """'Secret <name>' when the builders said which Secret is mounted there, else where it is mounted."""
+    if cdir.parent == Path(CREDENTIALS_MOUNT):
+        name = os.environ.get(f"{ENV_SECRET_NAME_PREFIX}{cdir.name.upper()}")
+        if name:
+            return f"Secret {name}"
+    return f"Secret mounted at {cdir}"
+
+
 def open_location(
     uri: str,
     credentials_dir: Path | str | None = None,
@@ -640,7 +651,7 @@ def open_location(
         raise InvalidStorageConfig(uri, str(exc)) from None
     cdir = _credentials_dir(credentials_dir)
     creds = read_credentials(cdir) if parsed.is_object_store else {}
-    who = credentials_name or (f"Secret mounted at {cdir}" if cdir else "the pod's identity")
+    who = credentials_name or (_secret_name(cdir) if cdir else "the pod's identity")
     if not parsed.is_object_store:
         who = ""
     try:
