@@ -334,8 +334,8 @@ def build(names: Iterable[str]) -> list[Built]:
     CACHE.mkdir(parents=True, exist_ok=True)
     base, base_seconds = build_base()
     results = [Built("base", base, base_seconds, image_size(base))]
+    # No `podman image prune`: the untagged build stages it would remove are the layer cache.
     results += [build_image(IMAGES[name], base) for name in names]
-    podman("image", "prune", "--force", check=False)
     return results
 
 

@@ -39,6 +39,11 @@ podman_env = _script("podman_env")
 build_images = _script("build_images")
 
 
+# Every shell of the image made unusable (an empty device over each): what runs with these mounts
+# needs no shell at runtime, as a distroless-style image or a locked-down node would have it.
+NO_SHELL = ["--volume", "/dev/null:/usr/bin/dash:ro", "--volume", "/dev/null:/usr/bin/bash:ro"]
+
+
 def podman_environ() -> dict[str, str]:
     return {**os.environ, **podman_env.environment()}
 
@@ -130,6 +135,9 @@ def container_args(
 
 
 def owned_by_nonroot(path: Path, uid: int = 65532) -> Path:
-    """A host directory or file the container's non-root user may write, as fsGroup would make it."""
+    """A host directory or file (created empty if missing) the container's non-root user may write, as
+    fsGroup and the kubelet's termination-log file would make it."""
+    if not path.exists():
+        path.touch()
     os.chown(path, uid, uid)
     return path

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from imagetools import REPO, BuiltImage, free_port, podman, wait_http
+from imagetools import NO_SHELL, REPO, BuiltImage, free_port, podman, wait_http
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from localplane import Plane, operator_calls
@@ -59,7 +59,7 @@ def operator_container(
     podman(
         "run", "--detach", "--name", name, "--network", "host",
         "--user", "65532:65532", "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", *NO_SHELL,
         "--volume", f"{kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro",
         images["operator"].reference,
         # The image's entrypoint is `modelops`, its CMD `operator`: a pod's args replace the CMD.

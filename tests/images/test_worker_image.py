@@ -24,6 +24,7 @@ import pytest
 import requests
 import yaml
 from imagetools import (
+    NO_SHELL,
     REPO,
     BuiltImage,
     container_args,
@@ -64,16 +65,14 @@ def trained(worker: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     spec = TrainingJobSpec.model_validate(job["spec"])
     (pod,) = training.pods(job["metadata"]["name"], "default", "uid-images-1", spec, image=worker)
     claim = owned_by_nonroot(tmp_path_factory.mktemp("checkpoints"))
-    log = owned_by_nonroot(claim.parent / "termination-log")
-    log.touch()
-    owned_by_nonroot(log)
+    log = owned_by_nonroot(tmp_path_factory.mktemp("train") / "termination-log")
     (container,) = pod["spec"]["containers"]
     assert container["image"] == worker
     args, command = container_args(pod["spec"], container, {"checkpoints": claim}, log)
     name = f"modelops-test-train-{uuid.uuid4().hex[:8]}"
     done = podman(
         "run", "--rm", "--name", name, "--network", "none", "--shm-size", "256m", "--env", "OMP_NUM_THREADS=1",
-        *args, worker, *command, timeout=900, check=False,
+        *NO_SHELL, *args, worker, *command, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"training exited {done.returncode}:\n{done.stderr[-4000:]}"
     result = TrainResult.model_validate_json(log.read_text())
@@ -148,13 +147,11 @@ def test_the_worker_image_serves_the_model_with_correct_v2_predictions(
                 update={"port": http, "grpc_port": grpc}
             )
             env["value"] = config.model_dump_json(by_alias=True, exclude_none=True)
-    log = owned_by_nonroot(claim.parent / "serve-termination-log")
-    log.touch()
-    owned_by_nonroot(log)
+    log = owned_by_nonroot(claim.parent / f"serve-termination-log-{uuid.uuid4().hex[:8]}")
     args, command = container_args(template["spec"], container, {"model": claim}, log)
     box = f"modelops-test-serve-{uuid.uuid4().hex[:8]}"
     containers.append(box)
-    podman("run", "--detach", "--name", box, "--network", "host", *args, worker, *command)
+    podman("run", "--detach", "--name", box, "--network", "host", *NO_SHELL, *args, worker, *command)
     wait_http(f"http://127.0.0.1:{http}/v2/health/ready", 180, box)
 
     x = DIGITS.data[:300].astype(np.float32)
