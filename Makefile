@@ -21,8 +21,8 @@ images: bootstrap
 	$(VENV)/python scripts/build_images.py --json .cache/images/build.json
 
 lint: bootstrap
-	$(VENV)/ruff check operator images/worker tests scripts bench
-	$(VENV)/ruff format --check operator images/worker tests scripts bench
+	$(VENV)/ruff check operator localplane images/worker tests scripts bench
+	$(VENV)/ruff format --check operator localplane images/worker tests scripts bench
 
 typecheck: bootstrap
 	$(VENV)/mypy

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-EXTRAS=${EXTRAS:-dev,worker}
+EXTRAS=${EXTRAS:-dev,worker,local}
 
 stamp_of() { cat pyproject.toml scripts/bootstrap.sh scripts/install_tools.py | sha256sum | cut -c1-16; echo "$EXTRAS"; }
 
