@@ -83,13 +83,19 @@ def test_the_operator_image_is_non_root_with_the_operator_entrypoint(images: dic
     assert config["User"] == "65532:65532"
     assert config["Entrypoint"] == ["modelops"] and config["Cmd"] == ["operator"]
     assert config["Labels"]["org.opencontainers.image.title"] == "modelops-operator"
-    # The operator image carries no torch and no installer.
+    # The operator image carries the operator only: not the worker and its torch, not the local plane and
+    # its schema/CEL engine (cel-python, kubernetes-validate), no installer.
     probe = (
-        "import importlib.metadata as m; names = {d.metadata['Name'].lower() for d in m.distributions()}; "
-        "print(sorted(names & {'torch', 'pip', 'numpy'}))"
+        "import importlib.metadata as m, importlib.util as u; "
+        "names = {d.metadata['Name'].lower() for d in m.distributions()}; "
+        "print(sorted(names & {'torch', 'pip', 'cel-python', 'kubernetes-validate', 'onnxruntime'}), "
+        "[p for p in ('modelops_worker', 'modelops_local') if u.find_spec(p)], bool(u.find_spec('kopf')))"
     )
     out = podman("run", "--rm", "--network", "none", "--entrypoint", "python", reference, "-c", probe)
-    assert out.stdout.strip() == "[]", out.stdout
+    assert out.stdout.strip() == "[] [] True", out.stdout
+    # `modelops local` says how to get the plane instead of failing with a traceback.
+    local = podman("run", "--rm", "--network", "none", reference, "local", "up", check=False)
+    assert local.returncode != 0 and "modelops[local]" in local.stdout + local.stderr, local
 
 
 def test_the_operator_image_reconciles_the_quickstart_on_the_local_plane(
