@@ -41,6 +41,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,9 +300,9 @@ class Built:
     size: int
 
 
-def build_image(image: Image, base: str) -> Built:
+def build_image(image: Image, base: str, pip_mounts: list[str]) -> Built:
     build_args = {"PYTHON_IMAGE": base, **image.build_args}
-    volumes = host_pip_mounts()
+    volumes = list(pip_mounts)
     if image.needs_torch_index:
         index = torch_index()
         build_args["TORCH_INDEX_URL"] = "file:///wheels/simple"
@@ -329,19 +330,26 @@ def build_image(image: Image, base: str) -> Built:
     return Built(image.name, reference, seconds, image_size(reference))
 
 
-def build(names: Iterable[str]) -> list[Built]:
+def build(names: Iterable[str], jobs: int = 2) -> list[Built]:
+    """The base, then the images, `jobs` at a time: the worker (the longest, mostly writing its layers)
+    starts first and the others (mostly downloading from PyPI) build beside it."""
     podman_env.require()
     CACHE.mkdir(parents=True, exist_ok=True)
     base, base_seconds = build_base()
-    results = [Built("base", base, base_seconds, image_size(base))]
+    pip_mounts = host_pip_mounts()
+    wanted = list(names)
+    ordered = sorted(wanted, key=lambda name: not IMAGES[name].needs_torch_index)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {name: pool.submit(build_image, IMAGES[name], base, pip_mounts) for name in ordered}
+        built = {name: future.result() for name, future in futures.items()}
     # No `podman image prune`: the untagged build stages it would remove are the layer cache.
-    results += [build_image(IMAGES[name], base) for name in names]
-    return results
+    return [Built("base", base, base_seconds, image_size(base)), *(built[name] for name in wanted)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="*", help=f"some of {', '.join(IMAGES)} (default: all)")
+    parser.add_argument("--jobs", type=int, default=2, help="images built at the same time (default 2)")
     parser.add_argument("--json", type=Path, help="write what was built (tags, seconds, sizes) to this file")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.images) - set(IMAGES))
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        results = build(args.images or list(IMAGES))
+        results = build(args.images or list(IMAGES), jobs=args.jobs)
     except (BuildError, RuntimeError) as error:
         log(str(error))
         return 1
