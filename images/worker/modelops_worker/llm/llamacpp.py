@@ -87,7 +87,9 @@ class LlamaCppEngine(BatchingEngine):
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
             scales = (ctypes.c_float * 1)(1.0)
             if llama_cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales) != 0:
-                raise ValueError(f"llama.cpp refused to apply the LoRA adapter {lora_path.name} to this model")
+                raise ValueError(
+                    f"llama.cpp refused to apply the LoRA adapter {lora_path.name} to this model"
+                )
         self.free_ids = list(range(cfg.parallel))
         self.slots: dict[Sequence, _Slot] = {}
         self.bos = self._piece_text(self.model.token_bos()) if self.model.token_bos() >= 0 else ""
