@@ -20,7 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelops.api.llmconfig import LLMServeConfig
+from modelops.api.llmconfig import REASON_ADAPTER_INCOMPATIBLE, LLMServeConfig
+from modelops.api.runconfig import EXIT_BAD_DATA
+from modelops_worker.errors import WorkerError
 from modelops_worker.llm import chat
 from modelops_worker.llm.engine import BatchingEngine, Deliveries, ModelInfo, Sequence, usable_cpus
 
@@ -83,7 +85,12 @@ class LlamaCppEngine(BatchingEngine):
         if lora_path is not None:
             self._lora = llama_cpp.llama_adapter_lora_init(self.model.model, str(lora_path).encode())
             if not self._lora:
-                raise ValueError(f"{lora_path} does not load as a GGUF LoRA adapter for this model")
+                raise WorkerError(
+                    REASON_ADAPTER_INCOMPATIBLE,
+                    f"{lora_path.name} does not load as a GGUF LoRA adapter for this model (a peft directory "
+                    "goes on a huggingface base; convert it with llama.cpp's convert_lora_to_gguf.py)",
+                    EXIT_BAD_DATA,
+                )
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
             scales = (ctypes.c_float * 1)(1.0)
             if llama_cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales) != 0:

@@ -137,6 +137,8 @@ def load(cfg: LLMServeConfig) -> Loaded:
             raise _engine_missing("llama-cpp-python", exc) from None
         try:
             gen = LlamaCppEngine(cfg, path, adapter)
+        except WorkerError:
+            raise
         except Exception as exc:
             raise load_failed(path, "gguf", exc) from None
         return Loaded(digest, engine, generator=gen)
