@@ -62,6 +62,13 @@ def test_verify_gguf_records_what_the_registry_shows(gemma: Model, tmp_path: Pat
     assert llm["smoke"]["tokens"] == 8 and llm["smoke"]["text"].strip()
     code, out = verify(tmp_path, "--format", "gguf", "--artifact", str(gemma.path), "--sha256", "1" * 64)
     assert code == 65 and out["reason"] == "ArtifactDigestMismatch"
+    not_lora = tmp_path / "adapter.gguf"
+    not_lora.write_bytes(b"GGUF but not really")
+    code, out = verify(
+        tmp_path, "--format", "lora", "--artifact", str(not_lora),
+        "--base-artifact", str(gemma.path), "--base-sha256", gemma.digest,
+    )  # fmt: skip
+    assert code == 65 and out["reason"] == "AdapterIncompatible", out
 
 
 def test_verify_a_directory_by_its_digest_and_name_the_changed_file(
