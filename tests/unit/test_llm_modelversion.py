@@ -18,7 +18,7 @@ from modelops.builders import modelversion as mvb
 from modelops.controllers import modelversion as mv
 from modelops.controllers import modelversion_llm as mv_llm
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 HF_SHA, LORA_SHA = "1" * 64, "2" * 64

@@ -37,7 +37,7 @@ from modelops.controllers import inferenceservice_pods as isvc_pods
 from modelops.controllers import inferenceservice_resolve as isvc_resolve
 from modelops.controllers import inferenceservice_rollout as rollouts
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 GGUF_SHA = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
