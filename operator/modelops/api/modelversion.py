@@ -301,6 +301,18 @@ class Lineage(ApiModel):
     )
 
 
+class SmokeGeneration(ApiModel):
+    """The few tokens verification generated (or the embedding it computed) from a fixed prompt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str | None = Field(default=None, description="The fixed prompt.")
+    tokens: int | None = Field(default=None, description="Tokens generated (or of the embedded prompt).")
+    text: str | None = Field(default=None, max_length=1024, description="What was generated (greedy).")
+    seconds: float | None = Field(default=None, description="How long the generation took.")
+    dimensions: int | None = Field(default=None, description="Size of the embedding (embedding models).")
+
+
 class LanguageModelInfo(ApiModel):
     """What LLM verification read from the artifact (huggingface, gguf, lora)."""
 
@@ -313,6 +325,15 @@ class LanguageModelInfo(ApiModel):
         default=None, description="Whether the tokenizer carries a chat template (/v1/chat/completions)."
     )
     quantization: str | None = Field(default=None, description="Weight type of a GGUF file, e.g. Q4_K_M.")
+    parameters: int | None = Field(default=None, description="Parameter count.")
+    vocab_size: int | None = Field(default=None, description="Tokens in the vocabulary.")
+    embeddings: bool | None = Field(default=None, description="Whether it is an embedding model.")
+    embedding_dimensions: int | None = Field(
+        default=None, description="Size of an embedding model's vectors."
+    )
+    smoke: SmokeGeneration | None = Field(
+        default=None, description="The generation verification ran from a fixed prompt."
+    )
     files: int | None = Field(default=None, description="Files of a directory artifact (the manifest's).")
     base_ready: bool | None = Field(
         default=None, description="For a lora adapter: whether its base version is Ready now."

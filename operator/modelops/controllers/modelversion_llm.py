@@ -140,11 +140,12 @@ def llm_info(result: Mapping[str, Any] | None, *, base_ready: bool | None = None
     known = {to_camel(k) for k in LanguageModelInfo.model_fields}
     out: dict[str, Any] = {}
     for key, value in dict(result or {}).items():
-        if key in known and value is not None:
-            out[key] = value
+        if key not in known or value is None:
+            continue
+        try:  # one value of the wrong shape is left out, never the reason the rest is lost
+            out.update(LanguageModelInfo.model_validate({key: value}).to_wire())
+        except ValueError:
+            continue
     if base_ready is not None:
         out["baseReady"] = base_ready
-    try:
-        return LanguageModelInfo.model_validate(out).to_wire() or None
-    except ValueError:
-        return {"baseReady": base_ready} if base_ready is not None else None
+    return out or None
