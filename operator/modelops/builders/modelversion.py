@@ -35,7 +35,7 @@ RESOURCES: dict[str, Any] = {
 # small context, two threads. Requests stay small so a verifier schedules on a busy node; the limit is
 # what the largest CPU-loadable model needs.
 LLM_RESOURCES: dict[str, Any] = {
-    "requests": {"cpu": "1", "memory": "2Gi"},
+    "requests": {"cpu": "500m", "memory": "1Gi"},
     "limits": {"cpu": "2", "memory": "32Gi"},
 }
 # Enough to hash and load a multi-GB artifact on a slow volume; a stuck pod is failed after it.
