@@ -181,3 +181,27 @@ def test_the_ttft_slo_follows_the_spec() -> None:
     assert rule["expr"].endswith("> 1000")
     gated = llm_spec(canary={"modelRef": {"model": "m", "version": 2}, "analysis": {"maxTtftP99Ms": 750}})
     assert alerts.ttft_slo_ms(gated) == 750 and alerts.ttft_slo_ms(llm_spec()) == alerts.DEFAULT_TTFT_P99_MS
+
+
+def test_the_rule_object_follows_the_engine_the_status_names() -> None:
+    from modelops.controllers import alerting
+
+    def body(runtime: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": QWEN, "namespace": NS},
+            "spec": {"modelRef": {"model": "m", "version": 1}, "resources": {"gpus": 1}},
+            "status": {"stable": {"modelVersion": "m-1", "runtime": runtime}},
+        }
+
+    served_by_vllm = alerting.groups_for("InferenceService", body("vllm"), alerts.Options())
+    assert served_by_vllm is not None
+    assert [g["name"] for g in served_by_vllm] == [
+        f"modelops.inferenceservice.{NS}.{QWEN}.vllm",
+        f"modelops.inferenceservice.{NS}.{QWEN}",
+    ]
+    assert alerts.count_rules(served_by_vllm) == len(
+        [r for g in served_by_vllm for r in g["rules"] if "alert" in r]
+    )
+    classic = alerting.groups_for("InferenceService", body("modelops-worker"), alerts.Options())
+    assert classic is not None and len(classic) == 1
+    assert "ModelopsLLMQueueBacklog" not in {r.get("alert") for r in classic[0]["rules"]}

@@ -395,7 +395,8 @@ def p99_slo_ms(spec: InferenceServiceSpec) -> int:
 
 
 def count_rules(groups: list[dict[str, Any]]) -> int:
-    return sum(len(g["rules"]) for g in groups)
+    """Alert rules (vLLM's recording rules are not alerts)."""
+    return sum(1 for g in groups for r in g["rules"] if "alert" in r)
 
 
 def _metadata(owner: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> dict[str, Any]:
