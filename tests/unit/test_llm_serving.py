@@ -289,6 +289,9 @@ def test_waiting_autoscaling_on_a_classifier_is_refused_naming_the_field() -> No
         ModelRef(model="gemma", version=1), mvs, spec=spec(autoscaling={"metric": "waiting"})
     )
     assert isinstance(found, isvc_resolve.Problem) and "spec.autoscaling.metric" in found.message
+    with_llm = isvc_resolve.resolve(ModelRef(model="gemma", version=1), mvs, spec=spec(llm={"parallel": 2}))
+    assert isinstance(with_llm, isvc_resolve.Problem) and with_llm.reason in isvc_resolve.STALLING_PROBLEMS
+    assert "drop spec.llm" in with_llm.message
 
 
 # -- lora versions resolve with their base --------------------------------------------------------------

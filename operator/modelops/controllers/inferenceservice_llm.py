@@ -26,6 +26,7 @@ from modelops.builders.inferenceservice import Served
 
 REASON_BASE_NOT_READY = "BaseModelVersionNotReady"
 REASON_AUTOSCALING_METRIC = "AutoscalingMetricUnavailable"
+REASON_LLM_SETTINGS = "LLMSettingsNotApplicable"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +73,16 @@ def engine_problem(spec: InferenceServiceSpec, served: Served, field: str) -> LL
 
 
 def autoscaling_problem(spec: InferenceServiceSpec, served: Served | None) -> LLMProblem | None:
-    """spec.autoscaling.metric waiting needs an LLM engine's queue gauge."""
-    if spec.autoscaling.metric != "waiting" or served is None or llm.is_llm(served):
+    """spec.autoscaling.metric waiting needs an LLM engine's queue gauge; spec.llm needs an LLM."""
+    if served is None or llm.is_llm(served):
+        return None
+    if spec.llm is not None:
+        return LLMProblem(
+            REASON_LLM_SETTINGS,
+            f"spec.llm configures the LLM engines, but ModelVersion {served.model_version} has format "
+            f"{served.format}, served by modelops-worker serve: drop spec.llm (or serve an LLM version).",
+        )
+    if spec.autoscaling.metric != "waiting":
         return None
     return LLMProblem(
         REASON_AUTOSCALING_METRIC,

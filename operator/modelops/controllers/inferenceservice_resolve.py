@@ -33,6 +33,7 @@ STALLING_PROBLEMS = (
     "ModelVersionFailed",
     "ArtifactNotServable",
     isvc_llm.REASON_AUTOSCALING_METRIC,
+    isvc_llm.REASON_LLM_SETTINGS,
 )
 
 
