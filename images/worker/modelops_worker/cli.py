@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
+from modelops_worker import faults
 from modelops_worker.environment import (
     WorkerEnv,
     load_run_config,
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, help="port to listen on (default: the configuration's, 8080)")
     args = parser.parse_args(argv)
     _setup_logging()
+    faults.install()  # off unless a fault is asked for in the environment (modelops_worker.faults)
     if args.command == "train":
         return train()
     if args.command == "serve":
