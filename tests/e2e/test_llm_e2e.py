@@ -38,10 +38,11 @@ CACHE = REPO / ".cache" / "llm-e2e"
 GEMMA_SHA = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 RELATIVE = Path("gemma") / "gemma-3-270m-q4_k_m.gguf"
 FAULT_ENV = "MODELOPS_LLM_FAULT_FIRST_TOKEN_DELAY_SECONDS"
-# Healthy first tokens of this model on a loaded 2-core machine come well under a second; the slow
-# canary waits 6 s more (the (5, 7.5] bucket of the TTFT histogram), far over the 4 s gate.
-TTFT_GATE_MS = 4000
-SLOW_SECONDS = 6
+# Healthy first tokens of this model come well under a second (a few on a machine busy with other
+# tests); the slow canary waits 10 s more (the (10, 20] bucket of the TTFT histogram), far over the gate.
+# Two failed intervals roll a canary back, so one unlucky interval of the healthy one does not.
+TTFT_GATE_MS = 6000
+SLOW_SECONDS = 10
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,18 @@ def wait_for(what: str, check: Callable[[], Any], plane: Plane, timeout: float =
         if value:
             return value
         time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{plane.logs()}")
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{state(plane)}\n{plane.logs()}")
+
+
+def state(plane: Plane) -> str:
+    """What the InferenceService and its pods say, for a failure message."""
+    try:
+        st = plane.get("inferenceservice", "gemma").get("status") or {}
+        pods = plane.kubectl("get", "pods", "-o", "wide")
+    except BaseException as error:
+        return f"(no state: {error})"
+    keep = {k: st.get(k) for k in ("conditions", "stable", "canary", "traffic", "replicas")}
+    return json.dumps(keep, indent=1) + "\n" + pods
 
 
 def apply(plane: Plane, *docs: dict[str, Any]) -> None:
@@ -129,7 +141,7 @@ def service(plane: Plane, claim: Path) -> str:
     spec["llm"].update(parallel=2, contextLength=1024)
     spec["autoscaling"] = {"metric": "waiting", "target": 1, "scaleDownStabilizationSeconds": 600}
     spec["canary"]["analysis"].update(
-        intervalSeconds=10, minRequests=2, maxTtftP99Ms=TTFT_GATE_MS, failureLimit=1
+        intervalSeconds=15, minRequests=2, maxTtftP99Ms=TTFT_GATE_MS, failureLimit=2
     )
     apply(plane, isvc)
     plane.kubectl("wait", "inferenceservice/gemma", "--for=condition=Ready", "--timeout=240s", timeout=250)
@@ -219,7 +231,7 @@ def test_gemma_from_a_claim_is_verified_and_streams_chat_through_the_service(
 
 def test_a_healthy_canary_is_promoted_under_the_ttft_gate(plane: Plane, service: str) -> None:
     apply(plane, version(2))  # takes the alias champion: a new target, rolled out as a canary
-    with Load(service, threads=2, max_tokens=8, seconds=200) as load:
+    with Load(service, threads=4, max_tokens=4, seconds=300) as load:
         record = wait_for(
             "the canary gemma-3-270m-2 to be promoted",
             lambda: (
@@ -228,9 +240,9 @@ def test_a_healthy_canary_is_promoted_under_the_ttft_gate(plane: Plane, service:
                 and r
             ),
             plane,
-            timeout=200,
+            timeout=300,
         )
-    assert record["outcome"] == "Promoted", record
+    assert record["outcome"] == "Promoted", json.dumps(record, indent=1)
     analyses = record.get("analyses") or []
     passed = [a for a in analyses if a.get("result") == "Passed"]
     assert passed and all(a["ttftP99Ms"] <= TTFT_GATE_MS for a in passed), analyses
@@ -276,7 +288,7 @@ def test_a_canary_slow_to_its_first_token_is_rolled_back(plane: Plane, service: 
         )
 
     wait_for("the slowed canary pod to be ready (and the other gone)", slow_pod_ready, plane, timeout=120)
-    with Load(service, threads=4, max_tokens=4, seconds=200):
+    with Load(service, threads=4, max_tokens=4, seconds=300):
         record = wait_for(
             "the slow canary gemma-3-270m-3 to be rolled back",
             lambda: (
@@ -285,9 +297,9 @@ def test_a_canary_slow_to_its_first_token_is_rolled_back(plane: Plane, service: 
                 and r
             ),
             plane,
-            timeout=200,
+            timeout=300,
         )
-    assert record["outcome"] == "RolledBack", record
+    assert record["outcome"] == "RolledBack", json.dumps(record, indent=1)
     failed = [a for a in record.get("analyses") or [] if a.get("result") == "Failed"]
     assert failed and failed[-1]["ttftP99Ms"] > TTFT_GATE_MS, record
     assert "time to first token" in failed[-1]["message"]
