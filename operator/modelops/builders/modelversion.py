@@ -19,6 +19,7 @@ from typing import Any
 import modelops.builders as builders
 from modelops import GROUP
 from modelops.api.modelversion import LLM_FORMATS
+from modelops.builders import storage as storage_builders
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
 KIND = "ModelVersion"
@@ -44,14 +45,21 @@ ACTIVE_DEADLINE_SECONDS = 1800
 
 @dataclasses.dataclass(frozen=True)
 class Location:
-    """An artifact on a PersistentVolumeClaim of the version's namespace."""
+    """An artifact on a PersistentVolumeClaim of the version's namespace, or in object storage
+    (`source_uri`, fetched by the verification pod with `credentials_secret`; `claim` is then empty)."""
 
     claim: str
     path: str
+    source_uri: str | None = None
+    credentials_secret: str | None = None
 
     @property
     def uri(self) -> str:
-        return f"pvc://{self.claim}/{self.path}"
+        return self.source_uri or f"pvc://{self.claim}/{self.path}"
+
+    @property
+    def on_claim(self) -> bool:
+        return self.source_uri is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +105,10 @@ def verification_pod(
 ) -> dict[str, Any]:
     """The pod that verifies `location` (digest, load, smoke inference) and reports in its termination log."""
     args = ["verify", "--artifact", f"{ARTIFACT_MOUNT}/{location.path}", "--format", fmt]
+    fetch = storage_builders.credentials(location.credentials_secret)
+    if not location.on_claim:
+        # Fetched into the pod's own volume first, the digest checked while streaming (docs/storage.md).
+        args += ["--artifact-uri", str(location.source_uri), *fetch.args()]
     if sha256:
         args += ["--sha256", sha256]
     if base is not None:
@@ -132,8 +144,15 @@ def verification_pod(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    artifact_volume: dict[str, Any] = (
+        {"name": "artifact", "persistentVolumeClaim": {"claimName": location.claim, "readOnly": True}}
+        if location.on_claim
+        else {"name": "artifact", "emptyDir": {}}
+    )
+    if not location.on_claim:
+        container["volumeMounts"][0]["readOnly"] = False
     volumes: list[dict[str, Any]] = [
-        {"name": "artifact", "persistentVolumeClaim": {"claimName": location.claim, "readOnly": True}},
+        artifact_volume,
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi" if llm else "256Mi"}},
     ]
     if base is not None:
@@ -141,7 +160,7 @@ def verification_pod(
             {"name": "base", "persistentVolumeClaim": {"claimName": base.location.claim, "readOnly": True}}
         )
         container["volumeMounts"].append({"name": "base", "mountPath": BASE_MOUNT, "readOnly": True})
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -170,3 +189,5 @@ def verification_pod(
             "volumes": volumes,
         },
     }
+    fetch.apply(pod["spec"], container)
+    return pod

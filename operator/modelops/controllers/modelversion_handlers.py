@@ -397,8 +397,8 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
-        claims = [(location.claim, "spec.source")]
-        if base is not None and base.location.claim != location.claim:
+        claims = [(location.claim, "spec.source")] if location.on_claim else []
+        if base is not None and base.location.on_claim and base.location.claim != location.claim:
             claims.append((base.location.claim, "spec.baseModelVersion"))
         absent = cluster.missing_claims(namespace, claims)
         if absent:
@@ -477,7 +477,7 @@ def _verify(
         )
         conclusion = status.ready(mv.REASON_VERIFIED, message)
     else:
-        message = mv.failure_message(verdict)
+        message = mv.failure_message(verdict, location)
         conditions[:] = status.set_condition(
             conditions, mv.VERIFIED, "False", verdict.reason, message, observed_generation=generation, now=now
         )
