@@ -45,6 +45,7 @@ HF_SHA, LORA_SHA = "1" * 64, "2" * 64
 GGUF = b.Served("gemma-1", 1, GGUF_SHA, "models", "gemma/gemma-3-270m-q4_k_m.gguf", "gguf")
 HF = b.Served("tiny-lm-1", 1, HF_SHA, "models", "tiny-lm", "huggingface")
 LORA = b.Served("tiny-lm-sql-1", 1, LORA_SHA, "ft-checkpoints", "output/adapter", "lora", base=HF)
+GGUF_LORA = b.Served("gemma-sql-1", 1, LORA_SHA, "ft-checkpoints", "output/adapter.gguf", "lora", base=GGUF)
 
 # Flags of `vllm serve` / the OpenAI server as vLLM documents them (Engine Arguments and the
 # OpenAI-compatible server's arguments, docs.vllm.ai; vllm-project/vllm docs/configuration/engine_args.md).
@@ -134,6 +135,8 @@ def flags(args: list[str]) -> dict[str, list[str]]:
         (GGUF, {"resources": {"gpus": 1}}, None),
         (GGUF, {"llm": {"engine": "transformers"}}, None),
         (HF, {"llm": {"engine": "llamacpp"}}, None),
+        (GGUF_LORA, {}, "llamacpp"),
+        (GGUF_LORA, {"resources": {"gpus": 1}}, None),
     ],
 )
 def test_the_engine_follows_the_format_and_the_gpus(
@@ -461,3 +464,15 @@ def test_the_analysis_record_keeps_the_ttft_of_each_interval() -> None:
         history, {"lastCheckTime": "t", "result": "Failed", "ttftP99Ms": 812.5, "step": 0}, []
     )
     assert history[0]["analyses"][0]["ttftP99Ms"] == 812.5
+
+
+def test_a_gguf_lora_file_is_applied_by_llama_cpp_on_its_gguf_base() -> None:
+    dep = b.deployment("sql", "ns", "u", spec(), GGUF_LORA, b.STABLE)
+    config = llm_config(dep)
+    assert config.format == "gguf" and config.resolved_engine == "llamacpp"
+    assert (
+        config.artifact_path == f"{llm.BASE_MOUNT}/gemma/gemma-3-270m-q4_k_m.gguf"
+        and config.digest == GGUF_SHA
+    )
+    assert config.adapter_path == f"{b.MODEL_MOUNT}/output/adapter.gguf" and config.adapter_digest == LORA_SHA
+    assert validate_builtin(dep) == [] and check_restricted(dep) == []
