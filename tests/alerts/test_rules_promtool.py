@@ -491,5 +491,8 @@ def test_every_alert_has_a_test_here() -> None:
         "ModelopsReconcileErrors",
         "ModelopsReconcileQueueBacklog",
         "ModelopsTuningTrialsFailing",
+        # Unit-tested in test_llm_rules_promtool.py, on the CPU engines' series and on vLLM's.
+        "ModelopsLLMTimeToFirstTokenHigh",
+        "ModelopsLLMQueueBacklog",
     }
     assert tested == set(alerts.SEVERITIES)

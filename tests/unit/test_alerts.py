@@ -426,7 +426,19 @@ def exported_names() -> set[str]:
     for registry in (metrics.registry, TrainingMetrics().registry, serve.registry):
         for family in text_string_to_metric_families(generate_latest(registry).decode()):
             found |= {s.name for s in family.samples}
-    return found
+    return found | llm_contract_names()
+
+
+def llm_contract_names() -> set[str]:
+    """The LLM engines' series (modelops.api.llmconfig): the CPU engines export them (tests/llm checks the
+    server's /metrics), and for vLLM the generated recording rules record them from vllm:*."""
+    from modelops.api import llmconfig
+
+    names = {v for k, v in vars(llmconfig).items() if k.startswith("METRIC_LLM_") and isinstance(v, str)}
+    out = set(names)
+    for n in names:
+        out |= {f"{n}_bucket", f"{n}_count", f"{n}_sum"}
+    return out
 
 
 # NVIDIA's DCGM exporter, the source of GPU series (not ours to export).

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from modelops.api.llmconfig import ENV_LLM_SERVE_CONFIG, FORMAT_ADAPTER, LLM_FORMATS
 from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
+from modelops_worker import faults
 from modelops_worker.environment import (
     WorkerEnv,
     load_run_config,
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     sl.add_argument("--port", type=int, help="port to listen on (default: the configuration's, 8080)")
     args = parser.parse_args(argv)
     _setup_logging()
+    faults.install()  # off unless a fault is asked for in the environment (modelops_worker.faults)
     if args.command == "train":
         return train()
     if args.command == "serve-llm" or (args.command == "serve" and os.environ.get(ENV_LLM_SERVE_CONFIG)):

@@ -108,6 +108,7 @@ MODELVERSION = KindInfo(
         _col("Accuracy", ".status.metrics.accuracy", "number"),
         _col("Aliases", ".status.aliases"),
         _col("SHA256", ".status.artifact.sha256", priority=1),
+        _col("Format", ".spec.format", priority=1),
         _AGE,
     ),
     root_rules=(*NAME_LIMITS["ModelVersion"].rules(), *MODELVERSION_ROOT_RULES),
@@ -122,8 +123,8 @@ INFERENCESERVICE = KindInfo(
     model=InferenceService,
     spec_model=InferenceServiceSpec,
     status_model=InferenceServiceStatus,
-    description="Serves a ModelVersion over the Open Inference Protocol (v2) with adaptive batching, "
-    "autoscaling and analysed canary rollouts.",
+    description="Serves a ModelVersion over the Open Inference Protocol (v2) with adaptive batching, or an "
+    "LLM over OpenAI's API (vLLM, llama.cpp, transformers), with autoscaling and analysed canary rollouts.",
     printer_columns=(
         _col("Model", ".spec.modelRef.model"),
         _col("Version", ".status.stable.version", "integer"),
@@ -131,6 +132,7 @@ INFERENCESERVICE = KindInfo(
         _col("Traffic", ".status.trafficSummary", description="stable/canary percent"),
         _READY,
         _col("URL", ".status.url"),
+        _col("Runtime", ".status.stable.runtime", priority=1),
         _AGE,
     ),
     root_rules=NAME_LIMITS["InferenceService"].rules(),

@@ -104,6 +104,20 @@ class ServingAlerts(ApiModel):
     rollback_alert_for: str = _duration(
         "1h", "CanaryRolledBack: how long the alert keeps firing after an automatic rollback."
     )
+    ttft_p99_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600000,
+        description="LLMTimeToFirstTokenHigh (LLM versions): the p99 time-to-first-token SLO in milliseconds; "
+        "empty uses spec.canary.analysis.maxTtftP99Ms, else 2000.",
+    )
+    waiting_per_pod: int = Field(
+        default=8,
+        ge=1,
+        le=100000,
+        description="LLMQueueBacklog (LLM versions): requests waiting for a free sequence, on average per "
+        "pod, above which the queue is backed up.",
+    )
 
 
 class AlertingStatus(ApiModel):

@@ -25,6 +25,8 @@ from modelops.api.common import (
     Timestamp,
     rules,
 )
+from modelops.api.inferenceservice_llm import SPEC_RULES as LLM_SPEC_RULES
+from modelops.api.inferenceservice_llm import LLMServing
 
 # A Gateway API hostname (HTTPRoute spec.hostnames): a DNS name, optionally a leading wildcard label.
 HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -55,10 +57,11 @@ class ModelRef(ApiModel):
 class Autoscaling(ApiModel):
     """How the HorizontalPodAutoscaler scales between minReplicas and maxReplicas."""
 
-    metric: Literal["cpu", "concurrency", "rps"] = Field(
+    metric: Literal["cpu", "concurrency", "rps", "waiting"] = Field(
         default="cpu",
         description="cpu: average CPU utilisation (percent of the request); concurrency: in-flight requests "
-        "per pod; rps: requests per second per pod.",
+        "per pod; rps: requests per second per pod; waiting: LLM requests waiting for a free sequence per "
+        "pod (modelops_llm_requests_waiting, vLLM's vllm:num_requests_waiting; LLM versions only).",
     )
     target: int = Field(default=80, ge=1, le=100000, description="Target value of the metric per pod.")
     scale_down_stabilization_seconds: int = Field(
@@ -375,6 +378,13 @@ class Analysis(ApiModel):
     max_p99_latency_ms: int | None = Field(
         default=None, ge=1, le=3600000, description="Highest p99 latency accepted, in milliseconds."
     )
+    max_ttft_p99_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600000,
+        description="Highest p99 time to first token accepted, in milliseconds (LLM versions: "
+        "modelops_llm_time_to_first_token_seconds, vLLM's vllm:time_to_first_token_seconds).",
+    )
     failure_limit: int = Field(
         default=2, ge=1, le=100, description="Failed analyses before the canary is rolled back."
     )
@@ -543,6 +553,7 @@ class InferenceServiceSpec(ApiModel):
                 "spec.canary needs spec.modelRef: canaries compare two ModelVersions (of any runtime, "
                 "custom predictors included)",
             ),
+            *LLM_SPEC_RULES,
         )
     )
 
@@ -579,6 +590,12 @@ class InferenceServiceSpec(ApiModel):
     quantization: Literal["none", "int8"] = Field(
         default="none", description="int8 applies dynamic quantization to Linear layers for CPU serving."
     )
+    llm: LLMServing | None = Field(
+        default=None,
+        description="How a large language model (a ModelVersion of format huggingface, gguf or lora) is "
+        "served over OpenAI's API: engine, context, limits, parallelism (docs/llm.md). Defaults apply "
+        "when left out.",
+    )
 
 
 class ServedVersion(ApiModel):
@@ -589,7 +606,12 @@ class ServedVersion(ApiModel):
     sha256: str | None = Field(default=None, description="Digest the pods verified.")
     ready_replicas: int = Field(default=0, description="Ready pods serving it.")
     runtime: str | None = Field(
-        default=None, description="The runtime serving it: modelops-worker (by format) or custom."
+        default=None,
+        description="The runtime serving it: modelops-worker (by format), an LLM engine (vllm, llamacpp, "
+        "transformers) or custom.",
+    )
+    base_model_version: str | None = Field(
+        default=None, description="For a lora version: the base ModelVersion served with the adapter."
     )
 
 
@@ -607,6 +629,7 @@ class AnalysisStatus(ApiModel):
     )
     success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
     p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
+    ttft_p99_ms: float | None = Field(default=None, description="p99 time to first token (LLMs).")
     requests: int | None = Field(default=None, description="Requests in the interval.")
     failures: int = Field(default=0, description="Failed analyses so far.")
     step: int = Field(default=0, description="Index of the current traffic step.")
@@ -636,6 +659,7 @@ class AnalysisRecord(ApiModel):
     requests: int | None = Field(default=None, description="Canary requests in the interval.")
     success_rate: float | None = Field(default=None, description="Fraction of non-5xx responses.")
     p99_latency_ms: float | None = Field(default=None, description="p99 latency.")
+    ttft_p99_ms: float | None = Field(default=None, description="p99 time to first token (LLMs).")
     traffic_percent: int | None = Field(default=None, description="The canary's traffic step then.")
 
 
@@ -684,7 +708,10 @@ class InferenceServiceStatus(ApiModel):
         "CanaryProgressing.",
         json_schema_extra=CONDITIONS_FIELD,
     )
-    url: str | None = Field(default=None, description="In-cluster URL of the V2 endpoint.")
+    url: str | None = Field(
+        default=None,
+        description="In-cluster URL: of the V2 model endpoint, or for an LLM the OpenAI base URL (…/v1).",
+    )
     replicas: int = Field(default=0, description="Serving pods.")
     ready_replicas: int = Field(default=0, description="Ready serving pods.")
     stable: ServedVersion | None = Field(default=None, description="The stable version.")

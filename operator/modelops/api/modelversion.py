@@ -12,9 +12,10 @@ Large language models are versions like any other, in three formats (docs/llm.md
   the directory digest the worker defines once (`modelops.api.llmconfig`): sha256 over the sorted list
   of per-file sha256s, with the manifest stored next to it.
 - `gguf`: one GGUF file (llama.cpp's format, quantised weights and tokenizer in one file).
-- `lora`: a LoRA adapter directory (peft's adapter_config.json + adapter_model.safetensors) on top of a
-  base version named by `spec.baseModelVersion`; it is Ready only while its base version is Ready, and
-  served by the engine serving the base, with the adapter loaded beside it.
+- `lora`: a LoRA adapter on top of a base version named by `spec.baseModelVersion`: a peft directory
+  (adapter_config.json + adapter_model.safetensors) on a huggingface base, or a GGUF LoRA file on a gguf
+  base. It is Ready only while its base version is Ready, and served by the engine serving the base,
+  with the adapter loaded beside it.
 
 Lineage records the base model of a fine-tune (`status.lineage.baseModel`), whether the result is
 merged weights or an adapter.
@@ -50,8 +51,9 @@ _URI_RULES = storage.uri_rules("spec.source.uri", "pvc://models/digits/model.pt"
 LLM_FORMATS = ("huggingface", "gguf", "lora")
 # The formats whose artifact is a directory (digest: the directory digest of docs/llm.md).
 DIRECTORY_FORMATS = ("huggingface", "lora")
-# The formats a LoRA adapter may be registered on (peft adapters apply to Hugging Face weights).
-ADAPTER_BASE_FORMATS = ("huggingface",)
+# The formats a LoRA adapter may be registered on: peft adapters apply to Hugging Face weights, GGUF
+# LoRA files (llama.cpp's convert_lora_to_gguf.py) to GGUF models.
+ADAPTER_BASE_FORMATS = ("huggingface", "gguf")
 _LLM_FORMATS_CEL = "['huggingface', 'gguf', 'lora']"
 Format = Literal["torchscript", "state_dict", "onnx", "safetensors", "huggingface", "gguf", "lora"]
 
@@ -101,8 +103,8 @@ class BaseModelVersionReference(ApiModel):
     """The base ModelVersion (same namespace) a LoRA adapter applies to."""
 
     name: DnsLabel = Field(
-        description="Name of the base ModelVersion (format huggingface). The adapter is Ready only while "
-        "the base is Ready, and is served by the engine serving the base."
+        description="Name of the base ModelVersion (format huggingface, or gguf for a GGUF LoRA file). The "
+        "adapter is Ready only while the base is Ready, and is served by the engine serving the base."
     )
 
 
@@ -196,13 +198,13 @@ class ModelVersionSpec(ApiModel):
         description="Artifact format; picks the serving runtime (docs/inferenceservice.md). torchscript, "
         "state_dict (exported by modelops-worker) and onnx are served by modelops-worker serve; "
         "huggingface (a model directory: config, tokenizer, *.safetensors), gguf (one file) and lora (an "
-        "adapter directory on spec.baseModelVersion) by an LLM engine over the OpenAI API (docs/llm.md); "
+        "adapter on spec.baseModelVersion) by an LLM engine over the OpenAI API (docs/llm.md); "
         "safetensors (bare weights) has no runtime and fails verification with NoRuntimeForFormat.",
     )
     base_model_version: BaseModelVersionReference | None = Field(
         default=None,
-        description="With format lora: the ModelVersion (format huggingface, same namespace) the adapter "
-        "applies to. Required with lora, refused with any other format.",
+        description="With format lora: the ModelVersion (format huggingface or gguf, same namespace) the "
+        "adapter applies to. Required with lora, refused with any other format.",
     )
     signature: ModelSignature | None = Field(
         default=None,
@@ -287,6 +289,18 @@ class Lineage(ApiModel):
     )
 
 
+class SmokeGeneration(ApiModel):
+    """The few tokens verification generated (or the embedding it computed) from a fixed prompt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str | None = Field(default=None, description="The fixed prompt.")
+    tokens: int | None = Field(default=None, description="Tokens generated (or of the embedded prompt).")
+    text: str | None = Field(default=None, max_length=1024, description="What was generated (greedy).")
+    seconds: float | None = Field(default=None, description="How long the generation took.")
+    dimensions: int | None = Field(default=None, description="Size of the embedding (embedding models).")
+
+
 class LanguageModelInfo(ApiModel):
     """What LLM verification read from the artifact (huggingface, gguf, lora)."""
 
@@ -299,6 +313,15 @@ class LanguageModelInfo(ApiModel):
         default=None, description="Whether the tokenizer carries a chat template (/v1/chat/completions)."
     )
     quantization: str | None = Field(default=None, description="Weight type of a GGUF file, e.g. Q4_K_M.")
+    parameters: int | None = Field(default=None, description="Parameter count.")
+    vocab_size: int | None = Field(default=None, description="Tokens in the vocabulary.")
+    embeddings: bool | None = Field(default=None, description="Whether it is an embedding model.")
+    embedding_dimensions: int | None = Field(
+        default=None, description="Size of an embedding model's vectors."
+    )
+    smoke: SmokeGeneration | None = Field(
+        default=None, description="The generation verification ran from a fixed prompt."
+    )
     files: int | None = Field(default=None, description="Files of a directory artifact (the manifest's).")
     base_ready: bool | None = Field(
         default=None, description="For a lora adapter: whether its base version is Ready now."

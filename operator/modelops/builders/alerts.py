@@ -13,14 +13,17 @@ Which series the rules read, and the labels they assume (see docs/alerts.md):
   `modelops_backup_*`) with labels `namespace`, `name` (and `kind`), scraped with `honor_labels`;
 - the training worker's `modelops_training_*` and DCGM exporter's `DCGM_FI_DEV_*`, by `namespace` and
   `pod` (training pods are named `<job>-<rank>`, so the pod regex cannot match another job's pods);
-- the serving worker's `modelops_serving_*`, by `namespace` and `model` (the InferenceService's name).
+- the serving worker's `modelops_serving_*`, by `namespace` and `model` (the InferenceService's name);
+- an LLM engine's `modelops_llm_*` (modelops.api.llmconfig), by `namespace` and `model`: the CPU
+  engines export them; for vLLM the InferenceService's rule object also records them from `vllm:*`
+  (`builders.vllm.recording_rules`, the one mapping), so the same alerts read every engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import yaml
@@ -29,8 +32,10 @@ import modelops.builders as builders
 from modelops import API_VERSION
 from modelops.api.alerting import duration_seconds
 from modelops.api.inferenceservice import InferenceServiceSpec
+from modelops.api.llmconfig import METRIC_LLM_TTFT, METRIC_LLM_WAITING
 from modelops.api.serveconfig import METRIC_LATENCY, METRIC_REQUESTS
 from modelops.api.trainingjob import TrainingJobSpec
+from modelops.builders import llm, vllm
 
 PROMETHEUS_RULE_API_VERSION = "monitoring.coreos.com/v1"
 PROMETHEUS_RULE_PLURAL = "prometheusrules"
@@ -41,6 +46,7 @@ DEFAULT_RUNBOOK_BASE_URL = "https://github.com/modelops/modelops/blob/main/docs/
 ENV_RUNBOOK_BASE_URL = "MODELOPS_RUNBOOK_BASE_URL"
 ENV_RULE_LABELS = "MODELOPS_ALERT_RULE_LABELS"
 DEFAULT_P99_LATENCY_MS = 1000
+DEFAULT_TTFT_P99_MS = 2000
 
 # Every alert any rule set can raise, generated here or in the chart, with its severity. Each has a
 # runbook docs/runbooks/<name>.md (a test keeps the two in step).
@@ -58,6 +64,8 @@ SEVERITIES: dict[str, str] = {
     "ModelopsInferenceReplicasAtMax": "warning",
     "ModelopsInferenceServiceDegraded": "warning",
     "ModelopsCanaryRolledBack": "warning",
+    "ModelopsLLMTimeToFirstTokenHigh": "warning",
+    "ModelopsLLMQueueBacklog": "warning",
     "ModelopsReconcileErrors": "warning",
     "ModelopsReconcileQueueBacklog": "warning",
     "ModelopsTuningTrialsFailing": "warning",
@@ -240,9 +248,16 @@ def backup_rules(
 
 
 def serving_rule_groups(
-    name: str, namespace: str, spec: InferenceServiceSpec, options: Options | None = None
+    name: str,
+    namespace: str,
+    spec: InferenceServiceSpec,
+    options: Options | None = None,
+    runtimes: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """The rule groups of an InferenceService; empty when its alerts are disabled."""
+    """The rule groups of an InferenceService; empty when its alerts are disabled.
+
+    `runtimes` are those its status names (stable and canary): an LLM engine adds the LLM alerts, vLLM
+    also the recording rules that give its series the contract's names."""
     a, opts = spec.alerts, options or Options()
     if not a.enabled:
         return []
@@ -307,7 +322,67 @@ def serving_rule_groups(
                 "the autoscaler cannot add capacity and latency will grow with load.",
             )
         )
-    return [{"name": f"modelops.inferenceservice.{namespace}.{name}", "rules": rules}]
+    is_llm = spec.llm is not None or any(r in llm.ENGINES for r in runtimes)
+    if is_llm:
+        rules += llm_rules(name, namespace, spec, opts)
+    groups = [{"name": f"modelops.inferenceservice.{namespace}.{name}", "rules": rules}]
+    uses_vllm = llm.VLLM in runtimes or (spec.llm is not None and spec.llm.engine == llm.VLLM)
+    if uses_vllm:
+        pods = f"{name.replace('.', '[.]')}-(stable|canary)-.*"
+        groups.insert(
+            0,
+            {
+                "name": f"modelops.inferenceservice.{namespace}.{name}.vllm",
+                "rules": vllm.recording_rules(name, namespace, pods),
+            },
+        )
+    return groups
+
+
+def llm_rules(
+    name: str, namespace: str, spec: InferenceServiceSpec, options: Options
+) -> list[dict[str, Any]]:
+    """Time to first token above its SLO, and a backed-up queue, for an InferenceService serving an LLM."""
+    a = spec.alerts
+    model = f"namespace={_q(namespace)},model={_q(name)}"
+    who = f"InferenceService {namespace}/{name}"
+    labels = {"namespace": namespace, "inferenceservice": name}
+    slo = ttft_slo_ms(spec)
+    w = a.window
+    return [
+        _rule(
+            "ModelopsLLMTimeToFirstTokenHigh",
+            f"histogram_quantile(0.99, sum by (namespace, model, le) "
+            f"(rate({METRIC_LLM_TTFT}_bucket{{{model}}}[{w}]))) * 1000 > {slo}",
+            for_=a.pending_for,
+            labels=labels,
+            summary=f"p99 time to first token of {who} is above its {slo} ms SLO",
+            description=f'Clients of {who} wait {{{{ $value | printf "%.0f" }}}} ms (p99 over {w}) for the '
+            f"first token, above the SLO of {slo} ms: the engine is saturated (see its waiting requests) or "
+            "prompts got longer.",
+            options=options,
+        ),
+        _rule(
+            "ModelopsLLMQueueBacklog",
+            f"avg by (namespace, model) ({METRIC_LLM_WAITING}{{{model}}}) > {a.waiting_per_pod}",
+            for_=a.pending_for,
+            labels=labels,
+            summary=f"Requests to {who} queue up waiting for a free sequence",
+            description=f'{{{{ $value | printf "%.1f" }}}} requests wait per pod of {who} on average '
+            f"(threshold spec.alerts.waitingPerPod = {a.waiting_per_pod}): add replicas (spec.maxReplicas, "
+            "autoscaling on waiting) or raise spec.llm.parallel.",
+            options=options,
+        ),
+    ]
+
+
+def ttft_slo_ms(spec: InferenceServiceSpec) -> int:
+    """spec.alerts.ttftP99Ms, else the canary analysis' maxTtftP99Ms, else 2000."""
+    if spec.alerts.ttft_p99_ms is not None:
+        return spec.alerts.ttft_p99_ms
+    if spec.canary is not None and spec.canary.analysis.max_ttft_p99_ms is not None:
+        return spec.canary.analysis.max_ttft_p99_ms
+    return DEFAULT_TTFT_P99_MS
 
 
 def p99_slo_ms(spec: InferenceServiceSpec) -> int:
@@ -320,7 +395,8 @@ def p99_slo_ms(spec: InferenceServiceSpec) -> int:
 
 
 def count_rules(groups: list[dict[str, Any]]) -> int:
-    return sum(len(g["rules"]) for g in groups)
+    """Alert rules (vLLM's recording rules are not alerts)."""
+    return sum(1 for g in groups for r in g["rules"] if "alert" in r)
 
 
 def _metadata(owner: Mapping[str, Any], name: str, extra: Mapping[str, str]) -> dict[str, Any]:

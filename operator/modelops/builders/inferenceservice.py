@@ -23,6 +23,7 @@ import pydantic
 
 import modelops.builders as builders
 from modelops.api.inferenceservice import InferenceServiceSpec, Predictor, ServingResources
+from modelops.api.llmconfig import METRIC_LLM_WAITING
 from modelops.api.serveconfig import (
     ENV_SERVE_CONFIG,
     GRPC_PORT,
@@ -36,6 +37,7 @@ from modelops.api.serveconfig import (
     ServeConfig,
 )
 from modelops.api.signature import ModelSignature
+from modelops.builders import llm
 from modelops.builders.trainingjob import GPU_PRODUCT_LABEL, GPU_RESOURCE, RUN_AS_USER, worker_image
 
 KIND = "InferenceService"
@@ -87,12 +89,15 @@ class Served:
     path: str
     format: str = "torchscript"
     signature: Mapping[str, Any] | None = None  # the ModelVersion's status.signature (camelCase)
+    base: Served | None = None  # a lora version's base version (builders.llm serves the two together)
 
 
 def runtime(spec: InferenceServiceSpec, served: Served) -> str | None:
-    """The runtime that serves `served`: a custom predictor, the worker by format, or None (no runtime)."""
+    """The runtime that serves `served`: a custom predictor, the worker by format, an LLM engine, or None."""
     if spec.predictor is not None:
         return RUNTIME_CUSTOM
+    if llm.is_llm(served):
+        return llm.engine(spec, served)
     return RUNTIME_WORKER if served.format in WORKER_FORMATS else None
 
 
@@ -122,8 +127,10 @@ def track_service_name(name: str, track: str) -> str:
 
 
 def url(name: str, namespace: str, protocol: str = "v2") -> str:
-    """The in-cluster URL: the OIP v2 model path, or the Service's root for a plain-http predictor."""
+    """The in-cluster URL: the OIP v2 model path, OpenAI's base URL (`openai`), or the Service's root."""
     root = f"http://{name}.{namespace}.svc.cluster.local"
+    if protocol == "openai":
+        return f"{root}/v1"
     return f"{root}/v2/models/{name}" if protocol == "v2" else root
 
 
@@ -250,6 +257,28 @@ def _worker_container(
     }
 
 
+def _llm_container(
+    name: str, spec: InferenceServiceSpec, served: Served, image: str | None
+) -> dict[str, Any]:
+    """An LLM engine's container (builders.llm) with this module's name, resources and restrictions."""
+    auth_file = f"{AUTH_MOUNT}/{AUTH_FILE}" if spec.auth else None
+    container = {
+        "name": CONTAINER,
+        **llm.container(
+            name, spec, served, image=image or worker_image(), model_mount=MODEL_MOUNT, auth_file=auth_file
+        ),
+        "resources": _resources(spec.resources),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": dict(_RESTRICTED_CONTAINER),
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *llm.extra_volumes(spec, served)[1],
+        ],
+    }
+    return container
+
+
 def _default_probes(predictor: Predictor) -> tuple[dict[str, Any], dict[str, Any]]:
     """(readiness, liveness) by protocol: OIP v2 health paths, or a TCP connect for any HTTP API."""
     if predictor.protocol == "v2":
@@ -319,10 +348,17 @@ def pod_template(
 ) -> dict[str, Any]:
     """The serving pod of the runtime `runtime` picks, the artifact's claim read-only, restricted."""
     custom = spec.predictor is not None
-    container = (
-        _custom_container(name, spec, served) if custom else _worker_container(name, spec, served, image)
-    )
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    llm_served = not custom and llm.is_llm(served)
+    if llm_served:
+        container = _llm_container(name, spec, served, image)
+    else:
+        container = (
+            _custom_container(name, spec, served) if custom else _worker_container(name, spec, served, image)
+        )
+    tmp_size = llm.tmp_size(spec, served) if llm_served else "256Mi"
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_size}}]
+    if llm_served:
+        volumes += llm.extra_volumes(spec, served)[0]
     if served.claim:
         volumes.insert(
             0, {"name": "model", "persistentVolumeClaim": {"claimName": served.claim, "readOnly": True}}
@@ -371,7 +407,7 @@ def pod_template(
                 "prometheus.io/port": str(port),
                 "prometheus.io/path": path,
                 ANNOTATION_SHA256: served.sha256,
-                ANNOTATION_RUNTIME: RUNTIME_CUSTOM if custom else RUNTIME_WORKER,
+                ANNOTATION_RUNTIME: str(runtime(spec, served) or RUNTIME_WORKER),
             },
         },
         "spec": pod_spec,
@@ -481,7 +517,7 @@ def hpa(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict
         }
     else:
         requests = spec.predictor.metrics.requests_total if spec.predictor else METRIC_REQUESTS
-        series = METRIC_INFLIGHT if scaling.metric == "concurrency" else requests
+        series = {"concurrency": METRIC_INFLIGHT, "waiting": METRIC_LLM_WAITING}.get(scaling.metric, requests)
         metric = {
             "type": "Pods",
             "pods": {
@@ -527,7 +563,13 @@ def pdb(name: str, namespace: str, uid: str) -> dict[str, Any]:
 
 
 def http_route(
-    name: str, namespace: str, uid: str, spec: InferenceServiceSpec, canary_weight: int
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: InferenceServiceSpec,
+    canary_weight: int,
+    *,
+    openai: bool = False,
 ) -> dict[str, Any]:
     """Weighted backends (exact percentages) over the two track Services; the canary's only while it runs."""
     routing = spec.traffic_routing
@@ -543,7 +585,8 @@ def http_route(
         "parentRefs": parents,
         "rules": [
             {
-                "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+                "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}]
+                + ([{"path": {"type": "PathPrefix", "value": "/v1"}}] if openai else []),
                 "backendRefs": backends,
             }
         ],

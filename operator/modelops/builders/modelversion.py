@@ -3,6 +3,11 @@
 A bare Pod with `restartPolicy: Never` rather than a batch/v1 Job: the operator reads the one
 container's termination message and deletes the pod, so a Job's retries and history would only get
 in the way. The artifact's claim is mounted read-only: verifying can never change what it checks.
+
+An LLM version (huggingface, gguf, lora) is verified by loading it with the engine that serves it and
+generating a few tokens, which takes the memory of the model: its pod asks for more (`LLM_RESOURCES`).
+A lora adapter is verified on its base version, whose claim is mounted read-only as well, with the
+base's verified digest (`--base-artifact`, `--base-format`, `--base-sha256`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import modelops.builders as builders
 from modelops import GROUP
+from modelops.api.modelversion import LLM_FORMATS
 from modelops.builders import storage as storage_builders
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
@@ -21,6 +27,18 @@ KIND = "ModelVersion"
 LABEL_VERIFIES = f"{GROUP}/verifies"
 CONTAINER = "verify"
 ARTIFACT_MOUNT = "/var/run/modelops/artifact"
+BASE_MOUNT = "/var/run/modelops/base"
+RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+# Loading an LLM and generating a few tokens: the weights in memory (a 7B model in bf16 is 15 GB), a
+# small context, two threads. Requests stay small so a verifier schedules on a busy node; the limit is
+# what the largest CPU-loadable model needs.
+LLM_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"cpu": "2", "memory": "32Gi"},
+}
 # Enough to hash and load a multi-GB artifact on a slow volume; a stuck pod is failed after it.
 ACTIVE_DEADLINE_SECONDS = 1800
 
@@ -44,6 +62,24 @@ class Location:
         return self.source_uri is None
 
 
+@dataclasses.dataclass(frozen=True)
+class BaseArtifact:
+    """A lora adapter's base version, as its verification needs it (verified before the adapter is)."""
+
+    location: Location
+    format: str
+    sha256: str
+
+
+# Engines read no network and write scratch files under /tmp only.
+_LLM_ENV = [
+    {"name": "TMPDIR", "value": "/tmp"},
+    {"name": "HF_HOME", "value": "/tmp/hf"},
+    {"name": "HF_HUB_OFFLINE", "value": "1"},
+    {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+]
+
+
 def pod_name(name: str, request: str) -> str:
     """One pod name per verification request, so a new request never reads an old pod's answer."""
     suffix = hashlib.sha256(request.encode()).hexdigest()[:6]
@@ -65,6 +101,7 @@ def verification_pod(
     request: str,
     image: str | None = None,
     signature: str | None = None,
+    base: BaseArtifact | None = None,
 ) -> dict[str, Any]:
     """The pod that verifies `location` (digest, load, smoke inference) and reports in its termination log."""
     args = ["verify", "--artifact", f"{ARTIFACT_MOUNT}/{location.path}", "--format", fmt]
@@ -74,6 +111,16 @@ def verification_pod(
         args += ["--artifact-uri", str(location.source_uri), *fetch.args()]
     if sha256:
         args += ["--sha256", sha256]
+    if base is not None:
+        args += [
+            "--base-artifact",
+            f"{BASE_MOUNT}/{base.location.path}",
+            "--base-format",
+            base.format,
+            "--base-sha256",
+            base.sha256,
+        ]
+    llm = fmt in LLM_FORMATS
     if signature:
         # spec.signature as JSON: the verifier smoke-runs zeros of exactly this signature.
         args += ["--signature", signature]
@@ -82,10 +129,7 @@ def verification_pod(
         "image": image or worker_image(),
         "command": ["modelops-worker"],
         "args": args,
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"cpu": "1", "memory": "2Gi"},
-        },
+        "resources": {k: dict(v) for k, v in (LLM_RESOURCES if llm else RESOURCES).items()},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -94,7 +138,7 @@ def verification_pod(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "env": [{"name": "OMP_NUM_THREADS", "value": "2" if llm else "1"}] + (_LLM_ENV if llm else []),
         "volumeMounts": [
             {"name": "artifact", "mountPath": ARTIFACT_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -107,6 +151,15 @@ def verification_pod(
     )
     if not location.on_claim:
         container["volumeMounts"][0]["readOnly"] = False
+    volumes: list[dict[str, Any]] = [
+        artifact_volume,
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi" if llm else "256Mi"}},
+    ]
+    if base is not None:
+        volumes.append(
+            {"name": "base", "persistentVolumeClaim": {"claimName": base.location.claim, "readOnly": True}}
+        )
+        container["volumeMounts"].append({"name": "base", "mountPath": BASE_MOUNT, "readOnly": True})
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -133,7 +186,7 @@ def verification_pod(
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],
-            "volumes": [artifact_volume, {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            "volumes": volumes,
         },
     }
     fetch.apply(pod["spec"], container)

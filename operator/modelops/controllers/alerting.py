@@ -40,8 +40,14 @@ def groups_for(kind: str, body: Mapping[str, Any], options: alerts.Options) -> l
                 name, namespace, TrainingJobSpec.model_validate(dict(body.get("spec") or {})), options
             )
         if kind == "InferenceService":
+            st = body.get("status") or {}
+            runtimes = [str((st.get(t) or {}).get("runtime") or "") for t in ("stable", "canary")]
             return alerts.serving_rule_groups(
-                name, namespace, InferenceServiceSpec.model_validate(dict(body.get("spec") or {})), options
+                name,
+                namespace,
+                InferenceServiceSpec.model_validate(dict(body.get("spec") or {})),
+                options,
+                runtimes=[r for r in runtimes if r],
             )
     except pydantic.ValidationError:
         return None

@@ -13,7 +13,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 ANALYSES_LIMIT = 30
-_KEYS = ("lastCheckTime", "result", "reason", "message", "requests", "successRate", "p99LatencyMs")
+_KEYS = (
+    "lastCheckTime",
+    "result",
+    "reason",
+    "message",
+    "requests",
+    "successRate",
+    "p99LatencyMs",
+    "ttftP99Ms",
+)
 
 
 def record(history: Sequence[dict[str, Any]], analysis: Mapping[str, Any], steps: Sequence[int]) -> None:

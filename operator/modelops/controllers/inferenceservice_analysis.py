@@ -3,6 +3,8 @@
 Each look reads the pods' request counter (by HTTP code) and latency histogram, from their /metrics
 or from Prometheus; `judge` turns one interval's counters into a verdict against `spec.canary.analysis`
 (Passed, Failed or Inconclusive). Only 5xx count as failures: a client's mistake is not the canary's.
+An LLM's pods also give their time-to-first-token histogram, gated by `maxTtftP99Ms`; which series an
+LLM engine exports is `inferenceservice_llm.metric_names`' to say (vLLM's through its one mapping).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelops.api.inferenceservice import Analysis, InferenceServiceSpec
 from modelops.api.serveconfig import METRIC_LATENCY, METRIC_REQUESTS
 from modelops.builders import inferenceservice as builders
-from modelops.builders.inferenceservice import CANARY
+from modelops.builders.inferenceservice import CANARY, Served
+from modelops.controllers import inferenceservice_llm as isvc_llm
 from modelops.controllers.inferenceservice_pods import PodView
 from modelops.controllers.inferenceservice_resolve import Targets
 
@@ -29,6 +32,7 @@ class Counters:
 
     by_code: Mapping[str, float] = dataclasses.field(default_factory=dict)
     buckets: Mapping[float, float] = dataclasses.field(default_factory=dict)
+    ttft: Mapping[float, float] = dataclasses.field(default_factory=dict)  # LLMs: time to first token
 
     @property
     def requests(self) -> float:
@@ -49,12 +53,24 @@ class MetricNames:
     requests: str = METRIC_REQUESTS
     latency: str = METRIC_LATENCY
     code_label: str = "code"
+    ttft: str | None = None  # an LLM's time-to-first-token histogram (without _bucket)
+    handler_prefix: str | None = None  # count only requests whose `handler` label starts so (vLLM)
 
 
 OUR_METRICS = MetricNames()
 
 
-def metric_names(spec: InferenceServiceSpec) -> MetricNames:
+def metric_names(spec: InferenceServiceSpec, served: Served | None = None) -> MetricNames:
+    """The series of the version under analysis: ours, an LLM engine's, or a custom predictor's."""
+    llm_names = isvc_llm.metric_names(spec, served)
+    if llm_names is not None:
+        return MetricNames(
+            llm_names.requests,
+            llm_names.latency,
+            llm_names.code_label,
+            llm_names.ttft,
+            llm_names.handler_prefix,
+        )
     if spec.predictor is None:
         return MetricNames()
     m = spec.predictor.metrics
@@ -71,18 +87,29 @@ def parse_counters(text: str, names: MetricNames = OUR_METRICS) -> Counters | No
     None when the pod exposes no request counter of that name at all (nothing to analyse)."""
     by_code: dict[str, float] = {}
     buckets: dict[float, float] = {}
+    ttft: dict[float, float] = {}
     found = False
+    prefix = names.handler_prefix
     for family in text_string_to_metric_families(text):
         if family.name in (names.requests, _family_of(names.requests)):
             found = True
         for sample in family.samples:
+            if (
+                prefix is not None
+                and "handler" in sample.labels
+                and not sample.labels["handler"].startswith(prefix)
+            ):
+                continue  # a probe or a scrape, not an API call
             if sample.name == names.requests:
                 code = str(sample.labels.get(names.code_label, ""))
                 by_code[code] = by_code.get(code, 0.0) + float(sample.value)
             elif sample.name == f"{names.latency}_bucket":
                 le = float(sample.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + float(sample.value)
-    return Counters(by_code, buckets) if found else None
+            elif names.ttft is not None and sample.name == f"{names.ttft}_bucket":
+                le = float(sample.labels["le"])
+                ttft[le] = ttft.get(le, 0.0) + float(sample.value)
+    return Counters(by_code, buckets, ttft) if found else None
 
 
 def delta(previous: Counters | None, current: Counters) -> Counters:
@@ -91,21 +118,25 @@ def delta(previous: Counters | None, current: Counters) -> Counters:
         previous is None
         or current.requests < previous.requests
         or any(current.buckets.get(le, 0.0) < v for le, v in previous.buckets.items())
+        or any(current.ttft.get(le, 0.0) < v for le, v in previous.ttft.items())
     ):
         return current
     codes = set(current.by_code) | set(previous.by_code)
     return Counters(
         {c: current.by_code.get(c, 0.0) - previous.by_code.get(c, 0.0) for c in codes},
         {le: v - previous.buckets.get(le, 0.0) for le, v in current.buckets.items()},
+        {le: v - previous.ttft.get(le, 0.0) for le, v in current.ttft.items()},
     )
 
 
 def add(a: Counters, b: Counters) -> Counters:
     codes = set(a.by_code) | set(b.by_code)
     les = set(a.buckets) | set(b.buckets)
+    ttft = set(a.ttft) | set(b.ttft)
     return Counters(
         {c: a.by_code.get(c, 0.0) + b.by_code.get(c, 0.0) for c in codes},
         {le: a.buckets.get(le, 0.0) + b.buckets.get(le, 0.0) for le in les},
+        {le: a.ttft.get(le, 0.0) + b.ttft.get(le, 0.0) for le in ttft},
     )
 
 
@@ -142,6 +173,7 @@ class Verdict:
     success_rate: float | None = None
     p99_ms: float | None = None
     reason: str | None = None  # AnalysisNoData when nothing could be measured
+    ttft_p99_ms: float | None = None  # LLMs: p99 time to first token
 
 
 def of_candidate(pods: Sequence[PodView], model_version: str) -> list[PodView]:
@@ -222,6 +254,19 @@ def judge(analysis: Analysis, pods: Sequence[PodView], total: Counters) -> Verdi
     success = round(1.0 - total.errors / total.requests, 4)
     p99 = quantile(0.99, total.buckets)
     p99_ms = round(p99 * 1000, 3) if p99 is not None else None
+    ttft = quantile(0.99, total.ttft)
+    ttft_ms = round(ttft * 1000, 3) if ttft is not None else None
+    if analysis.max_ttft_p99_ms is not None and ttft_ms is None:
+        return Verdict(
+            "Inconclusive",
+            f"no data: {requests} canary request(s) but no time to first token observed (maxTtftP99Ms "
+            "gates LLM versions on modelops_llm_time_to_first_token_seconds); the canary does not advance "
+            "without data",
+            requests=requests,
+            success_rate=success,
+            p99_ms=p99_ms,
+            reason=REASON_NO_DATA,
+        )
     failures = []
     if success < analysis.min_success_rate:
         failures.append(f"success rate {success:.4f} below minSuccessRate {analysis.min_success_rate}")
@@ -231,32 +276,46 @@ def judge(analysis: Analysis, pods: Sequence[PodView], total: Counters) -> Verdi
         and p99_ms > analysis.max_p99_latency_ms
     ):
         failures.append(f"p99 latency {p99_ms:.1f} ms above maxP99LatencyMs {analysis.max_p99_latency_ms}")
-    measured = f"{requests} requests, success rate {success:.4f}" + (
-        f", p99 {p99_ms:.1f} ms" if p99_ms is not None else ""
+    if analysis.max_ttft_p99_ms is not None and ttft_ms is not None and ttft_ms > analysis.max_ttft_p99_ms:
+        failures.append(
+            f"p99 time to first token {ttft_ms:.1f} ms above maxTtftP99Ms {analysis.max_ttft_p99_ms}"
+        )
+    measured = (
+        f"{requests} requests, success rate {success:.4f}"
+        + (f", p99 {p99_ms:.1f} ms" if p99_ms is not None else "")
+        + (f", TTFT p99 {ttft_ms:.1f} ms" if ttft_ms is not None else "")
     )
-    if failures:
-        return Verdict("Failed", "; ".join(failures) + f" ({measured})", requests, success, p99_ms)
-    return Verdict("Passed", measured, requests, success, p99_ms)
+    result = "Failed" if failures else "Passed"
+    message = "; ".join(failures) + f" ({measured})" if failures else measured
+    return Verdict(result, message, requests, success, p99_ms, ttft_p99_ms=ttft_ms)
 
 
 def prometheus_queries(
     namespace: str, name: str, seconds: int, names: MetricNames = OUR_METRICS
-) -> tuple[str, str]:
-    """PromQL for the canary's last interval: requests by code, and latency buckets by `le`.
+) -> tuple[str, ...]:
+    """PromQL for the canary's last interval: requests by code, latency buckets by `le` (and an LLM's
+    time-to-first-token buckets by `le`).
 
     The series must carry the `namespace` and `pod` labels (a PodMonitor or the usual kubernetes_sd
     relabelling gives them); the canary's pods are `<name>-canary-...`.
     """
     selector = f'namespace="{namespace}",pod=~"{builders.deployment_name(name, CANARY)}-.*"'
+    calls = selector + (f',handler=~"{names.handler_prefix}.*"' if names.handler_prefix else "")
     window = f"[{max(seconds, 1)}s]"
-    return (
-        f"sum by ({names.code_label}) (increase({names.requests}{{{selector}}}{window}))",
-        f"sum by (le) (increase({names.latency}_bucket{{{selector}}}{window}))",
+    queries: tuple[str, ...] = (
+        f"sum by ({names.code_label}) (increase({names.requests}{{{calls}}}{window}))",
+        f"sum by (le) (increase({names.latency}_bucket{{{calls}}}{window}))",
     )
+    if names.ttft is not None:
+        queries += (f"sum by (le) (increase({names.ttft}_bucket{{{selector}}}{window}))",)
+    return queries
 
 
 def counters_from_prometheus(
-    requests: Mapping[str, Any], buckets: Mapping[str, Any], code_label: str = "code"
+    requests: Mapping[str, Any],
+    buckets: Mapping[str, Any],
+    code_label: str = "code",
+    ttft: Mapping[str, Any] | None = None,
 ) -> Counters | None:
     """Counters from two instant-query answers (`/api/v1/query` JSON) of `prometheus_queries`."""
 
@@ -274,7 +333,8 @@ def counters_from_prometheus(
         return None  # Prometheus has no such series for the canary's pods: nothing to analyse
     by_code = {labels.get(code_label, ""): value for labels, value in series}
     les = {float(labels["le"]): value for labels, value in vector(buckets) if "le" in labels}
-    return Counters(by_code, les)
+    first = {} if ttft is None else {float(lb["le"]): v for lb, v in vector(ttft) if "le" in lb}
+    return Counters(by_code, les, first)
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:

@@ -103,7 +103,9 @@ def prometheus_verdict(
             target = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
             with urllib.request.urlopen(target, timeout=SCRAPE_TIMEOUT * 2) as resp:
                 answers.append(json.loads(resp.read()))
-        total = isvc_analysis.counters_from_prometheus(answers[0], answers[1], names.code_label)
+        total = isvc_analysis.counters_from_prometheus(
+            answers[0], answers[1], names.code_label, answers[2] if len(answers) > 2 else None
+        )
     except (OSError, ValueError, KeyError, IndexError) as error:
         return isvc_analysis.Verdict(
             "Inconclusive",
@@ -233,7 +235,7 @@ def analyse(
     name, namespace, uid = meta
     assert tg.candidate is not None  # analysis_due says so
     pods = isvc_analysis.of_candidate(pods, tg.candidate.model_version)
-    names = isvc_analysis.metric_names(spec)
+    names = isvc_analysis.metric_names(spec, tg.candidate)
     prometheus = os.environ.get(ENV_PROMETHEUS_URL)
     if prometheus:
         seconds = spec.canary.analysis.interval_seconds

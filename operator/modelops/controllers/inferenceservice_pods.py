@@ -21,6 +21,7 @@ from modelops.api.serveconfig import (
     REASON_INVALID_SERVE_CONFIG,
 )
 from modelops.builders import inferenceservice as builders
+from modelops.builders import llm
 from modelops.controllers import children
 
 # Reasons a serving pod gives for not starting that no restart can cure, with what to do.
@@ -32,6 +33,7 @@ PERMANENT_REASONS = {
     "CUDA build, or set resources.gpus to 0.",
     REASON_INVALID_SERVE_CONFIG: "The server refused its configuration (e.g. the auth tokens file is "
     "empty): fix spec.auth's Secret or report the message.",
+    **llm.PERMANENT_REASONS,
 }
 _CRASH_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
 # Reasons only a human can fix (a Secret or claim to create, a key to add, an image): Stalled while no

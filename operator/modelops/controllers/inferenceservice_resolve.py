@@ -21,12 +21,20 @@ from typing import Any
 from modelops.api.inferenceservice import InferenceServiceSpec, ModelRef
 from modelops.api.serveconfig import REASON_NO_RUNTIME_FOR_FORMAT
 from modelops.builders import inferenceservice as builders
+from modelops.builders import llm
 from modelops.builders.inferenceservice import Served
+from modelops.controllers import inferenceservice_llm as isvc_llm
 
 # No runtime serves the version's format: only a human can fix it (Stalled).
 REASON_NO_RUNTIME = REASON_NO_RUNTIME_FOR_FORMAT
 # Problems only a human fixes (re-register, re-verify, another format): Stalled, not Reconciling forever.
-STALLING_PROBLEMS = (REASON_NO_RUNTIME, "ModelVersionFailed", "ArtifactNotServable")
+STALLING_PROBLEMS = (
+    REASON_NO_RUNTIME,
+    "ModelVersionFailed",
+    "ArtifactNotServable",
+    isvc_llm.REASON_AUTOSCALING_METRIC,
+    isvc_llm.REASON_LLM_SETTINGS,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +49,7 @@ def _describe(ref: ModelRef) -> str:
     return f"version {ref.version}" if ref.version is not None else f"alias {ref.alias!r}"
 
 
-def _served(mv: Mapping[str, Any]) -> Served | Problem:
+def _served(mv: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]] = ()) -> Served | Problem:
     name = str(mv["metadata"]["name"])
     st = mv.get("status") or {}
     artifact = st.get("artifact") or {}
@@ -58,22 +66,33 @@ def _served(mv: Mapping[str, Any]) -> Served | Problem:
     version = st.get("version") or (mv.get("spec") or {}).get("version")
     fmt = str(artifact.get("format") or (mv.get("spec") or {}).get("format") or "torchscript")
     signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
-    return Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt, signature)
+    served = Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt, signature)
+    # A lora version is served with its base version (isvc_llm).
+    with_base = isvc_llm.with_base(served, mv, mvs, _served)
+    return with_base if isinstance(with_base, Served) else Problem(with_base.reason, with_base.message)
 
 
 def no_runtime(served: Served, field: str) -> Problem:
     return Problem(
         REASON_NO_RUNTIME,
         f"{field}: ModelVersion {served.model_version} has format {served.format!r}, which no runtime serves "
-        f"(modelops-worker serves {', '.join(builders.WORKER_FORMATS)}). Register the model in one of those "
-        "formats, or serve it with your own container (spec.predictor).",
+        f"(modelops-worker serves {', '.join(builders.WORKER_FORMATS)}; LLM engines serve huggingface, gguf "
+        "and lora). Register the model in one of those formats, or serve it with your own container "
+        "(spec.predictor).",
     )
 
 
 def resolve(
-    ref: ModelRef, mvs: Sequence[Mapping[str, Any]], field: str = "spec.modelRef", *, custom: bool = False
+    ref: ModelRef,
+    mvs: Sequence[Mapping[str, Any]],
+    field: str = "spec.modelRef",
+    *,
+    custom: bool = False,
+    spec: InferenceServiceSpec | None = None,
 ) -> Served | Problem:
-    """The Ready ModelVersion a reference names, or why there is none (a custom predictor serves any format)."""
+    """The Ready ModelVersion a reference names, or why there is none (a custom predictor serves any format).
+
+    With `spec`, an LLM version is checked against the engine spec.llm and spec.resources choose."""
     of_model = [mv for mv in mvs if (mv.get("spec") or {}).get("model") == ref.model]
     if ref.version is not None:
         matches = [
@@ -113,11 +132,15 @@ def resolve(
             f"{field}: ModelVersion {mv['metadata']['name']} is {phase}, not Ready; it is served once "
             "its artifact is verified.",
         )
-    served = _served(ready[0])
+    served = _served(ready[0], mvs)
     if isinstance(served, Problem):
         return Problem(served.reason, f"{field}: {served.message}")
-    if not custom and served.format not in builders.WORKER_FORMATS:
+    if not custom and served.format not in builders.WORKER_FORMATS and not llm.is_llm(served):
         return no_runtime(served, field)
+    if not custom and spec is not None:
+        problem = isvc_llm.engine_problem(spec, served, field) or isvc_llm.autoscaling_problem(spec, served)
+        if problem is not None:
+            return Problem(problem.reason, problem.message)
     return served
 
 
@@ -125,7 +148,7 @@ def _by_name(name: str | None, mvs: Sequence[Mapping[str, Any]]) -> Served | Non
     """A version already being served, found by name whatever its phase now (its pods verified it)."""
     for mv in mvs:
         if name and mv["metadata"]["name"] == name:
-            served = _served(mv)
+            served = _served(mv, mvs)
             return served if isinstance(served, Served) else None
     return None
 
@@ -163,7 +186,7 @@ def targets(spec: InferenceServiceSpec, st: Mapping[str, Any], mvs: Sequence[Map
         return Targets(builders.predictor_revision(spec.predictor), trigger="predictor")
     history: list[Mapping[str, Any]] = list(st.get("rolloutHistory") or [])
     current = _by_name((st.get("stable") or {}).get("modelVersion"), mvs)
-    wanted = resolve(spec.model_ref, mvs, custom=spec.predictor is not None)
+    wanted = resolve(spec.model_ref, mvs, custom=spec.predictor is not None, spec=spec)
     trigger = "alias" if spec.model_ref.alias else "modelRef"
     problem = wanted if isinstance(wanted, Problem) else None
     h = canary_digest(spec)
@@ -224,7 +247,7 @@ def _explicit_canary(
         stable = _by_name(str(promoted.get("modelVersion")), mvs) or stable
         note = ("Promoted", f"The canary {promoted.get('modelVersion')} was promoted to stable.")
     custom = spec.predictor is not None
-    candidate = resolve(spec.canary.model_ref, mvs, "spec.canary.modelRef", custom=custom)
+    candidate = resolve(spec.canary.model_ref, mvs, "spec.canary.modelRef", custom=custom, spec=spec)
     if isinstance(candidate, Problem):
         return Targets(stable, trigger="canary", digest=h, problem=problem or candidate, note=note)
     if stable is not None and candidate.model_version == stable.model_version:

@@ -19,6 +19,7 @@ from typing import Any
 
 from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.builders import inferenceservice as builders
+from modelops.builders import llm
 from modelops.builders.inferenceservice import CANARY, STABLE, Served
 from modelops.controllers import inferenceservice_analyses
 from modelops.controllers.inferenceservice_analysis import Verdict
@@ -210,6 +211,7 @@ def _judged(
         requests=verdict.requests,
         successRate=verdict.success_rate,
         p99LatencyMs=verdict.p99_ms,
+        ttftP99Ms=verdict.ttft_p99_ms,
     )
     analysis = {k: v for k, v in analysis.items() if v is not None}
     inferenceservice_analyses.record(rollout.history, analysis, rollout.steps)
@@ -337,7 +339,9 @@ def children(
         # The promoted version keeps its canary pods until the stable track has rolled out to it.
         keep.add(f"Deployment/{builders.deployment_name(name, CANARY)}")
     tracks = (STABLE,) if gateway else builders.TRACKS
-    grpc = spec.predictor is None  # the worker serves OIP v2 over gRPC too; a custom predictor HTTP only
+    # The worker serves OIP v2 over gRPC too; a custom predictor and the LLM engines HTTP only.
+    openai = spec.predictor is None and llm.is_llm(stable)
+    grpc = spec.predictor is None and not openai
     manifests.append(builders.service(name, namespace, uid, tracks=tracks, grpc=grpc))
     manifests.append(builders.hpa(name, namespace, uid, spec))
     manifests.append(builders.pdb(name, namespace, uid))
@@ -347,7 +351,7 @@ def children(
             manifests.append(builders.service(name, namespace, uid, track=CANARY, grpc=grpc))
         if gateway_api:
             weight = rollout.canary_percent if candidate else 0
-            manifests.append(builders.http_route(name, namespace, uid, spec, weight))
+            manifests.append(builders.http_route(name, namespace, uid, spec, weight, openai=openai))
     return Children(manifests, frozenset(keep))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from modelops import status
 from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.builders import inferenceservice as builders
+from modelops.builders import llm
 from modelops.builders.inferenceservice import CANARY, STABLE, Served
 from modelops.controllers.inferenceservice_pods import HUMAN_REASONS, PERMANENT_REASONS, PodView
 from modelops.controllers.inferenceservice_resolve import STALLING_PROBLEMS, Problem, Targets
@@ -58,7 +59,7 @@ def observe(
         and p.model_version == candidate.model_version
     ]
     fields: dict[str, Any] = {
-        "url": builders.url(name, namespace, spec.predictor.protocol if spec.predictor else "v2"),
+        "url": builders.url(name, namespace, _protocol(spec, stable)),
         "replicas": len(live),
         "readyReplicas": len([p for p in live if p.ready]),
         "rolloutHistory": rollout.history,
@@ -78,14 +79,24 @@ def observe(
     return Observed(fields, stable_pods, ready_target, share)
 
 
+def _protocol(spec: InferenceServiceSpec, stable: Served | None) -> str:
+    """v2, a custom predictor's own, or openai for an LLM engine."""
+    if spec.predictor is not None:
+        return spec.predictor.protocol
+    return "openai" if llm.is_llm(stable) else "v2"
+
+
 def _served(spec: InferenceServiceSpec, served: Served, ready: int) -> dict[str, Any]:
-    return {
+    out = {
         "modelVersion": served.model_version,
         "version": served.version,
         "sha256": served.sha256 or None,
         "readyReplicas": ready,
         "runtime": builders.runtime(spec, served),
     }
+    if served.base is not None:
+        out["baseModelVersion"] = served.base.model_version
+    return out
 
 
 def conclude(

@@ -22,8 +22,15 @@ from typing import Any
 
 from modelops import GROUP, status
 from modelops.api import storage as storage_api
+from modelops.api.llmconfig import (
+    REASON_ADAPTER_INCOMPATIBLE,
+    REASON_ENGINE_UNAVAILABLE,
+    REASON_GENERATION_FAILED,
+    REASON_MANIFEST_INVALID,
+)
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
+from modelops.controllers import modelversion_llm as llm
 
 KIND = "ModelVersion"
 
@@ -47,6 +54,8 @@ REASON_SIGNATURE_MISMATCH = "SignatureMismatch"
 REASON_DUPLICATE = "DuplicateVersion"
 REASON_UNSUPPORTED_SOURCE = "UnsupportedSource"
 REASON_IN_USE = "InUse"
+# The LLM verifier's reasons: REASON_MANIFEST_INVALID, REASON_ADAPTER_INCOMPATIBLE,
+# REASON_GENERATION_FAILED, REASON_ENGINE_UNAVAILABLE (modelops.api.llmconfig).
 
 _WHAT_TO_DO = {
     REASON_NOT_FOUND: "Check spec.source (the claim and path, or that the TrainingJob's claim still holds "
@@ -54,9 +63,19 @@ _WHAT_TO_DO = {
     REASON_DIGEST_MISMATCH: "The file is not the one registered: restore it from a backup or register the "
     "new file as a new ModelVersion; then set the annotation modelops.dev/reverify to a new value.",
     REASON_LOAD_FAILED: "Check spec.format against the file (torchscript or state_dict exported by "
-    "modelops-worker), or re-export it; then set the annotation modelops.dev/reverify to a new value.",
+    "modelops-worker; huggingface for a model directory, gguf for a GGUF file, lora for an adapter), or "
+    "re-export it; then set the annotation modelops.dev/reverify to a new value.",
+    REASON_MANIFEST_INVALID: "The directory's modelops-manifest.json disagrees with its files: remove the "
+    "manifest (it is rewritten) or restore the files; then set the annotation modelops.dev/reverify.",
+    REASON_ADAPTER_INCOMPATIBLE: "The adapter does not fit its base: set spec.baseModelVersion (in a new "
+    "ModelVersion) to the model the adapter was trained from.",
+    REASON_GENERATION_FAILED: "The model loaded but could not generate from the fixed prompt: check that it is "
+    "a causal language model with a tokenizer; then set the annotation modelops.dev/reverify.",
+    REASON_ENGINE_UNAVAILABLE: "The worker image has no engine for this format: use an image with the LLM "
+    "extras (llama-cpp-python, transformers); then set the annotation modelops.dev/reverify.",
     REASON_NO_RUNTIME: "No serving runtime loads this spec.format (docs/inferenceservice.md lists them): "
-    "export the model as torchscript or onnx and register it as a new ModelVersion.",
+    "export the model as torchscript or onnx (a language model as a huggingface directory or a gguf file) "
+    "and register it as a new ModelVersion.",
     REASON_SIGNATURE_MISMATCH: "spec.signature does not match the model: fix the names, datatypes or shapes "
     "it declares (the message says which), or leave it out for onnx; then set the annotation "
     "modelops.dev/reverify to a new value.",
@@ -262,6 +281,7 @@ class Verdict:
     artifact: dict[str, Any]
     card: dict[str, Any]
     signature: dict[str, Any] | None = None  # what the verifier found, camelCase as in status
+    llm: dict[str, Any] | None = None  # what an LLM verifier read (status.llm), camelCase
 
 
 def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
@@ -301,6 +321,7 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
         dict(result.get("artifact") or {}),
         dict(result.get("card") or {}),
         dict(result["signature"]) if isinstance(result.get("signature"), dict) else None,
+        dict(result["llm"]) if isinstance(result.get("llm"), dict) else None,
     )
 
 
@@ -325,8 +346,9 @@ def verified_status(
     *,
     image: str,
     now: datetime.datetime,
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """status.artifact, metrics and lineage after a successful verification."""
+    """status.artifact, metrics and lineage after a successful verification (`base`: a lora's base)."""
     artifact = {
         "uri": location.uri,
         "sha256": verdict.artifact.get("sha256"),
@@ -365,12 +387,19 @@ def verified_status(
         lineage["hyperparameters"] = card["hyperparameters"]
     if card.get("created"):
         lineage["created"] = card["created"]
-    return {
+    base_model = llm.base_lineage(spec, base, card, job)
+    if base_model:
+        lineage["baseModel"] = base_model
+    out = {
         "artifact": {k: v for k, v in artifact.items() if v is not None},
         "signature": verdict.signature,
         "metrics": metrics,
         "lineage": lineage,
     }
+    info = llm.llm_info(verdict.llm, base_ready=True if llm.base_name(spec) else None)
+    if info:
+        out["llm"] = info
+    return out
 
 
 # -- gates and aliases --------------------------------------------------------------------------------
@@ -531,7 +560,8 @@ def served_by(me: Mapping[str, Any], isvcs: Iterable[Mapping[str, Any]]) -> list
     """The InferenceServices of the namespace whose modelRef or canary modelRef resolves to this version.
 
     Read from their specs (what they ask for) and from their status (what their pods still run, e.g.
-    during a rollout away from this version), so a version is protected as long as either holds.
+    during a rollout away from this version, or the base of a lora adapter they serve), so a version is
+    protected as long as either holds.
     """
     model = str(_spec(me).get("model"))
     version = version_of(me)
@@ -543,6 +573,11 @@ def served_by(me: Mapping[str, Any], isvcs: Iterable[Mapping[str, Any]]) -> list
         st = _status(isvc)
         refs = [spec.get("modelRef"), (spec.get("canary") or {}).get("modelRef")]
         running = [(st.get("stable") or {}).get("modelVersion"), (st.get("canary") or {}).get("modelVersion")]
+        # A lora adapter's pods load its base version too: the base is served as well.
+        running += [
+            (st.get("stable") or {}).get("baseModelVersion"),
+            (st.get("canary") or {}).get("baseModelVersion"),
+        ]
         if any(_refers(r, model, version, aliases) for r in refs) or name_of(me) in running:
             out.append({"namespace": str(_meta(isvc).get("namespace") or ns), "name": name_of(isvc)})
     return sorted(out, key=lambda r: (r["namespace"], r["name"]))

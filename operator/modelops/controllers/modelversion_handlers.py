@@ -31,6 +31,7 @@ from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
 from modelops.controllers import children, reconcile, registration
 from modelops.controllers import modelversion as mv
+from modelops.controllers import modelversion_llm as mv_llm
 from modelops.controllers.cluster import Cluster, resource_path
 from modelops.controllers.metrics import OperatorMetrics
 
@@ -101,6 +102,8 @@ def has_work(body: Mapping[str, Any]) -> bool:
         return True
     if st.get("version") is None:
         return True
+    if (body.get("spec") or {}).get("format") == mv_llm.FORMAT_LORA:
+        return True  # an adapter follows its base version's readiness
     if mv.needs_verification(body, now=_now(), interval=reverify_interval()):
         return True
     asked = set(((body.get("spec") or {}).get("promotion") or {}).get("aliases") or [])
@@ -292,6 +295,8 @@ def sync(
             number, versions = assign_version(cluster, body)
             desired["version"] = number
             me = _find(versions, name) or dict(body)
+            base_name = mv_llm.base_name(spec)
+            base = _find(versions, base_name) if base_name else None
             duplicate = mv.duplicate_of(me, versions)
             if duplicate is not None:
                 conclusion = status.stalled(
@@ -300,9 +305,14 @@ def sync(
                     "give this one another spec.version (or leave it out to get the next free number).",
                 )
             elif mv.needs_verification(body, now=now, interval=reverify_interval()):
-                conclusion = _verify(cluster, body, spec, desired, conditions, events, now, logger)
+                conclusion = _verify(cluster, body, spec, desired, conditions, events, now, logger, base)
             else:
-                conclusion = _finished_conclusion(body)
+                conclusion = mv_llm.with_base(spec, base, _finished_conclusion(body))
+                if base_name and mv.was_verified(body):
+                    ready = conclusion.state is status.State.READY
+                    info = mv_llm.llm_info(current.get("llm"), base_ready=ready)
+                    if info != current.get("llm"):
+                        desired["llm"] = info
             users = mv.served_by(me, _isvcs(cluster, namespace))
             if users != (current.get("servedBy") or []):
                 desired["servedBy"] = users
@@ -351,8 +361,11 @@ def _verify(
     events: list[reconcile.Event],
     now: datetime.datetime,
     logger: kopf.Logger,
+    base_version: Mapping[str, Any] | None = None,
 ) -> status.Conclusion:
-    """Start, watch or conclude the verification run the version needs; fills `desired` and `conditions`."""
+    """Start, watch or conclude the verification run the version needs; fills `desired` and `conditions`.
+
+    A lora adapter waits for its base version (`base_version`) to be Ready, and is verified on it."""
     name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
     generation = body.metadata.get("generation")
     job = None
@@ -361,6 +374,12 @@ def _verify(
     location = mv.locate(spec, job)
     if isinstance(location, status.Conclusion):
         return location
+    base: builders.BaseArtifact | None = None
+    if mv_llm.base_name(spec) is not None:
+        base_found = mv_llm.base_artifact(spec, base_version)
+        if isinstance(base_found, status.Conclusion):
+            return base_found
+        base = base_found
     request = mv.wanted_request(body, now=now, interval=reverify_interval()) or ""
     pod_name = builders.pod_name(name, request)
     pods_path = resource_path("v1", "pods", namespace)
@@ -378,9 +397,10 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
-        absent = cluster.missing_claims(
-            namespace, [(location.claim, "spec.source")] if location.on_claim else []
-        )
+        claims = [(location.claim, "spec.source")] if location.on_claim else []
+        if base is not None and base.location.on_claim and base.location.claim != location.claim:
+            claims.append((base.location.claim, "spec.baseModelVersion"))
+        absent = cluster.missing_claims(namespace, claims)
         if absent:
             # Checked before the pod exists, so the answer is here now, not after a mount times out.
             where = (
@@ -388,8 +408,12 @@ def _verify(
                 if spec.source.uri
                 else f"the checkpoint claim of TrainingJob {job_name(spec)}"
             )
+            named = {location.claim: where}
+            if base is not None:
+                named.setdefault(base.location.claim, "the base version's artifact (spec.baseModelVersion)")
             found = children.missing_conclusion(
-                [children.Missing("PersistentVolumeClaim", location.claim, where)], phase="Pending"
+                [children.Missing("PersistentVolumeClaim", claim, named[claim]) for claim, _ in absent],
+                phase="Pending",
             )
             assert found is not None
             return found
@@ -405,6 +429,7 @@ def _verify(
             fmt=spec.format,
             request=request,
             signature=spec.signature.model_dump_json(by_alias=True) if spec.signature else None,
+            base=base,
         )
         try:
             with children.creating("Pod", pod_name):
@@ -437,7 +462,9 @@ def _verify(
     }
     desired["verification"] = finished
     if verdict.ok:
-        desired.update(mv.verified_status(verdict, location, spec, job, image=worker_image(), now=now))
+        desired.update(
+            mv.verified_status(verdict, location, spec, job, image=worker_image(), now=now, base=base_version)
+        )
         message = f"{location.uri}: {verdict.message}."
         conditions[:] = status.set_condition(
             conditions,
