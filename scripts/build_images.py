@@ -324,7 +324,7 @@ def build_image(image: Image, base: str, pip_mounts: list[str]) -> Built:
         # Older builds of the same image are not needed any more (the layer cache keeps what is shared).
         for line in podman("images", "--format", "{{.Repository}}:{{.Tag}}", image.repository).stdout.split():
             if line != reference:
-                podman("untag", line, check=False)
+                podman("untag", line, line, check=False)  # that name only, not all of the image's
     for name in image.deployed_as:
         podman("tag", reference, name)
     return Built(image.name, reference, seconds, image_size(reference))
