@@ -403,11 +403,37 @@ def test_container_applies_the_security_context_limits_and_termination_message(
 ) -> None:
     script = (
         "id -u; id -G; touch /rootfs-write 2>/dev/null && echo writable || echo read-only; "
+        'echo "secret=$PASSWORD config=$(cat /etc/app/mode) token=$(wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token)"; '
+        "touch /etc/app/x 2>/dev/null || echo config-read-only; "
         "echo '{\"score\": 1}' > /dev/termination-log; echo bye >&2; exit 3"
     )
     done = pod("secured", images["base"], ["sh", "-c", script], restartPolicy="Never",
                container={"readinessProbe": None, "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}})  # fmt: skip
     done["spec"]["securityContext"]["supplementalGroups"] = [4242]
+    # A Secret through env (valueFrom), a ConfigMap as a read-only volume, the service account's token.
+    done["spec"]["volumes"].append({"name": "app", "configMap": {"name": "app-config"}})
+    main = done["spec"]["containers"][0]
+    main["volumeMounts"].append({"name": "app", "mountPath": "/etc/app", "readOnly": True})
+    main["env"] = [
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "password"}}}
+    ]
+    config_objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config"},
+            "data": {"mode": "fast"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "app-secret"},
+            "stringData": {"password": "s3cret"},
+        },
+    ]
+    plane.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": config_objects})
+    )
     hog = pod("hog", images["base"], ["python3", "-c", "x = bytearray(400 * 2**20); x[::4096] = b'y' * len(x[::4096])"],
               restartPolicy="Never", container={"readinessProbe": None, "resources": {"limits": {"memory": "64Mi"}}})  # fmt: skip
     missing = pod("missing", "localhost/no-such-image:1", ["true"], container={"readinessProbe": None})
@@ -426,8 +452,11 @@ def test_container_applies_the_security_context_limits_and_termination_message(
     state = terminated("secured")
     assert state is not None and state["exitCode"] == 3 and state["reason"] == "Error"
     assert json.loads(state["message"]) == {"score": 1}
-    out = plane.kubectl("logs", "secured").split()
-    assert out[0] == "65532" and "4242" in out[1].split() + out[2:4] and "read-only" in out and "bye" in out
+    logs = plane.kubectl("logs", "secured")
+    out = logs.split()
+    assert out[0] == "65532" and "4242" in out[1:4] and "read-only" in out and "bye" in out, logs
+    token = re.search(r"secret=s3cret config=fast token=(\d+)", logs)
+    assert token and int(token.group(1)) > 100 and "config-read-only" in out, logs
 
     plane.wait_for("the memory hog to end", lambda: terminated("hog"), timeout=90)
     state = terminated("hog")
