@@ -517,3 +517,38 @@ def test_a_custom_predictor_image_serves_v2_through_a_service_port_forward(
         request = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [3], "data": [1, 2, 3.5]}]}
         code, body = http(f"http://127.0.0.1:{pf.local}/v2/models/affine/infer", request)
     assert code == 200 and json.loads(body)["outputs"][0]["data"] == [3, 5, 8], body
+
+
+def test_a_failing_exec_liveness_probe_restarts_the_container(plane: Plane, images: dict[str, str]) -> None:
+    """The exec probe runs through the engine (`podman exec`), and the kill and restart go through it."""
+    script = (
+        "date +%s%N > /data/started-$(date +%s%N); touch /data/alive; sleep 2; rm /data/alive; sleep 3600"
+    )
+    manifest = pod("liveness", images["base"], ["sh", "-c", script], container={
+        "readinessProbe": None,
+        "livenessProbe": {"exec": {"command": ["test", "-f", "/data/alive"]}, "initialDelaySeconds": 1,
+                          "periodSeconds": 1, "failureThreshold": 1},
+    })  # fmt: skip
+    manifest["spec"]["terminationGracePeriodSeconds"] = 1
+    plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def restarted() -> dict[str, Any] | None:
+        statuses = plane.get("pod", "liveness")["status"].get("containerStatuses") or [{}]
+        return statuses[0] if statuses[0].get("restartCount", 0) >= 1 else None
+
+    plane.wait_for("a restart after the liveness probe failed", restarted, timeout=90)
+    events = json.loads(
+        plane.kubectl("get", "events", "--field-selector", "involvedObject.name=liveness", "-o", "json")
+    )
+    messages = [e["message"] for e in events["items"]]
+    assert "Container main failed liveness probe, will be restarted" in messages, messages
+    assert any(
+        m.startswith("Liveness probe failed: command ['test', '-f', '/data/alive'] exited with 1")
+        for m in messages
+    ), messages
+
+    def runs() -> int:  # exec when a run is up (between runs there is no container to exec into)
+        done = kubectl(plane, "exec", "liveness", "--", "sh", "-c", "ls /data | grep -c started-")
+        return int(done.stdout) if done.returncode == 0 else 0
+
+    plane.wait_for("two runs to have written to the emptyDir", lambda: runs() >= 2, timeout=60)
