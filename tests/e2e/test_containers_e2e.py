@@ -403,11 +403,37 @@ def test_container_applies_the_security_context_limits_and_termination_message(
 ) -> None:
     script = (
         "id -u; id -G; touch /rootfs-write 2>/dev/null && echo writable || echo read-only; "
+        'echo "secret=$PASSWORD config=$(cat /etc/app/mode) token=$(wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token)"; '
+        "touch /etc/app/x 2>/dev/null || echo config-read-only; "
         "echo '{\"score\": 1}' > /dev/termination-log; echo bye >&2; exit 3"
     )
     done = pod("secured", images["base"], ["sh", "-c", script], restartPolicy="Never",
                container={"readinessProbe": None, "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}})  # fmt: skip
     done["spec"]["securityContext"]["supplementalGroups"] = [4242]
+    # A Secret through env (valueFrom), a ConfigMap as a read-only volume, the service account's token.
+    done["spec"]["volumes"].append({"name": "app", "configMap": {"name": "app-config"}})
+    main = done["spec"]["containers"][0]
+    main["volumeMounts"].append({"name": "app", "mountPath": "/etc/app", "readOnly": True})
+    main["env"] = [
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "password"}}}
+    ]
+    config_objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config"},
+            "data": {"mode": "fast"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "app-secret"},
+            "stringData": {"password": "s3cret"},
+        },
+    ]
+    plane.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": config_objects})
+    )
     hog = pod("hog", images["base"], ["python3", "-c", "x = bytearray(400 * 2**20); x[::4096] = b'y' * len(x[::4096])"],
               restartPolicy="Never", container={"readinessProbe": None, "resources": {"limits": {"memory": "64Mi"}}})  # fmt: skip
     missing = pod("missing", "localhost/no-such-image:1", ["true"], container={"readinessProbe": None})
@@ -426,8 +452,11 @@ def test_container_applies_the_security_context_limits_and_termination_message(
     state = terminated("secured")
     assert state is not None and state["exitCode"] == 3 and state["reason"] == "Error"
     assert json.loads(state["message"]) == {"score": 1}
-    out = plane.kubectl("logs", "secured").split()
-    assert out[0] == "65532" and "4242" in out[1].split() + out[2:4] and "read-only" in out and "bye" in out
+    logs = plane.kubectl("logs", "secured")
+    out = logs.split()
+    assert out[0] == "65532" and "4242" in out[1:4] and "read-only" in out and "bye" in out, logs
+    token = re.search(r"secret=s3cret config=fast token=(\d+)", logs)
+    assert token and int(token.group(1)) > 100 and "config-read-only" in out, logs
 
     plane.wait_for("the memory hog to end", lambda: terminated("hog"), timeout=90)
     state = terminated("hog")
@@ -488,3 +517,38 @@ def test_a_custom_predictor_image_serves_v2_through_a_service_port_forward(
         request = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [3], "data": [1, 2, 3.5]}]}
         code, body = http(f"http://127.0.0.1:{pf.local}/v2/models/affine/infer", request)
     assert code == 200 and json.loads(body)["outputs"][0]["data"] == [3, 5, 8], body
+
+
+def test_a_failing_exec_liveness_probe_restarts_the_container(plane: Plane, images: dict[str, str]) -> None:
+    """The exec probe runs through the engine (`podman exec`), and the kill and restart go through it."""
+    script = (
+        "date +%s%N > /data/started-$(date +%s%N); touch /data/alive; sleep 2; rm /data/alive; sleep 3600"
+    )
+    manifest = pod("liveness", images["base"], ["sh", "-c", script], container={
+        "readinessProbe": None,
+        "livenessProbe": {"exec": {"command": ["test", "-f", "/data/alive"]}, "initialDelaySeconds": 1,
+                          "periodSeconds": 1, "failureThreshold": 1},
+    })  # fmt: skip
+    manifest["spec"]["terminationGracePeriodSeconds"] = 1
+    plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def restarted() -> dict[str, Any] | None:
+        statuses = plane.get("pod", "liveness")["status"].get("containerStatuses") or [{}]
+        return statuses[0] if statuses[0].get("restartCount", 0) >= 1 else None
+
+    plane.wait_for("a restart after the liveness probe failed", restarted, timeout=90)
+    events = json.loads(
+        plane.kubectl("get", "events", "--field-selector", "involvedObject.name=liveness", "-o", "json")
+    )
+    messages = [e["message"] for e in events["items"]]
+    assert "Container main failed liveness probe, will be restarted" in messages, messages
+    assert any(
+        m.startswith("Liveness probe failed: command ['test', '-f', '/data/alive'] exited with 1")
+        for m in messages
+    ), messages
+
+    def runs() -> int:  # exec when a run is up (between runs there is no container to exec into)
+        done = kubectl(plane, "exec", "liveness", "--", "sh", "-c", "ls /data | grep -c started-")
+        return int(done.stdout) if done.returncode == 0 else 0
+
+    plane.wait_for("two runs to have written to the emptyDir", lambda: runs() >= 2, timeout=60)

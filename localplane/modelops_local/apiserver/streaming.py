@@ -67,6 +67,7 @@ class Target:
     cwd: str | None = None
     mounts: dict[str, Path] | None = None
     passthrough: tuple[str, ...] = ()
+    engine_env: dict[str, str] | None = None  # the engine CLI's environment (an engine's container)
 
 
 def _container_dir(data_dir: Path, pod: Mapping[str, Any], container: str) -> Path:
@@ -146,7 +147,8 @@ def find_target(data_dir: Path, pod: Mapping[str, Any], container: str) -> Targe
     if runtime.exists():
         try:
             info = json.loads(runtime.read_text())
-            return Target([*info["exec"], str(info["name"])])
+            settings = {str(k): str(v) for k, v in (info.get("env") or {}).items()}
+            return Target([*info["exec"], str(info["name"])], engine_env={**os.environ, **settings})
         except (OSError, ValueError, KeyError) as e:
             raise ApiError(
                 500, "InternalError", f"the kubelet's record of the container is unreadable: {e}"
@@ -255,7 +257,7 @@ async def serve_exec(
             stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=target.env,
+            env=target.env if target.env is not None else target.engine_env,
             cwd=target.cwd,
             start_new_session=True,
         )
@@ -512,7 +514,7 @@ async def _channel_forward(ws: web.WebSocketResponse, ip: str, ports: list[int],
     feeder = asyncio.create_task(feed())
     try:
         await asyncio.wait([feeder, asyncio.create_task(drained())], return_when=asyncio.FIRST_COMPLETED)
-        log.info("port-forward to %s (%s): %s", name, ports, "client left" if feeder.done() else "pod closed")
+        log.debug("port-forward to %s (%s): %s", name, ports, "client left" if feeder.done() else "pod closed")
     finally:
         feeder.cancel()
         for task in pumps:

@@ -153,7 +153,12 @@ async def run_once(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(proc.wait()), 0.1)
     runtime = cdir / "runtime.json"
-    runtime.write_text(json.dumps({"runtime": eng.kind, "exec": eng.exec_prefix(), "name": name}))
+    # The engine's own settings (podman's CONTAINERS_CONF/..._STORAGE_CONF, DOCKER_HOST) go with it, so
+    # the API server's exec reaches this container whatever its own environment.
+    settings = {k: v for k, v in os.environ.items() if k.startswith(("CONTAINERS_", "DOCKER_"))}
+    runtime.write_text(
+        json.dumps({"runtime": eng.kind, "exec": eng.exec_prefix(), "name": name, "env": settings})
+    )
     await worker._event("Pulled", f'Container image "{spec.get("image")}" already present on machine', spec)
     await worker._event("Created", f"Created container: {c.name}", spec)
     c.state = {"running": {"startedAt": started_at}}
