@@ -88,6 +88,26 @@ def verify(args: argparse.Namespace) -> int:
     try:
         declared = parse_signature(args.signature) if args.signature else None
         out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
+        if args.publish:
+            from modelops_worker import modelstore
+
+            out["store"] = modelstore.publish(
+                Path(args.artifact), out["artifact"]["sha256"], Path(args.publish)
+            )
+        code = 0
+    except WorkerError as exc:
+        out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
+        code = exc.exit_code
+    write_result(termination_log_path(), out)
+    print(json.dumps(out, separators=(",", ":")))
+    return code
+
+
+def fetch(args: argparse.Namespace) -> int:
+    from modelops_worker import modelstore
+
+    try:
+        out = modelstore.fetch(Path(args.store), args.sha256, Path(args.to))
         code = 0
     except WorkerError as exc:
         out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
@@ -114,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the declared signature as JSON (camelCase ModelSignature: inputs/outputs of name, datatype, "
         "shape), checked by a smoke inference of zeros",
     )
+    v.add_argument(
+        "--publish",
+        help="after verifying, put the artifact into the model store at this directory under its sha256",
+    )
+    f = sub.add_parser("fetch", help="copy an artifact from the model store by digest, verifying its sha256")
+    f.add_argument("--store", required=True, help="the model store's directory")
+    f.add_argument("--sha256", required=True, help="the artifact's digest (hex, optionally sha256:)")
+    f.add_argument("--to", required=True, help="the file to write (created only when the digest matches)")
     from modelops_worker import backup as backup_cli
 
     backup_cli.add_parsers(sub)
@@ -130,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         from modelops_worker import serve
 
         return serve.main(args.host, args.port)
+    if args.command == "fetch":
+        return fetch(args)
     if args.command in backup_cli.COMMANDS:
         return backup_cli.run(args)
     return verify(args)

@@ -49,6 +49,9 @@ def _served(mv: Mapping[str, Any]) -> Served | Problem:
     where = builders.parse_pvc_uri(artifact.get("uri"))
     if not sha:
         return Problem("ModelVersionNotReady", f"ModelVersion {name} has no verified sha256 yet.")
+    stored = _from_store(name, st, mv.get("spec") or {}, str(sha))
+    if stored is not None:
+        return stored
     if where is None:
         return Problem(
             "ArtifactNotServable",
@@ -59,6 +62,34 @@ def _served(mv: Mapping[str, Any]) -> Served | Problem:
     fmt = str(artifact.get("format") or (mv.get("spec") or {}).get("format") or "torchscript")
     signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
     return Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt, signature)
+
+
+def _from_store(name: str, st: Mapping[str, Any], spec: Mapping[str, Any], sha: str) -> Served | None:
+    """The version as published in the model store (status.artifact.storeUri), if it was."""
+    artifact = st.get("artifact") or {}
+    store_uri = str(artifact.get("storeUri") or "")
+    if not store_uri.endswith(f"/{sha}"):
+        return None
+    # The file keeps its source's name (model.pt, model.onnx): custom predictors may look at it.
+    source = str(artifact.get("uri") or "").rstrip("/")
+    filename = source.rsplit("/", 1)[-1] if "/" in source else "model"
+    if filename in ("", ".", "..") or filename.startswith(".partial-"):
+        filename = "model"
+    version = st.get("version") or spec.get("version")
+    fmt = str(artifact.get("format") or spec.get("format") or "torchscript")
+    signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
+    size = artifact.get("sizeBytes")
+    return Served(
+        name,
+        int(version) if version else None,
+        sha,
+        "",
+        filename,
+        fmt,
+        signature,
+        store_uri=store_uri,
+        size_bytes=int(size) if isinstance(size, int) else None,
+    )
 
 
 def no_runtime(served: Served, field: str) -> Problem:

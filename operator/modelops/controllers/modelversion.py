@@ -23,6 +23,7 @@ from typing import Any
 from modelops import GROUP, status
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
+from modelops.controllers import modelstore as model_store
 
 KIND = "ModelVersion"
 
@@ -59,6 +60,7 @@ _WHAT_TO_DO = {
     REASON_SIGNATURE_MISMATCH: "spec.signature does not match the model: fix the names, datatypes or shapes "
     "it declares (the message says which), or leave it out for onnx; then set the annotation "
     "modelops.dev/reverify to a new value.",
+    **model_store.WHAT_TO_DO,
     REASON_VERIFIER_FAILED: "Read the verification pod's log (it is kept on failure), then set the annotation "
     "modelops.dev/reverify to a new value to verify again.",
 }
@@ -257,6 +259,7 @@ class Verdict:
     artifact: dict[str, Any]
     card: dict[str, Any]
     signature: dict[str, Any] | None = None  # what the verifier found, camelCase as in status
+    store: dict[str, Any] | None = None  # what the verifier put into the model store (controllers/modelstore)
 
 
 def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
@@ -296,6 +299,7 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
         dict(result.get("artifact") or {}),
         dict(result.get("card") or {}),
         dict(result["signature"]) if isinstance(result.get("signature"), dict) else None,
+        dict(result["store"]) if isinstance(result.get("store"), dict) else None,
     )
 
 
