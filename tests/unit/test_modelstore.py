@@ -17,7 +17,7 @@ from modelops.controllers import inferenceservice_resolve as resolve
 from modelops.controllers import modelstore as cms
 from modelops.controllers import modelversion as mv
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 SHA = "ab" * 32
 STORE = ms.from_env({})

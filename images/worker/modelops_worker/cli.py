@@ -92,7 +92,7 @@ def verify(args: argparse.Namespace) -> int:
             from modelops_worker import modelstore
 
             out["store"] = modelstore.publish(
-                Path(args.artifact), out["artifact"]["sha256"], Path(args.publish)
+                Path(args.artifact), out["artifact"]["sha256"], args.publish, args.publish_credentials_dir
             )
         code = 0
     except WorkerError as exc:
@@ -107,7 +107,7 @@ def fetch(args: argparse.Namespace) -> int:
     from modelops_worker import modelstore
 
     try:
-        out = modelstore.fetch(Path(args.store), args.sha256, Path(args.to))
+        out = modelstore.fetch(args.store, args.sha256, Path(args.to), args.credentials_dir)
         code = 0
     except WorkerError as exc:
         out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
@@ -136,12 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument(
         "--publish",
-        help="after verifying, put the artifact into the model store at this directory under its sha256",
+        help="after verifying, put the artifact into the model store (a directory, or an object storage "
+        "prefix such as s3://bucket/models) under its digest",
+    )
+    v.add_argument(
+        "--publish-credentials-dir",
+        help="the model store's credentials (the mounted Secret's directory); default: the pod's identity",
     )
     f = sub.add_parser("fetch", help="copy an artifact from the model store by digest, verifying its sha256")
-    f.add_argument("--store", required=True, help="the model store's directory")
+    f.add_argument("--store", required=True, help="the model store: a directory, or s3://bucket/prefix")
+    f.add_argument(
+        "--credentials-dir",
+        help="the store's credentials (the mounted Secret's directory); default: the pod's identity",
+    )
     f.add_argument("--sha256", required=True, help="the artifact's digest (hex, optionally sha256:)")
-    f.add_argument("--to", required=True, help="the file to write (created only when the digest matches)")
+    f.add_argument(
+        "--to",
+        required=True,
+        help="the file (for a directory artifact, the directory) to create, only when the digest matches",
+    )
     from modelops_worker import backup as backup_cli
 
     backup_cli.add_parsers(sub)

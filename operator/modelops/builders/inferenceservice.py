@@ -334,7 +334,7 @@ def pod_template(
     )
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
     init: list[dict[str, Any]] = []
-    fetched = store_builders.parse_object_uri(served.store_uri)
+    fetched = store_builders.parse_object_uri(served.store_uri, store_builders.current())
     if fetched is not None:
         # From the model store into the pod's own volume, verified, before the server starts.
         store, sha = fetched
@@ -347,7 +347,7 @@ def pod_template(
         size = store_builders.model_volume_size(served.size_bytes)
         volumes[:0] = [
             {"name": "model", "emptyDir": {"sizeLimit": size} if size else {}},
-            store_builders.volume(store, read_only=True),
+            *store_builders.wiring(store, read_only=True).volumes,
         ]
     elif served.claim:
         # A version verified before the model store existed: its claim, read-only, as before.

@@ -43,6 +43,8 @@ def store_or_conclusion() -> ModelStore | status.Conclusion:
 
 def ensure_claim(cluster: Cluster, store: ModelStore, namespace: str) -> status.Conclusion | None:
     """Create the store's claim in `namespace` when it is missing; a refusal as a conclusion."""
+    if store.is_object_store:
+        return None
     if not cluster.missing_claims(namespace, [(store.claim, "the model store")]):
         return None
     try:
