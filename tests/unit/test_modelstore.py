@@ -214,3 +214,62 @@ def test_a_refusing_fetch_is_the_pods_reason() -> None:
     view = pods.view(pod)
     assert view.crash is not None and view.crash[0] == "ArtifactDigestMismatch"
     assert "ArtifactDigestMismatch" in pods.PERMANENT_REASONS
+
+
+S3 = ms.from_env({ms.ENV_URI: "s3://team-models/prod/", ms.ENV_CREDENTIALS_SECRET: "model-store-creds"})
+
+
+def test_an_object_storage_store_needs_no_claim_and_names_its_secret() -> None:
+    assert (
+        S3.is_object_store
+        and S3.uri == "s3://team-models/prod"
+        and S3.credentials_secret == "model-store-creds"
+    )
+    assert S3.pod_root == "s3://team-models/prod"
+    assert ms.parse_object_uri(S3.object_uri(SHA), S3) == (S3, SHA)
+    # Recorded in another store than the current setting: reached with the pods' own identity.
+    other = ms.parse_object_uri(f"gs://elsewhere/sha256/{SHA}", S3)
+    assert other is not None and other[0].credentials_secret is None
+    with pytest.raises(ms.StoreSettingError, match=ms.ENV_CREDENTIALS_SECRET):
+        ms.from_env({ms.ENV_CREDENTIALS_SECRET: "creds"})  # the default pvc:// store takes none
+
+
+def test_the_verification_pod_publishes_to_s3_with_the_secret_as_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    location = mvb.Location("digits-checkpoints", "output/model.pt")
+    pod = mvb.verification_pod(
+        "digits-1", "ns", "uid", location=location, sha256=None, fmt="onnx", request=""
+    )
+    pod = ms.with_publish(pod, S3)
+    assert validate_builtin(pod) == [] and check_restricted(pod) == []
+    container = pod["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--publish") + 1] == "s3://team-models/prod"
+    creds_dir = args[args.index("--publish-credentials-dir") + 1]
+    secret = next(v for v in pod["spec"]["volumes"] if "secret" in v)
+    assert secret["secret"]["secretName"] == "model-store-creds" and secret["secret"]["defaultMode"] == 0o400
+    mount = next(m for m in container["volumeMounts"] if m["name"] == secret["name"])
+    assert mount["mountPath"] == creds_dir and mount["readOnly"] is True
+    # Never a value: the Secret is not in env, and no claim of a store is mounted.
+    assert not any("valueFrom" in e for e in container["env"])
+    assert ms.VOLUME not in {v["name"] for v in pod["spec"]["volumes"]}
+
+
+def test_only_the_fetch_container_sees_the_stores_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ms.ENV_URI, S3.uri)
+    monkeypatch.setenv(ms.ENV_CREDENTIALS_SECRET, "model-store-creds")
+    served = resolve.resolve(spec().model_ref, [version(storeUri=S3.object_uri(SHA))])  # type: ignore[arg-type]
+    assert isinstance(served, b.Served)
+    dep = b.deployment("digits", "ns", "uid", spec(), served, b.STABLE)
+    assert validate_builtin(dep) == [] and check_restricted(dep) == []
+    pod = dep["spec"]["template"]["spec"]
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+    secret = next(v for v in pod["volumes"] if "secret" in v)
+    (fetch,) = pod["initContainers"]
+    assert (
+        fetch["args"][:3] == ["fetch", "--store", "s3://team-models/prod"]
+        and "--credentials-dir" in fetch["args"]
+    )
+    assert secret["name"] in {m["name"] for m in fetch["volumeMounts"]}
+    assert secret["name"] not in {m["name"] for m in pod["containers"][0]["volumeMounts"]}
