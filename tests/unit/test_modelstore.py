@@ -273,3 +273,107 @@ def test_only_the_fetch_container_sees_the_stores_credentials(monkeypatch: pytes
     )
     assert secret["name"] in {m["name"] for m in fetch["volumeMounts"]}
     assert secret["name"] not in {m["name"] for m in pod["containers"][0]["volumeMounts"]}
+
+
+class FakeCluster:
+    """The calls the ModelVersion handler makes around a verification run (no server needed)."""
+
+    def __init__(self, pods: list[dict[str, Any]], claims: set[str]) -> None:
+        self.pods = pods
+        self.claims = claims
+        self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+
+    def list_items(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.pods
+
+    def create_at(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.created.append(body)
+        if body["kind"] == "PersistentVolumeClaim":
+            self.claims.add(body["metadata"]["name"])
+        return body
+
+    def missing_claims(self, namespace: str, claims: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(c, w) for c, w in claims if c not in self.claims]
+
+    def failed_mounts(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    def delete(self, path: str, **_: Any) -> bool:
+        self.deleted.append(path.rsplit("/", 1)[1])
+        return True
+
+
+def _mv_object() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "digits-1", "namespace": "team-a", "uid": "uid-1", "generation": 1},
+        "spec": {"model": "digits", "version": 1, "source": {"uri": "pvc://uploads/model.pt"}},
+        "status": {},
+    }
+
+
+def _verify(cluster: FakeCluster, obj: dict[str, Any], desired: dict[str, Any]) -> Any:
+    import datetime
+
+    import kopf
+
+    from modelops.api.modelversion import ModelVersionSpec
+    from modelops.controllers import modelversion_handlers as handlers
+
+    now = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.UTC)
+    return handlers._verify(
+        cluster,  # type: ignore[arg-type]
+        kopf.Body(obj),  # type: ignore[arg-type]
+        ModelVersionSpec.model_validate(obj["spec"]),
+        desired,
+        [],
+        [],
+        now,
+        None,  # type: ignore[arg-type]
+    )
+
+
+def test_the_first_verification_in_a_namespace_creates_its_store_claim_and_publishes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ms.ENV_URI, raising=False)
+    cluster = FakeCluster([], {"uploads"})
+    desired: dict[str, Any] = {}
+    conclusion = _verify(cluster, _mv_object(), desired)
+    claim, pod = cluster.created
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["metadata"]["name"] == STORE.claim
+    assert claim["metadata"]["namespace"] == "team-a"
+    assert "--publish" in pod["spec"]["containers"][0]["args"]
+    assert conclusion.reason == "Verifying"
+    # The next run in the namespace finds the claim and creates only its pod.
+    cluster.created.clear()
+    _verify(cluster, {**_mv_object(), "metadata": {**_mv_object()["metadata"], "name": "digits-2"}}, {})
+    assert [o["kind"] for o in cluster.created] == ["Pod"]
+
+
+def test_a_finished_run_records_where_it_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ms.ENV_URI, raising=False)
+    obj = _mv_object()
+    answer = {
+        "status": "Succeeded",
+        "reason": "Succeeded",
+        "message": "sha256 matches",
+        "artifact": {"path": "/x/model.pt", "sha256": SHA, "sizeBytes": 10, "format": "torchscript"},
+        "store": {"key": f"sha256/{SHA}", "reused": False, "sizeBytes": 10},
+    }
+    pod = {
+        "metadata": {
+            "name": mvb.pod_name("digits-1", ""),
+            "labels": {mvb.LABEL_VERIFIES: "digits-1"},
+            "ownerReferences": [{"uid": "uid-1"}],
+        },
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": json.dumps(answer)}}}],
+        },
+    }
+    desired: dict[str, Any] = {}
+    conclusion = _verify(FakeCluster([pod], {"uploads", STORE.claim}), obj, desired)
+    assert conclusion.reason == "Verified"
+    assert desired["artifact"]["storeUri"] == STORE.object_uri(SHA)
+    assert desired["artifact"]["uri"] == "pvc://uploads/model.pt"
