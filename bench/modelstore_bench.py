@@ -1,8 +1,9 @@
 """Cold start of a serving pod whose 500 MB artifact comes from the model store (not a test).
 
-    .venv/bin/python bench/modelstore_bench.py [--mb 500] [--runs 3]
+    .venv/bin/python bench/modelstore_bench.py [--mb 500] [--runs 3] [--store pvc|s3]
 
-On a local plane of its own (one node, the operator's embedded default store), with a real
+On a local plane of its own (one node; the operator's embedded default store, or with `--store s3`
+a bucket of a real S3-compatible server on loopback, moto from `tests/storage/s3server.py`), with a real
 TorchScript MLP of about --mb megabytes (`bench/verify_bench.make_artifact`, the worker's own export):
 
 1. the artifact goes onto a claim and is registered; the time until the ModelVersion is Ready is
@@ -15,7 +16,8 @@ TorchScript MLP of about --mb megabytes (`bench/verify_bench.make_artifact`, the
    each measured from the moment the pod is deleted (its replacement is created at once) until the
    replacement is Ready, by polling every 0.2 s;
 3. the fetch's own time and rate from the init container's termination message, next to a bare
-   streamed copy + sha256 of the same file in this process (the anchor for the rate).
+   streamed copy + sha256 of the same object in this process (the anchor for the rate): a file copy
+   for the claim store, a plain streamed GET with the same library (`modelops_worker.storage`) for S3.
 
 Prints Markdown table rows for docs/benchmarks.md.
 """
@@ -23,6 +25,7 @@ Prints Markdown table rows for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -111,11 +114,32 @@ def bare_copy_and_hash(path: Path, dest: Path) -> float:
     return path.stat().st_size / seconds
 
 
+def bare_get_and_hash(store: str, key: str, credentials_dir: str) -> float:
+    """A plain streamed GET of the object with the storage layer, hashed: bytes per second."""
+    from modelops_worker import storage
+
+    location = storage.open_location(store, credentials_dir)
+    start = time.perf_counter()
+    digest = hashlib.sha256()
+    size = 0
+    for view in location.stream(key):
+        digest.update(view)
+        size += len(view)
+    return size / (time.perf_counter() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--store", choices=("pvc", "s3"), default="pvc")
     args = parser.parse_args()
+    s3 = None
+    if args.store == "s3":
+        sys.path.insert(0, str(REPO / "tests" / "storage"))
+        from s3server import S3Server
+
+        s3 = S3Server.start()
     import verify_bench
 
     from modelops.api.inferenceservice import InferenceServiceSpec
@@ -125,8 +149,16 @@ def main() -> int:
         plane = Plane(Path(tmp) / "plane")
         artifact = verify_bench.make_artifact(Path(tmp) / "export", args.mb)
         size = artifact.stat().st_size
+        if s3 is not None:
+            plane.env["MODELOPS_MODEL_STORE_URI"] = f"s3://{s3.bucket}/bench"
+            plane.env["MODELOPS_MODEL_STORE_CREDENTIALS_SECRET"] = "store-creds"
         plane.modelops("local", "up", "--dir", str(plane.dir))
         try:
+            if s3 is not None:
+                data = {k: base64.b64encode(v.encode()).decode() for k, v in s3.secret_data(s3.admin).items()}
+                plane.apply(
+                    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store-creds"}, "data": data}
+                )
             plane.apply(
                 {
                     "apiVersion": "v1",
@@ -184,9 +216,18 @@ def main() -> int:
                 fetch_seconds.append(float(result["seconds"]))
                 fetch_rates.append(float(result["bytesPerSecond"]))
                 anchor_times.append(cold_start(plane, anchor_sel)[0])
-            stored = plane.dir / "volumes" / "default" / "modelops-model-store" / "sha256" / sha
-            bare = [bare_copy_and_hash(stored, Path(tmp) / "copy") for _ in range(args.runs)]
+            if s3 is None:
+                stored = plane.dir / "volumes" / "default" / "modelops-model-store" / "sha256" / sha
+                bare = [bare_copy_and_hash(stored, Path(tmp) / "copy") for _ in range(args.runs)]
+            else:
+                creds = str(s3.write_secret_dir(Path(tmp) / "creds", s3.admin))
+                bare = [
+                    bare_get_and_hash(f"s3://{s3.bucket}/bench", f"sha256/{sha}", creds)
+                    for _ in range(args.runs)
+                ]
         finally:
+            if s3 is not None:
+                s3.stop()
             subprocess.run(
                 [sys.executable, "-m", "modelops", "local", "down", "--dir", str(plane.dir)],
                 env=plane.env,
@@ -198,7 +239,9 @@ def main() -> int:
         scaled = [v / unit for v in values]
         return f"{fmt.format(statistics.median(scaled))} ({fmt.format(min(scaled))} to {fmt.format(max(scaled))})"
 
-    print(f"artifact: {size / 1e6:.0f} MB TorchScript MLP; {args.runs} cold starts each, alternating")
+    print(
+        f"artifact: {size / 1e6:.0f} MB TorchScript MLP; store {args.store}; {args.runs} cold starts each, alternating"
+    )
     print(f"registered (verify + publish into the store): {registered:.1f} s")
     print("| measure | median (range) |")
     print("|---|---|")
@@ -206,7 +249,8 @@ def main() -> int:
     print(f"| cold start, claim mounted (anchor, pre-store pod) | {span(anchor_times)} s |")
     print(f"| of which fetch (init container: copy + sha256) | {span(fetch_seconds)} s |")
     print(f"| fetch rate | {span(fetch_rates, 1e6, '{:.0f}')} MB/s |")
-    print(f"| bare streamed copy + sha256, same file, this process | {span(bare, 1e6, '{:.0f}')} MB/s |")
+    anchor = "streamed copy" if s3 is None else "streamed GET (same library)"
+    print(f"| bare {anchor} + sha256, same object, this process | {span(bare, 1e6, '{:.0f}')} MB/s |")
     return 0
 
 
