@@ -240,6 +240,7 @@ class _ObjectStore:
 
         # Uploaded under a staging key, checked, then copied server-side under the digest name (a copy
         # is atomic: readers see the whole object or none), so a changed source is never visible there.
+        self._cleanup()
         staging = f"{STAGING}/{digest[:16]}-{uuid.uuid4().hex[:12]}"
         try:
             sent, size = self.location.upload(source, staging)
@@ -258,6 +259,21 @@ class _ObjectStore:
             with contextlib.suppress(self.storage.StorageError):
                 self.location.delete(staging)
         return size
+
+    def _cleanup(self) -> None:
+        """Staging objects of publishers that died (older than an hour): best effort, never fatal."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        try:
+            for info in self.location.list(STAGING):
+                modified = info.last_modified
+                if modified is not None and modified.tzinfo is None:
+                    modified = modified.replace(tzinfo=dt.UTC)
+                if modified is not None and (now - modified).total_seconds() > STALE_PARTIAL_SECONDS:
+                    self.location.delete(info.key)
+        except self.storage.StorageError:
+            return  # e.g. a key that may write but not list or delete: the staging objects stay
 
     def read_small(self, key: str) -> bytes | None:
         try:
