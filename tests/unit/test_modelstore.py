@@ -377,3 +377,18 @@ def test_a_finished_run_records_where_it_published(monkeypatch: pytest.MonkeyPat
     assert conclusion.reason == "Verified"
     assert desired["artifact"]["storeUri"] == STORE.object_uri(SHA)
     assert desired["artifact"]["uri"] == "pvc://uploads/model.pt"
+
+
+def test_a_verifier_killed_for_memory_says_so() -> None:
+    """A large artifact's verification (or publishing) over the pod's memory limit: the condition names
+    OOMKilled rather than "no message"."""
+    verdict = mv.pod_verdict(
+        {
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}],
+            }
+        }
+    )
+    assert verdict is not None and verdict.reason == "VerificationFailed"
+    assert "OOMKilled, exit code 137" in verdict.message

@@ -282,7 +282,7 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
             False,
             REASON_VERIFIER_FAILED,
             f"the verification pod ended {st.get('phase')} without a result"
-            + (f": {tail}" if tail else f" ({st.get('reason') or 'no message'})"),
+            + (f": {tail}" if tail else f" ({_ended_how(terminated, st)})"),
             {},
             {},
         )
@@ -301,6 +301,13 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
         dict(result["signature"]) if isinstance(result.get("signature"), dict) else None,
         dict(result["store"]) if isinstance(result.get("store"), dict) else None,
     )
+
+
+def _ended_how(terminated: Mapping[str, Any], st: Mapping[str, Any]) -> str:
+    """Why a container ended without a message: its reason and exit code (OOMKilled, 137), else the pod's."""
+    if terminated.get("reason") or terminated.get("exitCode") is not None:
+        return f"{terminated.get('reason') or 'Error'}, exit code {terminated.get('exitCode')}"
+    return str(st.get("reason") or "no message")
 
 
 def failure_message(verdict: Verdict) -> str:
