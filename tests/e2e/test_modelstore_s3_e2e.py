@@ -77,8 +77,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Iterator[Pl
         lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
 
 
-def ready_pods(plane: Plane) -> list[dict[str, Any]]:
-    items = plane.get("pods", "-l", f"modelops.dev/inferenceservice={NAME}")["items"]
+def ready_pods(plane: Plane, name: str = NAME) -> list[dict[str, Any]]:
+    items = plane.get("pods", "-l", f"modelops.dev/inferenceservice={name}")["items"]
     return [
         p
         for p in items
@@ -89,14 +89,14 @@ def ready_pods(plane: Plane) -> list[dict[str, Any]]:
     ]
 
 
-def infer(plane: Plane) -> int:
+def infer(plane: Plane, name: str = NAME) -> int:
     import urllib.error
     import urllib.request
 
-    ip = plane.get("service", NAME)["spec"]["clusterIP"]
+    ip = plane.get("service", name)["spec"]["clusterIP"]
     body = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [[1, 2]]}]}
     request = urllib.request.Request(
-        f"http://{ip}:80/v2/models/{NAME}/infer",
+        f"http://{ip}:80/v2/models/{name}/infer",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
