@@ -72,7 +72,9 @@ def verification_pod(
         "args": args,
         "resources": {
             "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"cpu": "1", "memory": "2Gi"},
+            # The verifier holds the file, the loaded model and the built one at once: a 500 MB
+            # TorchScript model peaks at about 2.6 GB (docs/benchmarks.md, model store).
+            "limits": {"cpu": "1", "memory": "4Gi"},
         },
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
