@@ -185,7 +185,9 @@ def test_wrong_store_credentials_are_named_and_never_printed(
             f"s3://{s3.bucket}/models",
             str(s3.write_secret_dir(tmp_path / "r", s3.reader)),
         )
-    assert caught.value.reason == "StorageAccessDenied"
+    # Said as the store's problem (a source's refusal has the same storage reasons), its reason kept.
+    assert caught.value.reason == "ModelStoreUnavailable" and "StorageAccessDenied" in caught.value.message
+    assert caught.value.exit_code == 64
 
 
 @pytest.mark.parametrize("where", ["directory", "s3"])

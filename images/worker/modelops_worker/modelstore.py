@@ -337,7 +337,19 @@ def publish(
     be written.
     """
     digest = _normalize(digest)
-    backend = _backend(store, credentials_dir)
+    try:
+        return _publish(source, digest, _backend(store, credentials_dir))
+    except WorkerError as error:
+        if error.reason in (REASON_ARTIFACT_DIGEST_MISMATCH, REASON_STORE_UNAVAILABLE):
+            raise
+        # The object store refused (access, bucket, network): said as the store's problem, never as the
+        # source's (whose failures share these reasons), the store's own reason kept in the message.
+        raise WorkerError(
+            REASON_STORE_UNAVAILABLE, f"{error.reason}: {error.message}", error.exit_code
+        ) from None
+
+
+def _publish(source: Path, digest: str, backend: _Backend) -> dict[str, Any]:
     if source.is_dir():
         return _publish_directory(source, digest, backend)
     found = backend.digest_of(object_key(digest))

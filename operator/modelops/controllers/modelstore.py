@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelops import status
-from modelops.api import storage as storage_api
 from modelops.builders import modelstore as store_builders
 from modelops.builders.modelstore import ModelStore, StoreSettingError
 from modelops.controllers import children, settings
@@ -23,23 +22,13 @@ from modelops.controllers.cluster import Cluster, resource_path
 REASON_STORE_INVALID = "ModelStoreInvalid"
 REASON_STORE_UNAVAILABLE = "ModelStoreUnavailable"
 
-_AGAIN = "then set the annotation modelops.dev/reverify to a new value to verify and publish again."
 WHAT_TO_DO = {
+    # The worker reports every failure to write the store under this reason (a refusal of the object
+    # store keeps its own reason in the message), so it is never mistaken for one of spec.source.
     REASON_STORE_UNAVAILABLE: "The artifact is verified but could not be put into the model store (the "
-    "message says why: a full or read-only claim, missing permissions). Fix the store (docs/storage.md), "
-    + _AGAIN,
-    # An object storage store (or source) refused: the message names the URI, so which one.
-    **{
-        reason: f"The object store named in the message: {what}; {_AGAIN}"
-        for reason, what in storage_api.WHAT_TO_DO.items()
-        if reason
-        in (
-            storage_api.REASON_ACCESS_DENIED,
-            storage_api.REASON_BUCKET_NOT_FOUND,
-            storage_api.REASON_UNREACHABLE,
-            storage_api.REASON_INVALID_CONFIG,
-        )
-    },
+    "message says why: a full or read-only claim, the store's credentials or bucket, an unreachable "
+    "endpoint). Fix the store or its Secret (docs/storage.md), then set the annotation "
+    "modelops.dev/reverify to a new value to verify and publish again.",
 }
 
 
