@@ -6,7 +6,10 @@ verified from a claim is published into the bucket under its sha256; its serving
 there with the Secret mounted only into the init container. The object is then changed in the bucket:
 the running pod keeps serving, a new pod's fetch refuses the object (exit 65, ArtifactDigestMismatch,
 which the InferenceService reports), and a re-verification publishes it again, after which a new pod
-serves. No credential value ever appears in the operator's log, a status or an event.
+serves. Then a version whose source is itself in the bucket (`spec.source.uri: s3://...`): the object
+changed after verification fails re-verification with ArtifactDigestMismatch, while the serving pods,
+a new one included, keep serving the verified bytes from the store. No credential value ever appears
+in the plane's logs, a status or an event.
 """
 
 from __future__ import annotations
@@ -217,6 +220,72 @@ def test_an_object_changed_in_the_bucket_stops_new_pods_while_the_running_one_se
     wait_for("the object to be published again", lambda: s3.get(key) == good, plane, 150)
     wait_for("both replicas to be ready", lambda: len(ready_pods(plane)) == 2, plane, 180)
     assert infer(plane) == 200
+
+
+def test_an_s3_source_changed_after_verification_fails_reverification_while_pods_serve_from_the_store(
+    plane: Plane, s3: S3Server
+) -> None:
+    """The source itself in the bucket (spec.source.uri s3://...): changed after verification, a
+    re-verification fails with ArtifactDigestMismatch, and the serving pods, old and new, keep serving
+    the verified bytes from the model store."""
+    source_key = "sources/tiny.pt"
+    model = plane.dir / "volumes" / "default" / "uploads" / "model.pt"
+    s3.put(source_key, model.read_bytes())
+    name = "tiny-src"
+    mv = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{name}-1"},
+        "spec": {
+            "model": name,
+            "version": 1,
+            "source": {"uri": f"s3://{s3.bucket}/{source_key}", "credentialsSecret": {"name": SECRET}},
+            "signature": SIGNATURE,
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=json.dumps(mv))
+    plane.kubectl("wait", f"modelversion/{name}-1", "--for=condition=Ready", "--timeout=150s", timeout=160)
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert plane.get("modelversion", f"{name}-1")["status"]["artifact"]["storeUri"].endswith(f"/sha256/{sha}")
+    isvc = {
+        "apiVersion": "modelops.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "modelRef": {"model": name, "version": 1},
+            "minReplicas": 1,
+            "maxReplicas": 1,
+            "resources": {"cpu": "100m", "memory": "512Mi"},
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=json.dumps(isvc))
+    plane.kubectl("wait", f"inferenceservice/{name}", "--for=condition=Ready", "--timeout=180s", timeout=190)
+    assert infer(plane, name) == 200
+
+    s3.put(source_key, b"changed in the bucket after verification")
+    plane.kubectl(
+        "annotate", "modelversion", f"{name}-1", "modelops.dev/reverify=bucket-changed", "--overwrite"
+    )
+
+    def verified() -> dict[str, Any] | None:
+        conditions = plane.get("modelversion", f"{name}-1").get("status", {}).get("conditions") or []
+        cond = next((c for c in conditions if c["type"] == "Verified"), None)
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = wait_for("the re-verification to fail", verified, plane, 150)
+    assert cond["reason"] == "ArtifactDigestMismatch", cond
+    assert infer(plane, name) == 200
+    # A new pod still comes up: it fetches the verified bytes from the store, not the changed source.
+    plane.kubectl(
+        "patch",
+        "misvc",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"minReplicas": 2, "maxReplicas": 2}}),
+    )
+    wait_for("a second replica from the store", lambda: len(ready_pods(plane, name)) == 2, plane, 180)
+    assert infer(plane, name) == 200
 
 
 def test_no_credential_value_leaks_and_every_call_is_granted(plane: Plane, s3: S3Server) -> None:
