@@ -301,8 +301,12 @@ def test_a_good_canary_is_promoted(plane: Plane, held_out: dict[str, list[Any]])
 
 
 def test_a_crash_looping_server_is_not_ready_and_says_why(plane: Plane) -> None:
-    """The artifact changed on its volume after verification: the server refuses it, and the status says so."""
-    (plane.dir / "volumes" / "default" / "uploads" / "broken.pt").write_bytes(b"not the verified file")
+    """The artifact changed in the model store after verification: the serving pod's fetch refuses it, and
+    the status says so. (Serving reads the store, never the source: docs/storage.md.)"""
+    sha = plane.get("modelversion", "digits-broken")["status"]["artifact"]["sha256"]
+    stored = plane.dir / "volumes" / "default" / "modelops-model-store" / "sha256" / sha
+    stored.chmod(0o644)
+    stored.write_bytes(b"not the verified file")
     isvc = {
         "apiVersion": "modelops.dev/v1alpha1",
         "kind": "InferenceService",

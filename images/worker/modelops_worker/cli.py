@@ -107,6 +107,26 @@ def verify(args: argparse.Namespace) -> int:
         else:
             declared = parse_signature(args.signature) if args.signature else None
             out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
+        if args.publish:
+            from modelops_worker import modelstore
+
+            out["store"] = modelstore.publish(
+                Path(args.artifact), out["artifact"]["sha256"], args.publish, args.publish_credentials_dir
+            )
+        code = 0
+    except WorkerError as exc:
+        out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
+        code = exc.exit_code
+    write_result(termination_log_path(), out)
+    print(json.dumps(out, separators=(",", ":")))
+    return code
+
+
+def fetch(args: argparse.Namespace) -> int:
+    from modelops_worker import modelstore
+
+    try:
+        out = modelstore.fetch(args.store, args.sha256, Path(args.to), args.credentials_dir)
         code = 0
     except WorkerError as exc:
         out = {"status": "Failed", "reason": exc.reason, "message": exc.message, "exitCode": exc.exit_code}
@@ -151,6 +171,27 @@ def main(argv: list[str] | None = None) -> int:
         help="the declared signature as JSON (camelCase ModelSignature: inputs/outputs of name, datatype, "
         "shape), checked by a smoke inference of zeros",
     )
+    v.add_argument(
+        "--publish",
+        help="after verifying, put the artifact into the model store (a directory, or an object storage "
+        "prefix such as s3://bucket/models) under its digest",
+    )
+    v.add_argument(
+        "--publish-credentials-dir",
+        help="the model store's credentials (the mounted Secret's directory); default: the pod's identity",
+    )
+    f = sub.add_parser("fetch", help="copy an artifact from the model store by digest, verifying its sha256")
+    f.add_argument("--store", required=True, help="the model store: a directory, or s3://bucket/prefix")
+    f.add_argument(
+        "--credentials-dir",
+        help="the store's credentials (the mounted Secret's directory); default: the pod's identity",
+    )
+    f.add_argument("--sha256", required=True, help="the artifact's digest (hex, optionally sha256:)")
+    f.add_argument(
+        "--to",
+        required=True,
+        help="the file (for a directory artifact, the directory) to create, only when the digest matches",
+    )
     from modelops_worker import backup as backup_cli
 
     backup_cli.add_parsers(sub)
@@ -177,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         from modelops_worker import serve
 
         return serve.main(args.host, args.port)
+    if args.command == "fetch":
+        return fetch(args)
     if args.command in backup_cli.COMMANDS:
         return backup_cli.run(args)
     return verify(args)

@@ -247,6 +247,11 @@ class Artifact(ApiModel):
     sha256: str | None = Field(default=None, description="Digest computed by the verifier.")
     size_bytes: int | None = Field(default=None, description="Size of the artifact.")
     format: str | None = Field(default=None, description="Format that was loaded.")
+    store_uri: str | None = Field(
+        default=None,
+        description="Where the verified artifact is in the model store (<store>/sha256/<digest>); serving "
+        "pods fetch it from there by digest, so the version serves even after its source is gone.",
+    )
     verified_at: Timestamp | None = Field(
         default=None,
         description="When verification last passed. From then on source, version and format are immutable.",

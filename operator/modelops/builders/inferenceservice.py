@@ -38,6 +38,7 @@ from modelops.api.serveconfig import (
 )
 from modelops.api.signature import ModelSignature
 from modelops.builders import llm
+from modelops.builders import modelstore as store_builders
 from modelops.builders.trainingjob import GPU_PRODUCT_LABEL, GPU_RESOURCE, RUN_AS_USER, worker_image
 
 KIND = "InferenceService"
@@ -90,6 +91,14 @@ class Served:
     format: str = "torchscript"
     signature: Mapping[str, Any] | None = None  # the ModelVersion's status.signature (camelCase)
     base: Served | None = None  # a lora version's base version (builders.llm serves the two together)
+    # Where the verified artifact is in the model store (status.artifact.storeUri): the pod's init
+    # container fetches it by digest into its own volume; `claim` is then empty (no claim is mounted).
+    store_uri: str = ""
+    size_bytes: int | None = None
+
+    @property
+    def has_model(self) -> bool:
+        return bool(self.store_uri or self.claim)
 
 
 def runtime(spec: InferenceServiceSpec, served: Served) -> str | None:
@@ -298,7 +307,7 @@ def _custom_container(name: str, spec: InferenceServiceSpec, served: Served) -> 
     assert predictor is not None
     env: list[dict[str, Any]] = [{"name": ENV_MODEL_NAME, "value": name}, {"name": "TMPDIR", "value": "/tmp"}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if served.claim:
+    if served.has_model:
         version = str(served.version if served.version is not None else served.model_version)
         env += [
             {"name": ENV_MODEL_PATH, "value": f"{CUSTOM_MODEL_MOUNT}/{served.path}"},
@@ -346,7 +355,8 @@ def metrics_endpoint(spec: InferenceServiceSpec) -> tuple[int, str]:
 def pod_template(
     name: str, spec: InferenceServiceSpec, served: Served, track: str, *, image: str | None = None
 ) -> dict[str, Any]:
-    """The serving pod of the runtime `runtime` picks, the artifact's claim read-only, restricted."""
+    """The serving pod of the runtime `runtime` picks, restricted; the artifact fetched from the model store
+    into its own volume by an init container (or, for a version verified before the store, its claim)."""
     custom = spec.predictor is not None
     llm_served = not custom and llm.is_llm(served)
     if llm_served:
@@ -359,7 +369,25 @@ def pod_template(
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": tmp_size}}]
     if llm_served:
         volumes += llm.extra_volumes(spec, served)[0]
-    if served.claim:
+    init: list[dict[str, Any]] = []
+    fetched = store_builders.parse_object_uri(served.store_uri, store_builders.current())
+    if fetched is not None:
+        # From the model store into the pod's own volume, verified, before the server starts (a file,
+        # or an LLM's directory by its directory digest).
+        store, sha = fetched
+        mount = CUSTOM_MODEL_MOUNT if custom else MODEL_MOUNT
+        init.append(
+            store_builders.fetch_container(
+                store, sha, f"{mount}/{served.path}", "model", mount, image or worker_image()
+            )
+        )
+        size = store_builders.model_volume_size(served.size_bytes)
+        volumes[:0] = [
+            {"name": "model", "emptyDir": {"sizeLimit": size} if size else {}},
+            *store_builders.wiring(store, read_only=True).volumes,
+        ]
+    elif served.claim:
+        # A version verified before the model store existed: its claim, read-only, as before.
         volumes.insert(
             0, {"name": "model", "persistentVolumeClaim": {"claimName": served.claim, "readOnly": True}}
         )
@@ -388,6 +416,8 @@ def pod_template(
         "containers": [container],
         "volumes": volumes,
     }
+    if init:
+        pod_spec["initContainers"] = init
     res = (spec.predictor.resources if spec.predictor else None) or spec.resources
     if res.gpus:
         if res.gpu_type:

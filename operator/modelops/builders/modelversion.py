@@ -28,9 +28,11 @@ LABEL_VERIFIES = f"{GROUP}/verifies"
 CONTAINER = "verify"
 ARTIFACT_MOUNT = "/var/run/modelops/artifact"
 BASE_MOUNT = "/var/run/modelops/base"
+# The verifier holds the file, the loaded model and the built one at once: a 500 MB TorchScript model
+# peaks at about 2.6 GB (docs/benchmarks.md, model store).
 RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "250m", "memory": "512Mi"},
-    "limits": {"cpu": "1", "memory": "2Gi"},
+    "limits": {"cpu": "1", "memory": "4Gi"},
 }
 # Loading an LLM and generating a few tokens: the weights in memory (a 7B model in bf16 is 15 GB), a
 # small context, two threads. Requests stay small so a verifier schedules on a busy node; the limit is

@@ -22,12 +22,14 @@ from modelops.api.serveconfig import (
 )
 from modelops.builders import inferenceservice as builders
 from modelops.builders import llm
+from modelops.builders.modelstore import FETCH_CONTAINER
 from modelops.controllers import children
 
 # Reasons a serving pod gives for not starting that no restart can cure, with what to do.
 PERMANENT_REASONS = {
     REASON_ARTIFACT_DIGEST_MISMATCH: "The artifact does not match its ModelVersion; re-verify or re-register it.",
-    REASON_ARTIFACT_NOT_FOUND: "The artifact is gone from its claim; restore it or re-register it.",
+    REASON_ARTIFACT_NOT_FOUND: "The artifact is gone from the model store (or its claim); re-verify the "
+    "ModelVersion (annotation modelops.dev/reverify) to publish it again, or re-register it.",
     REASON_ARTIFACT_LOAD_FAILED: "The artifact does not load as its format; re-verify or re-register it.",
     REASON_DEVICE_UNAVAILABLE: "The pod has no usable GPU: check the node's device plugin and the image's "
     "CUDA build, or set resources.gpus to 0.",
@@ -79,9 +81,14 @@ def view(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> Po
     lbl = meta.get("labels") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or ())
     crash: tuple[str, str] | None = None
-    for cs in st.get("containerStatuses") or ():
-        if cs.get("name") != builders.CONTAINER:
-            continue
+    # The init container that fetches the artifact from the model store says why it refused the same way.
+    statuses = [
+        *(cs for cs in st.get("initContainerStatuses") or () if cs.get("name") == FETCH_CONTAINER),
+        *(cs for cs in st.get("containerStatuses") or () if cs.get("name") == builders.CONTAINER),
+    ]
+    for cs in statuses:
+        if crash is not None:
+            break
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated")
         waiting = state.get("waiting") or {}

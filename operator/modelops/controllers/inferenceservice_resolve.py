@@ -49,7 +49,14 @@ def _describe(ref: ModelRef) -> str:
     return f"version {ref.version}" if ref.version is not None else f"alias {ref.alias!r}"
 
 
-def _served(mv: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]] = ()) -> Served | Problem:
+def _served(
+    mv: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]] = (), *, claim_only: bool = False
+) -> Served | Problem:
+    """The version as its pods get it: from the model store when it was published there, else its claim.
+
+    A LoRA adapter and its base are still mounted from their claims (`claim_only`): builders.llm serves
+    the two together from two mounts, and the store's fetch step brings one artifact per pod.
+    """
     name = str(mv["metadata"]["name"])
     st = mv.get("status") or {}
     artifact = st.get("artifact") or {}
@@ -57,6 +64,10 @@ def _served(mv: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]] = ()) -> Ser
     where = builders.parse_pvc_uri(artifact.get("uri"))
     if not sha:
         return Problem("ModelVersionNotReady", f"ModelVersion {name} has no verified sha256 yet.")
+    lora = isvc_llm.base_name(mv) is not None
+    stored = None if claim_only or lora else _from_store(name, st, mv.get("spec") or {}, str(sha))
+    if stored is not None:
+        return stored
     if where is None:
         return Problem(
             "ArtifactNotServable",
@@ -68,8 +79,36 @@ def _served(mv: Mapping[str, Any], mvs: Sequence[Mapping[str, Any]] = ()) -> Ser
     signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
     served = Served(name, int(version) if version else None, str(sha), where[0], where[1], fmt, signature)
     # A lora version is served with its base version (isvc_llm).
-    with_base = isvc_llm.with_base(served, mv, mvs, _served)
+    with_base = isvc_llm.with_base(served, mv, mvs, lambda base: _served(base, claim_only=True))
     return with_base if isinstance(with_base, Served) else Problem(with_base.reason, with_base.message)
+
+
+def _from_store(name: str, st: Mapping[str, Any], spec: Mapping[str, Any], sha: str) -> Served | None:
+    """The version as published in the model store (status.artifact.storeUri), if it was."""
+    artifact = st.get("artifact") or {}
+    store_uri = str(artifact.get("storeUri") or "")
+    if not store_uri.endswith(f"/{sha}"):
+        return None
+    # The file keeps its source's name (model.pt, model.onnx): custom predictors may look at it.
+    source = str(artifact.get("uri") or "").rstrip("/")
+    filename = source.rsplit("/", 1)[-1] if "/" in source else "model"
+    if filename in ("", ".", "..") or filename.startswith(".partial-"):
+        filename = "model"
+    version = st.get("version") or spec.get("version")
+    fmt = str(artifact.get("format") or spec.get("format") or "torchscript")
+    signature = st.get("signature") if isinstance(st.get("signature"), dict) else None
+    size = artifact.get("sizeBytes")
+    return Served(
+        name,
+        int(version) if version else None,
+        sha,
+        "",
+        filename,
+        fmt,
+        signature,
+        store_uri=store_uri,
+        size_bytes=int(size) if isinstance(size, int) else None,
+    )
 
 
 def no_runtime(served: Served, field: str) -> Problem:

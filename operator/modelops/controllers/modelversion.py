@@ -31,6 +31,7 @@ from modelops.api.llmconfig import (
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
 from modelops.controllers import modelversion_llm as llm
+from modelops.controllers import modelstore as model_store
 
 KIND = "ModelVersion"
 
@@ -85,6 +86,7 @@ _WHAT_TO_DO = {
         for reason, what in storage_api.WHAT_TO_DO.items()
         if reason != storage_api.REASON_DIGEST_MISMATCH
     },
+    **model_store.WHAT_TO_DO,
     REASON_VERIFIER_FAILED: "Read the verification pod's log (it is kept on failure), then set the annotation "
     "modelops.dev/reverify to a new value to verify again.",
 }
@@ -282,6 +284,7 @@ class Verdict:
     card: dict[str, Any]
     signature: dict[str, Any] | None = None  # what the verifier found, camelCase as in status
     llm: dict[str, Any] | None = None  # what an LLM verifier read (status.llm), camelCase
+    store: dict[str, Any] | None = None  # what the verifier put into the model store (controllers/modelstore)
 
 
 def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
@@ -304,7 +307,7 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
             False,
             REASON_VERIFIER_FAILED,
             f"the verification pod ended {st.get('phase')} without a result"
-            + (f": {tail}" if tail else f" ({st.get('reason') or 'no message'})"),
+            + (f": {tail}" if tail else f" ({_ended_how(terminated, st)})"),
             {},
             {},
         )
@@ -322,7 +325,15 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
         dict(result.get("card") or {}),
         dict(result["signature"]) if isinstance(result.get("signature"), dict) else None,
         dict(result["llm"]) if isinstance(result.get("llm"), dict) else None,
+        dict(result["store"]) if isinstance(result.get("store"), dict) else None,
     )
+
+
+def _ended_how(terminated: Mapping[str, Any], st: Mapping[str, Any]) -> str:
+    """Why a container ended without a message: its reason and exit code (OOMKilled, 137), else the pod's."""
+    if terminated.get("reason") or terminated.get("exitCode") is not None:
+        return f"{terminated.get('reason') or 'Error'}, exit code {terminated.get('exitCode')}"
+    return str(st.get("reason") or "no message")
 
 
 def failure_message(verdict: Verdict, location: Location | None = None) -> str:

@@ -27,9 +27,11 @@ import kubernetes
 
 from modelops import API_VERSION, GROUP, VERSION, status
 from modelops.api.modelversion import ModelVersionSpec
+from modelops.builders import modelstore as store_builders
 from modelops.builders import modelversion as builders
 from modelops.builders.trainingjob import worker_image
 from modelops.controllers import children, reconcile, registration
+from modelops.controllers import modelstore as model_store
 from modelops.controllers import modelversion as mv
 from modelops.controllers import modelversion_llm as mv_llm
 from modelops.controllers.cluster import Cluster, resource_path
@@ -396,6 +398,9 @@ def _verify(
         if mv.name_of(stale) != pod_name:
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
+    store = model_store.store_or_conclusion()
+    if isinstance(store, status.Conclusion):
+        return store
     if pod is None:
         claims = [(location.claim, "spec.source")] if location.on_claim else []
         if base is not None and base.location.on_claim and base.location.claim != location.claim:
@@ -420,6 +425,9 @@ def _verify(
         if started.get("pod") == pod_name and started.get("request") == request and started.get("startedAt"):
             # The pod of this run is gone before its answer was read (deleted by someone): run it again.
             logger.info(f"verification pod {pod_name} disappeared; starting it again")
+        refused = model_store.ensure_claim(cluster, store, namespace)
+        if refused is not None:
+            return refused
         manifest = builders.verification_pod(
             name,
             namespace,
@@ -431,6 +439,7 @@ def _verify(
             signature=spec.signature.model_dump_json(by_alias=True) if spec.signature else None,
             base=base,
         )
+        manifest = store_builders.with_publish(manifest, store)
         try:
             with children.creating("Pod", pod_name):
                 cluster.create_at(pods_path, manifest)
@@ -465,6 +474,9 @@ def _verify(
         desired.update(
             mv.verified_status(verdict, location, spec, job, image=worker_image(), now=now, base=base_version)
         )
+        stored = model_store.store_uri(store, verdict.store, verdict.artifact.get("sha256"))
+        if stored:
+            desired["artifact"]["storeUri"] = stored
         message = f"{location.uri}: {verdict.message}."
         conditions[:] = status.set_condition(
             conditions,

@@ -1,6 +1,7 @@
-"""Every kopf setting the operator changes, in one visible place.
+"""Every kopf setting the operator changes, in one visible place, and the operator's own settings that
+are not kopf's (the model store).
 
-Called from the startup handler, before kopf watches anything.
+`configure` is called from the startup handler, before kopf watches anything.
 """
 
 from __future__ import annotations
@@ -10,6 +11,22 @@ import logging
 import kopf
 
 from modelops import GROUP
+from modelops.builders import modelstore
+
+# The model store (chart value modelStore, docs/storage.md): MODELOPS_MODEL_STORE_URI and its claim's
+# size, class and access mode; unset, the embedded default pvc://modelops-model-store.
+MODEL_STORE_ENV = (
+    modelstore.ENV_URI,
+    modelstore.ENV_CLAIM_SIZE,
+    modelstore.ENV_STORAGE_CLASS,
+    modelstore.ENV_ACCESS_MODE,
+)
+
+
+def model_store() -> modelstore.ModelStore:
+    """The model store the operator publishes verified artifacts to (raises StoreSettingError)."""
+    return modelstore.from_env()
+
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -37,3 +54,11 @@ def configure(settings: kopf.OperatorSettings, *, instance: str) -> None:
     settings.posting.reporting_component = "modelops-operator"
     settings.posting.reporting_instance = instance
     settings.posting.event_name_prefix = "modelops-"
+
+    # The model store is read where it is used; a wrong setting is said once here, and each
+    # ModelVersion reports ModelStoreInvalid (the operator itself keeps running).
+    log = logging.getLogger("modelops.settings")
+    try:
+        log.info("model store: %s", model_store().uri)
+    except modelstore.StoreSettingError as error:
+        log.error("%s; verified versions report ModelStoreInvalid until it is fixed", error)
