@@ -514,7 +514,9 @@ async def _channel_forward(ws: web.WebSocketResponse, ip: str, ports: list[int],
     feeder = asyncio.create_task(feed())
     try:
         await asyncio.wait([feeder, asyncio.create_task(drained())], return_when=asyncio.FIRST_COMPLETED)
-        log.debug("port-forward to %s (%s): %s", name, ports, "client left" if feeder.done() else "pod closed")
+        log.debug(
+            "port-forward to %s (%s): %s", name, ports, "client left" if feeder.done() else "pod closed"
+        )
     finally:
         feeder.cancel()
         for task in pumps:

@@ -30,8 +30,8 @@ from modelops.api.llmconfig import (
 )
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
-from modelops.controllers import modelversion_llm as llm
 from modelops.controllers import modelstore as model_store
+from modelops.controllers import modelversion_llm as llm
 
 KIND = "ModelVersion"
 
