@@ -75,8 +75,13 @@ class DatasetFile(ApiModel):
                 "spec.dataset.file: set either uri, or claimName and path (not both)",
             ),
             (
-                "has(self.uri) || (has(self.claimName) && has(self.path))",
-                "spec.dataset.file: claimName and path go together: name the claim and the file inside it",
+                "has(self.uri) || !has(self.claimName) || has(self.path)",
+                "spec.dataset.file.path is required with claimName: the file's path inside the claim, "
+                "e.g. data/train.csv",
+            ),
+            (
+                "has(self.uri) || !has(self.path) || has(self.claimName)",
+                "spec.dataset.file.claimName is required with path: the claim holding the file",
             ),
             storage.credentials_rule("spec.dataset.file", "spec.dataset.file.uri"),
         )
