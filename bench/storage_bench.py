@@ -9,8 +9,8 @@ file, sha256 while streaming, fsync, verify, atomic rename) runs at >= 80 % of t
 and the worker process's peak RSS stays under 200 MB while doing it.
 
 The server is the tests' moto server (tests/storage/s3server.py, IAM auth on, its own venv under
-.cache/), on loopback. Each measurement is a fresh process, so its peak RSS (getrusage of the child) is
-its own; (a) and the fetch run alternately, `--rounds` times, and the best of each is reported (the
+.cache/), on loopback. Each measurement is a fresh process, so its peak RSS (read by itself,
+VmHWM) is its own; (a) and the fetch run alternately, `--rounds` times, and the best of each is reported (the
 machine is shared). Prints a Markdown table for docs/benchmarks.md.
 
     python bench/storage_bench.py            # 1 GiB object, 3 rounds
@@ -47,7 +47,9 @@ t = time.perf_counter()
 n = 0
 for chunk in obstore.get(store, key).stream(min_chunk_size=8 << 20):
     n += len(memoryview(chunk))
-print(json.dumps({"seconds": time.perf_counter() - t, "bytes": n}))
+seconds = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "bytes": n, "peak_kib": hwm}))
 """
 
 _FETCH = r"""
@@ -56,20 +58,21 @@ from modelops_worker.storage import open_location
 uri, creds, dest, sha = sys.argv[1:5]
 t = time.perf_counter()
 digest, size = open_location(uri, creds).download(dest, sha)
-print(json.dumps({"seconds": time.perf_counter() - t, "bytes": size, "sha256": digest}))
+seconds = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "bytes": size, "sha256": digest, "peak_kib": hwm}))
 """
 
 
 def _child(code: str, *args: str) -> tuple[dict[str, float], float]:
-    """Run `code` in a fresh python; its JSON line and its own peak RSS in MiB (wait4's rusage)."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"child exited {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    """Run `code` in a fresh python; its JSON line and its own peak RSS in MiB.
+
+    The peak is the child's VmHWM read by itself at the end (after exec it has its own address space;
+    getrusage's ru_maxrss would carry the parent's high-water mark over the fork).
+    """
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result, result["peak_kib"] / 1024
 
 
 def main() -> None:
