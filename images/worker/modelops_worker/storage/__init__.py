@@ -469,7 +469,7 @@ class Location:
 
     # ---- reading
 
-    def stream(self, key: str = "", *, chunk: int = CHUNK) -> Iterator[memoryview]:
+    def stream(self, key: str = "", *, chunk: int | None = None) -> Iterator[memoryview]:
         """The object's bytes in chunks of about `chunk` bytes, resuming after a lost connection.
 
         The first GET pins the ETag; a resumed ranged GET must match it (If-Match), so an object
@@ -497,7 +497,7 @@ class Location:
                 etag = result.meta.get("e_tag")
             size = int(result.meta["size"])
             try:
-                for buf in result.stream(min_chunk_size=chunk):
+                for buf in result.stream(min_chunk_size=chunk or CHUNK):
                     view = memoryview(buf)
                     offset += len(view)
                     yield view
