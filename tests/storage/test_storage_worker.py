@@ -296,7 +296,9 @@ def s3_tls() -> Iterator[S3Server]:
         server.stop()
 
 
-def test_a_self_signed_endpoint_needs_its_ca_bundle_and_works_with_it(s3_tls: S3Server, tmp_path: Path) -> None:
+def test_a_self_signed_endpoint_needs_its_ca_bundle_and_works_with_it(
+    s3_tls: S3Server, tmp_path: Path
+) -> None:
     assert s3_tls.endpoint.startswith("https://") and s3_tls.ca_pem
     s3_tls.put("tls/model.pt", b"over https")
     uri = f"s3://{s3_tls.bucket}/tls/model.pt"
