@@ -285,6 +285,34 @@ def test_port_forward_carries_real_http(plane: Plane, runtime: str) -> None:
         assert code == 200 and body == b"x" * 2_000_000
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_official_python_client_execs_and_forwards_too(plane: Plane, runtime: str) -> None:
+    """kubernetes-client/python speaks the kubelet's channel protocols (v5/v4), not SPDY."""
+    from kubernetes import client, config
+    from kubernetes.stream import portforward, stream
+
+    api = client.CoreV1Api(config.new_client_from_config(str(plane.dir / "kubeconfig")))
+    name = RUNTIMES[runtime]
+    command = ["sh", "-c", "cat > /data/py.txt; echo stored; echo warn >&2; exit 4"]
+    resp = stream(api.connect_get_namespaced_pod_exec, name, "default", command=command, stdin=True,
+                  stdout=True, stderr=True, tty=False, _preload_content=False)  # fmt: skip
+    resp.write_stdin("from python\n")
+    resp.update(timeout=1)
+    resp.close_channel(0)  # v5: the end of stdin
+    resp.run_forever(timeout=30)
+    assert not resp.is_open(), "the command ends once its stdin is closed"
+    assert (resp.read_stdout(), resp.read_stderr(), resp.returncode) == ("stored\n", "warn\n", 4)
+    forward = portforward(api.connect_get_namespaced_pod_portforward, name, "default", ports="8080")
+    sock = forward.socket(8080)
+    sock.setblocking(True)
+    sock.sendall(b"GET /py.txt HTTP/1.0\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"\r\n\r\nfrom python\n"), answer
+
+
 def test_port_forward_to_a_closed_port_reports_the_pods_refusal(plane: Plane) -> None:
     with PortForward(plane, "pod/web-container", 9) as pf:
         with pytest.raises(OSError):

@@ -153,8 +153,8 @@ def test_engine_flags_from_a_pod_spec() -> None:
     from modelops_local.nodes.containers import expand
 
     before, after = engine.command_args(container, lambda t: expand(t, {"CODE": "print(1)"}))
-    assert before == ["--entrypoint", '["python3", "-c", "print(1)"]']
-    assert after == ["$(MISSING)", "$(ESCAPED)"]
+    assert before == ["--entrypoint", "python3"]
+    assert after == ["-c", "print(1)", "$(MISSING)", "$(ESCAPED)"]
     assert engine.command_args({"args": ["serve"]}, str) == ([], ["serve"]), "args alone replace CMD"
     assert engine.image_uid("") == 0 and engine.image_uid("65532:65532") == 65532
     assert engine.image_uid("nonroot") is None

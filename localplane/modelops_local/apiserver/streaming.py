@@ -45,7 +45,9 @@ from .errors import ApiError
 log = logging.getLogger(__name__)
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-PORTFORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io",)
+SPDY_PORTFORWARD = "SPDY/3.1+portforward.k8s.io"
+# kubectl tunnels SPDY; other clients (the official Python client) use the kubelet's channel protocol.
+PORTFORWARD_PROTOCOLS = (SPDY_PORTFORWARD, "v4.channel.k8s.io", "v5.channel.k8s.io", "portforward.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_SUBRESOURCES = ("exec", "portforward", "attach")
 
@@ -272,9 +274,11 @@ async def serve_exec(
 
     async def feed() -> None:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            # The official Python client sends text frames unless told `binary=True`.
+            data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not data:
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            channel, payload = data[0], data[1:]
             if channel == STDIN and proc.stdin is not None and payload:
                 with contextlib.suppress(ConnectionError):
                     proc.stdin.write(payload)
@@ -335,8 +339,19 @@ async def serve_portforward(
             f"unable to forward port because pod is not running. Current status={status.get('phase')}"
         )
     ip = str(status.get("podIP") or "")
+    uid = str((pod.get("metadata") or {}).get("uid") or "")
+    ports: list[int] = []
+    for value in request.query.getall("ports", []):
+        for item in value.split(","):
+            try:
+                ports.append(int(item))
+            except ValueError:
+                raise errors.bad_request(f"invalid port {item!r} in ports") from None
     ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=64 * 2**20)
     await ws.prepare(request)
+    if ws.ws_protocol != SPDY_PORTFORWARD:
+        await _channel_forward(ws, ip, ports, name, uid)
+        return ws
     codec = spdy.Codec()
     lock = asyncio.Lock()
     forwards: dict[str, _Forward] = {}
@@ -436,3 +451,73 @@ async def serve_portforward(
             if fw.writer is not None:
                 fw.writer.close()
     return ws
+
+
+async def _channel_forward(ws: web.WebSocketResponse, ip: str, ports: list[int], name: str, uid: str) -> None:
+    """The kubelet's WebSocket port-forward: per `ports` entry i, channel 2i carries data and 2i+1 errors;
+    each channel's first message is the port (uint16, little endian). Ends when every connection has."""
+    if not ports:
+        await ws.send_bytes(bytes([1]) + b"query parameter ports is required (e.g. ?ports=8080)")
+        await ws.close()
+        return
+    lock = asyncio.Lock()
+    writers: dict[int, asyncio.StreamWriter] = {}
+
+    async def send(data: bytes) -> None:
+        async with lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(data)
+
+    for i, port in enumerate(ports):
+        await send(bytes([2 * i]) + port.to_bytes(2, "little"))
+        await send(bytes([2 * i + 1]) + port.to_bytes(2, "little"))
+
+    readers: dict[int, asyncio.StreamReader] = {}
+    # Every connection is made before the client's first bytes are read, so none is dropped.
+    for i, port in enumerate(ports):
+        try:
+            readers[i], writers[i] = await asyncio.open_connection(ip, port)
+        except OSError as e:
+            why = "connection refused" if isinstance(e, ConnectionRefusedError) else (e.strerror or str(e))
+            message = f"error forwarding port {port} to pod {name}, uid {uid}: dial tcp4 {ip}:{port}: connect: {why}"
+            await send(bytes([2 * i + 1]) + message.encode())
+
+    async def pump(i: int) -> None:
+        reader, writer = readers[i], writers[i]
+        try:
+            while chunk := await reader.read(65536):
+                await send(bytes([2 * i]) + chunk)
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    pumps = [asyncio.create_task(pump(i)) for i in readers]
+
+    async def feed() -> None:
+        async for msg in ws:
+            data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not data:
+                continue
+            channel, payload = data[0], data[1:]
+            writer = writers.get(channel // 2)
+            if channel % 2 == 0 and writer is not None and payload:
+                with contextlib.suppress(ConnectionError):
+                    writer.write(payload)
+                    await writer.drain()
+
+    async def drained() -> None:
+        await asyncio.gather(*pumps)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        await asyncio.wait([feeder, asyncio.create_task(drained())], return_when=asyncio.FIRST_COMPLETED)
+        log.info("port-forward to %s (%s): %s", name, ports, "client left" if feeder.done() else "pod closed")
+    finally:
+        feeder.cancel()
+        for task in pumps:
+            task.cancel()
+        for writer in writers.values():
+            writer.close()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close()

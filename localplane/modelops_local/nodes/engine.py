@@ -7,7 +7,7 @@ command lines and reads the results). What a container gets, against the process
 | pod spec | container runtime (this module) |
 |---|---|
 | image, imagePullPolicy | the engine's local image store; `Never`/`IfNotPresent` use a present image, `Always` and a missing image pull (no registry: `ErrImagePull` with the engine's own reason, then `ImagePullBackOff`); the project's images (`ghcr.io/modelops/*`) run as processes while the engine does not hold them |
-| command / args | `--entrypoint` (JSON) and the arguments after the image: command replaces ENTRYPOINT and CMD, args replaces CMD, as on a cluster |
+| command / args | `--entrypoint <command[0]>` and the rest after the image: command replaces ENTRYPOINT and CMD, args replaces CMD, as on a cluster |
 | env | `-e` per variable (valueFrom resolved by the kubelet) |
 | volumes | bind mounts of the kubelet's host directories (`readOnly` is `:ro`), the termination log file at `terminationMessagePath` |
 | securityContext | `--user uid:gid`, `--group-add` (supplementalGroups, fsGroup and the pod's file group), `--read-only`, `no-new-privileges`, `--cap-drop`/`--cap-add`, `--privileged` |
@@ -147,7 +147,9 @@ def command_args(container: Obj, expand: Any) -> tuple[list[str], list[str]]:
     command = [expand(str(a)) for a in container.get("command") or []]
     args = [expand(str(a)) for a in container.get("args") or []]
     if command:
-        return ["--entrypoint", json.dumps(command)], args
+        # The string form both engines take (docker has no JSON form): the first word replaces the
+        # ENTRYPOINT, and naming one drops the image's CMD; the rest follow the image as arguments.
+        return ["--entrypoint", command[0]], [*command[1:], *args]
     return [], args
 
 
