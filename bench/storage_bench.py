@@ -6,11 +6,13 @@ file, sha256 while streaming, fsync, verify, atomic rename) runs at >= 80 % of t
   (a) a plain streamed GET of the same object with the same library (obstore), bytes discarded, and
   (b) sha256 of the same bytes already in memory (hashlib),
 
-and the worker process's peak RSS stays under 200 MB while doing it.
+and the worker process's peak RSS stays under 200 MB while doing it. (c), a plain GET written to disk
+with fsync but not hashed, is printed for reference: it separates the cost of landing the bytes
+durably in the pod's volume from the cost of verifying them.
 
 The server is the tests' moto server (tests/storage/s3server.py, IAM auth on, its own venv under
-.cache/), on loopback. Each measurement is a fresh process, so its peak RSS (getrusage of the child) is
-its own; (a) and the fetch run alternately, `--rounds` times, and the best of each is reported (the
+.cache/), on loopback. Each measurement is a fresh process, so its peak RSS (read by itself,
+VmHWM) is its own; (a) and the fetch run alternately, `--rounds` times, and the best of each is reported (the
 machine is shared). Prints a Markdown table for docs/benchmarks.md.
 
     python bench/storage_bench.py            # 1 GiB object, 3 rounds
@@ -47,7 +49,27 @@ t = time.perf_counter()
 n = 0
 for chunk in obstore.get(store, key).stream(min_chunk_size=8 << 20):
     n += len(memoryview(chunk))
-print(json.dumps({"seconds": time.perf_counter() - t, "bytes": n}))
+seconds = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "bytes": n, "peak_kib": hwm}))
+"""
+
+_GET_TO_DISK = r"""
+import json, os, sys, time
+from obstore.store import S3Store
+import obstore
+endpoint, bucket, key, ak, sk, dest = sys.argv[1:7]
+store = S3Store(bucket, config={"access_key_id": ak, "secret_access_key": sk, "endpoint": endpoint,
+    "region": "us-east-1", "virtual_hosted_style_request": False}, client_options={"allow_http": True})
+t = time.perf_counter()
+n = 0
+with open(dest, "wb", buffering=0) as fh:
+    for chunk in obstore.get(store, key).stream(min_chunk_size=8 << 20):
+        n += fh.write(memoryview(chunk))
+    os.fsync(fh.fileno())
+seconds = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "bytes": n, "peak_kib": hwm}))
 """
 
 _FETCH = r"""
@@ -56,20 +78,21 @@ from modelops_worker.storage import open_location
 uri, creds, dest, sha = sys.argv[1:5]
 t = time.perf_counter()
 digest, size = open_location(uri, creds).download(dest, sha)
-print(json.dumps({"seconds": time.perf_counter() - t, "bytes": size, "sha256": digest}))
+seconds = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "bytes": size, "sha256": digest, "peak_kib": hwm}))
 """
 
 
 def _child(code: str, *args: str) -> tuple[dict[str, float], float]:
-    """Run `code` in a fresh python; its JSON line and its own peak RSS in MiB (wait4's rusage)."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"child exited {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+    """Run `code` in a fresh python; its JSON line and its own peak RSS in MiB.
+
+    The peak is the child's VmHWM read by itself at the end (after exec it has its own address space;
+    getrusage's ru_maxrss would carry the parent's high-water mark over the fork).
+    """
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result, result["peak_kib"] / 1024
 
 
 def main() -> None:
@@ -108,6 +131,7 @@ def main() -> None:
             del data
 
             plain: list[float] = []
+            to_disk: list[float] = []
             fetch: list[float] = []
             plain_rss: list[float] = []
             fetch_rss: list[float] = []
@@ -124,6 +148,17 @@ def main() -> None:
                 plain.append(res["seconds"])
                 plain_rss.append(rss)
                 dest = tmp / "fetched.bin"
+                res, _ = _child(
+                    _GET_TO_DISK,
+                    server.endpoint,
+                    server.bucket,
+                    KEY,
+                    server.admin.access_key_id,
+                    server.admin.secret_access_key,
+                    str(dest),
+                )
+                to_disk.append(res["seconds"])
+                dest.unlink()
                 res, rss = _child(_FETCH, uri, str(creds), str(dest), digest)
                 assert res["sha256"] == digest and res["bytes"] == size
                 fetch.append(res["seconds"])
@@ -145,6 +180,10 @@ def main() -> None:
     )
     print(f"| (b) sha256 of the bytes in memory | {hash_s:.2f} s | {mb / hash_s:.0f} | - |")
     print(
+        f"| (c) for reference: plain streamed GET written to disk + fsync, no hash | {min(to_disk):.2f} s | "
+        f"{mb / min(to_disk):.0f} | - |"
+    )
+    print(
         f"| worker fetch + verify (temp file, sha256, fsync, rename) | {best_fetch:.2f} s | "
         f"{mb / best_fetch:.0f} | {max(fetch_rss):.0f} MiB |"
     )
@@ -152,7 +191,11 @@ def main() -> None:
         f"fetch+verify speed relative to the slower anchor: {100 * ratio:.0f} % (target >= 80 %); "
         f"worker peak RSS {max(fetch_rss):.0f} MiB (target < 200 MiB)"
     )
-    print(f"all runs: plain {[round(x, 2) for x in plain]}, fetch {[round(x, 2) for x in fetch]}")
+    print(
+        f"all runs: plain {[round(x, 2) for x in plain]}, to disk {[round(x, 2) for x in to_disk]}, "
+        f"fetch {[round(x, 2) for x in fetch]}"
+    )
+    print(f"load average at the end (1, 5, 15 min; {os.cpu_count()} CPUs): {os.getloadavg()}")
 
 
 if __name__ == "__main__":

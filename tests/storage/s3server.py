@@ -27,6 +27,7 @@ API (reused by tests/storage, tests/e2e and the model store's tests):
     server.put(key, data) / server.get(key) / server.delete(key) / server.keys(prefix)
     server.create_bucket(name)                    # another bucket (name must start with modelops-)
     server.stop()
+    S3Server.start(tls=True)                      # HTTPS with a private CA: server.ca_pem
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -85,6 +87,77 @@ def moto_python() -> Path:
                 )
         stamp.write_text("\n".join(PACKAGES))
         return py
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it (openssl), as a self-hosted
+    MinIO has: (ca.pem, server.pem, server.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = directory / "server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    steps = [
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=modelops test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+        ],
+    ]
+    for cmd in steps:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            pytest.fail(f"openssl failed ({' '.join(cmd[:3])}): {out.stderr[-2000:]}")
+    return ca, cert, key
 
 
 def _free_port() -> int:
@@ -138,21 +211,31 @@ class S3Server:
         self.admin = admin
         self.reader = reader
         self.log = log
+        self.ca_pem: str | None = None
         self._stores: dict[str, Any] = {}
 
     @classmethod
-    def start(cls, buckets: tuple[str, ...] = (DEFAULT_BUCKET,), log_dir: Path | None = None) -> S3Server:
+    def start(
+        cls, buckets: tuple[str, ...] = (DEFAULT_BUCKET,), log_dir: Path | None = None, *, tls: bool = False
+    ) -> S3Server:
+        """Start the server; with `tls`, over HTTPS with a certificate of a private CA (`ca_pem`)."""
         py = moto_python()
         port = _free_port()
         log = (log_dir or REPO / ".cache") / f"moto-{port}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        scheme, tls_args, ca = "http", [], None
+        if tls:
+            ca, cert, key = _certificates(log.parent / f"moto-{port}-tls")
+            scheme, tls_args = "https", ["--ssl-cert", str(cert), "--ssl-key", str(key)]
+        base = f"{scheme}://127.0.0.1:{port}"
+        context = ssl.create_default_context(cafile=str(ca)) if ca else None
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         # Unlimited unauthenticated requests for the setup; reset-auth switches enforcement on.
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "inf"
         env["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
         with log.open("wb") as fh:
             proc = subprocess.Popen(
-                [str(py.parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                [str(py.parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port), *tls_args],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -161,7 +244,7 @@ class S3Server:
         deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=2).read()
+                urllib.request.urlopen(f"{base}/moto-api/data.json", timeout=2, context=context).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -169,10 +252,10 @@ class S3Server:
                     pytest.fail(f"moto_server did not start on port {port}:\n{log.read_text()[-3000:]}")
                 time.sleep(0.2)
         out = subprocess.run(
-            [str(py), "-c", _SETUP, f"http://127.0.0.1:{port}", *buckets],
+            [str(py), "-c", _SETUP, base, *buckets],
             capture_output=True,
             text=True,
-            env=env,
+            env={**env, **({"AWS_CA_BUNDLE": str(ca)} if ca else {})},
             timeout=300,
         )
         if out.returncode != 0:
@@ -180,13 +263,16 @@ class S3Server:
             pytest.fail(f"moto setup failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
         keys = json.loads(out.stdout.strip().splitlines()[-1])
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/moto-api/reset-auth",
+            f"{base}/moto-api/reset-auth",
             data=b"0",
             method="POST",
             headers={"Content-Type": "text/plain"},  # a form body would reach moto empty
         )
-        urllib.request.urlopen(req, timeout=10).read()
-        return cls(proc, port, Credentials(*keys["modelops"]), Credentials(*keys["reader"]), log)
+        urllib.request.urlopen(req, timeout=10, context=context).read()
+        server = cls(proc, port, Credentials(*keys["modelops"]), Credentials(*keys["reader"]), log)
+        server.endpoint = base
+        server.ca_pem = ca.read_text() if ca else None
+        return server
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -234,7 +320,10 @@ class S3Server:
                     "region": REGION,
                     "virtual_hosted_style_request": False,
                 },
-                client_options={"allow_http": True},
+                client_options={
+                    "allow_http": True,
+                    **({"root_certificate": self.ca_pem} if self.ca_pem else {}),
+                },
             )
         return self._stores[bucket]
 

@@ -181,7 +181,8 @@ def test_a_pvc_uri_dataset_mounts_its_claim_read_only() -> None:
     ("file", "message"),
     [
         ({"uri": "s3://datasets/a.csv", "claimName": "data"}, "set either uri, or claimName and path"),
-        ({"claimName": "data"}, "claimName and path go together"),
+        ({"claimName": "data"}, "spec.dataset.file.path is required with claimName"),
+        ({"path": "train.csv"}, "spec.dataset.file.claimName is required with path"),
         (
             {"uri": "pvc://data/a.csv", "credentialsSecret": {"name": "aws"}},
             "applies only to an object storage",

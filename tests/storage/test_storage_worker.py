@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,26 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.fixture(scope="module")
+def s3_tls() -> Iterator[S3Server]:
+    server = S3Server.start(tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_self_signed_endpoint_needs_its_ca_bundle_and_works_with_it(
+    s3_tls: S3Server, tmp_path: Path
+) -> None:
+    assert s3_tls.endpoint.startswith("https://") and s3_tls.ca_pem
+    s3_tls.put("tls/model.pt", b"over https")
+    uri = f"s3://{s3_tls.bucket}/tls/model.pt"
+    without = s3_tls.write_secret_dir(tmp_path / "no-ca")
+    with pytest.raises(storage.StorageUnreachable, match=r"ca\.crt") as err:
+        storage.open_location(uri, without).download(tmp_path / "m")
+    assert err.value.exit_code == EXIT_STORAGE_UNAVAILABLE
+    with_ca = s3_tls.write_secret_dir(tmp_path / "ca", **{"ca.crt": s3_tls.ca_pem})
+    assert storage.open_location(uri, with_ca).download(tmp_path / "m")[0] == _sha(b"over https")

@@ -222,10 +222,19 @@ class BackupReference(ApiModel):
                 "has(self.uri) != (has(self.claimName) || has(self.path))",
                 "restoreFrom.backup: set either uri, or claimName and path (not both)",
             ),
-            (
-                "has(self.uri) || (has(self.claimName) && has(self.path))",
-                "restoreFrom.backup: claimName and path go together (status.backup.backups[] lists both)",
-            ),
+            {
+                "rule": "has(self.uri) || has(self.path)",
+                "message": "restoreFrom.backup.path is required with claimName: the backup's directory, as "
+                "status.backup.backups[].path lists it",
+                "fieldPath": ".path",
+                "reason": "FieldValueRequired",
+            },
+            {
+                "rule": "has(self.uri) || has(self.claimName)",
+                "message": "restoreFrom.backup.claimName is required with path: the claim holding the backup",
+                "fieldPath": ".claimName",
+                "reason": "FieldValueRequired",
+            },
             storage.credentials_rule("restoreFrom.backup", "restoreFrom.backup.uri"),
         )
     )

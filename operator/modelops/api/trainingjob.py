@@ -74,15 +74,20 @@ class DatasetFile(ApiModel):
                 "has(self.uri) != (has(self.claimName) || has(self.path))",
                 "spec.dataset.file: set either uri, or claimName and path (not both)",
             ),
-            (
-                "has(self.uri) || !has(self.claimName) || has(self.path)",
-                "spec.dataset.file.path is required with claimName: the file's path inside the claim, "
-                "e.g. data/train.csv",
-            ),
-            (
-                "has(self.uri) || !has(self.path) || has(self.claimName)",
-                "spec.dataset.file.claimName is required with path: the claim holding the file",
-            ),
+            {
+                "rule": "has(self.uri) || has(self.path)",
+                "message": "spec.dataset.file.path is required with claimName: the file inside the claim, e.g. "
+                "data/train.csv (or give spec.dataset.file.uri instead)",
+                "fieldPath": ".path",
+                "reason": "FieldValueRequired",
+            },
+            {
+                "rule": "has(self.uri) || has(self.claimName)",
+                "message": "spec.dataset.file.claimName is required with path: the claim holding the file (or "
+                "give spec.dataset.file.uri instead)",
+                "fieldPath": ".claimName",
+                "reason": "FieldValueRequired",
+            },
             storage.credentials_rule("spec.dataset.file", "spec.dataset.file.uri"),
         )
     )

@@ -26,10 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import queue
 import re
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,6 +378,12 @@ class Location:
                 "nothing partial was kept, the next attempt reads the new object",
                 credentials=self._credentials,
             )
+        if isinstance(exc, oe.NotSupportedError):
+            return InvalidStorageConfig(
+                uri,
+                f"{prefix}{self.parsed.scheme}:// does not support this ({text})",
+                credentials=self._credentials,
+            )
         if isinstance(exc, oe.UnknownConfigurationKeyError | oe.InvalidPathError):
             return InvalidStorageConfig(uri, f"{prefix}{text}", credentials=self._credentials)
         if "certificate" in lower or "invalid peer" in lower or "unknownissuer" in lower:
@@ -461,7 +469,7 @@ class Location:
 
     # ---- reading
 
-    def stream(self, key: str = "", *, chunk: int = CHUNK) -> Iterator[memoryview]:
+    def stream(self, key: str = "", *, chunk: int | None = None) -> Iterator[memoryview]:
         """The object's bytes in chunks of about `chunk` bytes, resuming after a lost connection.
 
         The first GET pins the ETag; a resumed ranged GET must match it (If-Match), so an object
@@ -489,7 +497,7 @@ class Location:
                 etag = result.meta.get("e_tag")
             size = int(result.meta["size"])
             try:
-                for buf in result.stream(min_chunk_size=chunk):
+                for buf in result.stream(min_chunk_size=chunk or CHUNK):
                     view = memoryview(buf)
                     offset += len(view)
                     yield view
@@ -539,10 +547,13 @@ class Location:
         size = 0
         try:
             with open(tmp, "wb", buffering=0) as fh:
-                for view in self.stream(key):
-                    digest.update(view)
-                    fh.write(view)
-                    size += len(view)
+                # Three stages in parallel (network, sha256, disk), each releasing the GIL, joined by
+                # bounded queues: as fast as the slowest stage, memory bounded by PIPELINE chunks.
+                with _Stage(fh.write) as writer:
+                    for view in _prefetched(self.stream(key)):
+                        digest.update(view)
+                        writer.put(view)
+                        size += len(view)
                 fh.flush()
                 os.fsync(fh.fileno())
             actual = digest.hexdigest()
@@ -567,7 +578,7 @@ class Location:
         """sha256 and size of the object, streamed, nothing written."""
         h = hashlib.sha256()
         size = 0
-        for view in self.stream(key):
+        for view in _prefetched(self.stream(key)):
             h.update(view)
             size += len(view)
         return h.hexdigest(), size
@@ -619,6 +630,79 @@ class Location:
             raise self._refine(exc, key) from None
 
 
+PIPELINE = 3  # chunks waiting between two stages of a download (memory: about 2 x PIPELINE x CHUNK)
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[memoryview]) -> Iterator[memoryview]:
+    """`chunks`, read ahead by a thread (so the next chunk arrives while this one is hashed); the
+    reader's exception is raised here."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=PIPELINE)
+    stop = threading.Event()
+
+    def pull() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=pull, name="storage-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+class _Stage:
+    """A consumer thread applying `fn` to each item put, in order; its exception is raised on exit."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=PIPELINE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="storage-write", daemon=True)
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:
+                    self._error = exc
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put(item)
+
+    def __enter__(self) -> _Stage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._q.put(_DONE)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -663,6 +747,3 @@ def open_location(
             uri, _clean(f"{type(exc).__name__}: {exc}"), credentials=who or None
         ) from None
     return Location(uri, store, parsed, who or None)
-
-
-Progress = Callable[[int], None]
