@@ -152,7 +152,10 @@ class TrainRunConfig(ApiModel):
                 keep=spec.checkpoint.keep,
             ),
             data_validation=spec.data_validation,
-            output=OutputPolicy(format=spec.output.format, model_name=spec.output.model_name or name),
+            output=OutputPolicy(
+                format="state_dict" if spec.output.format == "state_dict" else "torchscript",
+                model_name=spec.output.model_name or name,
+            ),
             distributed=DistributedPolicy(
                 nodes=spec.distributed.nodes,
                 procs_per_node=procs if isinstance(procs, int) else "auto",
@@ -231,10 +234,10 @@ class ResultMetrics(ApiModel):
 class ResultArtifact(ApiModel):
     """The exported model, relative to `MODELOPS_OUTPUT_DIR`."""
 
-    path: str
+    path: str = Field(description="A file, or for huggingface a directory (sha256: its directory digest).")
     sha256: str
     size_bytes: int
-    format: Literal["torchscript", "state_dict"]
+    format: Literal["torchscript", "state_dict", "huggingface"]
     model_card: str | None = Field(default=None, description="Path of the model card JSON, relative.")
     model_card_sha256: str | None = None
 
@@ -271,6 +274,9 @@ class TrainResult(ApiModel):
     artifact: ResultArtifact | None = None
     checkpoint: ResultCheckpoint | None = None
     dataset_digest: str | None = None
+    base_model: str | None = Field(
+        default=None, description="A fine-tune's base model (ModelVersion name, else its pvc:// URI)."
+    )
     epochs: int | None = Field(default=None, description="Epochs completed.")
     steps: int | None = Field(default=None, description="Optimizer steps completed.")
     train_loss: float | None = Field(default=None, description="Training loss of the last step.")

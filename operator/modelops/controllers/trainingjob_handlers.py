@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from modelops import API_VERSION, status
-from modelops.api.trainingjob import TrainingJobSpec
+from modelops.api.trainingjob import TrainingJobSpec, output_format
 from modelops.builders import trainingjob as tj_builders
 from modelops.controllers import children, reconcile, registration, trainingjob
 from modelops.controllers.cluster import Cluster
@@ -59,7 +59,7 @@ def model_version_for(
         "model": model,
         "version": version,
         "source": {"trainingJob": {"name": name}},
-        "format": spec.output.format,
+        "format": output_format(spec),
     }
     if plan.result is not None and plan.result.artifact is not None:
         mv_spec["sha256"] = plan.result.artifact.sha256
