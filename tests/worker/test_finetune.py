@@ -138,7 +138,7 @@ def test_explicit_format_refuses_the_other_kind(tmp_path):
 
 
 def test_a_missing_file_is_dataset_not_found(tmp_path):
-    with pytest.raises(data_mod.DatasetNotFoundError, match="spec.fineTune.data.path"):
+    with pytest.raises(data_mod.DatasetNotFoundError, match=r"spec\.fineTune\.data\.path"):
         data_mod.load(FineTuneData(claim_name="data", path="nope.jsonl"), tmp_path)
 
 
