@@ -234,10 +234,10 @@ class ResultMetrics(ApiModel):
 class ResultArtifact(ApiModel):
     """The exported model, relative to `MODELOPS_OUTPUT_DIR`."""
 
-    path: str = Field(description="A file, or for huggingface a directory (sha256: its directory digest).")
+    path: str
     sha256: str
     size_bytes: int
-    format: Literal["torchscript", "state_dict", "huggingface"]
+    format: Literal["torchscript", "state_dict"]
     model_card: str | None = Field(default=None, description="Path of the model card JSON, relative.")
     model_card_sha256: str | None = None
 
@@ -274,9 +274,6 @@ class TrainResult(ApiModel):
     artifact: ResultArtifact | None = None
     checkpoint: ResultCheckpoint | None = None
     dataset_digest: str | None = None
-    base_model: str | None = Field(
-        default=None, description="A fine-tune's base model (ModelVersion name, else its pvc:// URI)."
-    )
     epochs: int | None = Field(default=None, description="Epochs completed.")
     steps: int | None = Field(default=None, description="Optimizer steps completed.")
     train_loss: float | None = Field(default=None, description="Training loss of the last step.")
