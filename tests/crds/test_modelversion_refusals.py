@@ -73,6 +73,33 @@ BAD: list[tuple[str, Obj, str, str]] = [
     ("sha256 with capitals and a prefix", mv(sha256="sha256:" + "AB" * 32), "spec.sha256", ""),
     ("description of a book", mv(description="x" * 5000), "spec.description", ""),
     ("a tag that is not a string", mv(tags={"team": 7}), "spec.tags.team", ""),
+    ("an unknown LLM format", mv(format="ggml"), "spec.format", "ggml"),
+    ("a lora adapter without its base", mv(format="lora"), "spec", "spec.baseModelVersion is required"),
+    (
+        "a base version on a full model",
+        mv(format="gguf", baseModelVersion={"name": "gemma-1"}),
+        "spec",
+        "applies only to spec.format lora",
+    ),
+    (
+        "a base version named like a file",
+        mv(format="lora", baseModelVersion={"name": "Gemma_1.gguf"}),
+        "spec.baseModelVersion.name",
+        "",
+    ),
+    (
+        "a tensor signature on an LLM",
+        mv(format="huggingface", signature={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}),
+        "spec",
+        "OpenAI API",
+    ),
+    ("onnx loading a gguf file", mv(format="gguf", framework="onnx"), "spec", "spec.framework"),
+    (
+        "an adapter on itself",
+        mv(format="lora", baseModelVersion={"name": "digits-1"}),
+        "spec.baseModelVersion.name",
+        "its own base",
+    ),
 ]
 
 
@@ -84,3 +111,11 @@ def test_bad_specs_are_refused_naming_the_field(what: str, obj: Obj, field: str,
 def test_the_example_and_a_minimal_training_job_version_are_accepted() -> None:
     assert errors(mv()) == []
     assert errors(mv(source={"trainingJob": {"name": "digits"}}, version=4)) == []
+
+
+def test_llm_formats_are_accepted() -> None:
+    assert errors(mv(format="gguf", source={"uri": "pvc://models/gemma/gemma-3-270m-it-Q4_K_M.gguf"})) == []
+    assert errors(mv(format="huggingface", source={"uri": "pvc://models/tiny-lm"})) == []
+    assert errors(mv(format="huggingface", source={"uri": "s3://models/tiny-lm/"})) == []
+    lora = mv(format="lora", baseModelVersion={"name": "tiny-lm-1"}, source={"trainingJob": {"name": "ft"}})
+    assert errors(lora) == []

@@ -4,6 +4,20 @@ What a version *is* (its model, source, version number and format) can never cha
 has been verified: the API server refuses the edit with a message naming the field, so what is served
 is exactly what was trained and checked. Aliases are asked for in the spec and granted in the status:
 the operator never rewrites a user's spec, so GitOps tools see no drift.
+
+Large language models are versions like any other, in three formats (docs/llm.md):
+
+- `huggingface`: a model directory (config.json, the tokenizer files, `*.safetensors` weights), served
+  by an LLM engine (vLLM on GPUs, llama.cpp or transformers on CPUs) over the OpenAI API. Its sha256 is
+  the directory digest the worker defines once (`modelops.api.llmconfig`): sha256 over the sorted list
+  of per-file sha256s, with the manifest stored next to it.
+- `gguf`: one GGUF file (llama.cpp's format, quantised weights and tokenizer in one file).
+- `lora`: a LoRA adapter directory (peft's adapter_config.json + adapter_model.safetensors) on top of a
+  base version named by `spec.baseModelVersion`; it is Ready only while its base version is Ready, and
+  served by the engine serving the base, with the adapter loaded beside it.
+
+Lineage records the base model of a fine-tune (`status.lineage.baseModel`), whether the result is
+merged weights or an adapter.
 """
 
 from __future__ import annotations
@@ -41,6 +55,15 @@ _URI_RULES = rules(
         "spec.source.uri: an S3 bucket name has no two adjacent periods",
     ),
 )
+# The formats served by an LLM engine over the OpenAI API (the others by modelops-worker serve, OIP v2).
+LLM_FORMATS = ("huggingface", "gguf", "lora")
+# The formats whose artifact is a directory (digest: the directory digest of docs/llm.md).
+DIRECTORY_FORMATS = ("huggingface", "lora")
+# The formats a LoRA adapter may be registered on (peft adapters apply to Hugging Face weights).
+ADAPTER_BASE_FORMATS = ("huggingface",)
+_LLM_FORMATS_CEL = "['huggingface', 'gguf', 'lora']"
+Format = Literal["torchscript", "state_dict", "onnx", "safetensors", "huggingface", "gguf", "lora"]
+
 # A metric name as the training result reports it (accuracy, val_loss, top-5/accuracy): printable, no
 # whitespace at all, so that a gate cannot silently name a metric nobody reports.
 METRIC_NAME_PATTERN = r"^[^ \x00-\x1f\x7f]+$"
@@ -83,6 +106,15 @@ class Source(ApiModel):
         default=None,
         description="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_ENDPOINT_URL, "
         "for s3:// sources.",
+    )
+
+
+class BaseModelVersionReference(ApiModel):
+    """The base ModelVersion (same namespace) a LoRA adapter applies to."""
+
+    name: DnsLabel = Field(
+        description="Name of the base ModelVersion (format huggingface). The adapter is Ready only while "
+        "the base is Ready, and is served by the engine serving the base."
     )
 
 
@@ -133,6 +165,32 @@ class Promotion(ApiModel):
 class ModelVersionSpec(ApiModel):
     """A version of a registered model."""
 
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.format != 'lora' || has(self.baseModelVersion)",
+                "spec.baseModelVersion is required with spec.format lora: name the ModelVersion (format "
+                "huggingface) the adapter applies to, e.g. baseModelVersion: {name: qwen-base-1}",
+            ),
+            (
+                "!has(self.baseModelVersion) || self.format == 'lora'",
+                "spec.baseModelVersion applies only to spec.format lora (an adapter on a base version); a "
+                "merged fine-tune records its base model in status.lineage.baseModel: drop "
+                "spec.baseModelVersion or set spec.format lora",
+            ),
+            (
+                f"!has(self.signature) || !(self.format in {_LLM_FORMATS_CEL})",
+                "spec.signature describes tensor inputs and outputs; huggingface, gguf and lora versions "
+                "are served over the OpenAI API (text in, text out): drop spec.signature",
+            ),
+            (
+                f"self.framework != 'onnx' || !(self.format in {_LLM_FORMATS_CEL})",
+                "spec.framework: onnx cannot load a huggingface, gguf or lora artifact; leave "
+                "spec.framework out (pytorch)",
+            ),
+        )
+    )
+
     model: DnsLabel = Field(
         description="The registered model this is a version of.",
         json_schema_extra=immutable("spec.model", "create a new ModelVersion for another model"),
@@ -145,11 +203,18 @@ class ModelVersionSpec(ApiModel):
         "(see status.version).",
     )
     source: Source = Field(description="Where the artifact comes from.")
-    format: Literal["torchscript", "state_dict", "onnx", "safetensors"] = Field(
+    format: Format = Field(
         default="torchscript",
         description="Artifact format; picks the serving runtime (docs/inferenceservice.md). torchscript, "
-        "state_dict (exported by modelops-worker) and onnx are served by modelops-worker serve; safetensors "
-        "has no runtime yet and fails verification with NoRuntimeForFormat.",
+        "state_dict (exported by modelops-worker) and onnx are served by modelops-worker serve; "
+        "huggingface (a model directory: config, tokenizer, *.safetensors), gguf (one file) and lora (an "
+        "adapter directory on spec.baseModelVersion) by an LLM engine over the OpenAI API (docs/llm.md); "
+        "safetensors (bare weights) has no runtime and fails verification with NoRuntimeForFormat.",
+    )
+    base_model_version: BaseModelVersionReference | None = Field(
+        default=None,
+        description="With format lora: the ModelVersion (format huggingface, same namespace) the adapter "
+        "applies to. Required with lora, refused with any other format.",
     )
     signature: ModelSignature | None = Field(
         default=None,
@@ -171,7 +236,9 @@ class ModelVersionSpec(ApiModel):
     sha256: str | None = Field(
         default=None,
         pattern=SHA256_PATTERN,
-        description="Expected sha256 of the artifact; verification fails when it differs.",
+        description="Expected sha256 of the artifact; verification fails when it differs. For a directory "
+        "(huggingface, lora) the directory digest: sha256 over the sorted list of per-file sha256s "
+        "(docs/llm.md).",
     )
     promotion: Promotion = Field(default_factory=Promotion, description="Aliases asked for and their gates.")
     backup: BackupPolicy | None = Field(default=None, description="Scheduled backups of the artifact.")
@@ -196,6 +263,25 @@ class Artifact(ApiModel):
     )
 
 
+class BaseModelLineage(ApiModel):
+    """The model a fine-tune started from (or a LoRA adapter applies to)."""
+
+    model_version: str | None = Field(
+        default=None, description="The base ModelVersion's name, when the base was a registered version."
+    )
+    model: str | None = Field(default=None, description="The base's registered model name.")
+    version: int | None = Field(default=None, description="The base's version number.")
+    sha256: str | None = Field(default=None, description="Digest of the base's artifact.")
+    uri: str | None = Field(
+        default=None, description="Where the base came from when it was not a registered version."
+    )
+    method: Literal["full", "lora", "qlora"] | None = Field(
+        default=None,
+        description="How the version was derived from it: full (all weights trained), lora or qlora (an "
+        "adapter; merged into full weights unless the version's format is lora).",
+    )
+
+
 class Lineage(ApiModel):
     """Where the version came from."""
 
@@ -207,6 +293,28 @@ class Lineage(ApiModel):
     image: str | None = Field(default=None, description="Worker image that trained it.")
     code_version: str | None = Field(default=None, description="Version of the training code.")
     created: Timestamp | None = Field(default=None, description="When the artifact was produced.")
+    base_model: BaseModelLineage | None = Field(
+        default=None,
+        description="The base model of a fine-tune, or the base version a LoRA adapter applies to.",
+    )
+
+
+class LanguageModelInfo(ApiModel):
+    """What LLM verification read from the artifact (huggingface, gguf, lora)."""
+
+    engine: str | None = Field(
+        default=None, description="The engine that loaded it and generated tokens, e.g. llamacpp."
+    )
+    architecture: str | None = Field(default=None, description="Model architecture, e.g. gemma3.")
+    context_length: int | None = Field(default=None, description="Context length the model was trained with.")
+    chat_template: bool | None = Field(
+        default=None, description="Whether the tokenizer carries a chat template (/v1/chat/completions)."
+    )
+    quantization: str | None = Field(default=None, description="Weight type of a GGUF file, e.g. Q4_K_M.")
+    files: int | None = Field(default=None, description="Files of a directory artifact (the manifest's).")
+    base_ready: bool | None = Field(
+        default=None, description="For a lora adapter: whether its base version is Ready now."
+    )
 
 
 class GateResult(ApiModel):
@@ -272,6 +380,9 @@ class ModelVersionStatus(ApiModel):
     )
     metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation metrics.")
     lineage: Lineage | None = Field(default=None, description="Where the version came from.")
+    llm: LanguageModelInfo | None = Field(
+        default=None, description="For huggingface, gguf and lora: what verification read from the artifact."
+    )
     aliases: list[str] = Field(default_factory=list, description="Aliases this version holds now.")
     promotion_history: list[PromotionEvent] = Field(
         default_factory=list, description="Aliases granted, moved away or denied, oldest first."
@@ -311,6 +422,19 @@ ROOT_RULES: list[dict[str, str]] = [
         "message": "spec.format is immutable once the artifact is verified: create a new ModelVersion",
         "fieldPath": ".spec.format",
         "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!({_VERIFIED}) || (has(self.spec.baseModelVersion) == has(oldSelf.spec.baseModelVersion) && "
+        "(!has(self.spec.baseModelVersion) || self.spec.baseModelVersion == oldSelf.spec.baseModelVersion))",
+        "message": "spec.baseModelVersion is immutable once the adapter is verified: create a new ModelVersion",
+        "fieldPath": ".spec.baseModelVersion",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.spec.baseModelVersion) || self.spec.baseModelVersion.name != self.metadata.name",
+        "message": "spec.baseModelVersion must name another ModelVersion: an adapter cannot be its own base",
+        "fieldPath": ".spec.baseModelVersion.name",
+        "reason": "FieldValueInvalid",
     },
     {
         "rule": f"!({_VERIFIED}) || (has(self.spec.signature) == has(oldSelf.spec.signature) && "

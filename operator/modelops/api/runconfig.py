@@ -232,12 +232,16 @@ class ResultMetrics(ApiModel):
 
 
 class ResultArtifact(ApiModel):
-    """The exported model, relative to `MODELOPS_OUTPUT_DIR`."""
+    """The exported model, relative to `MODELOPS_OUTPUT_DIR`.
+
+    For a directory (format huggingface or lora) `path` names the directory and `sha256` is its
+    directory digest (docs/llm.md); `size_bytes` is the sum of its files.
+    """
 
     path: str
     sha256: str
     size_bytes: int
-    format: Literal["torchscript", "state_dict"]
+    format: Literal["torchscript", "state_dict", "huggingface", "gguf", "lora"]
     model_card: str | None = Field(default=None, description="Path of the model card JSON, relative.")
     model_card_sha256: str | None = None
 
@@ -248,6 +252,25 @@ class ResultCheckpoint(ApiModel):
     step: int
     path: str
     sha256: str = Field(description="sha256 of the checkpoint's manifest.json.")
+
+
+class ResultBaseModel(ApiModel):
+    """The base model a fine-tune started from; becomes the ModelVersion's `status.lineage.baseModel`.
+
+    With an artifact of format lora, `modelVersion` is also the registered version's
+    `spec.baseModelVersion` (the adapter is served on top of it).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    model_version: str | None = Field(default=None, description="The base ModelVersion, when registered.")
+    sha256: str | None = Field(default=None, description="Digest of the base artifact the run loaded.")
+    uri: str | None = Field(
+        default=None, description="Where the base came from when not a registered version."
+    )
+    method: Literal["full", "lora", "qlora"] | None = Field(
+        default=None, description="How it was fine-tuned."
+    )
 
 
 def _hyperparameter(value: Any) -> bool:
@@ -287,6 +310,9 @@ class TrainResult(ApiModel):
         default=None,
         description="The hyperparameters the run used (numbers, booleans, short strings; up to 64), "
         "recorded in the ModelVersion's lineage. A custom image reports its own here.",
+    )
+    base_model: ResultBaseModel | None = Field(
+        default=None, description="The base model of a fine-tune (LLM recipes), recorded in lineage."
     )
 
     @field_validator("hyperparameters", mode="before")
