@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from modelops.api import llmconfig
 from modelops.api.finetune import FineTuneData
 from modelops_worker.llm_train import data as data_mod
-from modelops_worker.llm_train import export as export_mod
 from modelops_worker.llm_train import tiny
 
 transformers = pytest.importorskip("transformers")
@@ -180,13 +180,13 @@ def test_full_fine_tune_lowers_the_loss_and_exports_a_model_transformers_loads(w
         r["datasetDigest"]
         == __import__("hashlib").sha256((worker.data / "train.jsonl").read_bytes()).hexdigest()
     )
-    assert r["baseModel"] == "pvc://models/base"
+    assert r["baseModel"] == {"uri": "pvc://models/base", "method": "full"}
 
     model_dir = run.out / r["artifact"]["path"]
     assert sorted(p.name for p in model_dir.glob("*.safetensors")) == ["model.safetensors"]
-    manifest = json.loads((model_dir / export_mod.MANIFEST).read_text())
-    assert manifest["digest"] == f"sha256:{r['artifact']['sha256']}"
-    assert export_mod.directory_digest(export_mod.file_digests(model_dir)) == r["artifact"]["sha256"]
+    # The digest is the one every other part computes (modelops.api.llmconfig), over what is on disk.
+    manifest = json.loads((model_dir / llmconfig.MANIFEST_FILE).read_text())
+    assert manifest["digest"] == r["artifact"]["sha256"] == llmconfig.artifact_digest(model_dir)
 
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
@@ -239,6 +239,7 @@ def test_an_adapter_alone_is_exported_and_loads_on_its_base_with_peft(worker, ti
     cfg = ft_config(tiny_dir / "base", method="lora", mergeAdapter=False, hyperparameters={"epochs": 1})
     run = worker.train(cfg)
     assert run.code == 0, run.result
+    assert run.result["artifact"]["format"] == "lora"
     model_dir = run.out / run.result["artifact"]["path"]
     assert (model_dir / "adapter_config.json").is_file() and (
         model_dir / "adapter_model.safetensors"

@@ -112,11 +112,29 @@ class LoRA(ApiModel):
     )
 
 
+class FineTuneLineage(ApiModel):
+    """The base model a fine-tune started from, as its status and its ModelVersion's lineage name it."""
+
+    model_version: str | None = Field(default=None, description="The base ModelVersion, when one was named.")
+    sha256: str | None = Field(default=None, description="Digest of the base artifact the run loaded.")
+    uri: str | None = Field(default=None, description="Where the base directory was (pvc://<claim>/<path>).")
+    method: Literal["full", "lora", "qlora"] | None = Field(
+        default=None, description="How it was fine-tuned."
+    )
+
+
 class FineTuneSpec(ApiModel):
     """A causal-LM fine-tune, run by `modelops-worker train` with transformers and peft."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
+            (
+                "(self.method == 'lora' && self.mergeAdapter) || self.method == 'full' || "
+                "has(self.baseModel.modelVersion)",
+                "spec.fineTune: an adapter exported alone (mergeAdapter: false, or method qlora, whose 4-bit "
+                "base is not merged) is registered as format lora on its base ModelVersion: set "
+                "spec.fineTune.baseModel.modelVersion, or use method lora with mergeAdapter: true",
+            ),
             (
                 "self.method != 'full' || !has(self.lora)",
                 "spec.fineTune.lora applies only to method lora or qlora; drop it or change the method",
@@ -141,7 +159,8 @@ class FineTuneSpec(ApiModel):
     )
     merge_adapter: bool = Field(
         default=True,
-        description="lora/qlora: export the base with the adapter merged in (a plain Hugging Face model any "
-        "runtime loads); false exports the adapter alone, registered on top of its base model.",
+        description="lora: export the base with the adapter merged in (format huggingface, a plain Hugging "
+        "Face model any runtime loads); false exports the adapter alone (format lora, registered on its "
+        "base ModelVersion). qlora always exports the adapter alone (a 4-bit base is not merged).",
     )
     logging_steps: int = Field(default=1, ge=1, le=100000, description="Log loss every N optimizer steps.")

@@ -34,7 +34,7 @@ from modelops.api.common import (
     inside_claim,
     rules,
 )
-from modelops.api.finetune import FineTuneSpec
+from modelops.api.finetune import FineTuneLineage, FineTuneSpec
 
 BUILTIN_DATASETS = ("digits", "wine", "breast_cancer", "iris")
 
@@ -859,6 +859,12 @@ class TrainingJobStatus(ApiModel):
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
     backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
     alerting: AlertingStatus | None = Field(default=None, description="Where the alert rules live.")
+    dataset_digest: str | None = Field(
+        default=None, description="A fine-tune's sha256 of its training data file, as read."
+    )
+    base_model: FineTuneLineage | None = Field(
+        default=None, description="A fine-tune's base model (recorded in its ModelVersion's lineage)."
+    )
     history: list[HistoryPoint] = Field(
         default_factory=list,
         max_length=200,

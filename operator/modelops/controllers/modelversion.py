@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from modelops import GROUP, status
+from modelops.api.finetune import FINETUNE_OUTPUT_DIR
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
 
@@ -183,6 +184,8 @@ def locate(spec: ModelVersionSpec, job: Mapping[str, Any] | None) -> Location | 
     jspec = _spec(job)
     storage = ((jspec.get("checkpoint") or {}).get("storage")) or {}
     claim = storage.get("existingClaim") or f"{job_name}-checkpoints"
+    if jspec.get("fineTune"):  # a fine-tune exports a Hugging Face directory (modelops.api.finetune)
+        return Location(str(claim), f"{TRAINING_OUTPUT_DIR}/{FINETUNE_OUTPUT_DIR}")
     return Location(str(claim), f"{TRAINING_OUTPUT_DIR}/{TRAINING_ARTIFACT}")
 
 
@@ -342,6 +345,10 @@ def verified_status(
         created = _status(job).get("completionTime")
         if created:
             lineage["created"] = created
+        # A fine-tune's base model and data, as its result reported them (modelops.api.finetune).
+        for key in ("baseModel", "datasetDigest"):
+            if _status(job).get(key):
+                lineage[key] = _status(job)[key]
     elif card.get("trainingJob"):
         lineage["trainingJob"] = card["trainingJob"]
     for key in ("datasetDigest", "codeVersion"):

@@ -278,7 +278,7 @@ class _Work:
 
 # Status fields carried over from one look to the next unless a step changes them.
 _KEPT = ("startTime", "completionTime", "progress", "metrics", "checkpoint", "failure", "modelVersion",
-         "hyperparameters")  # fmt: skip
+         "hyperparameters", "datasetDigest", "baseModel")  # fmt: skip
 Outcome = tuple[str, status.Conclusion]
 
 
@@ -418,6 +418,10 @@ def _record_result(work: _Work, result: TrainResult) -> None:
             )
     if result.hyperparameters:
         desired["hyperparameters"] = result.hyperparameters
+    # A fine-tune's lineage, which its ModelVersion records (status.lineage).
+    if result.dataset_digest and result.base_model is not None:
+        desired["datasetDigest"] = result.dataset_digest
+        desired["baseModel"] = result.base_model.model_dump(by_alias=True, exclude_none=True)
     if result.checkpoint is not None:
         skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
         desired["checkpoint"] = {

@@ -5,56 +5,22 @@ adapter_config.json + adapter_model.safetensors) is written into a temporary sib
 fsynced, the digest manifest is written last, and the directory is renamed into place: a pod killed
 mid-export leaves the previous export or none, never a half-written one that verifies.
 
-The directory digest is `directory_digest` (one definition; the serving side checks the same).
+The directory digest and its manifest are `modelops.api.llmconfig`'s (defined once; verification and
+the serving pods recompute the same).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from modelops.api import llmconfig
 from modelops_worker.files import fsync_dir, sha256_file
 
-MANIFEST = "modelops-manifest.json"
-
-
-def file_digests(root: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under `root` but the manifest, by POSIX relative path."""
-    out: dict[str, dict[str, Any]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
-            out[p.relative_to(root).as_posix()] = {"sha256": sha256_file(p), "sizeBytes": p.stat().st_size}
-    return out
-
-
-def directory_digest(files: dict[str, dict[str, Any]]) -> str:
-    """sha256 over the lines `<sha256>  <relative path>\\n` of every file, sorted by path."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(f"{files[rel]['sha256']}  {rel}\n".encode())
-    return h.hexdigest()
-
-
-def write_manifest(root: Path, extra: dict[str, Any]) -> tuple[str, int]:
-    """Write the digest manifest of `root`; (digest, total bytes)."""
-    files = file_digests(root)
-    digest = directory_digest(files)
-    manifest = {
-        **extra,
-        "digest": f"sha256:{digest}",
-        "files": files,
-        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    with (root / MANIFEST).open("w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return digest, sum(int(f["sizeBytes"]) for f in files.values())
+MANIFEST = llmconfig.MANIFEST_FILE
 
 
 def _fsync_tree(root: Path) -> None:
@@ -65,7 +31,14 @@ def _fsync_tree(root: Path) -> None:
     fsync_dir(root)
 
 
-def export(model: Any, tokenizer: Any, out_dir: Path, name: str, card: dict[str, Any]) -> dict[str, Any]:
+def export(
+    model: Any,
+    tokenizer: Any,
+    out_dir: Path,
+    name: str,
+    card: dict[str, Any],
+    fmt: Literal["huggingface", "lora"] = "huggingface",
+) -> dict[str, Any]:
     """Save `model` (a transformers or peft model) and `tokenizer` as `out_dir/name`, atomically.
 
     Returns the result artifact: path (relative to out_dir), sha256 (the directory digest), size, format.
@@ -80,7 +53,9 @@ def export(model: Any, tokenizer: Any, out_dir: Path, name: str, card: dict[str,
     tokenizer.save_pretrained(tmp)
     (tmp / "modelops-card.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=str))
     _fsync_tree(tmp)
-    digest, size = write_manifest(tmp, {"name": card.get("name"), "format": "huggingface"})
+    manifest = llmconfig.write_manifest(tmp)
+    digest = str(manifest["digest"])
+    size = sum(int(f["size"]) for f in manifest["files"])
     fsync_dir(tmp)
     if final.exists():
         old = out_dir / f".old-{name}-{os.getpid()}"
@@ -94,7 +69,7 @@ def export(model: Any, tokenizer: Any, out_dir: Path, name: str, card: dict[str,
         "path": name,
         "sha256": digest,
         "sizeBytes": size,
-        "format": "huggingface",
+        "format": fmt,
         "modelCard": f"{name}/modelops-card.json",
         "modelCardSha256": sha256_file(final / "modelops-card.json"),
     }

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -36,6 +36,7 @@ from modelops.api.finetuneconfig import FineTuneRunConfig
 from modelops.api.runconfig import (
     REASON_SUCCEEDED,
     ResultArtifact,
+    ResultBaseModel,
     ResultCheckpoint,
     ResultMetrics,
     TrainResult,
@@ -508,7 +509,6 @@ class FineTuner:
             metrics["val_perplexity"] = perplexity(pos.val_loss)
         metrics["tokens"] = float(tok.tokens)
         metrics["truncated_examples"] = float(tok.truncated)
-        base_name = cfg.base_model.model_version or cfg.base_model.uri
         result = TrainResult(
             status="Succeeded",
             reason=REASON_SUCCEEDED,
@@ -524,7 +524,12 @@ class FineTuner:
             ),
             metrics=ResultMetrics.model_validate(metrics),
             dataset_digest=examples.digest,
-            base_model=base_name,
+            base_model=ResultBaseModel(
+                model_version=cfg.base_model.model_version,
+                sha256=cfg.base_model.sha256,
+                uri=cfg.base_model.uri,
+                method=ft.method,
+            ),
             epochs=pos.epoch,
             steps=pos.step,
             train_loss=loss_value if math.isfinite(loss_value) else None,
@@ -679,6 +684,7 @@ class FineTuner:
             "codeVersion": __version__,
         }
         out = model
+        fmt: Literal["huggingface", "lora"] = "huggingface"
         if ft.method in ("lora", "qlora"):
             if ft.merge_adapter and ft.method == "lora":
                 out = model.merge_and_unload()
@@ -687,8 +693,9 @@ class FineTuner:
                 # The adapter alone (adapter_config.json names the base by its directory; the card by
                 # the ModelVersion or URI the operator resolved).
                 card["adapter"] = "separate"
+                fmt = "lora"
         with torch.no_grad():
-            return export.export(out, tokenizer, self.env.output_dir, _artifact_name(), card)
+            return export.export(out, tokenizer, self.env.output_dir, _artifact_name(), card, fmt)
 
 
 def _artifact_name() -> str:
