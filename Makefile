@@ -15,8 +15,8 @@ test: bootstrap lint typecheck
 	$(VENV)/python -m pytest -q --durations=15
 
 lint: bootstrap
-	$(VENV)/ruff check operator images/worker tests scripts bench
-	$(VENV)/ruff format --check operator images/worker tests scripts bench
+	$(VENV)/ruff check operator localplane images/worker tests scripts bench
+	$(VENV)/ruff format --check operator localplane images/worker tests scripts bench
 
 typecheck: bootstrap
 	$(VENV)/mypy

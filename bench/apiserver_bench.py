@@ -54,7 +54,7 @@ class Client:
 
 def start(directory: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--log-level", "WARNING"]
+        [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory), "--log-level", "WARNING"]
     )
     kubeconfig = directory / "kubeconfig"
     deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-EXTRAS=${EXTRAS:-dev,worker}
+EXTRAS=${EXTRAS:-dev,worker,local}
 
 stamp_of() { cat pyproject.toml scripts/bootstrap.sh scripts/install_tools.py | sha256sum | cut -c1-16; echo "$EXTRAS"; }
 
@@ -28,8 +28,10 @@ fi
 # prometheus gives promtool (checks and unit-tests the alert rules) and the server of the alerts e2e test,
 # chromium is the browser tests/console and bench/console_bench.py drive with Playwright (their tests
 # fail, never skip, without it); nghttp2-client gives h2load, the HTTP/2 (gRPC) load generator of
-# bench/serve_bench.py.
-APT_PACKAGES=(openssl lua5.4 wrk prometheus chromium nghttp2-client)
+# bench/serve_bench.py. podman, buildah, runc and uidmap build and run the images (`make images`, tests/images)
+# and the local plane's container runtime; mmdebstrap builds their Debian base (scripts/podman_env.py
+# sets podman up; the image stage fails, never skips, without them).
+APT_PACKAGES=(openssl lua5.4 wrk prometheus chromium nghttp2-client podman buildah mmdebstrap runc uidmap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -39,9 +41,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${missing[*]} with apt-get"
     { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; } \
-      || echo "bootstrap: apt-get could not install ${missing[*]}; the tests that use them will skip"
+      || echo "bootstrap: apt-get could not install ${missing[*]}; the tests and stages that use them will fail"
   else
-    echo "bootstrap: cannot install ${missing[*]} (need apt-get and root); the tests that use them will skip"
+    echo "bootstrap: cannot install ${missing[*]} (need apt-get and root); the tests and stages that use them will fail"
   fi
 fi
 

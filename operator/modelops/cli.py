@@ -1,7 +1,9 @@
 """The `modelops` command: one binary for the operator, the local control plane and the demo.
 
-Subcommands import their modules lazily, so `modelops operator` in a cluster never loads the local
-plane, and `--help` works everywhere.
+Subcommands import their modules lazily, so `modelops operator` in a cluster never loads more than it
+needs, and `--help` works everywhere. `local` and `demo` belong to the local plane, a package of its own
+(`modelops_local`, the `local` extra) that the operator never imports: they are found through the
+`modelops.commands` entry point group, and where the plane is not installed they say how to install it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import cast
 
 from modelops import __version__
 
 Runner = Callable[[argparse.Namespace], int]
+Setup = Callable[[argparse.ArgumentParser], Runner]
+
+# Where `modelops_local` registers `local` and `demo` (pyproject.toml, [project.entry-points]).
+COMMAND_GROUP = "modelops.commands"
 
 
 def _operator(parser: argparse.ArgumentParser) -> Runner:
@@ -23,20 +31,27 @@ def _operator(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
-def _local(parser: argparse.ArgumentParser) -> Runner:
-    from modelops.local import cluster
+def _installed(name: str) -> Setup:
+    """A subcommand the local plane's package provides, looked up only when it is the one chosen."""
 
-    cluster.add_arguments(parser)
-    run: Runner = cluster.run
-    return run
+    def setup(parser: argparse.ArgumentParser) -> Runner:
+        found = entry_points(group=COMMAND_GROUP, name=name)
+        try:
+            command = cast(Setup, next(iter(found)).load()) if found else None
+        except ModuleNotFoundError as e:  # registered, but this install left the package out
+            if not (e.name or "").startswith("modelops_local"):
+                raise
+            command = None
+        if command is None:
+            parser.exit(
+                2,
+                f"modelops {name}: the local plane is not installed here (the operator image leaves it "
+                f'out). It ships as the `local` extra: pip install "modelops[local]" (in a checkout, '
+                f"`make bootstrap` installs it).\n",
+            )
+        return command(parser)
 
-
-def _demo(parser: argparse.ArgumentParser) -> Runner:
-    from modelops import demo
-
-    demo.add_arguments(parser)
-    run: Runner = demo.run
-    return run
+    return setup
 
 
 def _console(parser: argparse.ArgumentParser) -> Runner:
@@ -58,10 +73,10 @@ def _crds(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Runner]]] = {
+COMMANDS: dict[str, tuple[str, Setup]] = {
     "operator": ("run the operator (in a cluster, with a kubeconfig, or on the local plane)", _operator),
-    "local": ("run the whole platform on this machine, no cluster needed", _local),
-    "demo": ("train, register and serve a model on the local plane, end to end", _demo),
+    "local": ("run the whole platform on this machine, no cluster needed", _installed("local")),
+    "demo": ("train, register and serve a model on the local plane, end to end", _installed("demo")),
     "console": ("a read-only web console: training curves, versions side by side, rollouts", _console),
     "crds": ("print the CustomResourceDefinitions (pipe into kubectl apply -f -)", _crds),
 }

@@ -9,7 +9,7 @@ import yaml
 from promkit import CHART, run_helm
 
 from modelops.builders import alerts
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 ENABLED = [
     "--set",

@@ -30,7 +30,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("reader")
     log = (directory / "apiserver.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory)],
+        [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

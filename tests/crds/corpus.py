@@ -1,7 +1,7 @@
 """A corpus of manifests a new user or an attacker might apply, and the field each refusal must name.
 
 Shared by the kubectl test (`test_invalid_corpus.py`, the real kubectl against the local API server)
-and usable on its own with `modelops.schema` for quick probing. Every entry is one mistake on an
+and usable on its own with `modelops_local.schema` for quick probing. Every entry is one mistake on an
 otherwise valid object; the field path is the one a user must be pointed at (it appears in the error's
 path or, for a rule over several fields, in its message).
 """

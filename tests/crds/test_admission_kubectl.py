@@ -46,7 +46,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     directory = tmp_path_factory.mktemp("admission")
     with (directory / "apiserver.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
+            [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory), "--port", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

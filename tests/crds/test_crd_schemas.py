@@ -1,7 +1,7 @@
 """The CRDs as a user meets them: generated from the models, explainable, and strict about bad input.
 
 Objects go through the same structural-schema validation, defaulting and CEL evaluation the API server
-applies (`modelops.schema`, which evaluates the rules with cel-python), so a refusal here is a refusal
+applies (`modelops_local.schema`, which evaluates the rules with cel-python), so a refusal here is a refusal
 `kubectl apply` would print, naming the field.
 """
 
@@ -18,7 +18,7 @@ import yaml
 
 from modelops.api import INFERENCESERVICE, KINDS, MODELVERSION, TRAININGJOB, KindInfo
 from modelops.api.crdgen import HEADER, crd, drift, file_name
-from modelops.schema import check_structural, validate_custom_resource
+from modelops_local.schema import check_structural, validate_custom_resource
 
 REPO = Path(__file__).resolve().parents[2]
 Obj = dict[str, Any]

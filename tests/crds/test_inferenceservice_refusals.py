@@ -1,6 +1,6 @@
 """Bad InferenceService specs the API server refuses, each naming the field (beyond the shared list).
 
-Through `modelops.schema`, the validation, defaulting and CEL evaluation the local API server applies,
+Through `modelops_local.schema`, the validation, defaulting and CEL evaluation the local API server applies,
 so each refusal is what `kubectl apply` prints.
 """
 
@@ -13,7 +13,7 @@ from refusals import check_refused
 
 from modelops.api import INFERENCESERVICE
 from modelops.api.crdgen import crd
-from modelops.schema import validate_custom_resource
+from modelops_local.schema import validate_custom_resource
 
 Obj = dict[str, Any]
 SCHEMA: Obj = crd(INFERENCESERVICE)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

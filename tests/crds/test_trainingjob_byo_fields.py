@@ -1,7 +1,7 @@
 """The bring-your-own fields of a TrainingJob (env valueFrom, volumes, mounts, pull secrets, service
 account, Kueue queue): what the API server accepts, and what it refuses naming the field.
 
-Through `modelops.schema`, the validation, defaulting and CEL evaluation the local API server applies.
+Through `modelops_local.schema`, the validation, defaulting and CEL evaluation the local API server applies.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from refusals import check_refused
 
 from modelops.api import TRAININGJOB
 from modelops.api.crdgen import crd
-from modelops.schema import validate_custom_resource
+from modelops_local.schema import validate_custom_resource
 
 Obj = dict[str, Any]
 SCHEMA: Obj = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

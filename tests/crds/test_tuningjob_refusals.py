@@ -1,6 +1,6 @@
 """Bad TuningJob specs the API server refuses, each naming the field and the fix.
 
-Through `modelops.schema`, the validation, defaulting and CEL evaluation the local API server applies,
+Through `modelops_local.schema`, the validation, defaulting and CEL evaluation the local API server applies,
 so each refusal is what `kubectl apply` prints.
 """
 
@@ -14,7 +14,7 @@ from refusals import check_refused
 
 from modelops.api import TUNINGJOB
 from modelops.api.crdgen import crd
-from modelops.schema import validate_custom_resource
+from modelops_local.schema import validate_custom_resource
 
 Obj = dict[str, Any]
 SCHEMA: Obj = crd(TUNINGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -105,13 +105,13 @@ class Operator:
 
 @contextlib.contextmanager
 def running_apiserver(directory: Path) -> Iterator[Plane]:
-    """`python -m modelops.local.apiserver --dir DIR`, ready once it has written DIR/kubeconfig."""
-    if importlib.util.find_spec("modelops.local.apiserver.__main__") is None:
-        pytest.skip("the local API server (python -m modelops.local.apiserver) is not built yet")
+    """`python -m modelops_local.apiserver --dir DIR`, ready once it has written DIR/kubeconfig."""
+    if importlib.util.find_spec("modelops_local.apiserver.__main__") is None:
+        pytest.skip("the local API server (python -m modelops_local.apiserver) is not built yet")
     log = directory / "apiserver.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory)],
+            [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

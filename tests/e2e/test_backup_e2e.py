@@ -316,7 +316,7 @@ def test_volume_snapshots_need_the_crds_then_are_taken_pruned_and_restored(plane
     assert cond["status"] == "False" and "snapshot.storage.k8s.io" in cond["message"]
 
     crds = subprocess.run(
-        [sys.executable, "-m", "modelops.local.controllers.snapshots"],
+        [sys.executable, "-m", "modelops_local.controllers.snapshots"],
         capture_output=True, text=True, check=True, env=plane.env,
     ).stdout  # fmt: skip
     plane.kubectl("apply", "-f", "-", input=crds)

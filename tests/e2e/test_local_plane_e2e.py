@@ -25,7 +25,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     lp = Plane(tmp_path / "plane")
     yield lp
     lp.modelops("local", "down", "--dir", str(lp.dir), check=False)
-    runtime = lp.dir / "runtime"  # a root plane's pod files (modelops/local/statedir.py)
+    runtime = lp.dir / "runtime"  # a root plane's pod files (modelops_local/statedir.py)
     if runtime.is_symlink():
         shutil.rmtree(os.readlink(runtime), ignore_errors=True)
 

@@ -81,7 +81,7 @@ def start_apiserver(directory: Path, *extra: str) -> ApiServer:
     kubeconfig.unlink(missing_ok=True)
     log = (directory / "apiserver.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0", *extra],
+        [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory), "--port", "0", *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

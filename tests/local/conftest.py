@@ -1,7 +1,7 @@
 """Fixtures for the local control plane tests: a real API server process per session.
 
 `apiserver` is shared by every local-plane test module (nodes and controllers reuse it): it starts
-`python -m modelops.local.apiserver` in a temporary directory and yields where to reach it. Helpers
+`python -m modelops_local.apiserver` in a temporary directory and yields where to reach it. Helpers
 for tests live in `apiserver_harness.py`.
 """
 

@@ -95,7 +95,7 @@ class Plane:
     def start_nodes(self) -> None:
         self.start(
             "nodes",
-            "modelops.local.nodes",
+            "modelops_local.nodes",
             "--kubeconfig",
             str(self.kubeconfig),
             "--dir",
@@ -128,7 +128,7 @@ def start_apiserver(directory: Path, plane: Plane | None = None) -> Plane:
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     plane = plane or Plane(directory, directory / "kubeconfig")
     plane.kubeconfig.unlink(missing_ok=True)
-    plane.start("apiserver", "modelops.local.apiserver", "--dir", str(directory), "--port", "0")
+    plane.start("apiserver", "modelops_local.apiserver", "--dir", str(directory), "--port", "0")
     try:
         wait_for("the API server's kubeconfig", plane.kubeconfig.exists, timeout=60)
     except BaseException:

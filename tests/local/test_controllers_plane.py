@@ -86,7 +86,7 @@ class Plane(NodesPlane):
     def start_controllers(self) -> None:
         self.start(
             "controllers",
-            "modelops.local.controllers",
+            "modelops_local.controllers",
             "--kubeconfig",
             str(self.kubeconfig),
             "--dir",
@@ -160,7 +160,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         wait_for("the API server to answer", lambda: plane.get("/api/v1/namespaces") is not None, timeout=30)
         kc = str(plane.kubeconfig)
         plane.start(
-            "nodes", "modelops.local.nodes", "--kubeconfig", kc, "--dir", str(directory), "--nodes", "1"
+            "nodes", "modelops_local.nodes", "--kubeconfig", kc, "--dir", str(directory), "--nodes", "1"
         )
         plane.start_controllers()
         wait_for("a Ready node", lambda: "Ready" in plane.kubectl("get", "nodes", check=False), timeout=60)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from modelops.local.nodes import identity, proctree
-from modelops.local.supervisor import BACKOFF_MAX, STABLE_AFTER, describe_exit, next_backoff
+from modelops_local.nodes import identity, proctree
+from modelops_local.supervisor import BACKOFF_MAX, STABLE_AFTER, describe_exit, next_backoff
 
 
 def _pod(pod_sc: dict[str, Any] | None = None, **container_sc: Any) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def test_secure_tightens_what_an_older_plane_left_readable(tmp_path: Path) -> No
     import os
     import stat
 
-    from modelops.local import statedir
+    from modelops_local import statedir
 
     plane = tmp_path / "plane"
     (plane / "logs").mkdir(parents=True)
@@ -134,7 +134,7 @@ def test_secure_tightens_what_an_older_plane_left_readable(tmp_path: Path) -> No
 def test_traversable_opens_only_the_way_down_from_the_top(tmp_path: Path) -> None:
     import stat
 
-    from modelops.local import statedir
+    from modelops_local import statedir
 
     top = tmp_path / "root"
     leaf = top / "pods" / "ns" / "name" / "uid"
@@ -149,7 +149,7 @@ def test_traversable_opens_only_the_way_down_from_the_top(tmp_path: Path) -> Non
 
 
 def test_the_pods_trees_of_removed_planes_are_pruned(tmp_path: Path) -> None:
-    from modelops.local import statedir
+    from modelops_local import statedir
 
     base = tmp_path / "runtime"
     for name, owner in (("gone", tmp_path / "deleted-plane"), ("kept", tmp_path)):

@@ -1,4 +1,4 @@
-"""The asyncio API client the kubelet, scheduler and controllers share (`modelops.local.client`).
+"""The asyncio API client the kubelet, scheduler and controllers share (`modelops_local.client`).
 
 Against the real local API server, except the 410 re-list, which needs a server that forgets
 history on demand (fault injection with a small aiohttp server).
@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from fixtures_nodes import Plane, start_apiserver
 
-from modelops.local.client import ApiError, Client, Informer, KubeConfig
+from modelops_local.client import ApiError, Client, Informer, KubeConfig
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from modelops.cron import ScheduleError
-from modelops.local.controllers import cronjobs
-from modelops.local.controllers.actions import Create, Event
-from modelops.local.nodes.containers import container_mounts, rewrite_paths
-from modelops.local.nodes.network import cluster_hosts, rewrite_cluster_names
+from modelops_local.controllers import cronjobs
+from modelops_local.controllers.actions import Create, Event
+from modelops_local.nodes.containers import container_mounts, rewrite_paths
+from modelops_local.nodes.network import cluster_hosts, rewrite_cluster_names
 
 
 def _svc(name: str, ip: str = "None", ns: str = "default") -> dict[str, Any]:

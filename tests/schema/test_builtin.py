@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelops.schema import builtin_unknown_fields, validate_builtin
+from modelops_local.schema import builtin_unknown_fields, validate_builtin
 
 Obj = dict[str, Any]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelops.schema import compile_rule, validate_custom_resource, validate_rules
+from modelops_local.schema import compile_rule, validate_custom_resource, validate_rules
 
 Obj = dict[str, Any]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelops.schema import check_structural
+from modelops_local.schema import check_structural
 
 Obj = dict[str, Any]
 

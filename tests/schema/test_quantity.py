@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from modelops.schema import parse_quantity
+from modelops_local.schema import parse_quantity
 
 CASES = [
     ("500m", Decimal("0.5")),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelops.schema import validate_rules
-from modelops.schema.regex import compile_re2
+from modelops_local.schema import validate_rules
+from modelops_local.schema.regex import compile_re2
 
 
 @pytest.mark.parametrize(

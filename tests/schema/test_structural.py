@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelops.schema import FieldError, Validated, apply_defaults, validate_custom_resource
+from modelops_local.schema import FieldError, Validated, apply_defaults, validate_custom_resource
 
 Obj = dict[str, Any]
 

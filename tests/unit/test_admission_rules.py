@@ -1,6 +1,6 @@
 """The admission rules agree with the code that acts on what they admit.
 
-Backup schedules: the CRD's CEL rule (run by `modelops.schema`, the engine of the local API server)
+Backup schedules: the CRD's CEL rule (run by `modelops_local.schema`, the engine of the local API server)
 and the operator's strict parser give the same verdict on a corpus of valid and invalid schedules,
 hand-written and generated. Name limits: the longest name each CRD admits is the longest name whose
 children the builders can really create.
@@ -18,7 +18,7 @@ from modelops.api import KINDS, TRAININGJOB
 from modelops.api.common import NAME_LIMITS
 from modelops.api.crdgen import crd
 from modelops.builders import names
-from modelops.schema import validate_custom_resource
+from modelops_local.schema import validate_custom_resource
 
 SCHEMA: dict[str, Any] = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 

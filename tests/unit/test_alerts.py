@@ -23,7 +23,7 @@ from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import alerts
 from modelops.controllers import alerting
 from modelops.controllers.metrics import OperatorMetrics, object_state
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "team-a"

@@ -11,7 +11,7 @@ from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import backup as b
 from modelops.builders import trainingjob as tj
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 OWNER = b.Owner("TrainingJob", "digits", "team-a", "uid-1")
 POLICY = BackupPolicy.model_validate(

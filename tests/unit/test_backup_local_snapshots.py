@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from modelops.local.controllers import snapshots as s
-from modelops.local.controllers.actions import Event, Status
-from modelops.schema import check_structural, validate_builtin, validate_custom_resource
+from modelops_local.controllers import snapshots as s
+from modelops_local.controllers.actions import Event, Status
+from modelops_local.schema import check_structural, validate_builtin, validate_custom_resource
 
 AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -108,8 +108,8 @@ def test_the_store_keeps_supervising_a_kind_that_is_not_served_yet() -> None:
     must retry the kind until then (a failed retry used to end it), then watch it."""
     import asyncio
 
-    from modelops.local.client import ApiError, Client, KubeConfig
-    from modelops.local.controllers.store import Store
+    from modelops_local.client import ApiError, Client, KubeConfig
+    from modelops_local.controllers.store import Store
 
     served = {"now": False}
     attempts: list[bool] = []

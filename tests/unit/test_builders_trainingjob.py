@@ -10,7 +10,7 @@ from modelops.api.runconfig import TrainRunConfig
 from modelops.api.trainingjob import TrainingJobSpec
 from modelops.builders import trainingjob as b
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 BASE: dict[str, Any] = {"model": {"architecture": "mlp"}, "dataset": {"builtin": "digits"}}
 

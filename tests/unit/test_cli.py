@@ -37,6 +37,37 @@ def test_local_help_names_up_down_status() -> None:
         assert action in done.stdout
 
 
+def test_local_and_demo_say_which_extra_to_install_where_the_plane_is_absent() -> None:
+    """As in the operator image: `modelops_local` is registered as an entry point but not installed."""
+    for command in ("local", "demo"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.modules['modelops_local'] = None\n"
+                "from modelops.cli import main; sys.exit(main(sys.argv[1:]))",
+                command,
+                "--help",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stdout
+        assert f"modelops {command}: the local plane is not installed" in done.stderr
+        assert 'pip install "modelops[local]"' in done.stderr
+
+
+def test_the_plane_has_its_own_command_too() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "modelops_local.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for action in ("up", "down", "status", "demo"):
+        assert action in done.stdout
+
+
 def test_crds_prints_applicable_definitions() -> None:
     done = modelops("crds")
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,7 @@ from modelops.api.inferenceservice import InferenceServiceSpec
 from modelops.api.serveconfig import ENV_SERVE_CONFIG, METRIC_INFLIGHT, METRIC_REQUESTS, ServeConfig
 from modelops.builders import inferenceservice as b
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 SERVED = b.Served("digits-1", 1, "ab" * 32, "digits-checkpoints", "output/model.pt")
 

@@ -26,7 +26,7 @@ from modelops.controllers import inferenceservice_pods as isvc_pods
 from modelops.controllers import inferenceservice_resolve as isvc_resolve
 from modelops.controllers import modelversion as mv
 from modelops.podsecurity import check_restricted
-from modelops.schema import validate_builtin
+from modelops_local.schema import validate_builtin
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SIGNATURE = {
@@ -423,7 +423,7 @@ def _finished(phase: str, message: str) -> dict[str, Any]:
 def _errors(spec_: dict[str, Any]) -> list[str]:
     from modelops.api import INFERENCESERVICE
     from modelops.api.crdgen import crd
-    from modelops.schema import validate_custom_resource
+    from modelops_local.schema import validate_custom_resource
 
     schema = crd(INFERENCESERVICE)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     obj = {

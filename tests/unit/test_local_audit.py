@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from modelops.local.apiserver.audit import AuditLog, RequestInfo, read_events, request_info
-from modelops.local.apiserver.serviceaccounts import ADMIN, Identity
+from modelops_local.apiserver.audit import AuditLog, RequestInfo, read_events, request_info
+from modelops_local.apiserver.serviceaccounts import ADMIN, Identity
 
 
 def rbac(info: RequestInfo) -> tuple[str, str, str, str, str, str]:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from modelops.cron import ScheduleError, missed_runs, parse
-from modelops.local.controllers import common as c
-from modelops.local.controllers import cronjobs
-from modelops.local.controllers.actions import Create, Delete, Status
+from modelops_local.controllers import common as c
+from modelops_local.controllers import cronjobs
+from modelops_local.controllers.actions import Create, Delete, Status
 
 Obj = dict[str, Any]
 UTC = dt.UTC

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from modelops.local.controllers import common as c
-from modelops.local.controllers import deployments, replicasets
-from modelops.local.controllers.actions import Create, Delete, Patch, Status
+from modelops_local.controllers import common as c
+from modelops_local.controllers import deployments, replicasets
+from modelops_local.controllers.actions import Create, Delete, Patch, Status
 
 Obj = dict[str, Any]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from modelops.local.controllers import common as c
-from modelops.local.controllers import hpa as h
-from modelops.local.controllers.metrics import metric_value
+from modelops_local.controllers import common as c
+from modelops_local.controllers import hpa as h
+from modelops_local.controllers.metrics import metric_value
 
 Obj = dict[str, Any]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -206,7 +206,7 @@ def test_cpu_of_a_pod_is_measured_from_its_processes() -> None:
     import sys
     import time
 
-    from modelops.local.controllers.metrics import CpuSampler
+    from modelops_local.controllers.metrics import CpuSampler
 
     # The busy pod spins for a second, the idle one sleeps; the rate is taken between two samples
     # once both run, so the interpreters' start-up does not count. The CPU is shared with other

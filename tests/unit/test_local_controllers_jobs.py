@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from modelops.local.controllers import common as c
-from modelops.local.controllers import jobs
-from modelops.local.controllers.actions import Create, Delete, Status
+from modelops_local.controllers import common as c
+from modelops_local.controllers import jobs
+from modelops_local.controllers.actions import Create, Delete, Status
 
 Obj = dict[str, Any]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from modelops.local.client import Client, KubeConfig
-from modelops.local.controllers import endpoints
-from modelops.local.controllers.actions import ENDPOINTS, SERVICES, Create, Patch
-from modelops.local.controllers.proxy import ServiceProxy
-from modelops.local.controllers.store import Store
+from modelops_local.client import Client, KubeConfig
+from modelops_local.controllers import endpoints
+from modelops_local.controllers.actions import ENDPOINTS, SERVICES, Create, Patch
+from modelops_local.controllers.proxy import ServiceProxy
+from modelops_local.controllers.store import Store
 
 Obj = dict[str, Any]
 
@@ -218,7 +218,7 @@ def test_proxy_balances_over_ready_endpoints_and_skips_dead_ones() -> None:
 
 
 def test_node_ports_listen_on_the_node_address_and_load_balancers_get_their_cluster_ip() -> None:
-    from modelops.local.controllers.proxy import desired_listeners
+    from modelops_local.controllers.proxy import desired_listeners
 
     lb = {
         "metadata": {"name": "web", "namespace": "ns"},

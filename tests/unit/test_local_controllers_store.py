@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelops.local.client import Client, KubeConfig
-from modelops.local.controllers.actions import PODS
-from modelops.local.controllers.store import Store
+from modelops_local.client import Client, KubeConfig
+from modelops_local.controllers.actions import PODS
+from modelops_local.controllers.store import Store
 
 
 def pod(name: str, rv: int, uid: str | None = None, **meta: str) -> dict[str, object]:
@@ -65,7 +65,7 @@ def test_a_dead_watch_is_restarted_and_the_old_view_kept_until_the_new_one_has_l
 ) -> None:
     import asyncio
 
-    from modelops.local.controllers import store as store_module
+    from modelops_local.controllers import store as store_module
 
     made: list[FakeInformer] = []
 

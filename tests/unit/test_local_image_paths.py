@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import modelops
-from modelops.local.nodes.pods import IMAGE_PATHS
-from modelops.local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
+from modelops_local.nodes.pods import IMAGE_PATHS
+from modelops_local.sitecustomize import DIRECTORY as SITECUSTOMIZE_DIR
 
 SOURCE_ROOT = Path(modelops.__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from modelops.local.sitecustomize import pathmap
+from modelops_local.sitecustomize import pathmap
 
 
 def write_volume(target: Path, files: dict[str, tuple[bytes, int]]) -> None:
@@ -58,7 +58,7 @@ def run_apiserver(directory: Path) -> Iterator[dict[str, str]]:
     """Run a real local API server (TLS, bearer token) in `directory`; yields url, token and CA PEM."""
     log = open(directory / "apiserver.log", "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelops.local.apiserver", "--dir", str(directory), "--port", "0"],
+        [sys.executable, "-m", "modelops_local.apiserver", "--dir", str(directory), "--port", "0"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from modelops.local.apiserver import serviceaccounts as sa
+from modelops_local.apiserver import serviceaccounts as sa
 
 NOW = 1_764_000_000.0
 KEY = b"k" * 32

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from modelops import podsecurity, schema, status
+from modelops import podsecurity, status
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.builders import modelversion as builders
 from modelops.controllers import modelversion as mv
+from modelops_local import schema
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelops.local.nodes.quantity import parse_quantity
-from modelops.local.nodes.scheduling import pod_requests, schedule, wants_scheduling
+from modelops_local.nodes.quantity import parse_quantity
+from modelops_local.nodes.scheduling import pod_requests, schedule, wants_scheduling
 
 
 def node(name: str, cpu: str = "4", memory: str = "8Gi", gpus: int = 0, **extra: Any) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelops.local.nodes.containers import default_command, expand, image_repository, rewrite_paths
-from modelops.local.nodes.network import (
+from modelops_local.nodes.containers import default_command, expand, image_repository, rewrite_paths
+from modelops_local.nodes.network import (
     IPAllocator,
     cluster_hosts,
     render_hosts,
@@ -139,7 +139,7 @@ class Store:
         self.objects = objects
 
     async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
-        from modelops.local.client import ApiError
+        from modelops_local.client import ApiError
 
         if (plural, name) not in self.objects:
             raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
@@ -153,7 +153,7 @@ def test_env_sources_resolve_like_the_kubelet() -> None:
     import asyncio
     import base64
 
-    from modelops.local.nodes.containers import container_env
+    from modelops_local.nodes.containers import container_env
 
     store = Store(
         {

@@ -412,7 +412,7 @@ def test_halving_pruners_stop_a_clearly_worse_trial_and_keep_their_rungs_across_
 def test_every_trial_is_a_trainingjob_the_api_server_accepts_as_it_is() -> None:
     from modelops.api import TRAININGJOB
     from modelops.api.crdgen import crd
-    from modelops.schema import validate_custom_resource
+    from modelops_local.schema import validate_custom_resource
 
     schema = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     space = [
