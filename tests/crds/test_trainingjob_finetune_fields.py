@@ -1,6 +1,6 @@
 """TrainingJob spec.fineTune: what the API server accepts, and what it refuses naming the field and the fix.
 
-Through `modelops.schema`, the validation, defaulting and CEL evaluation the local API server applies.
+Through `modelops_local.schema`, the validation, defaulting and CEL evaluation the local API server applies.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from modelops.api import TRAININGJOB
 from modelops.api.crdgen import crd
-from modelops.schema import validate_custom_resource
+from modelops_local.schema import validate_custom_resource
 
 Obj = dict[str, Any]
 SCHEMA: Obj = crd(TRAININGJOB)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
