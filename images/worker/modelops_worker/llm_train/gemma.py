@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def write(out: Path) -> Path:
@@ -23,7 +24,7 @@ def write(out: Path) -> Path:
 
     gguf = pkg.assemble(out.parent / pkg.MODEL_NAME)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are de-quantised already; what marks the model as "quantized with gguf" (and refuses
     # save_pretrained) is only the loader's bookkeeping.
     model.hf_quantizer = None
