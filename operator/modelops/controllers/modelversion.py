@@ -345,10 +345,9 @@ def verified_status(
         created = _status(job).get("completionTime")
         if created:
             lineage["created"] = created
-        # A fine-tune's base model and data, as its result reported them (modelops.api.finetune).
-        for key in ("baseModel", "datasetDigest"):
-            if _status(job).get(key):
-                lineage[key] = _status(job)[key]
+        # A fine-tune's data, as its result reported it (its base model: status.baseModel, read below).
+        if _status(job).get("datasetDigest"):
+            lineage["datasetDigest"] = _status(job)["datasetDigest"]
     elif card.get("trainingJob"):
         lineage["trainingJob"] = card["trainingJob"]
     for key in ("datasetDigest", "codeVersion"):
