@@ -365,3 +365,16 @@ def test_a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(worker, tin
     again = worker.train(cfg)
     assert again.code == 0, again.result
     assert again.result["resumedFromStep"] == steps[1]
+
+
+def test_two_processes_fine_tune_together_with_ddp_through_torchrun(worker, tiny_dir):
+    _link_data(worker, tiny_dir)
+    cfg = ft_config(tiny_dir / "base", hyperparameters={"epochs": 1})
+    proc = worker.start(cfg, PET_NPROC_PER_NODE="2", PET_NNODES="1")
+    out, _ = proc.communicate(timeout=280)
+    assert proc.returncode == 0, out[-3000:]
+    r = worker.result()
+    assert r["status"] == "Succeeded" and r["worldSize"] == 2
+    # Each rank took half the data: 96 training examples in batches of 8 per rank is 6 steps, not 12.
+    assert r["steps"] == 6
+    assert "rank 1" in out and r["artifact"]["format"] == "huggingface"
