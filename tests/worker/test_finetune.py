@@ -85,8 +85,14 @@ CHAT_OK = json.dumps(
         (b'{"text": "fine"}\n{"text": 42}\n', 'line 2: "text" must be a string, got int'),
         (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', "line 2: not UTF-8"),
         (
-            b'{"prompt": "a", "completion": "b"}\n',
-            'line 1: expected a "text" field (text data) or a "messages"',
+            b'{"input": "a", "output": "b"}\n',
+            'line 1: expected one of a "text" field (text data), a "messages"',
+        ),
+        (b'{"prompt": "a", "completion": " "}\n', 'line 1: "completion" is empty'),
+        (b'{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n', 'line 2: missing the "completion" field'),
+        (
+            b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}\n',
+            "line 1: messages[0].content[0] must be a text part",
         ),
         (CHAT_OK.encode() + b'\n{"messages": []}\n', 'line 2: "messages" must be a non-empty list'),
         (
@@ -130,6 +136,27 @@ def test_max_invalid_lines_leaves_bad_lines_out_and_keeps_the_rest(tmp_path):
     assert ex.skipped == [
         "line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"
     ]
+
+
+def test_openai_and_trl_shapes_are_read_as_users_write_them(tmp_path):
+    openai_chat = {
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": "hi", "weight": 1},
+        ]
+    }
+    ex = _load(tmp_path, json.dumps(openai_chat).encode())
+    assert ex.kind == "chat"
+    assert ex.items == [
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hi"},
+            {"role": "assistant", "content": "hi"},
+        ]
+    ]
+    ex = _load(tmp_path, b'{"prompt": "The for statement ", "completion": "iterates."}\n')
+    assert ex.kind == "completion" and ex.items == ["The for statement iterates."]
 
 
 def test_explicit_format_refuses_the_other_kind(tmp_path):

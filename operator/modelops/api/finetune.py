@@ -78,11 +78,13 @@ class FineTuneData(ApiModel):
         description="Path of the JSONL file inside the claim, e.g. data/train.jsonl.",
         json_schema_extra=inside_claim("spec.fineTune.data.path"),
     )
-    format: Literal["auto", "text", "chat"] = Field(
+    format: Literal["auto", "text", "chat", "completion"] = Field(
         default="auto",
         description='text: every line is {"text": "..."}; chat: every line is {"messages": [{"role": '
-        '"system"|"user"|"assistant", "content": "..."}, ...]}, rendered with the base model\'s chat '
-        "template; auto: decided by the first line, and every line must then be of that kind.",
+        '"system"|"user"|"assistant"|"tool", "content": "..."}, ...]} (OpenAI\'s fine-tuning format; '
+        "content may be a list of text parts), rendered with the base model's chat template; completion: "
+        'every line is {"prompt": "...", "completion": "..."} (trained as their concatenation); auto: '
+        "decided by the first line, and every line must then be of that kind.",
     )
     over_length: Literal["truncate", "refuse"] = Field(
         default="truncate",

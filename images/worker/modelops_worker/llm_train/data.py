@@ -26,6 +26,8 @@ from modelops_worker.errors import ConfigError, DatasetNotFoundError, DataValida
 log = logging.getLogger("modelops_worker.llm_train.data")
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
+# The fields that say which kind a line is (format auto).
+KINDS = {"text": ("text",), "chat": ("messages",), "completion": ("prompt", "completion")}
 # Problems named in the failure message; the total is always given.
 MAX_REPORTED = 8
 
@@ -34,7 +36,7 @@ MAX_REPORTED = 8
 class Examples:
     """The checked examples of a file, in file order, with the line each came from."""
 
-    kind: Literal["text", "chat"]
+    kind: Literal["text", "chat", "completion"]
     lines: list[int]
     items: list[str] | list[list[dict[str, str]]]
     digest: str
@@ -52,17 +54,44 @@ class Tokenized:
     tokens: int = 0
 
 
+def _content(m: dict[str, Any], i: int) -> str:
+    """A message's text: a string, or OpenAI's list of text parts ({"type": "text", "text": ...})."""
+    content = m.get("content")
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if not (
+                isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            ):
+                raise ValueError(
+                    f'messages[{i}].content[{j}] must be a text part {{"type": "text", "text": ...}} '
+                    "(images and audio cannot train a text model)"
+                )
+            texts.append(part["text"])
+        return "".join(texts)
+    if not isinstance(content, str):
+        raise ValueError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+    return content
+
+
+def _kind_of(obj: dict[str, Any]) -> str:
+    found = [k for k, keys in KINDS.items() if all(key in obj for key in keys)]
+    if len(found) != 1:
+        raise ValueError(
+            'expected one of a "text" field (text data), a "messages" field (chat data) or "prompt" and '
+            '"completion" fields (completion data)'
+        )
+    return found[0]
+
+
 def _check_line(obj: Any, kind: str | None) -> tuple[str, Any]:
     """(kind, item) of one parsed line, or raises ValueError saying what is wrong with it."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    has_text, has_messages = "text" in obj, "messages" in obj
     if kind is None:
-        if has_text == has_messages:
-            raise ValueError('expected a "text" field (text data) or a "messages" field (chat data)')
-        kind = "text" if has_text else "chat"
+        kind = _kind_of(obj)
     if kind == "text":
-        if not has_text:
+        if "text" not in obj:
             raise ValueError('missing the "text" field (text data: {"text": "..."} on every line)')
         text = obj["text"]
         if not isinstance(text, str):
@@ -70,7 +99,18 @@ def _check_line(obj: Any, kind: str | None) -> tuple[str, Any]:
         if not text.strip():
             raise ValueError('"text" is empty')
         return kind, text
-    if not has_messages:
+    if kind == "completion":
+        for key in ("prompt", "completion"):
+            if key not in obj:
+                raise ValueError(
+                    f'missing the "{key}" field (completion data: {{"prompt": "...", "completion": "..."}})'
+                )
+            if not isinstance(obj[key], str):
+                raise ValueError(f'"{key}" must be a string, got {type(obj[key]).__name__}')
+        if not obj["completion"].strip():
+            raise ValueError('"completion" is empty')
+        return kind, obj["prompt"] + obj["completion"]
+    if "messages" not in obj:
         raise ValueError('missing the "messages" field (chat data: {"messages": [...]} on every line)')
     messages = obj["messages"]
     if not isinstance(messages, list) or not messages:
@@ -79,11 +119,12 @@ def _check_line(obj: Any, kind: str | None) -> tuple[str, Any]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise ValueError(f"messages[{i}] must be an object with role and content")
-        role, content = m.get("role"), m.get("content")
+        role = m.get("role")
+        if role == "developer":  # OpenAI's newer name for the system message
+            role = "system"
         if role not in CHAT_ROLES:
             raise ValueError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, got {role!r}")
-        if not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+        content = _content(m, i)
         if not content.strip() and role != "system":
             raise ValueError(f"messages[{i}].content is empty")
         out.append({"role": role, "content": content})
@@ -131,9 +172,11 @@ def load(spec: FineTuneData, data_dir: Path) -> Examples:
         items.append(item)
     if total == 0:
         raise DataValidationError(f"{where}: the file has no examples (it is empty or only blank lines)")
-    expected = {"text": '{"text": "..."}', "chat": '{"messages": [{"role": ..., "content": ...}]}'}.get(
-        kind or ""
-    ) or '{"text": ...} or {"messages": [...]}'
+    expected = {
+        "text": '{"text": "..."}',
+        "chat": '{"messages": [{"role": ..., "content": ...}]}',
+        "completion": '{"prompt": "...", "completion": "..."}',
+    }.get(kind or "") or '{"text": ...}, {"messages": [...]} or {"prompt": ..., "completion": ...}'
     if len(problems) > spec.max_invalid_lines or not items:
         shown = "; ".join(problems[:MAX_REPORTED]) + ("; ..." if len(problems) > MAX_REPORTED else "")
         raise DataValidationError(
@@ -143,7 +186,9 @@ def load(spec: FineTuneData, data_dir: Path) -> Examples:
         )
     for p in problems:
         log.warning("left out (maxInvalidLines %d): %s", spec.max_invalid_lines, p)
-    final: Literal["text", "chat"] = "chat" if kind == "chat" else "text"
+    final: Literal["text", "chat", "completion"] = (
+        "chat" if kind == "chat" else "completion" if kind == "completion" else "text"
+    )
     return Examples(final, lines, items, digest, str(path), skipped=problems)
 
 
