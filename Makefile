@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: demo test bootstrap lint typecheck unit crds grpc-stubs bench clean
+.PHONY: demo test bootstrap lint typecheck unit crds grpc-stubs bench clean images
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -11,8 +11,14 @@ bootstrap:
 demo: bootstrap
 	$(VENV)/modelops demo
 
-test: bootstrap lint typecheck
+test: bootstrap lint typecheck images
 	$(VENV)/python -m pytest -q --durations=15
+
+# The operator and worker images, built with podman from the real Dockerfiles on a Debian base made by
+# mmdebstrap (docs/images.md); cached under .cache/ by content, so a second run takes seconds. Fails,
+# never skips, without podman.
+images: bootstrap
+	$(VENV)/python scripts/build_images.py --json .cache/images/build.json
 
 lint: bootstrap
 	$(VENV)/ruff check operator localplane images/worker tests scripts bench

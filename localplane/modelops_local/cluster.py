@@ -38,6 +38,7 @@ class PlaneConfig:
     operator: bool = True
     operator_health_port: int = 0
     operator_metrics_port: int = 0
+    runtime: str = "process"  # how pods' containers run: process, podman or docker (nodes/engine.py)
 
 
 class PlaneError(RuntimeError):
@@ -51,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu capacity of each node (default 0)")
     up.add_argument(
         "--no-operator", action="store_true", help="do not start the operator (install it with helm instead)"
+    )
+    up.add_argument(
+        "--runtime",
+        choices=("process", "podman", "docker"),
+        default="process",
+        help="run pods' containers as local processes (default, no engine needed) or as real containers "
+        "of podman or docker (see docs/local-plane.md)",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop every component (state stays for the next up)")
@@ -67,8 +75,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     directory: Path = args.dir.resolve()
     if args.action == "up":
-        config = PlaneConfig(nodes=args.nodes, gpus=args.gpus, operator=not args.no_operator)
+        config = PlaneConfig(
+            nodes=args.nodes, gpus=args.gpus, operator=not args.no_operator, runtime=args.runtime
+        )
         try:
+            if config.runtime != "process":
+                from modelops_local.nodes.engine import Engine, EngineError
+
+                try:
+                    Engine.detect(config.runtime).version()
+                except EngineError as e:
+                    raise PlaneError(str(e)) from None
             up(directory, config, timeout=args.timeout)
         except PlaneError as exc:
             print(f"modelops local up: {exc}", file=sys.stderr)

@@ -13,12 +13,14 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     k("get", "modelversions,inferenceservices")
     _say("V2 predictions through the Service (Open Inference Protocol, as a KServe client sends them)")
-    if not _predict(k, name):
+    if not _predict(k, name, env):
         return 1
 
     _say("done")
@@ -280,17 +282,29 @@ def _quickstart_name(kind: str) -> str:
     raise SystemExit(f"demo: no {kind} in {QUICKSTART}")
 
 
-def _ready_endpoint(k: Any, name: str) -> str | None:
-    """ip:port of a ready endpoint of the Service, or None."""
-    endpoints = json.loads(k("get", "endpoints", name, "-o", "json", capture=True))
-    for subset in endpoints.get("subsets") or ():
-        for address in subset.get("addresses") or ():
-            for port in subset.get("ports") or ():
-                return f"{address['ip']}:{port['port']}"
-    return None
+@contextlib.contextmanager
+def _port_forward(env: dict[str, str], service: str, port: int) -> Iterator[str]:
+    """`kubectl port-forward svc/<service> :<port>` while the block runs; yields 127.0.0.1:<local port>."""
+    proc = subprocess.Popen(
+        [_kubectl(), "port-forward", f"svc/{service}", f":{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:40123 -> 8080"
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if found is None:
+            raise OSError(
+                f"kubectl port-forward svc/{service}: {line.strip()} {proc.communicate()[1].strip()}"
+            )
+        yield f"127.0.0.1:{found.group(1)}"
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
-def _predict(k: Any, name: str) -> bool:
+def _predict(k: Any, name: str, env: dict[str, str]) -> bool:
     """Send held-out digits to the Service as a V2 infer request; print some and the accuracy of all."""
     isvc = json.loads(k("get", "inferenceservice", name, "-o", "json", capture=True))
     service = json.loads(k("get", "service", name, "-o", "json", capture=True))
@@ -303,16 +317,14 @@ def _predict(k: Any, name: str) -> bool:
             answer = _infer(url, held["x"], "demo")
         except ConnectionRefusedError:
             # Service port 80 needs root (or net.ipv4.ip_unprivileged_port_start <= 80) on this machine;
-            # the proxy logged why. Go to a ready endpoint instead, as a port-forward would.
-            endpoint = _ready_endpoint(k, name)
-            if endpoint is None:
-                raise
+            # the proxy logged why. Reach the Service as on a cluster: through a port-forward.
             print(
                 f"   the local plane cannot listen on {service['spec']['clusterIP']}:80 without root; "
-                f"sending to the ready endpoint {endpoint} instead"
+                f"$ kubectl port-forward svc/{name} :80"
             )
-            url = f"http://{endpoint}/v2/models/{name}/infer"
-            answer = _infer(url, held["x"], "demo")
+            with _port_forward(env, name, 80) as local:
+                url = f"http://{local}/v2/models/{name}/infer"
+                answer = _infer(url, held["x"], "demo")
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"demo: the infer request failed: {exc}")
         return False

@@ -103,7 +103,7 @@ def commands(directory: Path) -> dict[str, list[str]]:
     argv = {
         "apiserver": [python, "-m", "modelops_local.apiserver", "--dir", str(directory)],
         "nodes": [python, "-m", "modelops_local.nodes", "--kubeconfig", kubeconfig, "--dir", str(directory),
-                  "--nodes", str(config.nodes), "--gpus", str(config.gpus)],
+                  "--nodes", str(config.nodes), "--gpus", str(config.gpus), "--runtime", config.runtime],
         "controllers": [python, "-m", "modelops_local.controllers", "--kubeconfig", kubeconfig,
                         "--dir", str(directory)],
     }  # fmt: skip

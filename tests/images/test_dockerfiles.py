@@ -1,4 +1,4 @@
-"""The Dockerfiles, checked statically: CI has no container engine, so the images are never built here.
+"""The Dockerfiles, checked statically (the images themselves are built and run by the other tests here).
 
 What a reviewer of an image looks for, read from the Dockerfiles with `dockerfile-parse` (the
 parser of OpenShift's build tooling): multi-stage builds whose final stage carries no compiler or
@@ -67,6 +67,17 @@ def stages(path: Path) -> list[Stage]:
     return found
 
 
+def named(built: list[Stage], name: str) -> Stage:
+    (stage,) = [s for s in built if s.name == name]
+    return stage
+
+
+def external_bases(built: list[Stage]) -> list[str]:
+    """The images stages start FROM, leaving out a stage built on an earlier one (`FROM deps`)."""
+    names = {s.name for s in built}
+    return [s.base for s in built if s.base not in names]
+
+
 def build_args(stage: Stage) -> dict[str, str]:
     pairs = (value.split("=", 1) for value in stage.values("ARG") if "=" in value)
     return {key: default for key, default in pairs}
@@ -92,13 +103,12 @@ def test_each_image_is_multi_stage_and_the_final_stage_copies_only_the_built_ven
     final = built[-1]
     copies = final.values("COPY")
     assert copies == ["--from=build /opt/modelops /opt/modelops"], (name, copies)
-    assert built[0].name == "build"
+    assert named(built, "build") in built[:-1]
 
 
 def test_base_images_are_pinned_to_an_exact_version_or_a_digest(image: tuple[str, list[Stage]]) -> None:
     name, built = image
-    for stage in built:
-        reference = stage.base
+    for reference in external_bases(built):
         if "@sha256:" in reference:
             assert re.search(r"@sha256:[0-9a-f]{64}$", reference), (name, reference)
             continue
@@ -130,7 +140,7 @@ def test_the_final_stage_has_no_build_tools_or_installer(image: tuple[str, list[
     assert not any(i["instruction"] == "ADD" for i in final.instructions), f"{name}: ADD fetches or unpacks"
     # The slim variant has no compilers; pip leaves the venv at the end of the build stage.
     assert "-slim" in final.base, final.base
-    (install,) = built[0].values("RUN")
+    install = named(built, "build").values("RUN")[-1]
     assert install.rstrip().endswith("-m pip uninstall --yes pip"), install
     for stage in built[:-1]:
         for run in stage.values("RUN"):
@@ -162,22 +172,31 @@ def test_entrypoints_are_the_console_scripts_the_chart_and_operator_run() -> Non
 
 
 def test_the_cpu_worker_installs_the_pinned_cpu_build_of_torch() -> None:
-    build = stages(DOCKERFILES["worker"])[0]
-    assert build_args(build)["TORCH_VERSION"] == torch_pin()
-    (run,) = build.values("RUN")
+    build = named(stages(DOCKERFILES["worker"]), "build")
+    args = build_args(build)
+    assert args["TORCH_VERSION"] == torch_pin()
+    # The public default is PyTorch's CPU index; CI passes an index holding the same wheel.
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    (run,) = [r for r in build.values("RUN") if "torch==" in r]
     # --index-url, not --extra-index-url: with both indexes pip may take PyPI's CUDA wheel.
-    assert '--index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}+cpu"' in run, run
-    assert "--extra-index-url" not in run
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}+cpu"' in run, run
+    assert "--extra-index-url" not in " ".join(build.values("RUN"))
 
 
 def test_the_cuda_worker_installs_pypis_cuda_build_on_the_same_base() -> None:
     cpu, cuda = stages(DOCKERFILES["worker"]), stages(DOCKERFILES["worker-cuda"])
     # Same interpreter as the CPU image: the venv is built and run on the same Python.
-    assert [s.base for s in cuda] == [s.base for s in cpu]
-    build = cuda[0]
+    assert set(external_bases(cuda)) == set(external_bases(cpu))
+    build = named(cuda, "build")
     assert build_args(build)["TORCH_VERSION"] == torch_pin()
-    (run,) = build.values("RUN")
+    (run,) = [r for r in build.values("RUN") if "torch==" in r]
     assert '"torch==${TORCH_VERSION}"' in run and "download.pytorch.org" not in run, run
+    # The deps stage (what CI builds without the CUDA wheels) has everything but torch, and the GPU
+    # onnxruntime instead of the CPU one (both install the module `onnxruntime`).
+    deps = named(cuda, "deps")
+    assert build.base == "deps"
+    (install,) = deps.values("RUN")
+    assert "--without torch" in install and "--rename onnxruntime=onnxruntime-gpu" in install, install
     env = parse(DOCKERFILES["worker-cuda"]).envs
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")

@@ -97,13 +97,12 @@ def test_a_pvc_uri_is_the_claim_and_the_path_inside_it() -> None:
     assert isinstance(loc, builders.Location) and loc.uri == "pvc://models/a/model.pt"
 
 
-def test_an_s3_uri_is_refused_with_a_clear_condition_not_a_crash() -> None:
+def test_an_s3_uri_is_fetched_by_the_verifier_with_its_secret_and_no_claim() -> None:
     obj = version("a")
-    obj["spec"]["source"] = {"uri": "s3://bucket/model.pt"}
-    conclusion = mv.locate(spec_of(obj), None)
-    assert isinstance(conclusion, status.Conclusion)
-    assert conclusion.state is status.State.STALLED and conclusion.reason == "UnsupportedSource"
-    assert "spec.source.uri" in conclusion.message and "pvc://" in conclusion.message
+    obj["spec"]["source"] = {"uri": "s3://bucket/models/model.pt", "credentialsSecret": {"name": "aws"}}
+    loc = mv.locate(spec_of(obj), None)
+    assert isinstance(loc, builders.Location) and not loc.on_claim
+    assert loc.uri == "s3://bucket/models/model.pt" and loc.credentials_secret == "aws"
 
 
 def job(phase: str | None, **spec: Any) -> dict[str, Any]:

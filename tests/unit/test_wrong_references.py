@@ -105,13 +105,6 @@ def _source(**source: Any) -> ModelVersionSpec:
             "TrainingJobFailed",
             status.State.STALLED,
         ),
-        (
-            "an s3 artifact",
-            _source(uri="s3://bucket/m.pt", credentialsSecret={"name": "aws"}),
-            None,
-            "UnsupportedSource",
-            status.State.STALLED,
-        ),
     ],
 )
 def test_a_source_that_cannot_be_verified_says_why(

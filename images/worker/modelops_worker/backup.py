@@ -415,9 +415,12 @@ def add_parsers(sub: Any) -> None:
     """Add `backup` and `restore` to the `modelops-worker` subcommands."""
     b = sub.add_parser("backup", help="copy a claim's files into a new backup with a sha256 manifest")
     b.add_argument("--source", required=True, help="file or directory to back up (mounted read-only)")
+    b.add_argument("--dest", help="directory that holds the backups (on the destination claim)")
     b.add_argument(
-        "--dest", required=True, help="directory that holds the backups (on the destination claim)"
+        "--dest-uri",
+        help="object storage prefix that holds the backups instead (s3://bucket/prefix, docs/storage.md)",
     )
+    b.add_argument("--credentials-dir", help="the mounted credentials Secret (default: the pod's identity)")
     b.add_argument("--prefix", default="", help="--dest's path inside its claim, for the reported paths")
     b.add_argument("--keep-last", type=int, default=7, help="keep at most this many backups")
     b.add_argument("--max-age", help="delete backups older than this (e.g. 36h, 7d); never the newest")
@@ -429,6 +432,8 @@ def add_parsers(sub: Any) -> None:
     )
     r.add_argument("--if-empty", action="store_true", help="leave a target that already holds files alone")
     r.add_argument("--check", action="store_true", help="only verify --expect digests in --target")
+    r.add_argument("--backup-uri", help="a backup directory in object storage (status.backup.backups[].uri)")
+    r.add_argument("--credentials-dir", help="the mounted credentials Secret (default: the pod's identity)")
 
 
 def run(args: Any) -> int:
@@ -442,15 +447,36 @@ def run(args: Any) -> int:
         if args.command == "backup":
             if args.keep_last < 1:
                 raise WorkerError("InvalidRetention", "--keep-last must be at least 1", EXIT_BAD_CONFIG)
-            out = backup(
-                Path(args.source),
-                Path(args.dest),
-                prefix=args.prefix.strip("/"),
-                keep_last=args.keep_last,
-                max_age=parse_duration(args.max_age) if args.max_age else None,
-            )
+            if args.dest_uri:
+                from modelops_worker.storage import backups as store_backups
+                from modelops_worker.storage import open_location
+
+                out = store_backups.backup(
+                    Path(args.source),
+                    open_location(args.dest_uri, args.credentials_dir),
+                    keep_last=args.keep_last,
+                    max_age=parse_duration(args.max_age) if args.max_age else None,
+                )
+            elif not args.dest:
+                raise WorkerError("InvalidBackup", "backup needs --dest or --dest-uri", EXIT_BAD_CONFIG)
+            else:
+                out = backup(
+                    Path(args.source),
+                    Path(args.dest),
+                    prefix=args.prefix.strip("/"),
+                    keep_last=args.keep_last,
+                    max_age=parse_duration(args.max_age) if args.max_age else None,
+                )
         elif args.check:
             out = check(Path(args.target), expect=args.expect)
+        elif args.backup_uri:
+            from modelops_worker.storage import backups as store_backups
+            from modelops_worker.storage import open_location
+
+            location = open_location(args.backup_uri, args.credentials_dir)
+            out = store_backups.restore(
+                location, Path(args.target), expect=args.expect, if_empty=args.if_empty
+            )
         elif not args.backup:
             raise WorkerError("InvalidRestore", "restore needs --backup (or --check)", EXIT_BAD_CONFIG)
         else:

@@ -91,6 +91,15 @@ def verify(args: argparse.Namespace) -> int:
 
     try:
         declared = parse_signature(args.signature) if args.signature else None
+        if args.artifact_uri:
+            from modelops_worker.storage.artifacts import fetch_artifact
+
+            fetch_artifact(
+                args.artifact_uri,
+                Path(args.artifact),
+                sha256=args.sha256,
+                credentials_dir=args.credentials_dir,
+            )
         out = run_verify(Path(args.artifact), args.sha256, args.format, declared)
         code = 0
     except WorkerError as exc:
@@ -108,6 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("verify", help="check an artifact's sha256, load it and run a smoke inference")
     v.add_argument("--artifact", required=True, help="path of the exported model file")
     v.add_argument("--sha256", help="expected sha256 (hex, optionally prefixed sha256:)")
+    v.add_argument(
+        "--artifact-uri",
+        help="fetch the artifact from this object storage URI (s3://, gs://, az://, https://) to --artifact "
+        "first, the digest checked while streaming (docs/storage.md)",
+    )
+    v.add_argument(
+        "--credentials-dir",
+        help="directory of the mounted credentials Secret (default: $MODELOPS_STORAGE_CREDENTIALS_DIR, "
+        "else the pod's identity)",
+    )
     v.add_argument(
         "--format",
         help="the artifact's format: torchscript, state_dict, onnx (default: detect); any other fails "

@@ -50,7 +50,14 @@ def load(spec: DatasetSpec, data_dir: str | None = None) -> Dataset:
     """Load the dataset the spec names into canonical arrays (no validation yet, except parsing)."""
     if spec.builtin is not None:
         ds = _load_builtin(spec.builtin)
-    elif spec.file is not None:
+    elif spec.file is not None and spec.file.uri is not None:
+        # Object storage (or a pvc:// URI): fetched into the pod's cache first (docs/storage.md).
+        from modelops_worker.storage import datasets as remote
+
+        path, _ = remote.fetch(spec.file.uri, spec.file.format)
+        ds = _load_file(path, spec.file.format, spec.file.label_column)
+        ds.source = spec.file.uri
+    elif spec.file is not None and spec.file.path is not None:
         root = Path(data_dir or os.environ.get(ENV_DATA_DIR, DEFAULT_DATA_DIR))
         rel = Path(spec.file.path)
         if rel.is_absolute() or ".." in rel.parts:
@@ -63,16 +70,19 @@ def load(spec: DatasetSpec, data_dir: str | None = None) -> Dataset:
                 f"dataset.file.path {spec.file.path!r} not found on claim {spec.file.claim_name!r} "
                 f"(looked at {path}); check the path and that the file was copied to the claim"
             )
-        if spec.file.format == "csv":
-            ds = _load_csv(path, spec.file.label_column)
-        elif spec.file.format == "npz":
-            ds = _load_npz(path)
-        else:
-            ds = _load_parquet(path, spec.file.label_column)
+        ds = _load_file(path, spec.file.format, spec.file.label_column)
     else:
         raise ConfigError("dataset: set exactly one of dataset.builtin or dataset.file")
     ds.digest = digest(ds.x, ds.y)
     return ds
+
+
+def _load_file(path: Path, fmt: str, label_column: str) -> Dataset:
+    if fmt == "csv":
+        return _load_csv(path, label_column)
+    if fmt == "npz":
+        return _load_npz(path)
+    return _load_parquet(path, label_column)
 
 
 def _load_builtin(name: str) -> Dataset:

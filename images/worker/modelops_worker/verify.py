@@ -151,7 +151,7 @@ def _record_outputs(out: dict[str, Any], batched: bool) -> list[TensorSpec]:
         shape = list(arr.shape)
         if batched and shape[:1] == [SMOKE_BATCH]:
             shape[0] = -1
-        specs.append(TensorSpec(name=name, datatype=datatype_of(arr.dtype), shape=shape))  # type: ignore[arg-type]
+        specs.append(TensorSpec(name=name, datatype=datatype_of(arr.dtype), shape=shape))
     return specs
 
 

@@ -87,7 +87,16 @@ def _b(
 
 BUILTINS: tuple[ResourceDef, ...] = (
     _b("", "v1", "namespaces", "Namespace", False, ["ns"], subs=["status", "finalize"]),
-    _b("", "v1", "pods", "Pod", True, ["po"], ["all"], ["status", "log", "binding", "eviction"]),
+    _b(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        True,
+        ["po"],
+        ["all"],
+        ["status", "log", "binding", "eviction", "exec", "portforward"],
+    ),
     _b("", "v1", "services", "Service", True, ["svc"], ["all"], ["status"]),
     _b("", "v1", "endpoints", "Endpoints", True, ["ep"]),
     _b("", "v1", "configmaps", "ConfigMap", True, ["cm"]),
@@ -315,6 +324,9 @@ def _sub_entry(r: ResourceDef, sub: str) -> dict[str, Any]:
         entry.update(kind="Pod", verbs=["get"])
     elif sub == "binding":
         entry.update(kind="Binding", verbs=["create"])
+    elif sub in ("exec", "portforward"):
+        kind = "PodExecOptions" if sub == "exec" else "PodPortForwardOptions"
+        entry.update(kind=kind, verbs=["create", "get"])
     elif sub == "eviction":
         entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
     elif sub == "token":

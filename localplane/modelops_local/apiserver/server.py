@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import errors, logs, openapi, protobuf, selectors, tables
+from . import errors, logs, openapi, protobuf, selectors, streaming, tables
 from .api import APPLY_PATCH, Api, Params, storage_key
 from .errors import ApiError
 from .gc import Collector
@@ -167,7 +167,8 @@ class Server:
             return
         try:
             self.audit.record(
-                request.method,
+                # exec and port-forward are `create` on their subresource, also as a WebSocket GET.
+                "POST" if streaming.is_stream_path(request.path) else request.method,
                 request.path,
                 request.query,
                 user=identity if not isinstance(identity, str) else None,
@@ -279,6 +280,10 @@ class Server:
             if method != "GET":
                 raise errors.method_not_allowed()
             return await logs.serve(request, self.api, self.dir, ns, name)
+        if rd.plural == "pods" and sub == "exec":
+            return await streaming.serve_exec(request, self.store, self.dir, ns, name)
+        if rd.plural == "pods" and sub == "portforward":
+            return await streaming.serve_portforward(request, self.store, self.dir, ns, name)
         if sub == "token":
             if method != "POST" or sa_hooks is None:
                 raise errors.method_not_allowed()

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelops_local import statedir
 from modelops_local.client import Client, Informer
-from modelops_local.nodes import proctree
+from modelops_local.nodes import engine, proctree
 from modelops_local.nodes.clusterview import ClusterView
 from modelops_local.nodes.kubelet import Kubelet
 from modelops_local.nodes.podgc import collect_orphans, remove_stale_nodes
@@ -45,7 +45,17 @@ async def serve(args: argparse.Namespace) -> None:
             "and %s must be reachable by other users or mount namespaces must work)",
             ", ".join(statedir.unreachable_image_paths()) or "the Python environment",
         )
-    cgroups = proctree.cgroup_base(hashlib.sha256(str(directory).encode()).hexdigest()[:16])
+    plane_id = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    cgroups = proctree.cgroup_base(plane_id)
+    container_engine = None
+    if args.runtime != "process":
+        container_engine = engine.Engine.detect(args.runtime)
+        log.info("containers run on %s %s (%s)", args.runtime, container_engine.version(),
+                 " ".join(container_engine.base))  # fmt: skip
+        # Containers cannot be re-adopted by a new kubelet (as processes cannot): end what is left.
+        left = await container_engine.remove_labelled(engine.PLANE_LABEL, plane_id)
+        if left:
+            log.info("removed %d containers an earlier nodes process left running", len(left))
     log.info(
         "pod files in %s; pods run as %s; container processes tracked by %s",
         root,
@@ -72,6 +82,8 @@ async def serve(args: argparse.Namespace) -> None:
             switch_users=switch_users,
             cgroups=cgroups,
             expose=expose,
+            engine=container_engine,
+            plane_id=plane_id,
         )
         for name in node_names(args.nodes)
     ]
@@ -155,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         default=30.0,
         help="how often ConfigMap/Secret volumes are brought up to date (default 30)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=engine.RUNTIMES,
+        default="process",
+        help="how containers run: as local processes (default), or as podman/docker containers",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.nodes < 1:
@@ -170,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError:
                 parser.error(f"--{option} {value!r} is not a positive quantity; write e.g. 8, 500m, 16Gi")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))
+    try:
+        asyncio.run(serve(args))
+    except engine.EngineError as e:
+        raise SystemExit(f"modelops_local.nodes: {e}") from None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import aiohttp
 
 from modelops_local.client import ApiError, Client
 from modelops_local.nodes.clusterview import ClusterView
+from modelops_local.nodes.engine import Engine
 from modelops_local.nodes.events import EventRecorder, now_iso
 from modelops_local.nodes.podgc import LOCAL_NODE_LABEL
 from modelops_local.nodes.pods import PodWorker
@@ -79,6 +80,8 @@ class Kubelet:
         switch_users: bool = False,
         cgroups: Path | None = None,
         expose: str = "",
+        engine: Engine | None = None,
+        plane_id: str = "",
     ) -> None:
         self.api = api
         self.name = node_name
@@ -89,6 +92,12 @@ class Kubelet:
         self.switch_users = switch_users
         self.cgroups = cgroups
         self.expose = expose  # shell run in a private mount namespace first (statedir.expose_image)
+        # The container engine of `--runtime podman|docker` (nodes/engine.py), None for processes only.
+        self.engine = engine
+        self.plane_id = plane_id
+        self.runtime_version = "local-process://1"
+        if engine is not None:
+            self.runtime_version = f"{engine.kind}://{engine.version()}"
         self.cluster = cluster
         self.gpus = gpus
         self.backoff_base = backoff_base
@@ -175,7 +184,7 @@ class Kubelet:
                 "architecture": self.node_object()["metadata"]["labels"]["kubernetes.io/arch"],
                 "osImage": f"{platform.system()} {platform.release()} (modelops local plane)",
                 "kernelVersion": platform.release(),
-                "containerRuntimeVersion": "local-process://1",
+                "containerRuntimeVersion": self.runtime_version,
                 "machineID": "",
                 "systemUUID": "",
                 "bootID": "",

@@ -37,7 +37,7 @@ import aiohttp
 
 from modelops_local import statedir
 from modelops_local.client import ApiError
-from modelops_local.nodes import containers, identity, network, proctree
+from modelops_local.nodes import containers, enginepods, identity, network, proctree
 from modelops_local.nodes.events import now_iso
 from modelops_local.nodes.memory import session_of
 from modelops_local.nodes.probes import run_probe
@@ -128,12 +128,13 @@ class ContainerState:
     done: bool = False
     exit_code: int | None = None
     container_id: str = ""
+    image_id: str = ""
 
     def status(self) -> Obj:
         out: Obj = {
             "name": self.name,
             "image": self.image,
-            "imageID": "",
+            "imageID": self.image_id,
             "ready": self.ready,
             "started": self.started,
             "restartCount": self.restart_count,
@@ -518,19 +519,27 @@ class PodWorker:
         while not stop.is_set():
             await self._check_pull_secrets()
             command = containers.default_command(str(spec.get("image") or ""))
+            # With a container engine (enginepods.py) the engine runs what it holds or can pull.
+            pulled = await enginepods.choose(self, spec) if self.k.engine is not None else None
+            if pulled is not None:
+                command = [] if pulled.ok else None
             if command is None:
-                message = containers.pull_error_message(str(spec.get("image")))
-                c.waiting("ErrImagePull", message)
+                message = pulled.message if pulled else containers.pull_error_message(str(spec.get("image")))
+                c.waiting(pulled.reason if pulled else "ErrImagePull", message)
                 self._mark()
                 await self._event("Failed", message, spec, warning=True)
                 await self._sleep_until(stop, 1.0)
                 pull_backoff = min(max(pull_backoff * 2, 5.0), BACKOFF_MAX)
-                c.waiting("ImagePullBackOff", f'Back-off pulling image "{spec.get("image")}"')
+                if pulled is None or pulled.reason == "ErrImagePull":  # ErrImageNeverPull stays as it is
+                    c.waiting("ImagePullBackOff", f'Back-off pulling image "{spec.get("image")}"')
                 self._mark()
                 await self._sleep_until(stop, pull_backoff)
                 continue
             try:
-                refused = identity.verify_run_as_non_root(self.pod, spec, image_uid=os.geteuid())
+                image_uid = os.geteuid()
+                if pulled is not None and self.k.engine is not None:
+                    image_uid = await enginepods.image_uid(self.k.engine, spec)
+                refused = identity.verify_run_as_non_root(self.pod, spec, image_uid=image_uid)
                 if refused:
                     raise containers.ConfigError(refused)
                 env = await self._env(spec)
@@ -547,7 +556,10 @@ class PodWorker:
             if stop.is_set():
                 break
             started = time.monotonic()
-            code = await self._run_once(spec, c, command, env, mounts, stop)
+            if pulled is not None:
+                code = await enginepods.run_once(self, spec, c, env, mounts, stop, pulled)
+            else:
+                code = await self._run_once(spec, c, command, env, mounts, stop)
             if stop.is_set() or not self._should_restart(init, code, sidecar):
                 c.done = True
                 self._mark()

@@ -14,12 +14,14 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from modelops import cron
+from modelops.api import storage
 from modelops.api.common import (
     DNS_SUBDOMAIN_PATTERN,
     RELATIVE_PATH_PATTERN,
     ApiModel,
     DnsLabel,
     PositiveQuantity,
+    SecretReference,
     Timestamp,
     inside_claim,
     rules,
@@ -38,10 +40,39 @@ def _copy_only() -> list[BackupMethod]:
 
 
 class BackupDestination(ApiModel):
-    """Where copy backups go: a directory of a PersistentVolumeClaim in the same namespace."""
+    """Where copy backups go: a directory of a PersistentVolumeClaim in the same namespace, or an object
+    storage prefix (`uri`)."""
 
-    claim_name: DnsLabel = Field(
-        description="The PersistentVolumeClaim backups are written to (not the claim being backed up)."
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.claimName) != has(self.uri)",
+                "spec.backup.destination: set exactly one of claimName or uri",
+            ),
+            (
+                "!has(self.uri) || (!has(self.path) && !has(self.size))",
+                "spec.backup.destination: path and size apply only with claimName; put the prefix in the uri "
+                "(e.g. s3://backups/models/digits/)",
+            ),
+            storage.credentials_rule("spec.backup.destination", "spec.backup.destination.uri"),
+        )
+    )
+
+    claim_name: DnsLabel | None = Field(
+        default=None,
+        description="The PersistentVolumeClaim backups are written to (not the claim being backed up).",
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=storage.PREFIX_URI_PATTERN,
+        json_schema_extra=storage.uri_rules("spec.backup.destination.uri", "s3://backups/models/digits/"),
+        description="An object storage prefix instead of a claim (s3://bucket/prefix/, gs://, az://): each "
+        "backup is <prefix>/<timestamp>/ with its manifest.json written last. A bare bucket gets the "
+        "prefix modelops-backups/<kind>/<name>/ (docs/storage.md).",
+    )
+    credentials_secret: SecretReference | None = Field(
+        default=None, description=storage.CREDENTIALS_SECRET_DESCRIPTION
     )
     path: str | None = Field(
         default=None,
@@ -78,7 +109,8 @@ class BackupPolicy(ApiModel):
         json_schema_extra=rules(
             (
                 "(has(self.methods) && !('copy' in self.methods)) || has(self.destination)",
-                "spec.backup.destination is required with method copy: name the claim backups go to",
+                "spec.backup.destination is required with method copy: name the claim (or object storage uri) "
+                "backups go to",
             ),
             (
                 "!has(self.volumeSnapshotClassName) || (has(self.methods) && 'volumeSnapshot' in self.methods)",
@@ -142,6 +174,9 @@ class BackupRecord(ApiModel):
     time: Timestamp | None = Field(default=None, description="When it was taken.")
     claim_name: str | None = Field(default=None, description="copy: the claim holding it.")
     path: str | None = Field(default=None, description="copy: its directory inside that claim.")
+    uri: str | None = Field(
+        default=None, description="copy to object storage: its prefix (restoreFrom.backup.uri takes it)."
+    )
     manifest_sha256: str | None = Field(
         default=None, description="copy: sha256 of its manifest.json (which lists every file's sha256)."
     )
@@ -178,10 +213,38 @@ class BackupStatus(ApiModel):
 
 
 class BackupReference(ApiModel):
-    """One copy backup: a directory with a manifest.json on a claim in the same namespace."""
+    """One copy backup: a directory with a manifest.json on a claim in the same namespace, or in object
+    storage (`uri`)."""
 
-    claim_name: DnsLabel = Field(description="The claim holding the backup (the policy's destination).")
-    path: str = Field(
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.uri) != (has(self.claimName) || has(self.path))",
+                "restoreFrom.backup: set either uri, or claimName and path (not both)",
+            ),
+            (
+                "has(self.uri) || (has(self.claimName) && has(self.path))",
+                "restoreFrom.backup: claimName and path go together (status.backup.backups[] lists both)",
+            ),
+            storage.credentials_rule("restoreFrom.backup", "restoreFrom.backup.uri"),
+        )
+    )
+
+    claim_name: DnsLabel | None = Field(
+        default=None, description="The claim holding the backup (the policy's destination)."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=storage.PREFIX_URI_PATTERN,
+        json_schema_extra=storage.uri_rules("restoreFrom.backup.uri", "s3://backups/models/20261207T120000Z"),
+        description="A backup in object storage, as listed in status.backup.backups[].uri.",
+    )
+    credentials_secret: SecretReference | None = Field(
+        default=None, description=storage.CREDENTIALS_SECRET_DESCRIPTION
+    )
+    path: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2048,
         pattern=RELATIVE_PATH_PATTERN,

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from modelops.api import storage
 from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
     CONDITIONS_FIELD,
@@ -41,20 +42,10 @@ from modelops.api.common import (
 )
 from modelops.api.signature import ModelSignature
 
-# The path or key: not absolute, no control characters, no surrounding whitespace.
-_URI_PATH = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
-URI_PATTERN = rf"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/{_URI_PATH}|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{_URI_PATH})$"
-_URI_RULES = rules(
-    (
-        "!self.matches('^[a-z0-9]+://[^/]*/(.*/)?[.][.](/|$)')",
-        "spec.source.uri must not contain '..' segments: give the artifact's own path, e.g. "
-        "pvc://models/digits/model.pt",
-    ),
-    (
-        "!self.matches('^s3://[^/]*[.][.]')",
-        "spec.source.uri: an S3 bucket name has no two adjacent periods",
-    ),
-)
+# One grammar for every URI the API accepts (docs/storage.md): pvc://, s3://, gs://, az://, https://; a
+# directory artifact (huggingface, lora) may end in '/'.
+URI_PATTERN = storage.ARTIFACT_URI_PATTERN
+_URI_RULES = storage.uri_rules("spec.source.uri", "pvc://models/digits/model.pt")
 # The formats served by an LLM engine over the OpenAI API (the others by modelops-worker serve, OIP v2).
 LLM_FORMATS = ("huggingface", "gguf", "lora")
 # The formats whose artifact is a directory (digest: the directory digest of docs/llm.md).
@@ -84,10 +75,7 @@ class Source(ApiModel):
                 "has(self.trainingJob) != has(self.uri)",
                 "spec.source: set exactly one of spec.source.trainingJob or spec.source.uri",
             ),
-            (
-                "!has(self.credentialsSecret) || (has(self.uri) && self.uri.startsWith('s3://'))",
-                "spec.source.credentialsSecret applies only to an s3:// uri",
-            ),
+            storage.credentials_rule("spec.source", "spec.source.uri"),
         )
     )
 
@@ -99,13 +87,13 @@ class Source(ApiModel):
         max_length=4096,
         pattern=URI_PATTERN,
         json_schema_extra=_URI_RULES,
-        description="pvc://<claim>/<path> for a file on a PersistentVolumeClaim in this namespace, or "
-        "s3://<bucket>/<key> for an S3-compatible store.",
+        description="pvc://<claim>/<path> for a file on a PersistentVolumeClaim in this namespace; "
+        "s3://<bucket>/<key> (S3 or an S3-compatible store), gs://<bucket>/<key>, az://<container>/<path> "
+        "or https://<host>/<path>, fetched by the verification pod and verified exactly like a file on a "
+        "claim (docs/storage.md).",
     )
     credentials_secret: SecretReference | None = Field(
-        default=None,
-        description="Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_ENDPOINT_URL, "
-        "for s3:// sources.",
+        default=None, description=storage.CREDENTIALS_SECRET_DESCRIPTION
     )
 
 

@@ -47,7 +47,7 @@ OBJECT_STORE_SCHEMES: tuple[Scheme, ...] = ("s3", "gs", "az", "https")
 # -- URI grammar ---------------------------------------------------------------------------------------
 
 # A key or path: not absolute, no control characters, no surrounding whitespace (as RELATIVE_PATH).
-_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
+_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^/ \x00-\x1f\x7f])?"
 _CLAIM = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # S3 bucket names: 3-63 lowercase letters, digits, '.' and '-' (no '..', checked by a rule).
 _S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
@@ -65,6 +65,11 @@ _OBJECT_FORMS = (
 )
 OBJECT_URI_PATTERN = "^(" + "|".join(_OBJECT_FORMS) + ")$"
 """One object (or one file on a claim): `<scheme>://<bucket or claim>/<key>`, the key not ending in '/'."""
+
+# An artifact: one object, or a directory (a Hugging Face model) whose key may end in '/'.
+_DIR_KEY = r"[^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?"
+ARTIFACT_URI_PATTERN = "^(" + "|".join(f.replace(_KEY, _DIR_KEY) for f in _OBJECT_FORMS) + ")$"
+"""An object or a directory: `<scheme>://<bucket or claim>/<key>`, the key may end in '/'."""
 
 # A prefix: the bucket alone, or a key that may end in '/'.
 _PREFIX_KEY = r"([^/ \x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^ \x00-\x1f\x7f])?)?"
@@ -167,6 +172,9 @@ CREDENTIAL_KEYS = (
 
 ENV_CREDENTIALS_DIR = "MODELOPS_STORAGE_CREDENTIALS_DIR"
 """A directory holding the Secret's keys as files (one file per key). Unset or empty: the pod's identity."""
+ENV_SECRET_NAME_PREFIX = "MODELOPS_STORAGE_SECRET_NAME_"
+"""+ the role in upper case (DEFAULT, DESTINATION, RESTORE): the name of the Secret mounted for that role,
+so messages can name it (a name, never a value)."""
 ENV_CLAIMS_DIR = "MODELOPS_STORAGE_CLAIMS_DIR"
 """Where pvc://<claim>/... URIs are found: `<dir>/<claim>/...` (the builders mount claims there)."""
 ENV_CACHE_DIR = "MODELOPS_STORAGE_CACHE_DIR"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from modelops.api import storage
 from modelops.api.alerting import AlertingStatus, TrainingAlerts
 from modelops.api.backup import BackupPolicy, BackupStatus, RestoreSource
 from modelops.api.common import (
@@ -28,6 +29,7 @@ from modelops.api.common import (
     DnsLabel,
     PositiveQuantity,
     Quantity,
+    SecretReference,
     Timestamp,
     Toleration,
     immutable,
@@ -37,6 +39,8 @@ from modelops.api.common import (
 from modelops.api.finetune import FineTuneLineage, FineTuneSpec
 
 BUILTIN_DATASETS = ("digits", "wine", "breast_cancer", "iris")
+# A dataset is one object, or a prefix ending in '/' (its shards).
+DATASET_URI_PATTERN = f"({storage.OBJECT_URI_PATTERN})|(^({storage.PREFIX_URI_PATTERN[2:-2]})/$)"
 
 
 class ModelSpec(ApiModel):
@@ -63,10 +67,40 @@ class ModelSpec(ApiModel):
 
 
 class DatasetFile(ApiModel):
-    """A tabular dataset file on a PersistentVolumeClaim."""
+    """A tabular dataset file on a PersistentVolumeClaim (claimName and path), or at a storage URI."""
 
-    claim_name: DnsLabel = Field(description="The PersistentVolumeClaim holding the file, in this namespace.")
-    path: str = Field(
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.uri) != (has(self.claimName) || has(self.path))",
+                "spec.dataset.file: set either uri, or claimName and path (not both)",
+            ),
+            (
+                "has(self.uri) || (has(self.claimName) && has(self.path))",
+                "spec.dataset.file: claimName and path go together: name the claim and the file inside it",
+            ),
+            storage.credentials_rule("spec.dataset.file", "spec.dataset.file.uri"),
+        )
+    )
+
+    claim_name: DnsLabel | None = Field(
+        default=None, description="The PersistentVolumeClaim holding the file, in this namespace."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=4096,
+        pattern=DATASET_URI_PATTERN,
+        json_schema_extra=storage.uri_rules("spec.dataset.file.uri", "s3://datasets/digits/train.csv"),
+        description="The file at a storage URI (s3://bucket/key, gs://, az://, https://, or pvc://claim/path), "
+        "or a prefix ending in '/' whose shards of the format are read in key order as one dataset. "
+        "Downloaded into the pod (the sha256 checked while streaming) and cached, so a pod started again "
+        "does not download it again (docs/storage.md).",
+    )
+    credentials_secret: SecretReference | None = Field(
+        default=None, description=storage.CREDENTIALS_SECRET_DESCRIPTION
+    )
+    path: str | None = Field(
+        default=None,
         min_length=1,
         max_length=4096,
         pattern=RELATIVE_PATH_PATTERN,
@@ -102,7 +136,10 @@ class DatasetSpec(ApiModel):
         description="A dataset bundled with scikit-learn, available offline: digits (1797 8x8 images, 10 "
         "classes), wine (178 rows, 3 classes), breast_cancer (569 rows, 2 classes), iris (150 rows, 3 classes).",
     )
-    file: DatasetFile | None = Field(default=None, description="A CSV, Parquet or NPZ file on a PVC.")
+    file: DatasetFile | None = Field(
+        default=None,
+        description="A CSV, Parquet or NPZ file (or prefix of shards) on a PVC or in object storage.",
+    )
 
 
 class EarlyStopping(ApiModel):

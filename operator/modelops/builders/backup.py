@@ -20,6 +20,8 @@ from typing import Any
 
 import modelops.builders as builders
 from modelops.api.backup import BackupPolicy, BackupReference
+from modelops.api.storage import parse_uri
+from modelops.builders import storage as storage_builders
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
 SNAPSHOT_API_VERSION = "snapshot.storage.k8s.io/v1"
@@ -109,9 +111,27 @@ def cronjob_name(owner: Owner) -> str:
 
 
 def destination_prefix(owner: Owner, policy: BackupPolicy) -> str:
-    """The directory, inside the destination claim, that holds this owner's backups."""
+    """The directory, inside the destination claim, that holds this owner's backups (for an object
+    storage destination: its full URI, `destination_uri`)."""
     assert policy.destination is not None
+    uri = destination_uri(owner, policy)
+    if uri is not None:
+        return uri
     return policy.destination.path or f"modelops-backups/{owner.kind_label}/{owner.name}"
+
+
+def destination_uri(owner: Owner, policy: BackupPolicy) -> str | None:
+    """The object storage prefix holding this owner's backups; None for a claim destination.
+
+    A bare bucket gets the claim's default directory, modelops-backups/<kind>/<name>.
+    """
+    dest = policy.destination
+    if dest is None or dest.uri is None:
+        return None
+    parsed = parse_uri(dest.uri)
+    if not parsed.key.strip("/"):
+        return f"{parsed.scheme}://{parsed.bucket}/modelops-backups/{owner.kind_label}/{owner.name}"
+    return dest.uri.rstrip("/")
 
 
 def _security_context() -> dict[str, Any]:
@@ -143,17 +163,14 @@ def cronjob(
     """The CronJob of the copy method."""
     assert policy.destination is not None
     prefix = destination_prefix(owner, policy)
-    args = [
-        "backup",
-        "--source",
-        _under(SOURCE_MOUNT, source.path),
-        "--dest",
-        _under(DEST_MOUNT, prefix),
-        "--prefix",
-        prefix,
-        "--keep-last",
-        str(policy.retention.keep_last),
-    ]
+    store = destination_uri(owner, policy)
+    wiring = storage_builders.credentials(policy.destination.credentials_secret, role="destination")
+    args = ["backup", "--source", _under(SOURCE_MOUNT, source.path)]
+    if store is not None:
+        args += ["--dest-uri", store, *wiring.args()]
+    else:
+        args += ["--dest", _under(DEST_MOUNT, prefix), "--prefix", prefix]
+    args += ["--keep-last", str(policy.retention.keep_last)]
     if policy.retention.max_age:
         args += ["--max-age", policy.retention.max_age]
     pod_labels = labels(owner, "copy")
@@ -170,17 +187,20 @@ def cronjob(
                 "resources": _RESOURCES,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": _security_context(),
-                "volumeMounts": [
-                    {"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True},
-                    {"name": "destination", "mountPath": DEST_MOUNT},
-                ],
+                "volumeMounts": [{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
             }
         ],
         "volumes": [
             {"name": "source", "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}},
-            {"name": "destination", "persistentVolumeClaim": {"claimName": policy.destination.claim_name}},
         ],
     }
+    if store is None:
+        pod_spec["containers"][0]["volumeMounts"].append({"name": "destination", "mountPath": DEST_MOUNT})
+        pod_spec["volumes"].append(
+            {"name": "destination", "persistentVolumeClaim": {"claimName": policy.destination.claim_name}}
+        )
+    else:
+        wiring.apply(pod_spec, pod_spec["containers"][0])
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -215,7 +235,7 @@ def cronjob(
 def destination_claim(owner: Owner, policy: BackupPolicy) -> dict[str, Any] | None:
     """The destination claim when the policy asks the operator to create it (not owned: it outlives)."""
     dest = policy.destination
-    if dest is None or dest.size is None:
+    if dest is None or dest.size is None or dest.claim_name is None:
         return None
     return {
         "apiVersion": "v1",
@@ -288,22 +308,43 @@ def restore_init_container(
 
     `--if-empty`: a restarted pod finds its own newer checkpoints and leaves them alone.
     """
-    return {
+    container: dict[str, Any] = {
         "name": RESTORE_CONTAINER,
         "image": image or worker_image(),
         "command": ["modelops-worker"],
-        "args": ["restore", "--backup", _under(RESTORE_MOUNT, backup.path), "--target", target, "--if-empty"],
+        "args": ["restore", *_backup_args(backup), "--target", target, "--if-empty"],
         "resources": _RESOURCES,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _security_context(),
-        "volumeMounts": [
-            {"name": "restore-source", "mountPath": RESTORE_MOUNT, "readOnly": True},
-            {"name": "checkpoints", "mountPath": target},
-        ],
+        "volumeMounts": [{"name": "checkpoints", "mountPath": target}],
     }
+    if backup.uri is None:
+        container["volumeMounts"].insert(
+            0, {"name": "restore-source", "mountPath": RESTORE_MOUNT, "readOnly": True}
+        )
+    else:
+        container["volumeMounts"] += restore_wiring(backup).volume_mounts
+    return container
+
+
+def restore_wiring(backup: BackupReference) -> storage_builders.StorageWiring:
+    """The credentials of a restore from object storage (nothing for a claim backup)."""
+    if backup.uri is None:
+        return storage_builders.StorageWiring()
+    return storage_builders.credentials(backup.credentials_secret, role="restore")
+
+
+def _backup_args(backup: BackupReference) -> list[str]:
+    if backup.uri is not None:
+        return ["--backup-uri", backup.uri, *restore_wiring(backup).args()]
+    return ["--backup", _under(RESTORE_MOUNT, str(backup.path))]
 
 
 def restore_source_volume(backup: BackupReference) -> dict[str, Any]:
+    """The volume a restore reads from: the backup's claim, or the credentials Secret (object storage)."""
+    if backup.uri is not None:
+        vols = restore_wiring(backup).volumes
+        return vols[0] if vols else {"name": "restore-source", "emptyDir": {"sizeLimit": "1Mi"}}
     return {
         "name": "restore-source",
         "persistentVolumeClaim": {"claimName": backup.claim_name, "readOnly": True},
@@ -338,9 +379,13 @@ def restore_job(
         {"name": "target", "persistentVolumeClaim": {"claimName": target_claim, "readOnly": backup is None}}
     ]
     if backup is not None:
-        args[1:1] = ["--backup", _under(RESTORE_MOUNT, backup.path)]
-        mounts.append({"name": "restore-source", "mountPath": RESTORE_MOUNT, "readOnly": True})
-        volumes.append(restore_source_volume(backup))
+        args[1:1] = _backup_args(backup)
+        if backup.uri is None:
+            mounts.append({"name": "restore-source", "mountPath": RESTORE_MOUNT, "readOnly": True})
+            volumes.append(restore_source_volume(backup))
+        else:
+            mounts += restore_wiring(backup).volume_mounts
+            volumes += restore_wiring(backup).volumes
     else:
         args.append("--check")
     pod_labels = labels(owner, "restore")

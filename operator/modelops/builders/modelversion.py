@@ -13,6 +13,7 @@ from typing import Any
 
 import modelops.builders as builders
 from modelops import GROUP
+from modelops.builders import storage as storage_builders
 from modelops.builders.trainingjob import RUN_AS_USER, worker_image
 
 KIND = "ModelVersion"
@@ -26,14 +27,21 @@ ACTIVE_DEADLINE_SECONDS = 1800
 
 @dataclasses.dataclass(frozen=True)
 class Location:
-    """An artifact on a PersistentVolumeClaim of the version's namespace."""
+    """An artifact on a PersistentVolumeClaim of the version's namespace, or in object storage
+    (`source_uri`, fetched by the verification pod with `credentials_secret`; `claim` is then empty)."""
 
     claim: str
     path: str
+    source_uri: str | None = None
+    credentials_secret: str | None = None
 
     @property
     def uri(self) -> str:
-        return f"pvc://{self.claim}/{self.path}"
+        return self.source_uri or f"pvc://{self.claim}/{self.path}"
+
+    @property
+    def on_claim(self) -> bool:
+        return self.source_uri is None
 
 
 def pod_name(name: str, request: str) -> str:
@@ -60,6 +68,10 @@ def verification_pod(
 ) -> dict[str, Any]:
     """The pod that verifies `location` (digest, load, smoke inference) and reports in its termination log."""
     args = ["verify", "--artifact", f"{ARTIFACT_MOUNT}/{location.path}", "--format", fmt]
+    fetch = storage_builders.credentials(location.credentials_secret)
+    if not location.on_claim:
+        # Fetched into the pod's own volume first, the digest checked while streaming (docs/storage.md).
+        args += ["--artifact-uri", str(location.source_uri), *fetch.args()]
     if sha256:
         args += ["--sha256", sha256]
     if signature:
@@ -88,7 +100,14 @@ def verification_pod(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    return {
+    artifact_volume: dict[str, Any] = (
+        {"name": "artifact", "persistentVolumeClaim": {"claimName": location.claim, "readOnly": True}}
+        if location.on_claim
+        else {"name": "artifact", "emptyDir": {}}
+    )
+    if not location.on_claim:
+        container["volumeMounts"][0]["readOnly"] = False
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -114,12 +133,8 @@ def verification_pod(
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],
-            "volumes": [
-                {
-                    "name": "artifact",
-                    "persistentVolumeClaim": {"claimName": location.claim, "readOnly": True},
-                },
-                {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-            ],
+            "volumes": [artifact_volume, {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
         },
     }
+    fetch.apply(pod["spec"], container)
+    return pod

@@ -21,8 +21,10 @@ from modelops.api.storage import (
     CLAIMS_MOUNT,
     CREDENTIALS_FILE_MODE,
     CREDENTIALS_MOUNT,
+    ENV_CACHE_DIR,
     ENV_CLAIMS_DIR,
     ENV_CREDENTIALS_DIR,
+    ENV_SECRET_NAME_PREFIX,
     parse_uri,
 )
 
@@ -82,6 +84,7 @@ def credentials(secret: SecretReference | str | None, *, role: str = "default") 
     volume = credentials_volume_name(role)
     path = f"{CREDENTIALS_MOUNT}/{role}"
     env = [{"name": ENV_CREDENTIALS_DIR, "value": path}] if role == "default" else []
+    env.append({"name": f"{ENV_SECRET_NAME_PREFIX}{role.upper()}", "value": name})
     return StorageWiring(
         volumes=[{"name": volume, "secret": {"secretName": name, "defaultMode": CREDENTIALS_FILE_MODE}}],
         volume_mounts=[{"name": volume, "mountPath": path, "readOnly": True}],
@@ -112,3 +115,26 @@ def for_uri(
     if parsed.scheme == "pvc":
         return claim(parsed.bucket, read_only=read_only)
     return credentials(secret, role=role)
+
+
+# The dataset cache's directory on the checkpoint claim (hidden: backups and checkpoint scans skip it).
+DATASET_CACHE = ".dataset-cache"
+SCRATCH_VOLUME = "storage-scratch"
+SCRATCH_MOUNT = "/var/run/modelops/scratch"
+
+
+def dataset(
+    file: Any, volumes: list[dict[str, Any]], container: dict[str, Any], *, cache_dir: str | None
+) -> None:
+    """Wire a training container for `spec.dataset.file.uri`: the claim or the Secret, and the cache.
+
+    `cache_dir` None: an emptyDir scratch volume holds the downloads (ranks without the checkpoint claim).
+    """
+    wiring = for_uri(str(file.uri), file.credentials_secret)
+    if cache_dir is None:
+        volumes.append({"name": SCRATCH_VOLUME, "emptyDir": {}})
+        container["volumeMounts"].append({"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT})
+        cache_dir = f"{SCRATCH_MOUNT}/dataset-cache"
+    pod_spec = {"volumes": volumes}
+    wiring.apply(pod_spec, container)
+    container["env"].append({"name": ENV_CACHE_DIR, "value": cache_dir})

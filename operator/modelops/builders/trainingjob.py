@@ -71,6 +71,9 @@ def claim_field(spec: TrainingJobSpec, claim: str, volume: str) -> str:
         return fine_tune_field
     if spec.dataset is not None and spec.dataset.file is not None and claim == spec.dataset.file.claim_name:
         return "spec.dataset.file.claimName"
+    uri = spec.dataset.file.uri if spec.dataset is not None and spec.dataset.file is not None else None
+    if uri is not None and uri.startswith(f"pvc://{claim}/"):
+        return "spec.dataset.file.uri"
     if claim == spec.checkpoint.storage.existing_claim:
         return "spec.checkpoint.storage.existingClaim"
     if volume == "restore-source":
@@ -285,9 +288,16 @@ def _storage(
     volumes += [v.to_wire() for v in spec.volumes]
     container["volumeMounts"] += [m.to_wire() for m in spec.volume_mounts]
     if spec.dataset is not None and spec.dataset.file is not None:
-        container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
-        claim = {"claimName": spec.dataset.file.claim_name, "readOnly": True}
-        volumes.append({"name": "data", "persistentVolumeClaim": claim})
+        if spec.dataset.file.uri is not None:
+            from modelops.builders import storage as storage_builders
+
+            # Rank 0 caches on the checkpoint claim, so a pod started again finds the download there.
+            cache = f"{CHECKPOINT_MOUNT}/{storage_builders.DATASET_CACHE}" if rank == 0 else None
+            storage_builders.dataset(spec.dataset.file, volumes, container, cache_dir=cache)
+        else:
+            container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
+            claim = {"claimName": spec.dataset.file.claim_name, "readOnly": True}
+            volumes.append({"name": "data", "persistentVolumeClaim": claim})
     if spec.fine_tune is not None and base is not None:
         ft_volumes, ft_mounts = finetune.volumes(spec, base)
         volumes += ft_volumes

@@ -182,6 +182,7 @@ def _copy_state(
     fields: dict[str, Any] = {}
     prefix = builders.destination_prefix(owner, policy)
     claim = policy.destination.claim_name if policy.destination else None
+    in_store = builders.destination_uri(owner, policy) is not None
     records = [r for r in current.get("backups") or [] if r.get("method") == "copy"]
     successes = [(at, r) for at, r in results if r.get("status") == "Succeeded"]
     if successes:
@@ -195,7 +196,8 @@ def _copy_state(
                 "name": str(r["name"]),
                 "time": r.get("time"),
                 "claimName": claim,
-                "path": f"{prefix}/{r['name']}",
+                # An object storage backup is named by its URI (restoreFrom.backup.uri takes it).
+                **({"uri": f"{prefix}/{r['name']}"} if in_store else {"path": f"{prefix}/{r['name']}"}),
                 "manifestSha256": r.get("manifestSha256"),
                 "files": r.get("files"),
                 "sizeBytes": r.get("sizeBytes"),
@@ -224,6 +226,8 @@ def _snapshot_time(snap: Mapping[str, Any]) -> dt.datetime:
 
 
 def _restore_request(source: RestoreSource) -> str:
+    if source.backup is not None and source.backup.uri is not None:
+        return f"backup {source.backup.uri}"
     if source.backup is not None:
         return f"backup {source.backup.claim_name}/{source.backup.path}"
     assert source.volume_snapshot is not None

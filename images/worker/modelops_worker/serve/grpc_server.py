@@ -32,7 +32,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelops_worker.serve")
 
 SC = grpc.StatusCode
+# The generated service module leaves its functions unannotated (make grpc-stubs).
+add_servicer: Callable[[pb_grpc.GRPCInferenceServiceServicer, grpc.aio.Server], None] = (
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server
+)
 # A gRPC status as the HTTP status the metrics count it under (google.rpc.Code's documented mapping;
 # CANCELLED is 499 "client closed request").
 HTTP_CODE: dict[grpc.StatusCode, int] = {
@@ -169,6 +173,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise Refusal(SC.UNAVAILABLE, "the model is loading; retry when ServerReady says ready")
         except Refusal as r:
             await context.abort(r.code, r.message)
+            raise AssertionError("unreachable") from None  # abort raises
         meta = core.metadata(self.cfg.model_name, self.cfg.model_version)
         resp = pb.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"]
@@ -280,7 +285,7 @@ class GrpcFront:
                 ("grpc.so_reuseport", 1 if is_child() else 0),
             ]
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(server), self.server)
+        add_servicer(InferenceServicer(server), self.server)
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

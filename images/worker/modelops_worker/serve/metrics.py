@@ -8,6 +8,7 @@ series and the process collector.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -127,7 +128,9 @@ class ServeMetrics:
         if self._multi is None:
             from prometheus_client.multiprocess import MultiProcessCollector
 
+            # prometheus_client leaves this constructor unannotated.
+            collect_from: Callable[[CollectorRegistry, str], object] = MultiProcessCollector
             self._multi = CollectorRegistry()
-            MultiProcessCollector(self._multi, path)
+            collect_from(self._multi, path)
             ProcessCollector(registry=self._multi)
         return self._multi

@@ -253,7 +253,7 @@ def onnx_signature(session: Any) -> ModelSignature:
         dt = ONNX_DATATYPES.get(node.type)
         if dt is None:
             raise ValueError(f"tensor {node.name!r} has type {node.type}, which the protocol cannot carry")
-        return TensorSpec(name=node.name, datatype=dt, shape=_dims(node.shape))  # type: ignore[arg-type]
+        return TensorSpec(name=node.name, datatype=dt, shape=_dims(node.shape))
 
     return ModelSignature(
         inputs=[spec(i) for i in session.get_inputs()], outputs=[spec(o) for o in session.get_outputs()]
@@ -417,6 +417,8 @@ def build(
     threads: int = 1,
 ) -> LoadedModel:
     """A LoadedModel from verified bytes (sha256 left empty); raises on anything that does not load."""
+    rt: OnnxRuntime | TorchRuntime
+    sig: ModelSignature | None
     if fmt == "onnx":
         rt = OnnxRuntime(data, placement, threads)
         sig = rt.signature

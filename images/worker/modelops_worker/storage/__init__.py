@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from modelops.api.storage import (
+    CREDENTIALS_MOUNT,
     ENV_CLAIMS_DIR,
     ENV_CREDENTIALS_DIR,
+    ENV_SECRET_NAME_PREFIX,
     EXIT_CODES,
     KEY_ACCESS_KEY_ID,
     KEY_AZURE_ACCOUNT_KEY,
@@ -193,7 +195,9 @@ def _retry_config() -> dict[str, Any]:
 
 
 def _client_options(creds: Mapping[str, str], endpoint: str | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {"connect_timeout": "10s", "timeout": "300s"}
+    # No overall deadline short enough to cut a multi-GB object; a stalled read fails after a minute
+    # and is retried (or resumed) like any other transient error.
+    opts: dict[str, Any] = {"connect_timeout": "10s", "timeout": "6h", "read_timeout": "60s"}
     if endpoint and endpoint.startswith("http://"):
         opts["allow_http"] = True
     ca = creds.get(KEY_CA_BUNDLE)
@@ -365,6 +369,13 @@ class Location:
             return StorageAccessDenied(uri, f"{prefix}access denied ({text})", credentials=self._credentials)
         if isinstance(exc, oe.NotFoundError | FileNotFoundError) or "nosuchkey" in lower or "404" in lower:
             return ObjectNotFound(uri, f"{prefix}no such object", credentials=self._credentials)
+        if isinstance(exc, oe.PreconditionError):
+            return StorageUnreachable(
+                uri,
+                f"{prefix}the object changed while it was being read (its ETag no longer matches); "
+                "nothing partial was kept, the next attempt reads the new object",
+                credentials=self._credentials,
+            )
         if isinstance(exc, oe.UnknownConfigurationKeyError | oe.InvalidPathError):
             return InvalidStorageConfig(uri, f"{prefix}{text}", credentials=self._credentials)
         if "certificate" in lower or "invalid peer" in lower or "unknownissuer" in lower:
@@ -417,11 +428,17 @@ class Location:
         base = self.path(prefix)
         search = base if not base or base.endswith("/") else base + "/"
         strip = len(self.parsed.key.rstrip("/") + "/") if self.parsed.key else 0
+        # A space in a list prefix is sent as '+' in the query string, which some S3-compatible servers
+        # sign differently from AWS (SignatureDoesNotMatch): list from the directory before the first
+        # space (the library's prefixes are whole path segments) and filter here.
+        sent = search[: search.rfind("/", 0, search.find(" ")) + 1] if " " in search else search
         out: list[ObjectInfo] = []
         try:
-            for batch in obstore.list(self._store, search or None):
+            for batch in obstore.list(self._store, sent or None):
                 for meta in batch:
                     path = str(meta["path"])
+                    if not path.startswith(search):
+                        continue
                     out.append(
                         ObjectInfo(
                             path[strip:], int(meta["size"]), meta.get("e_tag"), meta.get("last_modified")
@@ -562,6 +579,8 @@ class Location:
         import obstore
 
         src = Path(src)
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} does not exist or is not a file: nothing to upload")
         digest = hashlib.sha256()
         sent = [0]
 
@@ -586,8 +605,6 @@ class Location:
                     chunk_size=PART_SIZE,
                     max_concurrency=PART_CONCURRENCY,
                 )
-        except FileNotFoundError:
-            raise
         except Exception as exc:
             raise self._refine(exc, key) from None
         return digest.hexdigest(), sent[0]
@@ -610,6 +627,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _secret_name(cdir: Path) -> str:
+    """'Secret <name>' when the builders said which Secret is mounted there, else where it is mounted."""
+    if cdir.parent == Path(CREDENTIALS_MOUNT):
+        name = os.environ.get(f"{ENV_SECRET_NAME_PREFIX}{cdir.name.upper()}")
+        if name:
+            return f"Secret {name}"
+    return f"Secret mounted at {cdir}"
+
+
 def open_location(
     uri: str,
     credentials_dir: Path | str | None = None,
@@ -625,7 +651,7 @@ def open_location(
         raise InvalidStorageConfig(uri, str(exc)) from None
     cdir = _credentials_dir(credentials_dir)
     creds = read_credentials(cdir) if parsed.is_object_store else {}
-    who = credentials_name or (f"Secret mounted at {cdir}" if cdir else "the pod's identity")
+    who = credentials_name or (_secret_name(cdir) if cdir else "the pod's identity")
     if not parsed.is_object_store:
         who = ""
     try:
