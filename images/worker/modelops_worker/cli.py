@@ -46,6 +46,10 @@ def _failure(exc: WorkerError) -> TrainResult:
 
 def train() -> int:
     """Run `train` in this process, or under torchrun when the run has more than one process."""
+    from modelops_worker.llm_train import entry
+
+    if entry.wanted():  # spec.fineTune: the causal-LM recipe (llm_train)
+        return entry.train()
     out = result_path(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         cfg = load_run_config()

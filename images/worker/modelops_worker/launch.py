@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modelops.api.finetuneconfig import FineTuneRunConfig
 from modelops.api.runconfig import (
     EXIT_SIGTERM,
     PERMANENT_EXIT_CODES,
@@ -35,7 +36,7 @@ from modelops_worker.environment import ENV_RESULT_DIR, write_result
 log = logging.getLogger("modelops_worker.launch")
 
 
-def procs_per_node(cfg: TrainRunConfig) -> int:
+def procs_per_node(cfg: TrainRunConfig | FineTuneRunConfig) -> int:
     """Processes on this node: the operator's PET_NPROC_PER_NODE, else the config (auto: one per GPU)."""
     env = os.environ.get("PET_NPROC_PER_NODE")
     if env and env.isdigit():
@@ -50,19 +51,19 @@ def procs_per_node(cfg: TrainRunConfig) -> int:
     return 1
 
 
-def nodes(cfg: TrainRunConfig) -> int:
+def nodes(cfg: TrainRunConfig | FineTuneRunConfig) -> int:
     env = os.environ.get("PET_NNODES", "")
     return int(env) if env.isdigit() else cfg.distributed.nodes
 
 
-def needs_torchrun(cfg: TrainRunConfig) -> bool:
+def needs_torchrun(cfg: TrainRunConfig | FineTuneRunConfig) -> bool:
     """True in the pod's main process of a distributed run; False inside torchrun's children."""
     if "LOCAL_RANK" in os.environ:
         return False
     return nodes(cfg) * procs_per_node(cfg) > 1
 
 
-def torchrun_command(cfg: TrainRunConfig) -> list[str]:
+def torchrun_command(cfg: TrainRunConfig | FineTuneRunConfig) -> list[str]:
     n = nodes(cfg)
     cmd = [
         sys.executable,
@@ -102,7 +103,7 @@ def pick_result(results: dict[int, dict[str, Any]], rc: int, stopped: bool = Fal
     return results.get(0) or (ordered[0] if ordered else None)
 
 
-def run_torchrun(cfg: TrainRunConfig, termination_log: Path) -> int:
+def run_torchrun(cfg: TrainRunConfig | FineTuneRunConfig, termination_log: Path) -> int:
     """Run torchrun to completion, forwarding SIGTERM; returns the exit code the pod should have."""
     with contextlib.suppress(OSError):
         termination_log.write_text("")

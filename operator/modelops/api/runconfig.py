@@ -152,7 +152,10 @@ class TrainRunConfig(ApiModel):
                 keep=spec.checkpoint.keep,
             ),
             data_validation=spec.data_validation,
-            output=OutputPolicy(format=spec.output.format, model_name=spec.output.model_name or name),
+            output=OutputPolicy(
+                format="state_dict" if spec.output.format == "state_dict" else "torchscript",
+                model_name=spec.output.model_name or name,
+            ),
             distributed=DistributedPolicy(
                 nodes=spec.distributed.nodes,
                 procs_per_node=procs if isinstance(procs, int) else "auto",

@@ -36,6 +36,7 @@ from modelops.api.common import (
     inside_claim,
     rules,
 )
+from modelops.api.finetune import FineTuneLineage, FineTuneSpec
 
 BUILTIN_DATASETS = ("digits", "wine", "breast_cancer", "iris")
 # A dataset is one object, or a prefix ending in '/' (its shards).
@@ -363,8 +364,10 @@ class Output(ApiModel):
         ),
     )
     create_model_version: bool = Field(default=True, description="Create a ModelVersion on success.")
-    format: Literal["torchscript", "state_dict"] = Field(
-        default="torchscript", description="Format of the exported artifact."
+    format: Literal["torchscript", "state_dict", "huggingface"] | None = Field(
+        default=None,
+        description="Format of the exported artifact: torchscript (default) or state_dict for a built-in "
+        "recipe; huggingface (a Hugging Face model directory with *.safetensors, the default) for a fine-tune.",
     )
 
 
@@ -615,10 +618,33 @@ class TrainingJobSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "has(self.model) != has(self.image)",
-                "spec: set exactly one of spec.model (a built-in recipe) or spec.image (your own training code)",
+                "(has(self.model) ? 1 : 0) + (has(self.fineTune) ? 1 : 0) + (has(self.image) ? 1 : 0) == 1",
+                "spec: set exactly one of spec.model (a built-in recipe), spec.fineTune (a causal-LM "
+                "fine-tune) or spec.image (your own training code)",
             ),
             ("!has(self.model) || has(self.dataset)", "spec.dataset is required with spec.model"),
+            (
+                "!has(self.fineTune) || !has(self.dataset)",
+                "spec.dataset applies to spec.model; a fine-tune reads spec.fineTune.data",
+            ),
+            (
+                "!has(self.fineTune) || self.fineTune.method != 'qlora' || "
+                "(has(self.resources) && self.resources.gpus > 0)",
+                "spec.fineTune.method: qlora (a 4-bit base with bitsandbytes) needs GPUs "
+                "(spec.resources.gpus > 0); use lora or full on CPU",
+            ),
+            (
+                "!has(self.fineTune) || !has(self.output) || !has(self.output.format) || "
+                "self.output.format == 'huggingface'",
+                "spec.output.format: a fine-tune exports huggingface (a Hugging Face directory); drop "
+                "spec.output.format or set it to huggingface",
+            ),
+            (
+                "has(self.fineTune) || !has(self.output) || !has(self.output.format) || "
+                "self.output.format != 'huggingface'",
+                "spec.output.format: huggingface is the format of spec.fineTune; a built-in recipe exports "
+                "torchscript or state_dict",
+            ),
             (
                 "has(self.image) || (!has(self.command) && !has(self.args))",
                 "spec.command and spec.args apply only to a custom spec.image",
@@ -665,6 +691,13 @@ class TrainingJobSpec(ApiModel):
         default=None,
         description="The data the built-in recipe trains on.",
         json_schema_extra=immutable("spec.dataset", "create a new TrainingJob to train on other data"),
+    )
+    fine_tune: FineTuneSpec | None = Field(
+        default=None,
+        description="Fine-tune a causal language model (transformers + peft): full, LoRA or QLoRA, from a "
+        "registered ModelVersion or a Hugging Face directory, on JSONL text or chat data (docs/llm.md). "
+        "Exactly one of model, fineTune or image.",
+        json_schema_extra=immutable("spec.fineTune", "create a new TrainingJob to fine-tune differently"),
     )
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters,
@@ -784,6 +817,10 @@ class Progress(ApiModel):
     loss: float | None = Field(default=None, description="Latest training loss.")
     samples_per_second: float | None = Field(default=None, description="Recent training throughput.")
     eta_seconds: int | None = Field(default=None, description="Estimated seconds to completion.")
+    tokens_per_second: float | None = Field(
+        default=None, description="A fine-tune's recent throughput in tokens (padding excluded) per second."
+    )
+    perplexity: float | None = Field(default=None, description="A fine-tune's exp(loss) of the latest step.")
     last_progress_time: Timestamp | None = Field(default=None, description="When a step last completed.")
 
 
@@ -869,6 +906,12 @@ class TrainingJobStatus(ApiModel):
     failure: Failure | None = Field(default=None, description="Why the job failed or last restarted.")
     backup: BackupStatus | None = Field(default=None, description="State of the scheduled backups.")
     alerting: AlertingStatus | None = Field(default=None, description="Where the alert rules live.")
+    dataset_digest: str | None = Field(
+        default=None, description="A fine-tune's sha256 of its training data file, as read."
+    )
+    base_model: FineTuneLineage | None = Field(
+        default=None, description="A fine-tune's base model (recorded in its ModelVersion's lineage)."
+    )
     history: list[HistoryPoint] = Field(
         default_factory=list,
         max_length=200,
@@ -876,6 +919,13 @@ class TrainingJobStatus(ApiModel):
         "200 (older points are thinned to every other one when it overflows; the first point of each "
         "restart is kept).",
     )
+
+
+def output_format(spec: TrainingJobSpec) -> Literal["torchscript", "state_dict", "huggingface"]:
+    """The format the job exports: spec.output.format, else huggingface for a fine-tune, else torchscript."""
+    if spec.output.format is not None:
+        return spec.output.format
+    return "huggingface" if spec.fine_tune is not None else "torchscript"
 
 
 class TrainingJob(ApiModel):
@@ -904,6 +954,7 @@ def _presence_is_immutable(path: str, hint: str) -> dict[str, str]:
 ROOT_RULES: list[dict[str, str]] = [
     _presence_is_immutable("spec.model", "create a new TrainingJob to train another model"),
     _presence_is_immutable("spec.dataset", "create a new TrainingJob to train on other data"),
+    _presence_is_immutable("spec.fineTune", "create a new TrainingJob to fine-tune differently"),
     _presence_is_immutable("spec.image", "create a new TrainingJob to run other code"),
     _presence_is_immutable("spec.command", "create a new TrainingJob to run other code"),
     _presence_is_immutable("spec.args", "create a new TrainingJob to run other code"),

@@ -25,6 +25,7 @@ from modelops.api.runconfig import (
     TrainRunConfig,
 )
 from modelops.api.trainingjob import TrainingJobSpec
+from modelops.builders import finetune
 
 KIND = "TrainingJob"
 LABEL_JOB = "modelops.dev/trainingjob"
@@ -65,6 +66,9 @@ def pvc_name(job: str, spec: TrainingJobSpec) -> str:
 
 def claim_field(spec: TrainingJobSpec, claim: str, volume: str) -> str:
     """Where the spec names a claim the pods mount (for messages about a claim that does not exist)."""
+    fine_tune_field = finetune.claim_field(spec, claim, volume)
+    if fine_tune_field is not None:
+        return fine_tune_field
     if spec.dataset is not None and spec.dataset.file is not None and claim == spec.dataset.file.claim_name:
         return "spec.dataset.file.claimName"
     uri = spec.dataset.file.uri if spec.dataset is not None and spec.dataset.file is not None else None
@@ -172,7 +176,9 @@ def checkpoint_pvc(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": pvc_spec}
 
 
-def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) -> list[dict[str, Any]]:
+def _env(
+    name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int, base: finetune.ResolvedBase | None
+) -> list[dict[str, Any]]:
     nodes = spec.distributed.nodes
     procs = spec.distributed.procs_per_node
     if procs == "auto":
@@ -186,6 +192,8 @@ def _env(name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int) 
         # TorchScript orders a module's constants by Python's string hash: a fixed seed makes the
         # exported artifact byte-reproducible without the export re-running itself in a child.
         env.append({"name": "PYTHONHASHSEED", "value": "0"})
+    elif spec.fine_tune is not None and base is not None:
+        env.append({"name": ENV_RUN_CONFIG, "value": finetune.run_config(name, namespace, uid, spec, base)})
     env += [
         {"name": ENV_CHECKPOINT_DIR, "value": CHECKPOINT_MOUNT},
         {"name": ENV_OUTPUT_DIR, "value": f"{CHECKPOINT_MOUNT}/output"},
@@ -215,13 +223,19 @@ def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
 
 
 def _container(
-    name: str, namespace: str, uid: str, spec: TrainingJobSpec, rank: int, image: str | None
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    rank: int,
+    image: str | None,
+    base: finetune.ResolvedBase | None = None,
 ) -> dict[str, Any]:
     """The training container: the worker (or the user's image), its wiring and restricted context."""
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or image or worker_image(),
-        "env": _env(name, namespace, uid, spec, rank),
+        "env": _env(name, namespace, uid, spec, rank, base),
         "resources": _resources(spec),
         "ports": [
             {"name": "metrics", "containerPort": DEFAULT_METRICS_PORT},
@@ -248,7 +262,12 @@ def _container(
 
 
 def _storage(
-    name: str, spec: TrainingJobSpec, rank: int, container: dict[str, Any], image: str | None
+    name: str,
+    spec: TrainingJobSpec,
+    rank: int,
+    container: dict[str, Any],
+    image: str | None,
+    base: finetune.ResolvedBase | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, init containers) of a rank; the mounts go into `container`."""
     init: list[dict[str, Any]] = []
@@ -279,6 +298,10 @@ def _storage(
             container["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
             claim = {"claimName": spec.dataset.file.claim_name, "readOnly": True}
             volumes.append({"name": "data", "persistentVolumeClaim": claim})
+    if spec.fine_tune is not None and base is not None:
+        ft_volumes, ft_mounts = finetune.volumes(spec, base)
+        volumes += ft_volumes
+        container["volumeMounts"] += ft_mounts
     return volumes, init
 
 
@@ -312,10 +335,11 @@ def pod(
     *,
     attempt: int = 0,
     image: str | None = None,
+    base: finetune.ResolvedBase | None = None,
 ) -> dict[str, Any]:
-    """The pod of one rank (one node)."""
-    container = _container(name, namespace, uid, spec, rank, image)
-    volumes, init = _storage(name, spec, rank, container, image)
+    """The pod of one rank (one node); `base` is a fine-tune's resolved base model."""
+    container = _container(name, namespace, uid, spec, rank, image, base)
+    volumes, init = _storage(name, spec, rank, container, image, base)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "hostname": pod_name(name, rank),
@@ -359,12 +383,19 @@ def pod(
 
 
 def pods(
-    name: str, namespace: str, uid: str, spec: TrainingJobSpec, *, attempt: int = 0, image: str | None = None
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    *,
+    attempt: int = 0,
+    image: str | None = None,
+    base: finetune.ResolvedBase | None = None,
 ) -> list[dict[str, Any]]:
-    """Every rank's pod; none while the job is suspended."""
-    if is_suspended(spec):
+    """Every rank's pod; none while the job is suspended, nor for a fine-tune whose base is unresolved."""
+    if is_suspended(spec) or (spec.fine_tune is not None and base is None):
         return []
     return [
-        pod(name, namespace, uid, spec, rank, attempt=attempt, image=image)
+        pod(name, namespace, uid, spec, rank, attempt=attempt, image=image, base=base)
         for rank in range(spec.distributed.nodes)
     ]

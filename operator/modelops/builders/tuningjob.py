@@ -17,7 +17,7 @@ import pydantic
 
 import modelops.builders as builders
 from modelops import API_VERSION
-from modelops.api.trainingjob import TrainingJobSpec
+from modelops.api.trainingjob import TrainingJobSpec, output_format
 from modelops.api.tuningjob import Parameter, TuningJobSpec
 
 LABEL_TUNINGJOB = "modelops.dev/tuningjob"
@@ -194,7 +194,7 @@ def model_version(
             "model": model,
             "version": version,
             "source": {"trainingJob": {"name": best_trial}},
-            "format": spec.trial_template.spec.output.format,
+            "format": output_format(spec.trial_template.spec),
             "description": f"Best trial ({best_trial}) of TuningJob {name}: "
             f"{spec.objective.metric} {value:.6g}.",
             "tags": tags,

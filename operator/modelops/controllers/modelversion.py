@@ -22,6 +22,7 @@ from typing import Any
 
 from modelops import GROUP, status
 from modelops.api import storage as storage_api
+from modelops.api.finetune import FINETUNE_OUTPUT_DIR
 from modelops.api.llmconfig import (
     REASON_ADAPTER_INCOMPATIBLE,
     REASON_ENGINE_UNAVAILABLE,
@@ -209,6 +210,8 @@ def locate(spec: ModelVersionSpec, job: Mapping[str, Any] | None) -> Location | 
     jspec = _spec(job)
     storage = ((jspec.get("checkpoint") or {}).get("storage")) or {}
     claim = storage.get("existingClaim") or f"{job_name}-checkpoints"
+    if jspec.get("fineTune"):  # a fine-tune exports a Hugging Face directory (modelops.api.finetune)
+        return Location(str(claim), f"{TRAINING_OUTPUT_DIR}/{FINETUNE_OUTPUT_DIR}")
     return Location(str(claim), f"{TRAINING_OUTPUT_DIR}/{TRAINING_ARTIFACT}")
 
 
@@ -389,6 +392,9 @@ def verified_status(
         created = _status(job).get("completionTime")
         if created:
             lineage["created"] = created
+        # A fine-tune's data, as its result reported it (its base model: status.baseModel, read below).
+        if _status(job).get("datasetDigest"):
+            lineage["datasetDigest"] = _status(job)["datasetDigest"]
     elif card.get("trainingJob"):
         lineage["trainingJob"] = card["trainingJob"]
     for key in ("datasetDigest", "codeVersion"):

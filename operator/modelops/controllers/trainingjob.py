@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,9 @@ _SERIES = {
     "modelops_training_total_epochs": "totalEpochs",
     "modelops_training_loss": "loss",
     "modelops_training_samples_per_second": "samplesPerSecond",
+    # A fine-tune's (llm_train): tokens per second and perplexity, and its own ETA (see `progress`).
+    "modelops_training_tokens_per_second": "tokensPerSecond",
+    "modelops_training_perplexity": "perplexity",
 }
 _INT_FIELDS = ("step", "totalSteps", "epoch", "totalEpochs")
 
@@ -169,6 +173,9 @@ def progress(metrics: Mapping[str, float], spec: TrainingJobSpec) -> dict[str, A
         per_step = hp.batch_size * hp.gradient_accumulation_steps
         if rate:
             out["etaSeconds"] = int((total - step) * per_step / rate)
+        eta = metrics.get("modelops_training_eta_seconds")
+        if eta is not None and math.isfinite(eta) and eta >= 0:
+            out["etaSeconds"] = int(eta)  # the worker's own estimate (a fine-tune's), when it gives one
     last = metrics.get("modelops_training_last_progress_timestamp_seconds")
     if last:
         out["lastProgressTime"] = status.format_time(datetime.datetime.fromtimestamp(last, datetime.UTC))
@@ -271,7 +278,7 @@ class _Work:
 
 # Status fields carried over from one look to the next unless a step changes them.
 _KEPT = ("startTime", "completionTime", "progress", "metrics", "checkpoint", "failure", "modelVersion",
-         "hyperparameters")  # fmt: skip
+         "hyperparameters", "datasetDigest", "baseModel")  # fmt: skip
 Outcome = tuple[str, status.Conclusion]
 
 
@@ -411,6 +418,10 @@ def _record_result(work: _Work, result: TrainResult) -> None:
             )
     if result.hyperparameters:
         desired["hyperparameters"] = result.hyperparameters
+    # A fine-tune's lineage, which its ModelVersion records (status.lineage).
+    if result.dataset_digest and result.base_model is not None:
+        desired["datasetDigest"] = result.dataset_digest
+        desired["baseModel"] = result.base_model.model_dump(by_alias=True, exclude_none=True)
     if result.checkpoint is not None:
         skipped_so_far = (desired.get("checkpoint") or {}).get("skippedCorrupt")
         desired["checkpoint"] = {

@@ -16,7 +16,8 @@ from typing import Any
 import kopf
 
 from modelops import API_VERSION, status
-from modelops.api.trainingjob import TrainingJobSpec
+from modelops.api.trainingjob import TrainingJobSpec, output_format
+from modelops.builders import finetune as ft_builders
 from modelops.builders import trainingjob as tj_builders
 from modelops.controllers import children, reconcile, registration, trainingjob
 from modelops.controllers.cluster import Cluster
@@ -59,10 +60,11 @@ def model_version_for(
         "model": model,
         "version": version,
         "source": {"trainingJob": {"name": name}},
-        "format": spec.output.format,
+        "format": output_format(spec),
     }
     if plan.result is not None and plan.result.artifact is not None:
         mv_spec["sha256"] = plan.result.artifact.sha256
+        mv_spec.update(ft_builders.model_version_fields(spec, plan.result))
     manifest = {
         "apiVersion": API_VERSION,
         "kind": "ModelVersion",
@@ -85,20 +87,42 @@ def _needs_no_look(spec: TrainingJobSpec, st: Mapping[str, Any]) -> bool:
     )
 
 
-def _missing_claims(
-    cluster: Cluster, body: kopf.Body, spec: TrainingJobSpec, pods: Sequence[Mapping[str, Any]]
-) -> list[children.Missing]:
-    """The claims the job's pods would mount that do not exist (only looked up while pods are missing)."""
+def _needs_pods(body: kopf.Body, spec: TrainingJobSpec, pods: Sequence[Mapping[str, Any]]) -> bool:
     st = body.get("status") or {}
     if st.get("phase") in trainingjob.TERMINAL or tj_builders.is_suspended(spec):
-        return []
-    if len(pods) >= spec.distributed.nodes:
+        return False
+    return len(pods) < spec.distributed.nodes
+
+
+def _fine_tune_base(
+    cluster: Cluster, body: kopf.Body, spec: TrainingJobSpec, pods: Sequence[Mapping[str, Any]]
+) -> tuple[ft_builders.ResolvedBase | None, list[children.Missing]]:
+    """A fine-tune's base model (looked up only while pods are missing), or why it cannot be mounted."""
+    if spec.fine_tune is None or not _needs_pods(body, spec, pods):
+        return None, []
+    by_version = spec.fine_tune.base_model.model_version is not None
+    versions = cluster.list_model_versions(str(body.metadata.namespace)) if by_version else []
+    resolved = ft_builders.resolve_base(spec, versions)
+    if isinstance(resolved, ft_builders.Unresolved):
+        return None, [children.Missing("ModelVersion", resolved.name, resolved.field)]
+    return resolved, []
+
+
+def _missing_claims(
+    cluster: Cluster,
+    body: kopf.Body,
+    spec: TrainingJobSpec,
+    pods: Sequence[Mapping[str, Any]],
+    base: ft_builders.ResolvedBase | None = None,
+) -> list[children.Missing]:
+    """The claims the job's pods would mount that do not exist (only looked up while pods are missing)."""
+    if not _needs_pods(body, spec, pods):
         return []
     name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
     ours = tj_builders.checkpoint_pvc(name, namespace, uid, spec)
     created = None if ours is None else ours["metadata"]["name"]
     wanted: dict[str, str] = {}
-    for pod in tj_builders.pods(name, namespace, uid, spec):
+    for pod in tj_builders.pods(name, namespace, uid, spec, base=base):
         for claim, volume in children.pod_claims(pod):
             if claim != created:
                 wanted.setdefault(claim, tj_builders.claim_field(spec, claim, volume))
@@ -125,6 +149,7 @@ def _carry_out(
     spec: TrainingJobSpec,
     pods: Sequence[Mapping[str, Any]],
     plan: trainingjob.Plan,
+    base: ft_builders.ResolvedBase | None = None,
 ) -> None:
     """Delete and create what the plan says; a child the API server refuses raises `ChildRejected`."""
     name, namespace, uid = str(body.metadata.name), str(body.metadata.namespace), str(body.metadata.uid)
@@ -140,7 +165,7 @@ def _carry_out(
         with children.creating("PersistentVolumeClaim", pvc["metadata"]["name"]):
             cluster.create(pvc)
     existing = {str(p["metadata"]["name"]) for p in pods}
-    for pod in tj_builders.pods(name, namespace, uid, spec, attempt=plan.attempt):
+    for pod in tj_builders.pods(name, namespace, uid, spec, attempt=plan.attempt, base=base):
         if pod["metadata"]["name"] not in existing:
             with children.creating("Pod", pod["metadata"]["name"]):
                 cluster.create(pod)
@@ -166,11 +191,12 @@ def _plan_and_carry_out(
     """Observe (metrics, missing claims, the kubelet's complaints), plan, and create/delete children."""
     scraped = _scrape_rank0(cluster, pods)
     now = datetime.datetime.now(datetime.UTC)
-    missing = _missing_claims(cluster, body, spec, pods)
+    base, unresolved = _fine_tune_base(cluster, body, spec, pods)
+    missing = [*unresolved, *_missing_claims(cluster, body, spec, pods, base)]
     mounts = cluster.failed_mounts(str(body.metadata.namespace)) if children.has_pending(pods) else []
     plan = trainingjob.plan(body, pods, scraped, now=now, mounts=mounts, absent=missing)
     try:
-        _carry_out(cluster, body, spec, pods, plan)
+        _carry_out(cluster, body, spec, pods, plan, base)
     except children.ChildRejected as rejected:
         # The server's refusal is the job's state now: reported, and tried again on the next look.
         plan = trainingjob.plan(
