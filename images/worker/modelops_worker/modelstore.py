@@ -289,7 +289,8 @@ class _ObjectStore:
 
     def fetch(self, key: str, dest: Path, digest: str) -> int:
         try:
-            return self.location.download(dest, digest, key=key)[1]
+            # Into the pod's own emptyDir: nothing to make durable (storage.Location.download).
+            return self.location.download(dest, digest, key=key, durable=False)[1]
         except self.storage.ObjectNotFound:
             raise _not_found(digest) from None
         except self.storage.DigestMismatch as exc:

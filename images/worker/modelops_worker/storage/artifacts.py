@@ -31,7 +31,8 @@ def fetch_artifact(
     """Download `uri` to `dest` (verified against `sha256` when given) and its model card beside it."""
     location = open_location(uri, credentials_dir, credentials_name=credentials_name)
     try:
-        found = location.download(dest, sha256)
+        # Into the verification pod's own volume: nothing to make durable (Location.download).
+        found = location.download(dest, sha256, durable=False)
     except ObjectNotFound as exc:
         raise WorkerError(REASON_ARTIFACT_NOT_FOUND, exc.message, EXIT_BAD_DATA) from None
     except DigestMismatch as exc:
