@@ -1,8 +1,8 @@
 """Images for the container runtime's tests, built here from Debian packages: no registry is needed.
 
-* `base_image()`: a Debian bookworm root file system with Python made by `mmdebstrap` (essential
-  packages plus python3), imported into podman as `localhost/modelops-test-base:<hash>`. The tarball
-  is cached under `.cache/containers/` keyed by the package list, so only the first run downloads.
+* `base_image()`: the Debian bookworm base with Python that `scripts/build_images.py` makes with
+  `mmdebstrap` for the project's own images (cached by content; `make images` builds it before the
+  tests), so a CI run builds one base, not two.
 * `build(name, files, containerfile)`: a user's image `FROM` that base (COPY, USER, ENTRYPOINT only, so
   building runs nothing), tagged `localhost/<name>:<hash of its inputs>`; an image already present is
   reused.
@@ -24,9 +24,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "containers"
-SUITE = "bookworm"
-PACKAGES = ("python3", "ca-certificates")
 
 
 def podman_env() -> dict[str, str]:
@@ -73,34 +70,21 @@ def _exists(tag: str) -> bool:
 
 
 def base_image() -> str:
-    key = hashlib.sha256(f"{SUITE} essential {' '.join(PACKAGES)} v1".encode()).hexdigest()[:12]
-    tag = f"localhost/modelops-test-base:{key}"
-    if _exists(tag):
-        return tag
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tarball = CACHE / f"base-{key}.tar"
-    if not tarball.exists():
-        partial = CACHE / f".base-{key}.partial.tar"  # mmdebstrap picks its output format by the suffix
-        done = subprocess.run(
-            [
-                _need("mmdebstrap"),
-                "--variant=essential",
-                f"--include={','.join(PACKAGES)}",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/locale/*",
-                SUITE,
-                str(partial),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"mmdebstrap could not build the test base image: {done.stderr[-3000:]}")
-        partial.rename(tarball)
-    podman("import", "--change", 'CMD ["/bin/sh"]', str(tarball), tag)
-    return tag
+    """The images' own Debian base (`scripts/build_images.py`: mmdebstrap, cached by content), which
+    `make images` has built before the tests run: one base for the project's images and the users'."""
+    import sys
+
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)  # build_images imports podman_env beside it
+    _need("mmdebstrap")
+    import build_images as module
+
+    try:
+        reference, _ = module.build_base()
+    except module.BuildError as error:
+        pytest.fail(f"the Debian base image could not be built: {error}")
+    return str(reference)
 
 
 def build(name: str, files: dict[str, str], containerfile: str) -> str:
