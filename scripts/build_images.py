@@ -59,7 +59,16 @@ MIRRORS = (
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
 )
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "netbase", "tzdata")
+# libgomp1: OpenMP, which llama.cpp's CPU library (llama-cpp-python, the worker's GGUF engine) links.
+BASE_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "python-is-python3",
+    "ca-certificates",
+    "netbase",
+    "tzdata",
+    "libgomp1",
+)
 BASE_OPTIONS = (
     "--variant=minbase",
     "--format=tar",
@@ -84,6 +93,7 @@ class Image:
     target: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     needs_torch_index: bool = False
+    needs_host_wheels: bool = False  # the worker's dependencies include llama-cpp-python
 
     @property
     def repository(self) -> str:
@@ -99,9 +109,10 @@ IMAGES = {
             "images/worker/Dockerfile",
             (f"ghcr.io/modelops/worker:{VERSION}",),
             needs_torch_index=True,
+            needs_host_wheels=True,
         ),
         # Through its dependency stage only: the rest is PyPI's CUDA torch (see docs/images.md).
-        Image("worker-cuda-deps", "images/worker/Dockerfile.cuda", target="deps"),
+        Image("worker-cuda-deps", "images/worker/Dockerfile.cuda", target="deps", needs_host_wheels=True),
     )
 }
 
@@ -222,6 +233,27 @@ def torch_index() -> Path:
     return index
 
 
+def host_wheels() -> Path:
+    """Prebuilt wheels of what PyPI ships only as source (llama-cpp-python), as this machine's pip built
+    them for the project's venv: `pip wheel` takes them from pip's wheel cache in a second, where a
+    build inside the image would compile llama.cpp again for minutes (and need a compiler there)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = CACHE / "host-wheels"
+    try:
+        pinned = version("llama-cpp-python")
+    except PackageNotFoundError:
+        raise BuildError(
+            "llama-cpp-python is not installed in this venv: run `make bootstrap` (the worker extra)"
+        ) from None
+    if not list(out.glob(f"llama_cpp_python-{pinned}-*.whl")):
+        log(f"collecting llama-cpp-python=={pinned}'s wheel from this machine's pip")
+        out.mkdir(parents=True, exist_ok=True)
+        pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out)]
+        run_logged([*pip, f"llama-cpp-python=={pinned}"], CACHE / "logs" / "host-wheels.log")
+    return out
+
+
 # --- pip inside the build -----------------------------------------------------------------------------
 
 
@@ -307,6 +339,9 @@ def build_image(image: Image, base: str, pip_mounts: list[str]) -> Built:
         index = torch_index()
         build_args["TORCH_INDEX_URL"] = "file:///wheels/simple"
         volumes += ["--volume", f"{index}:/wheels:ro"]
+    if image.needs_host_wheels:
+        build_args["HOST_WHEELS"] = "/host-wheels"
+        volumes += ["--volume", f"{host_wheels()}:/host-wheels:ro"]
     reference = f"{image.repository}:{image_key(image, base, build_args)}"
     seconds: float | None = None
     if not image_exists(reference):

@@ -97,6 +97,19 @@ def test_the_image_is_the_cpu_build_non_root_and_labelled(worker: str) -> None:
     assert nvidia == "[]" and has_pip.strip() == "False", out
 
 
+def test_the_worker_image_loads_its_llm_engines(worker: str) -> None:
+    """llama.cpp's native libraries (OpenMP included) and transformers/peft import in the final stage,
+    which has no package manager: what `serve-llm` needs before any model is read."""
+    probe = (
+        "import llama_cpp, transformers, peft; "
+        "info = llama_cpp.llama_print_system_info().decode(); "
+        "print(llama_cpp.__version__, transformers.__version__, 'CPU' in info)"
+    )
+    out = podman("run", "--rm", "--network", "none", "--entrypoint", "python", worker, "-c", probe).stdout
+    llama, _transformers, cpu = out.split()
+    assert llama and cpu == "True", out
+
+
 def test_the_worker_image_trains_the_quickstart_model(trained: tuple[Path, TrainResult]) -> None:
     claim, result = trained
     assert result.status == "Succeeded", result
