@@ -17,15 +17,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+# Installed by make bootstrap (the worker extra): a missing one fails the run, never skips it.
+import peft
 import pytest
+import transformers
 
 from modelops.api import llmconfig
 from modelops.api.finetune import FineTuneData
 from modelops_worker.llm_train import data as data_mod
 from modelops_worker.llm_train import tiny
-
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")

@@ -15,40 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from modelops.api.llmconfig import ENV_LLM_SERVE_CONFIG, REASON_INVALID_SERVE_CONFIG, LLMServeConfig
-from modelops.api.runconfig import EXIT_BAD_CONFIG
+from modelops.api.llmconfig import ENV_LLM_SERVE_CONFIG, LLMServeConfig
 from modelops_worker.environment import termination_log_path, write_result
 from modelops_worker.errors import WorkerError
+from modelops_worker.serve import _config_error, config_from_env
 
 log = logging.getLogger("modelops_worker.llm")
 
 
-def _config_error(message: str) -> WorkerError:
-    return WorkerError(REASON_INVALID_SERVE_CONFIG, message, EXIT_BAD_CONFIG)
-
-
 def load_config() -> LLMServeConfig:
     """The configuration from `MODELOPS_LLM_SERVE_CONFIG`, every problem named by its field."""
-    raw = os.environ.get(ENV_LLM_SERVE_CONFIG)
-    if not raw:
-        raise _config_error(
-            f"{ENV_LLM_SERVE_CONFIG} is not set; it must hold the JSON of the LLM serve configuration"
-        )
-    try:
-        return LLMServeConfig.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise _config_error(
-            f"{ENV_LLM_SERVE_CONFIG} is not a valid LLM serve configuration: {problems}"
-        ) from None
+    return config_from_env(ENV_LLM_SERVE_CONFIG, LLMServeConfig, "LLM serve configuration")
 
 
 def main(host: str = "0.0.0.0", port: int | None = None) -> int:

@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from modelops.api.runconfig import EXIT_BAD_CONFIG
 from modelops.api.serveconfig import ENV_SERVE_CONFIG, REASON_INVALID_SERVE_CONFIG, ServeConfig
@@ -21,26 +21,31 @@ from modelops_worker.environment import termination_log_path, write_result
 from modelops_worker.errors import WorkerError
 
 log = logging.getLogger("modelops_worker.serve")
+_Config = TypeVar("_Config", bound=BaseModel)
 
 
 def _config_error(message: str) -> WorkerError:
     return WorkerError(REASON_INVALID_SERVE_CONFIG, message, EXIT_BAD_CONFIG)
 
 
-def load_serve_config() -> ServeConfig:
-    """The configuration from `MODELOPS_SERVE_CONFIG`, every problem named by its field."""
-    raw = os.environ.get(ENV_SERVE_CONFIG)
+def config_from_env(env: str, model: type[_Config], what: str) -> _Config:
+    """The pydantic configuration `model` from the JSON in `env`, every problem named by its field
+    (shared by `serve` and `serve-llm`)."""
+    raw = os.environ.get(env)
     if not raw:
-        raise _config_error(
-            f"{ENV_SERVE_CONFIG} is not set; it must hold the JSON of the serve configuration"
-        )
+        raise _config_error(f"{env} is not set; it must hold the JSON of the {what}")
     try:
-        return ServeConfig.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
         )
-        raise _config_error(f"{ENV_SERVE_CONFIG} is not a valid serve configuration: {problems}") from None
+        raise _config_error(f"{env} is not a valid {what}: {problems}") from None
+
+
+def load_serve_config() -> ServeConfig:
+    """The configuration from `MODELOPS_SERVE_CONFIG`, every problem named by its field."""
+    return config_from_env(ENV_SERVE_CONFIG, ServeConfig, "serve configuration")
 
 
 def main(host: str = "0.0.0.0", port: int | None = None) -> int:
