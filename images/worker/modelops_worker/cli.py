@@ -12,11 +12,9 @@ import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from modelops.api.llmconfig import ENV_LLM_SERVE_CONFIG, FORMAT_ADAPTER, LLM_FORMATS
-from modelops.api.runconfig import REASON_TRAINING_ERROR, TrainResult
 from modelops_worker import faults
 from modelops_worker.environment import (
     WorkerEnv,
@@ -25,7 +23,7 @@ from modelops_worker.environment import (
     termination_log_path,
     write_result,
 )
-from modelops_worker.errors import WorkerError
+from modelops_worker.errors import WorkerError, failed_result
 
 log = logging.getLogger("modelops_worker")
 
@@ -38,10 +36,6 @@ def _setup_logging() -> None:
         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def _failure(exc: WorkerError) -> TrainResult:
-    return TrainResult(status="Failed", reason=exc.reason, message=exc.message, exit_code=exc.exit_code)
 
 
 def train() -> int:
@@ -64,22 +58,12 @@ def train() -> int:
     except WorkerError as exc:
         log.error("%s: %s", exc.reason, exc.message)
         if out is not None:
-            write_result(out, _failure(exc))
+            write_result(out, failed_result(exc))
         return exc.exit_code
     except Exception as exc:
         log.exception("training failed")
         if out is not None:
-            tb = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
-            write_result(
-                out,
-                TrainResult(
-                    status="Failed",
-                    reason=REASON_TRAINING_ERROR,
-                    message=f"{type(exc).__name__}: {exc}{where} (retryable; see the pod log)",
-                    exit_code=1,
-                ),
-            )
+            write_result(out, failed_result(exc))
         return 1
     if out is not None:
         write_result(out, result)

@@ -6,6 +6,9 @@ into the termination message; any other exception is a crash (exit 1, retryable)
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 from modelops.api.runconfig import (
     EXIT_BAD_CONFIG,
     EXIT_BAD_DATA,
@@ -14,6 +17,8 @@ from modelops.api.runconfig import (
     REASON_DATASET_NOT_FOUND,
     REASON_INVALID_CONFIG,
     REASON_TERMINATED,
+    REASON_TRAINING_ERROR,
+    TrainResult,
 )
 
 
@@ -55,3 +60,18 @@ class Terminated(WorkerError):
         super().__init__(
             REASON_TERMINATED, f"stopped by SIGTERM at step {step}; the next attempt resumes", EXIT_SIGTERM
         )
+
+
+def failed_result(exc: BaseException) -> TrainResult:
+    """The termination message of a training run that ended with `exc`: a WorkerError's own reason and
+    exit code (permanent or not, as it says), anything else a retryable TrainingError naming where."""
+    if isinstance(exc, WorkerError):
+        return TrainResult(status="Failed", reason=exc.reason, message=exc.message, exit_code=exc.exit_code)
+    tb = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
+    return TrainResult(
+        status="Failed",
+        reason=REASON_TRAINING_ERROR,
+        message=f"{type(exc).__name__}: {exc}{where} (retryable; see the pod log)",
+        exit_code=1,
+    )

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import traceback
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from modelops.api.finetuneconfig import FineTuneRunConfig, is_fine_tune
-from modelops.api.runconfig import ENV_RUN_CONFIG, REASON_TRAINING_ERROR, TrainResult
+from modelops.api.runconfig import ENV_RUN_CONFIG
 from modelops_worker.environment import WorkerEnv, result_path, write_result
-from modelops_worker.errors import ConfigError, WorkerError
+from modelops_worker.errors import ConfigError, WorkerError, failed_result
 
 log = logging.getLogger("modelops_worker.llm_train")
 
@@ -52,25 +50,12 @@ def train() -> int:
     except WorkerError as exc:
         log.error("%s: %s", exc.reason, exc.message)
         if out is not None:
-            write_result(
-                out,
-                TrainResult(status="Failed", reason=exc.reason, message=exc.message, exit_code=exc.exit_code),
-            )
+            write_result(out, failed_result(exc))
         return exc.exit_code
     except Exception as exc:
         log.exception("fine-tuning failed")
         if out is not None:
-            tb = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" at {Path(tb[0].filename).name}:{tb[0].lineno}" if tb else ""
-            write_result(
-                out,
-                TrainResult(
-                    status="Failed",
-                    reason=REASON_TRAINING_ERROR,
-                    message=f"{type(exc).__name__}: {exc}{where} (retryable; see the pod log)",
-                    exit_code=1,
-                ),
-            )
+            write_result(out, failed_result(exc))
         return 1
     if out is not None:
         write_result(out, result)
